@@ -1,0 +1,38 @@
+"""On-device landmark runtime: NumPy, OpenCV and a TFLite runtime; never TensorFlow or larq.
+
+>>> import edge
+>>> model = edge.LandmarkModel("pose.tflite")
+>>> result = model.predict(frame_bgr)      # an OpenCV BGR uint8 image
+>>> result.points, result.scores, result.names
+"""
+
+from .codec import HeatmapCodec
+from .errors import BackendError, EdgeError, ModelError, SourceError
+from .metadata import LandmarkMetadata, read_metadata
+from .skeletons import SKELETONS, Skeleton, get_skeleton
+from .transform import CropBox
+
+__all__ = [
+    "BackendError",
+    "CropBox",
+    "EdgeError",
+    "HeatmapCodec",
+    "LandmarkMetadata",
+    "LandmarkModel",
+    "Landmarks",
+    "ModelError",
+    "SKELETONS",
+    "Skeleton",
+    "SourceError",
+    "get_skeleton",
+    "read_metadata",
+]
+
+
+def __getattr__(name: str):
+    # The model API pulls in a TFLite runtime; load it only when asked for.
+    if name in ("LandmarkModel", "Landmarks"):
+        from . import model
+
+        return getattr(model, name)
+    raise AttributeError(name)

@@ -1,0 +1,202 @@
+"""The landmark record that travels inside a .tflite file, and a TensorFlow-free reader for it.
+
+The converter stores a JSON document in the flatbuffer's own ``metadata`` field (a list of
+(name, buffer index) pairs in the TFLite schema) under the name :data:`METADATA_NAME`. The
+runtime reads it back here with a minimal flatbuffer walker, so a Raspberry Pi needs neither
+TensorFlow nor the ``flatbuffers`` package to know what a model predicts.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import ModelError
+from .skeletons import get_skeleton
+
+METADATA_NAME = "binland.landmarks"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LandmarkMetadata:
+    task: str  # "pose" or "face"
+    skeleton: str  # key into edge.skeletons.SKELETONS
+    landmarks: tuple[str, ...]
+    edges: tuple[tuple[int, int], ...]
+    flip_pairs: tuple[tuple[int, int], ...]
+    input_size: tuple[int, int]  # (width, height) of the crop the model takes
+    heatmap_size: tuple[int, int]  # (width, height) of the heatmaps it returns
+    # x_model = (pixel - mean) / std, per channel, in input_color order.
+    input_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    input_std: tuple[float, float, float] = (255.0, 255.0, 255.0)
+    input_color: str = "RGB"
+    # How heatmap cells map to crop pixels; see edge.codec.
+    landmark_convention: str = (
+        "pixel-centre; cell j <-> crop (j+0.5)*stride-0.5; quarter-step refine"
+    )
+    model_name: str = "unnamed"
+    model_version: str = "0"
+    weights_format: str = "lce"  # "lce" (bitpacked custom ops) or "float" (stock TFLite ops)
+    # Crop margin around the landmarks' bounding box that the model was trained with.
+    box_margin: float = 1.25
+    extra: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def heatmap_stride(self) -> float:
+        return self.input_size[0] / self.heatmap_size[0]
+
+    @property
+    def num_landmarks(self) -> int:
+        return len(self.landmarks)
+
+    @classmethod
+    def for_skeleton(cls, skeleton: str, **kwargs) -> LandmarkMetadata:
+        """Metadata whose names, edges and flip pairs come from a registered skeleton."""
+        s = get_skeleton(skeleton)
+        return cls(task=s.task, skeleton=s.name, landmarks=s.landmarks, edges=s.edges,
+                   flip_pairs=s.flip_pairs, **kwargs)  # fmt: skip
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["heatmap_stride"] = self.heatmap_stride
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> LandmarkMetadata:
+        try:
+            d = json.loads(text)
+            d.pop("heatmap_stride", None)
+            version = int(d.get("format_version", 0))
+            if version > FORMAT_VERSION:
+                raise ModelError(
+                    f"model metadata version {version} is newer than this runtime understands "
+                    f"({FORMAT_VERSION}); upgrade the edge package"
+                )
+            tuples = {"landmarks", "input_size", "heatmap_size", "input_mean", "input_std"}
+            for key in tuples & d.keys():
+                d[key] = tuple(d[key])
+            for key in ("edges", "flip_pairs"):
+                d[key] = tuple(tuple(int(i) for i in pair) for pair in d.get(key, ()))
+            return cls(**d)
+        except ModelError:
+            raise
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ModelError(f"landmark metadata is malformed: {exc}") from None
+
+
+# --- A minimal reader for the TFLite flatbuffer schema (tensorflow/lite/schema/schema.fbs). ---
+
+_MODEL_OPERATOR_CODES, _MODEL_BUFFERS, _MODEL_METADATA = 1, 4, 6
+
+
+class _Table:
+    def __init__(self, buf: bytes, pos: int):
+        self.buf, self.pos = buf, pos
+        (soff,) = struct.unpack_from("<i", buf, pos)
+        self.vt = pos - soff
+        self.vt_len = struct.unpack_from("<H", buf, self.vt)[0]
+
+    def _field(self, i: int) -> int | None:
+        o = 4 + 2 * i
+        if o >= self.vt_len:
+            return None
+        off = struct.unpack_from("<H", self.buf, self.vt + o)[0]
+        return self.pos + off if off else None
+
+    def uint(self, i: int, fmt: str = "<I", default: int = 0) -> int:
+        p = self._field(i)
+        return default if p is None else struct.unpack_from(fmt, self.buf, p)[0]
+
+    def _deref(self, i: int) -> int | None:
+        p = self._field(i)
+        return None if p is None else p + struct.unpack_from("<I", self.buf, p)[0]
+
+    def string(self, i: int) -> str | None:
+        p = self._deref(i)
+        if p is None:
+            return None
+        (n,) = struct.unpack_from("<I", self.buf, p)
+        return self.buf[p + 4 : p + 4 + n].decode("utf-8", "replace")
+
+    def bytes_vector(self, i: int) -> bytes:
+        p = self._deref(i)
+        if p is None:
+            return b""
+        (n,) = struct.unpack_from("<I", self.buf, p)
+        return self.buf[p + 4 : p + 4 + n]
+
+    def tables(self, i: int) -> list[_Table]:
+        p = self._deref(i)
+        if p is None:
+            return []
+        (n,) = struct.unpack_from("<I", self.buf, p)
+        out = []
+        for j in range(n):
+            q = p + 4 + 4 * j
+            out.append(_Table(self.buf, q + struct.unpack_from("<I", self.buf, q)[0]))
+        return out
+
+
+def _model_table(data: bytes) -> _Table:
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelError("not a TFLite flatbuffer (missing the 'TFL3' identifier)")
+    try:
+        return _Table(data, struct.unpack_from("<I", data, 0)[0])
+    except struct.error:
+        raise ModelError("the TFLite flatbuffer is truncated or corrupt") from None
+
+
+def read_metadata_bytes(data: bytes, name: str = METADATA_NAME) -> bytes | None:
+    """The raw metadata buffer stored under ``name``, or None if the model has none."""
+    model = _model_table(data)
+    try:
+        buffers = model.tables(_MODEL_BUFFERS)
+        for entry in model.tables(_MODEL_METADATA):
+            if entry.string(0) == name:
+                index = entry.uint(1)
+                if index >= len(buffers):
+                    raise ModelError("the model's metadata points at a missing buffer")
+                buf = buffers[index]
+                raw = buf.bytes_vector(0)
+                if not raw:  # large models keep buffers after the flatbuffer (offset, size)
+                    off, size = buf.uint(1, "<Q"), buf.uint(2, "<Q")
+                    raw = data[off : off + size]
+                return bytes(raw)
+    except (struct.error, IndexError):
+        raise ModelError("the TFLite flatbuffer is truncated or corrupt") from None
+    return None
+
+
+def custom_op_names(data: bytes) -> list[str]:
+    """Names of the custom ops a model uses (e.g. ['LceQuantize', 'LceBconv2d'])."""
+    model = _model_table(data)
+    try:
+        names = {t.string(1) for t in model.tables(_MODEL_OPERATOR_CODES)}
+    except (struct.error, IndexError):
+        raise ModelError("the TFLite flatbuffer is truncated or corrupt") from None
+    return sorted(n for n in names if n)
+
+
+def read_metadata(model: str | Path | bytes) -> LandmarkMetadata:
+    """Landmark metadata of a .tflite file (path or bytes). Raises ModelError with a clear reason."""
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        data = path.read_bytes()
+    else:
+        data = bytes(model)
+    raw = read_metadata_bytes(data)
+    if raw is None:
+        raise ModelError(
+            "this .tflite has no landmark metadata: it was not made by `python -m converters.convert`"
+        )
+    return LandmarkMetadata.from_json(raw)
+
+
+def metadata_dict(meta: LandmarkMetadata) -> dict:
+    return json.loads(meta.to_json())

@@ -1,0 +1,262 @@
+"""Landmark sets as data: names, drawing edges and left/right flip pairs.
+
+Every part of the project (dataset readers, training augmentation, evaluation, the
+converter's metadata and the on-device overlay) looks skeletons up here by name, so a
+landmark order is defined exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    name: str
+    task: str  # "pose" or "face"
+    landmarks: tuple[str, ...]
+    edges: tuple[tuple[int, int], ...]
+    flip_pairs: tuple[tuple[int, int], ...]
+    # Two landmark indices whose distance normalises errors (outer eye corners for faces).
+    reference_pair: tuple[int, int] | None = None
+    # Landmarks that a benchmark protocol leaves out of its mean (MPII: pelvis, thorax).
+    excluded_from_mean: tuple[int, ...] = field(default_factory=tuple)
+
+    @property
+    def num_landmarks(self) -> int:
+        return len(self.landmarks)
+
+    def flip_permutation(self) -> np.ndarray:
+        """Index array p such that flipped[i] = original[p[i]] after a horizontal mirror."""
+        perm = np.arange(self.num_landmarks)
+        for a, b in self.flip_pairs:
+            perm[a], perm[b] = b, a
+        return perm
+
+
+def _chain(indices: range | list[int], closed: bool = False) -> list[tuple[int, int]]:
+    idx = list(indices)
+    pairs = list(zip(idx[:-1], idx[1:], strict=True))
+    if closed:
+        pairs.append((idx[-1], idx[0]))
+    return pairs
+
+
+MPII16 = Skeleton(
+    name="mpii16",
+    task="pose",
+    landmarks=(
+        "right_ankle",
+        "right_knee",
+        "right_hip",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "pelvis",
+        "thorax",
+        "upper_neck",
+        "head_top",
+        "right_wrist",
+        "right_elbow",
+        "right_shoulder",
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
+    ),  # fmt: skip
+    edges=(
+        (0, 1),
+        (1, 2),
+        (2, 6),
+        (6, 3),
+        (3, 4),
+        (4, 5),
+        (6, 7),
+        (7, 8),
+        (8, 9),
+        (10, 11),
+        (11, 12),
+        (12, 7),
+        (7, 13),
+        (13, 14),
+        (14, 15),
+    ),  # fmt: skip
+    flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
+    excluded_from_mean=(6, 7),
+)
+
+LSP14 = Skeleton(
+    name="lsp14",
+    task="pose",
+    landmarks=(
+        "right_ankle",
+        "right_knee",
+        "right_hip",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "right_wrist",
+        "right_elbow",
+        "right_shoulder",
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
+        "neck",
+        "head_top",
+    ),  # fmt: skip
+    edges=(
+        (0, 1),
+        (1, 2),
+        (2, 3),
+        (3, 4),
+        (4, 5),
+        (6, 7),
+        (7, 8),
+        (8, 12),
+        (12, 9),
+        (9, 10),
+        (10, 11),
+        (12, 13),
+        (2, 8),
+        (3, 9),
+    ),  # fmt: skip
+    flip_pairs=((0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9)),
+)
+
+COCO17 = Skeleton(
+    name="coco17",
+    task="pose",
+    landmarks=(
+        "nose",
+        "left_eye",
+        "right_eye",
+        "left_ear",
+        "right_ear",
+        "left_shoulder",
+        "right_shoulder",
+        "left_elbow",
+        "right_elbow",
+        "left_wrist",
+        "right_wrist",
+        "left_hip",
+        "right_hip",
+        "left_knee",
+        "right_knee",
+        "left_ankle",
+        "right_ankle",
+    ),  # fmt: skip
+    edges=(
+        (0, 1),
+        (0, 2),
+        (1, 3),
+        (2, 4),
+        (5, 6),
+        (5, 7),
+        (7, 9),
+        (6, 8),
+        (8, 10),
+        (5, 11),
+        (6, 12),
+        (11, 12),
+        (11, 13),
+        (13, 15),
+        (12, 14),
+        (14, 16),
+    ),  # fmt: skip
+    flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
+)
+
+
+def _ibug68() -> Skeleton:
+    names = (
+        [f"jaw_{i}" for i in range(17)]
+        + [f"right_brow_{i}" for i in range(5)]
+        + [f"left_brow_{i}" for i in range(5)]
+        + [f"nose_bridge_{i}" for i in range(4)]
+        + [f"nose_base_{i}" for i in range(5)]
+        + [f"right_eye_{i}" for i in range(6)]
+        + [f"left_eye_{i}" for i in range(6)]
+        + [f"outer_lip_{i}" for i in range(12)]
+        + [f"inner_lip_{i}" for i in range(8)]
+    )
+    flips = [(i, 16 - i) for i in range(8)]
+    flips += [(17 + i, 26 - i) for i in range(5)]
+    flips += [(31, 35), (32, 34)]
+    flips += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
+    flips += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)]
+    flips += [(60, 64), (61, 63), (65, 67)]
+    edges = (
+        _chain(range(0, 17))
+        + _chain(range(17, 22))
+        + _chain(range(22, 27))
+        + _chain(range(27, 31))
+        + _chain(range(31, 36))
+        + _chain(range(36, 42), closed=True)
+        + _chain(range(42, 48), closed=True)
+        + _chain(range(48, 60), closed=True)
+        + _chain(range(60, 68), closed=True)
+    )
+    return Skeleton(
+        "ibug68", "face", tuple(names), tuple(edges), tuple(flips), reference_pair=(36, 45)
+    )
+
+
+def _wflw98() -> Skeleton:
+    names = (
+        [f"contour_{i}" for i in range(33)]
+        + [f"right_brow_{i}" for i in range(9)]
+        + [f"left_brow_{i}" for i in range(9)]
+        + [f"nose_bridge_{i}" for i in range(4)]
+        + [f"nose_base_{i}" for i in range(5)]
+        + [f"right_eye_{i}" for i in range(8)]
+        + [f"left_eye_{i}" for i in range(8)]
+        + [f"outer_lip_{i}" for i in range(12)]
+        + [f"inner_lip_{i}" for i in range(8)]
+        + ["right_pupil", "left_pupil"]
+    )
+    flips = [(i, 32 - i) for i in range(16)]
+    flips += [
+        (33, 46),
+        (34, 45),
+        (35, 44),
+        (36, 43),
+        (37, 42),
+        (38, 50),
+        (39, 49),
+        (40, 48),
+        (41, 47),
+    ]
+    flips += [(55, 59), (56, 58)]
+    flips += [(60, 72), (61, 71), (62, 70), (63, 69), (64, 68), (65, 75), (66, 74), (67, 73)]
+    flips += [(76, 82), (77, 81), (78, 80), (87, 83), (86, 84)]
+    flips += [(88, 92), (89, 91), (95, 93), (96, 97)]
+    edges = (
+        _chain(range(0, 33))
+        + _chain(range(33, 42), closed=True)
+        + _chain(range(42, 51), closed=True)
+        + _chain(range(51, 55))
+        + _chain(range(55, 60))
+        + _chain(range(60, 68), closed=True)
+        + _chain(range(68, 76), closed=True)
+        + _chain(range(76, 88), closed=True)
+        + _chain(range(88, 96), closed=True)
+    )
+    return Skeleton(
+        "wflw98", "face", tuple(names), tuple(edges), tuple(flips), reference_pair=(60, 72)
+    )
+
+
+IBUG68 = _ibug68()
+WFLW98 = _wflw98()
+
+SKELETONS: dict[str, Skeleton] = {s.name: s for s in (MPII16, LSP14, COCO17, IBUG68, WFLW98)}
+
+
+def get_skeleton(name: str) -> Skeleton:
+    try:
+        return SKELETONS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown skeleton {name!r}; known: {', '.join(sorted(SKELETONS))}"
+        ) from None
