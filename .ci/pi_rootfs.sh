@@ -57,7 +57,9 @@ if ! dpkg --print-foreign-architectures | grep -qx arm64; then
   sudo_if_needed dpkg --add-architecture arm64
   apt_update_once
 fi
-if ! command -v qemu-aarch64-static >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null; then
+# libc6-dev-arm64-cross is only a Recommends of the cross compiler, and linking needs it.
+if ! command -v qemu-aarch64-static >/dev/null || ! command -v aarch64-linux-gnu-gcc >/dev/null ||
+  [[ ! -e /usr/aarch64-linux-gnu/include/stdio.h ]]; then
   log "installing qemu-user-static and gcc-aarch64-linux-gnu"
   apt_update_once
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
