@@ -1,0 +1,201 @@
+"""What every dataset gives the training pipeline: a :class:`Sample` per index.
+
+A reader turns one record of a benchmark's own file format into a :class:`Sample`: the
+whole image (BGR, as OpenCV reads it), the landmarks in that image's pixels (pixel-centre
+convention of :mod:`edge.transform`), which of them carry a usable ground truth, and the
+square box that training crops. Readers use NumPy, OpenCV and scipy only, never
+TensorFlow, so they are quick to test and can feed any framework.
+
+A record whose image or annotation is broken raises :class:`CorruptSample`;
+:func:`iter_samples` skips it and counts it, so one bad file never stops a training run.
+Problems that make the whole dataset unusable (no annotation file, unknown name) raise
+:class:`DatasetError`, which the command-line tools print as a one-line error.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import EdgeError
+from edge.skeletons import Skeleton
+from edge.transform import CropBox
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(EdgeError):
+    """The dataset cannot be opened at all (unknown name, missing or unreadable annotations)."""
+
+
+class CorruptSample(Exception):
+    """One record cannot be used (missing or truncated image, malformed annotation)."""
+
+
+@dataclass
+class Sample:
+    image: np.ndarray  # H x W x 3 uint8, BGR (OpenCV order)
+    points: np.ndarray  # (K, 2) float32, image pixels, pixel-centre convention
+    visible: np.ndarray  # (K,) bool: the point has a usable ground truth
+    box: CropBox  # square box around the subject in image pixels (what training crops)
+    head_size: float | None = None  # MPII PCKh normaliser: 0.6 * head-box diagonal
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        self.points = np.asarray(self.points, dtype=np.float32).reshape(-1, 2)
+        self.visible = np.asarray(self.visible, dtype=bool).reshape(-1)
+        if len(self.visible) != len(self.points):
+            raise ValueError(f"{len(self.points)} points but {len(self.visible)} visibility flags")
+        if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
+            raise ValueError(
+                f"image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}"
+            )
+
+
+class SkipCounter:
+    """Counts skipped records (thread-safe: tf.data may call readers from several threads).
+
+    The first skip is logged as a warning with its reason; later ones only add to the count
+    and to :attr:`reasons` (kept up to ``keep`` of them), so a dataset with many bad files
+    does not flood the log.
+    """
+
+    def __init__(self, name: str = "dataset", keep: int = 20) -> None:
+        self.name = name
+        self.count = 0
+        self.reasons: list[str] = []
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def record(self, index: int, reason: str) -> None:
+        with self._lock:
+            self.count += 1
+            first = self.count == 1
+            if len(self.reasons) < self._keep:
+                self.reasons.append(f"{index}: {reason}")
+        if first:
+            log.warning(
+                "%s: skipping record %d: %s (further skips are counted, not logged)",
+                self.name,
+                index,
+                reason,
+            )
+
+    def __int__(self) -> int:
+        return self.count
+
+    def __repr__(self) -> str:
+        return f"SkipCounter({self.name!r}, count={self.count})"
+
+
+class LandmarkDataset(abc.ABC):
+    """An indexable set of :class:`Sample` records for one skeleton."""
+
+    skeleton: Skeleton
+
+    @property
+    def skipped(self) -> SkipCounter:
+        # Created on first use so subclasses need not call a base __init__.
+        counter = self.__dict__.get("_skipped")
+        if counter is None:
+            counter = self.__dict__["_skipped"] = SkipCounter(type(self).__name__)
+        return counter
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @abc.abstractmethod
+    def load(self, index: int) -> Sample:
+        """The record at ``index``; raises :class:`CorruptSample` if it cannot be used."""
+
+    def _check_index(self, index: int) -> int:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} records")
+        return index % n
+
+
+def iter_samples(
+    dataset: LandmarkDataset, indices: Iterable[int] | None = None
+) -> Iterator[Sample]:
+    """Yield the usable samples in ``indices`` (default: all), skipping corrupt ones.
+
+    Each skip is counted in ``dataset.skipped``.
+    """
+    for i in range(len(dataset)) if indices is None else indices:
+        try:
+            yield dataset.load(int(i))
+        except CorruptSample as exc:
+            dataset.skipped.record(int(i), str(exc))
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image as HxWx3 uint8 BGR; raise :class:`CorruptSample` if missing or broken.
+
+    ``cv2.imread`` silently returns a grey-padded picture for a truncated JPEG, so JPEG data
+    must also end its last scan with an end-of-image marker to count as whole.
+    """
+    import cv2
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CorruptSample(f"cannot read image {path}: {exc.strerror or exc}") from None
+    if data[:2] == b"\xff\xd8":
+        last_scan = data.rfind(b"\xff\xda")
+        if last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0:
+            raise CorruptSample(f"truncated JPEG image {path}")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if image is None or image.size == 0:
+        raise CorruptSample(f"cannot decode image {path}")
+    return image
+
+
+# Dataset names -> "module:factory". Resolved on first use so that opening one format never
+# imports the others (and the registry has no import cycle with the readers).
+DATASETS: dict[str, str] = {
+    "mpii": "training.data.mpii:MPIIDataset",
+    "lsp": "training.data.lsp:LSPDataset",
+    "300w": "training.data.pts:PtsDataset",
+    "wflw": "training.data.wflw:WFLWDataset",
+    "coco": "training.data.coco:COCODataset",
+    "synthetic-pose": "training.data.synthetic_pose:SyntheticPoseDataset",
+    "synthetic-face": "training.data.synthetic_face:SyntheticFaceDataset",
+}
+
+
+def dataset_factory(name: str) -> Callable[..., LandmarkDataset]:
+    try:
+        target = DATASETS[name]
+    except KeyError:
+        raise DatasetError(
+            f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}"
+        ) from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def open_dataset(
+    name: str, path: str | Path | None = None, *, split: str = "train", **options
+) -> LandmarkDataset:
+    """Open a dataset by name (see :data:`DATASETS`).
+
+    ``path`` is the annotation file or the dataset's root folder (each reader documents the
+    layout it looks for); synthetic datasets take none. ``options`` go to the reader, e.g.
+    ``size``, ``seed`` and ``image_size`` for the synthetic ones.
+    """
+    factory = dataset_factory(name)
+    try:
+        inspect.signature(factory).bind(path, split=split, **options)
+    except TypeError as exc:
+        raise DatasetError(f"bad options for dataset {name!r}: {exc}") from None
+    return factory(path, split=split, **options)
