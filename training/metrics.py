@@ -1,0 +1,216 @@
+"""Benchmark metrics in pure NumPy: PCKh (MPII), PCK (LSP, generic), NME / AUC / FR / CED (faces).
+
+All functions take predictions and ground truth as (N, K, 2) arrays of image pixels and a
+(N, K) boolean mask of landmarks with a usable ground truth; masked landmarks count neither
+as hits nor as misses. A landmark is correct when its error is ``<=`` the threshold.
+
+Protocols:
+
+* **PCKh@0.5 (MPII)**: threshold ``0.5 * head_size`` with ``head_size = 0.6 *`` the head-box
+  diagonal. The total pools all visible joints except those in
+  ``skeleton.excluded_from_mean`` (pelvis and thorax), i.e. correct / visible over the
+  included joints, which equals the official joint-count-weighted mean.
+* **PCK@0.2 (LSP)**: threshold ``0.2 *`` torso size, the distance between the right hip
+  and the left shoulder, the joint pair of the LSP evaluation code (joints 3 and 10,
+  1-based); ``torso_pair`` changes it.
+* **PCK@alpha of the box**: threshold ``alpha *`` the crop box side (for synthetic data;
+  alpha 0.05 of a 1.25x box around the body is close to PCKh@0.5).
+* **NME**: per image, the mean error over its landmarks divided by the inter-ocular
+  distance (outer eye corners, ``skeleton.reference_pair``); the dataset NME is the mean
+  over images. **AUC@0.08** is the area under the CED curve up to 0.08, divided by 0.08,
+  computed exactly as ``mean(max(0, 0.08 - nme)) / 0.08``; the **failure rate** is the
+  fraction of images with NME > 0.08.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.skeletons import Skeleton
+
+
+def _arrays(pred, gt, visible) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    p = np.asarray(pred, np.float64)
+    g = np.asarray(gt, np.float64)
+    if p.ndim == 2:
+        p, g = p[None], g[None]
+    if p.shape != g.shape or p.shape[-1] != 2:
+        raise ValueError(f"pred {p.shape} and gt {g.shape} must both be (N, K, 2)")
+    v = (
+        np.ones(p.shape[:2], bool)
+        if visible is None
+        else np.asarray(visible, bool).reshape(p.shape[:2])
+    )
+    return p, g, v
+
+
+def point_errors(pred, gt) -> np.ndarray:
+    """Euclidean error per landmark, (N, K)."""
+    p, g, _ = _arrays(pred, gt, None)
+    return np.linalg.norm(p - g, axis=-1)
+
+
+def pck_hits(pred, gt, visible, threshold) -> np.ndarray:
+    """(N, K) bool: visible landmarks within ``threshold`` (a scalar or one per image)."""
+    p, g, v = _arrays(pred, gt, visible)
+    t = np.broadcast_to(np.asarray(threshold, np.float64).reshape(-1, 1), v.shape)
+    return v & (np.linalg.norm(p - g, axis=-1) <= t)
+
+
+@dataclass
+class PCKResult:
+    """Per-joint and total PCK in percent; NaN per joint where no joint was visible."""
+
+    per_joint: np.ndarray  # (K,)
+    total: float
+    counts: np.ndarray  # (K,) visible joints scored
+    names: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, float]:
+        out = {"total": self.total}
+        for name, value in zip(self.names, self.per_joint, strict=False):
+            out[name] = float(value)
+        return out
+
+
+def _summarise(hits: np.ndarray, visible: np.ndarray, skeleton: Skeleton | None) -> PCKResult:
+    counts = visible.sum(axis=0)
+    correct = hits.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_joint = 100.0 * correct / counts
+    include = np.ones(len(counts), bool)
+    if skeleton is not None:
+        include[list(skeleton.excluded_from_mean)] = False
+    n = counts[include].sum()
+    total = float(100.0 * correct[include].sum() / n) if n else float("nan")
+    names = skeleton.landmarks if skeleton is not None else ()
+    return PCKResult(per_joint, total, counts, names)
+
+
+def pckh(
+    pred, gt, visible, head_size, skeleton: Skeleton | None = None, threshold: float = 0.5
+) -> PCKResult:
+    """MPII PCKh@``threshold``: a joint is correct if its error <= threshold * head_size."""
+    _, _, v = _arrays(pred, gt, visible)
+    hs = np.asarray(head_size, np.float64).reshape(-1)
+    if not np.all(np.isfinite(hs) & (hs > 0)):
+        raise ValueError("every sample needs a positive head_size for PCKh")
+    return _summarise(pck_hits(pred, gt, v, threshold * hs), v, skeleton)
+
+
+def torso_size(
+    gt, skeleton: Skeleton, torso_pair: tuple[str, str] = ("right_hip", "left_shoulder")
+) -> np.ndarray:
+    """Distance between the two named joints of each ground truth, (N,)."""
+    g = np.asarray(gt, np.float64)
+    g = g[None] if g.ndim == 2 else g
+    a, b = (skeleton.landmarks.index(name) for name in torso_pair)
+    return np.linalg.norm(g[:, a] - g[:, b], axis=-1)
+
+
+def pck_torso(pred, gt, visible, skeleton: Skeleton, alpha: float = 0.2,
+              torso_pair: tuple[str, str] = ("right_hip", "left_shoulder")) -> PCKResult:  # fmt: skip
+    """LSP PCK@``alpha`` of torso size. Images with a zero torso score nothing."""
+    _, _, v = _arrays(pred, gt, visible)
+    torso = torso_size(gt, skeleton, torso_pair)
+    v = v & (torso > 0)[:, None]
+    return _summarise(pck_hits(pred, gt, v, alpha * torso), v, skeleton)
+
+
+def pck_box(
+    pred, gt, visible, box_size, alpha: float = 0.05, skeleton: Skeleton | None = None
+) -> PCKResult:
+    """PCK@``alpha`` of the crop box side (one size per image)."""
+    _, _, v = _arrays(pred, gt, visible)
+    size = np.asarray(box_size, np.float64).reshape(-1)
+    return _summarise(pck_hits(pred, gt, v, alpha * size), v, skeleton)
+
+
+def nme(
+    pred,
+    gt,
+    skeleton: Skeleton | None = None,
+    visible=None,
+    reference_pair: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Per-image normalised mean error, (N,), by the distance between ``reference_pair`` of gt.
+
+    The pair defaults to ``skeleton.reference_pair`` (outer eye corners). Only visible
+    landmarks enter the mean; an image with none gets NaN.
+    """
+    p, g, v = _arrays(pred, gt, visible)
+    pair = reference_pair or (skeleton.reference_pair if skeleton is not None else None)
+    if pair is None:
+        raise ValueError("nme needs a skeleton with a reference_pair, or reference_pair=")
+    norm = np.linalg.norm(g[:, pair[0]] - g[:, pair[1]], axis=-1)
+    if np.any(norm <= 0):
+        raise ValueError("reference landmarks coincide in some ground truth; cannot normalise")
+    err = np.where(v, np.linalg.norm(p - g, axis=-1), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return err.sum(axis=1) / v.sum(axis=1) / norm
+
+
+def auc_fr(errors, threshold: float = 0.08) -> tuple[float, float]:
+    """(AUC in [0, 1], failure rate in [0, 1]) of per-image errors at ``threshold``."""
+    e = np.asarray(errors, np.float64).reshape(-1)
+    e = e[np.isfinite(e)]
+    if len(e) == 0:
+        return float("nan"), float("nan")
+    auc = float(np.mean(np.maximum(0.0, threshold - e)) / threshold)
+    return auc, float(np.mean(e > threshold))
+
+
+def ced(errors, threshold: float = 0.08, num: int = 81) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative error distribution: ``num`` error levels in [0, threshold] and the
+    fraction of images with an error at or below each."""
+    e = np.sort(np.asarray(errors, np.float64).reshape(-1))
+    e = e[np.isfinite(e)]
+    xs = np.linspace(0.0, threshold, num)
+    if len(e) == 0:
+        return xs, np.full(num, np.nan)
+    return xs, np.searchsorted(e, xs, side="right") / len(e)
+
+
+# Accumulators for evaluation loops: feed batches, read the protocol's numbers at the end.
+
+
+@dataclass
+class PCKhMeter:
+    skeleton: Skeleton
+    threshold: float = 0.5
+    _hits: list = field(default_factory=list, repr=False)
+    _vis: list = field(default_factory=list, repr=False)
+
+    def update(self, pred, gt, visible, head_size) -> None:
+        _, _, v = _arrays(pred, gt, visible)
+        hs = np.asarray(head_size, np.float64).reshape(-1)
+        self._hits.append(pck_hits(pred, gt, v, self.threshold * hs))
+        self._vis.append(v)
+
+    def result(self) -> PCKResult:
+        k = self.skeleton.num_landmarks
+        hits = np.concatenate(self._hits) if self._hits else np.zeros((0, k), bool)
+        vis = np.concatenate(self._vis) if self._vis else np.zeros((0, k), bool)
+        return _summarise(hits, vis, self.skeleton)
+
+
+@dataclass
+class NMEMeter:
+    skeleton: Skeleton
+    threshold: float = 0.08
+    _errors: list = field(default_factory=list, repr=False)
+
+    def update(self, pred, gt, visible=None) -> None:
+        self._errors.append(nme(pred, gt, self.skeleton, visible))
+
+    @property
+    def errors(self) -> np.ndarray:
+        return np.concatenate(self._errors) if self._errors else np.zeros(0)
+
+    def result(self) -> dict[str, float]:
+        e = self.errors
+        auc, fr = auc_fr(e, self.threshold)
+        mean = float(np.nanmean(e)) if np.isfinite(e).any() else float("nan")
+        return {"nme": mean, "auc": auc, "failure_rate": fr, "count": int(np.isfinite(e).sum())}
