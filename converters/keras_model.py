@@ -1,0 +1,185 @@
+"""Load a trained Keras landmark model and check that it is one the converters can export.
+
+The training code saves a tf-keras model (``.keras``, ``.h5`` or a SavedModel folder) whose
+outputs are the heatmaps of every hourglass stack, the last one being the final prediction.
+Only that last output is exported to the device.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import larq  # noqa: F401  (registers larq's layers and quantizers as Keras custom objects)
+import numpy as np
+import tensorflow as tf
+
+from edge.errors import EdgeError, ModelError
+from edge.metadata import LandmarkMetadata
+from edge.skeletons import SKELETONS
+
+# The usual landmark count of each skeleton, so an unlabelled model still gets names.
+SKELETON_BY_COUNT = {s.num_landmarks: s.name for s in SKELETONS.values()}
+
+
+class ConversionError(EdgeError):
+    """The model cannot be exported as asked (unsupported layer, float16 weights...)."""
+
+
+def _register_project_layers() -> None:
+    # The project's own blocks may be custom Keras layers; importing the package registers them.
+    if importlib.util.find_spec("training.models") is not None:
+        import training.models  # noqa: F401
+
+
+def load_keras_model(path: str | Path) -> tf.keras.Model:
+    """Load a ``.keras``/``.h5`` file or SavedModel folder without its optimizer state."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if path.is_dir() and not (path / "saved_model.pb").is_file():
+        raise ModelError(f"{path} is a folder but not a SavedModel (no saved_model.pb)")
+    if path.is_file() and path.suffix not in (".keras", ".h5", ".hdf5"):
+        raise ModelError(f"{path}: expected a .keras or .h5 file or a SavedModel folder")
+    _register_project_layers()
+    try:
+        model = tf.keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file; all mean "cannot load".
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot load {path} as a Keras model: {reason[:300]}") from None
+    if not isinstance(model, tf.keras.Model):
+        raise ModelError(f"{path} holds no Keras model")
+    return model
+
+
+def check_float32(model: tf.keras.Model) -> None:
+    """Refuse float16/bfloat16 models: the device kernels and the fidelity check assume float32."""
+    policies = {getattr(layer, "dtype_policy", None) for layer in _all_layers(model)}
+    for policy in policies - {None}:
+        compute = getattr(policy, "compute_dtype", "float32")
+        if compute in ("float16", "bfloat16"):
+            raise ConversionError(
+                f"the model computes in {compute} (mixed-precision policy {policy.name!r}); "
+                "re-save it with the float32 policy before converting"
+            )
+    for weight in model.weights:
+        if weight.dtype.base_dtype in (tf.float16, tf.bfloat16):
+            raise ConversionError(
+                f"weight {weight.name} is {weight.dtype.base_dtype.name}; "
+                "convert a float32 copy of the model"
+            )
+
+
+def _all_layers(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
+    return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+def final_heatmap_model(model: tf.keras.Model) -> tf.keras.Model:
+    """A model with the same input whose only output is the last stack's heatmaps (N, H, W, K)."""
+    if len(model.inputs) != 1:
+        raise ConversionError(f"expected one image input, the model has {len(model.inputs)}")
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4 or None in shape[1:]:
+        raise ConversionError(
+            f"the model input must be a fixed-size image (N, H, W, C), got {shape}"
+        )
+    output = model.outputs[-1]
+    out_shape = tuple(output.shape)
+    if len(out_shape) != 4 or None in out_shape[1:]:
+        raise ConversionError(f"the last output must be heatmaps (N, H, W, K), got {out_shape}")
+    if len(model.outputs) == 1:
+        return model
+    return tf.keras.Model(model.inputs, output, name=f"{model.name}_final")
+
+
+def input_size(model: tf.keras.Model) -> tuple[int, int]:
+    _, h, w, _ = model.inputs[0].shape
+    return int(w), int(h)
+
+
+def heatmap_shape(model: tf.keras.Model) -> tuple[int, int, int]:
+    """(width, height, landmarks) of the final output."""
+    _, h, w, k = model.outputs[-1].shape
+    return int(w), int(h), int(k)
+
+
+def sidecar_paths(model_path: str | Path) -> list[Path]:
+    """Where training leaves the landmark record: ``pose.keras.landmarks.json`` or ``pose.landmarks.json``."""
+    p = Path(model_path)
+    return [p.with_name(p.name + ".landmarks.json"), p.with_suffix(".landmarks.json")]
+
+
+def load_sidecar(model_path: str | Path) -> tuple[LandmarkMetadata | None, Path | None]:
+    for candidate in sidecar_paths(model_path):
+        if candidate.is_file():
+            try:
+                return LandmarkMetadata.from_json(candidate.read_text()), candidate
+            except ModelError as exc:
+                raise ModelError(f"{candidate}: {exc}") from None
+    return None, None
+
+
+def build_metadata(
+    model: tf.keras.Model,
+    *,
+    sidecar: LandmarkMetadata | None,
+    weights_format: str,
+    skeleton: str | None = None,
+    overrides: dict | None = None,
+) -> tuple[LandmarkMetadata, list[str]]:
+    """The metadata to embed, and notes on where its parts came from.
+
+    Precedence: explicit ``skeleton``/``overrides`` (command-line flags), then the sidecar,
+    then a skeleton guessed from the landmark count. Sizes always come from the model itself.
+    """
+    notes: list[str] = []
+    w, h, k = heatmap_shape(model)
+    fields = {} if sidecar is None else _sidecar_fields(sidecar)
+    if skeleton is None and sidecar is None:
+        skeleton = SKELETON_BY_COUNT.get(k)
+        if skeleton is None:
+            raise ConversionError(
+                f"the model predicts {k} landmarks, which matches no known skeleton "
+                f"({', '.join(f'{n}: {s.num_landmarks}' for n, s in SKELETONS.items())}); "
+                "pass --skeleton or write a .landmarks.json sidecar"
+            )
+        notes.append(f"no sidecar and no --skeleton: assumed {skeleton} from {k} landmarks")
+    fields.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    fields.update(input_size=input_size(model), heatmap_size=(w, h), weights_format=weights_format)
+    try:
+        if skeleton is not None:
+            meta = LandmarkMetadata.for_skeleton(skeleton, **fields)
+        else:
+            meta = LandmarkMetadata(**{**_skeleton_fields(sidecar), **fields})
+    except KeyError as exc:
+        raise ConversionError(str(exc).strip("\"'")) from None
+    if meta.num_landmarks != k:
+        raise ConversionError(
+            f"the model predicts {k} landmarks but skeleton {meta.skeleton!r} has "
+            f"{meta.num_landmarks}"
+        )
+    if sidecar is not None and tuple(sidecar.input_size) != meta.input_size:
+        notes.append(
+            f"sidecar says input {tuple(sidecar.input_size)}, the model takes {meta.input_size}: "
+            "using the model's"
+        )
+    return meta, notes
+
+
+_SKELETON_KEYS = ("task", "skeleton", "landmarks", "edges", "flip_pairs")
+
+
+def _skeleton_fields(meta: LandmarkMetadata) -> dict:
+    return {key: getattr(meta, key) for key in _SKELETON_KEYS}
+
+
+def _sidecar_fields(meta: LandmarkMetadata) -> dict:
+    keep = ("input_mean", "input_std", "input_color", "landmark_convention", "model_name",
+            "model_version", "box_margin", "extra")  # fmt: skip
+    return {key: getattr(meta, key) for key in keep}
+
+
+def random_like_input(model: tf.keras.Model, n: int, seed: int = 0) -> np.ndarray:
+    """Standard-normal inputs of the model's input shape (for quick numeric checks)."""
+    _, h, w, c = model.inputs[0].shape
+    return np.random.default_rng(seed).standard_normal((n, h, w, c)).astype(np.float32)

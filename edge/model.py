@@ -1,0 +1,159 @@
+"""The public on-device API: a converted .tflite in, landmarks in image pixels out.
+
+>>> model = LandmarkModel("pose.tflite")            # backend="auto", num_threads=2
+>>> result = model.predict(frame_bgr, box)          # box: CropBox, or None for the whole frame
+>>> result.points                                   # (K, 2) x, y in frame pixels
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .backends import create_backend
+from .codec import HeatmapCodec
+from .errors import ModelError
+from .metadata import LandmarkMetadata, read_metadata
+from .transform import CropBox, apply_affine, full_frame_box, invert_affine, warp_crop
+
+
+@dataclass(frozen=True, eq=False)
+class Landmarks:
+    points: np.ndarray  # (K, 2) float, x and y in image pixels (pixel centres are integers)
+    scores: np.ndarray  # (K,) heatmap peak values
+    names: tuple[str, ...]
+    box: CropBox  # the crop the prediction was made in
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def as_dict(self) -> dict:
+        return {
+            "points": self.points.tolist(),
+            "scores": self.scores.tolist(),
+            "names": list(self.names),
+            "box": self.box.to_dict(),
+        }
+
+
+class LandmarkModel:
+    """A landmark model converted by ``python -m converters.convert``, ready to predict.
+
+    ``backend`` is ``"auto"``, ``"lce"`` or ``"tflite"`` (see :mod:`edge.backends`);
+    ``backend_options`` go to the backend (e.g. ``runtime="ai_edge_litert"`` for tflite).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        backend: str = "auto",
+        num_threads: int = 2,
+        refine: str = "quarter",
+        **backend_options,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"model file not found: {self.path}")
+        data = self.path.read_bytes()
+        try:
+            self.metadata: LandmarkMetadata = read_metadata(data)
+        except ModelError as exc:
+            raise ModelError(f"{self.path}: {exc}") from None
+        self._backend = create_backend(backend, data, num_threads=num_threads, **backend_options)
+        self._check_shapes()
+        meta = self.metadata
+        self.codec = HeatmapCodec(
+            input_size=meta.input_size, heatmap_size=meta.heatmap_size, refine=refine
+        )
+        self._mean = np.asarray(meta.input_mean, np.float32)
+        self._std = np.asarray(meta.input_std, np.float32)
+
+    def _check_shapes(self) -> None:
+        meta = self.metadata
+        w, h = meta.input_size
+        hw, hh = meta.heatmap_size
+        expected_in = (h, w, 3)
+        expected_out = (hh, hw, meta.num_landmarks)
+        if tuple(self._backend.input_shape[1:]) != expected_in:
+            raise ModelError(
+                f"{self.path}: the network takes {self._backend.input_shape[1:]} but its "
+                f"metadata says {expected_in}"
+            )
+        if tuple(self._backend.output_shape[1:]) != expected_out:
+            raise ModelError(
+                f"{self.path}: the network returns {self._backend.output_shape[1:]} but its "
+                f"metadata says {expected_out}"
+            )
+
+    @property
+    def backend_name(self) -> str:
+        """Registry name of the backend in use ("lce" or "tflite")."""
+        return self._backend.name
+
+    @property
+    def backend_description(self) -> str:
+        """Which runtime, version and delegates, e.g. "tflite (tflite_runtime 2.14.0)"."""
+        return self._backend.description
+
+    @property
+    def num_threads(self) -> int:
+        return self._backend.num_threads
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.metadata.landmarks
+
+    def preprocess(self, crops_bgr: np.ndarray) -> np.ndarray:
+        """BGR crops (..., H, W, 3), 0-255, to the network's normalised float32 input."""
+        x = np.asarray(crops_bgr)
+        if self.metadata.input_color.upper() == "RGB":
+            x = x[..., ::-1]
+        return (x.astype(np.float32) - self._mean) / self._std
+
+    def predict_heatmaps(self, crop_batch: np.ndarray) -> np.ndarray:
+        """Final heatmaps (N, h, w, K) for BGR crops (N, H, W, 3) already at the input size."""
+        crops = np.asarray(crop_batch)
+        if crops.ndim != 4 or crops.shape[-1] != 3:
+            raise ValueError(f"expected BGR crops (N, H, W, 3), got shape {crops.shape}")
+        return self._backend.run(self.preprocess(crops))
+
+    def predict(self, image_bgr: np.ndarray, box: CropBox | None = None) -> Landmarks:
+        """Landmarks of the object in ``box`` (a square crop of the image) in image pixels.
+
+        ``image_bgr`` is an OpenCV image (H, W, 3) uint8 in BGR order; greyscale and BGRA
+        images are converted. ``box=None`` uses the whole frame.
+        """
+        image = _as_bgr(image_bgr)
+        if box is None:
+            box = full_frame_box(image.shape[1], image.shape[0])
+        crop, to_crop = warp_crop(image, box, self.metadata.input_size)
+        heatmaps = self._backend.run(self.preprocess(crop[None]))
+        crop_points, scores = self.codec.decode(heatmaps[0])
+        points = apply_affine(invert_affine(to_crop), crop_points)
+        return Landmarks(points=points, scores=scores.astype(np.float32),
+                         names=self.metadata.landmarks, box=box)  # fmt: skip
+
+    def __repr__(self) -> str:
+        meta = self.metadata
+        return (
+            f"LandmarkModel({self.path.name!r}, {meta.skeleton}, input {meta.input_size}, "
+            f"{meta.weights_format}, backend={self.backend_description})"
+        )
+
+
+def _as_bgr(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.size == 0:
+        raise ValueError(f"empty image of shape {image.shape}")
+    if image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim == 3 and image.shape[-1] == 4:
+        return np.ascontiguousarray(image[..., :3])
+    if image.ndim == 3 and image.shape[-1] == 3:
+        return image
+    if image.ndim == 3 and image.shape[-1] == 1:
+        return np.repeat(image, 3, axis=-1)
+    raise ValueError(f"expected an image (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
