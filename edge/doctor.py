@@ -1,0 +1,280 @@
+"""Check that this machine can run the landmark service: ``python -m edge.doctor``.
+
+Run it on the Pi (``/opt/binland/venv/bin/python -m edge.doctor``) after ``edge.deploy``.
+Each check prints one line, and a fix when something is missing::
+
+    ok    python     3.11.2 on aarch64
+    FAIL  native     the native LCE library is not built
+          fix: sudo apt install gcc, then: python -m edge.native build
+
+Exit status: 0 when nothing failed (warnings allowed), 1 when a check failed, 2 on bad flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import EdgeError
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
+DEFAULT_CONFIG = "/opt/binland/binland.env"  # written by edge.deploy
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok, warn, FAIL or skip
+    detail: str
+    fix: str = ""
+
+
+def check_python() -> Check:
+    version = platform.python_version()
+    machine = platform.machine()
+    if sys.version_info[:2] < (3, 10) or sys.version_info[:2] >= (3, 13):
+        return Check("python", FAIL, f"{version} on {machine}; the runtime needs Python 3.10 to 3.12",
+                     "use Raspberry Pi OS Bookworm (Python 3.11)")  # fmt: skip
+    if machine in ("armv7l", "armv6l"):
+        return Check("python", FAIL, f"{version} on 32-bit {machine}: no TFLite runtime wheels exist for it",
+                     "install the 64-bit Raspberry Pi OS (Bookworm, arm64)")  # fmt: skip
+    return Check("python", OK, f"{version} on {machine} ({sys.executable})")
+
+
+def check_numpy() -> Check:
+    try:
+        import numpy
+    except ImportError:
+        return Check("numpy", FAIL, "numpy is not installed", "pip install 'numpy<2'")
+    if int(numpy.__version__.split(".")[0]) >= 2 and importlib.util.find_spec("tflite_runtime"):
+        return Check("numpy", FAIL, f"numpy {numpy.__version__}: tflite-runtime 2.14 fails under numpy 2",
+                     "pip install 'numpy<2'")  # fmt: skip
+    return Check("numpy", OK, numpy.__version__)
+
+
+def check_runtimes() -> Check:
+    from .backends import LCEBackend
+    from .backends.tflite import _version, installed_runtimes
+
+    found = [f"{name} {_version(name)}" for name in installed_runtimes()]
+    if LCEBackend.is_available():
+        found.append("LCE interpreter (larq-compute-engine)")
+    if not found:
+        return Check("runtime", FAIL, "no TFLite runtime is installed",
+                     "pip install tflite-runtime==2.14.0 (or ai-edge-litert)")  # fmt: skip
+    return Check("runtime", OK, ", ".join(found))
+
+
+def check_native() -> Check:
+    """The C library that runs bitpacked (LCE) ops inside stock runtimes."""
+    fix = "sudo apt install gcc, then rebuild: python -m edge.native build"
+    try:
+        from . import native
+    except ImportError as exc:
+        return Check(
+            "native",
+            WARN,
+            f"edge.native cannot be imported ({exc}); bitpacked models cannot run",
+            fix,
+        )
+    try:
+        path = native.library_path()
+    except (AttributeError, OSError) as exc:
+        return Check("native", WARN, f"cannot locate the native library ({exc})", fix)
+    if path is None or not Path(path).is_file():
+        return Check("native", WARN, "the native LCE library is not built: bitpacked models cannot run "
+                     "in stock runtimes (float models are fine)", fix)  # fmt: skip
+    simd = _native_simd(native, Path(path))
+    return Check("native", OK, f"{path}" + (f" ({simd})" if simd else ""))
+
+
+def _native_simd(native, path: Path) -> str:
+    """The kernel path the library reports (e.g. NEON), if it exposes one."""
+    for name in ("simd_path", "kernel_path", "simd"):
+        fn = getattr(native, name, None)
+        if callable(fn):
+            try:
+                return str(fn(path) if fn.__code__.co_argcount else fn())
+            except (OSError, TypeError, AttributeError):
+                continue
+    info = getattr(native, "library_info", None)
+    if callable(info):
+        try:
+            return str(info())
+        except (OSError, TypeError, AttributeError):
+            pass
+    return ""
+
+
+def check_picamera2() -> Check:
+    fix = ("sudo apt install python3-picamera2; a venv must be made with --system-site-packages "
+           "to see it (edge.deploy does this)")  # fmt: skip
+    if importlib.util.find_spec("picamera2") is None:
+        return Check("picamera2", WARN, "picamera2 is not importable (only on a Raspberry Pi)", fix)
+    try:
+        from picamera2 import Picamera2
+
+        cameras = Picamera2.global_camera_info()
+    except Exception as exc:  # libcamera raises many types; report whatever it says
+        return Check("picamera2", WARN, f"picamera2 failed: {exc}", fix)
+    if not cameras:
+        return Check("picamera2", WARN, "picamera2 works but finds no camera",
+                     "check the ribbon cable, then: rpicam-hello --list-cameras")  # fmt: skip
+    models = ", ".join(str(c.get("Model", "?")) for c in cameras)
+    return Check("picamera2", OK, f"{len(cameras)} camera(s): {models}")
+
+
+def check_opencv_camera(index: int = 0) -> Check:
+    try:
+        import cv2
+    except ImportError:
+        return Check(
+            "opencv", FAIL, "OpenCV is not installed", "pip install 'opencv-python-headless<4.12'"
+        )
+    cap = cv2.VideoCapture(index)
+    try:
+        ok, frame = cap.read() if cap.isOpened() else (False, None)
+    finally:
+        cap.release()
+    if not ok or frame is None:
+        return Check("opencv", WARN, f"OpenCV {cv2.__version__}: no camera at index {index}",
+                     "plug in a USB camera, or use --source picamera2 / a video file")  # fmt: skip
+    return Check(
+        "opencv",
+        OK,
+        f"OpenCV {cv2.__version__}: camera {index} gives {frame.shape[1]}x{frame.shape[0]} frames",
+    )
+
+
+def model_from_config(config: Path) -> Path | None:
+    """The model that edge.deploy configured the service with, if this machine has one."""
+    if not config.is_file():
+        return None
+    from .deploy import parse_env_file
+
+    model = parse_env_file(config.read_text()).get("BINLAND_MODEL")
+    return Path(model) if model else None
+
+
+def check_model(path: Path | None, *, backend: str, num_threads: int, frames: int) -> list[Check]:
+    """Metadata, loading, and a latency measurement over ``frames`` frames."""
+    if path is None:
+        return [Check("model", SKIP, "no model given and no deployed service found",
+                      "pass --model pose.tflite")]  # fmt: skip
+    from .metadata import read_metadata
+    from .model import LandmarkModel
+
+    try:
+        meta = read_metadata(path)
+    except EdgeError as exc:
+        return [Check("model", FAIL, str(exc), "convert it with: python -m converters.convert")]
+    detail = (f"{path.name}: {meta.model_name} {meta.skeleton} ({meta.num_landmarks} points), "
+              f"input {meta.input_size[0]}x{meta.input_size[1]}, {meta.weights_format} weights")  # fmt: skip
+    checks = [Check("model", OK, detail)]
+    try:
+        model = LandmarkModel(path, backend=backend, num_threads=num_threads)
+    except EdgeError as exc:
+        checks.append(Check("load", FAIL, str(exc), "see the runtime and native checks above"))
+        return checks
+    checks.append(Check("load", OK, model.backend_description))
+    if frames <= 0:
+        return checks
+    import numpy as np
+
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    model.predict(frame)  # first call allocates and warms caches; not counted
+    times = []
+    for _ in range(frames):
+        start = time.perf_counter()
+        model.predict(frame)
+        times.append((time.perf_counter() - start) * 1000)
+    median = statistics.median(times)
+    checks.append(Check("latency", OK, f"{frames} frames, {num_threads} threads: median {median:.1f} ms, "
+                        f"max {max(times):.1f} ms ({1000 / median:.1f} fps)"))  # fmt: skip
+    return checks
+
+
+def run_checks(*, model: Path | None, backend: str = "auto", num_threads: int = 2, frames: int = 10,
+               camera: bool = True) -> list[Check]:  # fmt: skip
+    checks: list[Check] = []
+    steps: list[Callable[[], Check]] = [check_python, check_numpy, check_runtimes, check_native]
+    if camera:
+        steps += [check_picamera2, check_opencv_camera]
+    for step in steps:
+        try:
+            checks.append(step())
+        except Exception as exc:  # a broken check must not hide the others
+            checks.append(
+                Check(step.__name__.removeprefix("check_"), FAIL, f"check crashed: {exc!r}")
+            )
+    if checks[0].status != FAIL:
+        checks += check_model(model, backend=backend, num_threads=num_threads, frames=frames)
+    return checks
+
+
+def format_check(c: Check) -> str:
+    line = f"{c.status:5} {c.name:10} {c.detail}"
+    return line + (f"\n{'':16}fix: {c.fix}" if c.fix and c.status in (WARN, FAIL) else "")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m edge.doctor",
+        description="Check Python, TFLite runtimes, the native LCE library, cameras and a model "
+        "on this machine, with a fix for anything missing.",
+    )
+    p.add_argument("--model", type=Path,
+                   help=f"model to check and time (default: the one in {DEFAULT_CONFIG} if deployed)")  # fmt: skip
+    p.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG),
+                   help=f"the service settings edge.deploy wrote (default {DEFAULT_CONFIG})")  # fmt: skip
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=10,
+        help="frames for the latency check (0 skips it; default 10)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 2,
+        help="inference threads (default: all cores)",
+    )
+    p.add_argument("--backend", default="auto", help="auto, tflite or lce (default auto)")
+    p.add_argument("--no-camera", action="store_true", help="skip the camera checks")
+    p.add_argument("--json", action="store_true", help="print the checks as JSON instead of text")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.frames < 0 or args.threads < 1:
+        print("error: --frames must be >= 0 and --threads >= 1", file=sys.stderr)
+        return 2
+    model = args.model or model_from_config(args.config)
+    if args.model is not None and not args.model.is_file():
+        print(f"error: model file not found: {args.model}", file=sys.stderr)
+        return 2
+    checks = run_checks(model=model, backend=args.backend, num_threads=args.threads,
+                        frames=args.frames, camera=not args.no_camera)  # fmt: skip
+    if args.json:
+        print(json.dumps([asdict(c) for c in checks], indent=1))
+    else:
+        for c in checks:
+            print(format_check(c))
+        if model is not None and args.model is None:
+            print(f"(model from {shlex.quote(str(args.config))})")
+    return 1 if any(c.status == FAIL for c in checks) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
