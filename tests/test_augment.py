@@ -1,0 +1,156 @@
+"""Augmentation geometry, the random draw's distribution, and the tf.data pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import training  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
+from edge.codec import HeatmapCodec
+from edge.skeletons import MPII16
+from edge.transform import CropBox
+from training.data import CorruptSample, LandmarkDataset, Sample, open_dataset
+from training.data.augment import (
+    AugmentConfig,
+    AugmentParams,
+    Normalisation,
+    crop_sample,
+    make_example,
+    sample_params,
+)
+
+# Each landmark sits on a blob of its own colour, far enough apart that blobs never touch.
+_RNG = np.random.default_rng(7)
+_COLOURS = _RNG.choice(np.arange(40, 256, 13), size=(16, 3), replace=True).astype(np.uint8)
+
+
+def _blob_sample() -> Sample:
+    size = 320
+    image = np.full((size, size, 3), 10, np.uint8)
+    grid = np.stack(np.meshgrid(np.arange(4), np.arange(4)), -1).reshape(-1, 2)
+    # A 4x4 grid, jittered, so left/right partners are at different places.
+    points = 70 + grid * 60 + _RNG.uniform(-8, 8, (16, 2))
+    yy, xx = np.mgrid[0:size, 0:size]
+    for p, c in zip(points, _COLOURS, strict=True):
+        image[(xx - p[0]) ** 2 + (yy - p[1]) ** 2 <= 12**2] = c
+    visible = np.ones(16, bool)
+    visible[[0, 10]] = False  # one of each of two flip pairs, to see visibility follow the swap
+    box = CropBox((float(points[:, 0].mean()), float(points[:, 1].mean())), 280.0)
+    return Sample(image=image, points=points, visible=visible, box=box, head_size=30.0, id="blobs")
+
+
+def _colour_at(crop: np.ndarray, point: np.ndarray) -> np.ndarray:
+    x, y = np.round(point).astype(int)
+    return crop[y, x]
+
+
+def test_flip_swaps_left_right_pairs_and_mirrors_x():
+    sample = _blob_sample()
+    size = 128
+    _, _, plain, vis = crop_sample(sample, size, MPII16, AugmentParams())
+    _, matrix, flipped, fvis = crop_sample(sample, size, MPII16, AugmentParams(flip=True))
+    perm = MPII16.flip_permutation()
+    # Point i of the flipped crop is the mirror image of point perm[i] of the plain crop.
+    np.testing.assert_allclose(flipped[:, 0], size - 1 - plain[perm, 0], atol=1e-4)
+    np.testing.assert_allclose(flipped[:, 1], plain[perm, 1], atol=1e-4)
+    np.testing.assert_array_equal(fvis, vis[perm])
+    # Explicitly: right ankle (0) and left ankle (5) trade places; pelvis (6) keeps its label.
+    assert perm[0] == 5 and perm[5] == 0 and perm[6] == 6
+    assert not fvis[5] and fvis[0]  # the invisible right ankle is now the left one
+    # The returned matrix maps image points to the flipped crop directly.
+    from edge.transform import apply_affine
+
+    np.testing.assert_allclose(apply_affine(matrix, sample.points)[perm], flipped, atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_augmented_landmarks_stay_on_their_image_content(seed):
+    sample = _blob_sample()
+    rng = np.random.default_rng(seed)
+    params = sample_params(rng, AugmentConfig(colour_min=1.0, colour_max=1.0))
+    params = AugmentParams(params.scale, rotation=float(rng.uniform(-60, 60)), flip=seed % 2 == 1)
+    crop, _, points, _ = crop_sample(sample, 128, MPII16, params)
+    perm = MPII16.flip_permutation() if params.flip else np.arange(16)
+    inside = np.all((points >= 1) & (points <= 126), axis=1)  # rotation may push corners out
+    assert inside.sum() >= 8
+    for i in np.flatnonzero(inside):
+        p = points[i]
+        # After a flip, label i names the body part that was perm[i]: its blob, its colour.
+        np.testing.assert_array_equal(_colour_at(crop, p), _COLOURS[perm[i]], err_msg=f"point {i}")
+
+
+def test_colour_scales_each_channel_within_range():
+    sample = _blob_sample()
+    params = AugmentParams(colour=(0.7, 1.0, 1.3))
+    plain, _, _, _ = crop_sample(sample, 64, MPII16, AugmentParams())
+    tinted, _, _, _ = crop_sample(sample, 64, MPII16, params)
+    mask = plain.max(axis=-1) > 60
+    ratio = tinted[mask].astype(float).sum(0) / plain[mask].astype(float).sum(0)
+    assert ratio[0] == pytest.approx(0.7, abs=0.02)
+    assert ratio[1] == pytest.approx(1.0, abs=0.01)
+    assert 1.1 < ratio[2] <= 1.3 + 1e-6  # clipped at 255 for bright pixels
+
+
+def test_random_draw_follows_the_papers_distribution():
+    rng = np.random.default_rng(0)
+    draws = [sample_params(rng, AugmentConfig()) for _ in range(4000)]
+    scale = np.array([d.scale for d in draws])
+    rot = np.array([d.rotation for d in draws])
+    flips = np.array([d.flip for d in draws])
+    colour = np.array([d.colour for d in draws])
+    assert scale.min() >= 0.7 and scale.max() <= 1.3
+    assert np.mean(scale == 0.7) > 0.1 and np.mean(scale == 1.3) > 0.1  # N(1, 0.3) clipped
+    assert abs(np.mean(rot == 0) - 0.6) < 0.03
+    nonzero = rot[rot != 0]
+    assert np.abs(nonzero).max() <= 60 and np.mean(np.abs(nonzero) == 60) > 0.02
+    assert 25 < np.std(nonzero) < 30  # N(0, 30) clipped at +-60
+    assert abs(flips.mean() - 0.5) < 0.03
+    assert colour.min() >= 0.7 and colour.max() <= 1.3
+    off = sample_params(rng, AugmentConfig(enabled=False))
+    assert off == AugmentParams()
+
+
+def test_make_example_targets_decode_to_the_crop_points():
+    sample = _blob_sample()
+    codec = HeatmapCodec((64, 64), (16, 16), sigma=1.0)
+    params = AugmentParams(scale=1.1, rotation=20.0, flip=True)
+    image, heatmaps, weights = make_example(
+        sample, codec=codec, skeleton=MPII16, normalise=Normalisation(), params=params
+    )
+    _, _, points, visible = crop_sample(sample, 64, MPII16, params)
+    assert image.shape == (64, 64, 3) and image.dtype == np.float32 and image.max() <= 1.0
+    np.testing.assert_array_equal(weights > 0, visible)
+    decoded, _ = HeatmapCodec((64, 64), (16, 16), refine="dark").decode(heatmaps)
+    np.testing.assert_allclose(decoded[visible], points[visible], atol=0.3)
+
+
+class _PartlyCorrupt(LandmarkDataset):
+    """Synthetic figures where every third record is broken, as a bad JPEG would be."""
+
+    def __init__(self, size: int) -> None:
+        self.inner = open_dataset("synthetic-pose", split="train", size=size, image_size=64)
+        self.skeleton = self.inner.skeleton
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def load(self, index: int) -> Sample:
+        if index % 3 == 0:
+            raise CorruptSample(f"record {index} is truncated")
+        return self.inner.load(index)
+
+
+def test_pipeline_batches_and_skips_corrupt_records():
+    from training.data.pipeline import training_dataset
+
+    data = _PartlyCorrupt(12)
+    codec = HeatmapCodec((64, 64), (16, 16), sigma=1.0)
+    ds = training_dataset(data, codec=codec, normalise=Normalisation(), augment=AugmentConfig(),
+                          batch_size=4, num_stacks=2, seed=1)  # fmt: skip
+    batches = list(ds.take(4))  # 16 examples: more than one pass over the 8 good records
+    images, targets = batches[0]
+    assert images.shape == (4, 64, 64, 3)
+    assert len(targets) == 2 and targets[0].shape == (4, 16, 16, 32)
+    np.testing.assert_array_equal(targets[0].numpy(), targets[1].numpy())
+    assert data.skipped.count >= 4  # each of the 4 corrupt records is met at least once
+    assert all("truncated" in r for r in data.skipped.reasons)

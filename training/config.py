@@ -1,0 +1,223 @@
+"""Training configuration: YAML files in ``configs/`` checked against typed dataclasses.
+
+A config is a nested mapping; every key must be a field below, so a typo such as
+``optimizer.learnig_rate`` stops the run at once with the list of valid keys instead of
+being silently ignored. Command-line overrides use dotted keys with YAML values::
+
+    python -m training.train --config configs/synthetic_pose.yaml epochs=3 optimizer.name=adam
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edge.errors import EdgeError
+
+from .data.augment import AugmentConfig
+
+
+class ConfigError(EdgeError):
+    """The config file is missing, is not valid YAML, or has a bad key or value."""
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "synthetic-pose"  # a key of training.data.DATASETS
+    path: str | None = None  # annotation file or dataset root; synthetic sets take none
+    train_split: str = "train"
+    val_split: str = "val"
+    options: dict = field(default_factory=dict)  # reader options for both splits
+    train_options: dict = field(default_factory=dict)  # e.g. {size: 2000} for synthetic sets
+    val_options: dict = field(default_factory=dict)
+    val_limit: int | None = None  # validate on at most this many samples each epoch
+
+
+@dataclass
+class ModelConfig:
+    """Keyword arguments of training.models.build_hourglass (input size and K are added)."""
+
+    num_stacks: int = 1
+    depth: int = 4
+    features: int = 256
+    block: str = "hpm"  # "hpm", "bottleneck" or "wide"
+    binary: bool = True
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "rmsprop"  # "rmsprop" (the paper) or "adam" (larq's recommendation)
+    learning_rate: float = 2.5e-4
+    # [epoch, learning rate] pairs: from that (0-based) epoch on, use that rate.
+    schedule: list = field(default_factory=list)
+
+
+@dataclass
+class NormalisationConfig:
+    """x_model = (pixel - mean) / std per channel, in ``color`` order (stored in the metadata)."""
+
+    color: str = "RGB"
+    mean: list = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    std: list = field(default_factory=lambda: [255.0, 255.0, 255.0])
+
+
+@dataclass
+class TrainConfig:
+    name: str = "run"
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    input_size: int = 256
+    sigma: float = 1.5  # Gaussian target sigma in heatmap cells
+    refine: str = "quarter"  # heatmap decoding, see edge.codec
+    box_margin: float = 1.25  # the readers' crop box margin, recorded in the metadata
+    batch_size: int = 10  # global batch, split across replicas
+    epochs: int = 100
+    steps_per_epoch: int | None = None  # default: training samples // batch_size
+    val_batch_size: int = 32
+    seed: int = 0
+    workers: int | None = None  # parallel loader calls; None lets tf.data tune it
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    normalisation: NormalisationConfig = field(default_factory=NormalisationConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.input_size % 4 == 0 and self.input_size >= 32,
+               f"input_size must be a multiple of 4 and >= 32, got {self.input_size}")  # fmt: skip
+        _check(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
+        _check(self.epochs > 0, f"epochs must be positive, got {self.epochs}")
+        _check(self.steps_per_epoch is None or self.steps_per_epoch > 0,
+               f"steps_per_epoch must be positive, got {self.steps_per_epoch}")  # fmt: skip
+        _check(self.sigma > 0, f"sigma must be positive, got {self.sigma}")
+        _check(self.optimizer.name in ("rmsprop", "adam"),
+               f"optimizer.name must be rmsprop or adam, got {self.optimizer.name!r}")  # fmt: skip
+        _check(self.model.block in ("hpm", "bottleneck", "wide"),
+               f"model.block must be hpm, bottleneck or wide, got {self.model.block!r}")  # fmt: skip
+        _check(self.normalisation.color in ("RGB", "BGR"),
+               f"normalisation.color must be RGB or BGR, got {self.normalisation.color!r}")  # fmt: skip
+        for key in ("mean", "std"):
+            v = getattr(self.normalisation, key)
+            _check(len(v) == 3, f"normalisation.{key} needs 3 values, got {v!r}")
+        for entry in self.optimizer.schedule:
+            _check(isinstance(entry, (list, tuple)) and len(entry) == 2,
+                   f"optimizer.schedule entries are [epoch, learning_rate], got {entry!r}")  # fmt: skip
+
+    @property
+    def heatmap_size(self) -> int:
+        return self.input_size // 4
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]!r}; valid keys here: {', '.join(sorted(names))}"
+        )
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}" if where else key)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, {} if value is None else value, where)
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML reads "2.5e-4" (no dot) as a string
+        except ValueError:
+            pass
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint in (str, dict, list) and isinstance(value, hint):
+        return value
+    if hint is tuple and isinstance(value, (list, tuple)):
+        return tuple(value)
+    raise ConfigError(
+        f"config key {where} must be {getattr(hint, '__name__', hint)}, got {value!r}"
+    )
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """Turn ``["a.b=1", "c=adam"]`` into a nested mapping with YAML-typed values."""
+    tree: dict = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. epochs=5)")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r} has a bad value: {exc}") from None
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override")
+        node[parts[-1]] = value
+    return tree
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping at the top level")
+    return data
+
+
+def make_config(data: dict, overrides: list[str] | None = None) -> TrainConfig:
+    """A checked :class:`TrainConfig` from a mapping plus ``key=value`` overrides."""
+    return _build(TrainConfig, _merge(data, parse_overrides(overrides or [])), "")
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    return make_config(read_yaml(path), overrides)
+
+
+def dump_config(config: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,436 @@
+"""Evaluate a landmark model (Keras or converted .tflite) on a benchmark's protocol.
+
+    python -m training.evaluate --model runs/pose/model.keras --dataset mpii --data mpii/ --flip-test
+    python -m training.evaluate --model pose.tflite --dataset mpii --data mpii/ --out eval/
+
+A Keras model and its .tflite go through the same code: the same crop (edge.transform),
+the same normalisation (from the model's metadata), the same decoding (edge.codec) and the
+same metrics (training.metrics); only the call that turns a batch into heatmaps differs. So
+the difference between the two numbers is what conversion cost.
+
+Protocols: PCKh@0.5 per joint and total (mpii, synthetic-pose), PCK@0.2 of the torso (lsp),
+PCK@0.05 of the box (coco), NME / AUC@0.08 / failure rate@0.08 (300w, wflw, synthetic-face).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.codec import HeatmapCodec
+from edge.errors import EdgeError, ModelError
+from edge.metadata import LandmarkMetadata, read_metadata
+from edge.skeletons import Skeleton, get_skeleton
+from edge.transform import apply_affine, invert_affine
+
+from . import metrics
+from .data.augment import Normalisation, crop_sample
+from .data.base import CorruptSample, DatasetError, LandmarkDataset, Sample, open_dataset
+
+PROTOCOLS = {
+    "mpii": "pckh",
+    "synthetic-pose": "pckh",
+    "lsp": "pck_torso",
+    "coco": "pck_box",
+    "300w": "nme",
+    "wflw": "nme",
+    "synthetic-face": "nme",
+}
+
+
+class Predictor:
+    """Turns a batch of normalised crops (N, S, S, 3) into final-stack heatmaps (N, h, w, K)."""
+
+    metadata: LandmarkMetadata
+    description: str = ""
+
+    def heatmaps(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class KerasPredictor(Predictor):
+    def __init__(self, model, metadata: LandmarkMetadata) -> None:
+        self.model = model
+        self.metadata = metadata
+        self.description = "keras"
+
+    def heatmaps(self, batch: np.ndarray) -> np.ndarray:
+        out = self.model(batch, training=False)
+        if isinstance(out, (list, tuple)):
+            out = out[-1]  # the last stack is the prediction; earlier ones are for training
+        return np.asarray(out, np.float32)
+
+
+class BackendPredictor(Predictor):
+    """A .tflite file run by one of edge.backends (LCE interpreter or a stock runtime)."""
+
+    def __init__(self, backend, metadata: LandmarkMetadata) -> None:
+        self.backend = backend
+        self.metadata = metadata
+        self.description = f"tflite ({backend.description})"
+
+    def heatmaps(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self.backend.run(batch), np.float32)
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """Where training writes the landmark record of ``model.keras``: ``model.landmarks.json``."""
+    return Path(model_path).with_suffix(".landmarks.json")
+
+
+def load_keras_model(path: str | Path):
+    """Load a trained .keras model; larq's and the project's layers are registered first."""
+    import larq  # noqa: F401 - registers larq's quantizers and layers for deserialisation
+    import tensorflow as tf
+
+    try:
+        import training.models  # noqa: F401 - registers the project's custom layers, if any
+    except ImportError:
+        pass
+    return tf.keras.models.load_model(str(path), compile=False)
+
+
+def load_predictor(path: str | Path, *, backend: str = "auto", num_threads: int = 2) -> Predictor:
+    """A predictor for a .keras model (with its sidecar metadata) or a .tflite file."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if path.suffix == ".tflite":
+        from edge.backends import create_backend
+
+        meta = read_metadata(path)
+        return BackendPredictor(create_backend(backend, path, num_threads=num_threads), meta)
+    if path.suffix in (".keras", ".h5"):
+        side = sidecar_path(path)
+        alt = path.with_name(path.name + ".landmarks.json")
+        side = side if side.is_file() else alt
+        if not side.is_file():
+            raise ModelError(f"{path} has no landmark sidecar {sidecar_path(path).name}; it "
+                             "is written by training.train next to the model")  # fmt: skip
+        meta = LandmarkMetadata.from_json(side.read_text())
+        try:
+            model = load_keras_model(path)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load Keras model {path}: {exc}") from None
+        return KerasPredictor(model, meta)
+    raise ModelError(f"unsupported model file {path.name}: expected .keras, .h5 or .tflite")
+
+
+def normalisation_of(meta: LandmarkMetadata) -> Normalisation:
+    return Normalisation(meta.input_color, tuple(meta.input_mean), tuple(meta.input_std))
+
+
+def codec_of(meta: LandmarkMetadata, refine: str = "quarter") -> HeatmapCodec:
+    return HeatmapCodec(tuple(meta.input_size), tuple(meta.heatmap_size), refine=refine)
+
+
+@dataclass
+class Predictions:
+    """Predicted and ground-truth landmarks in image pixels for every scored sample."""
+
+    points: np.ndarray  # (N, K, 2)
+    scores: np.ndarray  # (N, K) heatmap peak values
+    gt: np.ndarray  # (N, K, 2)
+    visible: np.ndarray  # (N, K)
+    head_size: np.ndarray  # (N,) NaN where the dataset has none
+    box_size: np.ndarray  # (N,)
+    ids: list[str] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _load_many(dataset: LandmarkDataset, indices: list[int], threads: int) -> list[Sample | str]:
+    def one(i: int) -> Sample | str:
+        try:
+            return dataset.load(i)
+        except CorruptSample as exc:
+            return str(exc)
+
+    if threads <= 1:
+        return [one(i) for i in indices]
+    with ThreadPoolExecutor(threads) as pool:  # OpenCV decodes and warps without the GIL
+        return list(pool.map(one, indices))
+
+
+def predict_dataset(
+    predictor: Predictor,
+    dataset: LandmarkDataset,
+    *,
+    batch_size: int = 32,
+    flip_test: bool = False,
+    limit: int | None = None,
+    refine: str = "quarter",
+    threads: int = 4,
+    progress: Callable[[Iterator], Iterator] | None = None,
+) -> Predictions:
+    """Crop every sample's box, predict, decode and map back to image pixels.
+
+    With ``flip_test`` the mirrored crop is predicted too; its heatmaps are mirrored back,
+    their left/right channels swapped, and averaged with the plain ones before decoding.
+    """
+    meta = predictor.metadata
+    skeleton = get_skeleton(meta.skeleton)
+    if skeleton.num_landmarks != dataset.skeleton.num_landmarks:
+        raise DatasetError(f"the model predicts {skeleton.num_landmarks} landmarks "
+                           f"({skeleton.name}) but the dataset has {dataset.skeleton.num_landmarks} "
+                           f"({dataset.skeleton.name})")  # fmt: skip
+    size = int(meta.input_size[0])
+    codec = codec_of(meta, refine)
+    normalise = normalisation_of(meta)
+    perm = skeleton.flip_permutation()
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    starts = range(0, n, batch_size)
+    if progress is not None:
+        starts = progress(starts)
+    out: dict[str, list] = {
+        k: [] for k in ("points", "scores", "gt", "visible", "head", "box", "ids")
+    }
+    skipped = 0
+    for start in starts:
+        indices = list(range(start, min(start + batch_size, n)))
+        samples = []
+        for i, item in zip(indices, _load_many(dataset, indices, threads), strict=True):
+            if isinstance(item, str):
+                dataset.skipped.record(i, item)
+                skipped += 1
+            else:
+                samples.append(item)
+        if not samples:
+            continue
+        crops, inverses = [], []
+        for s in samples:
+            crop, matrix, _, _ = crop_sample(s, size, dataset.skeleton)
+            crops.append(normalise(crop))
+            inverses.append(invert_affine(matrix))
+        batch = np.stack(crops)
+        heatmaps = predictor.heatmaps(batch)
+        if flip_test:
+            mirrored = predictor.heatmaps(np.ascontiguousarray(batch[:, :, ::-1]))
+            # Heatmap cell j is centred on crop x = (j + 0.5) * stride - 0.5, so mirroring
+            # the heatmap array (j -> w-1-j) is exactly the crop mirror (x -> S-1-x).
+            heatmaps = 0.5 * (heatmaps + mirrored[:, :, ::-1, :][..., perm])
+        crop_points, scores = codec.decode(heatmaps)
+        for s, inv, p, sc in zip(samples, inverses, crop_points, scores, strict=True):
+            out["points"].append(apply_affine(inv, p))
+            out["scores"].append(sc)
+            out["gt"].append(s.points)
+            out["visible"].append(s.visible)
+            out["head"].append(np.nan if s.head_size is None else s.head_size)
+            out["box"].append(s.box.size)
+            out["ids"].append(s.id)
+    if not out["points"]:
+        raise DatasetError("no usable sample to evaluate")
+    return Predictions(
+        points=np.stack(out["points"]),
+        scores=np.stack(out["scores"]),
+        gt=np.stack(out["gt"]).astype(np.float64),
+        visible=np.stack(out["visible"]),
+        head_size=np.asarray(out["head"], np.float64),
+        box_size=np.asarray(out["box"], np.float64),
+        ids=out["ids"],
+        skipped=skipped,
+    )
+
+
+@dataclass
+class Score:
+    """The numbers of one protocol plus the curve that goes with them."""
+
+    protocol: str
+    headline: str  # the key of the one number a paper table reports
+    values: dict[str, float]  # headline and other summary numbers
+    per_joint: dict[str, float]  # empty for faces
+    curve_x: np.ndarray
+    curve_y: np.ndarray  # percent of landmarks (pose) or images (faces) within x
+    curve_label: str
+
+    def to_dict(self) -> dict:
+        return {
+            "protocol": self.protocol,
+            "headline": self.headline,
+            "values": self.values,
+            "per_joint": self.per_joint,
+            "curve": {
+                "label": self.curve_label,
+                "x": self.curve_x.tolist(),
+                "y": self.curve_y.tolist(),
+            },  # fmt: skip
+        }
+
+
+def _pck_curve(
+    pred: Predictions, norm: np.ndarray, visible: np.ndarray, skeleton: Skeleton, top: float
+) -> tuple[np.ndarray, np.ndarray]:
+    xs = np.linspace(0.0, top, 51)
+    include = np.ones(skeleton.num_landmarks, bool)
+    include[list(skeleton.excluded_from_mean)] = False
+    err = metrics.point_errors(pred.points, pred.gt) / norm[:, None]
+    e = err[visible & include[None, :]]
+    ys = np.array([100.0 * np.mean(e <= x) if len(e) else np.nan for x in xs])
+    return xs, ys
+
+
+def score(pred: Predictions, protocol: str, skeleton: Skeleton) -> Score:
+    """Apply a protocol (see :data:`PROTOCOLS`) to predictions."""
+    if protocol == "nme":
+        meter = metrics.NMEMeter(skeleton)
+        meter.update(pred.points, pred.gt, pred.visible)
+        values = meter.result()
+        xs, ys = metrics.ced(meter.errors, 0.08)
+        values = {"nme": 100.0 * values["nme"], "auc@0.08": 100.0 * values["auc"],
+                  "fr@0.08": 100.0 * values["failure_rate"], "images": values["count"]}  # fmt: skip
+        return Score("nme", "nme", values, {}, xs, 100.0 * ys, "NME (inter-ocular)")
+    if protocol == "pckh":
+        if not np.all(np.isfinite(pred.head_size) & (pred.head_size > 0)):
+            raise DatasetError("PCKh needs a head size for every sample; this dataset has none")
+        result = metrics.pckh(pred.points, pred.gt, pred.visible, pred.head_size, skeleton)
+        norm, vis, top, label, key = (
+            pred.head_size,
+            pred.visible,
+            0.5,
+            "error / head size",
+            "pckh@0.5",
+        )
+    elif protocol == "pck_torso":
+        result = metrics.pck_torso(pred.points, pred.gt, pred.visible, skeleton, alpha=0.2)
+        norm = metrics.torso_size(pred.gt, skeleton)
+        vis = pred.visible & (norm > 0)[:, None]
+        norm = np.where(norm > 0, norm, 1.0)
+        top, label, key = 0.2, "error / torso size", "pck@0.2"
+    elif protocol == "pck_box":
+        result = metrics.pck_box(pred.points, pred.gt, pred.visible, pred.box_size, 0.05, skeleton)
+        norm, vis, top, label, key = (
+            pred.box_size,
+            pred.visible,
+            0.1,
+            "error / box side",
+            "pck@0.05",
+        )
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}; known: {sorted(set(PROTOCOLS.values()))}")
+    xs, ys = _pck_curve(pred, norm, vis, skeleton, top)
+    per_joint = {
+        name: float(v) for name, v in zip(skeleton.landmarks, result.per_joint, strict=True)
+    }
+    values = {key: result.total, "samples": len(pred.points)}
+    return Score(protocol, key, values, per_joint, xs, ys, label)
+
+
+def format_table(result: Score, title: str = "") -> str:
+    lines = [title] if title else []
+    if result.per_joint:
+        width = max(len(n) for n in result.per_joint)
+        lines += [f"  {name:<{width}}  {v:6.2f}" for name, v in result.per_joint.items()]
+    for key, value in result.values.items():
+        text = f"{value:.2f}" if isinstance(value, float) else str(value)
+        lines.append(f"  {key}: {text}")
+    return "\n".join(lines)
+
+
+def plot_curve(result: Score, path: str | Path, label: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
+    ax.plot(result.curve_x, result.curve_y, label=label or None)
+    ax.set_xlabel(result.curve_label)
+    ax.set_ylabel("% images" if result.protocol == "nme" else "% landmarks")
+    ax.set_title("CED" if result.protocol == "nme" else "PCK")
+    ax.set_ylim(0, 100)
+    ax.grid(True, alpha=0.3)
+    if label:
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m training.evaluate",
+        description="Score a landmark model (.keras with its .landmarks.json sidecar, or a "
+        "converted .tflite) on a dataset with that benchmark's protocol. Both formats go "
+        "through the same crop, decoding and metrics, so their numbers compare directly.",
+    )
+    p.add_argument("--model", required=True, type=Path, help="model.keras or model.tflite")
+    p.add_argument("--dataset", required=True, choices=sorted(PROTOCOLS),
+                   help="dataset format; decides the protocol")  # fmt: skip
+    p.add_argument(
+        "--data", default=None, help="annotation file or dataset root (none for synthetic)"
+    )
+    p.add_argument("--split", default="val", help="which split to score (default: val)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="reader option, e.g. size=500 or seed=1 for synthetic sets (repeatable)")  # fmt: skip
+    p.add_argument("--flip-test", action="store_true",
+                   help="also predict the mirrored crop and average (slower, usually better)")  # fmt: skip
+    p.add_argument("--limit", type=int, default=None, help="score only the first N samples")
+    p.add_argument("--batch-size", type=int, default=32, help="crops per model call (default 32)")
+    p.add_argument("--backend", default="auto",
+                   help="for .tflite: auto, lce or tflite (see edge.backends; default auto)")  # fmt: skip
+    p.add_argument(
+        "--threads", type=int, default=2, help="interpreter threads for .tflite (default 2)"
+    )
+    p.add_argument("--refine", default="quarter", choices=("quarter", "dark", "none"),
+                   help="sub-cell heatmap refinement (default quarter, the paper's)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for metrics.json and curve.png (default: print only)")  # fmt: skip
+    return p
+
+
+def _options(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise DatasetError(f"--option {item!r} must look like key=value")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from tqdm import tqdm
+
+        dataset = open_dataset(args.dataset, args.data, split=args.split, **_options(args.option))
+        predictor = load_predictor(args.model, backend=args.backend, num_threads=args.threads)
+        n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+        preds = predict_dataset(
+            predictor, dataset, batch_size=args.batch_size, flip_test=args.flip_test,
+            limit=args.limit, refine=args.refine,
+            progress=lambda it: tqdm(it, total=-(-n // args.batch_size), unit="batch",
+                                     desc=f"evaluating {args.model.name}"),
+        )  # fmt: skip
+        skeleton = get_skeleton(predictor.metadata.skeleton)
+        result = score(preds, PROTOCOLS[args.dataset], skeleton)
+    except (EdgeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    title = (f"{args.model.name} [{predictor.description}] on {args.dataset}/{args.split}"
+             f"{' with flip test' if args.flip_test else ''}: {len(preds.points)} samples"
+             f"{f', {preds.skipped} corrupt skipped' if preds.skipped else ''}")  # fmt: skip
+    print(format_table(result, title))
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        report = {"model": str(args.model), "runtime": predictor.description,
+                  "dataset": args.dataset, "split": args.split, "flip_test": args.flip_test,
+                  "skipped": preds.skipped, **result.to_dict()}  # fmt: skip
+        (args.out / "metrics.json").write_text(json.dumps(report, indent=2))
+        plot_curve(result, args.out / "curve.png", label=args.model.name)
+        print(f"wrote {args.out / 'metrics.json'} and {args.out / 'curve.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
