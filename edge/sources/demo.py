@@ -7,6 +7,8 @@ file. The figure's 16 joints follow the MPII order of :data:`edge.skeletons.MPII
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -68,6 +70,7 @@ def _capsule(img: np.ndarray, a: np.ndarray, b: np.ndarray, thick: float, colour
         cv2.circle(img, p, max(1, int(round(thick / 2))), colour, -1, cv2.LINE_AA)
 
 
+@functools.lru_cache(maxsize=4)
 def _background(size: tuple[int, int]) -> np.ndarray:
     w, h = size
     img = np.zeros((h, w, 3), np.uint8)
@@ -83,7 +86,7 @@ def _background(size: tuple[int, int]) -> np.ndarray:
 
 def render_demo_frame(index: int, size: tuple[int, int] = (640, 480)) -> np.ndarray:
     """Frame ``index`` of the demo clip, HxWx3 BGR uint8."""
-    img = _background(size)
+    img = _background(size).copy()
     j = demo_joints(index, size)
     height = 0.8 * size[1]
     skin, shirt, trousers = (120, 160, 210), (60, 90, 200), (90, 60, 40)
@@ -106,9 +109,19 @@ def render_demo_frame(index: int, size: tuple[int, int] = (640, 480)) -> np.ndar
     cv2.ellipse(img, (int(round(centre[0])), int(round(centre[1]))),
                 (int(length * 0.55), int(length * 0.42)), angle, 0, 360, skin, -1, cv2.LINE_AA)  # fmt: skip
     # A little deterministic sensor noise, so the clip exercises smoothing like a camera does.
-    rng = np.random.default_rng(index)
-    noise = rng.normal(0, 3, img.shape[:2] + (1,)).astype(np.int16)
-    return np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    brighten, darken = _noise(size, index % _NOISE_FIELDS)
+    return cv2.subtract(cv2.add(img, brighten), darken)  # saturating uint8 arithmetic
+
+
+_NOISE_FIELDS = 8
+
+
+@functools.lru_cache(maxsize=_NOISE_FIELDS)
+def _noise(size: tuple[int, int], which: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grey noise (sigma 3) split into its positive and negative parts, as uint8 images."""
+    rng = np.random.default_rng(which)
+    n = np.repeat(rng.normal(0, 3, (size[1], size[0], 1)).round(), 3, axis=2)
+    return np.clip(n, 0, 255).astype(np.uint8), np.clip(-n, 0, 255).astype(np.uint8)
 
 
 class DemoSource(FrameSource):

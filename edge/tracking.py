@@ -1,0 +1,168 @@
+"""Where to look next: the crop for the coming frame, from the landmarks of the last one.
+
+A landmark model sees a square crop around its subject. In a video the subject moves
+little between frames, so the next crop is the square around the current confident
+landmarks (enlarged by the model's ``box_margin``); that is far cheaper and steadier than
+detecting the subject anew. When the mean landmark confidence drops below a threshold the
+track is *lost*, and the next frame starts again from a fallback: the full frame for pose
+models, a face detector for face models (faces are small in the frame).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+from .transform import CropBox, box_from_points, full_frame_box
+
+Detector = Callable[[np.ndarray], "CropBox | None"]
+
+
+def crop_from_landmarks(
+    points: np.ndarray,
+    scores: np.ndarray,
+    *,
+    margin: float,
+    min_score: float = 0.3,
+    min_points: int = 3,
+) -> CropBox | None:
+    """Square box around the landmarks scoring at least ``min_score``, enlarged by ``margin``.
+
+    None when fewer than ``min_points`` landmarks are confident: a box around one or two
+    points says nothing about the subject's extent.
+    """
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    s = np.asarray(scores, dtype=np.float64).reshape(len(p))
+    confident = (s >= min_score) & np.isfinite(p).all(axis=1)
+    if confident.sum() < min_points:
+        return None
+    return box_from_points(p, confident, margin=margin)
+
+
+def is_lost(scores: np.ndarray, lost_below: float) -> bool:
+    """A track is lost when the mean landmark confidence falls below ``lost_below``."""
+    s = np.asarray(scores, dtype=np.float64)
+    return s.size == 0 or not np.isfinite(s).all() or float(s.mean()) < lost_below
+
+
+def next_crop(
+    points: np.ndarray,
+    scores: np.ndarray,
+    *,
+    margin: float,
+    min_score: float = 0.3,
+    lost_below: float = 0.3,
+) -> CropBox | None:
+    """The crop to use on the next frame, or None when the track is lost."""
+    if is_lost(scores, lost_below):
+        return None
+    return crop_from_landmarks(points, scores, margin=margin, min_score=min_score)
+
+
+class LandmarkTracker:
+    """Keeps the crop between frames; falls back to a detector (or the full frame) when lost.
+
+    >>> box = tracker.box_for(image)       # None: nothing to look at in this frame
+    >>> result = model.predict(image, box)
+    >>> tracking = tracker.update(result.points, result.scores)
+    """
+
+    def __init__(
+        self,
+        *,
+        margin: float,
+        min_score: float = 0.3,
+        lost_below: float = 0.3,
+        detector: Detector | None = None,
+    ) -> None:
+        self.margin = margin
+        self.min_score = min_score
+        self.lost_below = lost_below
+        self.detector = detector
+        self._box: CropBox | None = None
+
+    @property
+    def tracking(self) -> bool:
+        return self._box is not None
+
+    def reset(self) -> None:
+        self._box = None
+
+    def box_for(self, image: np.ndarray) -> CropBox | None:
+        if self._box is not None:
+            return self._box
+        if self.detector is not None:
+            return self.detector(image)
+        h, w = image.shape[:2]
+        return full_frame_box(w, h)
+
+    def update(self, points: np.ndarray, scores: np.ndarray) -> bool:
+        """Take this frame's landmarks; returns whether the next frame is tracked from them."""
+        self._box = next_crop(points, scores, margin=self.margin, min_score=self.min_score,
+                              lost_below=self.lost_below)  # fmt: skip
+        return self._box is not None
+
+
+class HaarFaceDetector:
+    """OpenCV's frontal-face Haar cascade, returning the crop box of the largest face.
+
+    It runs on a grey copy scaled to at most ``work_width`` pixels wide, which keeps it at a
+    few milliseconds on a Pi; the tracker calls it only when the track is lost.
+    """
+
+    def __init__(
+        self,
+        *,
+        margin: float = 1.25,
+        cascade: str | Path | None = None,
+        work_width: int = 320,
+        min_face_fraction: float = 0.08,
+    ) -> None:
+        import cv2
+
+        if cascade is None:
+            cascade = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self._cascade = cv2.CascadeClassifier(str(cascade))
+        if self._cascade.empty():
+            raise ModelError(f"cannot load the Haar cascade {cascade}")
+        self.margin = margin
+        self.work_width = work_width
+        self.min_face_fraction = min_face_fraction
+
+    def faces(self, image: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """Face rectangles (x, y, w, h) in image pixels, largest first."""
+        import cv2
+
+        h, w = image.shape[:2]
+        f = min(1.0, self.work_width / w)
+        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        if f < 1.0:
+            grey = cv2.resize(grey, (int(round(w * f)), int(round(h * f))),
+                              interpolation=cv2.INTER_AREA)  # fmt: skip
+        grey = cv2.equalizeHist(grey)
+        side = max(12, int(self.min_face_fraction * min(grey.shape[:2])))
+        found = self._cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
+                                               minSize=(side, side))  # fmt: skip
+        rects = [tuple(float(v) / f for v in r) for r in np.asarray(found).reshape(-1, 4)]
+        return sorted(rects, key=lambda r: r[2] * r[3], reverse=True)
+
+    def __call__(self, image: np.ndarray) -> CropBox | None:
+        rects = self.faces(image)
+        if not rects:
+            return None
+        return face_box_from_rect(rects[0], margin=self.margin)
+
+
+def face_box_from_rect(rect: tuple[float, float, float, float], *, margin: float) -> CropBox:
+    """Crop box for a landmark model from a detector's face rectangle (x, y, w, h).
+
+    A Haar rectangle spans roughly brow to chin and cheek to cheek, about the extent of the
+    68 landmarks but sitting a little high, so its centre moves down by 8% of its height.
+    """
+    x, y, w, h = rect
+    cx = x + (w - 1) / 2.0
+    cy = y + (h - 1) / 2.0 + 0.08 * h
+    return CropBox((cx, cy), max(w, h) * margin)

@@ -1,0 +1,84 @@
+"""Tracking: next crop from landmarks, fallback when lost, the Haar face detector on a real photo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.tracking import (
+    HaarFaceDetector,
+    LandmarkTracker,
+    crop_from_landmarks,
+    face_box_from_rect,
+    is_lost,
+    next_crop,
+)
+
+MESSI = Path("/usr/share/doc/opencv-doc/examples/data/messi5.jpg")
+
+
+def test_crop_from_confident_landmarks_only():
+    points = np.array([[100, 100], [200, 100], [150, 300], [900, 900]], float)
+    scores = np.array([0.9, 0.8, 0.7, 0.1])  # the far point is unsure and ignored
+    box = crop_from_landmarks(points, scores, margin=1.25, min_score=0.3)
+    assert box.center == pytest.approx((150.0, 200.0))
+    assert box.size == pytest.approx(200 * 1.25)  # the taller side, enlarged
+    assert crop_from_landmarks(points, np.array([0.9, 0.1, 0.1, 0.1]), margin=1.25) is None
+
+
+def test_lost_when_mean_confidence_drops():
+    assert not is_lost(np.array([0.5, 0.4]), 0.3)
+    assert is_lost(np.array([0.5, 0.0]), 0.3)
+    assert is_lost(np.array([]), 0.3)
+    pts = np.array([[0, 0], [10, 0], [0, 10]], float)
+    assert next_crop(pts, np.array([0.9, 0.9, 0.9]), margin=1.0) is not None
+    assert next_crop(pts, np.array([0.2, 0.2, 0.2]), margin=1.0, min_score=0.1) is None
+
+
+def test_tracker_follows_then_falls_back_to_full_frame():
+    image = np.zeros((480, 640, 3), np.uint8)
+    tracker = LandmarkTracker(margin=1.25, min_score=0.3, lost_below=0.3)
+    first = tracker.box_for(image)
+    assert first.center == (319.5, 239.5) and first.size == 640  # nothing known: whole frame
+    pts = np.array([[300, 200], [340, 200], [320, 300]], float)
+    assert tracker.update(pts, np.array([0.9, 0.8, 0.9]))
+    tracked = tracker.box_for(image)
+    assert tracked.center == pytest.approx((320.0, 250.0)) and tracked.size == 125.0
+    assert not tracker.update(pts + 5, np.array([0.1, 0.1, 0.2]))  # confidence collapsed
+    assert tracker.box_for(image).size == 640
+
+
+def test_tracker_uses_detector_when_lost():
+    calls = []
+
+    def detector(image):
+        calls.append(image.shape)
+        return None  # no face in this frame
+
+    tracker = LandmarkTracker(margin=1.25, detector=detector)
+    assert tracker.box_for(np.zeros((48, 64, 3), np.uint8)) is None and calls == [(48, 64, 3)]
+
+
+def test_face_box_from_rect():
+    box = face_box_from_rect((100, 50, 80, 80), margin=1.5)
+    assert box.center == pytest.approx((139.5, 89.5 + 6.4))
+    assert box.size == pytest.approx(120.0)
+
+
+@pytest.mark.skipif(
+    not MESSI.is_file(), reason="needs opencv-doc's messi5.jpg (apt-get install opencv-doc)"
+)
+def test_haar_detector_finds_the_face_in_a_real_photo():
+    image = cv2.imread(str(MESSI))
+    detector = HaarFaceDetector(margin=1.25)
+    faces = detector.faces(image)
+    assert faces, "no face found in messi5.jpg"
+    x, y, w, h = faces[0]
+    # Messi's face in messi5.jpg (548x342) is at about x 200-250, y 60-120.
+    assert 180 < x + w / 2 < 270 and 50 < y + h / 2 < 130, faces[0]
+    box = detector(image)
+    assert box is not None and box.size == pytest.approx(max(w, h) * 1.25)
+    assert detector(np.full((240, 320, 3), 128, np.uint8)) is None
