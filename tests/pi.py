@@ -21,6 +21,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 ROOTFS_SCRIPT = REPO / ".ci" / "pi_rootfs.sh"
 QEMU = "qemu-aarch64-static"
@@ -168,3 +170,68 @@ def session_pi() -> Pi:
         except PiUnavailable as exc:
             pytest.skip(f"emulated Raspberry Pi unavailable: {exc}")
     return _session_pi
+
+
+def save_tiny_landmark_keras(path: Path, *, binary: bool) -> Path:
+    """A tiny 16-landmark network (64x64x3 -> 16x16x16) saved as .keras, for emulated tests.
+
+    ``binary`` adds larq binary convolutions (ste_sign inputs and weights, pad_values=1) that
+    LCE converts to bitpacked ``LceBconv2d`` ops. Imports TensorFlow: call from the x86 side.
+    """
+    import training  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+    try:
+        from training.models import build_hourglass
+    except ImportError:
+        build_hourglass = None
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    if build_hourglass is not None:
+        model = build_hourglass(num_stacks=1, depth=2, features=32, num_landmarks=16,
+                                input_size=64, block="hpm", binary=binary)  # fmt: skip
+    else:
+        import larq as lq
+
+        def conv(x, filters):
+            if not binary:
+                return tf.keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            return lq.layers.QuantConv2D(
+                filters, 3, padding="same", pad_values=1.0, use_bias=False,
+                input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+                kernel_constraint="weight_clip",
+            )(x)  # fmt: skip
+
+        inp = tf.keras.Input((64, 64, 3))
+        x = tf.keras.layers.Conv2D(32, 3, strides=2, padding="same")(inp)
+        x = tf.keras.layers.BatchNormalization()(x)
+        x = tf.keras.layers.ReLU()(x)
+        x = tf.keras.layers.MaxPool2D(2)(x)
+        y = tf.keras.layers.BatchNormalization()(conv(x, 32))
+        x = tf.keras.layers.Add()([x, y])
+        y = tf.keras.layers.BatchNormalization()(conv(x, 32))
+        x = tf.keras.layers.Add()([x, y])
+        x = tf.keras.layers.Conv2D(16, 1)(x)
+        model = tf.keras.Model(inp, x)
+    # Non-trivial BatchNorm statistics, as after training, so outputs are not all alike.
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.3, beta.shape),
+                               rng.normal(0, 0.3, mean.shape), rng.uniform(0.5, 2, var.shape)])  # fmt: skip
+    path = Path(path)
+    model.save(path)
+    return path
+
+
+def convert_model(keras_path: Path, out: Path, *, fmt: str) -> Path:
+    """``python -m converters.convert`` (the project's converter CLI) on a tiny model."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "converters.convert", str(keras_path), "-o", str(out),
+         "--format", fmt, "--skeleton", "mpii16", "--check-inputs", "0"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise AssertionError(f"converters.convert failed:\n{proc.stderr[-3000:]}")
+    return out

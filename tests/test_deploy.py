@@ -1,0 +1,252 @@
+"""python -m edge.deploy: the unit and settings it writes, idempotence, --dry-run, and real
+installs into an arm64 Raspberry Pi OS userland (--rootfs) and over ssh to a loopback sshd."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pi as pi_lane
+import pytest
+
+from edge import deploy
+from edge.deploy import ServiceSettings, exec_start_argv, parse_env_file, render_env, render_unit
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_unit_starts_edge_live_headless_at_boot_and_restarts_on_failure() -> None:
+    s = ServiceSettings(model_name="pose.tflite", prefix="/opt/binland")
+    unit = render_unit(s)
+    lines = unit.splitlines()
+    assert "EnvironmentFile=/opt/binland/binland.env" in lines
+    assert "Restart=on-failure" in lines
+    assert "WantedBy=multi-user.target" in lines
+    exec_start = next(line for line in lines if line.startswith("ExecStart="))
+    assert exec_start.startswith("ExecStart=/opt/binland/venv/bin/python -m edge.live ")
+    for flag in ("--model", "--source", "--serve", "--headless"):
+        assert flag in exec_start.split()
+    assert not any(line.startswith("User=") for line in lines)  # root unless asked
+    assert "User=pi" in render_unit(ServiceSettings(model_name="m.tflite", user="pi")).splitlines()
+
+
+def test_exec_start_is_the_command_systemd_runs() -> None:
+    s = ServiceSettings(model_name="pose.tflite", prefix="/srv/bl", source="/media/my clip.mp4",
+                        serve="127.0.0.1:9000", extra_args=("--jsonl", "/srv/bl/out.jsonl"))  # fmt: skip
+    env = parse_env_file(render_env(s))
+    assert env["BINLAND_SOURCE"] == "/media/my clip.mp4"
+    argv = exec_start_argv(render_unit(s), env)
+    assert argv == [
+        "/srv/bl/venv/bin/python", "-m", "edge.live", "--model", "/srv/bl/models/pose.tflite",
+        "--source", "/media/my clip.mp4", "--serve", "127.0.0.1:9000", "--headless",
+        "--jsonl", "/srv/bl/out.jsonl",
+    ]  # fmt: skip
+    # No extra flags: $BINLAND_ARGS expands to no word at all, not an empty argument.
+    plain = ServiceSettings(model_name="pose.tflite")
+    assert (
+        exec_start_argv(render_unit(plain), parse_env_file(render_env(plain)))[-1] == "--headless"
+    )
+
+
+def test_runtime_requirements_are_the_edge_extra_of_pyproject() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]["edge"]
+    names = {r.split(";")[0].strip() for r in extra}
+    assert names == set(deploy.RUNTIME_REQUIREMENTS)
+
+
+def test_runtime_copy_is_the_edge_package_without_caches() -> None:
+    files = deploy.runtime_files()
+    assert {
+        "__init__.py",
+        "deploy.py",
+        "live.py" if (REPO / "edge/live.py").exists() else "model.py",
+    } <= set(files)
+    assert not any("__pycache__" in name or name.endswith((".pyc", ".so")) for name in files)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "missing.tflite", "--rootfs", "/"], "model file not found"),
+        (["--model", str(REPO / "pyproject.toml"), "--rootfs", "/"], "not a TFLite flatbuffer"),
+    ],
+)
+def test_cli_bad_input_is_one_line_error(args, message, capsys) -> None:
+    assert deploy.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def float_model(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("deploy_model")
+    return pi_lane.convert_model(pi_lane.save_tiny_landmark_keras(d / "tiny.keras", binary=False),
+                                 d / "tiny_pose.tflite", fmt="float")  # fmt: skip
+
+
+def test_cli_rejects_a_folder_that_is_not_a_rootfs(
+    float_model: Path, tmp_path: Path, capsys
+) -> None:
+    assert deploy.main(["--model", str(float_model), "--rootfs", str(tmp_path)]) == 2
+    assert "does not look like a root filesystem" in capsys.readouterr().err
+
+
+# --- into an arm64 Raspberry Pi OS userland ---------------------------------------------------
+
+
+def _snapshot(root: Path) -> dict[str, tuple]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            key = "/" + str(p.relative_to(root))
+            if p.is_symlink():
+                out[key] = ("link", os.readlink(p))
+            else:  # a folder's mtime moves when something is added inside: compare files only
+                out[key] = ("dir",) if p.is_dir() else ("file", st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Path:
+    pi = pi_lane.session_pi()
+    root = tmp_path / "root"
+    shutil.copytree(pi.root, root, symlinks=True)
+    return root
+
+
+def _deploy_rootfs(model: Path, root: Path, *extra: str) -> None:
+    assert deploy.main(["--model", str(model), "--rootfs", str(root), *extra]) == 0
+
+
+@pytest.mark.pi
+def test_rootfs_dry_run_changes_nothing_and_lists_every_step(float_model, rootfs, capsys) -> None:
+    before = _snapshot(rootfs)
+    _deploy_rootfs(float_model, rootfs, "--dry-run")
+    out = capsys.readouterr().out
+    assert _snapshot(rootfs) == before
+    for step in ("venv", "wheels", "runtime", "model", "config", "unit", "enable"):
+        assert f"would    {step}" in out
+    assert "python3-picamera2" in out and "would change 7 of 7 steps" in out
+
+
+@pytest.mark.pi
+def test_rootfs_deploy_is_idempotent_and_stays_in_its_prefix(float_model, rootfs, capsys) -> None:
+    before = _snapshot(rootfs)
+    _deploy_rootfs(float_model, rootfs)
+    assert "changed 7 of 7 steps" in capsys.readouterr().out
+    after = _snapshot(rootfs)
+    new = set(after) - set(before)
+    allowed = ("/opt", "/opt/binland", "/etc/systemd")
+    assert all(
+        p.startswith("/opt/binland/") or p in allowed or p.startswith("/etc/systemd/system")
+        for p in new
+    ), new
+    assert {k: v for k, v in after.items() if k in before} == before  # nothing outside was modified
+    unit = rootfs / "etc/systemd/system/binland.service"
+    wants = rootfs / "etc/systemd/system/multi-user.target.wants/binland.service"
+    assert unit.is_file() and os.readlink(wants) == "/etc/systemd/system/binland.service"
+    cfg = (rootfs / "opt/binland/venv/pyvenv.cfg").read_text()
+    assert "include-system-site-packages = true" in cfg
+    site = rootfs / "opt/binland/venv/lib/python3.11/site-packages"
+    assert (site / "edge" / "live.py").exists() or (site / "edge" / "model.py").exists()
+    wrapper = (site / "tflite_runtime/_pywrap_tensorflow_interpreter_wrapper.so").read_bytes()[:20]
+    assert int.from_bytes(wrapper[18:20], "little") == 0xB7  # ELF e_machine: AArch64
+
+    _deploy_rootfs(float_model, rootfs)  # second run: a no-op
+    assert "changed 0 of 7 steps" in capsys.readouterr().out
+    assert _snapshot(rootfs) == after
+
+    _deploy_rootfs(
+        float_model, rootfs, "--source", "/opt/binland/clip.mp4"
+    )  # only the settings change
+    out = capsys.readouterr().out
+    assert "changed 1 of 7 steps" in out and "install  config" in out
+    assert (
+        'BINLAND_SOURCE="/opt/binland/clip.mp4"' in (rootfs / "opt/binland/binland.env").read_text()
+    )
+
+
+# --- over ssh to a loopback sshd --------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def sshd(tmp_path: Path):
+    """A throwaway sshd on 127.0.0.1 that accepts one key; yields the ssh flags for deploy."""
+    if not Path("/usr/sbin/sshd").exists() or not shutil.which("ssh-keygen"):
+        pytest.skip("openssh-server is not installed (apt-get install openssh-server)")
+    d = tmp_path / "sshd"
+    d.mkdir()
+    for key in ("host", "client"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True
+        )
+    shutil.copy(d / "client.pub", d / "authorized_keys")
+    port = _free_port()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host'}\nPidFile {d / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPasswordAuthentication no\nUsePAM no\n"
+        "StrictModes no\nPermitRootLogin prohibit-password\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation folder
+    proc = subprocess.run(
+        ["/usr/sbin/sshd", "-f", str(d / "sshd_config")], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        pytest.skip(f"sshd cannot run here: {proc.stderr.strip()}")
+    try:
+        for _ in range(50):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield ["--ssh", f"{getpass.getuser()}@127.0.0.1", "--port", str(port), "--identity", str(d / "client"),
+               "--ssh-option", "StrictHostKeyChecking=no", "--ssh-option", "UserKnownHostsFile=/dev/null",
+               "--ssh-option", "LogLevel=ERROR"]  # fmt: skip
+    finally:
+        pid = (d / "sshd.pid").read_text().strip() if (d / "sshd.pid").exists() else ""
+        if pid:
+            os.kill(int(pid), 15)
+
+
+@pytest.mark.slow
+def test_ssh_deploy_installs_a_working_venv_and_is_idempotent(
+    float_model, sshd, tmp_path, capsys
+) -> None:
+    if shutil.which("python3") is None:
+        pytest.skip("the ssh target needs python3")
+    prefix, units = tmp_path / "opt" / "binland", tmp_path / "systemd"
+    args = ["--model", str(float_model), *sshd, "--prefix", str(prefix), "--unit-dir", str(units)]
+    if getpass.getuser() != "root":
+        args.append("--no-sudo")
+    assert deploy.main(args) == 0, capsys.readouterr().err
+    assert "changed 7 of 7 steps" in capsys.readouterr().out
+    assert (units / "binland.service").is_file()
+    assert (units / "multi-user.target.wants" / "binland.service").is_symlink()
+    # The venv on the "Pi" (here this machine) runs the deployed runtime on the deployed model.
+    code = ("import sys, edge; from edge.model import LandmarkModel; import numpy as np;"
+            f"m = LandmarkModel({str(prefix / 'models' / float_model.name)!r});"
+            "print(edge.__file__); print(m.predict(np.zeros((48, 64, 3), np.uint8)).points.shape)")  # fmt: skip
+    proc = subprocess.run([str(prefix / "venv/bin/python"), "-c", code], cwd=tmp_path,
+                          capture_output=True, text=True, env={"PATH": os.environ["PATH"]})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    edge_file, shape = proc.stdout.splitlines()[-2:]
+    assert edge_file.startswith(str(prefix / "venv"))  # the copy, not this checkout
+    assert shape == "(16, 2)"
+    assert deploy.main(args) == 0
+    assert "changed 0 of 7 steps" in capsys.readouterr().out
