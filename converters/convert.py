@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     meta.add_argument("--input-color", choices=("RGB", "BGR"), default=None,
                       help="channel order the model expects (sidecar or RGB)")  # fmt: skip
     check = p.add_argument_group("check", "The comparison against Keras after converting.")
-    check.add_argument("--check-inputs", type=int, default=6, metavar="N",
+    check.add_argument("--check-inputs", type=int, default=8, metavar="N",
                        help="synthetic images to compare on; 0 skips the check")  # fmt: skip
     check.add_argument(
         "--check-backend", choices=("auto", "lce", "tflite"), default=None,
@@ -96,6 +96,10 @@ def _say(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edge.errors import ModelError
+
+    if not args.model.exists():  # answer before the slow TensorFlow import
+        raise ModelError(f"model file not found: {args.model}")
     import tensorflow as tf
 
     from edge.backends import create_backend

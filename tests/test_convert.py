@@ -1,0 +1,174 @@
+"""The converter CLI on real small larq models: LCE fidelity, float export, errors."""
+
+from __future__ import annotations
+
+import larq_models as lm
+import numpy as np
+import pytest
+import tensorflow as tf
+from larq_models import converted, keras_final, run_cli, saved_model, test_inputs
+
+from converters.convert import main
+from converters.fidelity import compare
+from edge.backends import create_backend
+from edge.codec import HeatmapCodec
+from edge.metadata import custom_op_names, read_metadata
+
+CODEC = HeatmapCodec(input_size=(lm.INPUT, lm.INPUT), heatmap_size=(lm.INPUT // 4, lm.INPUT // 4))
+
+
+def _assert_agree(reference: np.ndarray, candidate: np.ndarray, what: str = "") -> None:
+    """Heatmaps within 1e-3 of the range and >= 99% of landmarks decoding identically.
+
+    A binary net turns a rounding difference right at a sign() threshold into a flipped bit,
+    so a rare input may differ visibly; 90% of inputs must match to 1e-3 (see fidelity.CLOSE).
+    """
+    report = compare(reference, candidate, CODEC, what)
+    assert report.inputs_close >= 0.9 * report.num_inputs, report.summary()
+    assert report.same_landmarks >= 0.99, report.summary()
+
+
+@pytest.mark.parametrize("kind", ["binary", "real"])
+def test_lce_interpreter_matches_keras(kind):
+    path = converted(kind, "lce")
+    data = path.read_bytes()
+    ops = custom_op_names(data)
+    if kind == "binary":
+        assert "LceBconv2d" in ops and "LceQuantize" in ops
+    else:
+        assert not any(op.startswith("Lce") for op in ops)
+    x = test_inputs(16)
+    reference = keras_final(saved_model(kind), x)
+    heatmaps = create_backend("lce", data, num_threads=2).run(x)
+    assert heatmaps.shape == (16, 16, 16, lm.LANDMARKS)
+    _assert_agree(reference, heatmaps, "lce")
+
+
+def test_float_export_has_only_builtin_ops_and_matches_lce_in_both_stock_runtimes():
+    lce_data = converted("binary", "lce").read_bytes()
+    float_data = converted("binary", "float").read_bytes()
+    assert custom_op_names(float_data) == []
+    meta = read_metadata(float_data)
+    assert meta.weights_format == "float" and read_metadata(lce_data).weights_format == "lce"
+    x = test_inputs(16)
+    lce_maps = create_backend("lce", lce_data).run(x)
+    for runtime in ("tflite_runtime", "ai_edge_litert"):
+        backend = create_backend("tflite", float_data, runtime=runtime)
+        assert runtime in backend.description
+        _assert_agree(lce_maps, backend.run(x), runtime)
+    # The bitpacked file is much smaller: that is the point of the LCE format.
+    assert len(lce_data) * 4 < len(float_data)
+
+
+def test_cli_prints_fidelity_ops_and_size(tmp_path, capsys):
+    out = tmp_path / "pose.tflite"
+    assert main([str(saved_model("binary")), "-o", str(out), "--check-inputs", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "LceBconv2d x" in text
+    assert "landmarks identical" in text and "of the heatmap range" in text
+    assert f"{out.stat().st_size / 1e6:.3f} MB" in text
+    assert "assumed mpii16 from 16 landmarks" in text
+
+
+def test_sidecar_metadata_and_flags_override_it(tmp_path):
+    src = saved_model("binary")
+    model_path = tmp_path / "face.keras"
+    model_path.write_bytes(src.read_bytes())
+    from edge.metadata import LandmarkMetadata
+
+    sidecar = LandmarkMetadata.for_skeleton(
+        "mpii16", input_size=(1, 1), heatmap_size=(1, 1), model_name="from-sidecar",
+        model_version="7", input_mean=(1.0, 2.0, 3.0), box_margin=1.4,
+    )  # fmt: skip
+    (tmp_path / "face.keras.landmarks.json").write_text(sidecar.to_json())
+    out = tmp_path / "face.tflite"
+    argv = [str(model_path), "-o", str(out), "--check-inputs", "0", "--name", "flagged",
+            "--input-std", "58,57,57", "--input-color", "BGR"]  # fmt: skip
+    assert main(argv) == 0
+    meta = read_metadata(out)
+    assert meta.model_name == "flagged" and meta.model_version == "7"
+    assert meta.input_mean == (1.0, 2.0, 3.0) and meta.input_std == (58.0, 57.0, 57.0)
+    assert meta.input_color == "BGR" and meta.box_margin == 1.4
+    # Sizes always come from the network, not the sidecar.
+    assert meta.input_size == (lm.INPUT, lm.INPUT) and meta.heatmap_size == (16, 16)
+
+
+def test_help_explains_every_flag():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in ("--output", "--format", "--skeleton", "--name", "--version", "--input-mean",
+                 "--input-std", "--input-color", "--check-inputs", "--check-backend",
+                 "--threads", "--strict"):  # fmt: skip
+        assert flag in result.stdout
+
+
+def _float16_model(path):
+    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        inputs = tf.keras.Input((32, 32, 3))
+        outputs = tf.keras.layers.Conv2D(16, 3, padding="same")(inputs)
+        tf.keras.Model(inputs, outputs).save(path)
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+
+
+def _ternary_model(path):
+    import larq as lq
+
+    inputs = tf.keras.Input((32, 32, 3))
+    x = lq.layers.QuantConv2D(32, 3, padding="same", input_quantizer="ste_tern",
+                              kernel_quantizer="ste_sign")(inputs)  # fmt: skip
+    tf.keras.Model(inputs, tf.keras.layers.Conv2D(16, 1)(x)).save(path)
+
+
+def _unknown_count_model(path):
+    inputs = tf.keras.Input((32, 32, 3))
+    tf.keras.Model(inputs, tf.keras.layers.Conv2D(5, 3, padding="same")(inputs)).save(path)
+
+
+@pytest.mark.parametrize(
+    "case, extra, expected",
+    [
+        ("missing", [], "not found"),
+        ("garbage", [], "cannot load"),
+        ("tflite", [], "expected a .keras or .h5"),
+        ("float16", [], "float16"),
+        ("ternary", ["--format", "float"], "unsupported layer"),
+        ("landmarks5", [], "matches no known skeleton"),
+        ("bad-flag", ["--input-mean", "1,2"], "expected 1 or 3 numbers"),
+    ],
+)
+def test_broken_inputs_exit_2_with_one_line(tmp_path, case, extra, expected):
+    path = tmp_path / "model.keras"
+    if case == "garbage":
+        path.write_bytes(b"this is not a keras archive" * 10)
+    elif case == "tflite":
+        path = tmp_path / "model.tflite"
+        path.write_bytes(converted("real", "lce").read_bytes())
+    elif case == "float16":
+        _float16_model(path)
+    elif case == "ternary":
+        _ternary_model(path)
+    elif case == "landmarks5":
+        _unknown_count_model(path)
+    elif case == "bad-flag":
+        path = saved_model("real")
+    result = run_cli(str(path), "-o", str(tmp_path / "out.tflite"), *extra)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and expected in lines[-1], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.tflite").exists()
+
+
+def test_sidecar_json_written_by_training_is_read_next_to_the_model(tmp_path):
+    # The sidecar may also drop the model's suffix: pose.landmarks.json next to pose.keras.
+    model_path = tmp_path / "pose.keras"
+    model_path.write_bytes(saved_model("real").read_bytes())
+    from edge.metadata import LandmarkMetadata
+
+    meta = LandmarkMetadata.for_skeleton("mpii16", input_size=(256, 256), heatmap_size=(64, 64),
+                                         model_name="sidecar-name")  # fmt: skip
+    (tmp_path / "pose.landmarks.json").write_text(meta.to_json())
+    assert main([str(model_path), "--check-inputs", "0"]) == 0
+    assert read_metadata(tmp_path / "pose.tflite").model_name == "sidecar-name"
