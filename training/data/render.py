@@ -96,11 +96,16 @@ def draw_shape(rng: Rng, mask: np.ndarray, center: np.ndarray, radius: float) ->
 
 def paste(image: np.ndarray, mask: np.ndarray, fill: np.ndarray | tuple[int, int, int]) -> None:
     """Copy ``fill`` (an image or a colour) into ``image`` where ``mask`` is set."""
-    m = mask > 0
+    x, y, w, h = cv2.boundingRect(mask)
+    if w == 0 or h == 0:
+        return
+    roi, m = image[y : y + h, x : x + w], mask[y : y + h, x : x + w]
+    # OpenCV's masked ops write into the ROI view in place and are ~10x faster than NumPy's.
     if isinstance(fill, tuple):
-        image[m] = fill
+        cv2.subtract(roi, roi, dst=roi, mask=m)
+        cv2.add(roi, (float(fill[0]), float(fill[1]), float(fill[2]), 0.0), dst=roi, mask=m)
     else:
-        image[m] = fill[m]
+        cv2.copyTo(fill[y : y + h, x : x + w], m, roi)
 
 
 def background(rng: Rng, height: int, width: int) -> np.ndarray:
