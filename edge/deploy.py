@@ -77,7 +77,10 @@ class ServiceSettings:
     prefix: str = DEFAULT_PREFIX
     source: str = DEFAULT_SOURCE
     serve: str = DEFAULT_SERVE
-    extra_args: tuple[str, ...] = ()  # more `edge.live` flags: thresholds, outputs, ...
+    threads: int = 4  # a Raspberry Pi 4 or 5 has four cores
+    min_score: float = 0.3  # edge.live --min-score
+    lost_below: float = 0.3  # edge.live --lost-below
+    extra_args: tuple[str, ...] = ()  # more `edge.live` flags, e.g. outputs (--jsonl PATH)
     user: str | None = None  # run as this user (in group video) instead of root
 
     @property
@@ -101,11 +104,16 @@ def render_env(s: ServiceSettings) -> str:
         "# Settings of binland.service, written by `python -m edge.deploy`.\n"
         "# Edit, then: sudo systemctl restart binland\n"
         "# BINLAND_SOURCE: picamera2, a camera index (0), a video file or an image folder.\n"
-        "# BINLAND_ARGS: further `python -m edge.live` flags (see --help), e.g. thresholds\n"
-        "# and outputs such as --jsonl /opt/binland/landmarks.jsonl.\n"
+        "# BINLAND_MIN_SCORE: landmarks below this score are not trusted (not drawn filled,\n"
+        "# not used to track). BINLAND_LOST_BELOW: mean score below which the track restarts.\n"
+        "# BINLAND_ARGS: further `python -m edge.live` flags (see its --help), e.g. outputs\n"
+        "# such as --jsonl /opt/binland/landmarks.jsonl or --output /opt/binland/out.mp4.\n"
         f"BINLAND_MODEL={q(s.model_path)}\n"
         f"BINLAND_SOURCE={q(s.source)}\n"
         f"BINLAND_SERVE={q(s.serve)}\n"
+        f"BINLAND_THREADS={q(str(s.threads))}\n"
+        f"BINLAND_MIN_SCORE={q(repr(s.min_score))}\n"
+        f"BINLAND_LOST_BELOW={q(repr(s.lost_below))}\n"
         f"BINLAND_ARGS={q(shlex.join(s.extra_args))}\n"
     )
 
@@ -125,7 +133,9 @@ def render_unit(s: ServiceSettings) -> str:
         "Environment=PYTHONUNBUFFERED=1\n"
         f"WorkingDirectory={s.prefix}\n"
         f"ExecStart={s.venv}/bin/python -m edge.live --model ${{BINLAND_MODEL}} "
-        "--source ${BINLAND_SOURCE} --serve ${BINLAND_SERVE} --headless $BINLAND_ARGS\n"
+        "--source ${BINLAND_SOURCE} --serve ${BINLAND_SERVE} --threads ${BINLAND_THREADS} "
+        "--min-score ${BINLAND_MIN_SCORE} --lost-below ${BINLAND_LOST_BELOW} --no-display "
+        "$BINLAND_ARGS\n"
         "Restart=on-failure\n"
         "RestartSec=5\n"
         "\n"
@@ -593,43 +603,47 @@ def build_parser() -> argparse.ArgumentParser:
         "unit) on a Raspberry Pi over ssh, or into a Pi root filesystem mounted here. "
         "Safe to run again: finished steps are skipped.",
     )
-    p.add_argument("--model", required=True, type=Path, help="the .tflite landmark model to serve")
+    add = p.add_argument
+    add("--model", required=True, type=Path, help="the .tflite landmark model to serve")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--ssh", metavar="USER@HOST", help="deploy to a running Pi over ssh")
     where.add_argument("--rootfs", metavar="PATH", type=Path,
-                       help="deploy into a Pi root filesystem at PATH (SD card or image mounted here)")  # fmt: skip
-    p.add_argument(
+                       help="deploy into a Pi root filesystem at PATH (SD card or image mounted "
+                       "here); nothing runs on the Pi's CPU")  # fmt: skip
+    add(
         "--dry-run",
         action="store_true",
         help="print every step and whether it is needed; change nothing",
     )
-    p.add_argument(
+    add(
         "--prefix",
         default=DEFAULT_PREFIX,
         help=f"install folder on the Pi (default {DEFAULT_PREFIX})",
     )
-    p.add_argument("--source", default=DEFAULT_SOURCE,
-                   help="what the service reads: picamera2, a camera index, a video file (default picamera2)")  # fmt: skip
-    p.add_argument(
-        "--serve",
-        default=DEFAULT_SERVE,
-        help=f"HOST:PORT of the MJPEG/JSON server (default {DEFAULT_SERVE})",
-    )
-    p.add_argument("--live-arg", action="append", default=[], metavar="ARG",
-                   help="extra flag for `python -m edge.live` (repeatable), e.g. --live-arg=--jsonl=/opt/binland/out.jsonl")  # fmt: skip
-    p.add_argument("--user", help="run the service as this user (added to group video); default root for "
-                   "--rootfs, the ssh user otherwise")  # fmt: skip
-    p.add_argument("--unit-dir", default=DEFAULT_UNIT_DIR,
-                   help=f"where the systemd unit goes (default {DEFAULT_UNIT_DIR})")  # fmt: skip
-    p.add_argument("--port", type=int, help="ssh port")
-    p.add_argument("--identity", help="ssh private key file")
-    p.add_argument(
-        "--ssh-option",
-        action="append",
-        default=[],
-        metavar="OPT",
-        help="extra `ssh -o` option (repeatable)",
-    )
+    svc = p.add_argument_group("service settings (written to PREFIX/binland.env)")
+    svc.add_argument("--source", default=DEFAULT_SOURCE,
+                     help=f"what the service reads: picamera2, a camera index, a video file (default {DEFAULT_SOURCE})")  # fmt: skip
+    svc.add_argument("--serve", default=DEFAULT_SERVE, metavar="HOST:PORT",
+                     help=f"where edge.live serves the MJPEG stream and page (default {DEFAULT_SERVE})")  # fmt: skip
+    svc.add_argument("--threads", type=int, default=4, help="interpreter threads (default 4)")
+    svc.add_argument("--min-score", type=float, default=0.3,
+                     help="edge.live --min-score: landmarks below it are not trusted (default 0.3)")  # fmt: skip
+    svc.add_argument("--lost-below", type=float, default=0.3,
+                     help="edge.live --lost-below: mean score that restarts tracking (default 0.3)")  # fmt: skip
+    svc.add_argument("--live-arg", action="append", default=[], metavar="ARG",
+                     help="one more `python -m edge.live` argument (repeatable), e.g. "
+                     "--live-arg=--jsonl --live-arg=/opt/binland/landmarks.jsonl")  # fmt: skip
+    svc.add_argument("--user", help="run the service as this user, in group video (default: root for "
+                     "--rootfs, the ssh user otherwise)")  # fmt: skip
+    svc.add_argument("--unit-dir", default=DEFAULT_UNIT_DIR,
+                     help=f"where the systemd unit goes (default {DEFAULT_UNIT_DIR})")  # fmt: skip
+    ssh = p.add_argument_group("ssh")
+    ssh.add_argument("--port", type=int, help="ssh port (default: ssh's own, usually 22)")
+    ssh.add_argument("--identity", help="ssh private key file")
+    ssh.add_argument("--ssh-option", action="append", default=[], metavar="OPT",
+                     help="extra `ssh -o` option (repeatable), e.g. StrictHostKeyChecking=accept-new")  # fmt: skip
+    ssh.add_argument("--no-sudo", action="store_true",
+                     help="the ssh user can write --prefix and --unit-dir itself: do not use sudo")  # fmt: skip
     return p
 
 
@@ -639,30 +653,32 @@ def main(argv: list[str] | None = None) -> int:
         if not args.model.is_file():
             raise ModelError(f"model file not found: {args.model}")
         read_metadata(args.model)  # refuse a file that edge.live could not use
-        if not args.prefix.startswith("/") or args.prefix.rstrip("/") in ("", "/usr", "/etc"):
+        prefix = args.prefix.rstrip("/")
+        if not args.prefix.startswith("/") or prefix in ("", "/usr", "/etc", "/opt", "/home"):
             raise DeployError(
                 f"--prefix must be an absolute folder of its own, not {args.prefix!r}"
             )
+        if args.threads < 1:
+            raise DeployError("--threads must be at least 1")
         if args.rootfs:
             target: Target = RootfsTarget(args.rootfs)
             user = args.user
         else:
-            target = SshTarget(
-                args.ssh, port=args.port, identity=args.identity, ssh_options=args.ssh_option
-            )
+            target = SshTarget(args.ssh, port=args.port, identity=args.identity,
+                               ssh_options=args.ssh_option, sudo=False if args.no_sudo else None)  # fmt: skip
             remote_user = args.ssh.split("@", 1)[0] if "@" in args.ssh else None
             user = args.user or (remote_user if remote_user not in (None, "root") else None)
         settings = ServiceSettings(
-            model_name=args.model.name, prefix=args.prefix.rstrip("/"), source=args.source,
-            serve=args.serve, extra_args=tuple(args.live_arg), user=user,
+            model_name=args.model.name, prefix=prefix, source=args.source, serve=args.serve,
+            threads=args.threads, min_score=args.min_score, lost_below=args.lost_below,
+            extra_args=tuple(args.live_arg), user=user,
         )  # fmt: skip
         print(f"{'plan for' if args.dry_run else 'deploying to'} {target.name}:")
-        report = deploy(
-            target, settings, args.model, dry_run=args.dry_run, unit_dir=args.unit_dir.rstrip("/")
-        )
-        verb = "would change" if args.dry_run else "changed"
+        report = deploy(target, settings, args.model, dry_run=args.dry_run,
+                        unit_dir=args.unit_dir.rstrip("/"))  # fmt: skip
+        total = len(report.changed) + len(report.unchanged)
         print(
-            f"{verb} {len(report.changed)} of {len(report.changed) + len(report.unchanged)} steps"
+            f"{'would change' if args.dry_run else 'changed'} {len(report.changed)} of {total} steps"
         )
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)

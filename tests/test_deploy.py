@@ -29,7 +29,7 @@ def test_unit_starts_edge_live_headless_at_boot_and_restarts_on_failure() -> Non
     assert "WantedBy=multi-user.target" in lines
     exec_start = next(line for line in lines if line.startswith("ExecStart="))
     assert exec_start.startswith("ExecStart=/opt/binland/venv/bin/python -m edge.live ")
-    for flag in ("--model", "--source", "--serve", "--headless"):
+    for flag in ("--model", "--source", "--serve", "--threads", "--min-score", "--no-display"):
         assert flag in exec_start.split()
     assert not any(line.startswith("User=") for line in lines)  # root unless asked
     assert "User=pi" in render_unit(ServiceSettings(model_name="m.tflite", user="pi")).splitlines()
@@ -43,13 +43,14 @@ def test_exec_start_is_the_command_systemd_runs() -> None:
     argv = exec_start_argv(render_unit(s), env)
     assert argv == [
         "/srv/bl/venv/bin/python", "-m", "edge.live", "--model", "/srv/bl/models/pose.tflite",
-        "--source", "/media/my clip.mp4", "--serve", "127.0.0.1:9000", "--headless",
+        "--source", "/media/my clip.mp4", "--serve", "127.0.0.1:9000", "--threads", "4", "--min-score", "0.3",
+        "--lost-below", "0.3", "--no-display",
         "--jsonl", "/srv/bl/out.jsonl",
     ]  # fmt: skip
     # No extra flags: $BINLAND_ARGS expands to no word at all, not an empty argument.
     plain = ServiceSettings(model_name="pose.tflite")
     assert (
-        exec_start_argv(render_unit(plain), parse_env_file(render_env(plain)))[-1] == "--headless"
+        exec_start_argv(render_unit(plain), parse_env_file(render_env(plain)))[-1] == "--no-display"
     )
 
 
