@@ -1,0 +1,175 @@
+"""Backends (LCE interpreter, stock runtimes) and LandmarkModel on real converted files."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from larq_models import converted, run_python, test_inputs
+
+import edge
+from edge.backends import (
+    auto_backend_name,
+    backend_names,
+    create_backend,
+    is_bitpacked,
+    native_library,
+)
+from edge.errors import BackendError, ModelError
+from edge.transform import CropBox, apply_affine, crop_matrix, full_frame_box, invert_affine
+
+
+def test_registry_names_and_unknown_backend():
+    assert {"auto", "lce", "tflite"} <= set(backend_names())
+    with pytest.raises(BackendError, match="unknown backend 'onnx'"):
+        create_backend("onnx", converted("real", "float"))
+    with pytest.raises(BackendError, match="unknown TFLite runtime"):
+        create_backend("tflite", converted("real", "float"), runtime="tflite_micro")
+    with pytest.raises(BackendError, match="num_threads"):
+        create_backend("lce", converted("real", "float"), num_threads=0)
+
+
+def test_auto_picks_a_stock_runtime_for_float_and_a_bitpacked_capable_one_for_lce():
+    float_data = converted("binary", "float").read_bytes()
+    lce_data = converted("binary", "lce").read_bytes()
+    assert not is_bitpacked(float_data) and is_bitpacked(lce_data)
+    assert auto_backend_name(float_data) == "tflite"
+    expected = "tflite" if native_library() is not None else "lce"
+    assert auto_backend_name(lce_data) == expected
+    backend = create_backend("auto", lce_data)
+    assert backend.name == expected
+    assert backend.run(test_inputs(2)).shape == (2, 16, 16, 16)
+
+
+def test_stock_runtime_on_a_bitpacked_file():
+    lce_data = converted("binary", "lce").read_bytes()
+    if native_library() is None:
+        with pytest.raises(BackendError) as info:
+            create_backend("tflite", lce_data)
+        message = str(info.value)
+        assert "\n" not in message
+        assert "native library" in message and "larq-compute-engine" in message
+        assert "--format float" in message
+    else:
+        # With the native delegate a stock runtime runs the LCE ops like LCE itself.
+        x = test_inputs(4)
+        reference = create_backend("lce", lce_data).run(x)
+        for runtime in ("tflite_runtime", "ai_edge_litert"):
+            out = create_backend("tflite", lce_data, runtime=runtime).run(x)
+            np.testing.assert_allclose(out, reference, rtol=0, atol=1e-3 * np.ptp(reference))
+
+
+def test_every_stock_runtime_gives_the_same_heatmaps():
+    data = converted("real", "float").read_bytes()
+    x = test_inputs(3)
+    outputs = {}
+    for runtime in ("tflite_runtime", "ai_edge_litert", "tensorflow"):
+        backend = create_backend("tflite", data, runtime=runtime, num_threads=1)
+        assert backend.input_shape == (1, 64, 64, 3) and backend.output_shape == (1, 16, 16, 16)
+        outputs[runtime] = backend.run(x)
+    ref = outputs["tflite_runtime"]
+    for out in outputs.values():
+        np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5 * np.ptp(ref))
+
+
+def test_run_accepts_one_input_or_a_batch_and_rejects_wrong_shapes():
+    backend = create_backend("lce", converted("binary", "lce"))
+    x = test_inputs(2)
+    batch = backend.run(x)
+    np.testing.assert_array_equal(backend.run(x[1]), batch[1])
+    with pytest.raises(BackendError, match="does not fit"):
+        backend.run(np.zeros((1, 32, 32, 3), np.float32))
+
+
+def test_runtime_can_be_forced_by_environment(monkeypatch):
+    monkeypatch.setenv("BINLAND_TFLITE_RUNTIME", "ai-edge-litert")
+    backend = create_backend("tflite", converted("real", "float"))
+    assert backend.runtime == "ai_edge_litert"
+
+
+# --- LandmarkModel ---
+
+
+def _scene(width: int = 200, height: int = 150, seed: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, (height // 4, width // 4, 3), dtype=np.uint8)
+    return cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+@pytest.mark.parametrize("kind, fmt", [("binary", "lce"), ("binary", "float")])
+def test_landmark_model_predicts_in_image_pixels(kind, fmt):
+    model = edge.LandmarkModel(converted(kind, fmt))
+    assert model.backend_name == ("tflite" if fmt == "float" or native_library() else "lce")
+    image = _scene()
+    result = model.predict(image)
+    assert result.points.shape == (16, 2) and result.scores.shape == (16,)
+    assert result.names == model.metadata.landmarks and len(result) == 16
+    assert result.box == full_frame_box(200, 150)
+
+    # A landmark found in a crop maps back through the crop transform (rotated, scaled box).
+    box = CropBox(center=(110.0, 70.0), size=96.0, rotation=25.0)
+    in_image = model.predict(image, box)
+    to_crop = crop_matrix(box, model.metadata.input_size)
+    crop = cv2.warpAffine(image, to_crop, model.metadata.input_size, flags=cv2.INTER_LINEAR)
+    in_crop = model.predict(crop, full_frame_box(*model.metadata.input_size))
+    np.testing.assert_allclose(in_image.points, apply_affine(invert_affine(to_crop), in_crop.points),
+                               atol=1e-6)  # fmt: skip
+    np.testing.assert_array_equal(in_image.scores, in_crop.scores)
+
+    # Moving the object and its box together moves the landmarks by the same amount.
+    shifted = np.pad(image, ((7, 0), (10, 0), (0, 0)))
+    moved = model.predict(shifted, CropBox(center=(120.0, 77.0), size=96.0, rotation=25.0))
+    np.testing.assert_allclose(moved.points, in_image.points + [10.0, 7.0], atol=1e-6)
+
+
+def test_predict_heatmaps_uses_the_metadata_colour_order():
+    model = edge.LandmarkModel(converted("real", "float"))
+    assert model.metadata.input_color == "RGB"
+    crops = (test_inputs(2) * 255).round().astype(np.uint8)  # RGB images
+    expected = model._backend.run(crops.astype(np.float32) / 255.0)
+    np.testing.assert_allclose(model.predict_heatmaps(crops[..., ::-1]), expected, atol=1e-5)
+
+
+def test_greyscale_and_bgra_frames_are_accepted():
+    model = edge.LandmarkModel(converted("real", "lce"), backend="lce")
+    grey = cv2.cvtColor(_scene(), cv2.COLOR_BGR2GRAY)
+    bgra = cv2.cvtColor(_scene(), cv2.COLOR_BGR2BGRA)
+    assert model.predict(grey).points.shape == (16, 2)
+    np.testing.assert_array_equal(model.predict(bgra).points, model.predict(_scene()).points)
+
+
+def test_landmark_model_rejects_bad_files(tmp_path):
+    import tensorflow as tf
+
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(np.random.default_rng(0).bytes(500))
+    inputs = tf.keras.Input((8, 8, 3))
+    plain = tf.lite.TFLiteConverter.from_keras_model(
+        tf.keras.Model(inputs, tf.keras.layers.Conv2D(2, 1)(inputs))
+    ).convert()
+    no_metadata = tmp_path / "plain.tflite"
+    no_metadata.write_bytes(plain)
+    cases = {
+        tmp_path / "missing.tflite": "not found",
+        garbage: "not a TFLite flatbuffer",
+        no_metadata: "no landmark metadata",
+    }
+    for path, expected in cases.items():
+        with pytest.raises(ModelError) as info:
+            edge.LandmarkModel(path)
+        assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_edge_runs_a_bitpacked_model_without_tensorflow_or_larq():
+    path = converted("binary", "lce")
+    code = (
+        "import sys, numpy as np, edge\n"
+        f"m = edge.LandmarkModel({str(path)!r}, backend='lce')\n"
+        "r = m.predict(np.full((90, 120, 3), 128, np.uint8))\n"
+        "bad = [n for n in ('tensorflow', 'larq', 'keras', 'tf_keras') if n in sys.modules]\n"
+        "assert not bad, bad\n"
+        "print(m.backend_name, r.points.shape)"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "lce (16, 2)"

@@ -1,0 +1,108 @@
+"""Landmark metadata written into real converted flatbuffers and read back without TensorFlow."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flatbuffers
+import larq_models as lm
+import numpy as np
+import pytest
+import tensorflow as tf
+from larq_models import converted, run_python, saved_model, test_inputs
+from tensorflow.lite.python import schema_py_generated as schema
+
+from converters.lce import binary_conv_layers
+from converters.tflite_metadata import add_metadata_entry, op_counts, write_landmark_metadata
+from edge.backends import create_backend
+from edge.errors import ModelError
+from edge.metadata import (
+    METADATA_NAME,
+    LandmarkMetadata,
+    custom_op_names,
+    read_metadata,
+    read_metadata_bytes,
+)
+
+META = LandmarkMetadata.for_skeleton(
+    "ibug68", input_size=(256, 256), heatmap_size=(64, 64), input_mean=(127.5, 127.5, 127.5),
+    input_std=(128.0, 128.0, 128.0), input_color="BGR", model_name="faces", model_version="3",
+    weights_format="lce", box_margin=1.3, extra={"trained_on": "300W", "nme": 3.26},
+)  # fmt: skip
+
+
+def _entries(data: bytes) -> list[str]:
+    model = schema.Model.GetRootAs(data, 0)
+    return [model.Metadata(i).Name().decode() for i in range(model.MetadataLength())]
+
+
+@pytest.mark.parametrize("fmt", ["lce", "float"])
+def test_metadata_round_trips_and_replaces_an_old_entry(fmt):
+    data = converted("binary", fmt).read_bytes()
+    written = write_landmark_metadata(data, META)
+    assert read_metadata(written) == META
+    again = write_landmark_metadata(written, dataclasses.replace(META, model_version="4"))
+    assert read_metadata(again).model_version == "4"
+    assert _entries(again).count(METADATA_NAME) == 1
+    assert "min_runtime_version" in _entries(again)  # the converter's own entry survives
+    assert len(again) < len(written) + 64  # the old record's buffer was emptied, not kept
+    assert custom_op_names(again) == custom_op_names(data)
+
+
+def _buffer_data_offsets(data: bytes) -> list[int]:
+    model = schema.Model.GetRootAs(data, 0)
+    offsets = []
+    for i in range(model.BuffersLength()):
+        buffer = model.Buffers(i)
+        if buffer.DataLength() > 0:
+            tab = buffer._tab
+            field = flatbuffers.number_types.UOffsetTFlags.py_type(tab.Offset(4))
+            offsets.append(tab.Vector(field))
+    return offsets
+
+
+def test_rewritten_model_keeps_weights_aligned_and_computes_the_same():
+    original = converted("binary", "lce").read_bytes()
+    stripped = add_metadata_entry(original, METADATA_NAME, b"{}")
+    rewritten = write_landmark_metadata(stripped, META)
+    offsets = _buffer_data_offsets(rewritten)
+    assert offsets and all(offset % 16 == 0 for offset in offsets)
+    x = test_inputs(3)
+    a = create_backend("lce", original).run(x)
+    b = create_backend("lce", rewritten).run(x)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_reader_needs_no_tensorflow():
+    path = converted("real", "float")
+    code = (
+        "import sys\nfrom edge.metadata import read_metadata\n"
+        f"m = read_metadata({str(path)!r})\n"
+        "assert 'tensorflow' not in sys.modules and 'flatbuffers' not in sys.modules\n"
+        "print(m.skeleton, m.input_size, m.weights_format)"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["mpii16", "(64,", "64)", "float"]
+
+
+def test_writer_refuses_a_file_that_is_not_tflite():
+    with pytest.raises(ModelError, match="not a TFLite flatbuffer"):
+        write_landmark_metadata(b"PK\x03\x04 a zip file, not a model", META)
+
+
+def test_op_counts_show_one_bconv_per_binary_layer():
+    model = tf.keras.models.load_model(saved_model("binary"), compile=False)
+    final = tf.keras.Model(model.inputs, model.outputs[-1])
+    counts = op_counts(converted("binary", "lce").read_bytes())
+    assert counts["LceBconv2d"] == len(binary_conv_layers(final)) > 0
+    float_counts = op_counts(converted("binary", "float").read_bytes())
+    assert "LceBconv2d" not in float_counts and float_counts["CONV_2D"] >= counts["LceBconv2d"]
+
+
+def test_metadata_sizes_match_the_network():
+    meta = read_metadata(converted("binary", "lce"))
+    assert meta.input_size == (lm.INPUT, lm.INPUT)
+    assert meta.heatmap_size == (lm.INPUT // 4, lm.INPUT // 4)
+    assert meta.num_landmarks == lm.LANDMARKS and meta.heatmap_stride == 4.0
+    assert read_metadata_bytes(converted("binary", "lce").read_bytes(), "no-such-entry") is None
