@@ -1,0 +1,387 @@
+"""Live landmarks on a camera, video, images or the demo clip: ``python -m edge.live``.
+
+    python -m edge.live --source demo --no-display --output demo.mp4
+    python -m edge.live --model face --source 0 --serve 0.0.0.0:8080
+    python -m edge.live --model pose.tflite --source clip.mp4 --jsonl clip.jsonl --no-display
+
+Per frame: the source gives a BGR frame, the tracker picks the crop (the previous frame's
+landmarks, else the full frame or a face detector), the model predicts heatmaps, the codec
+decodes them back to image pixels, a One Euro filter smooths them, and the overlay goes to
+the window, video, MJPEG stream and JSONL log. Ctrl-C (SIGINT) or SIGTERM stops after the
+current frame with every file complete; a second Ctrl-C stops at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EdgeError, ModelError, SourceError
+from .smoothing import OneEuroFilter
+from .sources import Frame, open_source
+from .timing import RateMeter, StageTimes
+from .tracking import HaarFaceDetector, LandmarkTracker
+from .transform import CropBox, apply_affine, invert_affine, warp_crop
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+BUNDLED = {"pose": MODELS_DIR / "pose.tflite", "face": MODELS_DIR / "face.tflite"}
+STAGES = ("capture", "crop", "inference", "decode", "output", "total")
+
+
+def resolve_model(spec: str | None) -> Path:
+    """A model path from ``--model``: a file, or ``pose``/``face`` for the bundled models."""
+    if spec is None:
+        spec = "pose"
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    if spec in BUNDLED:
+        bundled = BUNDLED[spec]
+        if bundled.is_file():
+            return bundled
+        raise ModelError(
+            f"the bundled {spec} model {bundled} is not installed; pass --model PATH.tflite "
+            "(convert one with `python -m converters.convert`)"
+        )
+    raise ModelError(f"model file not found: {path}")
+
+
+@dataclass
+class FrameResult:
+    frame: Frame
+    box: CropBox | None  # the crop used, None when nothing was looked for (no face found)
+    points: np.ndarray | None  # (K, 2) smoothed image pixels; NaN rows are hidden landmarks
+    raw_points: np.ndarray | None  # (K, 2) as decoded, before smoothing
+    scores: np.ndarray | None  # (K,)
+    tracking: bool  # whether the next frame's crop comes from these landmarks
+
+
+class LivePipeline:
+    """One frame in, landmarks out; the stages are timed separately into ``times``.
+
+    The model's pieces (crop, :meth:`~edge.model.LandmarkModel.predict_heatmaps`, codec,
+    inverse transform) are called one by one, exactly as ``LandmarkModel.predict`` chains
+    them, so inference can be told apart from the work around it.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        tracker: LandmarkTracker,
+        smoother: OneEuroFilter | None = None,
+        min_score: float = 0.3,
+    ) -> None:
+        self.model = model
+        self.meta = model.metadata
+        self.tracker = tracker
+        self.smoother = smoother
+        self.min_score = min_score
+
+    def process(self, frame: Frame, times: StageTimes, *, continuous: bool = True) -> FrameResult:
+        image = frame.image
+        with times.stage("crop"):
+            if not continuous:
+                self.tracker.reset()  # unrelated stills: look afresh in each
+            box = self.tracker.box_for(image)
+            crop = to_crop = None
+            if box is not None:
+                crop, to_crop = warp_crop(image, box, self.meta.input_size)
+        if box is None:
+            if self.smoother is not None:
+                self.smoother.reset()
+            return FrameResult(frame, None, None, None, None, False)
+        with times.stage("inference"):
+            heatmaps = self.model.predict_heatmaps(crop[None])
+        with times.stage("decode"):
+            crop_points, scores = self.model.codec.decode(heatmaps[0])
+            raw = apply_affine(invert_affine(to_crop), crop_points)
+            scores = np.asarray(scores, dtype=np.float32)
+            tracking = self.tracker.update(raw, scores) if continuous else False
+            points = raw
+            if self.smoother is not None and continuous:
+                points = self.smoother(raw, frame.timestamp, scale=box.size, scores=scores)
+                if not tracking:
+                    # The subject was lost: the next landmarks may belong to someone else.
+                    self.smoother.reset()
+        return FrameResult(frame, box, points, raw, scores, tracking)
+
+    def annotate(self, result: FrameResult, *, fps: float | None = None, show_box=False):
+        """A copy of the frame with the overlay drawn."""
+        from .draw import draw_box, draw_fps, draw_landmarks
+
+        image = result.frame.image.copy()
+        if result.points is not None:
+            if show_box and result.box is not None:
+                draw_box(image, result.box)
+            draw_landmarks(image, result.points, result.scores, self.meta.edges,
+                           min_score=self.min_score)  # fmt: skip
+        if fps is not None:
+            draw_fps(image, fps, "" if result.points is not None else "no subject")
+        return image
+
+
+def make_tracker(meta, args: argparse.Namespace) -> LandmarkTracker:
+    detector = None
+    if meta.task == "face" and args.face_detector != "none":
+        detector = HaarFaceDetector(margin=meta.box_margin)
+    return LandmarkTracker(margin=meta.box_margin, min_score=args.min_score,
+                           lost_below=args.lost_below, detector=detector)  # fmt: skip
+
+
+class _StopFlag:
+    """First SIGINT/SIGTERM asks the loop to stop after this frame; a second one interrupts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, _frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, like every other failure
+        self.exit(2, f"error: {message}\n")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return w, h
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m edge.live",
+        description="Run a landmark model on a live camera, a video, images or the demo clip, "
+        "with tracking, smoothing, an overlay and optional video/JSONL/MJPEG outputs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", default=None,
+                   help="a .tflite from `python -m converters.convert`, or 'pose'/'face' for "
+                   "the bundled demo models (default: the bundled pose model)")  # fmt: skip
+    p.add_argument("--source", default=None,
+                   help="'picamera2', a camera index (0), a video file, an image, a folder or "
+                   "glob of images, or 'demo' (a built-in synthetic clip); default: the Pi "
+                   "camera if picamera2 is installed, else camera 0")  # fmt: skip
+    p.add_argument("--size", type=_size, default=(640, 480), metavar="WxH",
+                   help="capture size for cameras and the demo clip")  # fmt: skip
+    p.add_argument("--loop", action="store_true", help="replay videos, images and the demo")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N",
+                   help="stop after N frames")  # fmt: skip
+    run = p.add_argument_group("inference")
+    run.add_argument("--backend", choices=("auto", "lce", "tflite"), default="auto",
+                     help="runtime: lce (Larq Compute Engine), tflite (stock runtime, with the "
+                     "native delegate for bitpacked models), or auto (fastest available)")  # fmt: skip
+    run.add_argument("--threads", type=int, default=2, help="interpreter threads")
+    track = p.add_argument_group("tracking and smoothing")
+    track.add_argument("--min-score", type=float, default=0.3,
+                       help="landmarks scoring below this are not trusted: not drawn filled, "
+                       "not used for the next crop, held by the smoother")  # fmt: skip
+    track.add_argument("--lost-below", type=float, default=0.3,
+                       help="mean landmark score below which the track is lost and the next "
+                       "frame starts from the full frame (pose) or the face detector (face)")  # fmt: skip
+    track.add_argument("--face-detector", choices=("haar", "none"), default="haar",
+                       help="how face models find a face when not tracking: OpenCV's Haar "
+                       "cascade, or none (use the full frame)")  # fmt: skip
+    track.add_argument("--no-smoothing", action="store_true", help="turn the One Euro filter off")
+    track.add_argument("--min-cutoff", type=float, default=0.05,
+                       help="One Euro minimum cutoff (Hz): lower removes more jitter at rest")  # fmt: skip
+    track.add_argument("--beta", type=float, default=80.0,
+                       help="One Euro speed coefficient (per object size per second): higher "
+                       "follows fast motion with less lag")  # fmt: skip
+    track.add_argument("--d-cutoff", type=float, default=1.0,
+                       help="One Euro cutoff (Hz) for the speed estimate")  # fmt: skip
+    track.add_argument("--low-confidence", choices=("hold", "hide"), default="hold",
+                       help="what the smoother does with landmarks below --min-score: keep "
+                       "their last position, or hide them")  # fmt: skip
+    out = p.add_argument_group("outputs")
+    out.add_argument("--no-display", action="store_true",
+                     help="never open a window (one opens only when $DISPLAY is set)")  # fmt: skip
+    out.add_argument("--output", type=Path, default=None, metavar="OUT.mp4",
+                     help="write the annotated video (mp4v)")  # fmt: skip
+    out.add_argument("--jsonl", type=Path, default=None, metavar="OUT.jsonl",
+                     help="write one JSON record per frame: index, timestamp, crop box, "
+                     "landmarks with names and scores, stage latencies")  # fmt: skip
+    out.add_argument("--serve", default=None, metavar="[HOST:]PORT",
+                     help="serve the overlay as an MJPEG stream with a small web page; HOST "
+                     "defaults to 127.0.0.1 (use 0.0.0.0 to reach it from other machines)")  # fmt: skip
+    out.add_argument("--show-box", action="store_true", help="draw the crop box")
+    out.add_argument("--quiet", action="store_true", help="print only the final summary")
+    return p
+
+
+def _summary(frames: int, wall: float, times: StageTimes, stopped: str) -> str:
+    fps = frames / wall if wall > 0 and frames else 0.0
+    lines = [f"{frames} frames in {wall:.2f} s, mean {fps:.1f} FPS ({stopped})", times.table(
+        [s for s in STAGES if s in times.samples])]  # fmt: skip
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .metadata import read_metadata
+    from .model import LandmarkModel
+    from .outputs import (
+        Display,
+        JsonlOutput,
+        MjpegServer,
+        VideoOutput,
+        display_available,
+        landmark_record,
+        parse_host_port,
+    )
+
+    if args.threads < 1:
+        raise EdgeError("--threads must be at least 1")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise EdgeError("--max-frames must be at least 1")
+    model_path = resolve_model(args.model)
+    meta = read_metadata(model_path)  # a bad file fails here, before anything is opened
+    say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+    closers: list = []
+    stop = _StopFlag()
+    times = StageTimes()
+    frames = 0
+    stopped = "end of source"
+    exit_code = 0
+    started = time.perf_counter()
+    try:
+        # Sources and outputs open before the model loads, so their errors come first and
+        # alone; the runtime may log to stderr while it builds the interpreter.
+        source = open_source(args.source, size=args.size, loop=args.loop)
+        closers.append(source)
+        video = jsonl = server = display = None
+        if args.output is not None:
+            video = VideoOutput(args.output, fps=source.fps or 30.0)
+            closers.append(video)
+        if args.jsonl is not None:
+            jsonl = JsonlOutput(args.jsonl)
+            closers.append(jsonl)
+        if args.serve is not None:
+            host, port = parse_host_port(args.serve)
+            server = MjpegServer(host, port, title=f"{meta.model_name} ({meta.skeleton})")
+            closers.append(server)
+        model = LandmarkModel(model_path, backend=args.backend, num_threads=args.threads)
+        say(f"model: {model_path.name} ({meta.skeleton}, {meta.num_landmarks} landmarks, "
+            f"input {meta.input_size[0]}x{meta.input_size[1]}) on "
+            f"{model.backend_description}, {model.num_threads} threads")  # fmt: skip
+        say(f"source: {source.name}")
+        if server is not None:
+            say(f"serving {server.url}")
+        if not args.no_display and display_available():
+            display = Display()
+            closers.append(display)
+        smoother = None
+        if not args.no_smoothing:
+            smoother = OneEuroFilter(min_cutoff=args.min_cutoff, beta=args.beta,
+                                     d_cutoff=args.d_cutoff, min_score=args.min_score,
+                                     hide=args.low_confidence == "hide")  # fmt: skip
+        pipeline = LivePipeline(model, tracker=make_tracker(meta, args), smoother=smoother,
+                                min_score=args.min_score)  # fmt: skip
+        need_overlay = any(o is not None for o in (video, server, display))
+        rate = RateMeter()
+        stop.install()
+        started = time.perf_counter()
+        while not stop.requested:
+            if args.max_frames is not None and frames >= args.max_frames:
+                stopped = f"--max-frames {args.max_frames}"
+                break
+            times.new_frame()
+            t0 = time.perf_counter()
+            try:
+                frame = source.read()
+            except SourceError as exc:
+                if frames == 0:
+                    raise
+                # A camera unplugged or a broken file mid-run: keep what was recorded.
+                print(f"error: {exc}", file=sys.stderr)
+                stopped, exit_code = "source failed", 1
+                break
+            if frame is None:
+                break
+            times.add("capture", time.perf_counter() - t0)
+            result = pipeline.process(frame, times, continuous=source.continuous)
+            with times.stage("output"):
+                fps = rate.tick()
+                if need_overlay:
+                    overlay = pipeline.annotate(result, fps=fps, show_box=args.show_box)
+                    if video is not None:
+                        video.write(overlay)
+                    if server is not None:
+                        server.publish(overlay)
+                    if display is not None and not display.show(overlay):
+                        stop.requested = True
+                        stopped = "window closed"
+            times.add("total", time.perf_counter() - t0)
+            if jsonl is not None:
+                latency = {s: round(v * 1e3, 3) for s, v in times.current.items()}
+                jsonl.write(landmark_record(
+                    frame.index, frame.timestamp, names=meta.landmarks, points=result.points,
+                    scores=result.scores, box=result.box, tracking=result.tracking,
+                    latency_ms=latency,
+                ))  # fmt: skip
+            frames += 1
+        if stop.requested and stopped == "end of source":
+            stopped = "interrupted"
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+    finally:
+        stop.restore()
+        wall = time.perf_counter() - started
+        for closer in reversed(closers):
+            try:
+                closer.close()
+            except Exception as exc:  # keep closing the rest
+                print(f"warning: closing {type(closer).__name__}: {exc}", file=sys.stderr)
+    print(_summary(frames, wall, times, stopped), flush=True)
+    return exit_code
+
+
+def quiet_opencv() -> None:
+    """Silence OpenCV's and FFmpeg's own console logging (unless the user configured it):
+    every failure is reported as one ``error:`` line by the CLI instead."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET, read at first open
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        import cv2
+
+        cv2.setLogLevel(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_opencv()
+    try:
+        return run(args)
+    except EdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C while loading, before the loop took over
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
