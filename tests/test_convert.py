@@ -172,3 +172,49 @@ def test_sidecar_json_written_by_training_is_read_next_to_the_model(tmp_path):
     (tmp_path / "pose.landmarks.json").write_text(meta.to_json())
     assert main([str(model_path), "--check-inputs", "0"]) == 0
     assert read_metadata(tmp_path / "pose.tflite").model_name == "sidecar-name"
+
+
+def _mixed_binary_model() -> tf.keras.Model:
+    """Every QuantConv2D variant the float export rewrites: strides, dilation, valid padding,
+    zero padding (which LCE leaves as a float conv), bias, magnitude-aware weights."""
+    import larq as lq
+
+    sign = {"input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"}
+    inputs = tf.keras.Input((30, 30, 3))
+    x = tf.keras.layers.Conv2D(32, 3, padding="same")(inputs)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = lq.layers.QuantConv2D(64, 3, strides=2, padding="same", pad_values=1.0, **sign)(x)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = lq.layers.QuantConv2D(64, 5, padding="same", pad_values=1.0, dilation_rate=2,
+                              input_quantizer="approx_sign",
+                              kernel_quantizer="magnitude_aware_sign", use_bias=True)(x)  # fmt: skip
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = lq.layers.QuantConv2D(32, 3, padding="same", pad_values=0.0, **sign)(x)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = lq.layers.QuantConv2D(32, 3, padding="valid", activation="relu", **sign)(x)
+    outputs = tf.keras.layers.Conv2D(14, 1)(x)
+    model = tf.keras.Model(inputs, outputs)
+    for layer in model.layers:  # latent weights away from zero so sign() is well defined
+        if isinstance(layer, lq.layers.QuantConv2D):
+            w = layer.get_weights()
+            layer.set_weights([w[0] + np.sign(w[0]) * 0.01, *w[1:]])
+    lm.randomise_batchnorm(model, seed=5)
+    return model
+
+
+def test_float_and_lce_exports_cover_every_quantconv_variant():
+    from converters.lce import convert_lce, lce_warnings
+    from converters.portable import convert_float
+
+    model = _mixed_binary_model()
+    assert len(lce_warnings(model)) == 1  # the pad_values=0 layer
+    x = np.random.default_rng(2).standard_normal((12, 30, 30, 3)).astype(np.float32)
+    reference = model(x, training=False).numpy()
+    codec = HeatmapCodec(input_size=(26, 26), heatmap_size=(13, 13))  # output is 13x13
+    float_data, lce_data = convert_float(model), convert_lce(model)
+    assert custom_op_names(float_data) == []
+    assert "LceBconv2d" in custom_op_names(lce_data)
+    for data, backend in ((float_data, "tflite"), (lce_data, "lce")):
+        report = compare(reference, create_backend(backend, data).run(x), codec, backend)
+        assert report.inputs_close >= 0.9 * report.num_inputs, report.summary()
+        assert report.same_landmarks >= 0.99, report.summary()
