@@ -1,0 +1,42 @@
+"""Landmark networks: the stacked hourglass with HPM, bottleneck or wide residual blocks,
+binary (larq, converted by LCE to bitpacked ops) or real-valued.
+
+Importing this package imports TensorFlow; ``training`` (its parent) sets TF_USE_LEGACY_KERAS
+first, as larq needs Keras 2.
+"""
+
+from .blocks import (
+    BLOCK_TYPES,
+    bottleneck_block,
+    get_block,
+    hpm_block,
+    residual_block,
+    wide_block,
+)
+from .hourglass import (
+    block_parameters,
+    build_hourglass,
+    count_parameters,
+    features_for_budget,
+    hourglass_parameters,
+)
+from .quantizers import BINARY_CONV_KWARGS, binary_conv, conv, is_binary_conv, real_conv
+
+__all__ = [
+    "BINARY_CONV_KWARGS",
+    "BLOCK_TYPES",
+    "binary_conv",
+    "block_parameters",
+    "bottleneck_block",
+    "build_hourglass",
+    "conv",
+    "count_parameters",
+    "features_for_budget",
+    "get_block",
+    "hourglass_parameters",
+    "hpm_block",
+    "is_binary_conv",
+    "real_conv",
+    "residual_block",
+    "wide_block",
+]

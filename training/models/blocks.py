@@ -1,0 +1,120 @@
+"""Residual blocks of the hourglass: HPM (the paper's), Newell's bottleneck and a wide bottleneck.
+
+Each factory takes a Keras tensor and returns a Keras tensor (functional API), so a model built
+from them is a plain functional graph: it saves and reloads without custom objects and LCE
+converts it op by op. Layer names are ``{name}_...`` so ``model.summary()`` reads as the block
+structure.
+
+Every conv of a block is preceded by BatchNorm ("pre-activation" order):
+
+- binary: BN -> QuantConv2D, whose input quantizer is sign() (the paper's binary unit);
+- real: BN -> ReLU -> Conv2D (FAN's real-valued HPM).
+
+The skip is the identity when the input already has ``channels`` channels, otherwise
+BN -> 1x1 conv. That 1x1 conv stays real-valued (float32, no bias) in both variants: the
+paper's 0.71 G float MACs for the binary network are exactly the 7x7 stem conv, the two heads'
+1x1 convs and the two skip 1x1 convs of the stem blocks, and its 1.30 MB flatbuffer needs them
+float (see hourglass.py). Keeping the skip identical in both variants also makes binary-vs-real
+ablations differ only in the main path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tensorflow as tf
+
+from .quantizers import conv
+
+BLOCK_TYPES = ("hpm", "bottleneck", "wide")
+
+
+def _unit(x: tf.Tensor, *, filters: int, kernel_size: int, binary: bool, name: str) -> tf.Tensor:
+    """BN -> (sign) conv when binary, BN -> ReLU -> conv when real."""
+    x = tf.keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    if not binary:
+        x = tf.keras.layers.ReLU(name=f"{name}_relu")(x)
+    return conv(filters, kernel_size, binary=binary, name=f"{name}_conv")(x)
+
+
+def _skip(x: tf.Tensor, *, channels: int, name: str) -> tf.Tensor:
+    if x.shape[-1] == channels:
+        return x
+    x = tf.keras.layers.BatchNormalization(name=f"{name}_skip_bn")(x)
+    return conv(channels, 1, binary=False, name=f"{name}_skip_conv")(x)
+
+
+def _check_channels(channels: int, divisor: int, block: str) -> None:
+    if channels <= 0 or channels % divisor:
+        raise ValueError(
+            f"{block} block: channels must be a positive multiple of {divisor}, got {channels}"
+        )
+
+
+def hpm_block(x: tf.Tensor, *, channels: int, binary: bool, name: str) -> tf.Tensor:
+    """The paper's hierarchical, parallel, multi-scale block.
+
+    Three 3x3 convs in a chain, Cin -> C/2 -> C/4 -> C/4; their outputs are concatenated
+    (C/2 + C/4 + C/4 = C channels) and added to the skip. No 1x1 conv inside the block: the
+    chain gives receptive fields 3, 5 and 7 at 1x, 1/2x and 1/4x the width.
+    """
+    _check_channels(channels, 4, "hpm")
+    half, quarter = channels // 2, channels // 4
+    b1 = _unit(x, filters=half, kernel_size=3, binary=binary, name=f"{name}_conv1")
+    b2 = _unit(b1, filters=quarter, kernel_size=3, binary=binary, name=f"{name}_conv2")
+    b3 = _unit(b2, filters=quarter, kernel_size=3, binary=binary, name=f"{name}_conv3")
+    out = tf.keras.layers.Concatenate(name=f"{name}_concat")([b1, b2, b3])
+    skip = _skip(x, channels=channels, name=name)
+    return tf.keras.layers.Add(name=f"{name}_add")([out, skip])
+
+
+def bottleneck_block(x: tf.Tensor, *, channels: int, binary: bool, name: str) -> tf.Tensor:
+    """Newell's bottleneck: 1x1 (C/2), 3x3 (C/2), 1x1 (C), added to the skip."""
+    _check_channels(channels, 2, "bottleneck")
+    half = channels // 2
+    y = _unit(x, filters=half, kernel_size=1, binary=binary, name=f"{name}_conv1")
+    y = _unit(y, filters=half, kernel_size=3, binary=binary, name=f"{name}_conv2")
+    y = _unit(y, filters=channels, kernel_size=1, binary=binary, name=f"{name}_conv3")
+    skip = _skip(x, channels=channels, name=name)
+    return tf.keras.layers.Add(name=f"{name}_add")([y, skip])
+
+
+def wide_block(x: tf.Tensor, *, channels: int, binary: bool, name: str) -> tf.Tensor:
+    """The "wide" bottleneck: Newell's 1x1 -> 3x3 -> 1x1 with every conv at C channels.
+
+    Kernel sizes stay Newell's, so the only change from :func:`bottleneck_block` is the width:
+    it isolates "more channels" from "different structure" in the ablation. With Cin = C it has
+    11 C^2 weights against the bottleneck's 3.25 C^2 and HPM's 6.1875 C^2.
+    """
+    _check_channels(channels, 1, "wide")
+    y = _unit(x, filters=channels, kernel_size=1, binary=binary, name=f"{name}_conv1")
+    y = _unit(y, filters=channels, kernel_size=3, binary=binary, name=f"{name}_conv2")
+    y = _unit(y, filters=channels, kernel_size=1, binary=binary, name=f"{name}_conv3")
+    skip = _skip(x, channels=channels, name=name)
+    return tf.keras.layers.Add(name=f"{name}_add")([y, skip])
+
+
+BlockFn = Callable[..., tf.Tensor]
+
+BLOCKS: dict[str, BlockFn] = {
+    "hpm": hpm_block,
+    "bottleneck": bottleneck_block,
+    "wide": wide_block,
+}
+
+
+def get_block(block: str) -> BlockFn:
+    """The factory for a block type name ("hpm", "bottleneck" or "wide")."""
+    try:
+        return BLOCKS[block]
+    except KeyError:
+        raise ValueError(
+            f"unknown block type {block!r}; choose one of {', '.join(BLOCK_TYPES)}"
+        ) from None
+
+
+def residual_block(
+    x: tf.Tensor, *, block: str, channels: int, binary: bool, name: str
+) -> tf.Tensor:
+    """Apply the block of type ``block`` (see :data:`BLOCK_TYPES`)."""
+    return get_block(block)(x, channels=channels, binary=binary, name=name)

@@ -1,0 +1,240 @@
+"""The stacked hourglass of the paper, built from any of the three residual block types.
+
+Layout (input 256x256, heatmaps 64x64):
+
+- stem, real-valued entry: 7x7 stride-2 conv 3->64 (with bias) + BN + ReLU, then
+  block(64->128), 2x2 max-pool, block(128->128), block(128->features);
+- per stack: a Newell hourglass of ``depth`` levels (upper branch: one block; lower branch:
+  max-pool, block, the next level or one more block at the bottom, block, nearest 2x upsample;
+  the two branches are added), then block -> 1x1 conv + BN + ReLU -> 1x1 conv to K heatmaps;
+- between stacks, Newell's re-injection: the next stack's input is the previous input plus
+  1x1 convs of the head features and of the heatmaps.
+
+What is binary in the binary network: every conv inside every residual block except the skip
+1x1 convs. The stem's 7x7 conv, the skip 1x1 convs, the heads and the re-injection 1x1 convs
+are float32. This reproduces the paper's size check for the 1-stack HPM network (256x256,
+256 features, 16 landmarks): 6.24 M parameters (trainable ones: conv weights and biases,
+BatchNorm gamma and beta), 7.5 G binary MACs, 0.71 G float MACs (stem conv 0.154 G, heads
+0.285 G, the two skip 1x1 convs 0.134 G each) and a 1.30 MB LCE flatbuffer. Biases: only the
+stem conv, the final heatmap conv and the re-injection convs have one; a conv followed by
+BatchNorm does not need one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from .blocks import BLOCK_TYPES, residual_block
+from .quantizers import real_conv
+
+STEM_CHANNELS = 64  # the 7x7 conv's output
+STEM_BLOCK_CHANNELS = 128  # the first two stem blocks' output
+
+
+def _check_arguments(
+    *, num_stacks: int, depth: int, features: int, num_landmarks: int, input_size: int, block: str
+) -> None:
+    if block not in BLOCK_TYPES:
+        raise ValueError(f"unknown block type {block!r}; choose one of {', '.join(BLOCK_TYPES)}")
+    if num_stacks < 1:
+        raise ValueError(f"num_stacks must be at least 1, got {num_stacks}")
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}")
+    if num_landmarks < 1:
+        raise ValueError(f"num_landmarks must be at least 1, got {num_landmarks}")
+    divisor = {"hpm": 4, "bottleneck": 2, "wide": 1}[block]
+    if features < 1 or features % divisor:
+        raise ValueError(
+            f"features must be a positive multiple of {divisor} for {block} blocks, got {features}"
+        )
+    # The stem halves the size twice and each hourglass level once more.
+    step = 4 * 2**depth
+    if input_size < step or input_size % step:
+        raise ValueError(
+            f"input_size must be a multiple of {step} (4 * 2**depth) for depth {depth}, "
+            f"got {input_size}"
+        )
+
+
+def _hourglass(
+    x: tf.Tensor, *, level: int, block: str, features: int, binary: bool, name: str
+) -> tf.Tensor:
+    """One level of Newell's recursive hourglass; ``level`` counts down to 1 at the bottom."""
+    prefix = f"{name}_level{level}"
+
+    def res(t: tf.Tensor, part: str) -> tf.Tensor:
+        return residual_block(
+            t, block=block, channels=features, binary=binary, name=f"{prefix}_{part}"
+        )
+
+    upper = res(x, "up")
+    lower = tf.keras.layers.MaxPool2D(2, name=f"{prefix}_pool")(x)
+    lower = res(lower, "low1")
+    if level > 1:
+        lower = _hourglass(
+            lower, level=level - 1, block=block, features=features, binary=binary, name=name
+        )
+    else:
+        lower = res(lower, "low2")
+    lower = res(lower, "low3")
+    lower = tf.keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{prefix}_upsample")(
+        lower
+    )
+    return tf.keras.layers.Add(name=f"{prefix}_add")([upper, lower])
+
+
+def build_hourglass(
+    *,
+    num_stacks: int = 1,
+    depth: int = 4,
+    features: int = 256,
+    num_landmarks: int = 16,
+    input_size: int = 256,
+    block: str = "hpm",
+    binary: bool = True,
+    name: str | None = None,
+) -> tf.keras.Model:
+    """The stacked hourglass as a functional Keras model.
+
+    Input: (N, input_size, input_size, 3) float32. Outputs: a list of ``num_stacks`` float32
+    heatmap tensors (N, input_size/4, input_size/4, num_landmarks), linear (no activation), one
+    per stack for intermediate supervision; the last one is the prediction.
+    """
+    _check_arguments(
+        num_stacks=num_stacks, depth=depth, features=features, num_landmarks=num_landmarks,
+        input_size=input_size, block=block,
+    )  # fmt: skip
+    if name is None:
+        name = f"hourglass_{block}_{'binary' if binary else 'real'}_{num_stacks}stack"
+
+    def res(t: tf.Tensor, channels: int, block_name: str) -> tf.Tensor:
+        return residual_block(t, block=block, channels=channels, binary=binary, name=block_name)
+
+    inputs = tf.keras.Input((input_size, input_size, 3), dtype="float32", name="image")
+    x = real_conv(STEM_CHANNELS, 7, strides=2, use_bias=True, name="stem_conv")(inputs)
+    x = tf.keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = tf.keras.layers.ReLU(name="stem_relu")(x)
+    x = res(x, STEM_BLOCK_CHANNELS, "stem_block1")
+    x = tf.keras.layers.MaxPool2D(2, name="stem_pool")(x)
+    x = res(x, STEM_BLOCK_CHANNELS, "stem_block2")
+    x = res(x, features, "stem_block3")
+
+    outputs = []
+    for s in range(num_stacks):
+        y = _hourglass(x, level=depth, block=block, features=features, binary=binary, name=f"hg{s}")
+        y = res(y, features, f"stack{s}_block")
+        y = real_conv(features, 1, name=f"stack{s}_head_conv")(y)
+        y = tf.keras.layers.BatchNormalization(name=f"stack{s}_head_bn")(y)
+        head = tf.keras.layers.ReLU(name=f"stack{s}_head_relu")(y)
+        # float32 even under a mixed-precision policy: the loss and the device want float32.
+        heatmaps = tf.keras.layers.Conv2D(
+            num_landmarks, 1, dtype="float32", name=f"stack{s}_heatmaps"
+        )(head)
+        outputs.append(heatmaps)
+        if s < num_stacks - 1:
+            back_features = real_conv(
+                features, 1, use_bias=True, name=f"stack{s}_reinject_features"
+            )(head)
+            back_heatmaps = real_conv(
+                features, 1, use_bias=True, name=f"stack{s}_reinject_heatmaps"
+            )(heatmaps)
+            x = tf.keras.layers.Add(name=f"stack{s}_reinject_add")(
+                [x, back_features, back_heatmaps]
+            )
+    return tf.keras.Model(inputs, outputs, name=name)
+
+
+def count_parameters(model: tf.keras.Model, *, include_batchnorm_statistics: bool = False) -> int:
+    """The model's parameter count, as papers (and PyTorch's ``parameters()``) count it.
+
+    By default BatchNorm's moving mean and variance are left out (they are statistics, not
+    parameters); that is the count of trainable weights, 6.24 M for the paper's network.
+    """
+    weights = model.weights if include_batchnorm_statistics else model.trainable_weights
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def block_parameters(block: str, in_channels: int, channels: int) -> int:
+    """Closed-form trainable parameter count of one residual block (BN gamma/beta included).
+
+    With Cin = C (no skip conv): HPM 9 (C^2/2 + C^2/8 + C^2/16) = 6.1875 C^2 conv weights,
+    bottleneck C^2/2 + 9 C^2/4 + C^2/2 = 3.25 C^2, wide C^2 + 9 C^2 + C^2 = 11 C^2.
+    """
+    cin, c = in_channels, channels
+    if block == "hpm":
+        convs = 9 * (cin * c // 2 + (c // 2) * (c // 4) + (c // 4) * (c // 4))
+        bn_channels = cin + c // 2 + c // 4
+    elif block == "bottleneck":
+        convs = cin * (c // 2) + 9 * (c // 2) ** 2 + (c // 2) * c
+        bn_channels = cin + c // 2 + c // 2
+    elif block == "wide":
+        convs = cin * c + 9 * c * c + c * c
+        bn_channels = cin + c + c
+    else:
+        raise ValueError(f"unknown block type {block!r}; choose one of {', '.join(BLOCK_TYPES)}")
+    skip = 0 if cin == c else cin * c + 2 * cin  # BN (gamma, beta) -> 1x1 conv, no bias
+    return convs + 2 * bn_channels + skip
+
+
+def hourglass_parameters(
+    *,
+    num_stacks: int = 1,
+    depth: int = 4,
+    features: int = 256,
+    num_landmarks: int = 16,
+    block: str = "hpm",
+) -> int:
+    """Closed-form trainable parameter count of :func:`build_hourglass` (no model is built).
+
+    The binary and real variants have the same count: binarization changes values, not shapes.
+    The input size does not matter either (all convs are translation-invariant).
+    """
+    f, k = features, num_landmarks
+    stem = (7 * 7 * 3 * STEM_CHANNELS + STEM_CHANNELS) + 2 * STEM_CHANNELS
+    stem += block_parameters(block, STEM_CHANNELS, STEM_BLOCK_CHANNELS)
+    stem += block_parameters(block, STEM_BLOCK_CHANNELS, STEM_BLOCK_CHANNELS)
+    stem += block_parameters(block, STEM_BLOCK_CHANNELS, f)
+    per_block = block_parameters(block, f, f)
+    hourglass = (3 * depth + 1) * per_block  # up, low1, low3 per level, plus low2 at the bottom
+    head = per_block + f * f + 2 * f + (f * k + k)
+    reinject = (f * f + f) + (k * f + f)
+    return stem + num_stacks * (hourglass + head) + (num_stacks - 1) * reinject
+
+
+def features_for_budget(
+    target_params: int,
+    *,
+    block: str,
+    num_stacks: int = 1,
+    depth: int = 4,
+    num_landmarks: int = 16,
+    multiple_of: int = 4,
+    max_features: int = 4096,
+) -> int:
+    """The ``features`` whose network has the parameter count nearest ``target_params``.
+
+    For comparing block types at an equal parameter budget (the ablation). Candidates are
+    multiples of ``multiple_of`` (4 by default: valid for every block type; 32 keeps LCE's
+    bitpacked words full). Binary and real variants share the count, so no ``binary`` argument.
+    """
+    if target_params <= 0:
+        raise ValueError(f"target_params must be positive, got {target_params}")
+    need = {"hpm": 4, "bottleneck": 2, "wide": 1}.get(block)
+    if need is None:
+        raise ValueError(f"unknown block type {block!r}; choose one of {', '.join(BLOCK_TYPES)}")
+    if multiple_of < 1 or multiple_of % need:
+        raise ValueError(f"multiple_of must be a positive multiple of {need} for {block} blocks")
+    best, best_error = multiple_of, None
+    # The count grows monotonically with features, so stop once past the target.
+    for f in range(multiple_of, max_features + 1, multiple_of):
+        n = hourglass_parameters(
+            num_stacks=num_stacks, depth=depth, features=f, num_landmarks=num_landmarks,
+            block=block,
+        )  # fmt: skip
+        error = abs(n - target_params)
+        if best_error is None or error < best_error:
+            best, best_error = f, error
+        if n > target_params:
+            break
+    return best
