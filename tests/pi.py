@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -107,6 +107,43 @@ class Pi:
                 f"emulated python failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
             )
         return proc.stdout
+
+
+def guest_path(root: Path, path: str) -> Path:
+    """The host path of a file inside ``root``, following symlinks as the Pi would.
+
+    A venv's ``bin/python`` is an absolute link to ``/usr/bin/python3``: on the host that
+    would be this machine's Python, so resolve it inside the root before handing it to qemu.
+    """
+    p = PurePosixPath(path)
+    for _ in range(40):
+        host = root / str(p).lstrip("/")
+        if not host.is_symlink():
+            return host
+        link = os.readlink(host)
+        p = PurePosixPath(link) if link.startswith("/") else p.parent / link
+    raise RuntimeError(f"too many symlinks resolving {path} in {root}")
+
+
+def write_test_video(path: Path, *, frames: int = 6, size: tuple[int, int] = (160, 120)) -> Path:
+    """A short lossless (FFV1) clip of a bright blob moving over a gradient.
+
+    Lossless so that x86 and aarch64 OpenCV decode the very same pixels.
+    """
+    import cv2
+
+    w, h = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 10.0, (w, h))
+    if not writer.isOpened():
+        raise RuntimeError("OpenCV cannot write FFV1 video here")
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(frames):
+        cx, cy = w * (0.3 + 0.08 * i), h * (0.5 + 0.05 * np.sin(i))
+        blob = 200 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * (h / 6) ** 2))
+        frame = np.stack([xx * 255 / w * 0.3, yy * 255 / h * 0.3, np.zeros_like(xx, float)], -1)
+        writer.write(np.clip(frame + blob[..., None], 0, 255).astype(np.uint8))
+    writer.release()
+    return path
 
 
 def unavailable_reason() -> str | None:

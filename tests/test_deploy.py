@@ -3,14 +3,18 @@ installs into an arm64 Raspberry Pi OS userland (--rootfs) and over ssh to a loo
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pi as pi_lane
 import pytest
 
@@ -251,3 +255,55 @@ def test_ssh_deploy_installs_a_working_venv_and_is_idempotent(
     assert shape == "(16, 2)"
     assert deploy.main(args) == 0
     assert "changed 0 of 7 steps" in capsys.readouterr().out
+
+
+# --- end to end: the deployed service under emulation equals x86 ------------------------------
+
+
+def _landmarks(jsonl: Path) -> np.ndarray:
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert records, f"{jsonl} is empty"
+    return np.array(
+        [[[lm["x"], lm["y"], lm["score"]] for lm in r["landmarks"]] for r in records], np.float64
+    )
+
+
+def run_deployed_service(root: Path, tmp: Path, video: Path, frames: int) -> Path:
+    """Run, under qemu, the command line the unit's ExecStart runs, with its EnvironmentFile.
+
+    Only the source (a clip), the server port (any free one) and two outputs differ.
+    """
+    pi = dataclasses.replace(pi_lane.session_pi(), root=root)  # qemu -L: the deployed root
+    unit = (root / "etc/systemd/system/binland.service").read_text()
+    env = parse_env_file((root / "opt/binland/binland.env").read_text())
+    out = tmp / "pi.jsonl"
+    env.update(BINLAND_SOURCE=str(video), BINLAND_SERVE="127.0.0.1:0",
+               BINLAND_ARGS=f"--jsonl {out} --max-frames {frames}")  # fmt: skip
+    env["PYTHONUNBUFFERED"] = "1"  # the unit's Environment= line
+    argv = exec_start_argv(unit, env)
+    assert argv[0] == "/opt/binland/venv/bin/python" and argv[1:3] == ["-m", "edge.live"]
+    proc = pi.run(argv[1:], program=pi_lane.guest_path(root, argv[0]), argv0=argv[0],
+                  pythonpath=[], env=env, cwd=root / "opt/binland", timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return out
+
+
+def run_x86(model: Path, video: Path, out: Path, frames: int, *extra: str) -> Path:
+    cmd = [sys.executable, "-m", "edge.live", "--model", str(model), "--source", str(video),
+           "--threads", "4", "--min-score", "0.3", "--lost-below", "0.3", "--no-display",
+           "--jsonl", str(out), "--max-frames", str(frames), *extra]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.mark.pi
+@pytest.mark.skipif(not (REPO / "edge" / "live.py").exists(), reason="edge.live not present")
+def test_deployed_service_on_emulated_pi_gives_x86_landmarks(float_model, rootfs, tmp_path) -> None:
+    _deploy_rootfs(float_model, rootfs, "--source", "picamera2")
+    video = pi_lane.write_test_video(tmp_path / "clip.avi", frames=4)
+    arm = _landmarks(run_deployed_service(rootfs, tmp_path, video, frames=4))
+    x86 = _landmarks(run_x86(float_model, video, tmp_path / "x86.jsonl", frames=4))
+    assert arm.shape == x86.shape == (4, 16, 3)
+    np.testing.assert_allclose(arm, x86, atol=1e-3)
+    assert np.ptp(x86[..., :2], axis=1).max() > 1  # landmarks spread out: a real prediction
