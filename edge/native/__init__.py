@@ -1,0 +1,172 @@
+"""Bitpacked LCE ops for stock TFLite runtimes, as a small C library.
+
+LCE flatbuffers contain four custom ops (LceQuantize, LceDequantize, LceBconv2d,
+LceBMaxPool2d) that stock ``tflite-runtime`` and ``ai-edge-litert`` do not know.
+This package's C library is an *external delegate*: both runtimes load it with
+their public ``load_delegate(path)``; it claims every ``Lce*`` node and runs it
+with LCE's exact semantics, while builtin ops stay with the runtime (and XNNPACK).
+
+The library is normally built at ``pip install`` time (an optional setuptools
+extension). Where that did not happen (no compiler then, or a source checkout),
+:func:`build` compiles it with the system C compiler into a user cache, keyed by
+a hash of the sources; :func:`ensure_library` does whichever is needed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from edge.errors import BackendError
+
+__all__ = [
+    "SOURCES",
+    "build",
+    "delegate_options",
+    "ensure_library",
+    "library_path",
+    "simd_path",
+    "simd_paths_available",
+]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SOURCES = ("delegate.c", "lce_ops.c", "bgemm.c", "threadpool.c", "flexbuf.c")
+HEADERS = ("tflite_abi.h", "lce_ops.h", "bgemm.h", "threadpool.h", "flexbuf.h")
+# The name setuptools gives the extension built at install time (plus an ABI suffix).
+INSTALLED_STEM = "_lce_delegate"
+# -ffp-contract=off: no fused multiply-add in the output transform, so float
+# outputs round exactly like LCE's x86 build (and identically on aarch64).
+CFLAGS = (
+    "-std=c11",
+    "-O3",
+    "-fPIC",
+    "-shared",
+    "-fvisibility=hidden",
+    "-ffp-contract=off",
+    "-pthread",
+)
+LIBS = ("-lm",)
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "binland" / "native"
+
+
+def _source_hash() -> str:
+    digest = hashlib.sha256()
+    for name in SOURCES + HEADERS + ("__init__.py",):
+        digest.update(name.encode())
+        digest.update((PACKAGE_DIR / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _default_cc() -> str:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or "cc"
+
+
+def _target_triple(cc: str) -> str:
+    try:
+        out = subprocess.run([cc, "-dumpmachine"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise BackendError(f"C compiler {cc!r} is not usable: {exc}") from exc
+    return out.stdout.strip() or "unknown"
+
+
+def _cached_library_name(triple: str) -> str:
+    return f"libbinland_lce-{_source_hash()}-{triple}.so"
+
+
+def library_path() -> Path | None:
+    """The built delegate library for this machine, or None if there is none yet.
+
+    Prefers the one built at install time; otherwise a cached build of the current
+    sources for the default compiler's target.
+    """
+    installed = sorted(PACKAGE_DIR.glob(f"{INSTALLED_STEM}*.so"))
+    if installed:
+        return installed[0]
+    cache = _cache_dir()
+    if not cache.is_dir():
+        return None
+    import platform
+
+    machine = platform.machine()
+    for candidate in sorted(cache.glob(f"libbinland_lce-{_source_hash()}-*.so")):
+        triple = candidate.stem.split("-", 2)[2]
+        if triple.startswith(machine + "-"):
+            return candidate
+    return None
+
+
+def build(output_dir: str | os.PathLike | None = None, cc: str | None = None) -> Path:
+    """Compile the delegate with a C compiler and return the library's path.
+
+    ``cc`` names the compiler (default: ``$CC``, then ``cc``); a cross compiler
+    such as ``aarch64-linux-gnu-gcc`` builds for another machine. The file name
+    carries the source hash and target triple, so a finished build is reused.
+    """
+    cc = cc or _default_cc()
+    triple = _target_triple(cc)
+    out_dir = Path(output_dir) if output_dir is not None else _cache_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / _cached_library_name(triple)
+    if target.exists():
+        return target
+    sources = [str(PACKAGE_DIR / name) for name in SOURCES]
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        tmp_lib = Path(tmp) / target.name
+        cmd = [cc, *CFLAGS, "-o", str(tmp_lib), *sources, *LIBS]
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True)
+        except OSError as exc:
+            raise BackendError(f"cannot run the C compiler {cc!r}: {exc}") from exc
+        if result.returncode != 0:
+            tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+            raise BackendError(f"building the LCE delegate with {cc} failed:\n{tail}")
+        os.replace(tmp_lib, target)
+    return target
+
+
+def ensure_library() -> Path:
+    """The delegate library, building it into the user cache if needed."""
+    return library_path() or build()
+
+
+def _load(library: str | os.PathLike | None) -> ctypes.CDLL:
+    path = Path(library) if library is not None else ensure_library()
+    lib = ctypes.CDLL(str(path))
+    for name in ("binland_simd_path", "binland_simd_available"):
+        getattr(lib, name).restype = ctypes.c_char_p
+        getattr(lib, name).argtypes = []
+    return lib
+
+
+def simd_path(library: str | os.PathLike | None = None) -> str:
+    """Which binary-GEMM kernel this CPU uses: 'avx512-vpopcntdq', 'avx2', 'neon',
+    'popcnt' or 'portable' (``BINLAND_SIMD`` in the environment can force a slower one)."""
+    return _load(library).binland_simd_path().decode()
+
+
+def simd_paths_available(library: str | os.PathLike | None = None) -> list[str]:
+    """All kernel paths this CPU can run, fastest first."""
+    return _load(library).binland_simd_available().decode().split(",")
+
+
+def delegate_options(*, num_threads: int | None = None, simd: str | None = None) -> dict[str, str]:
+    """Options for ``load_delegate(library, options)``.
+
+    ``num_threads`` overrides the interpreter's thread count for the binary ops;
+    ``simd`` picks a kernel path by name (for comparisons and tests).
+    """
+    options: dict[str, str] = {}
+    if num_threads is not None:
+        options["num_threads"] = str(int(num_threads))
+    if simd is not None:
+        options["simd"] = simd
+    return options

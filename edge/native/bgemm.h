@@ -1,0 +1,35 @@
+/* Binary GEMM micro-kernels: popcount(a XOR b) summed over 32-bit words.
+ *
+ * Layout: A is row-major, one row of k words per output pixel (lda words
+ * apart). B is "lane-packed": for each word index k, nr consecutive words,
+ * one per output channel, so a kernel loads a vector of channels and XORs it
+ * with one broadcast word of A. That keeps every SIMD lane a separate output
+ * channel (no horizontal sums) and matches LCE's 32-bit bitpacking as is.
+ */
+#ifndef BINLAND_BGEMM_H_
+#define BINLAND_BGEMM_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* c[i * ldc + j] = sum_k popcount(a[i * lda + kk] ^ b[kk * nr + j]) for
+ * i < mr, j < nr. */
+typedef void (*bgemm_kernel_fn)(const uint32_t* a, size_t lda, const uint32_t* b, int k,
+                                int32_t* c, size_t ldc);
+
+typedef struct {
+  const char* name; /* "avx512-vpopcntdq", "avx2", "neon", "popcnt", "portable" */
+  int mr;           /* rows (pixels) per call */
+  int nr;           /* lanes (output channels) per call */
+  bgemm_kernel_fn kernel;
+} bgemm_impl;
+
+/* The kernel named `wanted` if this CPU runs it (NULL if it does not), or the
+ * fastest one when `wanted` is NULL or empty. Naming a slower kernel lets the
+ * tests compare every path on one machine. */
+const bgemm_impl* bgemm_pick(const char* wanted);
+
+/* Comma-separated names of the kernels this CPU runs, fastest first. */
+const char* bgemm_available(void);
+
+#endif

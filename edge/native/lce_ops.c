@@ -1,0 +1,880 @@
+#include "lce_ops.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flexbuf.h"
+
+static int fail(char* err, size_t err_len, const char* fmt, ...) {
+  va_list args;
+  va_start(args, fmt);
+  vsnprintf(err, err_len, fmt, args);
+  va_end(args);
+  return -1;
+}
+
+static int packed_size(int channels) { return (channels + 31) / 32; }
+
+static const TfLiteTensor* tensor_at(const TfLiteContext* context, int index) {
+  if (index < 0 || (size_t)index >= context->tensors_size) return NULL;
+  return &context->tensors[index];
+}
+
+static int type_size(int type) {
+  switch (type) {
+    case kTfLiteFloat32:
+    case kTfLiteInt32: return 4;
+    case kTfLiteInt8:
+    case kTfLiteUInt8: return 1;
+    default: return 0;
+  }
+}
+
+static const char* type_name(int type) {
+  switch (type) {
+    case kTfLiteFloat32: return "float32";
+    case kTfLiteInt32: return "int32";
+    case kTfLiteInt8: return "int8";
+    case kTfLiteUInt8: return "uint8";
+    default: return "unsupported type";
+  }
+}
+
+/* ------------------------------------------------------------------ init */
+
+static int read_int_option(const lce_op* op, const uint8_t* buf, size_t len, const char* key,
+                           int required, int fallback, int* out, char* err, size_t err_len) {
+  flex_value v;
+  if (flex_map_lookup(buf, len, key, &v) != 0) {
+    return fail(err, err_len, "%s (node %d): custom options are not a flexbuffer map", op->name,
+                op->node_index);
+  }
+  if (v.kind == FLEX_MISSING) {
+    if (required) {
+      return fail(err, err_len, "%s (node %d): option '%s' is missing", op->name, op->node_index,
+                  key);
+    }
+    *out = fallback;
+    return 0;
+  }
+  if (v.kind != FLEX_INT || v.i < INT_MIN || v.i > INT_MAX) {
+    return fail(err, err_len, "%s (node %d): option '%s' is not an integer", op->name,
+                op->node_index, key);
+  }
+  *out = (int)v.i;
+  return 0;
+}
+
+/* LCE 0.16 writes padding as the TFLite enum (0 SAME, 1 VALID); older
+ * converters wrote the string. */
+static int read_padding(lce_op* op, const uint8_t* buf, size_t len, char* err, size_t err_len) {
+  flex_value v;
+  if (flex_map_lookup(buf, len, "padding", &v) != 0 || v.kind == FLEX_MISSING) {
+    return fail(err, err_len, "%s (node %d): option 'padding' is missing", op->name,
+                op->node_index);
+  }
+  if (v.kind == FLEX_INT && (v.i == 0 || v.i == 1)) {
+    op->padding_same = v.i == 0;
+    return 0;
+  }
+  if (v.kind == FLEX_STRING) {
+    if ((v.slen == 4 && (!memcmp(v.s, "SAME", 4) || !memcmp(v.s, "same", 4)))) {
+      op->padding_same = 1;
+      return 0;
+    }
+    if ((v.slen == 5 && (!memcmp(v.s, "VALID", 5) || !memcmp(v.s, "valid", 5)))) {
+      op->padding_same = 0;
+      return 0;
+    }
+  }
+  return fail(err, err_len, "%s (node %d): unsupported padding value", op->name, op->node_index);
+}
+
+int lce_op_init(lce_op* op, const char* custom_name, int node_index, const TfLiteNode* node,
+                const bgemm_impl* gemm, char* err, size_t err_len) {
+  memset(op, 0, sizeof(*op));
+  snprintf(op->name, sizeof(op->name), "%s", custom_name);
+  op->node_index = node_index;
+  op->gemm = gemm;
+  op->output = -1;
+  for (int i = 0; i < 5; ++i) op->inputs[i] = kTfLiteOptionalTensor;
+
+  if (!strcmp(custom_name, "LceQuantize")) {
+    op->kind = OP_QUANTIZE;
+  } else if (!strcmp(custom_name, "LceDequantize")) {
+    op->kind = OP_DEQUANTIZE;
+  } else if (!strcmp(custom_name, "LceBconv2d")) {
+    op->kind = OP_BCONV2D;
+  } else if (!strcmp(custom_name, "LceBMaxPool2d")) {
+    op->kind = OP_BMAXPOOL2D;
+  } else {
+    return fail(err, err_len, "%s (node %d): this LCE op is not supported by the binland delegate",
+                custom_name, node_index);
+  }
+
+  const int expected_inputs = op->kind == OP_BCONV2D ? 5 : 1;
+  if (!node->inputs || !node->outputs || node->inputs->size != expected_inputs ||
+      node->outputs->size != 1) {
+    return fail(err, err_len, "%s (node %d): expected %d input(s) and 1 output", op->name,
+                node_index, expected_inputs);
+  }
+  op->num_inputs = node->inputs->size;
+  for (int i = 0; i < op->num_inputs; ++i) op->inputs[i] = node->inputs->data[i];
+  op->output = node->outputs->data[0];
+
+  const uint8_t* buf = (const uint8_t*)node->custom_initial_data;
+  const size_t len = node->custom_initial_data_size > 0 ? (size_t)node->custom_initial_data_size : 0;
+
+  if (op->kind == OP_BCONV2D) {
+    if (read_int_option(op, buf, len, "stride_height", 1, 0, &op->stride_h, err, err_len) ||
+        read_int_option(op, buf, len, "stride_width", 1, 0, &op->stride_w, err, err_len) ||
+        read_int_option(op, buf, len, "dilation_height_factor", 1, 0, &op->dilation_h, err,
+                        err_len) ||
+        read_int_option(op, buf, len, "dilation_width_factor", 1, 0, &op->dilation_w, err,
+                        err_len) ||
+        read_int_option(op, buf, len, "pad_values", 1, 0, &op->pad_value, err, err_len) ||
+        read_int_option(op, buf, len, "channels_in", 1, 0, &op->channels_in, err, err_len) ||
+        read_int_option(op, buf, len, "fused_activation_function", 0, 0, &op->activation, err,
+                        err_len) ||
+        read_padding(op, buf, len, err, err_len)) {
+      return -1;
+    }
+    if (op->pad_value != 0 && op->pad_value != 1) {
+      return fail(err, err_len, "%s (node %d): pad_values must be 0 or 1, got %d", op->name,
+                  node_index, op->pad_value);
+    }
+    if (op->activation < 0 || op->activation > 3) {
+      return fail(err, err_len,
+                  "%s (node %d): fused activation %d is not supported (none, relu, "
+                  "relu_n1_to_1, relu6 are)",
+                  op->name, node_index, op->activation);
+    }
+    if (op->stride_h < 1 || op->stride_w < 1 || op->dilation_h < 1 || op->dilation_w < 1) {
+      return fail(err, err_len, "%s (node %d): strides and dilations must be >= 1", op->name,
+                  node_index);
+    }
+    if (op->channels_in < 1) {
+      return fail(err, err_len, "%s (node %d): channels_in must be >= 1", op->name, node_index);
+    }
+  } else if (op->kind == OP_BMAXPOOL2D) {
+    if (read_int_option(op, buf, len, "stride_height", 1, 0, &op->stride_h, err, err_len) ||
+        read_int_option(op, buf, len, "stride_width", 1, 0, &op->stride_w, err, err_len) ||
+        read_int_option(op, buf, len, "filter_height", 1, 0, &op->filter_h, err, err_len) ||
+        read_int_option(op, buf, len, "filter_width", 1, 0, &op->filter_w, err, err_len) ||
+        read_padding(op, buf, len, err, err_len)) {
+      return -1;
+    }
+    if (op->stride_h < 1 || op->stride_w < 1 || op->filter_h < 1 || op->filter_w < 1) {
+      return fail(err, err_len, "%s (node %d): strides and filter sizes must be >= 1", op->name,
+                  node_index);
+    }
+  }
+  return 0;
+}
+
+/* --------------------------------------------------------------- prepare */
+
+static int dims_equal(const TfLiteIntArray* dims, int n, const int* expected) {
+  if (!dims || dims->size != n) return 0;
+  for (int i = 0; i < n; ++i) {
+    if (dims->data[i] != expected[i]) return 0;
+  }
+  return 1;
+}
+
+static void format_dims(const TfLiteIntArray* dims, char* out, size_t len) {
+  size_t used = (size_t)snprintf(out, len, "[");
+  for (int i = 0; dims && i < dims->size && used < len; ++i) {
+    used += (size_t)snprintf(out + used, len - used, i ? ", %d" : "%d", dims->data[i]);
+  }
+  if (used < len) snprintf(out + used, len - used, "]");
+}
+
+static int check_output_dims(const lce_op* op, const TfLiteTensor* out, int n, const int* expected,
+                             char* err, size_t err_len) {
+  if (dims_equal(out->dims, n, expected)) return 0;
+  char have[96], want[96];
+  format_dims(out->dims, have, sizeof(have));
+  TfLiteIntArray* tmp = malloc(sizeof(TfLiteIntArray) + sizeof(int) * (size_t)n);
+  if (!tmp) return fail(err, err_len, "out of memory");
+  tmp->size = n;
+  memcpy(tmp->data, expected, sizeof(int) * (size_t)n);
+  format_dims(tmp, want, sizeof(want));
+  free(tmp);
+  return fail(err, err_len,
+              "%s (node %d): output shape %s does not match the computed shape %s (resizing "
+              "inputs of LCE models is not supported)",
+              op->name, op->node_index, have, want);
+}
+
+static size_t element_count(const TfLiteIntArray* dims) {
+  size_t n = 1;
+  for (int i = 0; i < dims->size; ++i) n *= (size_t)(dims->data[i] > 0 ? dims->data[i] : 0);
+  return n;
+}
+
+/* TFLite's ComputePaddingHeightWidth, one axis. */
+static int window_geometry(int in, int filter, int stride, int dilation, int same, int* out,
+                           int* pad_before) {
+  const int effective = (filter - 1) * dilation + 1;
+  const int out_size = same ? (in + stride - 1) / stride : (in - effective + stride) / stride;
+  if (out_size < 1) return -1;
+  int total = (out_size - 1) * stride + effective - in;
+  if (total < 0) total = 0;
+  *out = out_size;
+  *pad_before = total / 2;
+  return 0;
+}
+
+static int prepare_quantize(lce_op* op, const TfLiteTensor* in, const TfLiteTensor* out, char* err,
+                            size_t err_len) {
+  if (in->type != kTfLiteFloat32 && in->type != kTfLiteInt8) {
+    return fail(err, err_len, "%s (node %d): input must be float32 or int8, not %s", op->name,
+                op->node_index, type_name(in->type));
+  }
+  if (out->type != kTfLiteInt32) {
+    return fail(err, err_len, "%s (node %d): output must be int32 (bitpacked)", op->name,
+                op->node_index);
+  }
+  const int n = in->dims->size;
+  if (n < 1 || n > 8) return fail(err, err_len, "%s: unsupported rank %d", op->name, n);
+  int expected[8];
+  for (int i = 0; i < n; ++i) expected[i] = in->dims->data[i];
+  op->channels = in->dims->data[n - 1];
+  expected[n - 1] = packed_size(op->channels);
+  if (check_output_dims(op, out, n, expected, err, err_len)) return -1;
+  op->rows = op->channels > 0 ? (int)(element_count(in->dims) / (size_t)op->channels) : 0;
+  op->in_zero_point = in->params.zero_point;
+  return 0;
+}
+
+static int prepare_dequantize(lce_op* op, const TfLiteTensor* in, const TfLiteTensor* out,
+                              char* err, size_t err_len) {
+  if (in->type != kTfLiteInt32) {
+    return fail(err, err_len, "%s (node %d): input must be int32 (bitpacked)", op->name,
+                op->node_index);
+  }
+  if (out->type != kTfLiteFloat32 && out->type != kTfLiteInt8) {
+    return fail(err, err_len, "%s (node %d): output must be float32 or int8, not %s", op->name,
+                op->node_index, type_name(out->type));
+  }
+  const int n = out->dims->size;
+  if (n < 1 || n > 8 || in->dims->size != n) {
+    return fail(err, err_len, "%s (node %d): input and output ranks differ", op->name,
+                op->node_index);
+  }
+  for (int i = 0; i < n - 1; ++i) {
+    if (in->dims->data[i] != out->dims->data[i]) {
+      return fail(err, err_len, "%s (node %d): input and output shapes differ", op->name,
+                  op->node_index);
+    }
+  }
+  op->channels = out->dims->data[n - 1];
+  if (in->dims->data[n - 1] != packed_size(op->channels)) {
+    return fail(err, err_len, "%s (node %d): %d packed words cannot hold %d channels", op->name,
+                op->node_index, in->dims->data[n - 1], op->channels);
+  }
+  op->rows = op->channels > 0 ? (int)(element_count(out->dims) / (size_t)op->channels) : 0;
+  op->out_scale = out->params.scale;
+  op->out_zero_point = out->params.zero_point;
+  if (out->type == kTfLiteInt8 && !(op->out_scale > 0.0f)) {
+    return fail(err, err_len, "%s (node %d): int8 output needs a positive scale", op->name,
+                op->node_index);
+  }
+  return 0;
+}
+
+static int prepare_bmaxpool(lce_op* op, const TfLiteTensor* in, const TfLiteTensor* out, char* err,
+                            size_t err_len) {
+  if (in->type != kTfLiteInt32 || in->dims->size != 4) {
+    return fail(err, err_len, "%s (node %d): input must be a 4-D int32 (bitpacked) tensor",
+                op->name, op->node_index);
+  }
+  if (out->type != kTfLiteInt32) {
+    return fail(err, err_len, "%s (node %d): output must be int32 (bitpacked)", op->name,
+                op->node_index);
+  }
+  op->batch = in->dims->data[0];
+  op->in_h = in->dims->data[1];
+  op->in_w = in->dims->data[2];
+  op->in_words = in->dims->data[3];
+  if (window_geometry(op->in_h, op->filter_h, op->stride_h, 1, op->padding_same, &op->out_h,
+                      &op->pad_top) ||
+      window_geometry(op->in_w, op->filter_w, op->stride_w, 1, op->padding_same, &op->out_w,
+                      &op->pad_left)) {
+    return fail(err, err_len, "%s (node %d): the pooling window does not fit the input",
+                op->name, op->node_index);
+  }
+  const int expected[4] = {op->batch, op->out_h, op->out_w, op->in_words};
+  return check_output_dims(op, out, 4, expected, err, err_len);
+}
+
+static int prepare_bconv(lce_op* op, const TfLiteContext* context, const TfLiteTensor* in,
+                         const TfLiteTensor* out, char* err, size_t err_len) {
+  const TfLiteTensor* filter = tensor_at(context, op->inputs[1]);
+  if (in->type != kTfLiteInt32 || in->dims->size != 4) {
+    return fail(err, err_len, "%s (node %d): input must be a 4-D int32 (bitpacked) tensor",
+                op->name, op->node_index);
+  }
+  if (!filter || filter->type != kTfLiteInt32 || filter->dims->size != 4) {
+    return fail(err, err_len, "%s (node %d): filter must be a 4-D int32 (bitpacked) tensor",
+                op->name, op->node_index);
+  }
+  if (out->type != kTfLiteFloat32 && out->type != kTfLiteInt8 && out->type != kTfLiteInt32) {
+    return fail(err, err_len, "%s (node %d): output must be float32, int8 or int32, not %s",
+                op->name, op->node_index, type_name(out->type));
+  }
+  op->batch = in->dims->data[0];
+  op->in_h = in->dims->data[1];
+  op->in_w = in->dims->data[2];
+  op->in_words = in->dims->data[3];
+  if (op->in_words != packed_size(op->channels_in)) {
+    return fail(err, err_len, "%s (node %d): input has %d words, channels_in=%d needs %d",
+                op->name, op->node_index, op->in_words, op->channels_in,
+                packed_size(op->channels_in));
+  }
+  op->out_c = filter->dims->data[0];
+  op->filter_h = filter->dims->data[1];
+  op->filter_w = filter->dims->data[2];
+  op->words_per_group = filter->dims->data[3];
+  if (op->out_c < 1 || op->filter_h < 1 || op->filter_w < 1 || op->words_per_group < 1) {
+    return fail(err, err_len, "%s (node %d): empty filter", op->name, op->node_index);
+  }
+  if (op->words_per_group == op->in_words) {
+    op->groups = 1;
+  } else {
+    if (op->in_words % op->words_per_group != 0) {
+      return fail(err, err_len, "%s (node %d): filter depth %d does not divide %d input words",
+                  op->name, op->node_index, op->words_per_group, op->in_words);
+    }
+    op->groups = op->in_words / op->words_per_group;
+    const int group_size = op->channels_in / op->groups;
+    if (op->channels_in % op->groups != 0 || group_size % 32 != 0 ||
+        op->out_c % op->groups != 0) {
+      return fail(err, err_len,
+                  "%s (node %d): grouped convolution needs input channels per group a "
+                  "multiple of 32 and output channels divisible by the groups",
+                  op->name, op->node_index);
+    }
+  }
+  op->out_per_group = op->out_c / op->groups;
+  op->kernel_words = op->filter_h * op->filter_w * op->words_per_group;
+  op->backtransform = op->filter_h * op->filter_w * (op->channels_in / op->groups);
+
+  if (op->padding_same && op->pad_value == 0 &&
+      (out->type != kTfLiteFloat32 || op->activation != 0)) {
+    return fail(err, err_len,
+                "%s (node %d): zero-padding is only supported with float output and no fused "
+                "activation (as in LCE)",
+                op->name, op->node_index);
+  }
+
+  if (out->type == kTfLiteInt32) {
+    const TfLiteTensor* thr = tensor_at(context, op->inputs[4]);
+    if (!thr || thr->type != kTfLiteInt32 || thr->dims->size != 1 ||
+        thr->dims->data[0] != op->out_c) {
+      return fail(err, err_len, "%s (node %d): bitpacked output needs int32 thresholds [%d]",
+                  op->name, op->node_index, op->out_c);
+    }
+  } else {
+    const TfLiteTensor* mul = tensor_at(context, op->inputs[2]);
+    const TfLiteTensor* bias = tensor_at(context, op->inputs[3]);
+    if (!mul || !bias || mul->type != kTfLiteFloat32 || bias->type != kTfLiteFloat32 ||
+        mul->dims->size != 1 || bias->dims->size != 1 || mul->dims->data[0] != op->out_c ||
+        bias->dims->data[0] != op->out_c) {
+      return fail(err, err_len,
+                  "%s (node %d): float/int8 output needs float32 multiplier and bias [%d]",
+                  op->name, op->node_index, op->out_c);
+    }
+    if (out->type == kTfLiteInt8) {
+      op->out_scale = out->params.scale;
+      op->out_zero_point = out->params.zero_point;
+      if (!(op->out_scale > 0.0f)) {
+        return fail(err, err_len, "%s (node %d): int8 output needs a positive scale", op->name,
+                    op->node_index);
+      }
+    }
+  }
+
+  if (window_geometry(op->in_h, op->filter_h, op->stride_h, op->dilation_h, op->padding_same,
+                      &op->out_h, &op->pad_top) ||
+      window_geometry(op->in_w, op->filter_w, op->stride_w, op->dilation_w, op->padding_same,
+                      &op->out_w, &op->pad_left)) {
+    return fail(err, err_len, "%s (node %d): the filter does not fit the input", op->name,
+                op->node_index);
+  }
+  const int expected[4] = {op->batch, op->out_h, op->out_w,
+                           out->type == kTfLiteInt32 ? packed_size(op->out_c) : op->out_c};
+  return check_output_dims(op, out, 4, expected, err, err_len);
+}
+
+int lce_op_prepare(lce_op* op, const TfLiteContext* context, char* err, size_t err_len) {
+  const TfLiteTensor* in = tensor_at(context, op->inputs[0]);
+  const TfLiteTensor* out = tensor_at(context, op->output);
+  if (!in || !out || !in->dims || !out->dims) {
+    return fail(err, err_len, "%s (node %d): missing input or output tensor", op->name,
+                op->node_index);
+  }
+  op->in_type = in->type;
+  op->out_type = out->type;
+  op->ready = 0;
+  int status;
+  switch (op->kind) {
+    case OP_QUANTIZE: status = prepare_quantize(op, in, out, err, err_len); break;
+    case OP_DEQUANTIZE: status = prepare_dequantize(op, in, out, err, err_len); break;
+    case OP_BMAXPOOL2D: status = prepare_bmaxpool(op, in, out, err, err_len); break;
+    default: status = prepare_bconv(op, context, in, out, err, err_len); break;
+  }
+  if (status) return status;
+  op->out_bytes = element_count(out->dims) * (size_t)type_size(out->type);
+  return 0;
+}
+
+/* --------------------------------------------------- quantize/dequantize */
+
+typedef struct {
+  const lce_op* op;
+  const void* input;
+  void* output;
+  int rows_per_task;
+} rows_job;
+
+static void quantize_task(void* arg, int task, int thread_id) {
+  (void)thread_id;
+  const rows_job* job = arg;
+  const lce_op* op = job->op;
+  const int words = packed_size(op->channels);
+  const int r0 = task * job->rows_per_task;
+  const int r1 = r0 + job->rows_per_task < op->rows ? r0 + job->rows_per_task : op->rows;
+  uint32_t* out = (uint32_t*)job->output + (size_t)r0 * words;
+  if (op->in_type == kTfLiteFloat32) {
+    const float* in = (const float*)job->input + (size_t)r0 * op->channels;
+    for (int r = r0; r < r1; ++r, in += op->channels, out += words) {
+      for (int w = 0; w < words; ++w) {
+        const int c0 = w * 32;
+        const int n = op->channels - c0 < 32 ? op->channels - c0 : 32;
+        uint32_t bits = 0;
+        for (int b = 0; b < n; ++b) bits |= (uint32_t)(in[c0 + b] < 0.0f) << b;
+        out[w] = bits;
+      }
+    }
+  } else {
+    const int8_t* in = (const int8_t*)job->input + (size_t)r0 * op->channels;
+    const int32_t zp = op->in_zero_point;
+    for (int r = r0; r < r1; ++r, in += op->channels, out += words) {
+      for (int w = 0; w < words; ++w) {
+        const int c0 = w * 32;
+        const int n = op->channels - c0 < 32 ? op->channels - c0 : 32;
+        uint32_t bits = 0;
+        for (int b = 0; b < n; ++b) bits |= (uint32_t)((int32_t)in[c0 + b] < zp) << b;
+        out[w] = bits;
+      }
+    }
+  }
+}
+
+static void dequantize_task(void* arg, int task, int thread_id) {
+  (void)thread_id;
+  const rows_job* job = arg;
+  const lce_op* op = job->op;
+  const int words = packed_size(op->channels);
+  const int r0 = task * job->rows_per_task;
+  const int r1 = r0 + job->rows_per_task < op->rows ? r0 + job->rows_per_task : op->rows;
+  const uint32_t* in = (const uint32_t*)job->input + (size_t)r0 * words;
+  if (op->out_type == kTfLiteFloat32) {
+    float* out = (float*)job->output + (size_t)r0 * op->channels;
+    for (int r = r0; r < r1; ++r, in += words, out += op->channels) {
+      for (int c = 0; c < op->channels; ++c) {
+        out[c] = (in[c >> 5] >> (c & 31)) & 1u ? -1.0f : 1.0f;
+      }
+    }
+  } else {
+    /* LCE: offset = round(1/scale); a 0 bit is zp + offset, a 1 bit zp - offset. */
+    const int32_t offset = (int32_t)roundf(1.0f / op->out_scale);
+    int32_t zero_bit = op->out_zero_point + offset;
+    int32_t one_bit = op->out_zero_point - offset;
+    if (zero_bit > 127) zero_bit = 127;
+    if (one_bit < -128) one_bit = -128;
+    int8_t* out = (int8_t*)job->output + (size_t)r0 * op->channels;
+    for (int r = r0; r < r1; ++r, in += words, out += op->channels) {
+      for (int c = 0; c < op->channels; ++c) {
+        out[c] = (int8_t)((in[c >> 5] >> (c & 31)) & 1u ? one_bit : zero_bit);
+      }
+    }
+  }
+}
+
+static int rows_per_task(int rows, int row_cost, thread_pool* pool) {
+  /* At least ~16k elements per task, but enough tasks to feed every thread. */
+  int per = 16384 / (row_cost > 0 ? row_cost : 1);
+  if (per < 1) per = 1;
+  const int threads = pool_size(pool);
+  const int balanced = (rows + threads - 1) / threads;
+  if (per > balanced) per = balanced;
+  return per > 0 ? per : 1;
+}
+
+/* ------------------------------------------------------------- bmaxpool */
+
+typedef struct {
+  const lce_op* op;
+  const uint32_t* input;
+  uint32_t* output;
+} pool_job;
+
+static void bmaxpool_task(void* arg, int task, int thread_id) {
+  (void)thread_id;
+  const pool_job* job = arg;
+  const lce_op* op = job->op;
+  const int n = task / op->out_h;
+  const int oy = task % op->out_h;
+  const int words = op->in_words;
+  const int y0 = oy * op->stride_h - op->pad_top;
+  const int ky0 = y0 < 0 ? -y0 : 0;
+  const int ky1 = op->filter_h < op->in_h - y0 ? op->filter_h : op->in_h - y0;
+  uint32_t* out = job->output + ((size_t)n * op->out_h + oy) * op->out_w * words;
+  for (int ox = 0; ox < op->out_w; ++ox, out += words) {
+    const int x0 = ox * op->stride_w - op->pad_left;
+    const int kx0 = x0 < 0 ? -x0 : 0;
+    const int kx1 = op->filter_w < op->in_w - x0 ? op->filter_w : op->in_w - x0;
+    for (int w = 0; w < words; ++w) out[w] = ~0u;
+    for (int ky = ky0; ky < ky1; ++ky) {
+      const uint32_t* row =
+          job->input + (((size_t)n * op->in_h + (y0 + ky)) * op->in_w + x0) * words;
+      for (int kx = kx0; kx < kx1; ++kx) {
+        const uint32_t* px = row + (size_t)kx * words;
+        for (int w = 0; w < words; ++w) out[w] &= px[w];
+      }
+    }
+  }
+}
+
+/* ----------------------------------------------------------------- bconv */
+
+static int bconv_setup(lce_op* op, const TfLiteContext* context, char* err, size_t err_len) {
+  const TfLiteTensor* filter = tensor_at(context, op->inputs[1]);
+  const uint32_t* w = (const uint32_t*)filter->data;
+  if (!w) {
+    return fail(err, err_len, "%s (node %d): the filter has no data (it must be a constant)",
+                op->name, op->node_index);
+  }
+  const int nr = op->gemm->nr;
+  const int k = op->kernel_words;
+  op->blocks_per_group = (op->out_per_group + nr - 1) / nr;
+  free(op->packed_filter);
+  const size_t packed_words = (size_t)op->groups * op->blocks_per_group * k * nr;
+  op->packed_filter = aligned_alloc(64, ((packed_words * 4 + 63) / 64) * 64);
+  if (!op->packed_filter) return fail(err, err_len, "out of memory");
+  /* Lane-packed: block b of group g holds, for each word kk, the kk-th word
+   * of nr consecutive output channels (zero beyond the group's channels). */
+  for (int g = 0; g < op->groups; ++g) {
+    for (int b = 0; b < op->blocks_per_group; ++b) {
+      uint32_t* dst = op->packed_filter + ((size_t)g * op->blocks_per_group + b) * k * nr;
+      for (int kk = 0; kk < k; ++kk) {
+        for (int j = 0; j < nr; ++j) {
+          const int local = b * nr + j;
+          const int o = g * op->out_per_group + local;
+          dst[(size_t)kk * nr + j] = local < op->out_per_group ? w[(size_t)o * k + kk] : 0u;
+        }
+      }
+    }
+  }
+
+  if (op->out_type == kTfLiteInt32) {
+    const TfLiteTensor* thr = tensor_at(context, op->inputs[4]);
+    if (!thr->data) return fail(err, err_len, "%s: thresholds have no data", op->name);
+    free(op->thresholds);
+    op->thresholds = malloc(sizeof(int32_t) * (size_t)op->out_c);
+    if (!op->thresholds) return fail(err, err_len, "out of memory");
+    memcpy(op->thresholds, thr->data, sizeof(int32_t) * (size_t)op->out_c);
+  } else {
+    const float* mul = (const float*)tensor_at(context, op->inputs[2])->data;
+    const float* bias = (const float*)tensor_at(context, op->inputs[3])->data;
+    if (!mul || !bias) return fail(err, err_len, "%s: multiplier/bias have no data", op->name);
+    free(op->multiplier);
+    free(op->bias);
+    op->multiplier = malloc(sizeof(float) * (size_t)op->out_c);
+    op->bias = malloc(sizeof(float) * (size_t)op->out_c);
+    if (!op->multiplier || !op->bias) return fail(err, err_len, "out of memory");
+    /* Fold the back-transformation K - 2*accum (and the int8 scale and zero
+     * point) into one multiplier and bias, in double, as LCE does. */
+    const double scale = op->out_type == kTfLiteInt8 ? (double)op->out_scale : 1.0;
+    const double zero_point = op->out_type == kTfLiteInt8 ? (double)op->out_zero_point : 0.0;
+    for (int o = 0; o < op->out_c; ++o) {
+      const double m = mul[o];
+      const double b = bias[o];
+      op->multiplier[o] = (float)(-1.0 * m / scale);
+      op->bias[o] = (float)((b + (double)op->backtransform * m) / scale + zero_point);
+    }
+    /* TFLite's int32 activation range, intersected with [-K, K], then mapped
+     * onto the doubled accumulator 2*accum = K - y. */
+    int32_t lo = INT32_MIN, hi = INT32_MAX;
+    if (op->activation == 1) {
+      lo = 0;
+    } else if (op->activation == 2) {
+      lo = -1;
+      hi = 1;
+    } else if (op->activation == 3) {
+      lo = 0;
+      hi = 6;
+    }
+    const int32_t K = op->backtransform;
+    if (lo < -K) lo = -K;
+    if (hi > K) hi = K;
+    op->clamp_lo = K - hi;
+    op->clamp_hi = K - lo;
+  }
+
+  free(op->tap_sums);
+  op->tap_sums = NULL;
+  if (op->padding_same && op->pad_value == 0) {
+    /* Per tap, what the pad-as-+1 accumulation wrongly adds when the tap is
+     * outside the image: sum_c w = channels - 2 * popcount(filter bits). */
+    const int taps = op->filter_h * op->filter_w;
+    const int channels = op->channels_in / op->groups;
+    op->tap_sums = malloc(sizeof(int32_t) * (size_t)taps * op->out_c);
+    if (!op->tap_sums) return fail(err, err_len, "out of memory");
+    for (int t = 0; t < taps; ++t) {
+      for (int o = 0; o < op->out_c; ++o) {
+        int ones = 0;
+        for (int q = 0; q < op->words_per_group; ++q) {
+          ones += __builtin_popcount(w[(size_t)o * k + (size_t)t * op->words_per_group + q]);
+        }
+        op->tap_sums[(size_t)t * op->out_c + o] = channels - 2 * ones;
+      }
+    }
+  }
+  op->ready = 1;
+  return 0;
+}
+
+typedef struct {
+  const lce_op* op;
+  const uint32_t* input;
+  void* output;
+  thread_pool* pool;
+  int pixels_per_task;
+  int pixels;
+  int ldc; /* accumulator row length: groups * blocks_per_group * nr */
+  int failed;
+} bconv_job;
+
+/* One row of im2col for group g: the window's words, zero outside the image
+ * (zero bits are +1, which is exactly LCE's pad_values=1; zero padding is
+ * corrected in the epilogue). */
+static void im2col_row(const lce_op* op, const uint32_t* input, int pixel, int g, uint32_t* row) {
+  const int per_image = op->out_h * op->out_w;
+  const int n = pixel / per_image;
+  const int oy = (pixel % per_image) / op->out_w;
+  const int ox = pixel % op->out_w;
+  const int wg = op->words_per_group;
+  const int y0 = oy * op->stride_h - op->pad_top;
+  const int x0 = ox * op->stride_w - op->pad_left;
+  for (int ky = 0; ky < op->filter_h; ++ky) {
+    const int y = y0 + ky * op->dilation_h;
+    for (int kx = 0; kx < op->filter_w; ++kx, row += wg) {
+      const int x = x0 + kx * op->dilation_w;
+      if (y < 0 || y >= op->in_h || x < 0 || x >= op->in_w) {
+        memset(row, 0, sizeof(uint32_t) * (size_t)wg);
+      } else {
+        memcpy(row,
+               input + (((size_t)n * op->in_h + y) * op->in_w + x) * op->in_words + (size_t)g * wg,
+               sizeof(uint32_t) * (size_t)wg);
+      }
+    }
+  }
+}
+
+/* Sum of tap_sums over the taps of `pixel` that fall outside the image. */
+static int zero_padding_correction(const lce_op* op, int pixel, int32_t* sums) {
+  const int per_image = op->out_h * op->out_w;
+  const int oy = (pixel % per_image) / op->out_w;
+  const int ox = pixel % op->out_w;
+  const int y0 = oy * op->stride_h - op->pad_top;
+  const int x0 = ox * op->stride_w - op->pad_left;
+  int any = 0;
+  for (int ky = 0; ky < op->filter_h; ++ky) {
+    const int y = y0 + ky * op->dilation_h;
+    for (int kx = 0; kx < op->filter_w; ++kx) {
+      const int x = x0 + kx * op->dilation_w;
+      if (y >= 0 && y < op->in_h && x >= 0 && x < op->in_w) continue;
+      const int32_t* t = op->tap_sums + (size_t)(ky * op->filter_w + kx) * op->out_c;
+      if (!any) {
+        memset(sums, 0, sizeof(int32_t) * (size_t)op->out_c);
+        any = 1;
+      }
+      for (int o = 0; o < op->out_c; ++o) sums[o] += t[o];
+    }
+  }
+  return any;
+}
+
+static void bconv_epilogue(const lce_op* op, const int32_t* acc_row, int pixel, void* output,
+                           int32_t* correction) {
+  const int og = op->out_per_group;
+  const int group_stride = op->blocks_per_group * op->gemm->nr;
+  if (op->out_type == kTfLiteInt32) {
+    const int words = packed_size(op->out_c);
+    uint32_t* out = (uint32_t*)output + (size_t)pixel * words;
+    memset(out, 0, sizeof(uint32_t) * (size_t)words);
+    for (int g = 0; g < op->groups; ++g) {
+      const int32_t* a = acc_row + (size_t)g * group_stride;
+      for (int j = 0; j < og; ++j) {
+        const int o = g * og + j;
+        out[o >> 5] |= (uint32_t)(a[j] > op->thresholds[o]) << (o & 31);
+      }
+    }
+    return;
+  }
+  const int corrected = op->tap_sums && zero_padding_correction(op, pixel, correction);
+  const int32_t lo = op->clamp_lo, hi = op->clamp_hi;
+  if (op->out_type == kTfLiteFloat32) {
+    float* out = (float*)output + (size_t)pixel * op->out_c;
+    for (int g = 0; g < op->groups; ++g) {
+      const int32_t* a = acc_row + (size_t)g * group_stride;
+      const float* m = op->multiplier + (size_t)g * og;
+      const float* b = op->bias + (size_t)g * og;
+      float* o = out + (size_t)g * og;
+      if (corrected) {
+        const int32_t* s = correction + (size_t)g * og;
+        for (int j = 0; j < og; ++j) {
+          int32_t x = 2 * a[j] + s[j];
+          x = x < lo ? lo : (x > hi ? hi : x);
+          o[j] = (float)x * m[j] + b[j];
+        }
+      } else {
+        for (int j = 0; j < og; ++j) {
+          int32_t x = 2 * a[j];
+          x = x < lo ? lo : (x > hi ? hi : x);
+          o[j] = (float)x * m[j] + b[j];
+        }
+      }
+    }
+    return;
+  }
+  int8_t* out = (int8_t*)output + (size_t)pixel * op->out_c;
+  for (int g = 0; g < op->groups; ++g) {
+    const int32_t* a = acc_row + (size_t)g * group_stride;
+    for (int j = 0; j < og; ++j) {
+      const int o = g * og + j;
+      int32_t x = 2 * a[j];
+      x = x < lo ? lo : (x > hi ? hi : x);
+      const float y = (float)x * op->multiplier[o] + op->bias[o];
+      /* TfLiteRound rounds half away from zero, like roundf. */
+      float r = roundf(y);
+      if (r > 127.0f) r = 127.0f;
+      if (r < -128.0f) r = -128.0f;
+      out[o] = (int8_t)r;
+    }
+  }
+}
+
+static void bconv_task(void* arg, int task, int thread_id) {
+  bconv_job* job = arg;
+  const lce_op* op = job->op;
+  const bgemm_impl* gemm = op->gemm;
+  const int mr = gemm->mr, nr = gemm->nr;
+  const int k = op->kernel_words;
+  const int p0 = task * job->pixels_per_task;
+  const int p1 = p0 + job->pixels_per_task < job->pixels ? p0 + job->pixels_per_task : job->pixels;
+  const int count = p1 - p0;
+  const int rows = ((count + mr - 1) / mr) * mr;
+
+  const size_t a_bytes = (((size_t)rows * k * 4) + 63) / 64 * 64;
+  const size_t c_bytes = (((size_t)rows * job->ldc * 4) + 63) / 64 * 64;
+  const size_t s_bytes = op->tap_sums ? sizeof(int32_t) * (size_t)op->out_c : 0;
+  uint8_t* scratch = pool_scratch(job->pool, thread_id, a_bytes + c_bytes + s_bytes);
+  if (!scratch) {
+    job->failed = 1;
+    return;
+  }
+  uint32_t* a = (uint32_t*)scratch;
+  int32_t* c = (int32_t*)(scratch + a_bytes);
+  int32_t* correction = (int32_t*)(scratch + a_bytes + c_bytes);
+
+  for (int g = 0; g < op->groups; ++g) {
+    for (int r = 0; r < count; ++r) im2col_row(op, job->input, p0 + r, g, a + (size_t)r * k);
+    if (rows > count) memset(a + (size_t)count * k, 0, sizeof(uint32_t) * (size_t)(rows - count) * k);
+    for (int b = 0; b < op->blocks_per_group; ++b) {
+      const uint32_t* panel =
+          op->packed_filter + ((size_t)g * op->blocks_per_group + b) * (size_t)k * nr;
+      int32_t* c_block = c + (size_t)(g * op->blocks_per_group + b) * nr;
+      for (int r = 0; r < rows; r += mr) {
+        gemm->kernel(a + (size_t)r * k, (size_t)k, panel, k, c_block + (size_t)r * job->ldc,
+                     (size_t)job->ldc);
+      }
+    }
+  }
+  for (int r = 0; r < count; ++r) {
+    bconv_epilogue(op, c + (size_t)r * job->ldc, p0 + r, job->output, correction);
+  }
+}
+
+/* ------------------------------------------------------------------- run */
+
+int lce_op_run(lce_op* op, const TfLiteContext* context, const void* input, void* output,
+               thread_pool* pool, char* err, size_t err_len) {
+  if (!input || !output) {
+    return fail(err, err_len, "%s (node %d): input or output has no buffer", op->name,
+                op->node_index);
+  }
+  switch (op->kind) {
+    case OP_QUANTIZE:
+    case OP_DEQUANTIZE: {
+      rows_job job = {op, input, output, 0};
+      const int row_cost = op->channels;
+      job.rows_per_task = rows_per_task(op->rows, row_cost, pool);
+      const int tasks = (op->rows + job.rows_per_task - 1) / job.rows_per_task;
+      pool_run(pool, tasks, op->kind == OP_QUANTIZE ? quantize_task : dequantize_task, &job);
+      return 0;
+    }
+    case OP_BMAXPOOL2D: {
+      pool_job job = {op, input, output};
+      pool_run(pool, op->batch * op->out_h, bmaxpool_task, &job);
+      return 0;
+    }
+    case OP_BCONV2D: {
+      if (!op->ready && bconv_setup(op, context, err, err_len)) return -1;
+      bconv_job job;
+      memset(&job, 0, sizeof(job));
+      job.op = op;
+      job.input = input;
+      job.output = output;
+      job.pool = pool;
+      job.pixels = op->batch * op->out_h * op->out_w;
+      job.ldc = op->groups * op->blocks_per_group * op->gemm->nr;
+      /* Keep a task's im2col block around 24 KB so it stays in L1 while
+       * every filter block streams past it; at least 4 tasks per thread. */
+      int per = 24576 / (op->kernel_words * 4);
+      per = (per / op->gemm->mr) * op->gemm->mr;
+      if (per < op->gemm->mr) per = op->gemm->mr;
+      if (per > 128) per = 128;
+      const int threads = pool_size(pool);
+      const int balanced = (job.pixels + 4 * threads - 1) / (4 * threads);
+      if (threads > 1 && per > balanced) {
+        per = ((balanced + op->gemm->mr - 1) / op->gemm->mr) * op->gemm->mr;
+      }
+      job.pixels_per_task = per;
+      const int tasks = (job.pixels + per - 1) / per;
+      pool_run(pool, tasks, bconv_task, &job);
+      if (job.failed) return fail(err, err_len, "%s: out of memory", op->name);
+      return 0;
+    }
+  }
+  return fail(err, err_len, "unknown op");
+}
+
+void lce_op_release(lce_op* op) {
+  free(op->packed_filter);
+  free(op->multiplier);
+  free(op->bias);
+  free(op->thresholds);
+  free(op->tap_sums);
+  op->packed_filter = NULL;
+  op->multiplier = op->bias = NULL;
+  op->thresholds = op->tap_sums = NULL;
+}
