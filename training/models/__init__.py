@@ -16,9 +16,11 @@ from .blocks import (
 from .hourglass import (
     block_parameters,
     build_hourglass,
+    count_macs,
     count_parameters,
     features_for_budget,
     hourglass_parameters,
+    stack_outputs,
 )
 from .quantizers import BINARY_CONV_KWARGS, binary_conv, conv, is_binary_conv, real_conv
 
@@ -30,6 +32,7 @@ __all__ = [
     "bottleneck_block",
     "build_hourglass",
     "conv",
+    "count_macs",
     "count_parameters",
     "features_for_budget",
     "get_block",
@@ -38,5 +41,6 @@ __all__ = [
     "is_binary_conv",
     "real_conv",
     "residual_block",
+    "stack_outputs",
     "wide_block",
 ]

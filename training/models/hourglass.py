@@ -238,3 +238,36 @@ def features_for_budget(
         if n > target_params:
             break
     return best
+
+
+def count_macs(model: tf.keras.Model) -> tuple[int, int]:
+    """(binary, float) multiply-accumulates of one forward pass over the model's convolutions.
+
+    A conv's MACs are output height * width * kernel size; convs made by ``binary_conv`` count
+    as binary (XNOR-popcount on the device), every other conv as float. BatchNorm, adds and
+    pooling are not counted, as in the paper (7.5 G binary + 0.71 G float for its network).
+    """
+    from .quantizers import is_binary_conv
+
+    binary = real = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if not isinstance(layer, tf.keras.layers.Conv2D):
+            continue
+        _, height, width, _ = layer.output.shape
+        macs = int(height) * int(width) * int(np.prod(layer.kernel.shape))
+        if is_binary_conv(layer):
+            binary += macs
+        else:
+            real += macs
+    return binary, real
+
+
+def stack_outputs(predictions: tf.Tensor | np.ndarray | list) -> list:
+    """The per-stack heatmaps of ``model(x)`` or ``model.predict(x)`` as a list.
+
+    Keras returns a bare tensor, not a one-element list, for a 1-stack model; this makes both
+    cases a list whose last element is the final prediction.
+    """
+    if isinstance(predictions, (list, tuple)):
+        return list(predictions)
+    return [predictions]

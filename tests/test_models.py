@@ -1,0 +1,433 @@
+"""The landmark networks: block wiring, binarization in the forward pass, parameter counts, and
+the paper's size check (6.24 M parameters, 7.5 G binary + 0.71 G float MACs, 1.30 MB LCE file).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+# isort: off
+import training  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+
+# isort: on
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from training.models import (
+    BLOCK_TYPES,
+    block_parameters,
+    build_hourglass,
+    count_macs,
+    count_parameters,
+    features_for_budget,
+    hourglass_parameters,
+    is_binary_conv,
+    residual_block,
+    stack_outputs,
+)
+
+
+def block_model(block: str, *, cin: int, channels: int, binary: bool, size: int = 8):
+    x = tf.keras.Input((size, size, cin), name="x")
+    return tf.keras.Model(
+        x, residual_block(x, block=block, channels=channels, binary=binary, name="b")
+    )
+
+
+def randomise(model: tf.keras.Model, seed: int = 0) -> None:
+    """Non-trivial BatchNorm statistics and conv weights, as a trained model would have."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.3, beta.shape),
+                rng.normal(0, 0.3, mean.shape), rng.uniform(0.5, 1.5, var.shape),
+            ])  # fmt: skip
+
+
+def inputs_of(layer: tf.keras.layers.Layer) -> list:
+    """The layers whose outputs feed ``layer`` (Keras tensors carry their history)."""
+    tensors = layer.input if isinstance(layer.input, list) else [layer.input]
+    return [t._keras_history.layer for t in tensors]
+
+
+# ---------------------------------------------------------------- HPM block wiring
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_hpm_block_splits_channels_in_half_quarter_quarter_and_concatenates(binary):
+    model = block_model("hpm", cin=32, channels=64, binary=binary)
+    convs = [model.get_layer(f"b_conv{i}_conv") for i in (1, 2, 3)]
+    assert [c.kernel.shape.as_list() for c in convs] == [
+        [3, 3, 32, 32], [3, 3, 32, 16], [3, 3, 16, 16],
+    ]  # fmt: skip
+    # A chain: each conv reads the previous conv's output through its own BatchNorm.
+    assert inputs_of(convs[1]) == [model.get_layer("b_conv2_bn" if binary else "b_conv2_relu")]
+    assert inputs_of(model.get_layer("b_conv2_bn")) == [convs[0]]
+    assert inputs_of(model.get_layer("b_conv3_bn")) == [convs[1]]
+    concat = model.get_layer("b_concat")
+    assert inputs_of(concat) == convs
+    assert concat.output.shape[-1] == 64
+    # No 1x1 conv in the main path; the only 1x1 conv is the skip's.
+    one_by_one = [lyr.name for lyr in model.layers
+                  if isinstance(lyr, tf.keras.layers.Conv2D) and lyr.kernel.shape[0] == 1]  # fmt: skip
+    assert one_by_one == ["b_skip_conv"]
+    assert all(is_binary_conv(c) == binary for c in convs)
+
+
+def test_binary_unit_is_batchnorm_then_sign_conv_and_real_unit_has_relu():
+    binary = block_model("hpm", cin=64, channels=64, binary=True)
+    real = block_model("hpm", cin=64, channels=64, binary=False)
+    conv = binary.get_layer("b_conv1_conv")
+    assert isinstance(conv, lq.layers.QuantConv2D)
+    assert isinstance(inputs_of(conv)[0], tf.keras.layers.BatchNormalization)
+    assert not any(isinstance(lyr, tf.keras.layers.ReLU) for lyr in binary.layers)
+    assert type(real.get_layer("b_conv1_conv")) is tf.keras.layers.Conv2D
+    assert isinstance(inputs_of(real.get_layer("b_conv1_conv"))[0], tf.keras.layers.ReLU)
+    assert inputs_of(real.get_layer("b_conv1_relu")) == [real.get_layer("b_conv1_bn")]
+
+
+@pytest.mark.parametrize("block", BLOCK_TYPES)
+def test_skip_is_identity_when_channels_match_else_batchnorm_then_1x1(block):
+    same = block_model(block, cin=64, channels=64, binary=True)
+    add = same.get_layer("b_add")
+    assert same.get_layer("x") in inputs_of(add)
+    assert not any("skip" in lyr.name for lyr in same.layers)
+
+    changed = block_model(block, cin=32, channels=64, binary=True)
+    skip_conv = changed.get_layer("b_skip_conv")
+    assert skip_conv.kernel.shape.as_list() == [1, 1, 32, 64]
+    assert not is_binary_conv(skip_conv) and not skip_conv.use_bias
+    assert inputs_of(skip_conv) == [changed.get_layer("b_skip_bn")]
+    assert inputs_of(changed.get_layer("b_skip_bn")) == [changed.get_layer("x")]
+    assert skip_conv in inputs_of(changed.get_layer("b_add"))
+
+
+def _zero_main_convs(model):
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.Conv2D) and "skip" not in layer.name:
+            layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+
+
+@pytest.mark.parametrize("block", BLOCK_TYPES)
+def test_zeroed_main_path_leaves_exactly_the_identity_skip(block):
+    model = block_model(block, cin=64, channels=64, binary=False)
+    randomise(model)
+    _zero_main_convs(model)
+    x = np.random.default_rng(1).normal(size=(2, 8, 8, 64)).astype(np.float32)
+    np.testing.assert_array_equal(model(x, training=False).numpy(), x)
+
+
+@pytest.mark.parametrize("block", BLOCK_TYPES)
+def test_zeroed_main_path_leaves_batchnorm_then_1x1_skip(block):
+    model = block_model(block, cin=32, channels=64, binary=False)
+    randomise(model)
+    _zero_main_convs(model)
+    x = np.random.default_rng(2).normal(size=(2, 8, 8, 32)).astype(np.float32)
+    gamma, beta, mean, var = model.get_layer("b_skip_bn").get_weights()
+    eps = model.get_layer("b_skip_bn").epsilon
+    normalised = (x - mean) / np.sqrt(var + eps) * gamma + beta
+    (kernel,) = model.get_layer("b_skip_conv").get_weights()
+    expected = np.einsum("nhwc,cd->nhwd", normalised, kernel[0, 0])
+    np.testing.assert_allclose(model(x, training=False).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_hpm_concatenation_order_is_conv1_conv2_conv3():
+    model = block_model("hpm", cin=64, channels=64, binary=False)
+    randomise(model)
+    _zero_main_convs(model)
+    rng = np.random.default_rng(3)
+    conv1 = model.get_layer("b_conv1_conv")
+    conv1.set_weights([rng.normal(size=conv1.kernel.shape).astype(np.float32)])
+    x = rng.normal(size=(1, 8, 8, 64)).astype(np.float32)
+    residual = model(x, training=False).numpy() - x
+    # conv2 and conv3 are zero, so only the first C/2 channels (conv1's) may differ from x.
+    assert np.abs(residual[..., :32]).mean() > 0.1
+    np.testing.assert_allclose(residual[..., 32:], 0, atol=1e-5)
+
+
+def test_binary_block_output_is_concat_of_conv_outputs_plus_input():
+    model = block_model("hpm", cin=64, channels=64, binary=True)
+    randomise(model)
+    probe = tf.keras.Model(
+        model.input, [model.output] + [model.get_layer(f"b_conv{i}_conv").output for i in (1, 2, 3)]
+    )
+    x = np.random.default_rng(4).normal(size=(2, 8, 8, 64)).astype(np.float32)
+    out, c1, c2, c3 = (t.numpy() for t in probe(x, training=False))
+    np.testing.assert_allclose(out, np.concatenate([c1, c2, c3], axis=-1) + x, rtol=1e-6)
+
+
+# ---------------------------------------------------------------- binarization in the forward pass
+
+
+def _sign(v):
+    return np.where(v >= 0, 1.0, -1.0)  # larq's sign: 0 -> +1
+
+
+def test_binary_conv_computes_with_plus_minus_one_inputs_and_weights():
+    """A real forward pass: the conv's output equals the conv of sign(input) and sign(kernel)
+    with +1 padding, so every value is an integer of the parity of K = 3*3*Cin."""
+    model = block_model("hpm", cin=32, channels=64, binary=True)
+    randomise(model)
+    conv = model.get_layer("b_conv1_conv")
+    probe = tf.keras.Model(model.input, [conv.input, conv.output])
+    x = np.random.default_rng(5).normal(size=(2, 8, 8, 32)).astype(np.float32)
+    conv_in, conv_out = (t.numpy() for t in probe(x, training=False))
+
+    latent = conv.kernel.numpy()
+    assert np.abs(conv_in).min() < 0.99 and np.unique(np.abs(latent)).size > 100  # real values
+    assert set(np.unique(conv.kernel_quantizer(tf.convert_to_tensor(conv.kernel)).numpy())) == {
+        -1.0,
+        1.0,
+    }
+
+    k = 3 * 3 * 32
+    assert np.array_equal(conv_out, np.round(conv_out))
+    assert np.all(np.mod(conv_out, 2) == k % 2) and np.abs(conv_out).max() <= k
+
+    padded = np.pad(_sign(conv_in), ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=1.0)
+    expected = np.zeros_like(conv_out)
+    for dy in range(3):
+        for dx in range(3):
+            window = padded[:, dy : dy + 8, dx : dx + 8, :]
+            expected += np.einsum("nhwc,cd->nhwd", window, _sign(latent[dy, dx]))
+    np.testing.assert_array_equal(conv_out, expected)
+
+
+def test_real_block_convs_are_not_binarized():
+    model = block_model("hpm", cin=32, channels=64, binary=False)
+    randomise(model)
+    conv = model.get_layer("b_conv1_conv")
+    probe = tf.keras.Model(model.input, conv.output)
+    out = probe(np.random.default_rng(6).normal(size=(1, 8, 8, 32)).astype(np.float32)).numpy()
+    assert not np.array_equal(out, np.round(out))
+
+
+def test_binary_network_binarizes_every_block_conv_except_the_skips():
+    model = build_hourglass(num_stacks=2, depth=2, features=64, input_size=64, binary=True)
+    convs = [lyr for lyr in model.layers if isinstance(lyr, tf.keras.layers.Conv2D)]
+    binary = {c.name for c in convs if is_binary_conv(c)}
+    real = {c.name for c in convs if not is_binary_conv(c)}
+    # stem conv, 2 stem skips, per stack head + heatmaps, re-injection (2 convs) once
+    assert real == {
+        "stem_conv", "stem_block1_skip_conv", "stem_block3_skip_conv",
+        "stack0_head_conv", "stack0_heatmaps", "stack1_head_conv", "stack1_heatmaps",
+        "stack0_reinject_features", "stack0_reinject_heatmaps",
+    }  # fmt: skip
+    # 3 stem blocks + per stack (3 * depth + 1) hourglass blocks + 1 head block, 3 convs each
+    assert len(binary) == 3 * (3 + 2 * (3 * 2 + 1 + 1))
+    for c in convs:
+        if is_binary_conv(c):
+            assert c.padding == "same" and c.pad_values == 1.0 and not c.use_bias
+    real_twin = build_hourglass(num_stacks=2, depth=2, features=64, input_size=64, binary=False)
+    assert not any(is_binary_conv(lyr) for lyr in real_twin.layers)
+
+
+# ---------------------------------------------------------------- parameter counts
+
+
+def hand_count(block: str, cin: int, c: int) -> int:
+    """Trainable parameters derived by hand: conv weights, plus gamma and beta of each BN."""
+    skip = 0 if cin == c else cin * c + 2 * cin
+    if block == "hpm":  # 3x3: cin->c/2, c/2->c/4, c/4->c/4; BN over cin, c/2, c/4
+        return 9 * (cin * c // 2 + c * c // 8 + c * c // 16) + 2 * (cin + c // 2 + c // 4) + skip
+    if block == "bottleneck":  # 1x1 cin->c/2, 3x3 c/2->c/2, 1x1 c/2->c; BN over cin, c/2, c/2
+        return cin * c // 2 + 9 * c * c // 4 + c * c // 2 + 2 * (cin + c) + skip
+    # wide: 1x1 cin->c, 3x3 c->c, 1x1 c->c; BN over cin, c, c
+    return cin * c + 10 * c * c + 2 * (cin + 2 * c) + skip
+
+
+def test_hand_counts_at_256_channels():
+    assert hand_count("hpm", 256, 256) == 405_504 + 896
+    assert hand_count("bottleneck", 256, 256) == 212_992 + 1024
+    assert hand_count("wide", 256, 256) == 720_896 + 1536
+
+
+@pytest.mark.parametrize("block", BLOCK_TYPES)
+@pytest.mark.parametrize("cin,channels", [(64, 64), (32, 64), (128, 96)])
+@pytest.mark.parametrize("binary", [True, False])
+def test_block_parameter_count_matches_hand_formula(block, cin, channels, binary):
+    model = block_model(block, cin=cin, channels=channels, binary=binary, size=4)
+    assert count_parameters(model) == hand_count(block, cin, channels)
+    assert block_parameters(block, cin, channels) == hand_count(block, cin, channels)
+    bn_stats = sum(np.prod(w.shape) for w in model.non_trainable_weights)
+    assert count_parameters(model, include_batchnorm_statistics=True) == (
+        hand_count(block, cin, channels) + bn_stats
+    )
+
+
+@pytest.mark.parametrize("block", BLOCK_TYPES)
+def test_closed_form_hourglass_count_matches_built_model(block):
+    model = build_hourglass(
+        num_stacks=2, depth=2, features=48, num_landmarks=5, input_size=32, block=block
+    )
+    assert count_parameters(model) == hourglass_parameters(
+        num_stacks=2, depth=2, features=48, num_landmarks=5, block=block
+    )
+
+
+@pytest.mark.parametrize("block", BLOCK_TYPES)
+def test_features_for_budget_picks_the_nearest_count(block):
+    target = 2_000_000
+    f = features_for_budget(target, block=block, depth=2)
+
+    def error(features):
+        return abs(hourglass_parameters(depth=2, features=features, block=block) - target)
+
+    assert error(f) <= error(f - 4) and error(f) <= error(f + 4)
+    assert error(f) / target < 0.05
+    assert f % 4 == 0
+
+
+def test_features_for_budget_recovers_the_paper_width():
+    assert features_for_budget(6_236_048, block="hpm") == 256
+    assert features_for_budget(6_236_048, block="hpm", multiple_of=32) == 256
+    with pytest.raises(ValueError, match="multiple of 4"):
+        features_for_budget(1_000_000, block="hpm", multiple_of=6)
+
+
+# ---------------------------------------------------------------- the hourglass
+
+
+def test_outputs_are_one_float32_heatmap_per_stack():
+    model = build_hourglass(num_stacks=3, depth=2, features=32, num_landmarks=7, input_size=32)
+    assert model.input.shape.as_list() == [None, 32, 32, 3] and model.input.dtype == tf.float32
+    assert [o.shape.as_list() for o in model.outputs] == [[None, 8, 8, 7]] * 3
+    assert all(o.dtype == tf.float32 for o in model.outputs)
+    x = np.random.default_rng(7).uniform(size=(2, 32, 32, 3)).astype(np.float32)
+    preds = stack_outputs(model(x, training=False))
+    assert len(preds) == 3 and preds[-1].shape == (2, 8, 8, 7)
+    # Linear heads: negative heatmap values exist (no ReLU/sigmoid on the output).
+    assert float(tf.reduce_min(preds[-1])) < 0
+    one = build_hourglass(num_stacks=1, depth=2, features=32, input_size=32)
+    assert len(stack_outputs(one(x))) == 1
+
+
+def test_stacks_are_joined_by_1x1_reinjection():
+    model = build_hourglass(num_stacks=2, depth=2, features=32, input_size=64, binary=False)
+    add = model.get_layer("stack0_reinject_add")
+    assert {lyr.name for lyr in inputs_of(add)} == {
+        "stem_block3_add", "stack0_reinject_features", "stack0_reinject_heatmaps",
+    }  # fmt: skip
+    assert inputs_of(model.get_layer("stack0_reinject_heatmaps")) == [
+        model.get_layer("stack0_heatmaps")
+    ]
+    assert inputs_of(model.get_layer("stack0_reinject_features")) == [
+        model.get_layer("stack0_head_relu")
+    ]
+    # The second hourglass reads the re-injected sum.
+    assert inputs_of(model.get_layer("hg1_level2_up_conv1_bn")) == [add]
+
+
+def test_hourglass_recursion_has_three_blocks_per_level_plus_one_at_the_bottom():
+    model = build_hourglass(depth=3, features=32, input_size=64)
+    # Block adds are "hg0_level{n}_{part}_add"; the level's own add is "hg0_level{n}_add".
+    hg_blocks = sorted(
+        lyr.name[: -len("_add")]
+        for lyr in model.layers
+        if lyr.name.startswith("hg0_level")
+        and lyr.name.endswith("_add")
+        and lyr.name.count("_") == 3
+    )
+    assert hg_blocks == sorted(
+        [f"hg0_level{lv}_{part}" for lv in (1, 2, 3) for part in ("up", "low1", "low3")]
+        + ["hg0_level1_low2"]
+    )
+    assert model.get_layer("hg0_level1_upsample").output.shape[1:3] == (4, 4)
+
+
+def test_saved_binary_model_reloads_with_identical_outputs(tmp_path: Path):
+    model = build_hourglass(num_stacks=2, depth=2, features=32, input_size=32, binary=True)
+    randomise(model)
+    path = tmp_path / "hg.keras"
+    model.save(path)
+    reloaded = tf.keras.models.load_model(path, compile=False)
+    x = np.random.default_rng(8).uniform(size=(1, 32, 32, 3)).astype(np.float32)
+    for a, b in zip(model(x, training=False), reloaded(x, training=False), strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"block": "resnet"}, "unknown block type"),
+        ({"features": 30}, "multiple of 4"),
+        ({"input_size": 100}, "multiple of 64"),
+        ({"num_stacks": 0}, "num_stacks"),
+        ({"depth": 0}, "depth"),
+        ({"num_landmarks": 0}, "num_landmarks"),
+    ],
+)
+def test_bad_arguments_raise_a_clear_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build_hourglass(**kwargs)
+
+
+# ---------------------------------------------------------------- the paper's size check
+
+
+@pytest.fixture(scope="module")
+def paper_model():
+    start = time.perf_counter()
+    model = build_hourglass()  # 1 stack, depth 4, 256 features, 16 landmarks, 256x256, HPM, binary
+    print(f"built the paper model in {time.perf_counter() - start:.1f} s")
+    return model
+
+
+def test_paper_network_has_6_24_million_parameters(paper_model):
+    assert count_parameters(paper_model) == 6_236_048
+    assert round(count_parameters(paper_model) / 1e6, 2) == 6.24
+    assert hourglass_parameters() == 6_236_048
+    assert paper_model.outputs[0].shape.as_list() == [None, 64, 64, 16]
+
+
+def test_paper_network_has_7_5_g_binary_and_0_71_g_float_macs(paper_model):
+    binary, real = count_macs(paper_model)
+    assert round(binary / 1e9, 1) == 7.5
+    assert round(real / 1e9, 2) == 0.71
+
+
+@pytest.mark.slow
+def test_paper_network_converts_to_a_1_30_mb_bitpacked_flatbuffer(paper_model):
+    import larq_compute_engine as lce
+
+    from converters.tflite_metadata import op_counts
+
+    start = time.perf_counter()
+    flatbuffer = lce.convert_keras_model(paper_model)
+    print(f"converted in {time.perf_counter() - start:.1f} s: {len(flatbuffer)} bytes")
+    assert round(len(flatbuffer) / 1e6, 2) == 1.30
+    ops = op_counts(flatbuffer)
+    binary_convs = sum(is_binary_conv(lyr) for lyr in paper_model.layers)
+    assert binary_convs == 51
+    assert ops["LceBconv2d"] == binary_convs
+    # Float convs left: the stem, the two stem skips, the head and the heatmap conv.
+    assert ops["CONV_2D"] == 5
+
+
+@pytest.mark.slow
+def test_float_twin_converts_to_24_9_mb():
+    import larq_compute_engine as lce
+
+    from converters.tflite_metadata import op_counts
+
+    model = build_hourglass(binary=False)
+    flatbuffer = lce.convert_keras_model(model)
+    assert round(len(flatbuffer) / 1e6, 1) == 24.9
+    assert "LceBconv2d" not in op_counts(flatbuffer)
+
+
+@pytest.mark.slow
+def test_small_binary_network_converts_every_binary_conv_to_lce_bconv2d():
+    import larq_compute_engine as lce
+
+    from converters.tflite_metadata import op_counts
+
+    model = build_hourglass(depth=2, features=64, input_size=64, binary=True)
+    ops = op_counts(lce.convert_keras_model(model))
+    assert ops["LceBconv2d"] == sum(is_binary_conv(lyr) for lyr in model.layers) == 3 * (3 + 8)
+    assert ops["CONV_2D"] == 5
