@@ -252,7 +252,7 @@ def save_tiny_landmark_keras(path: Path, *, binary: bool) -> Path:
         model = tf.keras.Model(inp, x)
     # Non-trivial BatchNorm statistics, as after training, so outputs are not all alike.
     rng = np.random.default_rng(1)
-    for layer in model.layers:
+    for layer in model.submodules:
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             gamma, beta, mean, var = layer.get_weights()
             layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.3, beta.shape),

@@ -7,6 +7,7 @@ the heatmaps must agree. Models are tiny (64x64 input): emulation costs ~1000x.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,22 +18,16 @@ import pytest
 
 pytestmark = pytest.mark.pi
 
-# Loads a .tflite with tflite-runtime (optionally through an external delegate), runs it on
-# the saved input and saves every output. Identical text on both machines.
+# The project's own runtime (edge.model.LandmarkModel on the tflite backend) turns saved BGR
+# crops into heatmaps. The same text runs on x86 and on the emulated Pi.
 RUNNER = r"""
-import json, sys
+import json, platform, sys
 import numpy as np
-from tflite_runtime.interpreter import Interpreter, load_delegate
-model, x_path, out_path, delegate = sys.argv[1:5]
-delegates = [load_delegate(delegate)] if delegate != "-" else []
-interp = Interpreter(model_path=model, experimental_delegates=delegates, num_threads=1)
-interp.allocate_tensors()
-interp.set_tensor(interp.get_input_details()[0]["index"], np.load(x_path))
-interp.invoke()
-outs = {str(i): interp.get_tensor(d["index"]) for i, d in enumerate(interp.get_output_details())}
-np.savez(out_path, **outs)
-import platform
-print(json.dumps({"machine": platform.machine(), "outputs": len(outs)}))
+from edge.model import LandmarkModel
+model, crops_path, out_path = sys.argv[1:4]
+m = LandmarkModel(model, backend="tflite", num_threads=1)
+np.save(out_path, m.predict_heatmaps(np.load(crops_path)))
+print(json.dumps({"machine": platform.machine(), "backend": m.backend_description}))
 """
 
 
@@ -41,30 +36,25 @@ def pi() -> pi_lane.Pi:
     return pi_lane.session_pi()
 
 
-def _run_both(
-    pi: pi_lane.Pi,
-    model: Path,
-    x: np.ndarray,
-    tmp: Path,
-    *,
-    x86_delegate: str = "-",
-    pi_delegate: str = "-",
-):
-    x_path = tmp / "x.npy"
-    np.save(x_path, x)
-    host = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(model), str(x_path), str(tmp / "x86.npz"), x86_delegate],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+def run_both(
+    pi: pi_lane.Pi, model: Path, crops: np.ndarray, tmp: Path
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Heatmaps from x86 and from the emulated Pi, and what the Pi said about its backend."""
+    crops_path = tmp / "crops.npy"
+    np.save(crops_path, crops)
+    env = dict(os.environ, BINLAND_TFLITE_RUNTIME="tflite_runtime")  # the Pi's runtime on both
+    host = subprocess.run([sys.executable, "-c", RUNNER, str(model), str(crops_path), str(tmp / "x86.npy")],
+                          cwd=pi_lane.REPO, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert host.returncode == 0, host.stderr[-3000:]
-    info = json.loads(
-        pi.run_python(
-            RUNNER, str(model), str(x_path), str(tmp / "pi.npz"), pi_delegate
-        ).splitlines()[-1]
-    )
+    out = pi.run_python(RUNNER, str(model), str(crops_path), str(tmp / "pi.npy"),
+                        env={"BINLAND_TFLITE_RUNTIME": "tflite_runtime"})  # fmt: skip
+    info = json.loads(out.splitlines()[-1])
     assert info["machine"] == "aarch64"
-    with np.load(tmp / "x86.npz") as a, np.load(tmp / "pi.npz") as b:
-        return [a[k] for k in sorted(a)], [b[k] for k in sorted(b)]
+    return np.load(tmp / "x86.npy"), np.load(tmp / "pi.npy"), info
+
+
+def sample_crops() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
 
 
 def test_pi_userland_is_raspberry_pi_os_python(pi: pi_lane.Pi) -> None:
@@ -79,25 +69,16 @@ def test_pi_userland_is_raspberry_pi_os_python(pi: pi_lane.Pi) -> None:
 
 @pytest.fixture(scope="module")
 def float_model(tmp_path_factory) -> Path:
-    """A tiny float landmark-shaped network (64x64x3 -> 16x16x16 heatmaps) as stock TFLite."""
-    import tensorflow as tf
-
-    tf.keras.utils.set_random_seed(0)
-    inp = tf.keras.Input((64, 64, 3))
-    x = tf.keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(inp)
-    x = tf.keras.layers.BatchNormalization()(x)
-    x = tf.keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(x)
-    x = tf.keras.layers.Conv2D(16, 1)(x)
-    model = tf.keras.Model(inp, x)
-    path = tmp_path_factory.mktemp("pi_float") / "tiny_float.tflite"
-    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
-    return path
+    """The project's HPM hourglass (1 stack, depth 2, 32 features, 64x64 input), exported by
+    ``python -m converters.convert --format float``: stock TFLite ops only."""
+    d = tmp_path_factory.mktemp("pi_float")
+    keras = pi_lane.save_tiny_landmark_keras(d / "tiny.keras", binary=False)
+    return pi_lane.convert_model(keras, d / "tiny_float.tflite", fmt="float")
 
 
 def test_float_model_heatmaps_equal_x86(pi: pi_lane.Pi, float_model: Path, tmp_path: Path) -> None:
-    x = np.random.default_rng(0).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
-    x86, arm = _run_both(pi, float_model, x, tmp_path)
-    assert len(x86) == len(arm) == 1
-    assert x86[0].shape == (1, 16, 16, 16)
-    np.testing.assert_allclose(arm[0], x86[0], atol=1e-5, rtol=1e-5)
-    assert float(np.abs(x86[0]).max()) > 1e-2  # a real signal, not two zero tensors
+    x86, arm, info = run_both(pi, float_model, sample_crops(), tmp_path)
+    assert "tflite_runtime 2.14.0" in info["backend"]
+    assert x86.shape == arm.shape == (2, 16, 16, 16)
+    np.testing.assert_allclose(arm, x86, atol=1e-5, rtol=1e-5)
+    assert float(np.abs(x86).max()) > 1e-2  # a real signal, not two zero tensors
