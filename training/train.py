@@ -106,11 +106,18 @@ def _callbacks(run_dir: Path, config: TrainConfig, val_set, metadata, manager, s
     skeleton = val_set.skeleton
 
     class EpochTimer(tf.keras.callbacks.Callback):
+        """Logs the epoch's training time (without validation) and its last learning rate."""
+
         def on_epoch_begin(self, epoch, logs=None):
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
             logs["epoch_seconds"] = time.perf_counter() - self.start
+            opt = self.model.optimizer
+            lr = opt.learning_rate
+            if callable(lr):  # a schedule: its value at the current step
+                lr = lr(opt.iterations)
+            logs["learning_rate"] = float(tf.keras.backend.get_value(lr))
 
     class Validation(tf.keras.callbacks.Callback):
         """Scores the validation split with training.evaluate's own code path each epoch."""
@@ -121,7 +128,8 @@ def _callbacks(run_dir: Path, config: TrainConfig, val_set, metadata, manager, s
                                     batch_size=config.val_batch_size,
                                     limit=config.dataset.val_limit, refine=config.refine)  # fmt: skip
             result = score(preds, protocol, skeleton)
-            logs[f"val_{result.headline}"] = float(result.values[result.headline])
+            # "pckh@0.5" -> "val_pckh": TensorBoard tags allow no "@".
+            logs[f"val_{result.headline.split('@')[0]}"] = float(result.values[result.headline])
             logs["val_seconds"] = time.perf_counter() - t0
 
     class EpochCheckpoint(tf.keras.callbacks.Callback):
@@ -138,6 +146,15 @@ def _callbacks(run_dir: Path, config: TrainConfig, val_set, metadata, manager, s
         log_dir=str(run_dir / "logs"), update_freq="epoch", profile_batch=0
     )
     return [EpochTimer(), Validation(), EpochCheckpoint(), tensorboard]
+
+
+def _is_chief(dist) -> bool:
+    resolver = getattr(dist, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+    )
 
 
 def _write_state(run_dir: Path, epoch: int, optimizer, steps_per_epoch: int) -> None:
@@ -196,6 +213,15 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
     dump_config(config, run_dir / "config.yaml")
 
     dist = make_strategy(strategy)
+    if config.batch_size % dist.num_replicas_in_sync:
+        raise ConfigError(f"batch_size {config.batch_size} does not split evenly over "
+                          f"{dist.num_replicas_in_sync} replicas")  # fmt: skip
+    if not _is_chief(dist):
+        # Multi-worker: every worker saves (the saves are collective), but only the chief
+        # writes into the run folder; the others keep their copies out of its way.
+        run_dir = run_dir / f".worker{dist.cluster_resolver.task_id}"
+        ckpt_dir = run_dir / "checkpoints"
+        run_dir.mkdir(parents=True, exist_ok=True)
     codec = HeatmapCodec((config.input_size,) * 2, (config.heatmap_size,) * 2, sigma=config.sigma,
                          refine=config.refine)  # fmt: skip
     norm = config.normalisation

@@ -1,0 +1,179 @@
+"""Training CLI: config checking, resume after a kill, a two-replica mirrored step, learning."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import training  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
+from training.config import ConfigError, load_config, make_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "synthetic_pose.yaml"
+# A tiny model and data set: each epoch of the subprocess tests takes a few seconds on 2 cores.
+TINY = [
+    "model.depth=1",
+    "model.features=32",
+    "batch_size=4",
+    "dataset.options.image_size=64",
+    "dataset.train_options.size=64",
+    "dataset.val_options.size=8",
+]
+
+
+def _env() -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env["CUDA_VISIBLE_DEVICES"] = ""  # tests run on CPU wherever they run
+    return env
+
+
+def _train_cmd(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "training.train", "--config", str(CONFIG), "--out", str(out),
+            "--verbose", "2", *TINY, *extra]  # fmt: skip
+
+
+def _history(run: Path) -> list[dict]:
+    return [json.loads(t) for t in (run / "history.jsonl").read_text().splitlines() if t]
+
+
+def test_every_shipped_config_parses():
+    names = sorted(p.name for p in (ROOT / "configs").glob("*.yaml"))
+    assert len(names) >= 6
+    for path in (ROOT / "configs").glob("*.yaml"):
+        config = load_config(path)
+        assert config.input_size % 4 == 0 and config.epochs > 0
+
+
+def test_bad_config_keys_and_values_are_named():
+    with pytest.raises(ConfigError, match="optimizer.*'learnig_rate'.*learning_rate"):
+        make_config({"optimizer": {"learnig_rate": 1e-3}})
+    with pytest.raises(ConfigError, match="batch_size must be int"):
+        make_config({}, ["batch_size=ten"])
+    with pytest.raises(ConfigError, match="key=value"):
+        make_config({}, ["epochs"])
+    assert make_config({}, ["optimizer.learning_rate=2.5e-4"]).optimizer.learning_rate == 2.5e-4
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    cases = [
+        (["--config", str(tmp_path / "missing.yaml")], "config file not found"),
+        (["--config", str(CONFIG), "--out", str(tmp_path / "r"), "modle.depth=2"], "'modle'"),
+        (["--config", str(ROOT / "configs" / "mpii_binary_hpm.yaml"), "--out", str(tmp_path / "m")],
+         "mpii"),
+        (["--out", str(tmp_path / "nothing"), "--resume"], "nothing to resume"),
+    ]  # fmt: skip
+    for argv, needle in cases:
+        proc = subprocess.run([sys.executable, "-m", "training.train", *argv], cwd=ROOT,
+                              env=_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert lines[-1].startswith("error: ") and needle in lines[-1], proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_resume_after_kill_continues_from_the_saved_epoch(tmp_path):
+    run = tmp_path / "run"
+    steps, epochs = 30, 4
+    proc = subprocess.Popen(_train_cmd(run, f"epochs={epochs}", f"steps_per_epoch={steps}"),
+                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    state = run / "state.json"
+    deadline = time.time() + 240
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up, as with a power cut
+    log = proc.communicate()[0]
+    assert state.exists(), log
+    saved = json.loads(state.read_text())["epoch"]
+    assert 1 <= saved < epochs, "the run finished before it could be killed"
+    assert not (run / "model.keras").exists()
+
+    resumed = subprocess.run([sys.executable, "-m", "training.train", "--out", str(run),
+                              "--resume", "--verbose", "2"], cwd=ROOT, env=_env(),
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resuming from {run / 'checkpoints' / 'epoch'}-{saved} (epoch {saved} of {epochs})" in (
+        resumed.stdout
+    )
+    # Keras counts epochs from the restored one: the first it runs is saved + 1.
+    assert f"Epoch {saved + 1}/{epochs}" in resumed.stdout and "Epoch 1/" not in resumed.stdout
+    assert [h["epoch"] for h in _history(run)] == list(range(1, epochs + 1))
+    final = json.loads(state.read_text())
+    # The optimizer's step counter came back from the checkpoint: a fresh optimizer would
+    # have counted only the resumed epochs' steps.
+    assert final["epoch"] == epochs and final["optimizer_iterations"] == epochs * steps
+    assert (run / "model.keras").is_file() and (run / "model.landmarks.json").is_file()
+
+
+def test_mirrored_strategy_runs_one_step_on_two_replicas(tmp_path):
+    run = tmp_path / "mirrored"
+    script = (
+        "import sys, training, tensorflow as tf\n"
+        "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+        "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+        "from training.train import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    argv = _train_cmd(run, "epochs=1", "steps_per_epoch=1", "--strategy", "mirrored")[3:]
+    proc = subprocess.run([sys.executable, "-c", script, *argv], cwd=ROOT, env=_env(),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 replica(s)" in proc.stdout
+    state = json.loads((run / "state.json").read_text())
+    assert state == {"epoch": 1, "optimizer_iterations": 1, "steps_per_epoch": 1, "replicas": 2}
+    assert (run / "model.keras").is_file()
+
+
+def _mean_pose_pckh(train_size: int, val_size: int, image_size: int) -> float:
+    """Chance level: PCKh of always answering the mean training pose in the crop.
+
+    That is the best a model can do without looking at the image (a constant guess in crop
+    coordinates); anything it scores above this comes from reading the pixels.
+    """
+    from edge.skeletons import MPII16
+    from edge.transform import apply_affine, invert_affine
+    from training import metrics
+    from training.data import iter_samples, open_dataset
+    from training.data.augment import crop_sample
+
+    train = open_dataset("synthetic-pose", split="train", size=train_size, image_size=image_size)
+    crop_pts = [crop_sample(s, 64, MPII16)[2] for s in iter_samples(train)]
+    mean = np.mean(crop_pts, axis=0)
+    val = open_dataset("synthetic-pose", split="val", size=val_size, image_size=image_size)
+    pred, gt, vis, head = [], [], [], []
+    for s in iter_samples(val):
+        _, matrix, _, _ = crop_sample(s, 64, MPII16)
+        pred.append(apply_affine(invert_affine(matrix), mean))
+        gt.append(s.points)
+        vis.append(s.visible)
+        head.append(s.head_size)
+    return metrics.pckh(np.array(pred), np.array(gt), np.array(vis), np.array(head), MPII16).total
+
+
+@pytest.mark.slow
+def test_short_synthetic_run_learns_well_above_chance(tmp_path):
+    from training.config import load_config
+    from training.train import run
+
+    config = load_config(CONFIG, ["epochs=6", "steps_per_epoch=100"])
+    t0 = time.time()
+    summary = run(config, tmp_path / "learn", verbose=2)
+    minutes = (time.time() - t0) / 60
+    history = _history(tmp_path / "learn")
+    chance = _mean_pose_pckh(500, config.dataset.val_options["size"], 96)
+    first, last = history[0]["val_pckh"], history[-1]["val_pckh"]
+    print(f"\nchance (mean pose) PCKh {chance:.1f}; val PCKh per epoch "
+          f"{[round(h['val_pckh'], 1) for h in history]}; epoch seconds "
+          f"{[round(h['epoch_seconds'], 1) for h in history]}; {minutes:.1f} min")  # fmt: skip
+    assert summary["final"]["val_pckh"] == last
+    assert last > chance + 20, (chance, last)
+    assert last > first
