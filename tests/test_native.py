@@ -1,0 +1,456 @@
+"""The native LCE delegate (edge/native) in stock runtimes, against LCE's own interpreter.
+
+Real larq models are converted by the real LCE converter; each runs in LCE's interpreter (the
+reference) and, in separate processes, in tflite-runtime and ai-edge-litert with our library
+loaded through their public load_delegate(). Float outputs must agree to 1e-5 relative (in
+practice they are identical), bitpacked-derived outputs (+-1) exactly, and every kernel path
+this CPU has (AVX-512, AVX2, POPCNT, portable) and every thread count must give the same bits.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+# isort: off
+import converters  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow)
+
+# isort: on
+import flatbuffers
+import flatbuffers.flexbuffers as flexbuffers
+import larq as lq
+import larq_compute_engine as lce
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert import schema_py_generated as schema
+from larq_compute_engine.tflite.python.interpreter import Interpreter as LceInterpreter
+
+import edge.native as native
+
+RUNNER = Path(__file__).with_name("test_native_runner.py")
+RUNTIMES = ("tflite_runtime", "ai_edge_litert")
+BINARY = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _randomise_batchnorm(model: tf.keras.Model, seed: int) -> None:
+    """Non-trivial BN statistics (mixed-sign gammas too), as a trained model would have."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            gamma = rng.uniform(0.5, 2.0, n) * rng.choice([-1.0, 1.0], n)
+            layer.set_weights(
+                [gamma, rng.normal(size=n), rng.normal(size=n), rng.uniform(0.5, 2, n)]
+            )
+
+
+def _randomise_kernels(model: tf.keras.Model, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, lq.layers.QuantConv2D):
+            layer.set_weights(
+                [rng.normal(size=w.shape).astype(np.float32) for w in layer.get_weights()]
+            )
+
+
+def _bconv(filters, kernel, **kwargs):
+    kwargs.setdefault("padding", "same")
+    kwargs.setdefault("pad_values", 1.0)
+    return lq.layers.QuantConv2D(filters, kernel, **BINARY, **kwargs)
+
+
+def _bn():
+    return tf.keras.layers.BatchNormalization()
+
+
+def layer_suite() -> tf.keras.Model:
+    """One model, many independent branches: each covers one op configuration."""
+    branches = []
+
+    def branch(shape, body):
+        inp = tf.keras.Input(shape)
+        branches.append((inp, body(inp)))
+
+    # Channel counts that are not multiples of 32 (padding bits), strides, dilations, kernels.
+    branch((9, 11, 3), lambda x: _bn()(_bconv(8, 3)(x)))
+    branch((12, 12, 17), lambda x: _bn()(_bconv(40, 3, strides=2)(x)))
+    branch((10, 10, 40), lambda x: _bn()(_bconv(17, 1, padding="valid")(x)))
+    branch((12, 12, 96), lambda x: _bn()(_bconv(64, 3, dilation_rate=2)(x)))
+    branch((13, 13, 64), lambda x: _bn()(_bconv(32, 5, strides=2, padding="valid")(x)))
+    branch((11, 9, 32), lambda x: _bn()(_bconv(33, (3, 1), strides=(1, 2))(x)))
+    branch((8, 8, 35), lambda x: _bn()(_bconv(24, 3, dilation_rate=(2, 1), padding="valid")(x)))
+    # Fused activations: relu, relu6, relu_n1_to_1 (LCE fuses them when there is no BN).
+    branch((8, 8, 32), lambda x: tf.keras.layers.ReLU()(_bconv(32, 3)(x)))
+    branch((8, 8, 32), lambda x: tf.keras.layers.ReLU(max_value=6.0)(_bconv(32, 3)(x)))
+    branch((8, 8, 32), lambda x: tf.clip_by_value(_bconv(32, 3)(x), -1.0, 1.0))
+    # Zero padding (pad_values=0) with SAME: LCE corrects the border taps.
+    branch((9, 9, 35), lambda x: _bn()(_bconv(24, 3, pad_values=0.0)(x)))
+    # Bitpacked output (a binary conv feeding a binary conv), odd widths on both sides.
+    branch((10, 10, 40), lambda x: _bn()(_bconv(33, 3)(_bn()(_bconv(64, 3)(x)))))
+    branch((10, 10, 17), lambda x: _bn()(_bconv(20, 1)(_bn()(_bconv(45, 3, strides=2)(x)))))
+    # Binary max pooling between binary convs, VALID 2x2 and SAME 3x3/2.
+    branch(
+        (12, 12, 40),
+        lambda x: _bn()(_bconv(33, 3)(tf.keras.layers.MaxPool2D(2)(_bn()(_bconv(64, 3)(x))))),
+    )
+    branch(
+        (11, 11, 32),
+        lambda x: _bn()(
+            _bconv(16, 1)(tf.keras.layers.MaxPool2D(3, 2, padding="same")(_bn()(_bconv(70, 3)(x))))
+        ),
+    )
+    # A binary output (+-1 floats through LceDequantize) from thresholded bitpacked output.
+    branch((8, 8, 40), lambda x: lq.quantizers.SteSign()(_bn()(_bconv(50, 3)(x))))
+    model = tf.keras.Model([b[0] for b in branches], [b[1] for b in branches])
+    _randomise_kernels(model, seed=1)
+    _randomise_batchnorm(model, seed=2)
+    return model
+
+
+def grouped_suite() -> tf.keras.Model:
+    """Grouped binary convs; LCE's x86 interpreter refuses these, so Keras is the reference."""
+    a = tf.keras.Input((8, 8, 64))
+    b = tf.keras.Input((7, 7, 128))
+    model = tf.keras.Model(
+        [a, b], [_bconv(64, 3, groups=2)(a), _bconv(64, 3, groups=4, strides=2)(b)]
+    )
+    _randomise_kernels(model, seed=3)
+    return model
+
+
+def batch_two() -> tf.keras.Model:
+    inp = tf.keras.Input((9, 9, 40), batch_size=2)
+    x = _bn()(_bconv(33, 3)(_bn()(_bconv(48, 3)(inp))))
+    model = tf.keras.Model(inp, x)
+    _randomise_kernels(model, seed=4)
+    _randomise_batchnorm(model, seed=5)
+    return model
+
+
+def op_names(content: bytes) -> list[str]:
+    model = schema.Model.GetRootAs(content, 0)
+    graph = model.Subgraphs(0)
+    names = []
+    for i in range(graph.OperatorsLength()):
+        code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
+        names.append(code.CustomCode().decode() if code.CustomCode() else "builtin")
+    return names
+
+
+def patch_model(
+    content: bytes, op_name: str, *, options=None, raw_options=None, rename=None
+) -> bytes:
+    """Rewrite the custom options (or the name) of the first `op_name` node."""
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(content, 0))
+    for op in model.subgraphs[0].operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if code.customCode is None or code.customCode.decode() != op_name:
+            continue
+        if options is not None:
+            current = flexbuffers.Loads(bytes(np.asarray(op.customOptions, dtype=np.uint8)))
+            current.update(options)
+            op.customOptions = list(flexbuffers.Dumps(current))
+        if raw_options is not None:
+            op.customOptions = list(raw_options)
+        if rename is not None:
+            code.customCode = rename.encode()
+        break
+    else:
+        raise AssertionError(f"no {op_name} in the model")
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+# --------------------------------------------------------------------------- running
+
+
+def random_inputs(content: bytes, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    graph = schema.Model.GetRootAs(content, 0).Subgraphs(0)
+    shapes = [
+        tuple(graph.Tensors(graph.Inputs(i)).ShapeAsNumpy()) for i in range(graph.InputsLength())
+    ]
+    # Some exact zeros: 0.0 must pack as +1.
+    return [
+        np.where(rng.random(s) < 0.05, 0.0, rng.standard_normal(s)).astype(np.float32)
+        for s in shapes
+    ]
+
+
+def lce_outputs(content: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    # The wrapper's own predict takes whole input tensors (the public predict() splits the
+    # leading axis into single samples, which a fixed batch of two cannot take).
+    wrapper = LceInterpreter(content, num_threads=1).interpreter
+    return [np.asarray(y) for y in wrapper.predict(list(inputs))]
+
+
+class Workspace:
+    """Model files, inputs and one runner process per runtime over a batch of cases."""
+
+    def __init__(self, root: Path, library: Path) -> None:
+        self.root = root
+        self.library = library
+        self.cases: list[dict] = []
+
+    def add_model(self, name: str, content: bytes, inputs: list[np.ndarray]) -> tuple[Path, Path]:
+        model = self.root / f"{name}.tflite"
+        model.write_bytes(content)
+        data = self.root / f"{name}.npz"
+        np.savez(data, *inputs)
+        return model, data
+
+    def run(self, runtime: str, cases: list[dict]) -> dict[str, np.ndarray]:
+        job = self.root / f"job-{runtime}-{len(self.cases)}.json"
+        result = self.root / f"result-{runtime}-{len(self.cases)}.npz"
+        self.cases.extend(cases)
+        job.write_text(
+            json.dumps({"runtime": runtime, "library": str(self.library), "cases": cases})
+        )
+        proc = subprocess.run(
+            [sys.executable, str(RUNNER), str(job), str(result)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, (
+            f"{runtime} runner crashed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
+        with np.load(result) as data:
+            return {k: data[k] for k in data.files}
+
+
+def outputs_of(results: dict[str, np.ndarray], key: str, count: int) -> list[np.ndarray]:
+    if f"{key}/error" in results:
+        raise AssertionError(f"{key}: {results[f'{key}/error']}")
+    return [results[f"{key}/{i}"] for i in range(count)]
+
+
+def assert_matches(ours: np.ndarray, ref: np.ndarray, what: str) -> None:
+    assert ours.shape == ref.shape and ours.dtype == ref.dtype, what
+    if ref.dtype == np.float32:
+        scale = float(np.abs(ref).max()) or 1.0
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6 * scale, err_msg=what)
+    else:
+        np.testing.assert_array_equal(ours, ref, err_msg=what)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Path:
+    return native.build(tmp_path_factory.mktemp("native-lib"))
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, library) -> Workspace:
+    return Workspace(tmp_path_factory.mktemp("native-models"), library)
+
+
+@pytest.fixture(scope="module")
+def layers(workspace):
+    """The layer suite, its LCE reference outputs, and a run in each stock runtime."""
+    content = lce.convert_keras_model(layer_suite())
+    inputs = random_inputs(content, seed=10)
+    reference = lce_outputs(content, inputs)
+    model, data = workspace.add_model("layers", content, inputs)
+    case = {"model": str(model), "inputs": str(data), "num_threads": 2, "repeat": 2}
+    results = {runtime: workspace.run(runtime, [dict(case, key="layers")]) for runtime in RUNTIMES}
+    return content, reference, results
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_library_builds_and_names_its_kernel_path(library):
+    available = native.simd_paths_available(library)
+    assert native.simd_path(library) == available[0]
+    assert "portable" in available
+    machine = __import__("platform").machine()
+    if machine == "x86_64":
+        assert "popcnt" in available or available == ["portable"]
+    # A second build of unchanged sources is the same file (cache keyed by source hash).
+    assert native.build(library.parent) == library
+
+
+def test_suite_covers_every_lce_op(layers):
+    content, _, _ = layers
+    names = set(op_names(content))
+    assert {"LceQuantize", "LceBconv2d", "LceBMaxPool2d", "LceDequantize"} <= names
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_layers_match_lce_interpreter(layers, runtime):
+    _, reference, results = layers
+    ours = outputs_of(results[runtime], "layers", len(reference))
+    for i, (o, r) in enumerate(zip(ours, reference, strict=True)):
+        assert_matches(o, r, f"{runtime}: output {i} {r.shape}")
+    # Bit-exact in practice, not only within tolerance.
+    assert sum(np.array_equal(o, r) for o, r in zip(ours, reference, strict=True)) >= len(ours) - 1
+
+
+def test_every_kernel_path_and_thread_count_gives_identical_bits(layers, workspace, library):
+    _, reference, results = layers
+    baseline = outputs_of(results["tflite_runtime"], "layers", len(reference))
+    case = {
+        "model": str(workspace.root / "layers.tflite"),
+        "inputs": str(workspace.root / "layers.npz"),
+    }
+    cases = [
+        dict(case, key=f"simd-{path}", options={"simd": path}, num_threads=2)
+        for path in native.simd_paths_available(library)
+    ]
+    cases += [dict(case, key=f"threads-{n}", num_threads=n) for n in (1, 3)]
+    cases.append(dict(case, key="option-threads", num_threads=1, options={"num_threads": "2"}))
+    results = workspace.run("tflite_runtime", cases)
+    for c in cases:
+        for i, (o, b) in enumerate(
+            zip(outputs_of(results, c["key"], len(baseline)), baseline, strict=True)
+        ):
+            np.testing.assert_array_equal(o, b, err_msg=f"{c['key']} output {i}")
+
+
+@pytest.fixture(scope="module")
+def grouped(workspace):
+    model = grouped_suite()
+    content = lce.convert_keras_model(model)
+    inputs = random_inputs(content, seed=11)
+    # TFLite orders inputs and outputs its own way; the shapes here are distinct.
+    by_shape = {tuple(i.shape[1:]): x for i, x in zip(model.inputs, inputs, strict=False)}
+    keras_inputs = [
+        next(x for x in inputs if tuple(x.shape[1:]) == tuple(i.shape[1:])) for i in model.inputs
+    ]
+    assert len(by_shape) == len(inputs)
+    expected = {tuple(np.shape(y)): np.asarray(y) for y in model(keras_inputs)}
+    path, data = workspace.add_model("grouped", content, inputs)
+    return expected, {"key": "grouped", "model": str(path), "inputs": str(data)}
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_grouped_convolutions_match_keras(workspace, grouped, runtime):
+    expected, case = grouped
+    ours = outputs_of(workspace.run(runtime, [case]), "grouped", len(expected))
+    # Without BN a binary conv is an exact integer sum in float, so Keras is exact too.
+    for o in ours:
+        np.testing.assert_array_equal(o, expected[o.shape])
+
+
+def test_batch_of_two_matches_lce(workspace):
+    content = lce.convert_keras_model(batch_two())
+    inputs = random_inputs(content, seed=12)
+    reference = lce_outputs(content, inputs)
+    path, data = workspace.add_model("batch2", content, inputs)
+    results = workspace.run(
+        "tflite_runtime", [{"key": "b2", "model": str(path), "inputs": str(data)}]
+    )
+    for o, r in zip(outputs_of(results, "b2", 1), reference, strict=True):
+        assert_matches(o, r, "batch of two")
+
+
+def test_bad_models_and_options_raise_python_errors(workspace):
+    """Unsupported or corrupt ops fail in Python with the delegate's message; nothing crashes."""
+    inp = tf.keras.Input((8, 8, 40))
+    content = lce.convert_keras_model(tf.keras.Model(inp, _bn()(_bconv(24, 3)(inp))))
+    inputs = random_inputs(content, seed=13)
+    bad = {
+        "pad7": patch_model(content, "LceBconv2d", options={"pad_values": 7}),
+        "tanh": patch_model(content, "LceBconv2d", options={"fused_activation_function": 4}),
+        "nostride": patch_model(content, "LceBconv2d", raw_options=b"\x00\x01\x02"),
+        "wrongchannels": patch_model(content, "LceBconv2d", options={"channels_in": 70}),
+        "unknownop": patch_model(content, "LceBconv2d", rename="LceBconvFancy"),
+    }
+    cases = []
+    for name, patched in bad.items():
+        path, data = workspace.add_model(f"bad-{name}", patched, inputs)
+        cases.append({"key": name, "model": str(path), "inputs": str(data)})
+    good_path, good_data = workspace.add_model("good", content, inputs)
+    cases.append(
+        {
+            "key": "badoption",
+            "model": str(good_path),
+            "inputs": str(good_data),
+            "options": {"colour": "blue"},
+        }
+    )
+    cases.append(
+        {
+            "key": "badsimd",
+            "model": str(good_path),
+            "inputs": str(good_data),
+            "options": {"simd": "quantum"},
+        }
+    )
+    expected = {
+        "pad7": "pad_values must be 0 or 1",
+        "tanh": "fused activation 4 is not supported",
+        "nostride": "not a flexbuffer map",
+        "wrongchannels": "channels_in=70",
+        "unknownop": "LceBconvFancy",
+        "badoption": "",  # load_delegate's own ValueError; our message goes to stderr
+        "badsimd": "",
+    }
+    for runtime in RUNTIMES:
+        results = workspace.run(runtime, cases)
+        for key, text in expected.items():
+            assert f"{key}/error" in results, f"{runtime}: {key} ran without an error"
+            message = str(results[f"{key}/error"])
+            assert text in message, f"{runtime}: {key}: {message}"
+
+
+def test_cross_build_for_aarch64(tmp_path):
+    if shutil.which("aarch64-linux-gnu-gcc") is None:
+        pytest.skip(
+            "aarch64-linux-gnu-gcc is not installed (apt-get install gcc-aarch64-linux-gnu)"
+        )
+    lib = native.build(tmp_path, cc="aarch64-linux-gnu-gcc")
+    header = lib.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64
+
+
+def _hourglass_case(workspace, *, size: int, features: int, depth: int, name: str):
+    from training.models import build_hourglass
+
+    model = build_hourglass(
+        num_stacks=1, depth=depth, features=features, input_size=size, binary=True
+    )
+    _randomise_batchnorm(model, seed=20)
+    content = lce.convert_keras_model(model)
+    inputs = random_inputs(content, seed=21)
+    reference = lce_outputs(content, inputs)
+    path, data = workspace.add_model(name, content, inputs)
+    return (
+        content,
+        reference,
+        {"key": name, "model": str(path), "inputs": str(data), "num_threads": 2},
+    )
+
+
+def test_small_hourglass_matches_lce(workspace):
+    content, reference, case = _hourglass_case(
+        workspace, size=64, features=64, depth=2, name="hg-small"
+    )
+    assert "LceBconv2d" in op_names(content)
+    for runtime in RUNTIMES:
+        ours = outputs_of(workspace.run(runtime, [case]), case["key"], len(reference))
+        for o, r in zip(ours, reference, strict=True):
+            assert_matches(o, r, f"{runtime}: small hourglass")
+
+
+@pytest.mark.slow
+def test_paper_hourglass_matches_lce(workspace):
+    """The paper's 1-stack binary HPM hourglass at 256x256, 256 features, depth 4."""
+    _, reference, case = _hourglass_case(
+        workspace, size=256, features=256, depth=4, name="hg-paper"
+    )
+    for runtime in RUNTIMES:
+        ours = outputs_of(workspace.run(runtime, [case]), case["key"], len(reference))
+        for o, r in zip(ours, reference, strict=True):
+            assert_matches(o, r, f"{runtime}: paper hourglass")
