@@ -108,9 +108,10 @@ def test_face_geometry():
     assert np.mean(errors) > 0.08  # the mean face is far from solving it
 
 
-def test_face_label_occluded_keeps_covered_points():
-    hidden = open_dataset("synthetic-face", size=30, seed=5, image_size=96)
-    labelled = open_dataset("synthetic-face", size=30, seed=5, image_size=96, label_occluded=True)
+@pytest.mark.parametrize("name", NAMES)
+def test_label_occluded_keeps_covered_points(name):
+    hidden = open_dataset(name, size=30, seed=5, image_size=96)
+    labelled = open_dataset(name, size=30, seed=5, image_size=96, label_occluded=True)
     some_covered = False
     for i in range(30):
         a, b = hidden.load(i), labelled.load(i)

@@ -8,7 +8,8 @@ and limb thickness. It stands on a cluttered background with distractor limbs an
 sometimes, a second figure, and may be partly covered by occluders or cut by the frame.
 
 Visibility follows the MPII reading of "usable ground truth": a joint is marked invisible
-when an occluder covers it or it falls outside the image.
+when an occluder covers it or it falls outside the image (``label_occluded=True`` keeps
+covered joints visible, so a model is trained to place them too).
 
 ``head_size`` is 0.6 * the diagonal of a square head box whose side is the upper-neck to
 head-top distance (MPII's head boxes are about that square), so PCKh numbers on this data
@@ -264,7 +265,7 @@ def place(rng: np.random.Generator, joints: np.ndarray, size: int, fraction: tup
 
 
 def render_sample(
-    rng: np.random.Generator, image_size: int = 256
+    rng: np.random.Generator, image_size: int = 256, label_occluded: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image (BGR uint8), its 16 joints (image pixels) and their visibility."""
     s = image_size
@@ -294,7 +295,8 @@ def render_sample(
     visible = render.points_inside(joints, s, s)
     if rng.random() < 0.45:
         covered = render.occluders(rng, img, joints, scale * 0.18, int(rng.integers(1, 3)))
-        visible &= ~render.mask_at(covered, joints)
+        if not label_occluded:
+            visible &= ~render.mask_at(covered, joints)
     img = render.camera_effects(rng, img)
     return img, joints.astype(np.float32), visible
 
@@ -317,6 +319,7 @@ class SyntheticPoseDataset(LandmarkDataset):
         size: int | None = None,
         seed: int = 0,
         image_size: int = 256,
+        label_occluded: bool = False,
     ) -> None:
         if path is not None:
             raise DatasetError("synthetic-pose takes no path")
@@ -330,6 +333,7 @@ class SyntheticPoseDataset(LandmarkDataset):
             raise DatasetError(f"size must be positive, got {self.size}")
         self.seed = int(seed)
         self.image_size = int(image_size)
+        self.label_occluded = label_occluded
 
     def __len__(self) -> int:
         return self.size
@@ -337,7 +341,7 @@ class SyntheticPoseDataset(LandmarkDataset):
     def load(self, index: int) -> Sample:
         index = self._check_index(index)
         rng = np.random.default_rng([self.seed, SPLITS[self.split], index])
-        image, joints, visible = render_sample(rng, self.image_size)
+        image, joints, visible = render_sample(rng, self.image_size, self.label_occluded)
         box = box_from_points(joints, margin=1.25)
         assert box is not None
         return Sample(
