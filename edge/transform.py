@@ -51,7 +51,12 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
     """Inverse of a 2x3 affine matrix."""
     a = np.asarray(matrix, dtype=np.float64)[:, :2]
     t = np.asarray(matrix, dtype=np.float64)[:, 2]
-    a_inv = np.linalg.inv(a)
+    # Closed-form 2x2 inverse: np.linalg.inv goes through LAPACK, whose BLAS worker threads
+    # can take tens of milliseconds to wake on a busy CPU, once per frame in the live loop.
+    det = a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]
+    if det == 0 or not np.isfinite(det):
+        raise np.linalg.LinAlgError("affine matrix is singular")
+    a_inv = np.array([[a[1, 1], -a[0, 1]], [-a[1, 0], a[0, 0]]]) / det
     return np.hstack([a_inv, (-a_inv @ t)[:, None]])
 
 
