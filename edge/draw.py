@@ -25,7 +25,9 @@ def score_colour(score: float) -> tuple[int, int, int]:
 
 
 def _pt(p: np.ndarray) -> tuple[int, int]:
-    return (int(round(float(p[0]))), int(round(float(p[1]))))
+    # OpenCV wants int32 coordinates; a wild prediction far off the image is just clipped.
+    x, y = np.clip(np.round(np.asarray(p, dtype=np.float64)), -(2**20), 2**20)
+    return (int(x), int(y))
 
 
 def draw_landmarks(

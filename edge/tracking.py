@@ -48,6 +48,19 @@ def is_lost(scores: np.ndarray, lost_below: float) -> bool:
     return s.size == 0 or not np.isfinite(s).all() or float(s.mean()) < lost_below
 
 
+def clamp_box(
+    box: CropBox, frame_size: tuple[int, int], *, max_scale: float = 1.5, min_size: float = 16.0
+) -> CropBox:
+    """Keep a tracked box usable: its centre on the frame and its side between ``min_size``
+    and ``max_scale`` times the frame's longer side. Without this, landmarks spread over a
+    whole crop make each next box ``margin`` times larger, and the track runs away."""
+    w, h = frame_size
+    cx = float(np.clip(box.center[0], 0, w - 1))
+    cy = float(np.clip(box.center[1], 0, h - 1))
+    size = float(np.clip(box.size, min_size, max_scale * max(w, h)))
+    return CropBox((cx, cy), size, box.rotation)
+
+
 def next_crop(
     points: np.ndarray,
     scores: np.ndarray,
@@ -55,11 +68,18 @@ def next_crop(
     margin: float,
     min_score: float = 0.3,
     lost_below: float = 0.3,
+    frame_size: tuple[int, int] | None = None,
 ) -> CropBox | None:
-    """The crop to use on the next frame, or None when the track is lost."""
+    """The crop to use on the next frame, or None when the track is lost.
+
+    With ``frame_size`` (width, height) the box is kept on the frame (:func:`clamp_box`).
+    """
     if is_lost(scores, lost_below):
         return None
-    return crop_from_landmarks(points, scores, margin=margin, min_score=min_score)
+    box = crop_from_landmarks(points, scores, margin=margin, min_score=min_score)
+    if box is not None and frame_size is not None:
+        box = clamp_box(box, frame_size)
+    return box
 
 
 class LandmarkTracker:
@@ -83,6 +103,7 @@ class LandmarkTracker:
         self.lost_below = lost_below
         self.detector = detector
         self._box: CropBox | None = None
+        self._frame_size: tuple[int, int] | None = None
 
     @property
     def tracking(self) -> bool:
@@ -92,17 +113,18 @@ class LandmarkTracker:
         self._box = None
 
     def box_for(self, image: np.ndarray) -> CropBox | None:
+        h, w = image.shape[:2]
+        self._frame_size = (w, h)
         if self._box is not None:
             return self._box
         if self.detector is not None:
             return self.detector(image)
-        h, w = image.shape[:2]
         return full_frame_box(w, h)
 
     def update(self, points: np.ndarray, scores: np.ndarray) -> bool:
         """Take this frame's landmarks; returns whether the next frame is tracked from them."""
         self._box = next_crop(points, scores, margin=self.margin, min_score=self.min_score,
-                              lost_below=self.lost_below)  # fmt: skip
+                              lost_below=self.lost_below, frame_size=self._frame_size)  # fmt: skip
         return self._box is not None
 
 

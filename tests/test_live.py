@@ -77,7 +77,8 @@ def test_pipeline_stages_equal_model_predict(pose_model):
 @needs_samples
 def test_every_frame_of_vtest_is_processed(pose_model, tmp_path):
     out = tmp_path / "vtest.jsonl"
-    proc = live("--model", pose_model, "--source", VTEST, "--no-display", "--jsonl", out)
+    proc = live("--model", pose_model, "--source", VTEST, "--no-display", "--jsonl", out,
+                "--threads", "1")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     records = read_jsonl(out)
     assert len(records) == count_video_frames(VTEST) == 795
@@ -96,7 +97,7 @@ def test_outputs_complete_after_a_signal(pose_model, tmp_path, sig):
     env.pop("DISPLAY", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge.live", "--model", str(pose_model), "--source", "demo",
-         "--loop", "--no-display", "--output", str(video), "--jsonl", str(log)],
+         "--loop", "--no-display", "--output", str(video), "--jsonl", str(log), "--threads", "1"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -195,7 +196,7 @@ def test_default_model_is_the_bundled_pose_model(tmp_path):
 def test_serve_and_video_from_the_demo_clip(pose_model, tmp_path):
     video = tmp_path / "demo.mp4"
     proc = live("--model", pose_model, "--source", "demo", "--no-display", "--output", video,
-                "--max-frames", "30", "--serve", "127.0.0.1:0", "--show-box")  # fmt: skip
+                "--max-frames", "30", "--serve", "127.0.0.1:0", "--show-box", "--threads", "1")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "serving http://127.0.0.1:" in proc.stderr
     assert count_video_frames(video) == 30

@@ -11,11 +11,13 @@ import pytest
 from edge.tracking import (
     HaarFaceDetector,
     LandmarkTracker,
+    clamp_box,
     crop_from_landmarks,
     face_box_from_rect,
     is_lost,
     next_crop,
 )
+from edge.transform import CropBox
 
 MESSI = Path("/usr/share/doc/opencv-doc/examples/data/messi5.jpg")
 
@@ -49,6 +51,23 @@ def test_tracker_follows_then_falls_back_to_full_frame():
     assert tracked.center == pytest.approx((320.0, 250.0)) and tracked.size == 125.0
     assert not tracker.update(pts + 5, np.array([0.1, 0.1, 0.2]))  # confidence collapsed
     assert tracker.box_for(image).size == 640
+
+
+def test_tracked_box_cannot_run_away():
+    # Landmarks spread over the whole crop would make each next box 1.25x larger.
+    tracker = LandmarkTracker(margin=1.25, min_score=0.3, lost_below=0.3)
+    image = np.zeros((480, 640, 3), np.uint8)
+    for _ in range(100):
+        box = tracker.box_for(image)
+        half = box.size / 2
+        corners = np.array([[box.center[0] - half, box.center[1] - half],
+                            [box.center[0] + half, box.center[1] + half],
+                            [box.center[0] + 3 * half, box.center[1]]])  # fmt: skip
+        assert tracker.update(corners, np.ones(3))
+    box = tracker.box_for(image)
+    assert box.size == pytest.approx(1.5 * 640)
+    assert 0 <= box.center[0] <= 639 and 0 <= box.center[1] <= 479
+    assert clamp_box(CropBox((5.0, 5.0), 1.0), (640, 480)).size == 16.0
 
 
 def test_tracker_uses_detector_when_lost():

@@ -1,0 +1,269 @@
+"""Benchmark a landmark model on this device: ``python -m edge.bench --model pose.tflite``.
+
+For every backend and thread count: inference latency (p50/p90 over ``--frames`` runs after
+``--warmup``), frames per second from the mean latency, and the peak resident memory of a
+fresh process that loaded the model and ran it. Each configuration runs in its own child
+process, so memory numbers don't leak from one into the next. Then the per-frame work
+around inference at 640x480 (crop, decode, tracking, smoothing, drawing), which should
+stay well under the inference time (target: under 3 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import platform
+import resource
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from .errors import BackendError, EdgeError
+
+OVERHEAD_TARGET_MS = 3.0
+
+
+def _peak_rss_mb() -> float:
+    # ru_maxrss is in kilobytes on Linux, bytes on macOS.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+def bench_inference(model_path: str, backend: str, threads: int, frames: int, warmup: int) -> dict:
+    """Latency of ``predict_heatmaps`` on a real crop (the demo clip), in this process."""
+    from .model import LandmarkModel
+    from .sources.demo import render_demo_frame
+    from .transform import full_frame_box, warp_crop
+
+    started = time.perf_counter()
+    model = LandmarkModel(model_path, backend=backend, num_threads=threads)
+    load_s = time.perf_counter() - started
+    image = render_demo_frame(40)
+    crop, _ = warp_crop(image, full_frame_box(image.shape[1], image.shape[0]),
+                        model.metadata.input_size)  # fmt: skip
+    batch = crop[None]
+    for _ in range(warmup):
+        model.predict_heatmaps(batch)
+    times = np.empty(frames)
+    for i in range(frames):
+        t0 = time.perf_counter()
+        model.predict_heatmaps(batch)
+        times[i] = time.perf_counter() - t0
+    ms = times * 1e3
+    return {
+        "backend": model.backend_name,
+        "runtime": model.backend_description,
+        "threads": threads,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "mean_ms": float(ms.mean()),
+        "fps": float(1e3 / ms.mean()),
+        "load_s": load_s,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _bench_child(model_path: str, backend: str, threads: int, frames: int, warmup: int) -> dict:
+    try:
+        return bench_inference(model_path, backend, threads, frames, warmup)
+    except EdgeError as exc:
+        return {"backend": backend, "threads": threads, "error": str(exc)}
+
+
+def bench_overhead(model, *, frames: int = 200, size: tuple[int, int] = (640, 480)) -> dict:
+    """Milliseconds per frame spent around inference, with real heatmaps from ``model``.
+
+    The stages are those of ``edge.live``: crop, decode (heatmaps to image pixels),
+    tracking, One Euro smoothing over all landmarks, and drawing the overlay. Wall-clock
+    times per stage, plus the process CPU time per frame, which other programs competing
+    for the cores do not inflate.
+    """
+    from .live import FrameResult, LivePipeline
+    from .smoothing import OneEuroFilter
+    from .sources.demo import DemoSource
+    from .timing import StageTimes
+    from .tracking import LandmarkTracker
+    from .transform import apply_affine, invert_affine, warp_crop
+
+    meta = model.metadata
+    source = DemoSource(size=size, loop=True)
+    tracker = LandmarkTracker(margin=meta.box_margin)
+    smoother = OneEuroFilter()
+    pipeline = LivePipeline(model, tracker=tracker, smoother=smoother)
+    first = source.read()
+    box = tracker.box_for(first.image)
+    crop, _ = warp_crop(first.image, box, meta.input_size)
+    heatmaps = model.predict_heatmaps(crop[None])[0]  # real network output, reused per frame
+    times = StageTimes()
+    cpu: list[float] = []  # CPU seconds per frame: immune to other processes on the machine
+    warmup = 10
+    for i in range(frames + warmup):
+        if i == warmup:
+            times, cpu = StageTimes(), []  # the first frames fill caches; don't count them
+        frame = source.read()
+        cpu_start = time.process_time()
+        with times.stage("crop"):
+            box = tracker.box_for(frame.image)
+            crop, to_crop = warp_crop(frame.image, box, meta.input_size)
+        with times.stage("decode"):
+            crop_points, scores = model.codec.decode(heatmaps)
+            points = apply_affine(invert_affine(to_crop), crop_points)
+        with times.stage("tracking"):
+            tracking = tracker.update(points, scores)
+        with times.stage("smoothing"):
+            smoothed = smoother(points, frame.timestamp, scale=box.size, scores=scores)
+        with times.stage("drawing"):
+            result = FrameResult(frame, box, smoothed, points, scores, tracking)
+            pipeline.annotate(result, fps=30.0)
+        cpu.append(time.process_time() - cpu_start)
+    stages = ("crop", "decode", "tracking", "smoothing", "drawing")
+    per_stage = {s: times.mean_ms(s) for s in stages}
+    totals = np.sum([times.samples[s] for s in stages], axis=0) * 1e3
+    return {
+        "size": list(size),
+        "stages_mean_ms": per_stage,
+        "total_mean_ms": float(totals.mean()),
+        "total_p50_ms": float(np.percentile(totals, 50)),
+        "total_p90_ms": float(np.percentile(totals, 90)),
+        "total_cpu_p50_ms": float(np.percentile(cpu, 50)) * 1e3,
+        "target_ms": OVERHEAD_TARGET_MS,
+    }
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,2,4, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"thread counts must be >= 1, got {text!r}")
+    return values
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        self.exit(2, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m edge.bench",
+        description="Latency, FPS and peak memory of a landmark model per backend and thread "
+        "count, plus the per-frame cost of everything around inference.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", default=None,
+                   help="a .tflite from `python -m converters.convert`, or 'pose'/'face' for "
+                   "the bundled models (default: the bundled pose model)")  # fmt: skip
+    p.add_argument("--backends", default="all",
+                   help="comma-separated backends to time (lce, tflite, auto), or 'all' for "
+                   "every installed one")  # fmt: skip
+    p.add_argument("--threads", type=_int_list, default=[1, 2, 4], metavar="N[,N...]",
+                   help="interpreter thread counts to time")  # fmt: skip
+    p.add_argument("--frames", type=int, default=50, help="timed runs per configuration")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs before timing")
+    p.add_argument("--overhead-frames", type=int, default=200,
+                   help="frames for the around-inference overhead at 640x480; 0 skips it")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    return p
+
+
+def _backends(spec: str) -> list[str]:
+    from .backends import BACKENDS
+
+    if spec == "all":
+        return [name for name, cls in BACKENDS.items() if cls.is_available()]
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    for n in names:
+        if n != "auto" and n not in BACKENDS:
+            raise BackendError(f"unknown backend {n!r}; choose from auto, {', '.join(BACKENDS)}")
+    return names
+
+
+def run(args: argparse.Namespace) -> dict:
+    from .live import resolve_model
+    from .metadata import read_metadata
+    from .model import LandmarkModel
+
+    if args.frames < 1 or args.warmup < 0 or args.overhead_frames < 0:
+        raise EdgeError("--frames must be >= 1, --warmup and --overhead-frames >= 0")
+    path = resolve_model(args.model)
+    meta = read_metadata(path)
+    backends = _backends(args.backends)
+    if not backends:
+        raise BackendError("no TFLite runtime is installed: pip install tflite-runtime")
+    report = {
+        "model": str(path),
+        "model_size_mb": path.stat().st_size / 1e6,
+        "weights_format": meta.weights_format,
+        "skeleton": meta.skeleton,
+        "input_size": list(meta.input_size),
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "inference": [],
+    }
+    # Each configuration in a fresh process: its peak RSS is its own.
+    context = multiprocessing.get_context("spawn")
+    for backend in backends:
+        for threads in args.threads:
+            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+                row = pool.submit(_bench_child, str(path), backend, threads, args.frames,
+                                  args.warmup).result()  # fmt: skip
+            report["inference"].append(row)
+    if args.overhead_frames:
+        model = LandmarkModel(path, backend=backends[0], num_threads=1)
+        report["overhead"] = bench_overhead(model, frames=args.overhead_frames)
+    return report
+
+
+def format_table(report: dict) -> str:
+    lines = [
+        f"model: {report['model']} ({report['model_size_mb']:.3f} MB, {report['weights_format']}, "
+        f"{report['skeleton']}, input {report['input_size'][0]}x{report['input_size'][1]}) "
+        f"on {report['machine']}",
+        "",
+        f"{'backend':<8} {'threads':>7} {'p50 ms':>8} {'p90 ms':>8} {'FPS':>7} {'peak RSS MB':>12}"
+        "  runtime",
+    ]
+    for r in report["inference"]:
+        if "error" in r:
+            lines.append(f"{r['backend']:<8} {r['threads']:>7}  unavailable: {r['error']}")
+            continue
+        lines.append(f"{r['backend']:<8} {r['threads']:>7} {r['p50_ms']:8.2f} {r['p90_ms']:8.2f} "
+                     f"{r['fps']:7.1f} {r['peak_rss_mb']:12.0f}  {r['runtime']}")  # fmt: skip
+    if "overhead" in report:
+        o = report["overhead"]
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in o["stages_mean_ms"].items())
+        verdict = "OK" if o["total_p50_ms"] < o["target_ms"] else "OVER TARGET"
+        lines += [
+            "",
+            f"per-frame work around inference at {o['size'][0]}x{o['size'][1]}: "
+            f"p50 {o['total_p50_ms']:.2f} ms, p90 {o['total_p90_ms']:.2f} ms, mean "
+            f"{o['total_mean_ms']:.2f} ms, CPU p50 {o['total_cpu_p50_ms']:.2f} ms "
+            f"(target p50 < {o['target_ms']:.0f} ms: {verdict})",
+            f"  ms per stage: {parts}",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .live import quiet_opencv
+
+    args = build_parser().parse_args(argv)
+    quiet_opencv()
+    try:
+        report = run(args)
+    except EdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
