@@ -14,7 +14,7 @@ from edge.errors import SourceError
 from edge.sources import Frame, open_source
 from edge.sources.demo import DEMO_FPS, DEMO_FRAMES, demo_joints
 from edge.sources.images import ImageSource
-from edge.sources.opencv import VideoFileSource
+from edge.sources.opencv import CameraSource, VideoFileSource
 
 SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")
 VTEST = SAMPLES / "vtest.avi"
@@ -110,6 +110,22 @@ def test_unreadable_sources_raise_one_line_errors(tmp_path):
         open_source(str(tmp_path / "missing.avi"))
     with pytest.raises(SourceError, match="cannot open camera"):
         open_source("97")  # no such V4L2 device
+
+
+def test_camera_that_disappears_is_retried_then_reported(tmp_path):
+    # OpenCV opens a device path the same way as a file: a clip stands in for a camera
+    # whose device node vanishes after a few frames (an unplugged USB camera).
+    device = tmp_path / "video0.avi"
+    write_video(device, 4)
+    camera = CameraSource(str(device), retries=3, retry_delay=0.01)
+    assert camera.name == f"camera {device}" and camera.continuous
+    frames = [camera.read() for _ in range(4)]
+    assert [f.index for f in frames] == [0, 1, 2, 3]
+    assert all(b.timestamp >= a.timestamp for a, b in zip(frames, frames[1:], strict=False))
+    device.unlink()
+    with pytest.raises(SourceError, match=r"stopped delivering frames \(3 retries\)"):
+        camera.read()
+    camera.close()
 
 
 def test_demo_clip_is_deterministic_and_moves():

@@ -7,7 +7,7 @@
 ``--source`` strings are resolved by :func:`open_source`:
 
 * ``picamera2`` -- the Raspberry Pi camera through the picamera2 library;
-* ``0``, ``1``, ... -- an OpenCV camera index (``/dev/video0`` ...);
+* ``0``, ``1``, ... or ``/dev/video0`` -- a camera through OpenCV (V4L2 on Linux);
 * ``demo`` -- a short built-in synthetic clip (works on any machine);
 * a video file, an image file, a folder of images, or a glob such as ``"shots/*.jpg"``;
 * nothing (``None``) -- the Pi camera when picamera2 is importable, else camera 0.
@@ -113,6 +113,10 @@ def open_source(
 
         return CameraSource(int(spec), size=size, retries=camera_retries)
     path = Path(spec).expanduser()
+    if spec.startswith("/dev/video"):
+        from .opencv import CameraSource
+
+        return CameraSource(spec, size=size, retries=camera_retries)
     if path.is_dir():
         from .images import ImageSource
 

@@ -22,12 +22,15 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
 
 
 class CameraSource(FrameSource):
-    """A live camera. A camera that stops delivering (unplugged, driver reset) is retried
-    ``retries`` times, reopening it in between, before :meth:`read` raises SourceError."""
+    """A live camera by index (0) or device path (/dev/video0).
+
+    A camera that stops delivering (unplugged, driver reset) is retried ``retries`` times,
+    reopening it in between, before :meth:`read` raises SourceError.
+    """
 
     def __init__(
         self,
-        index: int = 0,
+        index: int | str = 0,
         *,
         size: tuple[int, int] = (640, 480),
         retries: int = 10,
