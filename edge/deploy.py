@@ -31,18 +31,20 @@ import argparse
 import hashlib
 import io
 import os
+import platform
 import re
 import shlex
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import EdgeError, ModelError
-from .metadata import read_metadata
+from .metadata import custom_op_names, read_metadata
 
 SERVICE_NAME = "binland.service"
 DEFAULT_PREFIX = "/opt/binland"
@@ -240,6 +242,7 @@ class Target:
     def python_info(self) -> PythonInfo: ...
     def make_venv(self, venv: str, info: PythonInfo) -> None: ...
     def install_wheels(self, wheel_dir: Path, venv: str, info: PythonInfo) -> None: ...
+    def build_native(self, dest: str, info: PythonInfo) -> None: ...
     def systemd_running(self) -> bool: ...
     def run(self, argv: list[str]) -> str: ...
 
@@ -249,8 +252,9 @@ class RootfsTarget(Target):
 
     runs_commands = False
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, cross_cc: str | None = None):
         self.root = Path(root)
+        self.cross_cc = cross_cc
         if not (self.root / "usr").is_dir():
             raise DeployError(f"{root} does not look like a root filesystem (no usr/)")
         self.name = f"rootfs {root}"
@@ -340,6 +344,15 @@ class RootfsTarget(Target):
         site = self._p(f"{venv}/lib/python{info.version}/site-packages")
         _pip(["install", "--upgrade", "--no-compile", "--target", str(site), "--no-index",
               "--find-links", str(wheel_dir), *_platform_args(info), *RUNTIME_REQUIREMENTS])  # fmt: skip
+
+    def build_native(self, dest: str, info: PythonInfo) -> None:
+        # Cross-compile here: the rootfs has no compiler we could run, and needs none.
+        from . import native
+
+        cc = self.cross_cc or _cross_compiler(info.machine)
+        with tempfile.TemporaryDirectory() as tmp:
+            lib = native.build(tmp, cc=cc)
+            self.write(dest, lib.read_bytes(), 0o755)
 
     def systemd_running(self) -> bool:
         return False
@@ -447,6 +460,19 @@ class SshTarget(Target):
         self._sh(f"{shlex.quote(venv)}/bin/python -m pip install -q --upgrade --no-index "
                  f"--find-links {shlex.quote(remote_dir)} {reqs}")  # fmt: skip
 
+    def build_native(self, dest: str, info: PythonInfo) -> None:
+        # Built on the Pi with its own gcc, from the sources the runtime step just copied.
+        code = ("import shutil, sys, tempfile\nfrom edge import native\n"
+                "with tempfile.TemporaryDirectory() as d:\n"
+                "    shutil.copy(native.build(d), sys.argv[1])\n")  # fmt: skip
+        venv_python = dest.split("/lib/python")[0] + "/bin/python"
+        proc = self._sh(shlex.join([venv_python, "-c", code, dest]), check=False)
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace").strip().splitlines()
+            raise DeployError(
+                f"building the native library on the Pi failed: {err[-1] if err else '?'}"
+            )
+
     def systemd_running(self) -> bool:
         return self._sh("test -d /run/systemd/system", check=False).returncode == 0
 
@@ -467,6 +493,26 @@ def _pip(args: list[str]) -> None:
     if proc.returncode != 0:
         last = proc.stderr.strip().splitlines()[-1:] or [str(proc.returncode)]
         raise DeployError(f"pip {args[0]} failed: {last[0]}")
+
+
+def _cross_compiler(machine: str) -> str:
+    """A C compiler on this machine that builds for ``machine`` (Debian's cross gcc names)."""
+    for cc in (
+        f"{machine}-linux-gnu-gcc",
+        *(("gcc", "cc") if machine == platform.machine() else ()),
+    ):
+        if shutil.which(cc):
+            return cc
+    raise DeployError(
+        f"no C compiler for {machine} here; fix: sudo apt install gcc-{machine.replace('_', '-')}-linux-gnu"
+    )
+
+
+def native_library_name(info: PythonInfo) -> str:
+    """The file name edge.native looks for first: what setuptools would have built on the Pi."""
+    from . import native
+
+    return f"{native.INSTALLED_STEM}.cpython-{info.version.replace('.', '')}-{info.machine}-linux-gnu.so"
 
 
 def wheel_cache(info: PythonInfo) -> Path:
@@ -523,6 +569,9 @@ def plan(
     env_text, unit_text = render_env(s).encode(), render_unit(s).encode()
     model_bytes = model.read_bytes()
     stamps = f"{s.venv}/.binland"
+    needs_native = any(name.startswith("Lce") for name in custom_op_names(model_bytes))
+    native_dest = f"{site}/edge/native/{native_library_name(info)}"
+    notes = [f"the Pi needs these Debian packages: sudo apt install {' '.join(APT_PACKAGES)}"]
 
     def same(path: str, data: bytes) -> Callable[[], bool]:
         return lambda: target.read(path) == data
@@ -532,8 +581,20 @@ def plan(
         target.write(f"{stamps}/wheels", wheels_id.encode())
 
     def install_runtime() -> None:
-        target.replace_tree(f"{site}/edge", runtime)
+        target.replace_tree(f"{site}/edge", runtime)  # also removes an older native build
         target.write(f"{stamps}/runtime", runtime_id.encode())
+
+    def build_native() -> None:
+        try:
+            target.build_native(native_dest, info)
+        except EdgeError as exc:
+            if needs_native:  # a bitpacked model cannot run without it
+                raise DeployError(
+                    f"{model.name} is bitpacked (LCE) and needs the native library: {exc}"
+                ) from None
+            notes.append(f"native library not built ({exc}); float models run without it")
+            return
+        target.write(f"{stamps}/native", runtime_id.encode())
 
     steps = [
         Step("venv", f"{s.venv} (python{info.version}, {info.machine}, --system-site-packages)",
@@ -543,6 +604,10 @@ def plan(
              same(f"{stamps}/wheels", wheels_id.encode()), install_wheels),
         Step("runtime", f"the edge package ({len(runtime)} files, {runtime_id}) into {site}/edge",
              same(f"{stamps}/runtime", runtime_id.encode()), install_runtime),
+        Step("native", f"the bitpacked-op library ({'needed by' if needs_native else 'optional for'} "
+             f"this model) to {native_dest}",
+             lambda: target.read(f"{stamps}/native") == runtime_id.encode() and target.exists(native_dest),
+             build_native),
         Step("model", f"{model.name} ({len(model_bytes)} bytes) to {s.model_path}",
              same(s.model_path, model_bytes), lambda: target.write(s.model_path, model_bytes)),
         Step("config", f"{s.env_path} (source {s.source}, serve {s.serve})",
@@ -565,7 +630,6 @@ def plan(
         steps.append(Step("enable", f"{wants_link} -> {unit_path} (starts at boot)",
                           lambda: target.readlink(wants_link) == unit_path,
                           lambda: target.symlink(wants_link, unit_path)))  # fmt: skip
-    notes = [f"the Pi needs these Debian packages: sudo apt install {' '.join(APT_PACKAGES)}"]
     return steps, notes
 
 
@@ -637,6 +701,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "--rootfs, the ssh user otherwise)")  # fmt: skip
     svc.add_argument("--unit-dir", default=DEFAULT_UNIT_DIR,
                      help=f"where the systemd unit goes (default {DEFAULT_UNIT_DIR})")  # fmt: skip
+    svc.add_argument("--cc", help="--rootfs only: the cross C compiler for the native library "
+                     "(default aarch64-linux-gnu-gcc for an arm64 rootfs)")  # fmt: skip
     ssh = p.add_argument_group("ssh")
     ssh.add_argument("--port", type=int, help="ssh port (default: ssh's own, usually 22)")
     ssh.add_argument("--identity", help="ssh private key file")
@@ -661,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             raise DeployError("--threads must be at least 1")
         if args.rootfs:
-            target: Target = RootfsTarget(args.rootfs)
+            target: Target = RootfsTarget(args.rootfs, cross_cc=args.cc)
             user = args.user
         else:
             target = SshTarget(args.ssh, port=args.port, identity=args.identity,

@@ -272,3 +272,25 @@ def convert_model(keras_path: Path, out: Path, *, fmt: str) -> Path:
     if proc.returncode != 0:
         raise AssertionError(f"converters.convert failed:\n{proc.stderr[-3000:]}")
     return out
+
+
+def cross_build_native(out_dir: Path) -> Path:
+    """The project's native LCE delegate (edge.native), cross-compiled for aarch64."""
+    from edge import native
+
+    return native.build(out_dir, cc=CROSS_CC)
+
+
+def stage_edge_package(dest: Path, *, native_library: Path | None = None) -> Path:
+    """A copy of the ``edge`` package laid out as ``edge.deploy`` installs it on the Pi, with
+    ``native_library`` (an aarch64 build) where edge.native looks first. Returns the folder to
+    put on PYTHONPATH, so the emulated Python never sees this checkout's x86 builds."""
+    from edge.deploy import PythonInfo, native_library_name, runtime_files
+
+    for rel, data in runtime_files().items():
+        (dest / "edge" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / "edge" / rel).write_bytes(data)
+    if native_library is not None:
+        name = native_library_name(PythonInfo("3.11", "aarch64", (2, 36)))
+        shutil.copy(native_library, dest / "edge" / "native" / name)
+    return dest

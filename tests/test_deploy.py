@@ -139,16 +139,16 @@ def test_rootfs_dry_run_changes_nothing_and_lists_every_step(float_model, rootfs
     _deploy_rootfs(float_model, rootfs, "--dry-run")
     out = capsys.readouterr().out
     assert _snapshot(rootfs) == before
-    for step in ("venv", "wheels", "runtime", "model", "config", "unit", "enable"):
+    for step in ("venv", "wheels", "runtime", "native", "model", "config", "unit", "enable"):
         assert f"would    {step}" in out
-    assert "python3-picamera2" in out and "would change 7 of 7 steps" in out
+    assert "python3-picamera2" in out and "would change 8 of 8 steps" in out
 
 
 @pytest.mark.pi
 def test_rootfs_deploy_is_idempotent_and_stays_in_its_prefix(float_model, rootfs, capsys) -> None:
     before = _snapshot(rootfs)
     _deploy_rootfs(float_model, rootfs)
-    assert "changed 7 of 7 steps" in capsys.readouterr().out
+    assert "changed 8 of 8 steps" in capsys.readouterr().out
     after = _snapshot(rootfs)
     new = set(after) - set(before)
     allowed = ("/opt", "/opt/binland", "/etc/systemd")
@@ -168,14 +168,14 @@ def test_rootfs_deploy_is_idempotent_and_stays_in_its_prefix(float_model, rootfs
     assert int.from_bytes(wrapper[18:20], "little") == 0xB7  # ELF e_machine: AArch64
 
     _deploy_rootfs(float_model, rootfs)  # second run: a no-op
-    assert "changed 0 of 7 steps" in capsys.readouterr().out
+    assert "changed 0 of 8 steps" in capsys.readouterr().out
     assert _snapshot(rootfs) == after
 
     _deploy_rootfs(
         float_model, rootfs, "--source", "/opt/binland/clip.mp4"
     )  # only the settings change
     out = capsys.readouterr().out
-    assert "changed 1 of 7 steps" in out and "install  config" in out
+    assert "changed 1 of 8 steps" in out and "install  config" in out
     assert (
         'BINLAND_SOURCE="/opt/binland/clip.mp4"' in (rootfs / "opt/binland/binland.env").read_text()
     )
@@ -240,7 +240,7 @@ def test_ssh_deploy_installs_a_working_venv_and_is_idempotent(
     if getpass.getuser() != "root":
         args.append("--no-sudo")
     assert deploy.main(args) == 0, capsys.readouterr().err
-    assert "changed 7 of 7 steps" in capsys.readouterr().out
+    assert "changed 8 of 8 steps" in capsys.readouterr().out
     assert (units / "binland.service").is_file()
     assert (units / "multi-user.target.wants" / "binland.service").is_symlink()
     # The venv on the "Pi" (here this machine) runs the deployed runtime on the deployed model.
@@ -254,7 +254,7 @@ def test_ssh_deploy_installs_a_working_venv_and_is_idempotent(
     assert edge_file.startswith(str(prefix / "venv"))  # the copy, not this checkout
     assert shape == "(16, 2)"
     assert deploy.main(args) == 0
-    assert "changed 0 of 7 steps" in capsys.readouterr().out
+    assert "changed 0 of 8 steps" in capsys.readouterr().out
 
 
 # --- end to end: the deployed service under emulation equals x86 ------------------------------

@@ -37,9 +37,11 @@ def pi() -> pi_lane.Pi:
 
 
 def run_both(
-    pi: pi_lane.Pi, model: Path, crops: np.ndarray, tmp: Path
+    pi: pi_lane.Pi, model: Path, crops: np.ndarray, tmp: Path, *, pi_path: list[Path] | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Heatmaps from x86 and from the emulated Pi, and what the Pi said about its backend."""
+    """Heatmaps from x86 and from the emulated Pi, and what the Pi said about its backend.
+
+    ``pi_path`` is the Pi's PYTHONPATH (default: its wheels, then this checkout)."""
     crops_path = tmp / "crops.npy"
     np.save(crops_path, crops)
     env = dict(os.environ, BINLAND_TFLITE_RUNTIME="tflite_runtime")  # the Pi's runtime on both
@@ -47,7 +49,7 @@ def run_both(
                           cwd=pi_lane.REPO, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert host.returncode == 0, host.stderr[-3000:]
     out = pi.run_python(RUNNER, str(model), str(crops_path), str(tmp / "pi.npy"),
-                        env={"BINLAND_TFLITE_RUNTIME": "tflite_runtime"})  # fmt: skip
+                        env={"BINLAND_TFLITE_RUNTIME": "tflite_runtime"}, pythonpath=pi_path, cwd=tmp)  # fmt: skip
     info = json.loads(out.splitlines()[-1])
     assert info["machine"] == "aarch64"
     return np.load(tmp / "x86.npy"), np.load(tmp / "pi.npy"), info
@@ -82,3 +84,28 @@ def test_float_model_heatmaps_equal_x86(pi: pi_lane.Pi, float_model: Path, tmp_p
     assert x86.shape == arm.shape == (2, 16, 16, 16)
     np.testing.assert_allclose(arm, x86, atol=1e-5, rtol=1e-5)
     assert float(np.abs(x86).max()) > 1e-2  # a real signal, not two zero tensors
+
+
+@pytest.fixture(scope="module")
+def lce_model(tmp_path_factory) -> Path:
+    """The same tiny hourglass with binary HPM blocks, exported bitpacked (LceBconv2d ops)."""
+    d = tmp_path_factory.mktemp("pi_lce")
+    keras = pi_lane.save_tiny_landmark_keras(d / "tiny_binary.keras", binary=True)
+    return pi_lane.convert_model(keras, d / "tiny_lce.tflite", fmt="lce")
+
+
+def test_bitpacked_model_runs_in_aarch64_tflite_runtime_with_the_native_delegate(
+    pi: pi_lane.Pi, lce_model: Path, tmp_path: Path
+) -> None:
+    from edge import native
+    from edge.metadata import custom_op_names
+
+    assert {"LceBconv2d", "LceQuantize"} <= set(custom_op_names(lce_model.read_bytes()))
+    native.ensure_library()  # x86: the same sources built for this machine
+    arm_lib = pi_lane.cross_build_native(tmp_path / "aarch64")
+    staged = pi_lane.stage_edge_package(tmp_path / "pkg", native_library=arm_lib)
+    x86, arm, info = run_both(pi, lce_model, sample_crops(), tmp_path, pi_path=[pi.site, staged])
+    assert "native LCE delegate _lce_delegate.cpython-311-aarch64-linux-gnu.so" in info["backend"]
+    assert x86.shape == arm.shape == (2, 16, 16, 16)
+    np.testing.assert_allclose(arm, x86, atol=1e-5, rtol=1e-5)
+    assert float(np.abs(x86).max()) > 1e-2
