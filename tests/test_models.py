@@ -431,3 +431,24 @@ def test_small_binary_network_converts_every_binary_conv_to_lce_bconv2d():
     ops = op_counts(lce.convert_keras_model(model))
     assert ops["LceBconv2d"] == sum(is_binary_conv(lyr) for lyr in model.layers) == 3 * (3 + 8)
     assert ops["CONV_2D"] == 5
+
+
+@pytest.mark.slow
+def test_training_step_updates_latent_binary_weights_and_keeps_them_clipped():
+    """The straight-through estimator passes gradients to the latent weights, and weight_clip
+    holds them in [-1, 1] even with a step large enough to throw them far outside."""
+    from training.losses import pack_targets, stack_losses
+
+    tf.keras.utils.set_random_seed(0)
+    model = build_hourglass(num_stacks=2, depth=1, features=32, num_landmarks=3, input_size=16)
+    binary = [lyr for lyr in model.layers if is_binary_conv(lyr)]
+    before = [lyr.kernel.numpy().copy() for lyr in binary]
+    model.compile(optimizer=tf.keras.optimizers.SGD(100.0), loss=stack_losses(2))
+    rng = np.random.default_rng(9)
+    x = rng.uniform(size=(4, 16, 16, 3)).astype(np.float32)
+    y = pack_targets(rng.uniform(size=(4, 4, 4, 3)), np.ones((4, 3)))
+    model.fit(x, [y, y], batch_size=4, epochs=1, verbose=0)
+    for layer, old in zip(binary, before, strict=True):
+        new = layer.kernel.numpy()
+        assert not np.array_equal(new, old), layer.name
+        assert np.abs(new).max() <= 1.0, layer.name

@@ -19,8 +19,9 @@ Why these settings:
 - ``padding="same"`` with ``pad_values=1.0``: zero padding cannot be expressed with +-1 bits;
   padding with +1 is what ``LceBconv2d`` computes (``pad_values=1``), so Keras and the device
   agree bit for bit at the image border.
-- ``use_bias=False``: a BatchNorm always follows a binary conv's consumers, and LCE folds any
-  per-channel affine into the op's multiplier and bias anyway.
+- ``use_bias=False``: the output of a binary conv only reaches a BatchNorm (before the next
+  conv or in a head) or an add whose result does, so a bias adds nothing; it would also only
+  be folded into ``LceBconv2d``'s per-channel bias by the converter.
 """
 
 from __future__ import annotations
