@@ -285,6 +285,9 @@ def test_features_for_budget_picks_the_nearest_count(block):
 
 def test_features_for_budget_recovers_the_paper_width():
     assert features_for_budget(6_236_048, block="hpm") == 256
+    paper = {"num_stacks": 1, "depth": 4, "num_landmarks": 16, "input_size": 256}
+    assert features_for_budget(6_236_048, block="hpm", binary=False, **paper) == 256
+    assert hourglass_parameters(features=256, block="hpm", binary=False, **paper) == 6_236_048
     assert features_for_budget(6_236_048, block="hpm", multiple_of=32) == 256
     with pytest.raises(ValueError, match="multiple of 4"):
         features_for_budget(1_000_000, block="hpm", multiple_of=6)

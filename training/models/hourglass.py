@@ -195,12 +195,16 @@ def hourglass_parameters(
     features: int = 256,
     num_landmarks: int = 16,
     block: str = "hpm",
+    binary: bool = True,
+    input_size: int | None = None,
 ) -> int:
     """Closed-form trainable parameter count of :func:`build_hourglass` (no model is built).
 
-    The binary and real variants have the same count: binarization changes values, not shapes.
-    The input size does not matter either (all convs are translation-invariant).
+    Takes the same keywords as :func:`build_hourglass`, so a model config can be passed as is,
+    but ``binary`` and ``input_size`` do not change the count: binarization changes values, not
+    shapes, and convolutions do not depend on the image size.
     """
+    del binary, input_size  # see the docstring
     f, k = features, num_landmarks
     stem = (7 * 7 * 3 * STEM_CHANNELS + STEM_CHANNELS) + 2 * STEM_CHANNELS
     stem += block_parameters(block, STEM_CHANNELS, STEM_BLOCK_CHANNELS)
@@ -217,17 +221,21 @@ def features_for_budget(
     target_params: int,
     *,
     block: str,
+    binary: bool = True,
     num_stacks: int = 1,
     depth: int = 4,
     num_landmarks: int = 16,
+    input_size: int | None = None,
     multiple_of: int = 4,
     max_features: int = 4096,
 ) -> int:
     """The ``features`` whose network has the parameter count nearest ``target_params``.
 
     For comparing block types at an equal parameter budget (the ablation). Candidates are
-    multiples of ``multiple_of`` (4 by default: valid for every block type; 32 keeps LCE's
-    bitpacked words full). Binary and real variants share the count, so no ``binary`` argument.
+    multiples of ``multiple_of`` (4 by default: valid for every block type; 32 or 128 keep
+    LCE's 32-channel words full). ``binary`` and ``input_size`` are accepted so that the
+    :func:`build_hourglass` keywords can be passed through, but do not change the answer
+    (see :func:`hourglass_parameters`).
     """
     if target_params <= 0:
         raise ValueError(f"target_params must be positive, got {target_params}")
@@ -241,7 +249,7 @@ def features_for_budget(
     for f in range(multiple_of, max_features + 1, multiple_of):
         n = hourglass_parameters(
             num_stacks=num_stacks, depth=depth, features=f, num_landmarks=num_landmarks,
-            block=block,
+            block=block, binary=binary, input_size=input_size,
         )  # fmt: skip
         error = abs(n - target_params)
         if best_error is None or error < best_error:
