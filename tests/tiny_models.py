@@ -47,19 +47,18 @@ def tiny_landmark_tflite(folder: Path, skeleton: str = "mpii16") -> Path:
     k = get_skeleton(skeleton).num_landmarks
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_USE_LEGACY_KERAS": "1",
            "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
-    # In a child process, so the test process itself never imports TensorFlow.
-    build = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        f"from tiny_models import _build_keras; from pathlib import Path; "
-        f"_build_keras(Path({str(keras_path)!r}), {k})"
-    )
-    subprocess.run([sys.executable, "-c", build], check=True, env=env, cwd=REPO,
-                   capture_output=True)  # fmt: skip
     tmp = out.with_suffix(".partial.tflite")
-    subprocess.run(
-        [sys.executable, "-m", "converters.convert", str(keras_path), "-o", str(tmp),
-         "--format", "float", "--skeleton", skeleton, "--check-inputs", "0"],
-        check=True, env=env, cwd=REPO, capture_output=True,
-    )  # fmt: skip
+    # One child process builds and converts (TensorFlow loads once), so the test process
+    # itself never imports TensorFlow.
+    script = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"from pathlib import Path; from tiny_models import _build_keras; "
+        f"_build_keras(Path({str(keras_path)!r}), {k}); "
+        f"from converters.convert import main; "
+        f"sys.exit(main([{str(keras_path)!r}, '-o', {str(tmp)!r}, '--format', 'float', "
+        f"'--skeleton', {skeleton!r}, '--check-inputs', '0']))"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=REPO,
+                   capture_output=True)  # fmt: skip
     tmp.rename(out)  # only a complete file is ever reused
     return out
