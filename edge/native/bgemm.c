@@ -31,6 +31,16 @@
     memcpy(c + (size_t)i * ldc, acc[i], sizeof(acc[i]));                \
   }
 
+static uint32_t pack_portable(const float* in, int n) {
+  uint32_t bits = 0;
+  if (n == 32) {
+    for (int i = 0; i < 32; ++i) bits |= (uint32_t)(in[i] < 0.0f) << i;
+  } else {
+    for (int i = 0; i < n; ++i) bits |= (uint32_t)(in[i] < 0.0f) << i;
+  }
+  return bits;
+}
+
 static void kernel_portable(const uint32_t* a, size_t lda, const uint32_t* b, int k, int32_t* c,
                             size_t ldc) {
   PORTABLE_BODY
@@ -72,7 +82,26 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) static void kernel_avx512(
   }
 }
 
+__attribute__((target("avx512f"))) static uint32_t pack_avx512(const float* in, int n) {
+  if (n < 32) return pack_portable(in, n);
+  const __m512 zero = _mm512_setzero_ps();
+  const uint32_t lo = _mm512_cmp_ps_mask(_mm512_loadu_ps(in), zero, _CMP_LT_OQ);
+  const uint32_t hi = _mm512_cmp_ps_mask(_mm512_loadu_ps(in + 16), zero, _CMP_LT_OQ);
+  return lo | (hi << 16);
+}
+
 /* ------------------------------------------------------------------- AVX2 */
+
+__attribute__((target("avx2"))) static uint32_t pack_avx2(const float* in, int n) {
+  if (n < 32) return pack_portable(in, n);
+  const __m256 zero = _mm256_setzero_ps();
+  uint32_t bits = 0;
+  for (int q = 0; q < 4; ++q) {
+    const __m256 lt = _mm256_cmp_ps(_mm256_loadu_ps(in + 8 * q), zero, _CMP_LT_OQ);
+    bits |= (uint32_t)_mm256_movemask_ps(lt) << (8 * q);
+  }
+  return bits;
+}
 
 /* No vector popcount: count nibbles with a 16-entry shuffle table, sum the
  * byte counts for up to 31 words (31 * 8 = 248 fits a byte), then widen. */
@@ -136,6 +165,18 @@ __attribute__((target("avx2"))) static void kernel_avx2(const uint32_t* a, size_
 #define NEON_MR 4
 #define NEON_NR 8
 
+static uint32_t pack_neon(const float* in, int n) {
+  if (n < 32) return pack_portable(in, n);
+  static const uint32_t weights[4] = {1, 2, 4, 8};
+  const uint32x4_t w = vld1q_u32(weights);
+  uint32_t bits = 0;
+  for (int q = 0; q < 8; ++q) {
+    const uint32x4_t lt = vcltq_f32(vld1q_f32(in + 4 * q), vdupq_n_f32(0.0f));
+    bits |= vaddvq_u32(vandq_u32(lt, w)) << (4 * q);
+  }
+  return bits;
+}
+
 static void kernel_neon(const uint32_t* a, size_t lda, const uint32_t* b, int k, int32_t* c,
                         size_t ldc) {
   uint32x4_t sum0[NEON_MR], sum1[NEON_MR];
@@ -173,14 +214,15 @@ static void kernel_neon(const uint32_t* a, size_t lda, const uint32_t* b, int k,
 
 /* --------------------------------------------------------------- dispatch */
 
-static const bgemm_impl impl_portable = {"portable", PORTABLE_MR, PORTABLE_NR, kernel_portable};
+static const bgemm_impl impl_portable = {"portable", PORTABLE_MR, PORTABLE_NR, kernel_portable, pack_portable};
 #ifdef BINLAND_X86
-static const bgemm_impl impl_popcnt = {"popcnt", PORTABLE_MR, PORTABLE_NR, kernel_popcnt};
-static const bgemm_impl impl_avx2 = {"avx2", AVX2_MR, AVX2_NR, kernel_avx2};
-static const bgemm_impl impl_avx512 = {"avx512-vpopcntdq", AVX512_MR, AVX512_NR, kernel_avx512};
+static const bgemm_impl impl_popcnt = {"popcnt", PORTABLE_MR, PORTABLE_NR, kernel_popcnt, pack_portable};
+static const bgemm_impl impl_avx2 = {"avx2", AVX2_MR, AVX2_NR, kernel_avx2, pack_avx2};
+static const bgemm_impl impl_avx512 = {"avx512-vpopcntdq", AVX512_MR, AVX512_NR, kernel_avx512,
+                                      pack_avx512};
 #endif
 #if defined(__aarch64__)
-static const bgemm_impl impl_neon = {"neon", NEON_MR, NEON_NR, kernel_neon};
+static const bgemm_impl impl_neon = {"neon", NEON_MR, NEON_NR, kernel_neon, pack_neon};
 #endif
 
 static int list_candidates(const bgemm_impl** out) {

@@ -17,11 +17,16 @@
 typedef void (*bgemm_kernel_fn)(const uint32_t* a, size_t lda, const uint32_t* b, int k,
                                 int32_t* c, size_t ldc);
 
+/* Bitpacks n floats (n <= 32): bit i = in[i] < 0 (so 0.0 and -0.0 give 0,
+ * as LCE's x86 and aarch64 kernels do); bits from n up are 0. */
+typedef uint32_t (*pack_floats_fn)(const float* in, int n);
+
 typedef struct {
   const char* name; /* "avx512-vpopcntdq", "avx2", "neon", "popcnt", "portable" */
   int mr;           /* rows (pixels) per call */
   int nr;           /* lanes (output channels) per call */
   bgemm_kernel_fn kernel;
+  pack_floats_fn pack;
 } bgemm_impl;
 
 /* The kernel named `wanted` if this CPU runs it (NULL if it does not), or the

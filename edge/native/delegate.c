@@ -9,8 +9,10 @@
  * memory from the runtime, so we own their buffers; and node pointers die
  * when nodes are replaced, so tensor indices are copied at init.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +28,10 @@ typedef struct {
   thread_pool* pool;
   int num_threads_option; /* 0: follow the interpreter's num_threads */
   const bgemm_impl* gemm;
+  /* BINLAND_PROFILE=1: seconds and calls per op kind, printed at destroy. */
+  int profile;
+  double op_seconds[4];
+  long op_calls[4];
 } delegate_state;
 
 typedef struct {
@@ -174,7 +180,16 @@ static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
     lce_op* op = &part->ops[i];
     const void* in = tensor_data(part, context, op->inputs[0]);
     void* out = tensor_data(part, context, op->output);
-    if (lce_op_run(op, context, in, out, state->pool, part->error, sizeof(part->error))) {
+    struct timespec t0, t1;
+    if (state->profile) clock_gettime(CLOCK_MONOTONIC, &t0);
+    const int failed =
+        lce_op_run(op, context, in, out, state->pool, part->error, sizeof(part->error));
+    if (state->profile) {
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      state->op_seconds[op->kind] += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+      state->op_calls[op->kind]++;
+    }
+    if (failed) {
       report(context, part->error);
       part->error[0] = 0;
       status = kTfLiteError;
@@ -256,6 +271,7 @@ EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, char**
     return NULL;
   }
   state->gemm = bgemm_pick(getenv("BINLAND_SIMD"));
+  state->profile = getenv("BINLAND_PROFILE") && getenv("BINLAND_PROFILE")[0] == '1';
   for (size_t i = 0; i < num_options; ++i) {
     const char* key = options_keys[i];
     const char* value = options_values[i];
@@ -298,6 +314,15 @@ EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
   if (!delegate) return;
   delegate_state* state = delegate->data_;
   if (state) {
+    if (state->profile) {
+      static const char* names[4] = {"LceQuantize", "LceDequantize", "LceBconv2d", "LceBMaxPool2d"};
+      for (int k = 0; k < 4; ++k) {
+        if (state->op_calls[k]) {
+          fprintf(stderr, "binland profile: %-14s %6ld calls %10.3f ms total\n", names[k],
+                  state->op_calls[k], 1e3 * state->op_seconds[k]);
+        }
+      }
+    }
     pool_destroy(state->pool);
     pthread_mutex_destroy(&state->lock);
     free(state);

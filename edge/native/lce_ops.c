@@ -457,9 +457,7 @@ static void quantize_task(void* arg, int task, int thread_id) {
       for (int w = 0; w < words; ++w) {
         const int c0 = w * 32;
         const int n = op->channels - c0 < 32 ? op->channels - c0 : 32;
-        uint32_t bits = 0;
-        for (int b = 0; b < n; ++b) bits |= (uint32_t)(in[c0 + b] < 0.0f) << b;
-        out[w] = bits;
+        out[w] = op->gemm->pack(in + c0, n);
       }
     }
   } else {
@@ -678,12 +676,13 @@ static void im2col_row(const lce_op* op, const uint32_t* input, int pixel, int g
     const int y = y0 + ky * op->dilation_h;
     for (int kx = 0; kx < op->filter_w; ++kx, row += wg) {
       const int x = x0 + kx * op->dilation_w;
+      /* Plain loops: the rows are a few words long, shorter than a memcpy call. */
       if (y < 0 || y >= op->in_h || x < 0 || x >= op->in_w) {
-        memset(row, 0, sizeof(uint32_t) * (size_t)wg);
+        for (int q = 0; q < wg; ++q) row[q] = 0;
       } else {
-        memcpy(row,
-               input + (((size_t)n * op->in_h + y) * op->in_w + x) * op->in_words + (size_t)g * wg,
-               sizeof(uint32_t) * (size_t)wg);
+        const uint32_t* src =
+            input + (((size_t)n * op->in_h + y) * op->in_w + x) * op->in_words + (size_t)g * wg;
+        for (int q = 0; q < wg; ++q) row[q] = src[q];
       }
     }
   }

@@ -2,6 +2,8 @@
 #include "threadpool.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +18,8 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* How long an idle worker keeps polling before it sleeps on the condvar. */
+/* How long an idle worker keeps polling before it sleeps on the condvar:
+ * long enough to bridge the builtin ops between two of our partitions. */
 #define SPIN_NANOSECONDS 200000L
 
 typedef struct {
@@ -24,19 +27,28 @@ typedef struct {
   size_t bytes;
 } scratch_area;
 
+/* The job being run is one 64-bit word: generation (24 bits), task count
+ * (20 bits) and next unclaimed task (20 bits). Claiming a task is one CAS on
+ * it, so a worker that wakes late (the OS may not schedule it for a while on
+ * a busy machine) can never take a task of a job other than the one it read.
+ * The caller works through the tasks itself and waits only for tasks already
+ * claimed, never for a worker to wake up. */
+#define FIELD_BITS 20
+#define FIELD_MASK ((1ull << FIELD_BITS) - 1)
+#define MAX_TASKS ((int)FIELD_MASK)
+
 struct thread_pool {
   int num_threads;
   pthread_t* threads;
   pthread_mutex_t mutex;
   pthread_cond_t wake;
-  pthread_cond_t done;
-  atomic_uint generation;
-  atomic_int next_task;
-  atomic_int busy_workers;
-  int num_tasks;
+  _Atomic uint64_t ticket;
+  atomic_int done;
+  int sleeping; /* guarded by mutex */
+  int stop;     /* guarded by mutex */
+  uint64_t generation;
   pool_task_fn fn;
   void* arg;
-  int stop;
   scratch_area* scratch;
 };
 
@@ -51,11 +63,29 @@ static long long now_ns(void) {
   return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+static int has_work(uint64_t ticket) {
+  return (ticket & FIELD_MASK) < ((ticket >> FIELD_BITS) & FIELD_MASK);
+}
+
+static int claim(thread_pool* pool, int* task) {
+  uint64_t t = atomic_load_explicit(&pool->ticket, memory_order_acquire);
+  while (has_work(t)) {
+    if (atomic_compare_exchange_weak_explicit(&pool->ticket, &t, t + 1, memory_order_acq_rel,
+                                              memory_order_acquire)) {
+      *task = (int)(t & FIELD_MASK);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static void drain(thread_pool* pool, int thread_id) {
-  for (;;) {
-    const int t = atomic_fetch_add(&pool->next_task, 1);
-    if (t >= pool->num_tasks) break;
-    pool->fn(pool->arg, t, thread_id);
+  int task;
+  while (claim(pool, &task)) {
+    /* fn and arg are those of the claimed job: it cannot finish, and so
+     * cannot be replaced, before this task is counted done. */
+    pool->fn(pool->arg, task, thread_id);
+    atomic_fetch_add_explicit(&pool->done, 1, memory_order_release);
   }
 }
 
@@ -63,31 +93,25 @@ static void* worker_main(void* p) {
   worker_start start = *(worker_start*)p;
   free(p);
   thread_pool* pool = start.pool;
-  /* Generation 0 is the pool's state at creation: a job posted before this
-   * thread got scheduled must still count as new. */
-  unsigned seen = 0;
   for (;;) {
-    /* Poll for a while, then sleep. */
+    drain(pool, start.thread_id);
+    /* Poll for a while (ops come back to back), then sleep. */
     const long long deadline = now_ns() + SPIN_NANOSECONDS;
     int spins = 0;
-    while (atomic_load_explicit(&pool->generation, memory_order_acquire) == seen) {
+    while (!has_work(atomic_load_explicit(&pool->ticket, memory_order_acquire))) {
       CPU_RELAX();
       if (++spins % 64 == 0 && now_ns() > deadline) break;
     }
+    if (has_work(atomic_load(&pool->ticket))) continue;
     pthread_mutex_lock(&pool->mutex);
-    while (atomic_load(&pool->generation) == seen && !pool->stop) {
+    pool->sleeping++;
+    while (!pool->stop && !has_work(atomic_load(&pool->ticket))) {
       pthread_cond_wait(&pool->wake, &pool->mutex);
     }
+    pool->sleeping--;
     const int stop = pool->stop;
     pthread_mutex_unlock(&pool->mutex);
     if (stop) break;
-    seen = atomic_load(&pool->generation);
-    drain(pool, start.thread_id);
-    if (atomic_fetch_sub(&pool->busy_workers, 1) == 1) {
-      pthread_mutex_lock(&pool->mutex);
-      pthread_cond_signal(&pool->done);
-      pthread_mutex_unlock(&pool->mutex);
-    }
   }
   return NULL;
 }
@@ -107,10 +131,8 @@ thread_pool* pool_create(int num_threads) {
   }
   pthread_mutex_init(&pool->mutex, NULL);
   pthread_cond_init(&pool->wake, NULL);
-  pthread_cond_init(&pool->done, NULL);
-  atomic_init(&pool->generation, 0u);
-  atomic_init(&pool->next_task, 0);
-  atomic_init(&pool->busy_workers, 0);
+  atomic_init(&pool->ticket, 0u);
+  atomic_init(&pool->done, 0);
   for (int i = 1; i < num_threads; ++i) {
     worker_start* start = malloc(sizeof(*start));
     if (!start) {
@@ -132,14 +154,12 @@ void pool_destroy(thread_pool* pool) {
   if (!pool) return;
   pthread_mutex_lock(&pool->mutex);
   pool->stop = 1;
-  atomic_fetch_add(&pool->generation, 1u);
   pthread_cond_broadcast(&pool->wake);
   pthread_mutex_unlock(&pool->mutex);
   for (int i = 1; i < pool->num_threads; ++i) pthread_join(pool->threads[i], NULL);
   for (int i = 0; i < pool->num_threads; ++i) free(pool->scratch[i].ptr);
   pthread_mutex_destroy(&pool->mutex);
   pthread_cond_destroy(&pool->wake);
-  pthread_cond_destroy(&pool->done);
   free(pool->scratch);
   free(pool->threads);
   free(pool);
@@ -149,31 +169,27 @@ int pool_size(const thread_pool* pool) { return pool ? pool->num_threads : 1; }
 
 void pool_run(thread_pool* pool, int num_tasks, pool_task_fn fn, void* arg) {
   if (num_tasks <= 0) return;
-  if (!pool || pool->num_threads == 1 || num_tasks == 1) {
+  if (!pool || pool->num_threads == 1 || num_tasks == 1 || num_tasks > MAX_TASKS) {
     for (int t = 0; t < num_tasks; ++t) fn(arg, t, 0);
     return;
   }
-  pthread_mutex_lock(&pool->mutex);
   pool->fn = fn;
   pool->arg = arg;
-  pool->num_tasks = num_tasks;
-  atomic_store(&pool->next_task, 0);
-  atomic_store(&pool->busy_workers, pool->num_threads - 1);
-  atomic_fetch_add_explicit(&pool->generation, 1u, memory_order_release);
-  pthread_cond_broadcast(&pool->wake);
+  atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
+  pool->generation = (pool->generation + 1) & ((1ull << 24) - 1);
+  const uint64_t ticket = (pool->generation << (2 * FIELD_BITS)) |
+                          ((uint64_t)num_tasks << FIELD_BITS);
+  atomic_store_explicit(&pool->ticket, ticket, memory_order_release);
+  pthread_mutex_lock(&pool->mutex);
+  if (pool->sleeping) pthread_cond_broadcast(&pool->wake);
   pthread_mutex_unlock(&pool->mutex);
 
   drain(pool, 0);
 
   int spins = 0;
-  while (atomic_load_explicit(&pool->busy_workers, memory_order_acquire) > 0 && spins < 100000) {
+  while (atomic_load_explicit(&pool->done, memory_order_acquire) < num_tasks) {
     CPU_RELAX();
-    ++spins;
-  }
-  if (atomic_load(&pool->busy_workers) > 0) {
-    pthread_mutex_lock(&pool->mutex);
-    while (atomic_load(&pool->busy_workers) > 0) pthread_cond_wait(&pool->done, &pool->mutex);
-    pthread_mutex_unlock(&pool->mutex);
+    if (++spins % 1024 == 0) sched_yield();
   }
 }
 
