@@ -205,6 +205,31 @@ def test_picamera2_adapter_with_fake_module(monkeypatch):
     assert cam.calls[-2:] == ["stop", "close"] and cam.closed
 
 
+def test_picamera2_lost_camera_is_retried_then_reported(monkeypatch):
+    fake = types.ModuleType("picamera2")
+
+    class Unplugged(FakePicamera2):
+        failures = 0
+
+        def capture_array(self, name="main"):
+            if Unplugged.failures:
+                Unplugged.failures -= 1
+                raise RuntimeError("Camera frontend has timed out!")
+            return super().capture_array(name)
+
+    fake.Picamera2 = Unplugged
+    monkeypatch.setitem(sys.modules, "picamera2", fake)
+    from edge.sources.picamera2 import PiCameraSource
+
+    source = PiCameraSource(size=(64, 48), retries=2, retry_delay=0.0)
+    Unplugged.failures = 2  # a hiccup: recovers within the retries
+    assert source.read().image.shape == (48, 64, 3)
+    Unplugged.failures = 3  # gone for good
+    with pytest.raises(SourceError, match=r"stopped delivering frames \(2 retries\)"):
+        source.read()
+    source.close()
+
+
 def test_default_source_prefers_picamera2(monkeypatch):
     fake = types.ModuleType("picamera2")
     fake.Picamera2 = FakePicamera2

@@ -9,6 +9,7 @@ inference is slower than the camera, the landmarks then belong to a fresh pictur
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -21,7 +22,13 @@ class PiCameraSource(FrameSource):
     name = "picamera2"
 
     def __init__(
-        self, *, size: tuple[int, int] = (640, 480), camera_num: int = 0, fps: float = 30.0
+        self,
+        *,
+        size: tuple[int, int] = (640, 480),
+        camera_num: int = 0,
+        fps: float = 30.0,
+        retries: int = 5,
+        retry_delay: float = 0.1,
     ) -> None:
         try:
             from picamera2 import Picamera2
@@ -30,6 +37,8 @@ class PiCameraSource(FrameSource):
                 "picamera2 is not installed (on Raspberry Pi OS: sudo apt install python3-picamera2)"
             ) from None
         self.fps = fps
+        self.retries = retries
+        self.retry_delay = retry_delay
         self._count = 0
         try:
             self._cam = Picamera2(camera_num)
@@ -48,10 +57,17 @@ class PiCameraSource(FrameSource):
             raise SourceError(f"cannot start the Pi camera: {exc}") from None
 
     def read(self) -> Frame | None:
-        try:
-            image = self._cam.capture_array("main")
-        except Exception as exc:
-            raise SourceError(f"the Pi camera stopped delivering frames: {exc}") from None
+        for attempt in range(self.retries + 1):
+            try:
+                image = self._cam.capture_array("main")
+                break
+            except Exception as exc:  # libcamera reports a lost camera as a RuntimeError
+                if attempt == self.retries:
+                    raise SourceError(
+                        f"the Pi camera stopped delivering frames ({self.retries} retries): {exc}"
+                    ) from None
+                print(f"warning: the Pi camera gave no frame ({exc}), retrying", file=sys.stderr)
+                time.sleep(self.retry_delay)
         stamp = time.monotonic()
         image = np.asarray(image)
         if image.ndim == 3 and image.shape[2] == 4:  # XRGB8888 if a caller asked for it
