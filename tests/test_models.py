@@ -425,14 +425,16 @@ def test_float_twin_converts_to_24_9_mb():
 
 
 @pytest.mark.slow
-def test_small_binary_network_converts_every_binary_conv_to_lce_bconv2d():
+@pytest.mark.parametrize("block", BLOCK_TYPES)
+def test_small_binary_network_converts_every_binary_conv_to_lce_bconv2d(block):
     import larq_compute_engine as lce
 
     from converters.tflite_metadata import op_counts
 
-    model = build_hourglass(depth=2, features=64, input_size=64, binary=True)
+    model = build_hourglass(depth=1, features=64, input_size=32, block=block, binary=True)
     ops = op_counts(lce.convert_keras_model(model))
-    assert ops["LceBconv2d"] == sum(is_binary_conv(lyr) for lyr in model.layers) == 3 * (3 + 8)
+    # 3 stem blocks + 4 hourglass blocks + 1 head block, 3 binary convs each (1x1 ones too)
+    assert ops["LceBconv2d"] == sum(is_binary_conv(lyr) for lyr in model.layers) == 3 * 8
     assert ops["CONV_2D"] == 5
 
 
