@@ -62,3 +62,8 @@ def tiny_landmark_tflite(folder: Path, skeleton: str = "mpii16") -> Path:
                    capture_output=True)  # fmt: skip
     tmp.rename(out)  # only a complete file is ever reused
     return out
+
+
+def tiny_pose_tflite(folder: Path) -> Path:
+    """The tiny MPII-16 pose model (see :func:`tiny_landmark_tflite`)."""
+    return tiny_landmark_tflite(folder, "mpii16")
