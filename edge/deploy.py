@@ -54,12 +54,18 @@ DEFAULT_SOURCE = "picamera2"
 # Debian packages the Pi needs: the camera stack (only apt ships libcamera's Python
 # bindings), venv support, and a C compiler for the native bitpacked-op library.
 APT_PACKAGES = ("python3-picamera2", "python3-venv", "gcc")
-# The `edge` extra of pyproject.toml; tests/test_deploy.py keeps the two in step.
-RUNTIME_REQUIREMENTS = (
-    "numpy>=1.23,<2",
-    "opencv-python-headless>=4.8,<4.12",
-    "tflite-runtime==2.14.0",
-)
+# The `edge` extra of pyproject.toml, per Python version; tests/test_deploy.py keeps them in step.
+# tflite-runtime 2.14 has cp311 wheels for aarch64 (Pi OS Bookworm ships Python 3.11).
+COMMON_REQUIREMENTS = ("numpy>=1.23,<2", "opencv-python-headless>=4.8,<4.12")
+
+
+def runtime_requirements(python_version: str) -> tuple[str, ...]:
+    """What the venv on the Pi needs for a Python "3.X"."""
+    minor = int(python_version.split(".")[1])
+    runtime = "tflite-runtime==2.14.0" if minor < 12 else "ai-edge-litert>=2.3"
+    return (*COMMON_REQUIREMENTS, runtime)
+
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 _ELF_MACHINES = {0xB7: "aarch64", 0x3E: "x86_64", 0x28: "armv7l"}
 
@@ -343,7 +349,7 @@ class RootfsTarget(Target):
     def install_wheels(self, wheel_dir: Path, venv: str, info: PythonInfo) -> None:
         site = self._p(f"{venv}/lib/python{info.version}/site-packages")
         _pip(["install", "--upgrade", "--no-compile", "--target", str(site), "--no-index",
-              "--find-links", str(wheel_dir), *_platform_args(info), *RUNTIME_REQUIREMENTS])  # fmt: skip
+              "--find-links", str(wheel_dir), *_platform_args(info), *runtime_requirements(info.version)])  # fmt: skip
 
     def build_native(self, dest: str, info: PythonInfo) -> None:
         # Cross-compile here: the rootfs has no compiler we could run, and needs none.
@@ -456,7 +462,7 @@ class SshTarget(Target):
         self.replace_tree(
             remote_dir, {p.name: p.read_bytes() for p in sorted(wheel_dir.glob("*.whl"))}
         )
-        reqs = " ".join(shlex.quote(r) for r in RUNTIME_REQUIREMENTS)
+        reqs = " ".join(shlex.quote(r) for r in runtime_requirements(info.version))
         self._sh(f"{shlex.quote(venv)}/bin/python -m pip install -q --upgrade --no-index "
                  f"--find-links {shlex.quote(remote_dir)} {reqs}")  # fmt: skip
 
@@ -530,9 +536,17 @@ def fetch_wheels(info: PythonInfo) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     try:  # everything already cached: no index needed
         _pip(["download", "--no-index", "--find-links", str(dest), "--dest", str(dest),
-              *_platform_args(info), *RUNTIME_REQUIREMENTS])  # fmt: skip
+              *_platform_args(info), *runtime_requirements(info.version)])  # fmt: skip
     except DeployError:
-        _pip(["download", "--dest", str(dest), *_platform_args(info), *RUNTIME_REQUIREMENTS])
+        _pip(
+            [
+                "download",
+                "--dest",
+                str(dest),
+                *_platform_args(info),
+                *runtime_requirements(info.version),
+            ]
+        )
     return dest
 
 
@@ -564,7 +578,7 @@ def plan(
     unit_path = f"{unit_dir}/{SERVICE_NAME}"
     wants_link = f"{unit_dir}/multi-user.target.wants/{SERVICE_NAME}"
     runtime = runtime_files()
-    wheels_id = digest([*RUNTIME_REQUIREMENTS, *info.platform_tags()])
+    wheels_id = digest([*runtime_requirements(info.version), *info.platform_tags()])
     runtime_id = digest([*runtime.keys(), *runtime.values()])
     env_text, unit_text = render_env(s).encode(), render_unit(s).encode()
     model_bytes = model.read_bytes()
@@ -600,7 +614,7 @@ def plan(
         Step("venv", f"{s.venv} (python{info.version}, {info.machine}, --system-site-packages)",
              lambda: b"include-system-site-packages = true" in (target.read(f"{s.venv}/pyvenv.cfg") or b""),
              lambda: target.make_venv(s.venv, info)),
-        Step("wheels", f"{', '.join(RUNTIME_REQUIREMENTS)} for {info.platform_tags()[0]} into {site}",
+        Step("wheels", f"{', '.join(runtime_requirements(info.version))} for {info.platform_tags()[0]} into {site}",
              same(f"{stamps}/wheels", wheels_id.encode()), install_wheels),
         Step("runtime", f"the edge package ({len(runtime)} files, {runtime_id}) into {site}/edge",
              same(f"{stamps}/runtime", runtime_id.encode()), install_runtime),
@@ -761,7 +775,6 @@ __all__ = [
     "DeployError",
     "PythonInfo",
     "RootfsTarget",
-    "RUNTIME_REQUIREMENTS",
     "ServiceSettings",
     "SshTarget",
     "Target",
@@ -771,4 +784,5 @@ __all__ = [
     "plan",
     "render_env",
     "render_unit",
+    "runtime_requirements",
 ]

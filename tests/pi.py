@@ -294,3 +294,20 @@ def stage_edge_package(dest: Path, *, native_library: Path | None = None) -> Pat
         name = native_library_name(PythonInfo("3.11", "aarch64", (2, 36)))
         shutil.copy(native_library, dest / "edge" / "native" / name)
     return dest
+
+
+_tiny_models: dict[str, Path] = {}
+
+
+def tiny_model(fmt: str) -> Path:
+    """The tiny project hourglass converted with ``--format fmt`` ("float" or "lce"), built once
+    per test session (TensorFlow conversion is the slow part of the Pi lane)."""
+    if fmt not in _tiny_models:
+        import atexit
+        import tempfile
+
+        d = Path(tempfile.mkdtemp(prefix=f"binland-tiny-{fmt}-"))
+        atexit.register(shutil.rmtree, d, True)
+        keras = save_tiny_landmark_keras(d / "tiny.keras", binary=fmt == "lce")
+        _tiny_models[fmt] = convert_model(keras, d / f"tiny_pose_{fmt}.tflite", fmt=fmt)
+    return _tiny_models[fmt]

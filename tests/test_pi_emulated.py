@@ -70,12 +70,10 @@ def test_pi_userland_is_raspberry_pi_os_python(pi: pi_lane.Pi) -> None:
 
 
 @pytest.fixture(scope="module")
-def float_model(tmp_path_factory) -> Path:
+def float_model() -> Path:
     """The project's HPM hourglass (1 stack, depth 2, 32 features, 64x64 input), exported by
     ``python -m converters.convert --format float``: stock TFLite ops only."""
-    d = tmp_path_factory.mktemp("pi_float")
-    keras = pi_lane.save_tiny_landmark_keras(d / "tiny.keras", binary=False)
-    return pi_lane.convert_model(keras, d / "tiny_float.tflite", fmt="float")
+    return pi_lane.tiny_model("float")
 
 
 def test_float_model_heatmaps_equal_x86(pi: pi_lane.Pi, float_model: Path, tmp_path: Path) -> None:
@@ -87,11 +85,9 @@ def test_float_model_heatmaps_equal_x86(pi: pi_lane.Pi, float_model: Path, tmp_p
 
 
 @pytest.fixture(scope="module")
-def lce_model(tmp_path_factory) -> Path:
-    """The same tiny hourglass with binary HPM blocks, exported bitpacked (LceBconv2d ops)."""
-    d = tmp_path_factory.mktemp("pi_lce")
-    keras = pi_lane.save_tiny_landmark_keras(d / "tiny_binary.keras", binary=True)
-    return pi_lane.convert_model(keras, d / "tiny_lce.tflite", fmt="lce")
+def lce_model() -> Path:
+    """The same hourglass with binary HPM blocks, exported bitpacked (LceBconv2d ops)."""
+    return pi_lane.tiny_model("lce")
 
 
 def test_bitpacked_model_runs_in_aarch64_tflite_runtime_with_the_native_delegate(
