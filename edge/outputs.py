@@ -233,21 +233,23 @@ class MjpegServer:
             self._serial += 1
             self._cond.notify_all()
 
-    def _jpeg_for(self, serial: int) -> bytes | None:
-        # Called with self._cond held.
-        if self._jpeg_serial != serial and self._image is not None:
-            ok, buf = cv2.imencode(".jpg", self._image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-            self._jpeg = buf.tobytes() if ok else None
-            self._jpeg_serial = serial
-        return self._jpeg
-
     def next_jpeg(self, after: int, timeout: float = 1.0) -> tuple[int, bytes | None]:
         """Block until a frame newer than serial ``after`` exists; (serial, jpeg)."""
         with self._cond:
             self._cond.wait_for(lambda: self._serial > after or self._stopping, timeout)
-            if self._serial <= after:
+            if self._serial <= after or self._image is None:
                 return after, None
-            return self._serial, self._jpeg_for(self._serial)
+            serial, image = self._serial, self._image
+            if self._jpeg_serial == serial:
+                return serial, self._jpeg
+        # Encode outside the lock, so publish() never waits for a viewer. Two viewers may
+        # race to encode the same frame; both results are equal.
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        jpeg = buf.tobytes() if ok else None
+        with self._cond:
+            if serial > self._jpeg_serial:
+                self._jpeg, self._jpeg_serial = jpeg, serial
+        return serial, jpeg
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
