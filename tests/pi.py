@@ -301,13 +301,28 @@ _tiny_models: dict[str, Path] = {}
 
 def tiny_model(fmt: str) -> Path:
     """The tiny project hourglass converted with ``--format fmt`` ("float" or "lce"), built once
-    per test session (TensorFlow conversion is the slow part of the Pi lane)."""
+    per test session. One child process builds and converts it (TensorFlow loads once, and
+    never in the test process itself)."""
     if fmt not in _tiny_models:
         import atexit
         import tempfile
 
         d = Path(tempfile.mkdtemp(prefix=f"binland-tiny-{fmt}-"))
         atexit.register(shutil.rmtree, d, True)
-        keras = save_tiny_landmark_keras(d / "tiny.keras", binary=fmt == "lce")
-        _tiny_models[fmt] = convert_model(keras, d / f"tiny_pose_{fmt}.tflite", fmt=fmt)
+        keras, out = d / "tiny.keras", d / f"tiny_pose_{fmt}.tflite"
+        script = (
+            "import sys; from pathlib import Path\n"
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+            "import pi\n"
+            f"pi.save_tiny_landmark_keras(Path({str(keras)!r}), binary={fmt == 'lce'})\n"
+            "from converters.convert import main\n"
+            f"sys.exit(main([{str(keras)!r}, '-o', {str(out)!r}, '--format', {fmt!r},"
+            " '--skeleton', 'mpii16', '--check-inputs', '0']))\n"
+        )
+        env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
+        proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=900)  # fmt: skip
+        if proc.returncode != 0:
+            raise AssertionError(f"building the tiny {fmt} model failed:\n{proc.stderr[-3000:]}")
+        _tiny_models[fmt] = out
     return _tiny_models[fmt]

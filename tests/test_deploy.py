@@ -329,3 +329,20 @@ def test_deployed_service_on_emulated_pi_gives_x86_landmarks(lce_model, rootfs, 
     assert arm.shape == x86.shape == (3, 16, 3)
     np.testing.assert_allclose(arm, x86, atol=1e-3)
     assert np.ptp(x86[..., :2], axis=1).max() > 1  # landmarks spread out: a real prediction
+
+    # On the Pi, the doctor finds the deployed model through the default settings path.
+    pi = dataclasses.replace(pi_lane.session_pi(), root=rootfs)
+    venv_python = "/opt/binland/venv/bin/python"
+    proc = pi.run(["-m", "edge.doctor", "--threads", "1", "--frames", "2", "--json"],
+                  program=pi_lane.guest_path(rootfs, venv_python), argv0=venv_python,
+                  pythonpath=[], cwd=rootfs / "opt/binland", timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    checks = {c["name"]: c for c in json.loads(proc.stdout)}
+    assert "on aarch64" in checks["python"]["detail"]
+    assert "_lce_delegate.cpython-311-aarch64-linux-gnu.so (neon)" in checks["native"]["detail"]
+    assert "native LCE delegate" in checks["load"]["detail"]
+    assert checks["model"]["detail"].startswith(lce_model.name)
+    assert (
+        checks["picamera2"]["status"] == "warn"
+        and "python3-picamera2" in checks["picamera2"]["fix"]
+    )
