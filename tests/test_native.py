@@ -454,3 +454,32 @@ def test_paper_hourglass_matches_lce(workspace):
         ours = outputs_of(workspace.run(runtime, [case]), case["key"], len(reference))
         for o, r in zip(ours, reference, strict=True):
             assert_matches(o, r, f"{runtime}: paper hourglass")
+
+
+@pytest.mark.pi
+def test_layers_on_emulated_raspberry_pi(layers, workspace, tmp_path):
+    """The aarch64 build (NEON and portable kernels) in the aarch64 tflite-runtime under qemu
+    (Cortex-A72) gives LCE's x86 outputs."""
+    import pi as pi_lane
+
+    pi = pi_lane.session_pi()
+    _, reference, _ = layers
+    library = native.build(tmp_path, cc=pi_lane.CROSS_CC)
+    case = {
+        "model": str(workspace.root / "layers.tflite"),
+        "inputs": str(workspace.root / "layers.npz"),
+        "num_threads": 2,
+    }
+    cases = [dict(case, key=f"arm-{simd}", options={"simd": simd}) for simd in ("neon", "portable")]
+    job, result = tmp_path / "job.json", tmp_path / "result.npz"
+    job.write_text(
+        json.dumps({"runtime": "tflite_runtime", "library": str(library), "cases": cases})
+    )
+    proc = pi.run([str(RUNNER), str(job), str(result)], pythonpath=[pi.site], timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(result) as data:
+        results = {k: data[k] for k in data.files}
+    for c in cases:
+        ours = outputs_of(results, c["key"], len(reference))
+        for i, (o, r) in enumerate(zip(ours, reference, strict=True)):
+            assert_matches(o, r, f"{c['key']}: output {i}")

@@ -9,6 +9,16 @@
 
 #include "flexbuf.h"
 
+/* The loops around the GEMM (im2col, output transform, pooling, unpacking)
+ * are plain C that GCC vectorizes well; on x86 compile them for AVX-512 and
+ * AVX2 too and pick at load time. Results are identical on every clone: no
+ * FMA contraction (-ffp-contract=off), same IEEE operations. */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
 static int fail(char* err, size_t err_len, const char* fmt, ...) {
   va_list args;
   va_start(args, fmt);
@@ -475,7 +485,7 @@ static void quantize_task(void* arg, int task, int thread_id) {
   }
 }
 
-static void dequantize_task(void* arg, int task, int thread_id) {
+VECTOR_CLONES static void dequantize_task(void* arg, int task, int thread_id) {
   (void)thread_id;
   const rows_job* job = arg;
   const lce_op* op = job->op;
@@ -524,7 +534,7 @@ typedef struct {
   uint32_t* output;
 } pool_job;
 
-static void bmaxpool_task(void* arg, int task, int thread_id) {
+VECTOR_CLONES static void bmaxpool_task(void* arg, int task, int thread_id) {
   (void)thread_id;
   const pool_job* job = arg;
   const lce_op* op = job->op;
@@ -664,7 +674,7 @@ typedef struct {
 /* One row of im2col for group g: the window's words, zero outside the image
  * (zero bits are +1, which is exactly LCE's pad_values=1; zero padding is
  * corrected in the epilogue). */
-static void im2col_row(const lce_op* op, const uint32_t* input, int pixel, int g, uint32_t* row) {
+VECTOR_CLONES static void im2col_row(const lce_op* op, const uint32_t* input, int pixel, int g, uint32_t* row) {
   const int per_image = op->out_h * op->out_w;
   const int n = pixel / per_image;
   const int oy = (pixel % per_image) / op->out_w;
@@ -712,7 +722,7 @@ static int zero_padding_correction(const lce_op* op, int pixel, int32_t* sums) {
   return any;
 }
 
-static void bconv_epilogue(const lce_op* op, const int32_t* acc_row, int pixel, void* output,
+VECTOR_CLONES static void bconv_epilogue(const lce_op* op, const int32_t* acc_row, int pixel, void* output,
                            int32_t* correction) {
   const int og = op->out_per_group;
   const int group_stride = op->blocks_per_group * op->gemm->nr;
