@@ -1,9 +1,11 @@
 """Small real Keras/larq landmark models and their converted files, shared by the converter,
 backend and metadata tests. Built once per test process (the cache below).
 
-When the project's hourglass (training.models.build_hourglass) is importable the models are
-small hourglasses (64x64 input, depth 2); until then, a hand-built two-stack larq network of
-the same shape family (stem, binary 3x3 convs with pad_values=1, per-stack heatmap heads).
+"binary" is the project's hourglass (training.models.build_hourglass: two stacks, depth 1,
+64 features, 64x64 input) when it is importable, else a hand-built two-stack larq network of
+the same family (stem, binary 3x3 convs with pad_values=1, per-stack heatmap heads). "real" is
+the hand-built network with float convolutions: conversion time grows with the layer count
+(about 0.1 CPU-second per layer), and the CPUs here are shared.
 """
 
 from __future__ import annotations
@@ -82,9 +84,9 @@ def _hand_built(binary: bool, *, pad_values: float = 1.0, num_landmarks: int = L
 def build_model(binary: bool, *, seed: int = 0) -> tf.keras.Model:
     tf.keras.utils.set_random_seed(seed)
     build = _hourglass_builder()
-    if build is not None:
-        model = build(num_stacks=2, depth=2, features=64, num_landmarks=LANDMARKS,
-                      input_size=INPUT, block="hpm", binary=binary)  # fmt: skip
+    if build is not None and binary:
+        model = build(num_stacks=2, depth=1, features=64, num_landmarks=LANDMARKS,
+                      input_size=INPUT, block="hpm", binary=True)  # fmt: skip
     else:
         model = _hand_built(binary)
     randomise_batchnorm(model, seed)
@@ -100,26 +102,41 @@ def saved_model(kind: str) -> Path:
     return path
 
 
+# What the CLI printed for each converted file: (kind, format) -> text.
+CLI_OUTPUT: dict[tuple[str, str], str] = {}
+
+
 @functools.cache
 def converted(kind: str, fmt: str) -> Path:
-    """The saved model converted by the CLI (in-process, no fidelity check) to ``fmt``."""
+    """The saved model converted by the CLI (in-process, with a 4-input check) to ``fmt``."""
+    import contextlib
+    import io
+
     from converters.convert import main
 
     out = _WORK / f"{kind}_{fmt}.tflite"
-    assert (
-        main([str(saved_model(kind)), "-o", str(out), "--format", fmt, "--check-inputs", "0"]) == 0
-    )
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        status = main([str(saved_model(kind)), "-o", str(out), "--format", fmt,
+                       "--check-inputs", "4"])  # fmt: skip
+    CLI_OUTPUT[(kind, fmt)] = text.getvalue()
+    assert status == 0, text.getvalue()
     return out
 
 
+@functools.cache
+def load_keras(path: Path) -> tf.keras.Model:
+    return tf.keras.models.load_model(path, compile=False)
+
+
 def keras_final(path: Path, x: np.ndarray) -> np.ndarray:
-    model = tf.keras.models.load_model(path, compile=False)
-    out = model(x, training=False)
+    """The final heatmaps of the saved Keras model (loaded once per process)."""
+    out = load_keras(path)(x, training=False)
     return np.asarray(out[-1] if isinstance(out, (list, tuple)) else out)
 
 
 def test_inputs(n: int = 8, seed: int = 1) -> np.ndarray:
-    """Normalised inputs like the runtime feeds: images in [0, 1] plus a few outliers."""
+    """Normalised inputs like the runtime feeds: synthetic RGB images scaled to [0, 1]."""
     from converters.fidelity import sample_images
 
     x = sample_images((INPUT, INPUT), n, seed).astype(np.float32) / 255.0

@@ -60,10 +60,9 @@ def test_float_export_has_only_builtin_ops_and_matches_lce_in_both_stock_runtime
     assert len(lce_data) * 4 < len(float_data)
 
 
-def test_cli_prints_fidelity_ops_and_size(tmp_path, capsys):
-    out = tmp_path / "pose.tflite"
-    assert main([str(saved_model("binary")), "-o", str(out), "--check-inputs", "4"]) == 0
-    text = capsys.readouterr().out
+def test_cli_prints_fidelity_ops_and_size():
+    out = converted("binary", "lce")
+    text = lm.CLI_OUTPUT[("binary", "lce")]
     assert "LceBconv2d x" in text
     assert "landmarks identical" in text and "of the heatmap range" in text
     assert f"{out.stat().st_size / 1e6:.3f} MB" in text
@@ -71,7 +70,7 @@ def test_cli_prints_fidelity_ops_and_size(tmp_path, capsys):
 
 
 def test_sidecar_metadata_and_flags_override_it(tmp_path):
-    src = saved_model("binary")
+    src = saved_model("real")
     model_path = tmp_path / "face.keras"
     model_path.write_bytes(src.read_bytes())
     from edge.metadata import LandmarkMetadata

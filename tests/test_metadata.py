@@ -92,7 +92,7 @@ def test_writer_refuses_a_file_that_is_not_tflite():
 
 
 def test_op_counts_show_one_bconv_per_binary_layer():
-    model = tf.keras.models.load_model(saved_model("binary"), compile=False)
+    model = lm.load_keras(saved_model("binary"))
     final = tf.keras.Model(model.inputs, model.outputs[-1])
     counts = op_counts(converted("binary", "lce").read_bytes())
     assert counts["LceBconv2d"] == len(binary_conv_layers(final)) > 0
