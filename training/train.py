@@ -212,6 +212,7 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
     run_dir.mkdir(parents=True, exist_ok=True)
     dump_config(config, run_dir / "config.yaml")
 
+    tf.keras.utils.set_random_seed(config.seed)  # weight init and shuffles repeat per seed
     dist = make_strategy(strategy)
     if config.batch_size % dist.num_replicas_in_sync:
         raise ConfigError(f"batch_size {config.batch_size} does not split evenly over "
