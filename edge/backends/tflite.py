@@ -26,8 +26,8 @@ _DISTRIBUTIONS = {"tflite_runtime": "tflite-runtime", "ai_edge_litert": "ai-edge
 RUNTIME_ENV = "BINLAND_TFLITE_RUNTIME"
 
 NATIVE_MISSING = (
-    "this bitpacked (LCE) model needs the binland native library (edge/native, built when the "
-    "package is installed: pip install -e .) to run in a stock TFLite runtime, or the LCE "
+    "this bitpacked (LCE) model needs the binland native library to run in a stock TFLite "
+    "runtime (build it with: python -c 'import edge.native; edge.native.build()'), or the LCE "
     "interpreter (pip install larq-compute-engine, x86 only); or convert it with "
     "`python -m converters.convert --format float` for any runtime"
 )
@@ -86,7 +86,16 @@ def choose_runtime(runtime: str | None = None) -> str:
 class TFLiteBackend(Backend):
     name = "tflite"
 
-    def __init__(self, model: bytes, *, num_threads: int = 2, runtime: str | None = None) -> None:
+    def __init__(
+        self,
+        model: bytes,
+        *,
+        num_threads: int = 2,
+        runtime: str | None = None,
+        delegate_options: dict[str, str] | None = None,
+    ) -> None:
+        """``runtime`` forces one of :data:`RUNTIMES`; ``delegate_options`` go to the native
+        library's ``load_delegate`` (see ``edge.native.delegate_options``)."""
         super().__init__(model, num_threads=num_threads)
         self.runtime = choose_runtime(runtime)
         interpreter_cls, load_delegate = _interpreter_api(self.runtime)
@@ -97,7 +106,7 @@ class TFLiteBackend(Backend):
             if self.native is None:
                 raise BackendError(NATIVE_MISSING)
             try:
-                delegates.append(load_delegate(str(self.native)))
+                delegates.append(load_delegate(str(self.native), dict(delegate_options or {})))
             except (ValueError, OSError, RuntimeError) as exc:
                 raise BackendError(
                     f"cannot load the native library {self.native} into {self.runtime}: {exc}"
