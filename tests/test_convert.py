@@ -217,3 +217,16 @@ def test_float_and_lce_exports_cover_every_quantconv_variant():
         report = compare(reference, create_backend(backend, data).run(x), codec, backend)
         assert report.inputs_close >= 0.9 * report.num_inputs, report.summary()
         assert report.same_landmarks >= 0.99, report.summary()
+
+
+@pytest.mark.parametrize("saved_as", ["model.h5", "saved_model_dir"])
+def test_h5_and_savedmodel_folders_convert_too(tmp_path, saved_as):
+    model = lm._hand_built(binary=True)
+    lm.randomise_batchnorm(model, seed=4)
+    path = tmp_path / saved_as
+    model.save(path)
+    out = tmp_path / "out.tflite"
+    assert main([str(path), "-o", str(out), "--check-inputs", "0"]) == 0
+    assert "LceBconv2d" in custom_op_names(out.read_bytes())
+    x = test_inputs(4)
+    _assert_agree(model(x, training=False)[-1].numpy(), create_backend("lce", out).run(x))
