@@ -39,7 +39,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,7 +238,6 @@ class Target:
     """Where the files go. Paths are absolute paths as the Pi will see them."""
 
     name: str
-    runs_commands: bool  # can we execute programs on the Pi itself?
 
     def read(self, path: str) -> bytes | None: ...
     def write(self, path: str, data: bytes, mode: int = 0o644) -> None: ...
@@ -255,8 +255,6 @@ class Target:
 
 class RootfsTarget(Target):
     """A Pi root filesystem on this machine; nothing is executed on the Pi's CPU."""
-
-    runs_commands = False
 
     def __init__(self, root: Path, *, cross_cc: str | None = None):
         self.root = Path(root)
@@ -370,8 +368,6 @@ class RootfsTarget(Target):
 class SshTarget(Target):
     """A live Pi reached with ssh; root-owned paths are written through `sudo -n`."""
 
-    runs_commands = True
-
     def __init__(self, dest: str, *, port: int | None = None, identity: str | None = None,
                  ssh_options: Iterable[str] = (), sudo: bool | None = None):  # fmt: skip
         self.dest = dest
@@ -463,8 +459,9 @@ class SshTarget(Target):
             remote_dir, {p.name: p.read_bytes() for p in sorted(wheel_dir.glob("*.whl"))}
         )
         reqs = " ".join(shlex.quote(r) for r in runtime_requirements(info.version))
+        # The wheels are only a transfer medium: remove them once installed (SD cards are small).
         self._sh(f"{shlex.quote(venv)}/bin/python -m pip install -q --upgrade --no-index "
-                 f"--find-links {shlex.quote(remote_dir)} {reqs}")  # fmt: skip
+                 f"--find-links {shlex.quote(remote_dir)} {reqs} && rm -rf {shlex.quote(remote_dir)}")  # fmt: skip
 
     def build_native(self, dest: str, info: PythonInfo) -> None:
         # Built on the Pi with its own gcc, from the sources the runtime step just copied.
@@ -526,28 +523,26 @@ def wheel_cache(info: PythonInfo) -> Path:
     return Path(base) / f"cp{info.version.replace('.', '')}-{info.machine}"
 
 
-def fetch_wheels(info: PythonInfo) -> Path:
-    """Download the runtime wheels for the Pi's Python and CPU once, into a cache on this machine."""
+@contextmanager
+def staged_wheels(info: PythonInfo) -> Iterator[Path]:
+    """A temporary folder with exactly the runtime wheels for the Pi's Python and CPU.
+
+    They are downloaded once into a cache on this machine (the Pi itself needs no internet).
+    """
     if info.machine not in ("aarch64", "x86_64"):
         raise DeployError(
             f"the Pi runs a {info.machine} userland; tflite-runtime needs 64-bit Raspberry Pi OS (aarch64)"
         )
-    dest = wheel_cache(info)
-    dest.mkdir(parents=True, exist_ok=True)
-    try:  # everything already cached: no index needed
-        _pip(["download", "--no-index", "--find-links", str(dest), "--dest", str(dest),
-              *_platform_args(info), *runtime_requirements(info.version)])  # fmt: skip
-    except DeployError:
-        _pip(
-            [
-                "download",
-                "--dest",
-                str(dest),
-                *_platform_args(info),
-                *runtime_requirements(info.version),
-            ]
-        )
-    return dest
+    cache = wheel_cache(info)
+    cache.mkdir(parents=True, exist_ok=True)
+    wanted = [*_platform_args(info), *runtime_requirements(info.version)]
+    with tempfile.TemporaryDirectory(prefix="binland-wheels-") as tmp:
+        try:  # everything already cached: no index needed
+            _pip(["download", "--no-index", "--find-links", str(cache), "--dest", tmp, *wanted])
+        except DeployError:
+            _pip(["download", "--dest", str(cache), *wanted])
+            _pip(["download", "--no-index", "--find-links", str(cache), "--dest", tmp, *wanted])
+        yield Path(tmp)
 
 
 # --- the plan ------------------------------------------------------------------------------------
@@ -591,7 +586,8 @@ def plan(
         return lambda: target.read(path) == data
 
     def install_wheels() -> None:
-        target.install_wheels(fetch_wheels(info), s.venv, info)
+        with staged_wheels(info) as wheels:
+            target.install_wheels(wheels, s.venv, info)
         target.write(f"{stamps}/wheels", wheels_id.encode())
 
     def install_runtime() -> None:
