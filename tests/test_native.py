@@ -169,6 +169,34 @@ def patch_model(
     return bytes(builder.Output())
 
 
+def int8_model() -> bytes:
+    """int8 in, then int8 outputs from LceBconv2d and LceDequantize.
+
+    LCE's converter (with default int8 ranges) makes the LceQuantize read int8; it keeps the
+    graph outputs float, so the outputs of the bconv and the dequantize are retyped to int8 with
+    a scale and zero point here. LCE's interpreter then runs the same int8 kernels on them."""
+    inp = tf.keras.Input((8, 8, 40))
+    z = _bn()(_bconv(33, 3)(_bn()(_bconv(48, 3)(inp))))
+    w = lq.quantizers.SteSign()(_bconv(20, 1, padding="valid")(z))
+    model = tf.keras.Model(inp, [z, w])
+    _randomise_kernels(model, seed=6)
+    _randomise_batchnorm(model, seed=7)
+    content = lce.convert_keras_model(
+        model, inference_input_type=tf.int8, experimental_default_int8_range=(-3.0, 3.0)
+    )
+    flat = schema.ModelT.InitFromObj(schema.Model.GetRootAs(content, 0))
+    graph = flat.subgraphs[0]
+    for index, scale, zero_point in zip(graph.outputs, (0.37, 0.45), (-3, 5), strict=True):
+        tensor = graph.tensors[index]
+        tensor.type = schema.TensorType.INT8
+        tensor.quantization = schema.QuantizationParametersT()
+        tensor.quantization.scale = [scale]
+        tensor.quantization.zeroPoint = [zero_point]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(flat.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -353,6 +381,25 @@ def test_batch_of_two_matches_lce(workspace):
     )
     for o, r in zip(outputs_of(results, "b2", 1), reference, strict=True):
         assert_matches(o, r, "batch of two")
+
+
+def test_int8_input_and_outputs_match_lce(workspace):
+    content = int8_model()
+    graph = schema.Model.GetRootAs(content, 0).Subgraphs(0)
+    types = [graph.Tensors(graph.Outputs(i)).Type() for i in range(graph.OutputsLength())]
+    assert types == [schema.TensorType.INT8] * 2
+    shape = tuple(graph.Tensors(graph.Inputs(0)).ShapeAsNumpy())
+    x = np.random.default_rng(14).integers(-128, 128, shape).astype(np.int8)
+    reference = lce_outputs(content, [x])
+    assert all(r.dtype == np.int8 for r in reference)
+    # The bconv output has a real spread of int8 values (not saturation); the dequantized
+    # one is zero_point -+ round(1 / scale).
+    assert max(len(np.unique(r)) for r in reference) > 10
+    path, data = workspace.add_model("int8", content, [x])
+    for runtime in RUNTIMES:
+        results = workspace.run(runtime, [{"key": "i8", "model": str(path), "inputs": str(data)}])
+        for o, r in zip(outputs_of(results, "i8", 2), reference, strict=True):
+            np.testing.assert_array_equal(o, r, err_msg=runtime)
 
 
 def test_bad_models_and_options_raise_python_errors(workspace):
