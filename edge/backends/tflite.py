@@ -128,7 +128,7 @@ class TFLiteBackend(Backend):
         self._output = self._interpreter.get_output_details()[-1]
         version = _version(self.runtime)
         self.description = f"tflite ({self.runtime} {version}" + (
-            f" + native LCE delegate {self.native.name})" if self.native else ")"
+            " + binland native LCE delegate)" if self.native else ")"
         )
 
     @classmethod
