@@ -45,23 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert a trained Keras landmark model (.keras, .h5 or SavedModel folder) to "
         "a .tflite file with embedded landmark metadata, then check it against Keras in a real "
         "interpreter.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("model", type=Path, help="the trained Keras model")
     p.add_argument(
         "-o", "--output", type=Path, default=None,
-        help="output .tflite path (default: next to MODEL, MODEL.tflite or MODEL.float.tflite)",
+        help="output .tflite path (default: next to MODEL, as NAME.tflite, or NAME.float.tflite "
+        "with --format float)",
     )  # fmt: skip
     p.add_argument(
         "--format", choices=FORMATS, default="lce",
         help="lce: bitpacked 1-bit ops (LceBconv2d), smallest and fastest with the LCE "
         "interpreter or the binland native library; float: standard TFLite builtin ops with "
-        "the same math, for any stock runtime",
+        "the same math, for any stock runtime (default: lce)",
     )  # fmt: skip
     meta = p.add_argument_group(
         "metadata",
-        "Stored in the .tflite. Defaults come from a sidecar MODEL.landmarks.json (written by "
-        "training) if present, else the skeleton is guessed from the number of heatmaps.",
+        "Stored in the .tflite. Defaults come from the sidecar that training writes next to the "
+        "model (MODEL.landmarks.json, e.g. pose.keras.landmarks.json or pose.landmarks.json) "
+        "if present; flags override it. With neither, the skeleton is guessed from the number "
+        "of heatmaps (16 mpii16, 14 lsp14, 17 coco17, 68 ibug68, 98 wflw98).",
     )
     meta.add_argument("--skeleton", choices=sorted(SKELETONS), default=None,
                       help="landmark set the model predicts (names, edges, flip pairs)")  # fmt: skip
@@ -75,12 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="channel order the model expects (sidecar or RGB)")  # fmt: skip
     check = p.add_argument_group("check", "The comparison against Keras after converting.")
     check.add_argument("--check-inputs", type=int, default=8, metavar="N",
-                       help="synthetic images to compare on; 0 skips the check")  # fmt: skip
+                       help="synthetic images to compare on; 0 skips the check (default: 8)")  # fmt: skip
     check.add_argument(
         "--check-backend", choices=("auto", "lce", "tflite"), default=None,
         help="interpreter for the check (default: lce for --format lce, tflite for float)",
     )  # fmt: skip
-    check.add_argument("--threads", type=int, default=2, help="interpreter threads for the check")
+    check.add_argument(
+        "--threads", type=int, default=2, help="interpreter threads for the check (default: 2)"
+    )
     check.add_argument("--strict", action="store_true",
                        help="exit with status 1 if fewer than 99%% of landmarks match Keras")  # fmt: skip
     return p

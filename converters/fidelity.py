@@ -112,6 +112,10 @@ def check_fidelity(
     reference = keras_model(x, training=False)
     if isinstance(reference, (list, tuple)):
         reference = reference[-1]
-    candidate = backend.run(x)
+    from tqdm import tqdm
+
+    # disable=None: a bar on a terminal only, so logs and captured output stay clean.
+    rows = tqdm(x, desc=f"checking on {backend.name}", unit="input", leave=False, disable=None)
+    candidate = np.stack([backend.run(row) for row in rows])
     codec = HeatmapCodec(input_size=metadata.input_size, heatmap_size=metadata.heatmap_size)
     return compare(np.asarray(reference), candidate, codec, backend.description)

@@ -11,7 +11,6 @@ import importlib.util
 from pathlib import Path
 
 import larq  # noqa: F401  (registers larq's layers and quantizers as Keras custom objects)
-import numpy as np
 import tensorflow as tf
 
 from edge.errors import EdgeError, ModelError
@@ -177,9 +176,3 @@ def _sidecar_fields(meta: LandmarkMetadata) -> dict:
     keep = ("input_mean", "input_std", "input_color", "landmark_convention", "model_name",
             "model_version", "box_margin", "extra")  # fmt: skip
     return {key: getattr(meta, key) for key in keep}
-
-
-def random_like_input(model: tf.keras.Model, n: int, seed: int = 0) -> np.ndarray:
-    """Standard-normal inputs of the model's input shape (for quick numeric checks)."""
-    _, h, w, c = model.inputs[0].shape
-    return np.random.default_rng(seed).standard_normal((n, h, w, c)).astype(np.float32)
