@@ -149,11 +149,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .live import HelpFormatter
+
     p = _Parser(
         prog="python -m edge.bench",
         description="Latency, FPS and peak memory of a landmark model per backend and thread "
         "count, plus the per-frame cost of everything around inference.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--model", default=None,
                    help="a .tflite from `python -m converters.convert`, or 'pose'/'face' for "
@@ -162,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated backends to time (lce, tflite, auto), or 'all' for "
                    "every installed one")  # fmt: skip
     p.add_argument("--threads", type=_int_list, default=[1, 2, 4], metavar="N[,N...]",
-                   help="interpreter thread counts to time")  # fmt: skip
+                   help="interpreter thread counts to time (default: 1,2,4)")  # fmt: skip
     p.add_argument("--frames", type=int, default=50, help="timed runs per configuration")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs before timing")
     p.add_argument("--overhead-frames", type=int, default=200,

@@ -160,6 +160,15 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only when it says something (not None, not an off switch)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, argparse.SUPPRESS) or "default:" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line and exit 2, like every other failure
         self.exit(2, f"error: {message}\n")
@@ -180,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m edge.live",
         description="Run a landmark model on a live camera, a video, images or the demo clip, "
         "with tracking, smoothing, an overlay and optional video/JSONL/MJPEG outputs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--model", default=None,
                    help="a .tflite from `python -m converters.convert`, or 'pose'/'face' for "
@@ -190,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "glob of images, or 'demo' (a built-in synthetic clip); default: the Pi "
                    "camera if picamera2 is installed, else camera 0")  # fmt: skip
     p.add_argument("--size", type=_size, default=(640, 480), metavar="WxH",
-                   help="capture size for cameras and the demo clip")  # fmt: skip
+                   help="capture size for cameras and the demo clip (default: 640x480)")  # fmt: skip
     p.add_argument("--loop", action="store_true", help="replay videos, images and the demo")
     p.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="stop after N frames")  # fmt: skip
