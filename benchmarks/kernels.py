@@ -190,6 +190,13 @@ def popcount_throughput(path: str) -> tuple[float, str]:
 # ------------------------------------------------------------------------ main
 
 
+def _ratio(name: str, slow: dict, fast: dict) -> str:
+    return (
+        f"| {name} | {slow['median_ms'] / fast['median_ms']:.1f}x "
+        f"| {slow['min_ms'] / fast['min_ms']:.1f}x |"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--size", type=int, default=256, help="input size in pixels (default 256)")
@@ -233,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
 
     clock = cpu_clock_ghz()
     per_cycle, why = popcount_throughput(simd)
-    limit_ms = 1e3 * info["binary_macs"] / (per_cycle * clock * 1e9 * args.threads)
+    nominal_ms = 1e3 * info["binary_macs"] / (per_cycle * clock * 1e9 * args.threads)
+    peak = native.kernel_peak(simd, 1.0, library)  # binary MACs/s, one core, in cache
+    limit_ms = 1e3 * info["binary_macs"] / (peak * args.threads)
     ours = rows["ai-edge-litert + binland delegate"]
     twin = rows["float twin, ai-edge-litert XNNPACK"]
     ours_tfl = rows["tflite-runtime + binland delegate"]
@@ -267,19 +276,24 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {name} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {binary_ops} |")
     lines += [
         "",
-        "| ratio (medians) | value |",
-        "|---|---:|",
-        f"| float twin / ours, ai-edge-litert | {twin['median_ms'] / ours['median_ms']:.1f}x |",
-        f"| float twin / ours, tflite-runtime | {twin_tfl['median_ms'] / ours_tfl['median_ms']:.1f}x |",
-        f"| LCE interpreter / ours (ai-edge-litert) | {lce_row['median_ms'] / ours['median_ms']:.1f}x |",
-        f"| ours (binary ops only) / arithmetic limit | {ours['binary_ops_ms'] / limit_ms:.1f}x |",
-        f"| ours (whole network) / arithmetic limit | {ours['median_ms'] / limit_ms:.1f}x |",
+        "| ratio | medians | minimums |",
+        "|---|---:|---:|",
+        _ratio("float twin / ours, ai-edge-litert", twin, ours),
+        _ratio("float twin / ours, tflite-runtime", twin_tfl, ours_tfl),
+        _ratio("LCE interpreter / ours (ai-edge-litert)", lce_row, ours),
+        f"| ours, binary ops only / arithmetic limit | {ours['binary_ops_ms'] / limit_ms:.1f}x | - |",
+        f"| ours, whole network / arithmetic limit | {ours['median_ms'] / limit_ms:.1f}x "
+        f"| {ours['min_ms'] / limit_ms:.1f}x |",
         "",
-        f"Arithmetic limit: {info['binary_macs'] / 1e9:.2f} G binary MACs / ({per_cycle:.0f} "
-        f"binary MACs per cycle per core x {clock:.2f} GHz x {args.threads} cores) = "
-        f"{limit_ms:.2f} ms. The per-cycle figure is an estimate for the `{simd}` path: {why}. "
-        "'binary ops ms' is the time inside the delegate (LCE ops), from BINLAND_PROFILE; the "
-        "rest of 'ours' is the runtime's float ops (stem, heads, BatchNorm, adds) under XNNPACK.",
+        f"Arithmetic limit: {info['binary_macs'] / 1e9:.2f} G binary MACs / ({peak / 1e9:.0f} G "
+        f"binary MACs/s per core x {args.threads} cores) = {limit_ms:.2f} ms. The per-core rate "
+        f"is measured: the `{simd}` micro-kernel on cache-resident data (edge.native.kernel_peak, "
+        f"best burst), i.e. {peak / (clock * 1e9):.0f} binary MACs per cycle at the nominal "
+        f"{clock:.2f} GHz. A nominal estimate from the instruction mix ({why}) gives "
+        f"{per_cycle:.0f} MACs per cycle, {nominal_ms:.2f} ms; cores that issue more vector "
+        "instructions per cycle (or clock higher) beat it, hence the measurement. "
+        "'binary ops ms' is the time inside the delegate (LCE ops, BINLAND_PROFILE); the rest of "
+        "'ours' is the runtime's float ops (stem, heads, BatchNorm, adds) under XNNPACK.",
         "",
     ]
     text = "\n".join(lines)

@@ -29,6 +29,7 @@ __all__ = [
     "build",
     "delegate_options",
     "ensure_library",
+    "kernel_peak",
     "library_path",
     "simd_path",
     "simd_paths_available",
@@ -156,6 +157,17 @@ def simd_path(library: str | os.PathLike | None = None) -> str:
 def simd_paths_available(library: str | os.PathLike | None = None) -> list[str]:
     """All kernel paths this CPU can run, fastest first."""
     return _load(library).binland_simd_available().decode().split(",")
+
+
+def kernel_peak(simd: str | None = None, seconds: float = 0.3, library=None) -> float:
+    """Binary MACs per second one core reaches in the GEMM micro-kernel (cache-resident data).
+
+    ``simd`` picks the kernel path (default: the fastest); -1 if this CPU lacks it. The
+    benchmark uses it as the practical arithmetic limit of this CPU."""
+    lib = _load(library)
+    lib.binland_kernel_peak.restype = ctypes.c_double
+    lib.binland_kernel_peak.argtypes = [ctypes.c_char_p, ctypes.c_double]
+    return float(lib.binland_kernel_peak((simd or "").encode(), seconds))
 
 
 def delegate_options(*, num_threads: int | None = None, simd: str | None = None) -> dict[str, str]:

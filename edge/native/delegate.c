@@ -105,6 +105,20 @@ static void kernel_free(TfLiteContext* context, void* buffer) {
   (void)context;
   partition* part = buffer;
   if (!part) return;
+  /* BINLAND_PROFILE=2: one line per binary conv, for tuning. */
+  const char* profile = getenv("BINLAND_PROFILE");
+  for (int i = 0; profile && profile[0] == '2' && i < part->num_ops; ++i) {
+    const lce_op* op = &part->ops[i];
+    if (op->kind != OP_BCONV2D || !op->profile_calls) continue;
+    const double ms = 1e3 * op->profile_seconds / (double)op->profile_calls;
+    const double macs = (double)op->batch * op->out_h * op->out_w * op->out_c *
+                        op->filter_h * op->filter_w * (op->channels_in / op->groups);
+    fprintf(stderr,
+            "binland bconv node %4d: %3dx%-3d %4d->%-4d k%dx%d s%d out=%s %8.3f ms %7.1f GMAC/s\n",
+            op->node_index, op->out_h, op->out_w, op->channels_in, op->out_c, op->filter_h,
+            op->filter_w, op->stride_h, op->out_type == kTfLiteInt32 ? "bits" : "float", ms,
+            macs / (ms * 1e6));
+  }
   for (int i = 0; i < part->num_ops; ++i) lce_op_release(&part->ops[i]);
   for (int i = 0; i < part->num_owned; ++i) free(part->owned[i].data);
   free(part->ops);
@@ -186,8 +200,12 @@ static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
         lce_op_run(op, context, in, out, state->pool, part->error, sizeof(part->error));
     if (state->profile) {
       clock_gettime(CLOCK_MONOTONIC, &t1);
-      state->op_seconds[op->kind] += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+      const double seconds =
+          (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+      state->op_seconds[op->kind] += seconds;
       state->op_calls[op->kind]++;
+      op->profile_seconds += seconds;
+      op->profile_calls++;
     }
     if (failed) {
       report(context, part->error);
@@ -271,7 +289,7 @@ EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, char**
     return NULL;
   }
   state->gemm = bgemm_pick(getenv("BINLAND_SIMD"));
-  state->profile = getenv("BINLAND_PROFILE") && getenv("BINLAND_PROFILE")[0] == '1';
+  state->profile = getenv("BINLAND_PROFILE") && getenv("BINLAND_PROFILE")[0] >= '1';
   for (size_t i = 0; i < num_options; ++i) {
     const char* key = options_keys[i];
     const char* value = options_values[i];
@@ -342,4 +360,45 @@ EXPORT int binland_abi_sizes(int which) {
     case 1: return (int)sizeof(TfLiteRegistration);
     default: return -1;
   }
+}
+
+/* Binary MACs per second that one core reaches in the GEMM micro-kernel of
+ * `simd` (NULL or "" for the default path) on cache-resident data: the
+ * practical ceiling for the benchmark's "arithmetic limit". -1 if `simd` is
+ * not available. */
+EXPORT double binland_kernel_peak(const char* simd, double seconds) {
+  const bgemm_impl* impl = bgemm_pick(simd);
+  if (!impl) return -1.0;
+  enum { K = 72 }; /* a 3x3 conv over 256 channels, as in the paper network */
+  uint32_t* a = aligned_alloc(64, sizeof(uint32_t) * K * 8);
+  uint32_t* b = aligned_alloc(64, sizeof(uint32_t) * K * 32);
+  int32_t* c = aligned_alloc(64, sizeof(int32_t) * 8 * 32);
+  if (!a || !b || !c) {
+    free(a);
+    free(b);
+    free(c);
+    return -1.0;
+  }
+  uint32_t x = 12345u;
+  for (int i = 0; i < K * 8; ++i) a[i] = (x = x * 1664525u + 1013904223u);
+  for (int i = 0; i < K * 32; ++i) b[i] = (x = x * 1664525u + 1013904223u);
+  /* Best of many short bursts: on a shared machine the average mostly
+   * measures the other processes. */
+  struct timespec start, t0, t1;
+  double best = 1e30, total = 0.0;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  while (total < seconds) {
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int r = 0; r < 64; ++r) impl->kernel(a, K, b, K, c, 32);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const double burst =
+        (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (burst > 0.0 && burst < best) best = burst;
+    total = (double)(t1.tv_sec - start.tv_sec) + 1e-9 * (double)(t1.tv_nsec - start.tv_nsec);
+  }
+  const double macs = 64.0 * impl->mr * impl->nr * K * 32.0;
+  free(a);
+  free(b);
+  free(c);
+  return macs / best;
 }

@@ -59,6 +59,10 @@ typedef struct {
   float* bias;
   int32_t* thresholds;
   int32_t* tap_sums; /* [kh*kw][out_c], only for SAME with zero padding */
+
+  /* BINLAND_PROFILE */
+  double profile_seconds;
+  long profile_calls;
 } lce_op;
 
 /* Parses options and copies tensor indices; returns 0, or -1 with err set. */
