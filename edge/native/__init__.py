@@ -83,24 +83,39 @@ def _cached_library_name(triple: str) -> str:
     return f"libbinland_lce-{_source_hash()}-{triple}.so"
 
 
+# ELF e_machine codes of the machines this library is built for.
+_ELF_MACHINES = {"x86_64": 62, "amd64": 62, "aarch64": 183, "arm64": 183}
+
+
+def _runs_here(library: Path) -> bool:
+    """Whether a shared library is built for this machine (a Pi deploy may stage an aarch64
+    build next to an x86 one)."""
+    import platform
+
+    expected = _ELF_MACHINES.get(platform.machine().lower())
+    try:
+        header = library.read_bytes()[:20]
+    except OSError:
+        return False
+    if len(header) < 20 or header[:4] != b"\x7fELF":
+        return False
+    return expected is None or int.from_bytes(header[18:20], "little") == expected
+
+
 def library_path() -> Path | None:
     """The built delegate library for this machine, or None if there is none yet.
 
     Prefers the one built at install time; otherwise a cached build of the current
     sources for the default compiler's target.
     """
-    installed = sorted(PACKAGE_DIR.glob(f"{INSTALLED_STEM}*.so"))
-    if installed:
-        return installed[0]
+    for installed in sorted(PACKAGE_DIR.glob(f"{INSTALLED_STEM}*.so")):
+        if _runs_here(installed):
+            return installed
     cache = _cache_dir()
     if not cache.is_dir():
         return None
-    import platform
-
-    machine = platform.machine()
     for candidate in sorted(cache.glob(f"libbinland_lce-{_source_hash()}-*.so")):
-        triple = candidate.stem.split("-", 2)[2]
-        if triple.startswith(machine + "-"):
+        if _runs_here(candidate):
             return candidate
     return None
 
