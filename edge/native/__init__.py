@@ -146,6 +146,10 @@ def build(output_dir: str | os.PathLike | None = None, cc: str | None = None) ->
             tail = "\n".join(result.stderr.strip().splitlines()[-15:])
             raise BackendError(f"building the LCE delegate with {cc} failed:\n{tail}")
         os.replace(tmp_lib, target)
+    if output_dir is None:  # builds of older sources in the cache are dead weight
+        for old in out_dir.glob(f"libbinland_lce-*-{triple}.so"):
+            if old != target:
+                old.unlink(missing_ok=True)
     return target
 
 
