@@ -3,9 +3,9 @@
 Run it on the Pi (``/opt/binland/venv/bin/python -m edge.doctor``) after ``edge.deploy``.
 Each check prints one line, and a fix when something is missing::
 
-    ok    python     3.11.2 on aarch64
-    FAIL  native     the native LCE library is not built
-          fix: sudo apt install gcc, then: python -m edge.native build
+    ok    python     3.11.2 on aarch64 (/opt/binland/venv/bin/python)
+    warn  native     the native LCE library is not built: bitpacked models cannot run ...
+                    fix: sudo apt install gcc, then build it: python -c 'from edge import ...'
 
 Exit status: 0 when nothing failed (warnings allowed), 1 when a check failed, 2 on bad flags.
 """
@@ -77,7 +77,7 @@ def check_runtimes() -> Check:
 
 def check_native() -> Check:
     """The C library that runs bitpacked (LCE) ops inside stock runtimes."""
-    fix = "sudo apt install gcc, then rebuild: python -m edge.native build"
+    fix = "sudo apt install gcc, then build it: python -c 'from edge import native; print(native.build())'"
     try:
         from . import native
     except ImportError as exc:
@@ -94,26 +94,14 @@ def check_native() -> Check:
     if path is None or not Path(path).is_file():
         return Check("native", WARN, "the native LCE library is not built: bitpacked models cannot run "
                      "in stock runtimes (float models are fine)", fix)  # fmt: skip
-    simd = _native_simd(native, Path(path))
-    return Check("native", OK, f"{path}" + (f" ({simd})" if simd else ""))
-
-
-def _native_simd(native, path: Path) -> str:
-    """The kernel path the library reports (e.g. NEON), if it exposes one."""
-    for name in ("simd_path", "kernel_path", "simd"):
-        fn = getattr(native, name, None)
-        if callable(fn):
-            try:
-                return str(fn(path) if fn.__code__.co_argcount else fn())
-            except (OSError, TypeError, AttributeError):
-                continue
-    info = getattr(native, "library_info", None)
-    if callable(info):
-        try:
-            return str(info())
-        except (OSError, TypeError, AttributeError):
-            pass
-    return ""
+    try:
+        simd = native.simd_path(path)
+    except (OSError, AttributeError) as exc:  # a library for another CPU, or a broken build
+        return Check("native", FAIL, f"{path} does not load here: {exc}", fix)
+    others = [p for p in native.simd_paths_available(path) if p != simd]
+    return Check(
+        "native", OK, f"{path} ({simd})" + (f"; also runs {', '.join(others)}" if others else "")
+    )
 
 
 def check_picamera2() -> Check:
