@@ -77,11 +77,10 @@ def test_runtime_requirements_are_the_edge_extra_of_pyproject(python: str) -> No
 
 def test_runtime_copy_is_the_edge_package_without_caches() -> None:
     files = deploy.runtime_files()
-    assert {
-        "__init__.py",
-        "deploy.py",
-        "live.py" if (REPO / "edge/live.py").exists() else "model.py",
-    } <= set(files)
+    # What the service and the native build need on the Pi: the CLI, the model API, C sources.
+    assert {"__init__.py", "live.py", "model.py", "native/__init__.py", "native/delegate.c"} <= set(
+        files
+    )
     assert not any("__pycache__" in name or name.endswith((".pyc", ".so")) for name in files)
 
 
@@ -171,7 +170,9 @@ def test_rootfs_deploy_is_idempotent_and_stays_in_its_prefix(float_model, rootfs
     cfg = (rootfs / "opt/binland/venv/pyvenv.cfg").read_text()
     assert "include-system-site-packages = true" in cfg
     site = rootfs / "opt/binland/venv/lib/python3.11/site-packages"
-    assert (site / "edge" / "live.py").exists() or (site / "edge" / "model.py").exists()
+    assert (site / "edge" / "live.py").is_file() and (
+        site / "edge" / "native" / "delegate.c"
+    ).is_file()
     wrapper = (site / "tflite_runtime/_pywrap_tensorflow_interpreter_wrapper.so").read_bytes()[:20]
     assert int.from_bytes(wrapper[18:20], "little") == 0xB7  # ELF e_machine: AArch64
 
