@@ -674,7 +674,7 @@ typedef struct {
 /* One row of im2col for group g: the window's words, zero outside the image
  * (zero bits are +1, which is exactly LCE's pad_values=1; zero padding is
  * corrected in the epilogue). */
-VECTOR_CLONES static void im2col_row(const lce_op* op, const uint32_t* input, int pixel, int g, uint32_t* row) {
+static inline void im2col_row(const lce_op* op, const uint32_t* input, int pixel, int g, uint32_t* row) {
   const int per_image = op->out_h * op->out_w;
   const int n = pixel / per_image;
   const int oy = (pixel % per_image) / op->out_w;
@@ -722,7 +722,7 @@ static int zero_padding_correction(const lce_op* op, int pixel, int32_t* sums) {
   return any;
 }
 
-VECTOR_CLONES static void bconv_epilogue(const lce_op* op, const int32_t* acc_row, int pixel, void* output,
+static inline void bconv_epilogue(const lce_op* op, const int32_t* acc_row, int pixel, void* output,
                            int32_t* correction) {
   const int og = op->out_per_group;
   const int group_stride = op->blocks_per_group * op->gemm->nr;
@@ -782,6 +782,58 @@ VECTOR_CLONES static void bconv_epilogue(const lce_op* op, const int32_t* acc_ro
   }
 }
 
+/* Block versions: one (vectorized clone) call per task, not per pixel. */
+VECTOR_CLONES static void im2col_block(const lce_op* op, const uint32_t* input, int p0, int count,
+                                       int g, uint32_t* a) {
+  const int k = op->kernel_words;
+  const int wg = op->words_per_group;
+  const int per_image = op->out_h * op->out_w;
+  int n = p0 / per_image;
+  int oy = (p0 % per_image) / op->out_w;
+  int ox = p0 % op->out_w;
+  const int span_h = (op->filter_h - 1) * op->dilation_h;
+  const int span_w = (op->filter_w - 1) * op->dilation_w;
+  const size_t image_words = (size_t)op->in_h * op->in_w * op->in_words;
+  for (int r = 0; r < count; ++r) {
+    const int y0 = oy * op->stride_h - op->pad_top;
+    const int x0 = ox * op->stride_w - op->pad_left;
+    if (y0 >= 0 && x0 >= 0 && y0 + span_h < op->in_h && x0 + span_w < op->in_w) {
+      /* Interior pixel (most of them): no bounds checks, no index arithmetic per tap. */
+      uint32_t* row = a + (size_t)r * k;
+      const uint32_t* image = input + (size_t)n * image_words + (size_t)g * wg;
+      for (int ky = 0; ky < op->filter_h; ++ky) {
+        const uint32_t* src =
+            image + ((size_t)(y0 + ky * op->dilation_h) * op->in_w + x0) * op->in_words;
+        const size_t tap_step = (size_t)op->dilation_w * op->in_words;
+        if (wg == 1) {
+          for (int kx = 0; kx < op->filter_w; ++kx) *row++ = src[kx * tap_step];
+          continue;
+        }
+        for (int kx = 0; kx < op->filter_w; ++kx, row += wg) {
+          const uint32_t* tap = src + kx * tap_step;
+          for (int q = 0; q < wg; ++q) row[q] = tap[q];
+        }
+      }
+    } else {
+      im2col_row(op, input, p0 + r, g, a + (size_t)r * k);
+    }
+    if (++ox == op->out_w) {
+      ox = 0;
+      if (++oy == op->out_h) {
+        oy = 0;
+        ++n;
+      }
+    }
+  }
+}
+
+VECTOR_CLONES static void epilogue_block(const lce_op* op, const int32_t* c, int ldc, int p0,
+                                         int count, void* output, int32_t* correction) {
+  for (int r = 0; r < count; ++r) {
+    bconv_epilogue(op, c + (size_t)r * ldc, p0 + r, output, correction);
+  }
+}
+
 static void bconv_task(void* arg, int task, int thread_id) {
   bconv_job* job = arg;
   const lce_op* op = job->op;
@@ -806,7 +858,7 @@ static void bconv_task(void* arg, int task, int thread_id) {
   int32_t* correction = (int32_t*)(scratch + a_bytes + c_bytes);
 
   for (int g = 0; g < op->groups; ++g) {
-    for (int r = 0; r < count; ++r) im2col_row(op, job->input, p0 + r, g, a + (size_t)r * k);
+    im2col_block(op, job->input, p0, count, g, a);
     if (rows > count) memset(a + (size_t)count * k, 0, sizeof(uint32_t) * (size_t)(rows - count) * k);
     for (int b = 0; b < op->blocks_per_group; ++b) {
       const uint32_t* panel =
@@ -818,9 +870,7 @@ static void bconv_task(void* arg, int task, int thread_id) {
       }
     }
   }
-  for (int r = 0; r < count; ++r) {
-    bconv_epilogue(op, c + (size_t)r * job->ldc, p0 + r, job->output, correction);
-  }
+  epilogue_block(op, c, job->ldc, p0, count, job->output, correction);
 }
 
 /* ------------------------------------------------------------------- run */
