@@ -231,3 +231,34 @@ def test_face_detector_flag(face_model, tmp_path):
     assert proc.returncode == 0, proc.stderr
     cx, cy = read_jsonl(log)[0]["box"]["center"]
     assert abs(cx - 200) < 25 and abs(cy - 187) < 25  # the face in the enlarged crop
+
+
+@pytest.mark.skipif(not (REPO / "edge/models/pose.tflite").is_file(),
+                    reason="the bundled demo pose model edge/models/pose.tflite is not built yet")  # fmt: skip
+def test_bundled_pose_model_follows_the_demo_figure():
+    """The README's first command: the bundled model on the demo clip finds the figure."""
+    from edge.live import LivePipeline
+    from edge.model import LandmarkModel
+    from edge.smoothing import OneEuroFilter
+    from edge.sources.demo import DemoSource, demo_joints
+    from edge.timing import StageTimes
+    from edge.tracking import LandmarkTracker
+
+    model = LandmarkModel(REPO / "edge/models/pose.tflite", num_threads=1)
+    meta = model.metadata
+    assert meta.skeleton == "mpii16"
+    pipeline = LivePipeline(model, tracker=LandmarkTracker(margin=meta.box_margin),
+                            smoother=OneEuroFilter(min_score=0.3))  # fmt: skip
+    times = StageTimes()
+    source = DemoSource(size=(640, 480))
+    hits, tracked = [], []
+    for frame in source:
+        result = pipeline.process(frame, times)
+        truth = demo_joints(frame.index, (640, 480))
+        error = np.linalg.norm(result.raw_points - truth, axis=1)
+        hits.append(error < 0.1 * 0.8 * 480)  # within a tenth of the figure's height
+        tracked.append(result.tracking)
+    pck = float(np.mean(hits[10:]))
+    print(f"demo clip: PCK@0.1 height {pck:.2f}, tracked {np.mean(tracked):.2f}")
+    assert pck > 0.5
+    assert np.mean(tracked) > 0.8
