@@ -530,3 +530,20 @@ def test_layers_on_emulated_raspberry_pi(layers, workspace, tmp_path):
         ours = outputs_of(results, c["key"], len(reference))
         for i, (o, r) in enumerate(zip(ours, reference, strict=True)):
             assert_matches(o, r, f"{c['key']}: output {i}")
+
+
+def test_command_line_builds_and_reports_errors_in_one_line(tmp_path):
+    ok = subprocess.run(
+        [sys.executable, "-m", "edge.native", "build", "--output", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert Path(ok.stdout.strip()).parent == tmp_path
+    bad = subprocess.run(
+        [sys.executable, "-m", "edge.native", "build", "--cc", "no-such-compiler"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
