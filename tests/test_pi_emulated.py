@@ -27,7 +27,9 @@ from edge.model import LandmarkModel
 model, crops_path, out_path = sys.argv[1:4]
 m = LandmarkModel(model, backend="tflite", num_threads=1)
 np.save(out_path, m.predict_heatmaps(np.load(crops_path)))
-print(json.dumps({"machine": platform.machine(), "backend": m.backend_description}))
+from edge.backends.tflite import native_library
+print(json.dumps({"machine": platform.machine(), "backend": m.backend_description,
+                  "native": str(native_library())}))
 """
 
 
@@ -101,7 +103,10 @@ def test_bitpacked_model_runs_in_aarch64_tflite_runtime_with_the_native_delegate
     arm_lib = pi_lane.cross_build_native(tmp_path / "aarch64")
     staged = pi_lane.stage_edge_package(tmp_path / "pkg", native_library=arm_lib)
     x86, arm, info = run_both(pi, lce_model, sample_crops(), tmp_path, pi_path=[pi.site, staged])
-    assert "native LCE delegate _lce_delegate.cpython-311-aarch64-linux-gnu.so" in info["backend"]
+    assert "native LCE delegate" in info["backend"]
+    assert info["native"] == str(
+        staged / "edge/native/_lce_delegate.cpython-311-aarch64-linux-gnu.so"
+    )
     assert x86.shape == arm.shape == (2, 16, 16, 16)
     np.testing.assert_allclose(arm, x86, atol=1e-5, rtol=1e-5)
     assert float(np.abs(x86).max()) > 1e-2
