@@ -5,7 +5,7 @@ Each check prints one line, and a fix when something is missing::
 
     ok    python     3.11.2 on aarch64 (/opt/binland/venv/bin/python)
     warn  native     the native LCE library is not built: bitpacked models cannot run ...
-                    fix: sudo apt install gcc, then build it: python -c 'from edge import ...'
+                    fix: sudo apt install gcc, then: python -m edge.native build (or run ...
 
 Exit status: 0 when nothing failed (warnings allowed), 1 when a check failed, 2 on bad flags.
 """
@@ -77,7 +77,7 @@ def check_runtimes() -> Check:
 
 def check_native() -> Check:
     """The C library that runs bitpacked (LCE) ops inside stock runtimes."""
-    fix = "sudo apt install gcc, then build it: python -c 'from edge import native; print(native.build())'"
+    fix = "sudo apt install gcc, then: python -m edge.native build (or run edge.deploy again)"
     try:
         from . import native
     except ImportError as exc:
