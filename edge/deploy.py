@@ -545,6 +545,31 @@ def staged_wheels(info: PythonInfo) -> Iterator[Path]:
         yield Path(tmp)
 
 
+def missing_apt_packages(target: Target) -> list[str] | None:
+    """Which of APT_PACKAGES the Pi lacks, from its dpkg database (None: no database to read)."""
+    status = target.read("/var/lib/dpkg/status")
+    if status is None:
+        return None
+    installed = set()
+    for stanza in status.decode(errors="replace").split("\n\n"):
+        fields = dict(
+            line.split(": ", 1)
+            for line in stanza.splitlines()
+            if ": " in line and not line.startswith(" ")
+        )
+        if fields.get("Status", "").endswith(" installed"):
+            installed.add(fields.get("Package"))
+    return [name for name in APT_PACKAGES if name not in installed]
+
+
+def apt_note(missing: list[str] | None) -> str:
+    if missing is None:
+        return f"the Pi needs these Debian packages: sudo apt install {' '.join(APT_PACKAGES)}"
+    if not missing:
+        return f"the Pi has the Debian packages it needs ({', '.join(APT_PACKAGES)})"
+    return f"the Pi lacks Debian packages; on the Pi run: sudo apt install {' '.join(missing)}"
+
+
 # --- the plan ------------------------------------------------------------------------------------
 
 
@@ -580,7 +605,7 @@ def plan(
     stamps = f"{s.venv}/.binland"
     needs_native = any(name.startswith("Lce") for name in custom_op_names(model_bytes))
     native_dest = f"{site}/edge/native/{native_library_name(info)}"
-    notes = [f"the Pi needs these Debian packages: sudo apt install {' '.join(APT_PACKAGES)}"]
+    notes = [apt_note(missing_apt_packages(target))]
 
     def same(path: str, data: bytes) -> Callable[[], bool]:
         return lambda: target.read(path) == data
@@ -777,6 +802,7 @@ __all__ = [
     "deploy",
     "exec_start_argv",
     "parse_env_file",
+    "missing_apt_packages",
     "plan",
     "render_env",
     "render_unit",

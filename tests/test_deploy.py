@@ -148,7 +148,23 @@ def test_rootfs_dry_run_changes_nothing_and_lists_every_step(float_model, rootfs
     assert _snapshot(rootfs) == before
     for step in ("venv", "wheels", "runtime", "native", "model", "config", "unit", "enable"):
         assert f"would    {step}" in out
-    assert "python3-picamera2" in out and "would change 8 of 8 steps" in out
+    assert "sudo apt install python3-picamera2 python3-venv gcc" in out  # no dpkg database here
+    assert "would change 8 of 8 steps" in out
+
+
+@pytest.mark.pi
+def test_rootfs_deploy_names_only_the_missing_debian_packages(float_model, rootfs, capsys) -> None:
+    status = rootfs / "var/lib/dpkg/status"
+    status.parent.mkdir(parents=True, exist_ok=True)
+    status.write_text(
+        "Package: gcc\nStatus: install ok installed\nArchitecture: arm64\n\n"
+        "Package: python3-venv\nStatus: deinstall ok config-files\nArchitecture: arm64\n"
+    )
+    _deploy_rootfs(float_model, rootfs, "--dry-run")
+    assert (
+        "on the Pi run: sudo apt install python3-picamera2 python3-venv\n"
+        in capsys.readouterr().out
+    )
 
 
 @pytest.mark.pi
