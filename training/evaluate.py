@@ -43,6 +43,8 @@ PROTOCOLS = {
     "wflw": "nme",
     "synthetic-face": "nme",
 }
+# The split each benchmark reports on, used when --split is not given.
+DEFAULT_SPLITS = {"300w": "full", "wflw": "test", "lsp": "test"}
 
 
 class Predictor:
@@ -367,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data", default=None, help="annotation file or dataset root (none for synthetic)"
     )
-    p.add_argument("--split", default="val", help="which split to score (default: val)")
+    p.add_argument("--split", default=None,
+                   help="which split to score (default: the benchmark's test split: full for "
+                   "300w, test for wflw and lsp, val otherwise)")  # fmt: skip
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="reader option, e.g. size=500 or seed=1 for synthetic sets (repeatable)")  # fmt: skip
     p.add_argument("--flip-test", action="store_true",
@@ -403,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from tqdm import tqdm
 
+        args.split = args.split or DEFAULT_SPLITS.get(args.dataset, "val")
         dataset = open_dataset(args.dataset, args.data, split=args.split, **_options(args.option))
         predictor = load_predictor(args.model, backend=args.backend, num_threads=args.threads)
         n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
