@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{clock:.2f} GHz. A nominal estimate from the instruction mix ({why}) gives "
         f"{per_cycle:.0f} MACs per cycle, {nominal_ms:.2f} ms; cores that issue more vector "
         "instructions per cycle (or clock higher) beat it, hence the measurement. "
-        "'binary ops ms' is the time inside the delegate (LCE ops, BINLAND_PROFILE); the rest of "
+        "'binary ops ms' is the mean time per run inside the delegate (LCE ops, BINLAND_PROFILE); the rest of "
         "'ours' is the runtime's float ops (stem, heads, BatchNorm, adds) under XNNPACK.",
         "",
     ]
