@@ -102,6 +102,15 @@ def _runs_here(library: Path) -> bool:
     return expected is None or int.from_bytes(header[18:20], "little") == expected
 
 
+def _stale_in_checkout(library: Path) -> bool:
+    """In a git checkout (editable install), a library older than the C sources is stale:
+    someone edited them since. Installed packages never count as stale."""
+    if not (PACKAGE_DIR.parents[1] / ".git").exists():
+        return False
+    newest = max((PACKAGE_DIR / name).stat().st_mtime for name in SOURCES + HEADERS)
+    return library.stat().st_mtime < newest
+
+
 def library_path() -> Path | None:
     """The built delegate library for this machine, or None if there is none yet.
 
@@ -109,7 +118,7 @@ def library_path() -> Path | None:
     sources for the default compiler's target.
     """
     for installed in sorted(PACKAGE_DIR.glob(f"{INSTALLED_STEM}*.so")):
-        if _runs_here(installed):
+        if _runs_here(installed) and not _stale_in_checkout(installed):
             return installed
     cache = _cache_dir()
     if not cache.is_dir():
