@@ -644,7 +644,9 @@ def plan(
              lambda: target.read(f"{stamps}/native") == runtime_id.encode() and target.exists(native_dest),
              build_native),
         Step("model", f"{model.name} ({len(model_bytes)} bytes) to {s.model_path}",
-             same(s.model_path, model_bytes), lambda: target.write(s.model_path, model_bytes)),
+             same(s.model_path, model_bytes),
+             # The folder holds exactly the served model: an upgrade leaves no stale files.
+             lambda: target.replace_tree(f"{s.prefix}/models", {s.model_name: model_bytes})),
         Step("config", f"{s.env_path} (source {s.source}, serve {s.serve})",
              same(s.env_path, env_text), lambda: target.write(s.env_path, env_text)),
         Step("unit", f"{unit_path} (ExecStart python -m edge.live, Restart=on-failure)",

@@ -201,9 +201,15 @@ def test_rootfs_deploy_is_idempotent_and_stays_in_its_prefix(float_model, rootfs
     )  # only the settings change
     out = capsys.readouterr().out
     assert "changed 1 of 8 steps" in out and "install  config" in out
-    assert (
-        'BINLAND_SOURCE="/opt/binland/clip.mp4"' in (rootfs / "opt/binland/binland.env").read_text()
-    )
+    env_file = rootfs / "opt/binland/binland.env"
+    assert 'BINLAND_SOURCE="/opt/binland/clip.mp4"' in env_file.read_text()
+
+    renamed = rootfs.parent / "pose_v2.tflite"  # a new model replaces the old one: nothing stale
+    shutil.copy(float_model, renamed)
+    _deploy_rootfs(renamed, rootfs, "--source", "/opt/binland/clip.mp4")
+    assert "changed 2 of 8 steps" in capsys.readouterr().out  # the model and the settings
+    assert [p.name for p in (rootfs / "opt/binland/models").iterdir()] == ["pose_v2.tflite"]
+    assert 'BINLAND_MODEL="/opt/binland/models/pose_v2.tflite"' in env_file.read_text()
 
 
 # --- over ssh to a loopback sshd --------------------------------------------------------------
