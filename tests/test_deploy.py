@@ -270,6 +270,9 @@ def test_ssh_deploy_installs_a_working_venv_and_is_idempotent(
     args = ["--model", str(float_model), *sshd, "--prefix", str(prefix), "--unit-dir", str(units)]
     if getpass.getuser() != "root":
         args.append("--no-sudo")
+    assert deploy.main([*args, "--dry-run"]) == 0, capsys.readouterr().err
+    assert "would change 8 of 8 steps" in capsys.readouterr().out
+    assert not prefix.exists() and not units.exists()  # a dry run over ssh only looks
     assert deploy.main(args) == 0, capsys.readouterr().err
     assert "changed 8 of 8 steps" in capsys.readouterr().out
     assert (units / "binland.service").is_file()
