@@ -21,8 +21,15 @@ fi
 ROOT=$(realpath -m "$1")
 SITE=$(realpath -m "$2")
 CACHE=${BINLAND_PI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/binland/pi}
-PIP=${PIP:-pip}
-if ! command -v "$PIP" >/dev/null; then PIP="python3 -m pip"; fi
+# Any pip works (it only downloads and unpacks); PIP="/path/to/python -m pip" picks one.
+if [[ -z ${PIP:-} ]]; then
+  if python3 -m pip --version >/dev/null 2>&1; then PIP="python3 -m pip"
+  elif command -v pip >/dev/null; then PIP=pip
+  else
+    echo "pi_rootfs: no pip found; set PIP=\"/path/to/python -m pip\"" >&2
+    exit 2
+  fi
+fi
 
 # Python 3.11 and the shared libraries it and the wheels load (see docs / FACTS section 5).
 DEBS=(python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libc6 zlib1g libexpat1
