@@ -113,6 +113,15 @@ def test_resume_after_kill_continues_from_the_saved_epoch(tmp_path):
     assert final["epoch"] == epochs and final["optimizer_iterations"] == epochs * steps
     assert (run / "model.keras").is_file() and (run / "model.landmarks.json").is_file()
 
+    # Resuming with a different network is refused in one line, and the run's config survives.
+    wrong = subprocess.run([sys.executable, "-m", "training.train", "--out", str(run), "--resume",
+                            "epochs=5", "model.features=64"], cwd=ROOT, env=_env(),
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "does not fit the model" in wrong.stderr and "WARNING" not in wrong.stderr
+    assert "features: 32" in (run / "config.yaml").read_text()
+
 
 def test_mirrored_strategy_runs_one_step_on_two_replicas(tmp_path):
     run = tmp_path / "mirrored"

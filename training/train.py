@@ -210,7 +210,6 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
         raise ConfigError(f"{run_dir} already holds checkpoints: pass --resume to continue "
                           "that run, or choose another --out")  # fmt: skip
     run_dir.mkdir(parents=True, exist_ok=True)
-    dump_config(config, run_dir / "config.yaml")
 
     tf.keras.utils.set_random_seed(config.seed)  # weight init and shuffles repeat per seed
     dist = make_strategy(strategy)
@@ -243,10 +242,20 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
         if resume:
             if manager.latest_checkpoint is None:
                 raise ConfigError(f"nothing to resume: {ckpt_dir} has no checkpoint")
-            checkpoint.restore(manager.latest_checkpoint)
+            try:
+                checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            except (AssertionError, ValueError):
+                # TF lists every unmatched variable when the checkpoint object is freed; the
+                # one-line error below says it all.
+                tf.get_logger().setLevel("ERROR")
+                raise ConfigError(f"{manager.latest_checkpoint} does not fit the model of this "
+                                  "config (was model.* or input_size changed?)") from None  # fmt: skip
             initial_epoch = int(manager.latest_checkpoint.rsplit("-", 1)[1])
             print(f"resuming from {manager.latest_checkpoint} (epoch {initial_epoch} of "
                   f"{config.epochs})", flush=True)  # fmt: skip
+    # Written only now, so a failed resume with a mismatched override leaves the run's own
+    # config in place.
+    dump_config(config, run_dir / "config.yaml")
     history = _read_history(run_dir, initial_epoch)
 
     metadata = landmark_metadata(config, skeleton.name)
