@@ -42,6 +42,23 @@ def test_pckh_score_counts_hits_by_head_size():
     assert result.curve_y[-1] == pytest.approx(result.values["pckh@0.5"])
 
 
+def test_nme_score_is_in_percent_of_the_outer_eye_corner_distance():
+    from edge.skeletons import IBUG68
+
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(0, 200, (3, 68, 2))
+    gt[:, 36], gt[:, 45] = (50.0, 100.0), (150.0, 100.0)  # outer eye corners 100 px apart
+    pred = gt + np.array([3.0, 4.0])  # every point 5 px off: NME 5 %
+    pred[2] = gt[2] + np.array([0.0, 10.0])  # one face 10 px off: a failure at 0.08
+    p = Predictions(pred, np.ones((3, 68)), gt, np.ones((3, 68), bool), np.full(3, np.nan),
+                    np.ones(3))  # fmt: skip
+    result = score(p, "nme", IBUG68)
+    assert result.values["nme"] == pytest.approx((5 + 5 + 10) / 3)
+    assert result.values["fr@0.08"] == pytest.approx(100 / 3)
+    assert result.values["auc@0.08"] == pytest.approx(100 * (0.03 + 0.03 + 0) / 3 / 0.08)
+    assert result.per_joint == {} and result.curve_y[-1] == pytest.approx(200 / 3)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A tiny model trained for 2 epochs, then converted to a bitpacked .tflite."""
