@@ -142,10 +142,8 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     if args.format == "lce":
-        from .lce import convert_lce, lce_warnings
+        from .lce import convert_lce
 
-        for warning in lce_warnings(heatmaps):
-            _say(f"warning: {warning}")
         flatbuffer = convert_lce(heatmaps)
     else:
         from .portable import convert_float
@@ -163,10 +161,15 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "lce":
         from .lce import binary_conv_layers
 
-        _say(
-            f"binary convolutions: {ops.get('LceBconv2d', 0)} LceBconv2d for "
-            f"{len(binary_conv_layers(heatmaps))} binary QuantConv2D layers"
-        )
+        bconvs, binary = ops.get("LceBconv2d", 0), len(binary_conv_layers(heatmaps))
+        _say(f"binary convolutions: {bconvs} LceBconv2d for {binary} binary QuantConv2D layers")
+        if bconvs < binary:
+            # Read from the file itself: which layer variants LCE accelerates depends on its version.
+            _say(
+                f"warning: {binary - bconvs} binary layer(s) stayed float convolutions; LCE "
+                "accelerates QuantConv2D with a sign input quantizer, a ste_sign or "
+                "magnitude_aware_sign kernel quantizer and 'same' (pad_values 0 or 1) or 'valid' padding"
+            )
 
     if args.check_inputs == 0:
         return 0

@@ -18,19 +18,6 @@ def binary_conv_layers(model: tf.keras.Model) -> list[lq.layers.QuantConv2D]:
     ]
 
 
-def lce_warnings(model: tf.keras.Model) -> list[str]:
-    """Binary layers LCE will leave as slow float ops, with the reason (see FACTS: converter)."""
-    notes = []
-    for layer in binary_conv_layers(model):
-        pad = float(tf.keras.backend.get_value(layer.pad_values))
-        if layer.padding == "same" and pad != 1.0:
-            notes.append(
-                f"{layer.name}: padding='same' with pad_values={pad:g}; LCE accelerates "
-                "pad_values=1 only, so this layer stays a float convolution"
-            )
-    return notes
-
-
 def convert_lce(model: tf.keras.Model) -> bytes:
     """LCE flatbuffer (LceQuantize/LceBconv2d custom ops) for a single-output heatmap model."""
     import larq_compute_engine as lce  # imports the MLIR converter; only conversion needs it

@@ -175,7 +175,7 @@ def test_sidecar_json_written_by_training_is_read_next_to_the_model(tmp_path):
 
 def _mixed_binary_model() -> tf.keras.Model:
     """Every QuantConv2D variant the float export rewrites: strides, dilation, valid padding,
-    zero padding (which LCE leaves as a float conv), bias, magnitude-aware weights."""
+    zero padding, bias, magnitude-aware weights."""
     import larq as lq
 
     sign = {"input_quantizer": "ste_sign", "kernel_quantizer": "ste_sign"}
@@ -202,17 +202,18 @@ def _mixed_binary_model() -> tf.keras.Model:
 
 
 def test_float_and_lce_exports_cover_every_quantconv_variant():
-    from converters.lce import convert_lce, lce_warnings
+    from converters.lce import binary_conv_layers, convert_lce
     from converters.portable import convert_float
+    from converters.tflite_metadata import op_counts
 
     model = _mixed_binary_model()
-    assert len(lce_warnings(model)) == 1  # the pad_values=0 layer
     x = np.random.default_rng(2).standard_normal((12, 30, 30, 3)).astype(np.float32)
     reference = model(x, training=False).numpy()
     codec = HeatmapCodec(input_size=(26, 26), heatmap_size=(13, 13))  # output is 13x13
     float_data, lce_data = convert_float(model), convert_lce(model)
     assert custom_op_names(float_data) == []
-    assert "LceBconv2d" in custom_op_names(lce_data)
+    # Every variant, the pad_values=0 layer included, becomes a bitpacked convolution.
+    assert op_counts(lce_data)["LceBconv2d"] == len(binary_conv_layers(model))
     for data, backend in ((float_data, "tflite"), (lce_data, "lce")):
         report = compare(reference, create_backend(backend, data).run(x), codec, backend)
         assert report.inputs_close >= 0.9 * report.num_inputs, report.summary()
