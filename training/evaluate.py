@@ -76,7 +76,7 @@ class BackendPredictor(Predictor):
     def __init__(self, backend, metadata: LandmarkMetadata) -> None:
         self.backend = backend
         self.metadata = metadata
-        self.description = f"tflite ({backend.description})"
+        self.description = backend.description
 
     def heatmaps(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self.backend.run(batch), np.float32)
