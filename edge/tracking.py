@@ -49,15 +49,20 @@ def is_lost(scores: np.ndarray, lost_below: float) -> bool:
 
 
 def clamp_box(
-    box: CropBox, frame_size: tuple[int, int], *, max_scale: float = 1.5, min_size: float = 16.0
+    box: CropBox,
+    frame_size: tuple[int, int],
+    *,
+    max_scale: float = 1.5,
+    min_scale: float = 0.1,
 ) -> CropBox:
-    """Keep a tracked box usable: its centre on the frame and its side between ``min_size``
+    """Keep a tracked box usable: its centre on the frame and its side between ``min_scale``
     and ``max_scale`` times the frame's longer side. Without this, landmarks spread over a
-    whole crop make each next box ``margin`` times larger, and the track runs away."""
+    whole crop make each next box ``margin`` times larger and the track runs away, or
+    landmarks bunched on one spot shrink it onto a few pixels."""
     w, h = frame_size
     cx = float(np.clip(box.center[0], 0, w - 1))
     cy = float(np.clip(box.center[1], 0, h - 1))
-    size = float(np.clip(box.size, min_size, max_scale * max(w, h)))
+    size = float(np.clip(box.size, min_scale * max(w, h), max_scale * max(w, h)))
     return CropBox((cx, cy), size, box.rotation)
 
 
@@ -97,8 +102,10 @@ class LandmarkTracker:
         min_score: float = 0.3,
         lost_below: float = 0.3,
         detector: Detector | None = None,
+        max_shrink: float = 0.5,
     ) -> None:
         self.margin = margin
+        self.max_shrink = max_shrink
         self.min_score = min_score
         self.lost_below = lost_below
         self.detector = detector
@@ -122,10 +129,19 @@ class LandmarkTracker:
         return full_frame_box(w, h)
 
     def update(self, points: np.ndarray, scores: np.ndarray) -> bool:
-        """Take this frame's landmarks; returns whether the next frame is tracked from them."""
-        self._box = next_crop(points, scores, margin=self.margin, min_score=self.min_score,
-                              lost_below=self.lost_below, frame_size=self._frame_size)  # fmt: skip
-        return self._box is not None
+        """Take this frame's landmarks; returns whether the next frame is tracked from them.
+
+        Besides low confidence, a tracked box that would shrink below ``max_shrink`` of its
+        size in one frame counts as lost: a subject cannot halve in size between frames, so
+        the landmarks have bunched onto one part of it.
+        """
+        previous = self._box
+        box = next_crop(points, scores, margin=self.margin, min_score=self.min_score,
+                        lost_below=self.lost_below, frame_size=self._frame_size)  # fmt: skip
+        if box is not None and previous is not None and box.size < self.max_shrink * previous.size:
+            box = None
+        self._box = box
+        return box is not None
 
 
 class HaarFaceDetector:

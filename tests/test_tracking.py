@@ -71,7 +71,19 @@ def test_tracked_box_cannot_run_away():
     box = tracker.box_for(image)
     assert box.size == pytest.approx(1.5 * 640)
     assert 0 <= box.center[0] <= 639 and 0 <= box.center[1] <= 479
-    assert clamp_box(CropBox((5.0, 5.0), 1.0), (640, 480)).size == 16.0
+    assert clamp_box(CropBox((5.0, 5.0), 1.0), (640, 480)).size == 64.0  # a tenth of 640
+
+
+def test_implausible_shrink_loses_the_track():
+    tracker = LandmarkTracker(margin=1.0, min_score=0.3, lost_below=0.3)
+    image = np.zeros((480, 640, 3), np.uint8)
+    tracker.box_for(image)  # full frame: any size is accepted from there
+    body = np.array([[200, 100], [300, 100], [250, 300]], float)
+    assert tracker.update(body, np.ones(3)) and tracker.box_for(image).size == 200
+    assert tracker.update(body * 0.9 + 25, np.ones(3))  # moving away a little: fine
+    bunched = np.array([[250, 290], [260, 290], [255, 300]], float)  # all on one foot
+    assert not tracker.update(bunched, np.ones(3))
+    assert tracker.box_for(image).size == 640
 
 
 def test_tracker_uses_detector_when_lost():
