@@ -32,6 +32,8 @@ from .transform import CropBox, apply_affine, invert_affine, warp_crop
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 BUNDLED = {"pose": MODELS_DIR / "pose.tflite", "face": MODELS_DIR / "face.tflite"}
+# A probe box replaces the track when its mean landmark score is higher by this much.
+PROBE_GAIN = 0.02
 STAGES = ("capture", "crop", "inference", "decode", "output", "total")
 
 
@@ -98,15 +100,30 @@ class LivePipeline:
             if self.smoother is not None:
                 self.smoother.reset()
             return FrameResult(frame, None, None, None, None, False)
+        probe = self.tracker.probe_for(image) if continuous else None
         with times.stage("inference"):
             heatmaps = self.model.predict_heatmaps(crop[None])
+            if probe is not None:
+                probe_crop, probe_to_crop = warp_crop(image, probe, self.meta.input_size)
+                probe_heatmaps = self.model.predict_heatmaps(probe_crop[None])
         with times.stage("decode"):
             crop_points, scores = self.model.codec.decode(heatmaps[0])
+            from_probe = False
+            if probe is not None:
+                probe_points, probe_scores = self.model.codec.decode(probe_heatmaps[0])
+                if float(np.mean(probe_scores)) > float(np.mean(scores)) + PROBE_GAIN:
+                    crop_points, scores, box, to_crop = (probe_points, probe_scores, probe,
+                                                         probe_to_crop)  # fmt: skip
+                    from_probe = True
             raw = apply_affine(invert_affine(to_crop), crop_points)
             scores = np.asarray(scores, dtype=np.float32)
-            tracking = self.tracker.update(raw, scores) if continuous else False
+            tracking = False
+            if continuous:
+                tracking = self.tracker.update(raw, scores, from_probe=from_probe)
             points = raw
             if self.smoother is not None and continuous:
+                if from_probe:
+                    self.smoother.reset()  # the track jumped: don't smooth across the jump
                 points = self.smoother(raw, frame.timestamp, scale=box.size, scores=scores)
                 if not tracking:
                     # The subject was lost: the next landmarks may belong to someone else.
@@ -136,7 +153,8 @@ def make_tracker(meta, args: argparse.Namespace) -> LandmarkTracker:
         elif args.face_detector != "none":
             detector = BlazeFaceDetector(args.face_detector, margin=meta.box_margin)
     return LandmarkTracker(margin=meta.box_margin, min_score=args.min_score,
-                           lost_below=args.lost_below, detector=detector)  # fmt: skip
+                           lost_below=args.lost_below, detector=detector,
+                           probe_every=args.probe_every)  # fmt: skip
 
 
 class _StopFlag:
@@ -219,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how face models find a face when not tracking: OpenCV's Haar "
                        "cascade, none (use the full frame), or a short-range BlazeFace .tflite "
                        "(e.g. MediaPipe's face_detection_short_range.tflite)")  # fmt: skip
+    track.add_argument("--probe-every", type=int, default=4, metavar="N",
+                       help="pose models: every N frames also try one of a few fixed search "
+                       "boxes (whole frame, left/middle/right squares) and keep it if it "
+                       "scores higher than the track; recovers a track stuck on part of the "
+                       "subject at the cost of 1/N more inference; 0 turns it off")  # fmt: skip
     track.add_argument("--no-smoothing", action="store_true", help="turn the One Euro filter off")
     track.add_argument("--min-cutoff", type=float, default=0.05,
                        help="One Euro minimum cutoff (Hz): lower removes more jitter at rest")  # fmt: skip
@@ -270,6 +293,8 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeError("--threads must be at least 1")
     if args.max_frames is not None and args.max_frames < 1:
         raise EdgeError("--max-frames must be at least 1")
+    if args.probe_every < 0:
+        raise EdgeError("--probe-every must be 0 (off) or positive")
     model_path = resolve_model(args.model)
     meta = read_metadata(model_path)  # a bad file fails here, before anything is opened
     tracker = make_tracker(meta, args)

@@ -87,6 +87,18 @@ def next_crop(
     return box
 
 
+def search_boxes(width: int, height: int) -> list[CropBox]:
+    """Where to look for a subject with no track: the whole frame, then squares of the
+    frame's shorter side at the start, middle and end of its longer side (a person who
+    fills the frame's height appears at about the scale a pose model was trained on)."""
+    boxes = [full_frame_box(width, height)]
+    short, long_ = min(width, height), max(width, height)
+    for centre in ((short - 1) / 2.0, (long_ - 1) / 2.0, long_ - 1 - (short - 1) / 2.0):
+        other = (short - 1) / 2.0
+        boxes.append(CropBox((centre, other) if width >= height else (other, centre), short))
+    return boxes
+
+
 class LandmarkTracker:
     """Keeps the crop between frames; falls back to a detector (or the full frame) when lost.
 
@@ -103,9 +115,15 @@ class LandmarkTracker:
         lost_below: float = 0.3,
         detector: Detector | None = None,
         max_shrink: float = 0.5,
+        probe_every: int = 0,
     ) -> None:
         self.margin = margin
         self.max_shrink = max_shrink
+        # Every probe_every frames, one of search_boxes() is tried next to the tracked box
+        # (round robin); the caller keeps whichever scores higher. 0 turns probing off.
+        self.probe_every = probe_every
+        self._frames = 0
+        self._probes = 0
         self.min_score = min_score
         self.lost_below = lost_below
         self.detector = detector
@@ -119,6 +137,19 @@ class LandmarkTracker:
     def reset(self) -> None:
         self._box = None
 
+    def probe_for(self, image: np.ndarray) -> CropBox | None:
+        """A search box to try in this frame as well (only while tracking without a detector),
+        so a track stuck on part of the subject, or on the wrong thing, can be replaced."""
+        self._frames += 1
+        if not self.probe_every or self.detector is not None or self._box is None:
+            return None
+        if self._frames % self.probe_every:
+            return None
+        h, w = image.shape[:2]
+        boxes = search_boxes(w, h)
+        self._probes += 1
+        return boxes[self._probes % len(boxes)]
+
     def box_for(self, image: np.ndarray) -> CropBox | None:
         h, w = image.shape[:2]
         self._frame_size = (w, h)
@@ -126,16 +157,21 @@ class LandmarkTracker:
             return self._box
         if self.detector is not None:
             return self.detector(image)
+        if self.probe_every:  # searching anyway: cycle through the search boxes while lost
+            boxes = search_boxes(w, h)
+            self._probes += 1
+            return boxes[self._probes % len(boxes)]
         return full_frame_box(w, h)
 
-    def update(self, points: np.ndarray, scores: np.ndarray) -> bool:
+    def update(self, points: np.ndarray, scores: np.ndarray, *, from_probe: bool = False) -> bool:
         """Take this frame's landmarks; returns whether the next frame is tracked from them.
 
+        ``from_probe``: the landmarks come from the probe box, which won over the track.
         Besides low confidence, a tracked box that would shrink below ``max_shrink`` of its
         size in one frame counts as lost: a subject cannot halve in size between frames, so
         the landmarks have bunched onto one part of it.
         """
-        previous = self._box
+        previous = None if from_probe else self._box
         box = next_crop(points, scores, margin=self.margin, min_score=self.min_score,
                         lost_below=self.lost_below, frame_size=self._frame_size)  # fmt: skip
         if box is not None and previous is not None and box.size < self.max_shrink * previous.size:

@@ -20,6 +20,7 @@ from edge.tracking import (
     face_box_from_rect,
     is_lost,
     next_crop,
+    search_boxes,
 )
 from edge.transform import CropBox
 
@@ -162,3 +163,27 @@ def test_blazeface_agrees_with_haar_on_a_real_face():
     assert 0.7 < w / hw < 1.3
     assert detector(image).size == pytest.approx(max(w, h) * 1.25)
     assert detector.detect(np.full((240, 320, 3), 128, np.uint8)) == []
+
+
+def test_search_boxes_and_probing():
+    boxes = search_boxes(640, 480)
+    assert [(b.center, b.size) for b in boxes] == [
+        ((319.5, 239.5), 640.0), ((239.5, 239.5), 480.0), ((319.5, 239.5), 480.0),
+        ((399.5, 239.5), 480.0),
+    ]  # fmt: skip
+    assert search_boxes(480, 640)[1].center == (239.5, 239.5)  # portrait: along the height
+    tracker = LandmarkTracker(margin=1.25, probe_every=2)
+    image = np.zeros((480, 640, 3), np.uint8)
+    body = np.array([[300, 100], [340, 100], [320, 400]], float)
+    probes, used = [], []
+    for _ in range(8):
+        used.append(tracker.box_for(image))  # the order LivePipeline.process calls them
+        probes.append(tracker.probe_for(image))
+        tracker.update(body, np.ones(3))
+    # Lost at first: the search boxes are tried in turn; then a probe every second frame.
+    assert probes[0] is None and used[0].size == 480
+    assert [p is not None for p in probes[1:]] == [True, False, True, False, True, False, True]
+    assert len({(p.center, p.size) for p in probes if p is not None}) >= 3
+    # A winning probe replaces the track without the shrink check (it was not the track).
+    tracker.update(body * 0.2, np.ones(3), from_probe=True)
+    assert tracker.tracking
