@@ -86,4 +86,3 @@ def test_live_cli_runs_in_the_edge_only_environment(edge_python, tmp_path):
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 1
-
