@@ -1,0 +1,352 @@
+"""Block ablation at equal parameter budgets: does the HPM block help a binary network?
+
+The paper's claim (Bulat & Tzimiropoulos, TPAMI 2020, Table 1): with binary weights and
+activations, the hierarchical, parallel, multi-scale (HPM) block beats Newell's bottleneck at
+the same number of parameters, and narrows the gap to the real-valued network.
+
+This script trains, with one recipe and one epoch count for all:
+
+- synthetic-pose: HPM and bottleneck hourglasses, each binary and real-valued (4 models);
+  the bottleneck's ``features`` is chosen by ``training.models.features_for_budget`` so its
+  parameter count matches the HPM network's;
+- synthetic-face: the HPM hourglass, binary and real-valued (2 models);
+
+then converts each (``--format lce`` for binary, ``--format float`` for real-valued) and scores
+the Keras model and the flatbuffer with ``training.evaluate``. Every step is one of the
+project's CLIs in its own process, one at a time::
+
+    python benchmarks/ablation.py                       # about 45 minutes on a 2-core CPU
+    python benchmarks/ablation.py --epochs 4 --steps-per-epoch 50 --out runs/ablation_quick
+
+Results go to ``benchmarks/results/ablation.md`` and ``.json``, rewritten after every model, so
+an interrupted run still leaves a (partial, marked) table; rerunning continues where it
+stopped (a model whose run folder has ``model.keras`` is not retrained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+RESULTS = REPO / "benchmarks" / "results" / "ablation.md"
+BASE_CONFIGS = {"pose": "configs/synthetic_pose.yaml", "face": "configs/synthetic_face.yaml"}
+DATASETS = {"pose": "synthetic-pose", "face": "synthetic-face"}
+
+
+class AblationError(Exception):
+    """A step failed; the message names the command and its log."""
+
+
+@dataclass
+class Variant:
+    task: str  # "pose" or "face"
+    block: str
+    binary: bool
+    features: int
+    parameters: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}_{self.block}_{'binary' if self.binary else 'real'}"
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("TF_USE_LEGACY_KERAS", "1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def variants(*, features: int, depth: int, input_size: int, tasks: list[str]) -> list[Variant]:
+    """The models to train; the bottleneck width is solved for the HPM network's budget."""
+    from edge.skeletons import get_skeleton
+    from training.models import features_for_budget, hourglass_parameters
+
+    out = []
+    for task in tasks:
+        k = get_skeleton("mpii16" if task == "pose" else "ibug68").num_landmarks
+        common = {"num_stacks": 1, "depth": depth, "num_landmarks": k, "input_size": input_size}
+        budget = hourglass_parameters(block="hpm", features=features, **common)
+        blocks = ["hpm", "bottleneck"] if task == "pose" else ["hpm"]
+        # Binary models first: the binary HPM-vs-bottleneck pair is the claim under test.
+        for binary in (True, False):
+            for block in blocks:
+                f = features
+                if block != "hpm":
+                    f = features_for_budget(budget, block=block, multiple_of=2, **common)
+                n = hourglass_parameters(block=block, features=f, **common)
+                out.append(Variant(task, block, binary, f, n))
+    return out
+
+
+def frozen_config(task: str, out: Path, overrides: list[str], epochs: int | None) -> Path:
+    """The base config with the shared recipe overrides, written once so every model of a task
+    trains on exactly the same settings even if configs/ changes during the run. ``epochs``
+    (None: the base config's) rescales the learning-rate schedule with it."""
+    from training.config import dump_config, load_config
+
+    path = out / f"recipe_{task}.yaml"
+    if not path.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        config = load_config(REPO / BASE_CONFIGS[task], overrides)
+        if epochs is not None and epochs != config.epochs:
+            # Keep the learning-rate drops at the same fraction of the run.
+            ratio = epochs / config.epochs
+            config.optimizer.schedule = [[max(1, round(e * ratio)), lr]
+                                         for e, lr in config.optimizer.schedule]  # fmt: skip
+            config.epochs = epochs
+        dump_config(config, path)
+    return path
+
+
+def _run_logged(args: list[str], log: Path, what: str) -> float:
+    started = time.perf_counter()
+    with open(log, "a") as f:
+        f.write(f"\n$ python -m {' '.join(args)}\n")
+        f.flush()
+        done = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=_env(),
+                              stdout=f, stderr=subprocess.STDOUT, check=False)  # fmt: skip
+    if done.returncode != 0:
+        raise AblationError(f"{what} failed (exit {done.returncode}); see {log}")
+    return time.perf_counter() - started
+
+
+def train(variant: Variant, config: Path, run_dir: Path, bar) -> float:
+    """Train in a child process; the bar follows its history.jsonl one epoch at a time."""
+    log = run_dir.parent / f"{variant.name}.log"
+    if (run_dir / "model.keras").is_file() and (run_dir / "summary.json").is_file():
+        bar.set_postfix_str("reused")
+        return json.loads((run_dir / "train_seconds.json").read_text())["seconds"]
+    shutil.rmtree(run_dir, ignore_errors=True)
+    args = ["training.train", "--config", str(config), "--out", str(run_dir), "--verbose", "0",
+            f"model.block={variant.block}", f"model.binary={str(variant.binary).lower()}",
+            f"model.features={variant.features}", f"name={variant.name}"]  # fmt: skip
+    started = time.perf_counter()
+    with open(log, "w") as f:
+        f.write(f"$ python -m {' '.join(args)}\n")
+        f.flush()
+        child = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=_env(),
+                                 stdout=f, stderr=subprocess.STDOUT)  # fmt: skip
+        seen = 0
+        while child.poll() is None:
+            time.sleep(2)
+            seen = _follow(run_dir, bar, seen)
+        _follow(run_dir, bar, seen)
+    if child.returncode != 0:
+        raise AblationError(f"training {variant.name} failed (exit {child.returncode}); see {log}")
+    seconds = time.perf_counter() - started
+    (run_dir / "train_seconds.json").write_text(json.dumps({"seconds": seconds}))
+    return seconds
+
+
+def _follow(run_dir: Path, bar, seen: int) -> int:
+    path = run_dir / "history.jsonl"
+    if not path.is_file():
+        return seen
+    lines = [json.loads(t) for t in path.read_text().splitlines() if t.strip()]
+    if len(lines) > seen:
+        bar.update(len(lines) - seen)
+        last = lines[-1]
+        val = {k: v for k, v in last.items() if k.startswith("val_") and k != "val_seconds"}
+        bar.set_postfix_str(f"loss {last['loss']:.4f} "
+                            + " ".join(f"{k} {v:.2f}" for k, v in val.items()))  # fmt: skip
+    return len(lines)
+
+
+def evaluate(model: Path, task: str, options: dict, out: Path, log: Path) -> dict:
+    args = ["training.evaluate", "--model", str(model), "--dataset", DATASETS[task],
+            "--split", "val", "--out", str(out)]  # fmt: skip
+    for key, value in options.items():
+        args += ["--option", f"{key}={value}"]
+    _run_logged(args, log, f"evaluating {model}")
+    report = json.loads((out / "metrics.json").read_text())
+    return {"runtime": report["runtime"], "headline": report["headline"], **report["values"]}
+
+
+def run_variant(variant: Variant, config: Path, out: Path, eval_options: dict, bar) -> dict:
+    run_dir = out / variant.name
+    seconds = train(variant, config, run_dir, bar)
+    log = out / f"{variant.name}.log"
+    fmt = "lce" if variant.binary else "float"
+    flatbuffer = run_dir / f"{variant.name}.tflite"
+    bar.set_description(f"{variant.name}: converting")
+    _run_logged(["converters.convert", str(run_dir / "model.keras"), "-o", str(flatbuffer),
+                 "--format", fmt], log, f"converting {variant.name}")  # fmt: skip
+    bar.set_description(f"{variant.name}: evaluating")
+    keras = evaluate(run_dir / "model.keras", variant.task, eval_options, run_dir / "eval_keras",
+                     log)  # fmt: skip
+    lite = evaluate(flatbuffer, variant.task, eval_options, run_dir / "eval_tflite", log)
+    return {**asdict(variant), "name": variant.name, "format": fmt,
+            "flatbuffer_bytes": flatbuffer.stat().st_size, "keras": keras, "tflite": lite,
+            "train_minutes": round(seconds / 60, 2)}  # fmt: skip
+
+
+def _metric(row: dict, which: str) -> float:
+    return float(row[which][row[which]["headline"]])
+
+
+def interpretation(rows: list[dict]) -> list[str]:
+    """Plain sentences computed from the numbers (no claim the table does not show)."""
+    by = {r["name"]: r for r in rows}
+    lines = []
+    names = ["pose_hpm_binary", "pose_bottleneck_binary", "pose_hpm_real", "pose_bottleneck_real"]
+    if all(n in by for n in names):
+        hb, bb, hr, br = (_metric(by[n], "keras") for n in names)
+        verdict = "beats" if hb > bb else "does not beat"
+        lines.append(
+            f"Pose (PCKh@0.5, higher is better): binary HPM {verdict} binary bottleneck "
+            f"({hb:.1f} vs {bb:.1f}, {hb - bb:+.1f}). Gap to the real-valued network of the "
+            f"same block: HPM {hr - hb:.1f} points, bottleneck {br - bb:.1f} points, so "
+            + ("HPM narrows the binary-real gap."
+               if hr - hb < br - bb else "HPM does not narrow the binary-real gap here.")
+        )  # fmt: skip
+    if "face_hpm_binary" in by and "face_hpm_real" in by:
+        fb, fr = _metric(by["face_hpm_binary"], "keras"), _metric(by["face_hpm_real"], "keras")
+        lines.append(f"Face (NME %, lower is better): binary HPM {fb:.2f} against real-valued "
+                     f"HPM {fr:.2f} ({fb - fr:+.2f}).")  # fmt: skip
+    return lines
+
+
+def write_results(rows: list[dict], meta: dict, path: Path, complete: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".json").write_text(json.dumps({**meta, "complete": complete,
+                                                     "rows": rows}, indent=2) + "\n")  # fmt: skip
+    status = "" if complete else " (PARTIAL: the run stopped before every model finished)"
+    lines = [
+        f"# Block ablation at equal parameter budgets{status}",
+        "",
+        f"Made by `{meta['command']}` on {meta['machine']}, {meta['date']}.",
+        f"Recipe (same for every model): {meta['recipe']}.",
+        f"Scored with `training.evaluate` on the `val` split of the synthetic set "
+        f"({meta['eval']}); Keras and flatbuffer go through the same crop, decoding and "
+        "metric. Binary models are converted with `--format lce` (bitpacked), real-valued ones "
+        "with `--format float`.",
+        "",
+        "| task | block | binary | features | parameters | flatbuffer | metric | Keras | "
+        "flatbuffer | train min |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        key = r["keras"]["headline"]
+        lines.append(
+            f"| {r['task']} | {r['block']} | {'yes' if r['binary'] else 'no'} | {r['features']} "
+            f"| {r['parameters']:,} | {r['flatbuffer_bytes'] / 1e6:.3f} MB | {key} | "
+            f"{_metric(r, 'keras'):.2f} | {_metric(r, 'tflite'):.2f} | {r['train_minutes']:.1f} |"
+        )
+    lines += ["", *interpretation(rows), ""]
+    if meta.get("note"):
+        lines += [meta["note"], ""]
+    path.write_text("\n".join(lines))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python benchmarks/ablation.py",
+        description="Train real and binary HPM and bottleneck hourglasses at equal parameter "
+        "budgets on the synthetic sets, convert and evaluate each, and write a table.",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/ablation"),
+                   help="folder for the runs, flatbuffers and logs (default: runs/ablation); "
+                   "finished models there are reused")  # fmt: skip
+    p.add_argument("--tasks", nargs="+", choices=("pose", "face"), default=["pose", "face"],
+                   help="which sets to run (default: both)")  # fmt: skip
+    p.add_argument("--features", type=int, default=64,
+                   help="HPM features; sets the parameter budget (default 64)")  # fmt: skip
+    p.add_argument("--depth", type=int, default=2, help="hourglass depth (default 2)")
+    p.add_argument("--input-size", type=int, default=64, help="input crop size (default 64)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs per model (default: the base config's; its learning-rate drops "
+                   "are rescaled to keep their place in the run)")  # fmt: skip
+    p.add_argument("--steps-per-epoch", type=int, default=100,
+                   help="training steps per epoch (default 100)")  # fmt: skip
+    p.add_argument("--eval-size", type=int, default=300,
+                   help="validation samples scored per model (default 300)")  # fmt: skip
+    p.add_argument("--results", type=Path, default=RESULTS,
+                   help="markdown table to write; a .json twin goes beside it "
+                   "(default: benchmarks/results/ablation.md)")  # fmt: skip
+    p.add_argument("--note", default="",
+                   help="a sentence appended to the markdown (e.g. why the run was shortened)")  # fmt: skip
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for flag in ("features", "depth", "input_size", "epochs", "steps_per_epoch", "eval_size"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            print(f"error: --{flag.replace('_', '-')} must be positive", file=sys.stderr)
+            return 2
+    import platform
+
+    from tqdm import tqdm
+
+    import training  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TF)
+    from training.config import ConfigError
+
+    out = args.out if args.out.is_absolute() else Path.cwd() / args.out
+    recipe_overrides = [f"input_size={args.input_size}", f"model.depth={args.depth}",
+                        "model.num_stacks=1", f"steps_per_epoch={args.steps_per_epoch}"]  # fmt: skip
+    try:
+        todo = variants(features=args.features, depth=args.depth, input_size=args.input_size,
+                        tasks=args.tasks)  # fmt: skip
+        configs = {t: frozen_config(t, out, recipe_overrides, args.epochs) for t in args.tasks}
+    except (ValueError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    recipe = yaml.safe_load(configs[args.tasks[0]].read_text())
+    opt = recipe["optimizer"]
+    epochs = recipe["epochs"]
+    meta = {
+        "command": "python benchmarks/ablation.py " + " ".join(argv if argv is not None
+                                                               else sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+        "date": time.strftime("%Y-%m-%d"),
+        "recipe": f"1 stack, depth {args.depth}, input {args.input_size}, sigma "
+        f"{recipe['sigma']}, batch {recipe['batch_size']}, {epochs} epochs x "
+        f"{args.steps_per_epoch} steps, {opt['name']} lr {opt['learning_rate']} with drops "
+        f"{opt['schedule']}, augmentation {'on' if recipe['augment']['enabled'] else 'off'}; "
+        f"base configs {', '.join(BASE_CONFIGS[t] for t in args.tasks)}",
+        "eval": f"{args.eval_size} samples, seed 0",
+        "note": args.note,
+    }  # fmt: skip
+    rows: list[dict] = []
+    models = tqdm(todo, desc="ablation", unit="model", position=0)
+    try:
+        for variant in models:
+            task_recipe = yaml.safe_load(configs[variant.task].read_text())
+            options = {**task_recipe["dataset"]["options"], "size": args.eval_size, "seed": 0}
+            with tqdm(total=task_recipe["epochs"], desc=f"{variant.name}: training", unit="epoch",
+                      position=1, leave=True) as bar:  # fmt: skip
+                rows.append(run_variant(variant, configs[variant.task], out, options, bar))
+            r = rows[-1]
+            key = r["keras"]["headline"]
+            tqdm.write(f"{variant.name}: {r['parameters']:,} parameters, "
+                       f"{r['flatbuffer_bytes'] / 1e6:.3f} MB, {key} Keras "
+                       f"{r['keras'][key]:.2f} / flatbuffer {r['tflite'][key]:.2f}, "
+                       f"{r['train_minutes']:.1f} min")  # fmt: skip
+            write_results(rows, meta, args.results, complete=len(rows) == len(todo))
+    except AblationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; {len(rows)} model(s) in {args.results}; rerun to continue",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    print(f"wrote {args.results} and {args.results.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
