@@ -29,12 +29,10 @@ import cv2
 import numpy as np
 
 from edge.skeletons import IBUG68
-from edge.transform import box_from_points
 
 from . import render
-from .base import DatasetError, LandmarkDataset, Sample
-from .synthetic_pose import SKIN_TONES, SPLITS
-from .synthetic_pose import main as _preview_main
+from .synthetic import SyntheticDataset, preview_main
+from .synthetic_pose import SKIN_TONES
 
 # Indices of the 68-point iBUG layout.
 JAW = np.arange(0, 17)
@@ -313,9 +311,12 @@ def render_sample(
     return img, points, visible
 
 
-class SyntheticFaceDataset(LandmarkDataset):
+class SyntheticFaceDataset(SyntheticDataset):
     """Deterministic procedural faces with 68 iBUG landmarks; ``size`` samples per split."""
 
+    name = "synthetic-face"
+    # A different first word from synthetic-pose keeps the two generators' streams apart.
+    stream = 100
     skeleton = IBUG68
 
     def __init__(
@@ -329,39 +330,23 @@ class SyntheticFaceDataset(LandmarkDataset):
         margin: float = 1.25,
         label_occluded: bool = False,
     ) -> None:
-        if path is not None:
-            raise DatasetError("synthetic-face takes no path")
-        if split not in SPLITS:
-            raise DatasetError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-        if image_size < 32:
-            raise DatasetError(f"image_size must be at least 32, got {image_size}")
-        self.split = split
-        self.size = int(size if size is not None else (20000 if split == "train" else 1000))
-        if self.size <= 0:
-            raise DatasetError(f"size must be positive, got {self.size}")
-        self.seed = int(seed)
-        self.image_size = int(image_size)
-        self.margin = margin
-        self.label_occluded = label_occluded
-
-    def __len__(self) -> int:
-        return self.size
-
-    def load(self, index: int) -> Sample:
-        index = self._check_index(index)
-        # A different first word from synthetic-pose keeps the two generators' streams apart.
-        rng = np.random.default_rng([self.seed, 100 + SPLITS[self.split], index])
-        image, points, visible = render_sample(rng, self.image_size, self.label_occluded)
-        box = box_from_points(points, margin=self.margin)
-        assert box is not None
-        return Sample(
-            image, points, visible, box, id=f"synthetic-face/{self.split}/{self.seed}/{index}"
+        super().__init__(
+            path,
+            split=split,
+            size=size,
+            seed=seed,
+            image_size=image_size,
+            label_occluded=label_occluded,
         )
+        self.margin = margin
+
+    def render(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return render_sample(rng, self.image_size, self.label_occluded)
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m training.data.synthetic_face``: contact sheet and timing."""
-    return _preview_main(argv, dataset_name="synthetic-face")
+    return preview_main(argv, dataset_name="synthetic-face")
 
 
 if __name__ == "__main__":

@@ -23,21 +23,17 @@ Preview and timing::
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from edge.skeletons import MPII16
-from edge.transform import CropBox, box_from_points
 
 from . import render
-from .base import DatasetError, LandmarkDataset, Sample
-
-SPLITS = {"train": 0, "val": 1, "test": 2}
+from .synthetic import SPLITS as SPLITS  # re-exported: older code imports it from here
+from .synthetic import SyntheticDataset, preview_main
 
 # Joint indices (MPII order).
 R_ANK, R_KNE, R_HIP, L_HIP, L_KNE, L_ANK, PELVIS, THORAX, NECK, HEAD = range(10)
@@ -306,96 +302,23 @@ def head_size_of(joints: np.ndarray) -> float:
     return float(0.6 * np.sqrt(2) * np.linalg.norm(joints[HEAD] - joints[NECK]))
 
 
-class SyntheticPoseDataset(LandmarkDataset):
+class SyntheticPoseDataset(SyntheticDataset):
     """Deterministic procedural MPII-16 figures; ``size`` samples per split."""
 
+    name = "synthetic-pose"
+    stream = 0
     skeleton = MPII16
 
-    def __init__(
-        self,
-        path: str | None = None,
-        *,
-        split: str = "train",
-        size: int | None = None,
-        seed: int = 0,
-        image_size: int = 256,
-        label_occluded: bool = False,
-    ) -> None:
-        if path is not None:
-            raise DatasetError("synthetic-pose takes no path")
-        if split not in SPLITS:
-            raise DatasetError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-        if image_size < 32:
-            raise DatasetError(f"image_size must be at least 32, got {image_size}")
-        self.split = split
-        self.size = int(size if size is not None else (20000 if split == "train" else 1000))
-        if self.size <= 0:
-            raise DatasetError(f"size must be positive, got {self.size}")
-        self.seed = int(seed)
-        self.image_size = int(image_size)
-        self.label_occluded = label_occluded
+    def render(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return render_sample(rng, self.image_size, self.label_occluded)
 
-    def __len__(self) -> int:
-        return self.size
-
-    def load(self, index: int) -> Sample:
-        index = self._check_index(index)
-        rng = np.random.default_rng([self.seed, SPLITS[self.split], index])
-        image, joints, visible = render_sample(rng, self.image_size, self.label_occluded)
-        box = box_from_points(joints, margin=1.25)
-        assert box is not None
-        return Sample(
-            image=image,
-            points=joints,
-            visible=visible,
-            box=CropBox(box.center, box.size),
-            head_size=head_size_of(joints),
-            id=f"synthetic-pose/{self.split}/{self.seed}/{index}",
-        )
+    def head_size(self, points: np.ndarray) -> float:
+        return head_size_of(points)
 
 
 def main(argv: list[str] | None = None, dataset_name: str = "synthetic-pose") -> int:
-    from .base import open_dataset
-
-    parser = argparse.ArgumentParser(
-        prog=f"python -m training.data.{dataset_name.replace('-', '_')}",
-        description=f"Preview and time the {dataset_name} dataset.",
-    )
-    parser.add_argument(
-        "--preview", metavar="PNG", help="write a contact sheet of samples with landmarks drawn"
-    )
-    parser.add_argument(
-        "--count", type=int, default=16, help="samples on the contact sheet (default 16)"
-    )
-    parser.add_argument(
-        "--split", default="train", choices=list(SPLITS), help="which split (default train)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    parser.add_argument("--start", type=int, default=0, help="first sample index (default 0)")
-    parser.add_argument(
-        "--image-size", type=int, default=256, help="rendered image side in pixels (default 256)"
-    )
-    parser.add_argument("--time", type=int, default=0, metavar="N",
-                        help="render N samples and print the mean time per image")  # fmt: skip
-    args = parser.parse_args(argv)
-    try:
-        ds = open_dataset(dataset_name, split=args.split, seed=args.seed, image_size=args.image_size,
-                          size=max(args.start + args.count, args.start + args.time, 1))  # fmt: skip
-        if args.preview:
-            samples = [ds.load(args.start + i) for i in range(args.count)]
-            out = render.contact_sheet(samples, ds.skeleton, args.preview)
-            print(f"wrote {out}")
-        if args.time:
-            t0, c0 = time.perf_counter(), time.process_time()
-            for i in range(args.time):
-                ds.load(args.start + i)
-            wall = (time.perf_counter() - t0) / args.time * 1e3
-            cpu = (time.process_time() - c0) / args.time * 1e3
-            print(f"{wall:.2f} ms per {args.image_size}x{args.image_size} image ({cpu:.2f} ms CPU)")
-    except (DatasetError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    """``python -m training.data.synthetic_pose``: contact sheet and timing."""
+    return preview_main(argv, dataset_name)
 
 
 if __name__ == "__main__":
