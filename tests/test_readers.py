@@ -18,6 +18,7 @@ from scipy.io import savemat
 
 from edge.skeletons import IBUG68
 from training.data import CorruptSample, DatasetError, iter_samples, open_dataset, read_image
+from training.data.base import find_annotation
 from training.data.pts import write_pts
 
 
@@ -73,6 +74,26 @@ def test_open_dataset_errors(tmp_path):
         open_dataset("lsp", tmp_path / "nowhere")
     with pytest.raises(DatasetError, match="bad options"):
         open_dataset("coco", tmp_path, bogus=1)
+
+
+def test_find_annotation_in_a_dataset_root(tmp_path):
+    # The lookup every folder-based reader shares: the file itself, <folder>/<file>, then
+    # <file> at the root; a split the benchmark lacks or a missing file is a DatasetError.
+    files = {"train": "train.json"}
+    nested = tmp_path / "annot" / "train.json"
+    nested.parent.mkdir()
+    nested.write_text("[]")
+    assert find_annotation("mpii", tmp_path, "train", files, "annot") == nested
+    assert find_annotation("mpii", nested, "no-such-split", files, "annot") == nested
+    flat = tmp_path / "person_keypoints_val2017.json"
+    flat.write_text("{}")
+    assert find_annotation("coco", tmp_path, "val", flat.name, "annotations") == flat
+    with pytest.raises(DatasetError, match="mpii: unknown split 'test'; use one of train"):
+        find_annotation("mpii", tmp_path, "test", files, "annot")
+    with pytest.raises(DatasetError, match="coco: no annotations/x.json under"):
+        find_annotation("coco", tmp_path, "train", "x.json", "annotations")
+    with pytest.raises(DatasetError, match="does not exist"):
+        find_annotation("coco", tmp_path / "nowhere", "train", "x.json", "annotations")
 
 
 # ---------------------------------------------------------------------------------- MPII

@@ -19,7 +19,7 @@ import importlib
 import inspect
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +158,31 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None or image.size == 0:
         raise CorruptSample(f"cannot decode image {path}")
     return image
+
+
+def find_annotation(
+    dataset: str, path: Path, split: str, files: str | Mapping[str, str], folder: str
+) -> Path:
+    """The annotation file a reader opens: ``path`` itself when it is a file; in a dataset's
+    root folder, ``<folder>/<file>`` or ``<file>`` directly in it.
+
+    ``<file>`` is ``files[split]`` for a benchmark with one file per split (an unknown split
+    is a :class:`DatasetError`), or ``files`` itself when the reader names it from the split.
+    """
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if isinstance(files, str):
+            name = files
+        elif split in files:
+            name = files[split]
+        else:
+            raise DatasetError(f"{dataset}: unknown split {split!r}; use one of {', '.join(files)}")
+        for candidate in (path / folder / name, path / name):
+            if candidate.is_file():
+                return candidate
+        raise DatasetError(f"{dataset}: no {folder}/{name} under {path}")
+    raise DatasetError(f"{dataset}: {path} does not exist")
 
 
 # Dataset names -> "module:factory". Resolved on first use so that opening one format never

@@ -26,19 +26,14 @@ import numpy as np
 from edge.skeletons import COCO17
 from edge.transform import CropBox
 
-from .base import CorruptSample, DatasetError, LandmarkDataset, Sample, read_image
-
-
-def _resolve(path: Path, split: str) -> Path:
-    if path.is_file():
-        return path
-    if path.is_dir():
-        name = f"person_keypoints_{split}2017.json"
-        for candidate in (path / "annotations" / name, path / name):
-            if candidate.is_file():
-                return candidate
-        raise DatasetError(f"coco: no annotations/{name} under {path}")
-    raise DatasetError(f"coco: {path} does not exist")
+from .base import (
+    CorruptSample,
+    DatasetError,
+    LandmarkDataset,
+    Sample,
+    find_annotation,
+    read_image,
+)
 
 
 class COCODataset(LandmarkDataset):
@@ -54,7 +49,8 @@ class COCODataset(LandmarkDataset):
     ) -> None:
         if path is None:
             raise DatasetError("coco needs a path: the keypoint JSON or the COCO folder")
-        annotation = _resolve(Path(path), split)
+        name = f"person_keypoints_{split}2017.json"
+        annotation = find_annotation("coco", Path(path), split, name, "annotations")
         try:
             data = json.loads(annotation.read_text(encoding="utf-8"))
             files = {int(im["id"]): str(im["file_name"]) for im in data["images"]}

@@ -37,7 +37,14 @@ import numpy as np
 from edge.skeletons import MPII16
 from edge.transform import CropBox
 
-from .base import CorruptSample, DatasetError, LandmarkDataset, Sample, read_image
+from .base import (
+    CorruptSample,
+    DatasetError,
+    LandmarkDataset,
+    Sample,
+    find_annotation,
+    read_image,
+)
 
 SPLIT_FILES = {
     "train": "train.json",
@@ -55,21 +62,6 @@ def head_size_from_box(box: np.ndarray) -> float:
     """MPII's PCKh normaliser: 0.6 * the diagonal of the head box [x1, y1, x2, y2]."""
     x1, y1, x2, y2 = (float(v) for v in box)
     return 0.6 * float(np.hypot(x2 - x1, y2 - y1))
-
-
-def _resolve(path: Path, split: str) -> Path:
-    if path.is_file():
-        return path
-    if path.is_dir():
-        if split not in SPLIT_FILES:
-            raise DatasetError(
-                f"mpii: unknown split {split!r}; use one of {', '.join(SPLIT_FILES)}"
-            )
-        for candidate in (path / "annot" / SPLIT_FILES[split], path / SPLIT_FILES[split]):
-            if candidate.is_file():
-                return candidate
-        raise DatasetError(f"mpii: no annot/{SPLIT_FILES[split]} under {path}")
-    raise DatasetError(f"mpii: {path} does not exist")
 
 
 def _load_headboxes(path: str | Path) -> np.ndarray:
@@ -100,7 +92,7 @@ class MPIIDataset(LandmarkDataset):
     ) -> None:
         if path is None:
             raise DatasetError("mpii needs a path: the annotation JSON or the MPII folder")
-        annotation = _resolve(Path(path), split)
+        annotation = find_annotation("mpii", Path(path), split, SPLIT_FILES, "annot")
         try:
             records = json.loads(annotation.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

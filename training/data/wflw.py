@@ -26,7 +26,14 @@ import numpy as np
 from edge.skeletons import WFLW98
 from edge.transform import CropBox
 
-from .base import CorruptSample, DatasetError, LandmarkDataset, Sample, read_image
+from .base import (
+    CorruptSample,
+    DatasetError,
+    LandmarkDataset,
+    Sample,
+    find_annotation,
+    read_image,
+)
 
 ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
 ANNOTATION_DIR = "WFLW_annotations/list_98pt_rect_attr_train_test"
@@ -52,21 +59,6 @@ class WFLWRecord:
         self.line = number
 
 
-def _resolve(path: Path, split: str) -> Path:
-    if path.is_file():
-        return path
-    if path.is_dir():
-        if split not in SPLIT_FILES:
-            raise DatasetError(
-                f"wflw: unknown split {split!r}; use one of {', '.join(SPLIT_FILES)}"
-            )
-        for candidate in (path / ANNOTATION_DIR / SPLIT_FILES[split], path / SPLIT_FILES[split]):
-            if candidate.is_file():
-                return candidate
-        raise DatasetError(f"wflw: no {SPLIT_FILES[split]} under {path}")
-    raise DatasetError(f"wflw: {path} does not exist")
-
-
 class WFLWDataset(LandmarkDataset):
     skeleton = WFLW98
 
@@ -81,7 +73,7 @@ class WFLWDataset(LandmarkDataset):
     ) -> None:
         if path is None:
             raise DatasetError("wflw needs a path: the annotation file or the WFLW folder")
-        annotation = _resolve(Path(path), split)
+        annotation = find_annotation("wflw", Path(path), split, SPLIT_FILES, ANNOTATION_DIR)
         if images is None:
             root = annotation.parent
             for _ in range(4):  # the annotation file sits a few levels below the root
