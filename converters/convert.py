@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from edge.cli import ArgumentParser
 from edge.errors import EdgeError
 
 FORMATS = ("lce", "float")
@@ -32,15 +33,10 @@ def _triple(text: str) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and exit 2, like every other failure
-        self.exit(2, f"error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from edge.skeletons import SKELETONS
 
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m converters.convert",
         description="Convert a trained Keras landmark model (.keras, .h5 or SavedModel folder) to "
         "a .tflite file with embedded landmark metadata, then check it against Keras in a real "

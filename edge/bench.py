@@ -21,6 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+from .cli import ArgumentParser, HelpFormatter
 from .errors import BackendError, EdgeError
 
 OVERHEAD_TARGET_MS = 3.0
@@ -143,15 +144,8 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        self.exit(2, f"error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from .live import HelpFormatter
-
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m edge.bench",
         description="Latency, FPS and peak memory of a landmark model per backend and thread "
         "count, plus the per-frame cost of everything around inference.",

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import ArgumentParser, HelpFormatter
 from .errors import EdgeError, ModelError, SourceError
 from .smoothing import OneEuroFilter
 from .sources import Frame, open_source
@@ -178,20 +179,6 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a flag's default only when it says something (not None, not an off switch)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False, argparse.SUPPRESS) or "default:" in (action.help or ""):
-            return action.help or ""
-        return super()._get_help_string(action)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line and exit 2, like every other failure
-        self.exit(2, f"error: {message}\n")
-
-
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -203,7 +190,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog="python -m edge.live",
         description="Run a landmark model on a live camera, a video, images or the demo clip, "
         "with tracking, smoothing, an overlay and optional video/JSONL/MJPEG outputs.",
