@@ -174,6 +174,30 @@ def mask_at(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
     return out
 
 
+def occlude(
+    rng: Rng,
+    image: np.ndarray,
+    points: np.ndarray,
+    *,
+    chance: float,
+    size: float,
+    label_occluded: bool = False,
+) -> np.ndarray:
+    """Which ``points`` keep a usable ground truth after, with probability ``chance``, one or
+    two occluders of about ``size`` pixels are drawn over them in ``image``.
+
+    A point is usable when it lies on the image and, unless ``label_occluded``, no occluder
+    covers it (the MPII reading of visibility).
+    """
+    h, w = image.shape[:2]
+    visible = points_inside(points, w, h)
+    if rng.random() < chance:
+        covered = occluders(rng, image, points, size, int(rng.integers(1, 3)))
+        if not label_occluded:
+            visible &= ~mask_at(covered, points)
+    return visible
+
+
 def camera_effects(rng: Rng, image: np.ndarray) -> np.ndarray:
     """Uneven lighting, blur (Gaussian or motion), contrast/brightness and sensor noise."""
     h, w = image.shape[:2]

@@ -302,11 +302,9 @@ def render_sample(
     unit = scale * 0.65  # pixels per half inter-ocular distance
     draw_face(rng, img, xy, unit, yaw)
     points = xy[:68].astype(np.float32)
-    visible = render.points_inside(points, s, s)
-    if rng.random() < 0.35:
-        covered = render.occluders(rng, img, points, unit * 0.9, int(rng.integers(1, 3)))
-        if not label_occluded:
-            visible &= ~render.mask_at(covered, points)
+    visible = render.occlude(
+        rng, img, points, chance=0.35, size=unit * 0.9, label_occluded=label_occluded
+    )
     img = render.camera_effects(rng, img)
     return img, points, visible
 

@@ -288,11 +288,9 @@ def render_sample(
     draw_figure(rng, labels, fig, joints, scale)
     paint_figure(rng, img, labels)
 
-    visible = render.points_inside(joints, s, s)
-    if rng.random() < 0.45:
-        covered = render.occluders(rng, img, joints, scale * 0.18, int(rng.integers(1, 3)))
-        if not label_occluded:
-            visible &= ~render.mask_at(covered, joints)
+    visible = render.occlude(
+        rng, img, joints, chance=0.45, size=scale * 0.18, label_occluded=label_occluded
+    )
     img = render.camera_effects(rng, img)
     return img, joints.astype(np.float32), visible
 
