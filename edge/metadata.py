@@ -181,15 +181,19 @@ def custom_op_names(data: bytes) -> list[str]:
     return sorted(n for n in names if n)
 
 
-def read_metadata(model: str | Path | bytes) -> LandmarkMetadata:
-    """Landmark metadata of a .tflite file (path or bytes). Raises ModelError with a clear reason."""
+def model_bytes(model: str | Path | bytes) -> bytes:
+    """The flatbuffer of a .tflite model given as a path or as its bytes."""
     if isinstance(model, (str, Path)):
         path = Path(model)
         if not path.is_file():
             raise ModelError(f"model file not found: {path}")
-        data = path.read_bytes()
-    else:
-        data = bytes(model)
+        return path.read_bytes()
+    return bytes(model)
+
+
+def read_metadata(model: str | Path | bytes) -> LandmarkMetadata:
+    """Landmark metadata of a .tflite file (path or bytes). Raises ModelError with a clear reason."""
+    data = model_bytes(model)
     raw = read_metadata_bytes(data)
     if raw is None:
         raise ModelError(

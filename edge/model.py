@@ -15,7 +15,7 @@ import numpy as np
 from .backends import create_backend
 from .codec import HeatmapCodec
 from .errors import ModelError
-from .metadata import LandmarkMetadata, read_metadata
+from .metadata import LandmarkMetadata, model_bytes, read_metadata
 from .transform import CropBox, apply_affine, full_frame_box, invert_affine, warp_crop
 
 
@@ -55,9 +55,7 @@ class LandmarkModel:
         **backend_options,
     ) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise ModelError(f"model file not found: {self.path}")
-        data = self.path.read_bytes()
+        data = model_bytes(self.path)
         try:
             self.metadata: LandmarkMetadata = read_metadata(data)
         except ModelError as exc:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import BackendError, ModelError
+from ..errors import BackendError
+from ..metadata import model_bytes
 from .base import Backend, is_bitpacked
 from .lce import LCEBackend
 from .tflite import NATIVE_MISSING, TFLiteBackend, native_library
@@ -57,11 +58,7 @@ def create_backend(
     name: str, model: bytes | str | Path, *, num_threads: int = 2, **options
 ) -> Backend:
     """A ready backend for a flatbuffer (bytes or path). ``options`` go to the backend class."""
-    if isinstance(model, (str, Path)):
-        path = Path(model)
-        if not path.is_file():
-            raise ModelError(f"model file not found: {path}")
-        model = path.read_bytes()
+    model = model_bytes(model)
     if name == "auto":
         name = auto_backend_name(model)
     try:
