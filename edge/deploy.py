@@ -44,6 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cli import ArgumentParser
 from .errors import EdgeError, ModelError
 from .metadata import custom_op_names, read_metadata
 
@@ -698,7 +699,7 @@ def deploy(target: Target, settings: ServiceSettings, model: Path, *, dry_run: b
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m edge.deploy",
         description="Install the landmark camera service (venv, runtime, model, settings, systemd "
         "unit) on a Raspberry Pi over ssh, or into a Pi root filesystem mounted here. "

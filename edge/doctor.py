@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .cli import ArgumentParser
 from .errors import EdgeError
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
@@ -216,7 +217,7 @@ def format_check(c: Check) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m edge.doctor",
         description="Check Python, TFLite runtimes, the native LCE library, cameras and a model "
         "on this machine, with a fix for anything missing.",

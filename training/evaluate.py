@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.cli import ArgumentParser
 from edge.codec import HeatmapCodec
 from edge.errors import EdgeError, ModelError
 from edge.metadata import LandmarkMetadata, read_metadata
@@ -357,7 +358,7 @@ def plot_curve(result: Score, path: str | Path, label: str = "") -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m training.evaluate",
         description="Score a landmark model (.keras with its .landmarks.json sidecar, or a "
         "converted .tflite) on a dataset with that benchmark's protocol. Both formats go "

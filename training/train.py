@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from edge.cli import ArgumentParser
 from edge.errors import EdgeError
 
 from .config import ConfigError, TrainConfig, dump_config, load_config, make_config, read_yaml
@@ -286,7 +287,7 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m training.train",
         description="Train a binary hourglass landmark model from a YAML config. Checkpoints "
         "after every epoch; --resume continues a killed run without losing finished epochs.",

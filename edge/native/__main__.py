@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edge.cli import ArgumentParser
 from edge.errors import EdgeError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m edge.native",
         description="Build or inspect the C library that runs LCE (bitpacked) ops in stock "
         "TFLite runtimes.",
