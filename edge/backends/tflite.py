@@ -20,7 +20,10 @@ from ..errors import BackendError
 from .base import Backend, is_bitpacked
 
 # Tried in this order; the first that imports is used. BINLAND_TFLITE_RUNTIME forces one.
-RUNTIMES = ("tflite_runtime", "ai_edge_litert", "tensorflow")
+# ai-edge-litert first: with 2 interpreter threads on a machine whose cores are busy,
+# tflite-runtime 2.14 stalled for hundreds of ms per frame where ai-edge-litert did not
+# (measured here on the paper model and the demo model, with and without our delegate).
+RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 _DISTRIBUTIONS = {"tflite_runtime": "tflite-runtime", "ai_edge_litert": "ai-edge-litert",
                   "tensorflow": "tensorflow"}  # fmt: skip
 RUNTIME_ENV = "BINLAND_TFLITE_RUNTIME"
