@@ -64,7 +64,7 @@ COMMON_REQUIREMENTS = ("numpy>=1.23,<2", "opencv-python-headless>=4.8,<4.12")
 def runtime_requirements(python_version: str) -> tuple[str, ...]:
     """What the venv on the Pi needs for a Python "3.X"."""
     minor = int(python_version.split(".")[1])
-    runtime = "tflite-runtime==2.14.0" if minor < 12 else "ai-edge-litert>=2.3"
+    runtime = "tflite-runtime==2.14.0" if minor < 12 else "ai-edge-litert>=2.3,<2.4"
     return (*COMMON_REQUIREMENTS, runtime)
 
 
