@@ -233,7 +233,9 @@ def write_results(rows: list[dict], meta: dict, path: Path, complete: bool) -> N
         f"Scored with `training.evaluate` on the `val` split of the synthetic set "
         f"({meta['eval']}); Keras and flatbuffer go through the same crop, decoding and "
         "metric. Binary models are converted with `--format lce` (bitpacked), real-valued ones "
-        "with `--format float`.",
+        "with `--format float`. Parameters are trainable ones (conv weights and biases, "
+        "BatchNorm gamma and beta), as the paper counts them; the bottleneck's width is "
+        "chosen by `training.models.features_for_budget` to match the HPM network's.",
         "",
         "| task | block | binary | features | parameters | flatbuffer | metric | Keras | "
         "flatbuffer | train min |",
@@ -272,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "are rescaled to keep their place in the run)")  # fmt: skip
     p.add_argument("--steps-per-epoch", type=int, default=100,
                    help="training steps per epoch (default 100)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0,
+                   help="training seed (weight init, shuffles, augmentation; default 0): rerun "
+                   "with another seed and --out to see run-to-run spread")  # fmt: skip
+    p.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                   help="train only these, e.g. pose_hpm_binary pose_bottleneck_binary "
+                   "(default: all)")  # fmt: skip
     p.add_argument("--eval-size", type=int, default=300,
                    help="validation samples scored per model (default 300)")  # fmt: skip
     p.add_argument("--results", type=Path, default=RESULTS,
@@ -297,10 +305,17 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out if args.out.is_absolute() else Path.cwd() / args.out
     recipe_overrides = [f"input_size={args.input_size}", f"model.depth={args.depth}",
-                        "model.num_stacks=1", f"steps_per_epoch={args.steps_per_epoch}"]  # fmt: skip
+                        "model.num_stacks=1", f"steps_per_epoch={args.steps_per_epoch}",
+                        f"seed={args.seed}"]  # fmt: skip
     try:
         todo = variants(features=args.features, depth=args.depth, input_size=args.input_size,
                         tasks=args.tasks)  # fmt: skip
+        if args.models:
+            unknown = sorted(set(args.models) - {v.name for v in todo})
+            if unknown:
+                raise ValueError(f"unknown model {unknown[0]!r}; choose from "
+                                 + ", ".join(v.name for v in todo))  # fmt: skip
+            todo = [v for v in todo if v.name in args.models]
         configs = {t: frozen_config(t, out, recipe_overrides, args.epochs) for t in args.tasks}
     except (ValueError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -316,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         "recipe": f"1 stack, depth {args.depth}, input {args.input_size}, sigma "
         f"{recipe['sigma']}, batch {recipe['batch_size']}, {epochs} epochs x "
         f"{args.steps_per_epoch} steps, {opt['name']} lr {opt['learning_rate']} with drops "
-        f"{opt['schedule']}, augmentation {'on' if recipe['augment']['enabled'] else 'off'}; "
+        f"{opt['schedule']}, augmentation {'on' if recipe['augment']['enabled'] else 'off'}, "
+        f"seed {args.seed}; "
         f"base configs {', '.join(BASE_CONFIGS[t] for t in args.tasks)}",
         "eval": f"{args.eval_size} samples, seed 0",
         "note": args.note,

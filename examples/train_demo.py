@@ -32,6 +32,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # run as a plain script from anywhere
+
 TASKS = {
     # task: (config, dataset name for training.evaluate, headline metric, better when)
     "pose": ("configs/demo_pose.yaml", "synthetic-pose", "pckh@0.5", "higher"),
@@ -64,7 +67,6 @@ def _run(args: list[str], what: str) -> float:
 
 
 def _config(task: str):
-    sys.path.insert(0, str(REPO))
     from training.config import load_config
 
     return load_config(REPO / TASKS[task][0])
