@@ -206,13 +206,18 @@ def interpretation(rows: list[dict]) -> list[str]:
     if all(n in by for n in names):
         hb, bb, hr, br = (_metric(by[n], "keras") for n in names)
         verdict = "beats" if hb > bb else "does not beat"
+        gap_h, gap_b = hr - hb, br - bb
+        if abs(gap_h - gap_b) < 1.0:  # a point of PCKh is within one run's noise here
+            gaps = "about the same gap"
+        elif gap_h < gap_b:
+            gaps = "so HPM narrows the binary-real gap"
+        else:
+            gaps = "so HPM does not narrow the binary-real gap"
         lines.append(
             f"Pose (PCKh@0.5, higher is better): binary HPM {verdict} binary bottleneck "
             f"({hb:.1f} vs {bb:.1f}, {hb - bb:+.1f}). Gap to the real-valued network of the "
-            f"same block: HPM {hr - hb:.1f} points, bottleneck {br - bb:.1f} points, so "
-            + ("HPM narrows the binary-real gap."
-               if hr - hb < br - bb else "HPM does not narrow the binary-real gap here.")
-        )  # fmt: skip
+            f"same block: HPM {gap_h:.1f} points, bottleneck {gap_b:.1f} points: {gaps}."
+        )
     if "face_hpm_binary" in by and "face_hpm_real" in by:
         fb, fr = _metric(by["face_hpm_binary"], "keras"), _metric(by["face_hpm_real"], "keras")
         lines.append(f"Face (NME %, lower is better): binary HPM {fb:.2f} against real-valued "
