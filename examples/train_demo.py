@@ -232,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: runs/demo); a finished run there is reused")  # fmt: skip
     p.add_argument("--minutes", type=float, default=None,
                    help="training time per model on this machine: a short probe measures the "
-                   "step time and steps_per_epoch is set to fit (default: the config as is, "
+                   "step time and steps_per_epoch is set to fit; approximate, since a busy "
+                   "machine can run slower than the probe saw (default: the config as is, "
                    "about 15 minutes on a 2-core CPU)")  # fmt: skip
     p.add_argument("--eval-size", type=int, default=500,
                    help="validation samples scored by training.evaluate (default 500)")  # fmt: skip
