@@ -89,7 +89,6 @@ def test_landmark_model_finds_the_landmarks_of_validation_samples(task):
         assert nme < report["tflite"]["nme"] + 3
 
 
-@pytest.mark.slow  # renders and scores 500 validation samples: about a minute on 2 busy cores
 @pytest.mark.parametrize("task", sorted(EXPECTED))
 def test_training_evaluate_reproduces_the_reported_number(task):
     """training.evaluate's code path on the reported validation set gives the reported score."""
