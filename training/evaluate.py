@@ -14,6 +14,7 @@ PCK@0.05 of the box (coco), NME / AUC@0.08 / failure rate@0.08 (300w, wflw, synt
 
 from __future__ import annotations
 
+import abc
 import argparse
 import json
 import sys
@@ -48,14 +49,15 @@ PROTOCOLS = {
 DEFAULT_SPLITS = {"300w": "full", "wflw": "test", "lsp": "test"}
 
 
-class Predictor:
+class Predictor(abc.ABC):
     """Turns a batch of normalised crops (N, S, S, 3) into final-stack heatmaps (N, h, w, K)."""
 
     metadata: LandmarkMetadata
     description: str = ""
 
+    @abc.abstractmethod
     def heatmaps(self, batch: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Final-stack heatmaps for a batch of crops."""
 
 
 class KerasPredictor(Predictor):
