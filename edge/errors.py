@@ -15,3 +15,7 @@ class BackendError(EdgeError):
 
 class SourceError(EdgeError):
     """A camera, video or image source cannot be opened or read."""
+
+
+class DeployError(EdgeError):
+    """The target cannot be deployed to as asked (unreachable, wrong OS, missing tool...)."""

@@ -1,0 +1,61 @@
+"""Install the landmark camera service on a Raspberry Pi: ``python -m edge.deploy``.
+
+One plan, two ways to reach the Pi:
+
+* ``--ssh user@host`` runs each step on a live Pi over ssh (files travel as tar streams on
+  stdin, so only ``ssh`` is needed on this side and ``tar`` + ``python3-venv`` on the Pi);
+* ``--rootfs PATH`` writes the same files into a Pi's root filesystem on this machine (an SD
+  card mounted here, or an image being prepared). Nothing runs on the Pi's CPU then: the
+  aarch64 wheels are unpacked by this machine's pip and the native library is cross-compiled.
+
+What ends up on the Pi (all under ``--prefix``, plus the unit file)::
+
+    /opt/binland/venv/              Python venv with --system-site-packages, so apt's
+                                    python3-picamera2 stays visible; numpy<2, tflite-runtime,
+                                    OpenCV come from wheels this machine downloads once
+    /opt/binland/venv/.../edge/     this project's runtime package, copied as source (pure
+                                    Python + the C sources of the native delegate). Copying
+                                    keeps the Pi free of build tools for Python and TF/larq.
+    /opt/binland/models/NAME.tflite the model
+    /opt/binland/binland.env        the service's settings (source, thresholds, outputs);
+                                    edit and `systemctl restart binland` to change them
+    /etc/systemd/system/binland.service  runs `python -m edge.live` headless at boot
+
+Every step first checks whether it is already done, so a second run changes nothing, and a
+run after ``git pull`` replaces only what changed. ``--dry-run`` prints the plan.
+
+The parts: ``service`` (settings file and unit text), ``wheels`` (what the venv needs and
+where it comes from), ``targets`` (rootfs or ssh), ``plan`` (the idempotent steps) and
+``command`` (the CLI).
+"""
+
+from ..errors import DeployError
+from .command import build_parser, main
+from .plan import APT_PACKAGES, Report, Step, deploy, missing_apt_packages, plan, runtime_files
+from .service import ServiceSettings, exec_start_argv, parse_env_file, render_env, render_unit
+from .targets import RootfsTarget, SshTarget, Target
+from .wheels import PythonInfo, native_library_name, runtime_requirements
+
+__all__ = [
+    "APT_PACKAGES",
+    "build_parser",
+    "deploy",
+    "DeployError",
+    "exec_start_argv",
+    "main",
+    "missing_apt_packages",
+    "native_library_name",
+    "parse_env_file",
+    "plan",
+    "PythonInfo",
+    "render_env",
+    "render_unit",
+    "Report",
+    "RootfsTarget",
+    "runtime_files",
+    "runtime_requirements",
+    "ServiceSettings",
+    "SshTarget",
+    "Step",
+    "Target",
+]

@@ -1,0 +1,112 @@
+"""The ``python -m edge.deploy`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..cli import ArgumentParser
+from ..errors import DeployError, EdgeError, ModelError
+from ..metadata import read_metadata
+from .plan import deploy
+from .service import (
+    DEFAULT_PREFIX,
+    DEFAULT_SERVE,
+    DEFAULT_SOURCE,
+    DEFAULT_UNIT_DIR,
+    ServiceSettings,
+)
+from .targets import RootfsTarget, SshTarget, Target
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(
+        prog="python -m edge.deploy",
+        description="Install the landmark camera service (venv, runtime, model, settings, systemd "
+        "unit) on a Raspberry Pi over ssh, or into a Pi root filesystem mounted here. "
+        "Safe to run again: finished steps are skipped.",
+    )
+    add = p.add_argument
+    add("--model", required=True, type=Path, help="the .tflite landmark model to serve")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--ssh", metavar="USER@HOST", help="deploy to a running Pi over ssh")
+    where.add_argument("--rootfs", metavar="PATH", type=Path,
+                       help="deploy into a Pi root filesystem at PATH (SD card or image mounted "
+                       "here); nothing runs on the Pi's CPU")  # fmt: skip
+    add(
+        "--dry-run",
+        action="store_true",
+        help="print every step and whether it is needed; change nothing",
+    )
+    add(
+        "--prefix",
+        default=DEFAULT_PREFIX,
+        help=f"install folder on the Pi (default {DEFAULT_PREFIX})",
+    )
+    svc = p.add_argument_group("service settings (written to PREFIX/binland.env)")
+    svc.add_argument("--source", default=DEFAULT_SOURCE,
+                     help=f"what the service reads: picamera2, a camera index, a video file (default {DEFAULT_SOURCE})")  # fmt: skip
+    svc.add_argument("--serve", default=DEFAULT_SERVE, metavar="HOST:PORT",
+                     help=f"where edge.live serves the MJPEG stream and page (default {DEFAULT_SERVE})")  # fmt: skip
+    svc.add_argument("--threads", type=int, default=4, help="interpreter threads (default 4)")
+    svc.add_argument("--min-score", type=float, default=0.3,
+                     help="edge.live --min-score: landmarks below it are not trusted (default 0.3)")  # fmt: skip
+    svc.add_argument("--lost-below", type=float, default=0.3,
+                     help="edge.live --lost-below: mean score that restarts tracking (default 0.3)")  # fmt: skip
+    svc.add_argument("--live-arg", action="append", default=[], metavar="ARG",
+                     help="one more `python -m edge.live` argument (repeatable), e.g. "
+                     "--live-arg=--jsonl --live-arg=/opt/binland/landmarks.jsonl")  # fmt: skip
+    svc.add_argument("--user", help="run the service as this user, in group video (default: root for "
+                     "--rootfs, the ssh user otherwise)")  # fmt: skip
+    svc.add_argument("--unit-dir", default=DEFAULT_UNIT_DIR,
+                     help=f"where the systemd unit goes (default {DEFAULT_UNIT_DIR})")  # fmt: skip
+    svc.add_argument("--cc", help="--rootfs only: the cross C compiler for the native library "
+                     "(default aarch64-linux-gnu-gcc for an arm64 rootfs)")  # fmt: skip
+    ssh = p.add_argument_group("ssh")
+    ssh.add_argument("--port", type=int, help="ssh port (default: ssh's own, usually 22)")
+    ssh.add_argument("--identity", help="ssh private key file")
+    ssh.add_argument("--ssh-option", action="append", default=[], metavar="OPT",
+                     help="extra `ssh -o` option (repeatable), e.g. StrictHostKeyChecking=accept-new")  # fmt: skip
+    ssh.add_argument("--no-sudo", action="store_true",
+                     help="the ssh user can write --prefix and --unit-dir itself: do not use sudo")  # fmt: skip
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if not args.model.is_file():
+            raise ModelError(f"model file not found: {args.model}")
+        read_metadata(args.model)  # refuse a file that edge.live could not use
+        prefix = args.prefix.rstrip("/")
+        if not args.prefix.startswith("/") or prefix in ("", "/usr", "/etc", "/opt", "/home"):
+            raise DeployError(
+                f"--prefix must be an absolute folder of its own, not {args.prefix!r}"
+            )
+        if args.threads < 1:
+            raise DeployError("--threads must be at least 1")
+        if args.rootfs:
+            target: Target = RootfsTarget(args.rootfs, cross_cc=args.cc)
+            user = args.user
+        else:
+            target = SshTarget(args.ssh, port=args.port, identity=args.identity,
+                               ssh_options=args.ssh_option, sudo=False if args.no_sudo else None)  # fmt: skip
+            remote_user = args.ssh.split("@", 1)[0] if "@" in args.ssh else None
+            user = args.user or (remote_user if remote_user not in (None, "root") else None)
+        settings = ServiceSettings(
+            model_name=args.model.name, prefix=prefix, source=args.source, serve=args.serve,
+            threads=args.threads, min_score=args.min_score, lost_below=args.lost_below,
+            extra_args=tuple(args.live_arg), user=user,
+        )  # fmt: skip
+        print(f"{'plan for' if args.dry_run else 'deploying to'} {target.name}:")
+        report = deploy(target, settings, args.model, dry_run=args.dry_run,
+                        unit_dir=args.unit_dir.rstrip("/"))  # fmt: skip
+        total = len(report.changed) + len(report.unchanged)
+        print(
+            f"{'would change' if args.dry_run else 'changed'} {len(report.changed)} of {total} steps"
+        )
+    except EdgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

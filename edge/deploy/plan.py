@@ -1,0 +1,188 @@
+"""The deploy steps, each able to tell whether it is already done, and the run over them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DeployError, EdgeError
+from ..metadata import custom_op_names
+from .service import DEFAULT_UNIT_DIR, SERVICE_NAME, ServiceSettings, render_env, render_unit
+from .targets import Target
+from .wheels import native_library_name, runtime_requirements, staged_wheels
+
+# Debian packages the Pi needs: the camera stack (only apt ships libcamera's Python
+# bindings), venv support, and a C compiler for the native bitpacked-op library.
+APT_PACKAGES = ("python3-picamera2", "python3-venv", "gcc")
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the edge package
+
+
+def runtime_files() -> dict[str, bytes]:
+    """The `edge` package as deployed: relative path -> content (no caches, no built objects)."""
+    files = {}
+    for path in sorted(PACKAGE_DIR.rglob("*")):
+        rel = path.relative_to(PACKAGE_DIR)
+        if not path.is_file() or "__pycache__" in rel.parts or path.suffix in {".pyc", ".so", ".o"}:
+            continue
+        files[str(rel)] = path.read_bytes()
+    return files
+
+
+def digest(parts: Iterable[bytes | str]) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def missing_apt_packages(target: Target) -> list[str] | None:
+    """Which of APT_PACKAGES the Pi lacks, from its dpkg database (None: no database to read)."""
+    status = target.read("/var/lib/dpkg/status")
+    if status is None:
+        return None
+    installed = set()
+    for stanza in status.decode(errors="replace").split("\n\n"):
+        fields = dict(
+            line.split(": ", 1)
+            for line in stanza.splitlines()
+            if ": " in line and not line.startswith(" ")
+        )
+        if fields.get("Status", "").endswith(" installed"):
+            installed.add(fields.get("Package"))
+    return [name for name in APT_PACKAGES if name not in installed]
+
+
+def apt_note(missing: list[str] | None) -> str:
+    if missing is None:
+        return f"the Pi needs these Debian packages: sudo apt install {' '.join(APT_PACKAGES)}"
+    if not missing:
+        return f"the Pi has the Debian packages it needs ({', '.join(APT_PACKAGES)})"
+    return f"the Pi lacks Debian packages; on the Pi run: sudo apt install {' '.join(missing)}"
+
+
+# --- the plan ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    name: str
+    detail: str
+    done: Callable[[], bool]  # already in the wanted state?
+    apply: Callable[[], None]
+
+
+@dataclass
+class Report:
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def plan(
+    target: Target, settings: ServiceSettings, model: Path, *, unit_dir: str = DEFAULT_UNIT_DIR
+) -> tuple[list[Step], list[str]]:
+    """The deploy steps for ``target``, and notes to print after them."""
+    info = target.python_info()
+    s = settings
+    site = f"{s.venv}/lib/python{info.version}/site-packages"
+    unit_path = f"{unit_dir}/{SERVICE_NAME}"
+    wants_link = f"{unit_dir}/multi-user.target.wants/{SERVICE_NAME}"
+    runtime = runtime_files()
+    wheels_id = digest([*runtime_requirements(info.version), *info.platform_tags()])
+    runtime_id = digest([*runtime.keys(), *runtime.values()])
+    env_text, unit_text = render_env(s).encode(), render_unit(s).encode()
+    model_bytes = model.read_bytes()
+    stamps = f"{s.venv}/.binland"
+    needs_native = any(name.startswith("Lce") for name in custom_op_names(model_bytes))
+    native_dest = f"{site}/edge/native/{native_library_name(info)}"
+    notes = [apt_note(missing_apt_packages(target))]
+
+    def same(path: str, data: bytes) -> Callable[[], bool]:
+        return lambda: target.read(path) == data
+
+    def install_wheels() -> None:
+        with staged_wheels(info) as wheels:
+            target.install_wheels(wheels, s.venv, info)
+        target.write(f"{stamps}/wheels", wheels_id.encode())
+
+    def install_runtime() -> None:
+        target.replace_tree(f"{site}/edge", runtime)  # also removes an older native build
+        target.write(f"{stamps}/runtime", runtime_id.encode())
+
+    def build_native() -> None:
+        try:
+            target.build_native(native_dest, info)
+        except EdgeError as exc:
+            if needs_native:  # a bitpacked model cannot run without it
+                raise DeployError(
+                    f"{model.name} is bitpacked (LCE) and needs the native library: {exc}"
+                ) from None
+            notes.append(f"native library not built ({exc}); float models run without it")
+            return
+        target.write(f"{stamps}/native", runtime_id.encode())
+
+    steps = [
+        Step("venv", f"{s.venv} (python{info.version}, {info.machine}, --system-site-packages)",
+             lambda: b"include-system-site-packages = true" in (target.read(f"{s.venv}/pyvenv.cfg") or b""),
+             lambda: target.make_venv(s.venv, info)),
+        Step("wheels", f"{', '.join(runtime_requirements(info.version))} for {info.platform_tags()[0]} into {site}",
+             same(f"{stamps}/wheels", wheels_id.encode()), install_wheels),
+        Step("runtime", f"the edge package ({len(runtime)} files, {runtime_id}) into {site}/edge",
+             same(f"{stamps}/runtime", runtime_id.encode()), install_runtime),
+        Step("native", f"the bitpacked-op library ({'needed by' if needs_native else 'optional for'} "
+             f"this model) to {native_dest}",
+             lambda: target.read(f"{stamps}/native") == runtime_id.encode() and target.exists(native_dest),
+             build_native),
+        Step("model", f"{model.name} ({len(model_bytes)} bytes) to {s.model_path}",
+             same(s.model_path, model_bytes),
+             # The folder holds exactly the served model: an upgrade leaves no stale files.
+             lambda: target.replace_tree(f"{s.prefix}/models", {s.model_name: model_bytes})),
+        Step("config", f"{s.env_path} (source {s.source}, serve {s.serve})",
+             same(s.env_path, env_text), lambda: target.write(s.env_path, env_text)),
+        Step("unit", f"{unit_path} (ExecStart python -m edge.live, Restart=on-failure)",
+             same(unit_path, unit_text), lambda: target.write(unit_path, unit_text)),
+    ]  # fmt: skip
+    if target.systemd_running():
+
+        def enable() -> None:
+            target.run(["systemctl", "daemon-reload"])
+            target.run(["systemctl", "enable", SERVICE_NAME])
+            target.run(["systemctl", "restart", SERVICE_NAME])
+
+        steps.append(
+            Step("enable", f"systemctl enable + restart {SERVICE_NAME}", lambda: False, enable)
+        )
+    else:
+        # What `systemctl enable` would do; systemd starts the service at the next boot.
+        steps.append(Step("enable", f"{wants_link} -> {unit_path} (starts at boot)",
+                          lambda: target.readlink(wants_link) == unit_path,
+                          lambda: target.symlink(wants_link, unit_path)))  # fmt: skip
+    return steps, notes
+
+
+def deploy(target: Target, settings: ServiceSettings, model: Path, *, dry_run: bool = False,
+           unit_dir: str = DEFAULT_UNIT_DIR, log: Callable[[str], None] = print) -> Report:  # fmt: skip
+    """Bring ``target`` to the wanted state; with ``dry_run`` only report what would change."""
+    steps, notes = plan(target, settings, model, unit_dir=unit_dir)
+    report = Report(notes=notes)
+    changed_before_enable = False
+    for step in steps:
+        done = step.done()
+        if step.name == "enable" and not changed_before_enable and target.systemd_running():
+            done = True  # nothing changed: leave the running service alone
+        if done:
+            report.unchanged.append(step.name)
+            log(f"  ok       {step.name:8} {step.detail}")
+            continue
+        log(f"  {'would' if dry_run else 'install':8} {step.name:8} {step.detail}")
+        if not dry_run:
+            step.apply()
+        report.changed.append(step.name)
+        changed_before_enable = True
+    for note in notes:
+        log(f"note: {note}")
+    return report
