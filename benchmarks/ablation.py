@@ -44,6 +44,7 @@ if str(REPO) not in sys.path:
 RESULTS = REPO / "benchmarks" / "results" / "ablation.md"
 BASE_CONFIGS = {"pose": "configs/synthetic_pose.yaml", "face": "configs/synthetic_face.yaml"}
 DATASETS = {"pose": "synthetic-pose", "face": "synthetic-face"}
+BINARY_LABELS = {"binary": "yes", "binary_scaled": "yes, x mean abs W", "real": "no"}
 
 
 class AblationError(Exception):
@@ -57,10 +58,15 @@ class Variant:
     binary: bool
     features: int
     parameters: int = 0
+    weight_scale: bool = False  # binary convs times mean|W| per channel (the paper's alpha)
+
+    @property
+    def kind(self) -> str:
+        return ("binary_scaled" if self.weight_scale else "binary") if self.binary else "real"
 
     @property
     def name(self) -> str:
-        return f"{self.task}_{self.block}_{'binary' if self.binary else 'real'}"
+        return f"{self.task}_{self.block}_{self.kind}"
 
 
 def _env() -> dict:
@@ -70,7 +76,8 @@ def _env() -> dict:
     return env
 
 
-def variants(*, features: int, depth: int, input_size: int, tasks: list[str]) -> list[Variant]:
+def variants(*, features: int, depth: int, input_size: int, tasks: list[str],
+             weight_scale: bool = False) -> list[Variant]:  # fmt: skip
     """The models to train; the bottleneck width is solved for the HPM network's budget."""
     from edge.skeletons import get_skeleton
     from training.models import features_for_budget, hourglass_parameters
@@ -88,7 +95,7 @@ def variants(*, features: int, depth: int, input_size: int, tasks: list[str]) ->
                 if block != "hpm":
                     f = features_for_budget(budget, block=block, multiple_of=2, **common)
                 n = hourglass_parameters(block=block, features=f, **common)
-                out.append(Variant(task, block, binary, f, n))
+                out.append(Variant(task, block, binary, f, n, weight_scale and binary))
     return out
 
 
@@ -133,7 +140,8 @@ def train(variant: Variant, config: Path, run_dir: Path, bar) -> float:
     shutil.rmtree(run_dir, ignore_errors=True)
     args = ["training.train", "--config", str(config), "--out", str(run_dir), "--verbose", "0",
             f"model.block={variant.block}", f"model.binary={str(variant.binary).lower()}",
-            f"model.features={variant.features}", f"name={variant.name}"]  # fmt: skip
+            f"model.features={variant.features}", f"name={variant.name}",
+            f"model.weight_scale={str(variant.weight_scale).lower()}"]  # fmt: skip
     started = time.perf_counter()
     with open(log, "w") as f:
         f.write(f"$ python -m {' '.join(args)}\n")
@@ -189,7 +197,7 @@ def run_variant(variant: Variant, config: Path, out: Path, eval_options: dict, b
     keras = evaluate(run_dir / "model.keras", variant.task, eval_options, run_dir / "eval_keras",
                      log)  # fmt: skip
     lite = evaluate(flatbuffer, variant.task, eval_options, run_dir / "eval_tflite", log)
-    return {**asdict(variant), "name": variant.name, "format": fmt,
+    return {**asdict(variant), "name": variant.name, "kind": variant.kind, "format": fmt,
             "flatbuffer_bytes": flatbuffer.stat().st_size, "keras": keras, "tflite": lite,
             "train_minutes": round(seconds / 60, 2)}  # fmt: skip
 
@@ -202,7 +210,9 @@ def interpretation(rows: list[dict]) -> list[str]:
     """Plain sentences computed from the numbers (no claim the table does not show)."""
     by = {r["name"]: r for r in rows}
     lines = []
-    names = ["pose_hpm_binary", "pose_bottleneck_binary", "pose_hpm_real", "pose_bottleneck_real"]
+    binary = next((r["kind"] for r in rows if r["binary"]), "binary")
+    names = [f"pose_hpm_{binary}", f"pose_bottleneck_{binary}", "pose_hpm_real",
+             "pose_bottleneck_real"]  # fmt: skip
     if all(n in by for n in names):
         hb, bb, hr, br = (_metric(by[n], "keras") for n in names)
         verdict = "beats" if hb > bb else "does not beat"
@@ -218,8 +228,8 @@ def interpretation(rows: list[dict]) -> list[str]:
             f"({hb:.1f} vs {bb:.1f}, {hb - bb:+.1f}). Gap to the real-valued network of the "
             f"same block: HPM {gap_h:.1f} points, bottleneck {gap_b:.1f} points: {gaps}."
         )
-    if "face_hpm_binary" in by and "face_hpm_real" in by:
-        fb, fr = _metric(by["face_hpm_binary"], "keras"), _metric(by["face_hpm_real"], "keras")
+    if f"face_hpm_{binary}" in by and "face_hpm_real" in by:
+        fb, fr = _metric(by[f"face_hpm_{binary}"], "keras"), _metric(by["face_hpm_real"], "keras")
         lines.append(f"Face (NME %, lower is better): binary HPM {fb:.2f} against real-valued "
                      f"HPM {fr:.2f} ({fb - fr:+.2f}).")  # fmt: skip
     return lines
@@ -248,8 +258,9 @@ def write_results(rows: list[dict], meta: dict, path: Path, complete: bool) -> N
     ]
     for r in rows:
         key = r["keras"]["headline"]
+        binary = BINARY_LABELS[r.get("kind", "binary" if r["binary"] else "real")]
         lines.append(
-            f"| {r['task']} | {r['block']} | {'yes' if r['binary'] else 'no'} | {r['features']} "
+            f"| {r['task']} | {r['block']} | {binary} | {r['features']} "
             f"| {r['parameters']:,} | {r['flatbuffer_bytes'] / 1e6:.3f} MB | {key} | "
             f"{_metric(r, 'keras'):.2f} | {_metric(r, 'tflite'):.2f} | {r['train_minutes']:.1f} |"
         )
@@ -285,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=None, metavar="NAME",
                    help="train only these, e.g. pose_hpm_binary pose_bottleneck_binary "
                    "(default: all)")  # fmt: skip
+    p.add_argument("--weight-scale", action="store_true",
+                   help="binary models scale each binary conv's output channels by mean|W| "
+                   "(larq's magnitude_aware_sign, the paper's XNOR-Net alpha); model names "
+                   "end in _binary_scaled (default: plain ste_sign weights)")  # fmt: skip
     p.add_argument("--eval-size", type=int, default=300,
                    help="validation samples scored per model (default 300)")  # fmt: skip
     p.add_argument("--results", type=Path, default=RESULTS,
@@ -314,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"seed={args.seed}"]  # fmt: skip
     try:
         todo = variants(features=args.features, depth=args.depth, input_size=args.input_size,
-                        tasks=args.tasks)  # fmt: skip
+                        tasks=args.tasks, weight_scale=args.weight_scale)  # fmt: skip
         if args.models:
             unknown = sorted(set(args.models) - {v.name for v in todo})
             if unknown:

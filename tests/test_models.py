@@ -30,11 +30,14 @@ from training.models import (
 )
 
 
-def block_model(block: str, *, cin: int, channels: int, binary: bool, size: int = 8):
+def block_model(
+    block: str, *, cin: int, channels: int, binary: bool, size: int = 8, weight_scale: bool = False
+):
     x = tf.keras.Input((size, size, cin), name="x")
-    return tf.keras.Model(
-        x, residual_block(x, block=block, channels=channels, binary=binary, name="b")
+    y = residual_block(
+        x, block=block, channels=channels, binary=binary, weight_scale=weight_scale, name="b"
     )
+    return tf.keras.Model(x, y)
 
 
 def randomise(model: tf.keras.Model, seed: int = 0) -> None:
@@ -196,6 +199,56 @@ def test_binary_conv_computes_with_plus_minus_one_inputs_and_weights():
             window = padded[:, dy : dy + 8, dx : dx + 8, :]
             expected += np.einsum("nhwc,cd->nhwd", window, _sign(latent[dy, dx]))
     np.testing.assert_array_equal(conv_out, expected)
+
+
+@pytest.mark.parametrize("block", ["hpm", "bottleneck"])
+def test_weight_scale_multiplies_each_output_channel_by_mean_abs_weight(block):
+    """weight_scale=True is the paper's XNOR-Net alpha: sign(W) * mean|W| per output channel,
+    so the conv output is the +-1 conv scaled per channel; parameter counts do not change."""
+    plain = block_model(block, cin=32, channels=64, binary=True)
+    scaled = block_model(block, cin=32, channels=64, binary=True, weight_scale=True)
+    randomise(scaled)
+    assert count_parameters(plain) == count_parameters(scaled)
+    convs = [lyr for lyr in scaled.layers if is_binary_conv(lyr)]
+    assert len(convs) == 3
+    x = np.random.default_rng(7).normal(size=(2, 8, 8, 32)).astype(np.float32)
+    for conv in convs:
+        assert conv.padding == "same" and conv.pad_values == 1.0 and not conv.use_bias
+        probe = tf.keras.Model(scaled.input, [conv.input, conv.output])
+        conv_in, conv_out = (t.numpy() for t in probe(x, training=False))
+        latent = conv.kernel.numpy()
+        alpha = np.abs(latent).mean(axis=(0, 1, 2))
+        unscaled = tf.nn.conv2d(
+            tf.pad(_sign(conv_in), [[0, 0], [1, 1], [1, 1], [0, 0]], constant_values=1.0)
+            if latent.shape[0] == 3
+            else _sign(conv_in),
+            _sign(latent),
+            strides=1,
+            padding="VALID",
+        ).numpy()
+        assert np.array_equal(unscaled, np.round(unscaled))  # an integer +-1 convolution
+        np.testing.assert_allclose(conv_out, unscaled * alpha, rtol=1e-5, atol=1e-4)
+
+
+def test_weight_scale_reaches_every_binary_conv_of_the_network_and_the_config():
+    import larq as lq
+
+    from training.config import ModelConfig
+    from training.models import BINARY_CONV_KWARGS
+
+    def kernel_quantizers(model: tf.keras.Model) -> set[str]:
+        return {type(c.kernel_quantizer).__name__ for c in model.layers if is_binary_conv(c)}
+
+    model = build_hourglass(num_stacks=1, depth=2, features=64, input_size=64, weight_scale=True)
+    assert kernel_quantizers(model) == {"MagnitudeAwareSign"}
+    assert "scaled" in model.name
+    plain = build_hourglass(num_stacks=1, depth=2, features=64, input_size=64)
+    assert (
+        kernel_quantizers(plain)
+        == {"SteSign"}
+        == {type(lq.quantizers.get(BINARY_CONV_KWARGS["kernel_quantizer"])).__name__}
+    )
+    assert ModelConfig().weight_scale is False  # the default stays plain ste_sign
 
 
 def test_real_block_convs_are_not_binarized():

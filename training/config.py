@@ -48,6 +48,7 @@ class ModelConfig:
     features: int = 256
     block: str = "hpm"  # "hpm", "bottleneck" or "wide"
     binary: bool = True
+    weight_scale: bool = False  # binary convs times mean|W| per output channel (XNOR-Net's alpha)
 
 
 @dataclass
@@ -98,6 +99,8 @@ class TrainConfig:
                f"optimizer.name must be rmsprop or adam, got {self.optimizer.name!r}")  # fmt: skip
         _check(self.model.block in ("hpm", "bottleneck", "wide"),
                f"model.block must be hpm, bottleneck or wide, got {self.model.block!r}")  # fmt: skip
+        _check(self.model.binary or not self.model.weight_scale,
+               "model.weight_scale applies to binary convs: set model.binary: true or drop it")  # fmt: skip
         _check(self.normalisation.color in ("RGB", "BGR"),
                f"normalisation.color must be RGB or BGR, got {self.normalisation.color!r}")  # fmt: skip
         for key in ("mean", "std"):

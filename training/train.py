@@ -51,7 +51,7 @@ def build_model(config: TrainConfig, num_landmarks: int):
     m = config.model
     return build_hourglass(num_stacks=m.num_stacks, depth=m.depth, features=m.features,
                            num_landmarks=num_landmarks, input_size=config.input_size,
-                           block=m.block, binary=m.binary)  # fmt: skip
+                           block=m.block, binary=m.binary, weight_scale=m.weight_scale)  # fmt: skip
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int):

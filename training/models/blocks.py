@@ -29,12 +29,21 @@ from .quantizers import conv
 BLOCK_TYPES = ("hpm", "bottleneck", "wide")
 
 
-def _unit(x: tf.Tensor, *, filters: int, kernel_size: int, binary: bool, name: str) -> tf.Tensor:
-    """BN -> (sign) conv when binary, BN -> ReLU -> conv when real."""
-    x = tf.keras.layers.BatchNormalization(name=f"{name}_bn")(x)
-    if not binary:
-        x = tf.keras.layers.ReLU(name=f"{name}_relu")(x)
-    return conv(filters, kernel_size, binary=binary, name=f"{name}_conv")(x)
+def _units(*, binary: bool, weight_scale: bool, name: str) -> Callable[..., tf.Tensor]:
+    """A block's conv unit ``unit(x, filters, kernel_size, part)``.
+
+    BN -> (sign) conv when binary, BN -> ReLU -> conv when real; layers are named
+    ``{name}_{part}_bn`` and ``{name}_{part}_conv``.
+    """
+
+    def unit(x: tf.Tensor, filters: int, kernel_size: int, part: str) -> tf.Tensor:
+        x = tf.keras.layers.BatchNormalization(name=f"{name}_{part}_bn")(x)
+        if not binary:
+            x = tf.keras.layers.ReLU(name=f"{name}_{part}_relu")(x)
+        return conv(filters, kernel_size, binary=binary, weight_scale=weight_scale,
+                    name=f"{name}_{part}_conv")(x)  # fmt: skip
+
+    return unit
 
 
 def _skip(x: tf.Tensor, *, channels: int, name: str) -> tf.Tensor:
@@ -51,7 +60,9 @@ def _check_channels(channels: int, divisor: int, block: str) -> None:
         )
 
 
-def hpm_block(x: tf.Tensor, *, channels: int, binary: bool, name: str) -> tf.Tensor:
+def hpm_block(
+    x: tf.Tensor, *, channels: int, binary: bool, name: str, weight_scale: bool = False
+) -> tf.Tensor:
     """The paper's hierarchical, parallel, multi-scale block.
 
     Three 3x3 convs in a chain, Cin -> C/2 -> C/4 -> C/4; their outputs are concatenated
@@ -59,27 +70,33 @@ def hpm_block(x: tf.Tensor, *, channels: int, binary: bool, name: str) -> tf.Ten
     chain gives receptive fields 3, 5 and 7 at 1x, 1/2x and 1/4x the width.
     """
     _check_channels(channels, 4, "hpm")
+    unit = _units(binary=binary, weight_scale=weight_scale, name=name)
     half, quarter = channels // 2, channels // 4
-    b1 = _unit(x, filters=half, kernel_size=3, binary=binary, name=f"{name}_conv1")
-    b2 = _unit(b1, filters=quarter, kernel_size=3, binary=binary, name=f"{name}_conv2")
-    b3 = _unit(b2, filters=quarter, kernel_size=3, binary=binary, name=f"{name}_conv3")
+    b1 = unit(x, half, 3, "conv1")
+    b2 = unit(b1, quarter, 3, "conv2")
+    b3 = unit(b2, quarter, 3, "conv3")
     out = tf.keras.layers.Concatenate(name=f"{name}_concat")([b1, b2, b3])
     skip = _skip(x, channels=channels, name=name)
     return tf.keras.layers.Add(name=f"{name}_add")([out, skip])
 
 
-def bottleneck_block(x: tf.Tensor, *, channels: int, binary: bool, name: str) -> tf.Tensor:
+def bottleneck_block(
+    x: tf.Tensor, *, channels: int, binary: bool, name: str, weight_scale: bool = False
+) -> tf.Tensor:
     """Newell's bottleneck: 1x1 (C/2), 3x3 (C/2), 1x1 (C), added to the skip."""
     _check_channels(channels, 2, "bottleneck")
+    unit = _units(binary=binary, weight_scale=weight_scale, name=name)
     half = channels // 2
-    y = _unit(x, filters=half, kernel_size=1, binary=binary, name=f"{name}_conv1")
-    y = _unit(y, filters=half, kernel_size=3, binary=binary, name=f"{name}_conv2")
-    y = _unit(y, filters=channels, kernel_size=1, binary=binary, name=f"{name}_conv3")
+    y = unit(x, half, 1, "conv1")
+    y = unit(y, half, 3, "conv2")
+    y = unit(y, channels, 1, "conv3")
     skip = _skip(x, channels=channels, name=name)
     return tf.keras.layers.Add(name=f"{name}_add")([y, skip])
 
 
-def wide_block(x: tf.Tensor, *, channels: int, binary: bool, name: str) -> tf.Tensor:
+def wide_block(
+    x: tf.Tensor, *, channels: int, binary: bool, name: str, weight_scale: bool = False
+) -> tf.Tensor:
     """The "wide" bottleneck: Newell's 1x1 -> 3x3 -> 1x1 with every conv at C channels.
 
     Kernel sizes stay Newell's, so the only change from :func:`bottleneck_block` is the width:
@@ -87,9 +104,10 @@ def wide_block(x: tf.Tensor, *, channels: int, binary: bool, name: str) -> tf.Te
     11 C^2 weights against the bottleneck's 3.25 C^2 and HPM's 6.1875 C^2.
     """
     _check_channels(channels, 1, "wide")
-    y = _unit(x, filters=channels, kernel_size=1, binary=binary, name=f"{name}_conv1")
-    y = _unit(y, filters=channels, kernel_size=3, binary=binary, name=f"{name}_conv2")
-    y = _unit(y, filters=channels, kernel_size=1, binary=binary, name=f"{name}_conv3")
+    unit = _units(binary=binary, weight_scale=weight_scale, name=name)
+    y = unit(x, channels, 1, "conv1")
+    y = unit(y, channels, 3, "conv2")
+    y = unit(y, channels, 1, "conv3")
     skip = _skip(x, channels=channels, name=name)
     return tf.keras.layers.Add(name=f"{name}_add")([y, skip])
 
@@ -114,7 +132,9 @@ def get_block(block: str) -> BlockFn:
 
 
 def residual_block(
-    x: tf.Tensor, *, block: str, channels: int, binary: bool, name: str
+    x: tf.Tensor, *, block: str, channels: int, binary: bool, name: str, weight_scale: bool = False
 ) -> tf.Tensor:
     """Apply the block of type ``block`` (see :data:`BLOCK_TYPES`)."""
-    return get_block(block)(x, channels=channels, binary=binary, name=name)
+    return get_block(block)(
+        x, channels=channels, binary=binary, weight_scale=weight_scale, name=name
+    )

@@ -69,14 +69,26 @@ def _check_arguments(
 
 
 def _hourglass(
-    x: tf.Tensor, *, level: int, block: str, features: int, binary: bool, name: str
+    x: tf.Tensor,
+    *,
+    level: int,
+    block: str,
+    features: int,
+    binary: bool,
+    weight_scale: bool,
+    name: str,
 ) -> tf.Tensor:
     """One level of Newell's recursive hourglass; ``level`` counts down to 1 at the bottom."""
     prefix = f"{name}_level{level}"
 
     def res(t: tf.Tensor, part: str) -> tf.Tensor:
         return residual_block(
-            t, block=block, channels=features, binary=binary, name=f"{prefix}_{part}"
+            t,
+            block=block,
+            channels=features,
+            binary=binary,
+            weight_scale=weight_scale,
+            name=f"{prefix}_{part}",
         )
 
     upper = res(x, "up")
@@ -84,7 +96,13 @@ def _hourglass(
     lower = res(lower, "low1")
     if level > 1:
         lower = _hourglass(
-            lower, level=level - 1, block=block, features=features, binary=binary, name=name
+            lower,
+            level=level - 1,
+            block=block,
+            features=features,
+            binary=binary,
+            weight_scale=weight_scale,
+            name=name,
         )
     else:
         lower = res(lower, "low2")
@@ -104,6 +122,7 @@ def build_hourglass(
     input_size: int = 256,
     block: str = "hpm",
     binary: bool = True,
+    weight_scale: bool = False,
     name: str | None = None,
 ) -> tf.keras.Model:
     """The stacked hourglass as a functional Keras model.
@@ -111,16 +130,27 @@ def build_hourglass(
     Input: (N, input_size, input_size, 3) float32. Outputs: a list of ``num_stacks`` float32
     heatmap tensors (N, input_size/4, input_size/4, num_landmarks), linear (no activation), one
     per stack for intermediate supervision; the last one is the prediction.
+
+    ``weight_scale`` (binary only) scales each binary conv's output channels by mean|W|, the
+    paper's XNOR-Net weight scale (see quantizers.py). It changes no parameter count.
     """
     _check_arguments(
         num_stacks=num_stacks, depth=depth, features=features, num_landmarks=num_landmarks,
         input_size=input_size, block=block,
     )  # fmt: skip
     if name is None:
-        name = f"hourglass_{block}_{'binary' if binary else 'real'}_{num_stacks}stack"
+        kind = ("binary_scaled" if weight_scale else "binary") if binary else "real"
+        name = f"hourglass_{block}_{kind}_{num_stacks}stack"
 
     def res(t: tf.Tensor, channels: int, block_name: str) -> tf.Tensor:
-        return residual_block(t, block=block, channels=channels, binary=binary, name=block_name)
+        return residual_block(
+            t,
+            block=block,
+            channels=channels,
+            binary=binary,
+            weight_scale=weight_scale,
+            name=block_name,
+        )
 
     inputs = tf.keras.Input((input_size, input_size, 3), dtype="float32", name="image")
     x = real_conv(STEM_CHANNELS, 7, strides=2, use_bias=True, name="stem_conv")(inputs)
@@ -133,7 +163,8 @@ def build_hourglass(
 
     outputs = []
     for s in range(num_stacks):
-        y = _hourglass(x, level=depth, block=block, features=features, binary=binary, name=f"hg{s}")
+        y = _hourglass(x, level=depth, block=block, features=features, binary=binary,
+                       weight_scale=weight_scale, name=f"hg{s}")  # fmt: skip
         y = res(y, features, f"stack{s}_block")
         y = real_conv(features, 1, name=f"stack{s}_head_conv")(y)
         y = tf.keras.layers.BatchNormalization(name=f"stack{s}_head_bn")(y)

@@ -9,11 +9,12 @@ Why these settings:
   gradient clipped to zero where |x| > 1 (the paper's activation binarization, no activation
   scale). It is also what LCE needs to emit ``LceQuantize`` + ``LceBconv2d``.
 - ``kernel_quantizer="ste_sign"``: weights are exactly +-1 in the forward pass; the latent real
-  weights are what the optimizer updates. The paper's per-output-channel scale
-  alpha = mean|W| is a per-channel constant factor on the conv output; every consumer of a
-  binary conv in this network normalises per channel (BatchNorm before the next conv, BatchNorm
-  in the heads), so we leave it to BatchNorm rather than compute it (larq's
-  ``magnitude_aware_sign`` would, and LCE accepts both).
+  weights are what the optimizer updates. This is the default (``weight_scale=False``).
+- ``weight_scale=True`` uses larq's ``magnitude_aware_sign`` instead: sign(W) times the
+  XNOR-Net per-output-channel scale alpha = mean|W|, as in the paper. BatchNorm before the next
+  conv would absorb a per-channel factor, but a block's binary outputs are added to its skip
+  first, so alpha sets how much each binary channel weighs against the skip. LCE folds alpha
+  into ``LceBconv2d``'s per-channel output multiplier: the device cost is the same.
 - ``kernel_constraint="weight_clip"``: keeps latent weights in [-1, 1], where the
   straight-through gradient of sign() is non-zero (larq's guide).
 - ``padding="same"`` with ``pad_values=1.0``: zero padding cannot be expressed with +-1 bits;
@@ -41,12 +42,21 @@ BINARY_CONV_KWARGS: dict = {
 
 
 def binary_conv(
-    filters: int, kernel_size: int, *, strides: int = 1, name: str | None = None
+    filters: int,
+    kernel_size: int,
+    *,
+    strides: int = 1,
+    weight_scale: bool = False,
+    name: str | None = None,
 ) -> lq.layers.QuantConv2D:
-    """A binary convolution: sign(input) (*) sign(kernel), converted by LCE to ``LceBconv2d``."""
-    return lq.layers.QuantConv2D(
-        filters, kernel_size, strides=strides, name=name, **BINARY_CONV_KWARGS
-    )
+    """A binary convolution: sign(input) (*) sign(kernel), converted by LCE to ``LceBconv2d``.
+
+    ``weight_scale`` multiplies each output channel by mean|W| of its kernel (see above).
+    """
+    kwargs = dict(BINARY_CONV_KWARGS)
+    if weight_scale:
+        kwargs["kernel_quantizer"] = "magnitude_aware_sign"
+    return lq.layers.QuantConv2D(filters, kernel_size, strides=strides, name=name, **kwargs)
 
 
 def real_conv(
@@ -64,11 +74,22 @@ def real_conv(
 
 
 def conv(
-    filters: int, kernel_size: int, *, binary: bool, strides: int = 1, name: str | None = None
+    filters: int,
+    kernel_size: int,
+    *,
+    binary: bool,
+    weight_scale: bool = False,
+    strides: int = 1,
+    name: str | None = None,
 ) -> tf.keras.layers.Layer:
-    """:func:`binary_conv` or a bias-free :func:`real_conv`, the two variants of a block's conv."""
+    """:func:`binary_conv` or a bias-free :func:`real_conv`, the two variants of a block's conv.
+
+    ``weight_scale`` only applies to binary convs.
+    """
     if binary:
-        return binary_conv(filters, kernel_size, strides=strides, name=name)
+        return binary_conv(
+            filters, kernel_size, strides=strides, weight_scale=weight_scale, name=name
+        )
     return real_conv(filters, kernel_size, strides=strides, name=name)
 
 
