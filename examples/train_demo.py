@@ -1,6 +1,6 @@
 """Train, convert, score and bundle the demo models (edge/models/pose.tflite, face.tflite).
 
-    python examples/train_demo.py                       # both models, about 15 minutes each
+    python examples/train_demo.py                       # both: pose ~1 hour, face ~15 minutes
     python examples/train_demo.py --task face --minutes 5 --out runs/demo --no-install
 
 Everything goes through the project's own command-line tools, so this file is also a worked
@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training time per model on this machine: a short probe measures the "
                    "step time and steps_per_epoch is set to fit; approximate, since a busy "
                    "machine can run slower than the probe saw (default: the config as is, "
-                   "about 15 minutes on a 2-core CPU)")  # fmt: skip
+                   "on a 2-core CPU about an hour for pose, 15 minutes for face)")  # fmt: skip
     p.add_argument("--eval-size", type=int, default=500,
                    help="validation samples scored by training.evaluate (default 500)")  # fmt: skip
     p.add_argument("--no-install", dest="install", action="store_false",
