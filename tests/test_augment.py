@@ -91,6 +91,36 @@ def test_colour_scales_each_channel_within_range():
     assert 1.1 < ratio[2] <= 1.3 + 1e-6  # clipped at 255 for bright pixels
 
 
+def test_blur_and_occluder_change_pixels_not_labels():
+    sample = _blob_sample()
+    plain, m0, p0, v0 = crop_sample(sample, 64, MPII16, AugmentParams())
+    blurred, m1, p1, v1 = crop_sample(sample, 64, MPII16, AugmentParams(blur=1.5))
+    np.testing.assert_array_equal(p0, p1)
+    np.testing.assert_array_equal(v0, v1)
+    # Blur spreads the blobs' edges: neighbouring pixels differ less.
+    assert np.abs(np.diff(blurred.astype(int), axis=1)).max() < 0.8 * np.abs(
+        np.diff(plain.astype(int), axis=1)).max()  # fmt: skip
+    covered, _, p2, _ = crop_sample(
+        sample, 64, MPII16, AugmentParams(occluder=(0.25, 0.5, 0.5, 0.25, 77.0))
+    )
+    np.testing.assert_array_equal(p0, p2)
+    assert (covered[32:48, 16:48] == 77).all()
+    np.testing.assert_array_equal(covered[:32], plain[:32])  # nothing else changes
+
+
+def test_real_footage_draws_are_off_by_default_and_follow_their_config():
+    rng = np.random.default_rng(1)
+    assert all(d.blur == 0 and d.occluder is None
+               for d in (sample_params(rng, AugmentConfig()) for _ in range(200)))  # fmt: skip
+    on = AugmentConfig(blur_prob=0.3, occlusion_prob=0.5, occlusion_max=0.3)
+    draws = [sample_params(rng, on) for _ in range(3000)]
+    assert abs(np.mean([d.blur > 0 for d in draws]) - 0.3) < 0.03
+    occ = [d.occluder for d in draws if d.occluder is not None]
+    assert abs(len(occ) / len(draws) - 0.5) < 0.03
+    for x, y, w, h, _ in occ:
+        assert 0.1 <= w <= 0.3 and 0.1 <= h <= 0.3 and x + w <= 1 and y + h <= 1
+
+
 def test_random_draw_follows_the_papers_distribution():
     rng = np.random.default_rng(0)
     draws = [sample_params(rng, AugmentConfig()) for _ in range(4000)]

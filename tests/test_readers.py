@@ -142,8 +142,11 @@ def test_mpii_json(tmp_path):
     assert s.image.shape == (60, 80, 3)
     np.testing.assert_allclose(s.points[0], joints[0] - 1, atol=1e-5)  # 1-based -> 0-based
     assert not s.visible[4] and not s.visible[9] and s.visible.sum() == 14
-    assert s.box.center == pytest.approx((40.0, 30.0 + 15 * 0.25))
-    assert s.box.size == pytest.approx(0.25 * 200 * 1.25)
+    # The box is the device's crop: the square around the visible joints, x 1.25.
+    vis_pts = s.points[s.visible]
+    lo, hi = vis_pts.min(axis=0), vis_pts.max(axis=0)
+    assert s.box.center == pytest.approx(tuple((lo + hi) / 2), abs=1e-4)
+    assert s.box.size == pytest.approx(max(hi - lo) * 1.25, rel=1e-5)
     assert s.head_size == pytest.approx(0.6 * np.hypot(12, 16))
     _mirror_check(s, ds.load(1), ds.skeleton)
     assert ds.skeleton.landmarks[0] == "right_ankle" and (0, 5) in ds.skeleton.flip_pairs
@@ -377,7 +380,10 @@ def test_wflw_annotation_file(tmp_path):
     s = ds.load(0)
     np.testing.assert_allclose(s.points, pts, atol=1e-3)
     assert s.visible.all() and s.points.shape == (98, 2)
-    assert s.box.center == pytest.approx((50.0, 50.0)) and s.box.size == pytest.approx(64 * 1.25)
+    # The device's crop: the square around the landmarks x 1.25, not WFLW's face rectangle.
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    assert s.box.center == pytest.approx(tuple((lo + hi) / 2), abs=1e-3)
+    assert s.box.size == pytest.approx(max(hi - lo) * 1.25, rel=1e-4)
     assert len(list(iter_samples(ds))) == 2 and ds.skipped.count == 3
     assert ds.skeleton.reference_pair == (60, 72)
     occlusion = open_dataset("wflw", ann / "list_98pt_rect_attr_test.txt", subset="occlusion")
@@ -433,6 +439,7 @@ def test_coco_keypoints_json(tmp_path):
     assert s.id == "000000000001.jpg#7"
     np.testing.assert_allclose(s.points, kp[:, :2])
     assert not s.visible[3] and s.visible[4] and s.visible.sum() == 16
-    assert s.box.center == pytest.approx((39.5, 39.5)) and s.box.size == pytest.approx(75.0)
+    # The device's crop from the 16 labelled keypoints (x from 20 to 68, all at y 40), not bbox.
+    assert s.box.center == pytest.approx((44.0, 40.0)) and s.box.size == pytest.approx(48 * 1.25)
     assert ds.skeleton.name == "coco17" and (5, 6) in ds.skeleton.flip_pairs
     assert len(list(iter_samples(ds))) == 1 and ds.skipped.count == 3

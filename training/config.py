@@ -33,10 +33,15 @@ class DatasetConfig:
     path: str | None = None  # annotation file or dataset root; synthetic sets take none
     train_split: str = "train"
     val_split: str = "val"
+    val_path: str | None = None  # the validation set's path, when it is not ``path``
     options: dict = field(default_factory=dict)  # reader options for both splits
     train_options: dict = field(default_factory=dict)  # e.g. {size: 2000} for synthetic sets
     val_options: dict = field(default_factory=dict)
     val_limit: int | None = None  # validate on at most this many samples each epoch
+    # More training sets mixed into the first one (same skeleton): each entry has ``name``,
+    # optional ``path``, ``split`` (default "train"), ``options`` and ``repeat`` (how many
+    # times its records are listed, to weight it against the others; default 1).
+    mix: list = field(default_factory=list)
 
 
 @dataclass
@@ -76,6 +81,9 @@ class TrainConfig:
     input_size: int = 256
     sigma: float = 1.5  # Gaussian target sigma in heatmap cells
     refine: str = "quarter"  # heatmap decoding, see edge.codec
+    # A trained model.keras whose weights start this run, layer by layer where names and
+    # shapes agree (e.g. a real-valued twin starting its binary student).
+    init_from: str | None = None
     box_margin: float = 1.25  # the readers' crop box margin, recorded in the metadata
     batch_size: int = 10  # global batch, split across replicas
     epochs: int = 100

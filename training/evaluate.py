@@ -34,7 +34,14 @@ from edge.transform import apply_affine, invert_affine
 
 from . import metrics
 from .data.augment import Normalisation, crop_sample
-from .data.base import CorruptSample, DatasetError, LandmarkDataset, Sample, open_dataset
+from .data.base import (
+    CorruptSample,
+    DatasetError,
+    LandmarkDataset,
+    Sample,
+    iter_samples,
+    open_dataset,
+)
 
 PROTOCOLS = {
     "mpii": "pckh",
@@ -359,6 +366,45 @@ def plot_curve(result: Score, path: str | Path, label: str = "") -> Path:
     return Path(path)
 
 
+def write_pictures(
+    dataset: LandmarkDataset, pred: Predictions, skeleton: Skeleton, out: Path, count: int
+) -> list[Path]:
+    """``count`` pictures spread over the set: the sample's crop with the reference landmarks
+    (left) and the model's (right), so a reader sees where the numbers come from."""
+    import cv2
+
+    from edge.draw import draw_landmarks, draw_text
+
+    if count <= 0:
+        return []
+    by_id = {sample_id: i for i, sample_id in enumerate(pred.ids)}
+    picks = np.unique(np.linspace(0, len(pred.ids) - 1, min(count, len(pred.ids))).round())
+    written = []
+    for n, k in enumerate(picks.astype(int)):
+        wanted = pred.ids[k]
+        sample = next((s for s in iter_samples(dataset, [_index_of(wanted, by_id, k)])), None)
+        if sample is None:
+            continue
+        panels = []
+        for label, points, shown in (
+            ("reference", pred.gt[k], pred.visible[k].astype(float)),
+            ("model", pred.points[k], np.ones(len(pred.points[k]))),
+        ):
+            crop, matrix, _, _ = crop_sample(sample, 256, skeleton)
+            draw_landmarks(crop, apply_affine(matrix, points), shown, skeleton.edges, radius=3)
+            panels.append(draw_text(crop, [label]))
+        path = out / f"picture_{n:02d}.png"
+        cv2.imwrite(str(path), np.hstack(panels))
+        written.append(path)
+    return written
+
+
+def _index_of(sample_id: str, by_id: dict[str, int], fallback: int) -> int:
+    # Sample ids end in "#<record index>" for the real readers; prediction order otherwise.
+    tail = sample_id.rpartition("#")[2]
+    return int(tail) if tail.isdigit() else by_id.get(sample_id, fallback)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="python -m training.evaluate",
@@ -388,8 +434,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--refine", default="quarter", choices=("quarter", "dark", "none"),
                    help="sub-cell heatmap refinement (default quarter, the paper's)")  # fmt: skip
+    p.add_argument("--protocol", action="append", default=None,
+                   choices=sorted(set(PROTOCOLS.values())),
+                   help="score with this protocol instead of the dataset's own; repeat for "
+                   "several (e.g. --protocol pck_torso --protocol pckh for teacher-labelled "
+                   "real footage). The first is the headline")  # fmt: skip
     p.add_argument("--out", type=Path, default=None,
-                   help="folder for metrics.json and curve.png (default: print only)")  # fmt: skip
+                   help="folder for metrics.json, curve.png and the pictures (default: print only)")  # fmt: skip
+    p.add_argument("--pictures", type=int, default=6,
+                   help="with --out: this many side-by-side pictures of reference vs model "
+                   "landmarks, spread over the set (0: none)")  # fmt: skip
     return p
 
 
@@ -421,22 +475,28 @@ def main(argv: list[str] | None = None) -> int:
                                      desc=f"evaluating {args.model.name}"),
         )  # fmt: skip
         skeleton = get_skeleton(predictor.metadata.skeleton)
-        result = score(preds, PROTOCOLS[args.dataset], skeleton)
+        protocols = args.protocol or [PROTOCOLS[args.dataset]]
+        results = [score(preds, protocol, skeleton) for protocol in protocols]
     except (EdgeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     title = (f"{args.model.name} [{predictor.description}] on {args.dataset}/{args.split}"
              f"{' with flip test' if args.flip_test else ''}: {len(preds.points)} samples"
              f"{f', {preds.skipped} corrupt skipped' if preds.skipped else ''}")  # fmt: skip
-    print(format_table(result, title))
+    for i, result in enumerate(results):
+        print(format_table(result, title if i == 0 else f"{result.protocol}:"))
+    result = results[0]
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         report = {"model": str(args.model), "runtime": predictor.description,
                   "dataset": args.dataset, "split": args.split, "flip_test": args.flip_test,
-                  "skipped": preds.skipped, **result.to_dict()}  # fmt: skip
+                  "skipped": preds.skipped, **result.to_dict(),
+                  "also": {r.protocol: r.values for r in results[1:]}}  # fmt: skip
         (args.out / "metrics.json").write_text(json.dumps(report, indent=2))
         plot_curve(result, args.out / "curve.png", label=args.model.name)
-        print(f"wrote {args.out / 'metrics.json'} and {args.out / 'curve.png'}")
+        pictures = write_pictures(dataset, preds, skeleton, args.out, args.pictures)
+        print(f"wrote {args.out / 'metrics.json'}, {args.out / 'curve.png'}"
+              f"{f' and {len(pictures)} pictures' if pictures else ''}")  # fmt: skip
     return 0
 
 

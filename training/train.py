@@ -183,6 +183,42 @@ def _read_history(run_dir: Path, upto_epoch: int) -> list[dict]:
     return kept
 
 
+def _mixed(first, entries: list):
+    from .data.base import MixedDataset, open_dataset
+
+    parts, repeats = [first], [1]
+    for entry in entries:
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ConfigError(f"dataset.mix entries need a name, got {entry!r}")
+        unknown = set(entry) - {"name", "path", "split", "options", "repeat"}
+        if unknown:
+            raise ConfigError(f"unknown key(s) {sorted(unknown)} in dataset.mix entry {entry!r}")
+        parts.append(open_dataset(entry["name"], entry.get("path"),
+                                  split=entry.get("split", "train"), **entry.get("options", {})))  # fmt: skip
+        repeats.append(int(entry.get("repeat", 1)))
+    return MixedDataset(parts, repeats)
+
+
+def init_weights(model, path: str) -> int:
+    """Copy weights from a saved model into ``model`` where layer names and shapes agree;
+    returns how many layers were copied (a real-valued twin starting its binary student)."""
+    from .evaluate import load_keras_model
+
+    source = {layer.name: layer for layer in load_keras_model(path).layers}
+    copied = 0
+    for layer in model.layers:
+        other = source.get(layer.name)
+        if other is None or not layer.weights:
+            continue
+        theirs = other.get_weights()
+        if [w.shape for w in theirs] == [tuple(w.shape) for w in layer.weights]:
+            layer.set_weights(theirs)
+            copied += 1
+    if copied == 0:
+        raise ConfigError(f"init_from {path}: no layer of that model fits this one")
+    return copied
+
+
 def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: str = "default",
         verbose: int | str = "auto") -> dict:  # fmt: skip
     """Train (or continue) one run; return a summary with the final validation score."""
@@ -198,7 +234,9 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
     ds_cfg = config.dataset
     train_set = open_dataset(ds_cfg.name, ds_cfg.path, split=ds_cfg.train_split,
                              **{**ds_cfg.options, **ds_cfg.train_options})  # fmt: skip
-    val_set = open_dataset(ds_cfg.name, ds_cfg.path, split=ds_cfg.val_split,
+    if ds_cfg.mix:
+        train_set = _mixed(train_set, ds_cfg.mix)
+    val_set = open_dataset(ds_cfg.name, ds_cfg.val_path or ds_cfg.path, split=ds_cfg.val_split,
                            **{**ds_cfg.options, **ds_cfg.val_options})  # fmt: skip
     skeleton = train_set.skeleton
     steps = config.steps_per_epoch or len(train_set) // config.batch_size
@@ -240,6 +278,9 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
         manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=3,
                                              checkpoint_name="epoch")  # fmt: skip
         initial_epoch = 0
+        if config.init_from and not resume:
+            n = init_weights(model, config.init_from)
+            print(f"initialised {n} layers from {config.init_from}", flush=True)
         if resume:
             if manager.latest_checkpoint is None:
                 raise ConfigError(f"nothing to resume: {ckpt_dir} has no checkpoint")

@@ -4,6 +4,10 @@ The random draw follows the authors' FAN training code (FACTS.md section 1): box
 N(1, 0.3) clipped to [0.7, 1.3], rotation N(0, 30) degrees clipped to +-60 and set to 0
 with probability 0.6, a horizontal flip with probability 0.5 (left/right landmarks swap
 through the skeleton's flip permutation), and each colour channel multiplied by U[0.7, 1.3].
+Two more draws are for real footage (off unless a config turns them on): a Gaussian blur
+(motion, focus and low-resolution webcams) and an occluder, a random flat-coloured rectangle
+over part of the crop (hands, objects, other people); occluded landmarks keep their labels,
+so the model learns to place them anyway.
 
 Geometry goes through :mod:`edge.transform` (the crop) and :mod:`edge.codec` (the targets),
 the same two functions the evaluation and the device use, so a training target and a
@@ -35,6 +39,10 @@ class AugmentConfig:
     flip_prob: float = 0.5
     colour_min: float = 0.7
     colour_max: float = 1.3
+    blur_prob: float = 0.0
+    blur_sigma_max: float = 1.5  # in crop pixels
+    occlusion_prob: float = 0.0
+    occlusion_max: float = 0.35  # largest occluder side, as a fraction of the crop side
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,9 @@ class AugmentParams:
     rotation: float = 0.0  # degrees, added to the box's own rotation
     flip: bool = False
     colour: tuple[float, float, float] = (1.0, 1.0, 1.0)  # per channel, in image (BGR) order
+    blur: float = 0.0  # Gaussian sigma in crop pixels; 0: none
+    # (x, y, width, height) as fractions of the crop side, and the grey level; None: none
+    occluder: tuple[float, float, float, float, float] | None = None
 
 
 def sample_params(rng: np.random.Generator, config: AugmentConfig) -> AugmentParams:
@@ -58,8 +69,21 @@ def sample_params(rng: np.random.Generator, config: AugmentConfig) -> AugmentPar
         rotation = 0.0
     flip = bool(rng.random() < config.flip_prob)
     colour = rng.uniform(config.colour_min, config.colour_max, 3)
+    blur = (
+        float(rng.uniform(0.5, config.blur_sigma_max)) if rng.random() < config.blur_prob else 0.0
+    )
+    occluder = None
+    if rng.random() < config.occlusion_prob:
+        w, h = rng.uniform(0.1, config.occlusion_max, 2)
+        x, y = rng.uniform(0.0, 1.0 - w), rng.uniform(0.0, 1.0 - h)
+        occluder = (float(x), float(y), float(w), float(h), float(rng.uniform(0, 255)))
     return AugmentParams(
-        scale, rotation, flip, (float(colour[0]), float(colour[1]), float(colour[2]))
+        scale,
+        rotation,
+        flip,
+        (float(colour[0]), float(colour[1]), float(colour[2])),
+        blur,
+        occluder,
     )
 
 
@@ -100,6 +124,16 @@ def crop_sample(
     if params.colour != (1.0, 1.0, 1.0):
         scaled = crop.astype(np.float32) * np.asarray(params.colour, np.float32)
         crop = np.clip(scaled, 0, 255).astype(np.uint8)
+    if params.blur > 0:
+        import cv2
+
+        crop = cv2.GaussianBlur(crop, (0, 0), params.blur)
+    if params.occluder is not None:
+        x, y, w, h, grey = params.occluder
+        x0, y0 = int(x * input_size), int(y * input_size)
+        x1, y1 = int((x + w) * input_size), int((y + h) * input_size)
+        crop = crop.copy()
+        crop[y0:y1, x0:x1] = int(grey)
     return crop, matrix, points.astype(np.float32), visible
 
 

@@ -123,6 +123,30 @@ class LandmarkDataset(abc.ABC):
         return index % n
 
 
+class MixedDataset(LandmarkDataset):
+    """Several datasets of one skeleton read as one; ``repeats[i]`` lists dataset i that many
+    times, which weights a small real set against a large synthetic one."""
+
+    def __init__(self, parts: list[LandmarkDataset], repeats: list[int] | None = None) -> None:
+        if not parts:
+            raise DatasetError("a mixed dataset needs at least one part")
+        names = {p.skeleton.name for p in parts}
+        if len(names) != 1:
+            raise DatasetError(f"mixed datasets must share one skeleton, got {sorted(names)}")
+        repeats = repeats or [1] * len(parts)
+        self.parts = parts
+        self.skeleton = parts[0].skeleton
+        self._index = [(i, j) for i, (p, r) in enumerate(zip(parts, repeats, strict=True))
+                       for _ in range(max(int(r), 0)) for j in range(len(p))]  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def load(self, index: int) -> Sample:
+        part, record = self._index[self._check_index(index)]
+        return self.parts[part].load(record)
+
+
 def iter_samples(
     dataset: LandmarkDataset, indices: Iterable[int] | None = None
 ) -> Iterator[Sample]:

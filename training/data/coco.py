@@ -6,9 +6,12 @@ left out when the file is read (they are not errors). ``v`` is 0 (not labelled),
 (labelled, hidden) or 2 (labelled, visible); a keypoint is ``visible`` (has a usable
 ground truth) when ``v > 0``, as in HRNet's training targets.
 
-Coordinates: keypoints are integer pixel indices, used as they are. The box is square
-around ``bbox`` (side ``max(w, h) * margin``, margin 1.25); COCO's box corners are pixel
-*edges*, so its centre in the pixel-centre convention is ``(x + w/2 - 0.5, y + h/2 - 0.5)``.
+Coordinates: keypoints are integer pixel indices, used as they are. The box is the square
+around the labelled keypoints enlarged by ``margin`` (1.25), the crop the device's tracker
+makes from the same landmarks (:func:`edge.transform.box_from_points`). A person with fewer
+than two labelled keypoints falls back to the square around ``bbox`` (side
+``max(w, h) * margin``); COCO's box corners are pixel *edges*, so its centre in the
+pixel-centre convention is ``(x + w/2 - 0.5, y + h/2 - 0.5)``.
 
 ``path`` is the annotation JSON or the COCO root holding
 ``annotations/person_keypoints_{split}2017.json`` and ``{split}2017/`` (split ``train`` or
@@ -24,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.skeletons import COCO17
-from edge.transform import CropBox
+from edge.transform import CropBox, box_from_points
 
 from .base import (
     CorruptSample,
@@ -104,7 +107,10 @@ class COCODataset(LandmarkDataset):
         visible = kp[:, 2] > 0
         if not visible.any():
             raise CorruptSample(f"{self.annotation.name} annotation {index}: no labelled keypoint")
-        box = CropBox((x + w / 2 - 0.5, y + h / 2 - 0.5), max(w, h) * self.margin)
+        if visible.sum() >= 2:
+            box = box_from_points(kp[:, :2], visible, margin=self.margin)
+        else:
+            box = CropBox((x + w / 2 - 0.5, y + h / 2 - 0.5), max(w, h) * self.margin)
         image = read_image(self.images / file_name)
         ident = f"{file_name}#{ann.get('id', index)}"
         return Sample(image, kp[:, :2].astype(np.float32), visible, box, id=ident)

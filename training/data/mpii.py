@@ -11,9 +11,12 @@ loaders subtract 1 when reading). This reader does the same by default (``one_ba
 so points land on the project's 0-based pixel-centre convention; pass ``one_based=False``
 for a file already converted to 0-based.
 
-Box: MPII's ``scale`` is the person's height / 200 px. Following Newell's hourglass code
-(and HRNet/mmpose), the centre is moved down by ``15 * scale`` pixels so the feet stay in
-the crop, and the square box side is ``scale * 200 * 1.25``.
+Box: the square around the visible joints, enlarged by ``margin`` (1.25): the crop the
+device's tracker makes from the same landmarks (:func:`edge.transform.box_from_points`), so
+training, evaluation and the device see people at one scale. MPII's own ``center`` and
+``scale`` (person height / 200 px) are used only for a person with fewer than two visible
+joints, following Newell's hourglass code: the centre moved down by ``15 * scale`` pixels
+and a side of ``scale * 200 * margin``.
 
 Head size (PCKh): 0.6 * the diagonal of the head box. It comes from a ``headbox`` field if
 the record has one, else from the ``headboxes_src`` array of HRNet's ``gt_valid.mat``
@@ -35,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.skeletons import MPII16
-from edge.transform import CropBox
+from edge.transform import CropBox, box_from_points
 
 from .base import (
     CorruptSample,
@@ -89,6 +92,7 @@ class MPIIDataset(LandmarkDataset):
         images: str | Path | None = None,
         headboxes: str | Path | None = None,
         one_based: bool = True,
+        margin: float = BOX_MARGIN,
     ) -> None:
         if path is None:
             raise DatasetError("mpii needs a path: the annotation JSON or the MPII folder")
@@ -108,6 +112,7 @@ class MPIIDataset(LandmarkDataset):
         self.records = records
         self.annotation = annotation
         self.one_based = one_based
+        self.margin = margin
         self.headboxes = None if headboxes is None else _load_headboxes(headboxes)
         if self.headboxes is not None and len(self.headboxes) != len(records):
             raise DatasetError(
@@ -137,9 +142,12 @@ class MPIIDataset(LandmarkDataset):
             raise CorruptSample(f"{self.annotation.name} record {index}: no person centre")
         visible = (vis > 0) & (joints > 0).all(axis=1)
         points = joints - offset
-        cx, cy = center - offset
-        cy += CENTER_SHIFT * scale
-        box = CropBox((float(cx), float(cy)), scale * PIXELS_PER_SCALE * BOX_MARGIN)
+        if visible.sum() >= 2:
+            box = box_from_points(points, visible, margin=self.margin)
+        else:
+            cx, cy = center - offset
+            cy += CENTER_SHIFT * scale
+            box = CropBox((float(cx), float(cy)), scale * PIXELS_PER_SCALE * self.margin)
         if headbox is None and self.headboxes is not None:
             headbox = self.headboxes[index]
         head_size = None if headbox is None else head_size_from_box(headbox)

@@ -8,8 +8,8 @@ Each line of ``list_98pt_rect_attr_{train,test}.txt`` holds, separated by spaces
     image name relative to WFLW_images/, e.g. 51--Dresses/51_Dresses_wearingdress_51_377.jpg
 
 The coordinates are used as they are (the common WFLW tools treat them as 0-based). All
-points count as visible. The box is the square around the given rectangle, enlarged by
-``margin``. ``subset`` picks the lines whose attribute flag is set (``"pose"``,
+points count as visible. The box is the square around the landmarks, enlarged by
+``margin`` (the crop the device's tracker makes; the face rectangle is not used). ``subset`` picks the lines whose attribute flag is set (``"pose"``,
 ``"expression"``, ``"illumination"``, ``"makeup"``, ``"occlusion"``, ``"blur"``), the
 standard WFLW test subsets.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.skeletons import WFLW98
-from edge.transform import CropBox
+from edge.transform import box_from_points
 
 from .base import (
     CorruptSample,
@@ -115,10 +115,10 @@ class WFLWDataset(LandmarkDataset):
         if isinstance(record, str):
             raise CorruptSample(record)
         image = read_image(self.images / record.image)
-        x0, y0, x1, y1 = record.rect
-        side = max(x1 - x0, y1 - y0) * self.margin
-        if side <= 0:
-            raise CorruptSample(f"{self.annotation.name} line {record.line}: empty face rectangle")
-        box = CropBox((float(x0 + x1) / 2, float(y0 + y1) / 2), float(side))
+        # The device's crop: the square around the landmarks, x margin (not WFLW's face
+        # rectangle, which the device never sees).
+        box = box_from_points(record.points, margin=self.margin)
+        if box.size <= 1.0:
+            raise CorruptSample(f"{self.annotation.name} line {record.line}: degenerate landmarks")
         visible = np.ones(len(record.points), bool)
         return Sample(image, record.points, visible, box, id=f"{record.image}#{record.line}")

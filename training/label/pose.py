@@ -1,0 +1,124 @@
+"""BlazePose as a teacher: person detector -> rotated ROI -> 33 landmarks, tracked in video.
+
+The ROI rules are MediaPipe's published graph files (``pose_detection_to_roi.pbtxt`` and
+``pose_landmarks_to_roi.pbtxt``): the detector's keypoint 0 (mid hip) is the ROI centre and
+keypoint 1 encodes size and rotation; the box side is twice their distance, turned so that
+the hip-to-scale-point vector points up (``rotation = 90 deg - atan2(-dy, dx)``), then
+enlarged 1.25x. In video the next ROI comes the same way from the landmark model's two
+auxiliary points (33: hip centre, 34: scale point) until its pose presence drops below
+``min_presence``, when the detector runs again.
+
+MediaPipe's rotation and :class:`edge.transform.CropBox`'s agree: a positive angle turns the
+content counter-clockwise in the crop, which makes a body leaning clockwise upright.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.transform import CropBox, apply_affine, invert_affine, warp_crop
+
+from .ssd import detect, load_interpreter, ssd_anchors
+from .teacher_models import teacher_model
+
+DETECTOR_STRIDES = (8, 16, 32, 32, 32)
+ROI_SCALE = 1.25
+
+
+@dataclass(frozen=True)
+class BlazePoseResult:
+    points: np.ndarray  # (33, 2) image pixels (pixel-centre convention)
+    visibility: np.ndarray  # (33,) in [0, 1]: the point is in view and not occluded
+    presence: float  # the model's confidence that a person is in the ROI
+    roi: CropBox  # the crop the landmarks came from
+    mask: np.ndarray | None = None  # (256, 256) person mask in ROI crop coordinates
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, np.float64), -60, 60)))
+
+
+def roi_from_alignment(centre: np.ndarray, scale_point: np.ndarray) -> CropBox:
+    """MediaPipe's AlignmentPointsRects + RectTransformation(1.25, square_long) rule."""
+    d = np.asarray(scale_point, np.float64) - np.asarray(centre, np.float64)
+    size = 2.0 * float(np.hypot(*d)) * ROI_SCALE
+    rotation = np.pi / 2 - np.arctan2(-d[1], d[0])
+    rotation = (rotation + np.pi) % (2 * np.pi) - np.pi
+    return CropBox(
+        (float(centre[0]), float(centre[1])), max(size, 1.0), float(np.degrees(rotation))
+    )
+
+
+class BlazePoseTeacher:
+    """``process(frame)`` -> :class:`BlazePoseResult` or None; keeps a track across calls.
+
+    >>> teacher = BlazePoseTeacher()
+    >>> for frame in frames:
+    ...     result = teacher.process(frame)   # None: nobody found
+    >>> teacher.reset()                       # before an unrelated clip or photo
+    """
+
+    def __init__(
+        self,
+        *,
+        min_detection: float = 0.5,
+        min_presence: float = 0.5,
+        num_threads: int = 1,
+        with_mask: bool = False,
+    ) -> None:
+        self._detector = load_interpreter(teacher_model("pose_detection"), num_threads)
+        self._landmarker = load_interpreter(teacher_model("pose_landmark_full"), num_threads)
+        self._anchors = ssd_anchors(224, DETECTOR_STRIDES)
+        out = {d["name"]: d["index"] for d in self._landmarker.get_output_details()}
+        self._out_landmarks, self._out_presence = out["Identity"], out["Identity_1"]
+        self._out_mask = out["Identity_2"]
+        self._input = self._landmarker.get_input_details()[0]["index"]
+        self.min_detection = min_detection
+        self.min_presence = min_presence
+        self.with_mask = with_mask
+        self._roi: CropBox | None = None
+
+    def reset(self) -> None:
+        self._roi = None
+
+    def detect(self, image_bgr: np.ndarray) -> CropBox | None:
+        """ROI of the most confident person in the frame, or None."""
+        found = detect(self._detector, image_bgr, self._anchors, min_score=self.min_detection)
+        if not found:
+            return None
+        kps = found[0].keypoints
+        return roi_from_alignment(kps[0], kps[1])
+
+    def landmarks(self, image_bgr: np.ndarray, roi: CropBox) -> BlazePoseResult:
+        crop, to_crop = warp_crop(image_bgr, roi, (256, 256))
+        x = crop[None, :, :, ::-1].astype(np.float32) / 255.0
+        self._landmarker.set_tensor(self._input, x)
+        self._landmarker.invoke()
+        raw = self._landmarker.get_tensor(self._out_landmarks).reshape(39, 5)
+        presence = float(self._landmarker.get_tensor(self._out_presence).reshape(-1)[0])
+        if not 0.0 <= presence <= 1.0:  # a logit in some exports
+            presence = float(_sigmoid(presence))
+        # Outputs are in input pixels with 0 at the crop's left edge; our pixel centres are
+        # integers, so shift by half a pixel before mapping back to the image.
+        crop_points = raw[:, :2].astype(np.float64) - 0.5
+        points = apply_affine(invert_affine(to_crop), crop_points)
+        mask = None
+        if self.with_mask:
+            mask = _sigmoid(self._landmarker.get_tensor(self._out_mask)[0, :, :, 0])
+        self._aux = points[33:35]
+        return BlazePoseResult(points[:33], _sigmoid(raw[:33, 3]), presence, roi, mask)
+
+    def process(self, image_bgr: np.ndarray) -> BlazePoseResult | None:
+        """Landmarks of one person: tracked from the last frame, else freshly detected."""
+        for attempt in ("track", "detect"):
+            roi = self._roi if attempt == "track" else self.detect(image_bgr)
+            if roi is None:
+                continue
+            result = self.landmarks(image_bgr, roi)
+            if result.presence >= self.min_presence:
+                self._roi = roi_from_alignment(self._aux[0], self._aux[1])
+                return result
+            self._roi = None
+        return None
