@@ -29,8 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from edge import cache_dir  # noqa: E402  (after the repository is on the path)
+
 RESULTS = REPO / "benchmarks" / "results" / "kernels.md"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "binland" / "bench"
+CACHE = cache_dir("bench")
 
 
 # ------------------------------------------------------------------------ models

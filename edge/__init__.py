@@ -6,6 +6,9 @@
 >>> result.points, result.scores, result.names
 """
 
+import os
+from pathlib import Path
+
 from .codec import HeatmapCodec
 from .errors import BackendError, EdgeError, ModelError, SourceError
 from .metadata import LandmarkMetadata, read_metadata
@@ -24,9 +27,17 @@ __all__ = [
     "SKELETONS",
     "Skeleton",
     "SourceError",
+    "cache_dir",
     "get_skeleton",
     "read_metadata",
 ]
+
+
+def cache_dir(name: str = "") -> Path:
+    """This project's user cache, ``$XDG_CACHE_HOME/binland/NAME`` (else ``~/.cache/...``):
+    the native library's builds, benchmark models, test environments. Not created here."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "binland" / name
 
 
 def __getattr__(name: str):

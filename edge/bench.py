@@ -103,7 +103,8 @@ def bench_overhead(model, *, frames: int = 200, size: tuple[int, int] = (640, 48
     warmup = 10
     for i in range(frames + warmup):
         if i == warmup:
-            times, cpu = StageTimes(), []  # the first frames fill caches; don't count them
+            # The first frames fill caches: not counted.
+            times, cpu = StageTimes(window=max(frames, 1)), []
         frame = source.read()
         cpu_start = time.process_time()
         with times.stage("crop"):
@@ -122,7 +123,7 @@ def bench_overhead(model, *, frames: int = 200, size: tuple[int, int] = (640, 48
         cpu.append(time.process_time() - cpu_start)
     stages = ("crop", "decode", "tracking", "smoothing", "drawing")
     per_stage = {s: times.mean_ms(s) for s in stages}
-    totals = np.sum([times.samples[s] for s in stages], axis=0) * 1e3
+    totals = np.sum([times.recent(s) for s in stages], axis=0) * 1e3
     return {
         "size": list(size),
         "stages_mean_ms": per_stage,

@@ -13,6 +13,7 @@ Exit status: 0 when nothing failed (warnings allowed), 1 when a check failed, 2 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -30,6 +31,7 @@ from .errors import EdgeError
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 DEFAULT_CONFIG = "/opt/binland/binland.env"  # written by edge.deploy
+DEFAULT_UNIT = "/etc/systemd/system/binland.service"  # written by edge.deploy
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,81 @@ def model_from_config(config: Path) -> Path | None:
         return None
     from .deploy import parse_env_file
 
-    model = parse_env_file(config.read_text()).get("BINLAND_MODEL")
+    try:
+        text = config.read_text()
+    except OSError:  # root only (it holds the stream's token): the stream check says so
+        return None
+    model = parse_env_file(text).get("BINLAND_MODEL")
     return Path(model) if model else None
+
+
+def check_stream(config: Path) -> Check:
+    """Whether the deployed service's MJPEG stream needs a token (never shows the token)."""
+    from .access import TOKEN_ENV, check_token, is_loopback
+    from .deploy import parse_env_file
+
+    if not config.is_file():
+        return Check("stream", SKIP, f"no deployed service settings at {config}")
+    try:
+        env = parse_env_file(config.read_text(errors="replace"))
+    except PermissionError:
+        return Check("stream", WARN, f"cannot read {config}: only root can (it holds the "
+                     "stream's token)", f"sudo {sys.executable} -m edge.doctor")  # fmt: skip
+    serve = env.get("BINLAND_SERVE", "")
+    host, sep, _ = serve.rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"
+    try:
+        check_token(env.get(TOKEN_ENV, ""), str(config))
+        where = f"{TOKEN_ENV} in {config}"
+    except EdgeError:
+        where = "--token-file" if "--token-file" in env.get("BINLAND_ARGS", "") else ""
+    mode = config.stat().st_mode & 0o777
+    if where and mode & 0o077:
+        return Check("stream", FAIL, f"{config} holds the stream's token but others can read it "
+                     f"(mode {mode:04o})", f"sudo chmod 600 {config}")  # fmt: skip
+    if where:
+        return Check("stream", OK, f"protected: {serve} needs the token ({where}, mode {mode:04o})")
+    if host and is_loopback(host):
+        return Check("stream", OK, f"open, to this machine only ({serve})")
+    return Check("stream", FAIL, f"{serve} has no token: edge.live will not serve it open",
+                 f"run edge.deploy again (it makes a token), or set {TOKEN_ENV} in {config}")  # fmt: skip
+
+
+def check_service(unit: Path) -> Check:
+    """The user the deployed service runs as, and its systemd hardening."""
+    from .deploy.service import DEFAULT_USER, HARDENING
+
+    if not unit.is_file():
+        return Check("service", SKIP, f"no service unit at {unit}")
+    lines = [line.strip() for line in unit.read_text(errors="replace").splitlines()]
+
+    def value(key: str, default: str = "") -> str:
+        found = [line.split("=", 1)[1] for line in lines if line.startswith(key + "=")]
+        return found[-1] if found else default
+
+    user = value("User", "root")
+    fix = f"run edge.deploy again: it runs the service as the system user {DEFAULT_USER}, hardened"
+    if user in ("root", "0"):
+        return Check("service", WARN, f"{unit.name} runs as root", fix)
+    try:
+        import grp
+        import pwd
+
+        pwd.getpwnam(user)
+        exists = ""
+        if "video" not in value("SupplementaryGroups").split():
+            in_video = user in grp.getgrnam("video").gr_mem
+            exists = "" if in_video else " (not in group video: the camera may refuse it)"
+    except (ImportError, KeyError):
+        exists = " (made by systemd-sysusers at the first start)"
+    missing = [h for h in HARDENING if h not in lines]
+    if missing:
+        return Check("service", WARN, f"{unit.name} runs as {user}{exists} without "
+                     f"{', '.join(missing)}", fix)  # fmt: skip
+    return Check("service", OK, f"{unit.name} runs as {user}{exists}, group "
+                 f"{value('SupplementaryGroups', '-')}; {', '.join(HARDENING)}, "
+                 f"writes only {value('ReadWritePaths', '-').lstrip('-')}; "
+                 f"Restart={value('Restart', 'no')}")  # fmt: skip
 
 
 def check_model(path: Path | None, *, backend: str, num_threads: int, frames: int) -> list[Check]:
@@ -194,18 +269,22 @@ def check_model(path: Path | None, *, backend: str, num_threads: int, frames: in
 
 
 def run_checks(*, model: Path | None, backend: str = "auto", num_threads: int = 2, frames: int = 10,
-               camera: bool = True) -> list[Check]:  # fmt: skip
+               camera: bool = True, config: Path | None = None,
+               unit: Path | None = None) -> list[Check]:  # fmt: skip
     checks: list[Check] = []
     steps: list[Callable[[], Check]] = [check_python, check_numpy, check_runtimes, check_native]
     if camera:
         steps += [check_picamera2, check_opencv_camera]
+    if config is not None:
+        steps.append(functools.partial(check_stream, config))
+    if unit is not None:
+        steps.append(functools.partial(check_service, unit))
     for step in steps:
         try:
             checks.append(step())
         except Exception as exc:  # a broken check must not hide the others
-            checks.append(
-                Check(step.__name__.removeprefix("check_"), FAIL, f"check crashed: {exc!r}")
-            )
+            name = getattr(step, "func", step).__name__.removeprefix("check_")
+            checks.append(Check(name, FAIL, f"check crashed: {exc!r}"))
     if checks[0].status != FAIL:
         checks += check_model(model, backend=backend, num_threads=num_threads, frames=frames)
     return checks
@@ -225,7 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path,
                    help=f"model to check and time (default: the one in {DEFAULT_CONFIG} if deployed)")  # fmt: skip
     p.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG),
-                   help=f"the service settings edge.deploy wrote (default {DEFAULT_CONFIG})")  # fmt: skip
+                   help=f"the service settings edge.deploy wrote (default {DEFAULT_CONFIG}); "
+                   "the stream check says whether it needs a token")  # fmt: skip
+    p.add_argument("--unit", type=Path, default=Path(DEFAULT_UNIT),
+                   help=f"the systemd unit edge.deploy wrote (default {DEFAULT_UNIT}); the "
+                   "service check says which user it runs as, and how it is hardened")  # fmt: skip
     p.add_argument(
         "--frames",
         type=int,
@@ -254,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: model file not found: {args.model}", file=sys.stderr)
         return 2
     checks = run_checks(model=model, backend=args.backend, num_threads=args.threads,
-                        frames=args.frames, camera=not args.no_camera)  # fmt: skip
+                        frames=args.frames, camera=not args.no_camera, config=args.config,
+                        unit=args.unit)  # fmt: skip
     if args.json:
         print(json.dumps([asdict(c) for c in checks], indent=1))
     else:

@@ -80,6 +80,9 @@ def draw_text(image: np.ndarray, lines: Sequence[str], origin=(8, 8)) -> np.ndar
     return image
 
 
-def draw_fps(image: np.ndarray, fps: float, extra: str = "") -> np.ndarray:
-    text = f"{fps:5.1f} FPS" + (f"  {extra}" if extra else "")
-    return draw_text(image, [text])
+def draw_fps(image: np.ndarray, fps: float | None, extra: str = "") -> np.ndarray:
+    """The frame rate and a note (``extra``). No rate yet (the first frame) or none at all (a
+    still image): ``fps`` is 0 or None and only the note is drawn, if there is one."""
+    parts = [f"{fps:5.1f} FPS"] if fps is not None and np.isfinite(fps) and fps > 0 else []
+    parts += [extra] if extra else []
+    return draw_text(image, ["  ".join(parts)]) if parts else image

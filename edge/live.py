@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .access import STREAM_USER, TOKEN_ENV
 from .cli import ArgumentParser, HelpFormatter
 from .errors import EdgeError, ModelError, SourceError
 from .smoothing import OneEuroFilter
@@ -179,6 +180,18 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+def _open_terminal(serve: str):
+    """The controlling terminal, where a made-up token may be shown; a service has none."""
+    try:
+        return open("/dev/tty", "w", encoding="utf-8")  # noqa: SIM115 - closed with the outputs
+    except OSError:
+        raise EdgeError(
+            f"--serve {serve} is reachable from other machines and needs a token: "
+            f"set {TOKEN_ENV} or --token-file (edge.deploy sets one up); there is "
+            "no terminal to show a made-up one on"
+        ) from None
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -250,7 +263,20 @@ def build_parser() -> argparse.ArgumentParser:
                      "landmarks with names and scores, stage latencies")  # fmt: skip
     out.add_argument("--serve", default=None, metavar="[HOST:]PORT",
                      help="serve the overlay as an MJPEG stream with a small web page; HOST "
-                     "defaults to 127.0.0.1 (use 0.0.0.0 to reach it from other machines)")  # fmt: skip
+                     "defaults to 127.0.0.1, open to this machine's users only. Any other "
+                     "address (0.0.0.0 reaches it from other machines) needs a token, taken "
+                     f"from ${TOKEN_ENV} or --token-file: open http://HOST:PORT/?token=TOKEN, "
+                     f"or the page and sign in with user {STREAM_USER} and the token as "
+                     "password. With neither set, edge.live makes one up and prints the URL "
+                     "to open on the terminal (not on stdout or stderr); with no terminal "
+                     "(a service) it refuses to start")  # fmt: skip
+    out.add_argument("--token-file", type=Path, default=None, metavar="PATH",
+                     help=f"read the stream's token from the first line of PATH instead of "
+                     f"${TOKEN_ENV} (never pass a token itself on the command line: ps shows "
+                     "it to every user)")  # fmt: skip
+    out.add_argument("--max-clients", type=int, default=4, metavar="N",
+                     help="at most N viewers of the stream at once; the next one gets 503. "
+                     "A viewer that stops reading misses frames and never slows the camera")  # fmt: skip
     out.add_argument("--show-box", action="store_true", help="draw the crop box")
     out.add_argument("--quiet", action="store_true", help="print only the final summary")
     return p
@@ -259,11 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _summary(frames: int, wall: float, times: StageTimes, stopped: str) -> str:
     fps = frames / wall if wall > 0 and frames else 0.0
     lines = [f"{frames} frames in {wall:.2f} s, mean {fps:.1f} FPS ({stopped})", times.table(
-        [s for s in STAGES if s in times.samples])]  # fmt: skip
+        [s for s in STAGES if s in times])]  # fmt: skip
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
+    from .access import is_loopback, new_token, read_token, stream_url
     from .metadata import read_metadata
     from .model import LandmarkModel
     from .outputs import (
@@ -282,6 +309,8 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeError("--max-frames must be at least 1")
     if args.probe_every < 0:
         raise EdgeError("--probe-every must be 0 (off) or positive")
+    if args.max_clients < 1:
+        raise EdgeError("--max-clients must be at least 1")
     model_path = resolve_model(args.model)
     meta = read_metadata(model_path)  # a bad file fails here, before anything is opened
     tracker = make_tracker(meta, args)
@@ -308,15 +337,29 @@ def run(args: argparse.Namespace) -> int:
             closers.append(jsonl)
         if args.serve is not None:
             host, port = parse_host_port(args.serve)
-            server = MjpegServer(host, port, title=f"{meta.model_name} ({meta.skeleton})")
+            token = read_token(args.token_file)
+            made_up = token is None and not is_loopback(host)
+            if made_up:
+                terminal = _open_terminal(args.serve)
+                closers.append(terminal)
+                token = new_token()
+            server = MjpegServer(host, port, title=f"{meta.model_name} ({meta.skeleton})",
+                                 token=token, max_clients=args.max_clients)  # fmt: skip
             closers.append(server)
+            if made_up:
+                # The terminal only: stdout and stderr may be a log that outlives this run.
+                print(f"edge.live: the stream's token is made up for this run (set {TOKEN_ENV} "
+                      f"to keep one); open:\n  {stream_url(server.host, server.port, token)}",
+                      file=terminal, flush=True)  # fmt: skip
+            del token
         model = LandmarkModel(model_path, backend=args.backend, num_threads=args.threads)
         say(f"model: {model_path.name} ({meta.skeleton}, {meta.num_landmarks} landmarks, "
             f"input {meta.input_size[0]}x{meta.input_size[1]}) on "
             f"{model.backend_description}, {model.num_threads} threads")  # fmt: skip
         say(f"source: {source.name}")
         if server is not None:
-            say(f"serving {server.url}")
+            say(f"serving {server.url}" + (f" (token required: ?token=TOKEN, or user {STREAM_USER} "
+                "and the token as password)" if server.protected else ""))  # fmt: skip
         if not args.no_display and display_available():
             display = Display()
             closers.append(display)
@@ -351,7 +394,7 @@ def run(args: argparse.Namespace) -> int:
             times.add("capture", time.perf_counter() - t0)
             result = pipeline.process(frame, times, continuous=source.continuous)
             with times.stage("output"):
-                fps = rate.tick()
+                fps = rate.tick() if source.continuous else 0.0  # stills have no frame rate
                 if need_overlay:
                     overlay = pipeline.annotate(result, fps=fps, show_box=args.show_box)
                     if video is not None:

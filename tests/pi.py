@@ -23,6 +23,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+import edge
+
 REPO = Path(__file__).resolve().parents[1]
 ROOTFS_SCRIPT = REPO / ".ci" / "pi_rootfs.sh"
 QEMU = "qemu-aarch64-static"
@@ -31,8 +33,7 @@ CROSS_CC = "aarch64-linux-gnu-gcc"
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(os.environ.get("BINLAND_PI_CACHE") or Path(base) / "binland" / "pi")
+    return Path(os.environ.get("BINLAND_PI_CACHE") or edge.cache_dir("pi"))
 
 
 class PiUnavailable(RuntimeError):
@@ -326,3 +327,25 @@ def tiny_model(fmt: str) -> Path:
             raise AssertionError(f"building the tiny {fmt} model failed:\n{proc.stderr[-3000:]}")
         _tiny_models[fmt] = out
     return _tiny_models[fmt]
+
+
+def check_service_unit(unit: str, *, user: str, prefix: str, token: str | None = None,
+                       sysusers: str = "/etc/sysusers.d/binland.conf") -> None:  # fmt: skip
+    """Assert what ``edge.deploy``'s systemd unit must say: the unprivileged user in group
+    video, the hardening that leaves the camera alone, only the output folder writable,
+    restarts with a back-off, and never the stream's token."""
+    lines = unit.splitlines()
+    for line in (f"User={user}", "SupplementaryGroups=video", f"EnvironmentFile={prefix}/binland.env",
+                 "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
+                 f"ReadWritePaths=-{prefix}/output", "Restart=always", "RestartSec=5",
+                 "StartLimitIntervalSec=0",
+                 f"ExecStartPre=+/usr/bin/install -d -o {user} -g video -m 0750 {prefix}/output"):  # fmt: skip
+        assert line in lines, f"{line!r} missing from the unit:\n{unit}"
+    assert [x for x in lines if x.startswith("User=")] == [f"User={user}"]
+    assert not any(x.startswith(("PrivateDevices", "DevicePolicy", "DynamicUser")) for x in lines)
+    assert sum(x.startswith("ReadWritePaths=") for x in lines) == 1
+    if user == "binland":
+        assert f"ExecStartPre=+/usr/bin/systemd-sysusers {sysusers}" in lines
+    if token:
+        assert token not in unit
+    assert "BINLAND_STREAM_TOKEN" not in unit

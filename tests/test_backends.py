@@ -42,7 +42,8 @@ def test_registry_names_and_unknown_backend():
 
 @pytest.fixture
 def without_native(tmp_path):
-    """A copy of the edge package with no built library and an empty build cache.
+    """A copy of the edge package with no built library, an empty build cache and no C
+    compiler.
 
     That is what a user gets when ``pip install`` found no C compiler. The test's own
     ``edge`` may hold a library built at install time, so the check runs in a child process
@@ -51,7 +52,8 @@ def without_native(tmp_path):
     copy = tmp_path / "site"
     shutil.copytree(Path(edge.__file__).parent, copy / "edge",
                     ignore=shutil.ignore_patterns("*.so", "__pycache__"))  # fmt: skip
-    return {"PYTHONPATH": str(copy), "XDG_CACHE_HOME": str(tmp_path / "empty-cache")}
+    return {"PYTHONPATH": str(copy), "XDG_CACHE_HOME": str(tmp_path / "empty-cache"),
+            "CC": str(tmp_path / "no-such-compiler")}  # fmt: skip
 
 
 @pytest.fixture
@@ -97,8 +99,35 @@ print(json.dumps(out, default=str))
     assert out["shape"] == [2, 16, 16, 16]
     message = out["message"]
     assert "\n" not in message
-    assert "edge.native.build()" in message and "larq-compute-engine" in message
+    assert "sudo apt install gcc" in message and "larq-compute-engine" in message
     assert "--format float" in message
+    assert not (tmp_path / "empty-cache").exists()
+
+
+def test_a_missing_native_library_is_built_once_at_first_use(without_native, tmp_path):
+    """With a C compiler, a bitpacked model builds the library into the user cache the first
+    time, says so in one line on stderr, and finds the build afterwards."""
+    lce_path = converted("binary", "lce")
+    code = f"""
+from edge.backends import auto_backend_name, create_backend
+data = open({str(lce_path)!r}, "rb").read()
+backend = create_backend("auto", data, num_threads=1)
+print(auto_backend_name(data), backend.native)
+"""
+    env = {**os.environ, **without_native}
+    del env["CC"]  # the system's compiler
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300) for _ in range(2)]  # fmt: skip
+    for proc in runs:
+        assert proc.returncode == 0, proc.stderr
+    cache = tmp_path / "empty-cache" / "binland" / "native"
+    built = list(cache.glob("libbinland_lce-*.so"))
+    assert len(built) == 1
+    assert [line.split()[0] for line in runs[0].stdout.splitlines()] == ["tflite"]
+    assert runs[0].stdout.split()[1] == runs[1].stdout.split()[1] == str(built[0])
+    says = [line for line in runs[0].stderr.splitlines() if line.startswith("binland:")]
+    assert len(says) == 1 and "building the native library" in says[0] and str(cache) in says[0]
+    assert "binland:" not in runs[1].stderr
 
 
 def test_with_native_library_stock_runtimes_run_bitpacked_files_like_lce(with_native):

@@ -7,8 +7,10 @@ import dataclasses
 import getpass
 import json
 import os
+import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -19,24 +21,139 @@ import pi as pi_lane
 import pytest
 
 from edge import deploy
-from edge.deploy import ServiceSettings, exec_start_argv, parse_env_file, render_env, render_unit
+from edge.deploy import (
+    ServiceSettings,
+    exec_start_argv,
+    parse_env_file,
+    render_env,
+    render_sysusers,
+    render_unit,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_unit_starts_edge_live_headless_at_boot_and_restarts_on_failure() -> None:
-    s = ServiceSettings(model_name="pose.tflite", prefix="/opt/binland")
+def test_unit_starts_edge_live_headless_at_boot_unprivileged_and_hardened() -> None:
+    s = ServiceSettings(model_name="pose.tflite", prefix="/opt/binland", token="t0ken-" * 4)
     unit = render_unit(s)
+    pi_lane.check_service_unit(unit, user="binland", prefix="/opt/binland", token=s.token)
     lines = unit.splitlines()
-    assert "EnvironmentFile=/opt/binland/binland.env" in lines
-    assert "Restart=on-failure" in lines
     assert "WantedBy=multi-user.target" in lines
     exec_start = next(line for line in lines if line.startswith("ExecStart="))
     assert exec_start.startswith("ExecStart=/opt/binland/venv/bin/python -m edge.live ")
     for flag in ("--model", "--source", "--serve", "--threads", "--min-score", "--no-display"):
         assert flag in exec_start.split()
-    assert not any(line.startswith("User=") for line in lines)  # root unless asked
-    assert "User=pi" in render_unit(ServiceSettings(model_name="m.tflite", user="pi")).splitlines()
+    assert "t0ken" not in repr(s)  # the settings never print their secret
+    # An existing user instead: no user to create, the same hardening.
+    other = render_unit(ServiceSettings(model_name="m.tflite", user="pi"))
+    pi_lane.check_service_unit(other, user="pi", prefix="/opt/binland")
+    assert "systemd-sysusers" not in other
+
+
+def test_settings_file_holds_the_token_and_the_command_line_does_not() -> None:
+    token = "x7-" + "k" * 21
+    s = ServiceSettings(model_name="pose.tflite", token=token)
+    env = parse_env_file(render_env(s))
+    assert env["BINLAND_STREAM_TOKEN"] == token
+    argv = exec_start_argv(render_unit(s), env)  # what ps shows of the running service
+    assert token not in " ".join(argv) and token not in render_unit(s)
+    assert token not in render_sysusers(s)
+    assert "BINLAND_STREAM_TOKEN" not in render_env(ServiceSettings(model_name="pose.tflite"))
+
+
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="needs systemd-sysusers")
+def test_sysusers_snippet_makes_a_system_user_in_group_video(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc/group").write_text("root:x:0:\nvideo:x:44:pi\n")
+    snippet = tmp_path / "binland.conf"
+    snippet.write_text(render_sysusers(ServiceSettings(model_name="pose.tflite")))
+    proc = subprocess.run(["systemd-sysusers", f"--root={root}", str(snippet)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    user = next(
+        line
+        for line in (root / "etc/passwd").read_text().splitlines()
+        if line.startswith("binland:")
+    )
+    uid, shell = int(user.split(":")[2]), user.split(":")[6]
+    assert 0 < uid < 1000 and shell.endswith("nologin")  # a system user that cannot log in
+    video = next(x for x in (root / "etc/group").read_text().splitlines() if x.startswith("video:"))
+    assert video.startswith("video:x:44:") and set(video.split(":")[3].split(",")) == {
+        "pi",
+        "binland",
+    }
+    again = subprocess.run(["systemd-sysusers", f"--root={root}", str(snippet)],
+                           capture_output=True, text=True)  # fmt: skip
+    assert again.returncode == 0 and (root / "etc/passwd").read_text().count("binland:") == 1
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    prefix = tmp_path / "opt"
+    (prefix / "venv/bin").mkdir(parents=True)
+    (prefix / "venv/bin/python").symlink_to(sys.executable)
+    (prefix / "binland.env").write_text(render_env(ServiceSettings(model_name="p.tflite")))
+    unit = tmp_path / "binland.service"
+    unit.write_text(render_unit(ServiceSettings(model_name="p.tflite", prefix=str(prefix))))
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    # Before systemd 254 the two back-off keys are unknown, and ignored.
+    complaints = [line for line in (proc.stdout + proc.stderr).splitlines()
+                  if str(unit) in line and "RestartSteps" not in line and "RestartMaxDelaySec" not in line]  # fmt: skip
+    assert not complaints, complaints
+
+
+def _tiny_rootfs(root: Path) -> Path:
+    """Just enough of an arm64 Raspberry Pi OS root for the deploy to plan against: python3.11
+    (an ELF header for AArch64), glibc 2.36 and a host name."""
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/python3.11").write_bytes(
+        b"\x7fELF\x02\x01\x01" + bytes(11) + b"\xb7\x00" + bytes(44)
+    )
+    (root / "usr/bin/python3").symlink_to("python3.11")
+    (root / "usr/lib/aarch64-linux-gnu").mkdir(parents=True)
+    (root / "usr/lib/aarch64-linux-gnu/libc.so.6").write_bytes(
+        b"GNU C Library stable release version 2.36."
+    )
+    (root / "etc").mkdir()
+    (root / "etc/hostname").write_text("campi\n")
+    return root
+
+
+def test_settings_step_writes_the_token_root_only_and_keeps_it(tmp_path: Path) -> None:
+    from edge.deploy.plan import stream_address, stream_token
+    from edge.live import BUNDLED
+
+    root = _tiny_rootfs(tmp_path / "root")
+    target = deploy.RootfsTarget(root)
+    s = ServiceSettings(model_name="pose.tflite")
+    token, new = stream_token(target, s)
+    assert new and len(token) >= 20
+    s = dataclasses.replace(s, token=token)
+    steps = {step.name: step for step in deploy.plan(target, s, BUNDLED["pose"])[0]}
+    for name in ("config", "user", "unit", "enable"):
+        assert not steps[name].done()
+        steps[name].apply()
+        assert steps[name].done(), name
+    env_file = root / "opt/binland/binland.env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert parse_env_file(env_file.read_text())["BINLAND_STREAM_TOKEN"] == token
+    unit = (root / "etc/systemd/system/binland.service").read_text()
+    pi_lane.check_service_unit(unit, user="binland", prefix="/opt/binland", token=token)
+    assert (root / "etc/sysusers.d/binland.conf").read_text() == render_sysusers(s)
+    # A second deploy keeps the token (links keep working) unless asked for a new one.
+    assert stream_token(target, s) == (token, False)
+    renewed, new = stream_token(target, s, renew=True)
+    assert new and renewed != token
+    assert stream_address(target, s, token) == f"http://campi.local:8080/?token={token}"
+    # A settings file that others can read is written again, root only.
+    env_file.chmod(0o644)
+    assert not steps["config"].done()
+    steps["config"].apply()
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
 
 
 def test_exec_start_is_the_command_systemd_runs() -> None:
@@ -146,10 +263,21 @@ def test_rootfs_dry_run_changes_nothing_and_lists_every_step(float_model, rootfs
     _deploy_rootfs(float_model, rootfs, "--dry-run")
     out = capsys.readouterr().out
     assert _snapshot(rootfs) == before
-    for step in ("venv", "wheels", "runtime", "native", "model", "config", "unit", "enable"):
+    for step in (
+        "venv",
+        "wheels",
+        "runtime",
+        "native",
+        "model",
+        "config",
+        "user",
+        "unit",
+        "enable",
+    ):
         assert f"would    {step}" in out
     assert "sudo apt install python3-picamera2 python3-venv gcc" in out  # no dpkg database here
-    assert "would change 8 of 8 steps" in out
+    assert "would change 9 of 9 steps" in out
+    assert "a new stream token would be made" in out and "?token=" not in out  # none written
 
 
 @pytest.mark.pi
@@ -167,16 +295,39 @@ def test_rootfs_deploy_names_only_the_missing_debian_packages(float_model, rootf
     )
 
 
+def _opened_url(out: str) -> str:
+    """The token in the one URL a deploy prints, after checking that it prints just one."""
+    assert out.count("?token=") == 1, out
+    url = re.search(r"open (http://\S+) to watch the stream", out).group(1)
+    assert url.startswith("http://raspberrypi.local:8080/?token="), url
+    return url.split("?token=")[1]
+
+
 @pytest.mark.pi
 def test_rootfs_deploy_is_idempotent_and_stays_in_its_prefix(float_model, rootfs, capsys) -> None:
+    (rootfs / "etc/hostname").write_text("raspberrypi\n")  # the URL names the Pi by it
     before = _snapshot(rootfs)
     _deploy_rootfs(float_model, rootfs)
-    assert "changed 8 of 8 steps" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "changed 9 of 9 steps" in out
+    token = _opened_url(out)  # printed once, as the URL to open
+    env_file = rootfs / "opt/binland/binland.env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600  # root only: it holds the token
+    assert parse_env_file(env_file.read_text())["BINLAND_STREAM_TOKEN"] == token
+    unit_text = (rootfs / "etc/systemd/system/binland.service").read_text()
+    pi_lane.check_service_unit(unit_text, user="binland", prefix="/opt/binland", token=token)
+    assert token not in exec_start_argv(unit_text, parse_env_file(env_file.read_text()))
+    sysusers = (rootfs / "etc/sysusers.d/binland.conf").read_text()
+    assert 'u binland - "binland landmark camera service" - -' in sysusers
+    assert "m binland video" in sysusers
     after = _snapshot(rootfs)
     new = set(after) - set(before)
-    allowed = ("/opt", "/opt/binland", "/etc/systemd")
+    allowed = ("/opt", "/opt/binland", "/etc/systemd", "/etc/sysusers.d")
     assert all(
-        p.startswith("/opt/binland/") or p in allowed or p.startswith("/etc/systemd/system")
+        p.startswith("/opt/binland/")
+        or p in allowed
+        or p.startswith("/etc/systemd/system")
+        or p == "/etc/sysusers.d/binland.conf"
         for p in new
     ), new
     assert {k: v for k, v in after.items() if k in before} == before  # nothing outside was modified
@@ -192,24 +343,34 @@ def test_rootfs_deploy_is_idempotent_and_stays_in_its_prefix(float_model, rootfs
     wrapper = (site / "tflite_runtime/_pywrap_tensorflow_interpreter_wrapper.so").read_bytes()[:20]
     assert int.from_bytes(wrapper[18:20], "little") == 0xB7  # ELF e_machine: AArch64
 
-    _deploy_rootfs(float_model, rootfs)  # second run: a no-op
-    assert "changed 0 of 8 steps" in capsys.readouterr().out
+    _deploy_rootfs(float_model, rootfs)  # second run: a no-op, that keeps the token
+    out = capsys.readouterr().out
+    assert "changed 0 of 9 steps" in out
+    assert token not in out and "sudo grep BINLAND_STREAM_TOKEN /opt/binland/binland.env" in out
     assert _snapshot(rootfs) == after
 
     _deploy_rootfs(
         float_model, rootfs, "--source", "/opt/binland/clip.mp4"
     )  # only the settings change
     out = capsys.readouterr().out
-    assert "changed 1 of 8 steps" in out and "install  config" in out
-    env_file = rootfs / "opt/binland/binland.env"
+    assert "changed 1 of 9 steps" in out and "install  config" in out and token not in out
     assert 'BINLAND_SOURCE="/opt/binland/clip.mp4"' in env_file.read_text()
+    assert parse_env_file(env_file.read_text())["BINLAND_STREAM_TOKEN"] == token
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
 
     renamed = rootfs.parent / "pose_v2.tflite"  # a new model replaces the old one: nothing stale
     shutil.copy(float_model, renamed)
     _deploy_rootfs(renamed, rootfs, "--source", "/opt/binland/clip.mp4")
-    assert "changed 2 of 8 steps" in capsys.readouterr().out  # the model and the settings
+    assert "changed 2 of 9 steps" in capsys.readouterr().out  # the model and the settings
     assert [p.name for p in (rootfs / "opt/binland/models").iterdir()] == ["pose_v2.tflite"]
     assert 'BINLAND_MODEL="/opt/binland/models/pose_v2.tflite"' in env_file.read_text()
+
+    _deploy_rootfs(renamed, rootfs, "--source", "/opt/binland/clip.mp4", "--new-token")
+    out = capsys.readouterr().out
+    assert "changed 1 of 9 steps" in out
+    renewed = _opened_url(out)
+    assert renewed != token
+    assert parse_env_file(env_file.read_text())["BINLAND_STREAM_TOKEN"] == renewed
 
 
 # --- over ssh to a loopback sshd --------------------------------------------------------------
@@ -267,15 +428,26 @@ def test_ssh_deploy_installs_a_working_venv_and_is_idempotent(
     if shutil.which("python3") is None:
         pytest.skip("the ssh target needs python3")
     prefix, units = tmp_path / "opt" / "binland", tmp_path / "systemd"
-    args = ["--model", str(float_model), *sshd, "--prefix", str(prefix), "--unit-dir", str(units)]
+    args = ["--model", str(float_model), *sshd, "--prefix", str(prefix), "--unit-dir", str(units),
+            "--sysusers-dir", str(tmp_path / "sysusers.d")]  # fmt: skip
     if getpass.getuser() != "root":
         args.append("--no-sudo")
     assert deploy.main([*args, "--dry-run"]) == 0, capsys.readouterr().err
-    assert "would change 8 of 8 steps" in capsys.readouterr().out
+    assert "would change 9 of 9 steps" in capsys.readouterr().out
     assert not prefix.exists() and not units.exists()  # a dry run over ssh only looks
     assert deploy.main(args) == 0, capsys.readouterr().err
-    assert "changed 8 of 8 steps" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "changed 9 of 9 steps" in out
+    assert out.count("?token=") == 1 and "open http://127.0.0.1:8080/?token=" in out
+    env_file = prefix / "binland.env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    token = parse_env_file(env_file.read_text())["BINLAND_STREAM_TOKEN"]
+    assert token in out
     assert (units / "binland.service").is_file()
+    pi_lane.check_service_unit((units / "binland.service").read_text(), user="binland",
+                               prefix=str(prefix), token=token,
+                               sysusers=str(tmp_path / "sysusers.d/binland.conf"))  # fmt: skip
+    assert "m binland video" in (tmp_path / "sysusers.d/binland.conf").read_text()
     assert (units / "multi-user.target.wants" / "binland.service").is_symlink()
     # The venv on the "Pi" (here this machine) runs the deployed runtime on the deployed model.
     code = ("import sys, edge; from edge.model import LandmarkModel; import numpy as np;"
@@ -288,7 +460,8 @@ def test_ssh_deploy_installs_a_working_venv_and_is_idempotent(
     assert edge_file.startswith(str(prefix / "venv"))  # the copy, not this checkout
     assert shape == "(16, 2)"
     assert deploy.main(args) == 0
-    assert "changed 0 of 8 steps" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "changed 0 of 9 steps" in out and token not in out, out
 
 
 # --- end to end: the deployed service under emulation equals x86 ------------------------------
@@ -316,6 +489,8 @@ def run_deployed_service(root: Path, tmp: Path, video: Path, frames: int) -> Pat
     env["PYTHONUNBUFFERED"] = "1"  # the unit's Environment= line
     argv = exec_start_argv(unit, env)
     assert argv[0] == "/opt/binland/venv/bin/python" and argv[1:3] == ["-m", "edge.live"]
+    token = env["BINLAND_STREAM_TOKEN"]
+    assert len(token) >= 20 and token not in " ".join(argv)  # ps never shows it
     proc = pi.run(argv[1:], program=pi_lane.guest_path(root, argv[0]), argv0=argv[0],
                   pythonpath=[], env=env, cwd=root / "opt/binland", timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -372,3 +547,10 @@ def test_deployed_service_on_emulated_pi_gives_x86_landmarks(lce_model, rootfs, 
         checks["picamera2"]["status"] == "warn"
         and "python3-picamera2" in checks["picamera2"]["fix"]
     )
+    # ... and says the stream needs the token, and which user the service runs as.
+    assert checks["stream"]["status"] == "ok" and "protected" in checks["stream"]["detail"]
+    assert checks["service"]["status"] == "ok"
+    assert "binland.service runs as binland" in checks["service"]["detail"]
+    assert "ProtectSystem=strict" in checks["service"]["detail"]
+    token = parse_env_file((rootfs / "opt/binland/binland.env").read_text())["BINLAND_STREAM_TOKEN"]
+    assert token not in proc.stdout + proc.stderr

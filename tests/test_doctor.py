@@ -58,11 +58,13 @@ def test_doctor_names_the_native_library_and_its_simd_path(capsys) -> None:
 def test_doctor_finds_the_deployed_model_through_the_service_settings(
     float_model: Path, tmp_path, capsys
 ) -> None:
-    settings = ServiceSettings(model_name=float_model.name, prefix=str(tmp_path))
+    settings = ServiceSettings(model_name=float_model.name, prefix=str(tmp_path),
+                               token="a-deployed-token-0123")  # fmt: skip
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / float_model.name).write_bytes(float_model.read_bytes())
     config = tmp_path / "binland.env"
     config.write_text(render_env(settings))
+    config.chmod(0o600)  # as edge.deploy writes it: root only
     code, checks = _checks(capsys, "--config", str(config), "--frames", "0", "--no-camera")
     assert code == 0
     assert checks["model"]["detail"].startswith(float_model.name)
@@ -99,3 +101,47 @@ def test_doctor_bad_flags_are_one_line_errors(capsys) -> None:
     err = capsys.readouterr().err
     assert err == "error: model file not found: /nonexistent/pose.tflite\n"
     assert doctor.main(["--frames", "-1"]) == 2
+
+
+def test_doctor_says_whether_the_stream_is_protected_and_who_runs_the_service(
+    tmp_path, capsys
+) -> None:
+    from edge.deploy import render_unit
+
+    token = "doctor-" + "t" * 20
+    config, unit = tmp_path / "binland.env", tmp_path / "binland.service"
+    deployed = ServiceSettings(model_name="pose.tflite", prefix=str(tmp_path), token=token)
+    config.write_text(render_env(deployed))
+    config.chmod(0o600)
+    unit.write_text(render_unit(deployed))
+    args = ("--config", str(config), "--unit", str(unit), "--frames", "0", "--no-camera")
+    code, checks = _checks(capsys, *args)
+    assert checks["stream"]["status"] == "ok"
+    assert checks["stream"]["detail"].startswith("protected: 0.0.0.0:8080 needs the token")
+    service = checks["service"]
+    assert service["status"] == "ok" and "binland.service runs as binland" in service["detail"]
+    for word in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
+                 f"writes only {tmp_path}/output", "Restart=always"):  # fmt: skip
+        assert word in service["detail"], word
+    assert token not in json.dumps(checks)
+
+    config.chmod(0o644)  # a token others can read
+    _, checks = _checks(capsys, *args)
+    assert checks["stream"]["status"] == "FAIL" and "chmod 600" in checks["stream"]["fix"]
+    # An older deploy: no token on 0.0.0.0, and a unit that runs as root.
+    config.write_text(render_env(ServiceSettings(model_name="pose.tflite")))
+    unit.write_text(
+        render_unit(ServiceSettings(model_name="pose.tflite")).replace("User=binland\n", "")
+    )
+    code, checks = _checks(capsys, *args)
+    assert code == 1 and checks["stream"]["status"] == "FAIL"
+    assert "edge.deploy" in checks["stream"]["fix"]
+    assert checks["service"]["status"] == "warn" and "runs as root" in checks["service"]["detail"]
+    # Loopback only: open, and fine.
+    config.write_text(render_env(ServiceSettings(model_name="pose.tflite", serve="127.0.0.1:8080")))
+    _, checks = _checks(capsys, *args)
+    assert checks["stream"]["status"] == "ok" and "this machine only" in checks["stream"]["detail"]
+    # Nothing deployed: both skipped.
+    _, checks = _checks(capsys, "--config", str(tmp_path / "none.env"), "--unit",
+                        str(tmp_path / "none.service"), "--frames", "0", "--no-camera")  # fmt: skip
+    assert checks["stream"]["status"] == checks["service"]["status"] == "skip"

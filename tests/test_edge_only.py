@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import venv
 from pathlib import Path
@@ -19,8 +20,10 @@ import numpy as np
 import pytest
 from tiny_models import tiny_pose_tflite
 
+from edge import cache_dir
+
 REPO = Path(__file__).resolve().parents[1]
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "binland"
+CACHE = cache_dir()
 
 pytestmark = pytest.mark.slow
 
@@ -46,8 +49,9 @@ def edge_python() -> Path:
     return _edge_venv()
 
 
-def _run(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+def _run(python: Path, *args: str, cwd: Path, **env_extra: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "CC")}
+    env.update(env_extra)
     return subprocess.run([str(python), *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
 
@@ -86,3 +90,38 @@ def test_live_cli_runs_in_the_edge_only_environment(edge_python, tmp_path):
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 1
+
+
+def test_a_checkout_that_shadows_the_install_finds_or_builds_the_native_library(
+    edge_python, tmp_path
+):
+    """The README's first command: ``pip install .`` then ``python -m edge.live`` from the
+    clone's root, where ``edge/`` shadows the installed package and holds no library."""
+    clone = tmp_path / "clone"
+    shutil.copytree(REPO / "edge", clone / "edge",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))  # fmt: skip
+    live = ("-m", "edge.live", "--source", "demo", "--no-display", "--max-frames", "2",
+            "--threads", "1", "--quiet")  # fmt: skip
+
+    def run(cache: str, **env: str) -> subprocess.CompletedProcess:
+        return _run(edge_python, *live, cwd=clone, XDG_CACHE_HOME=str(tmp_path / cache), **env)
+
+    # The same sources as the install: its library, nothing built.
+    proc = run("cache-a")
+    assert proc.returncode == 0, proc.stderr
+    assert "binland:" not in proc.stderr and not (tmp_path / "cache-a").exists()
+    # Sources edited since the install: built once into the user cache, with one line.
+    with open(clone / "edge" / "native" / "bgemm.c", "a") as f:
+        f.write("/* edited after the install */\n")
+    first, second = run("cache-b"), run("cache-b")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    says = [line for line in first.stderr.splitlines() if line.startswith("binland:")]
+    assert len(says) == 1 and "building the native library" in says[0]
+    assert len(list((tmp_path / "cache-b" / "binland" / "native").glob("*.so"))) == 1
+    assert "binland:" not in second.stderr
+    # No compiler: one line that says what to install, exit 2, no traceback.
+    proc = run("cache-c", CC=str(tmp_path / "no-such-compiler"))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "sudo apt install gcc" in errors[0]

@@ -24,7 +24,8 @@ from training.label.face import (
 )
 from training.label.teacher_models import TeacherUnavailable
 
-MEDIA = Path("/work/shared/media")
+# The real media lies beside the clone (../shared/media), for developers and CI alike.
+MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
 CLIP = MEDIA / "face" / "talking_man_lp_d18.mp4"
 needs_clip = pytest.mark.skipif(not CLIP.is_file(), reason=f"real clip {CLIP} not here")
 

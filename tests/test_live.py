@@ -259,3 +259,26 @@ def test_bundled_pose_model_follows_the_demo_figure():
     # probing. The first bundled model (PCKh 30) scored 0.45, and 0.15 without probing.
     assert pck > 0.6
     assert np.mean(tracked) > 0.8
+
+
+def _white_pixels(image: np.ndarray) -> int:
+    """Pixels the overlay's text makes white (the landmarks are red to green, never white)."""
+    return int(np.count_nonzero(image.min(axis=2) > 200))
+
+
+def test_a_still_image_overlay_shows_no_frame_rate(pose_model, tmp_path):
+    """A still has no frame rate: its overlay shows no "0.0 FPS" (nor any other rate)."""
+    still = tmp_path / "still.png"
+    cv2.imwrite(str(still), np.full((240, 320, 3), 120, np.uint8))
+    for source, frames in ((still, 1), ("demo", 3)):
+        video = tmp_path / f"{frames}.mp4"
+        proc = live("--model", pose_model, "--source", source, "--no-display", "--output", video,
+                    "--max-frames", frames, "--threads", "1", "--size", "320x240")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        cap = cv2.VideoCapture(str(video))
+        last = [cap.read()[1] for _ in range(frames)][-1]
+        cap.release()
+        if source == "demo":  # the check can see text: a video's third frame shows its rate
+            assert _white_pixels(last) > 50
+        else:
+            assert _white_pixels(last) == 0

@@ -110,3 +110,15 @@ def test_bitpacked_model_runs_in_aarch64_tflite_runtime_with_the_native_delegate
     assert x86.shape == arm.shape == (2, 16, 16, 16)
     np.testing.assert_allclose(arm, x86, atol=1e-5, rtol=1e-5)
     assert float(np.abs(x86).max()) > 1e-2
+
+
+def test_service_unit_made_on_the_pi_runs_unprivileged_and_hardened(pi: pi_lane.Pi) -> None:
+    """The unit edge.deploy writes, rendered by the Pi's own Python 3.11: the service runs as
+    the system user binland in group video, hardened, restarted with a back-off."""
+    code = ("from edge.deploy import ServiceSettings, render_sysusers, render_unit\n"
+            "s = ServiceSettings(model_name='pose.tflite', token='pi-lane-token-0123456789')\n"
+            "print(render_unit(s) + '----\\n' + render_sysusers(s), end='')\n")  # fmt: skip
+    unit, sysusers = pi.run_python(code).split("----\n")
+    pi_lane.check_service_unit(unit, user="binland", prefix="/opt/binland",
+                               token="pi-lane-token-0123456789")  # fmt: skip
+    assert "m binland video" in sysusers.splitlines()

@@ -17,7 +17,7 @@ from ..errors import BackendError
 from ..metadata import model_bytes
 from .base import Backend, is_bitpacked
 from .lce import LCEBackend
-from .tflite import NATIVE_MISSING, TFLiteBackend, native_library
+from .tflite import NATIVE_MISSING, TFLiteBackend, can_build_native, native_library
 
 BACKENDS: dict[str, type[Backend]] = {}
 
@@ -41,8 +41,9 @@ def auto_backend_name(model: bytes) -> str:
     tflite_ok = TFLiteBackend.is_available()
     if is_bitpacked(model):
         # LCE's x86 kernels are reference code; a stock runtime with the native delegate
-        # (and XNNPACK for the float layers) is faster wherever the library is built.
-        if tflite_ok and native_library() is not None:
+        # (and XNNPACK for the float layers) is faster wherever the library is built, or can
+        # be: the backend builds it at first use.
+        if tflite_ok and (native_library() is not None or can_build_native()):
             return "tflite"
         if LCEBackend.is_available():
             return "lce"

@@ -30,8 +30,9 @@ RUNTIME_ENV = "BINLAND_TFLITE_RUNTIME"
 
 NATIVE_MISSING = (
     "this bitpacked (LCE) model needs the binland native library to run in a stock TFLite "
-    "runtime (build it with: python -c 'import edge.native; edge.native.build()'), or the LCE "
-    "interpreter (pip install larq-compute-engine, x86 only); or convert it with "
+    "runtime, and there is no C compiler to build it: install one (Debian, Ubuntu, Raspberry "
+    "Pi OS: sudo apt install gcc) and run again; or use the LCE interpreter (pip install "
+    "larq-compute-engine, x86 only); or convert the model with "
     "`python -m converters.convert --format float` for any runtime"
 )
 
@@ -47,6 +48,32 @@ def native_library() -> Path | None:
     except (AttributeError, OSError):
         return None
     return Path(path) if path is not None and Path(path).is_file() else None
+
+
+def can_build_native() -> bool:
+    """Whether a missing native library can be built here (the sources and a C compiler)."""
+    try:
+        from .. import native
+    except ImportError:
+        return False
+    return native.compiler() is not None
+
+
+def native_library_or_build() -> Path:
+    """The native library, built into the user cache at first use (one line on stderr says
+    so); BackendError with :data:`NATIVE_MISSING` when there is no compiler to build it."""
+    found = native_library()
+    if found is not None:
+        return found
+    if not can_build_native():
+        raise BackendError(NATIVE_MISSING)
+    from .. import native
+
+    try:
+        return native.ensure_library(announce=True)
+    except BackendError as exc:  # the compiler failed: its last line says why
+        lines = str(exc).strip().splitlines()
+        raise BackendError(" ".join((lines[0], lines[-1]) if len(lines) > 1 else lines)) from None
 
 
 def installed_runtimes() -> list[str]:
@@ -105,9 +132,7 @@ class TFLiteBackend(Backend):
         delegates = []
         self.native = None
         if is_bitpacked(self.model):
-            self.native = native_library()
-            if self.native is None:
-                raise BackendError(NATIVE_MISSING)
+            self.native = native_library_or_build()
             try:
                 delegates.append(load_delegate(str(self.native), dict(delegate_options or {})))
             except (ValueError, OSError, RuntimeError) as exc:

@@ -17,9 +17,15 @@ What ends up on the Pi (all under ``--prefix``, plus the unit file)::
                                     Python + the C sources of the native delegate). Copying
                                     keeps the Pi free of build tools for Python and TF/larq.
     /opt/binland/models/NAME.tflite the model
-    /opt/binland/binland.env        the service's settings (source, thresholds, outputs);
-                                    edit and `systemctl restart binland` to change them
-    /etc/systemd/system/binland.service  runs `python -m edge.live` headless at boot
+    /opt/binland/binland.env        the service's settings (source, thresholds, outputs) and
+                                    the stream's token, mode 0600 (root only); edit and
+                                    `systemctl restart binland` to change them
+    /opt/binland/output/            the one folder the service may write (made at start)
+    /etc/sysusers.d/binland.conf    the system user `binland` (group video) it runs as
+    /etc/systemd/system/binland.service  runs `python -m edge.live` headless at boot, as that
+                                    user, hardened, restarted with a back-off if it stops
+
+The first deploy makes the stream's token and prints the URL to open, once.
 
 Every step first checks whether it is already done, so a second run changes nothing, and a
 run after ``git pull`` replaces only what changed. ``--dry-run`` prints the plan.
@@ -32,7 +38,14 @@ where it comes from), ``targets`` (rootfs or ssh), ``plan`` (the idempotent step
 from ..errors import DeployError
 from .command import build_parser, main
 from .plan import APT_PACKAGES, Report, Step, deploy, missing_apt_packages, plan, runtime_files
-from .service import ServiceSettings, exec_start_argv, parse_env_file, render_env, render_unit
+from .service import (
+    ServiceSettings,
+    exec_start_argv,
+    parse_env_file,
+    render_env,
+    render_sysusers,
+    render_unit,
+)
 from .targets import RootfsTarget, SshTarget, Target
 from .wheels import PythonInfo, native_library_name, runtime_requirements
 
@@ -49,6 +62,7 @@ __all__ = [
     "plan",
     "PythonInfo",
     "render_env",
+    "render_sysusers",
     "render_unit",
     "Report",
     "RootfsTarget",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from .service import (
     DEFAULT_PREFIX,
     DEFAULT_SERVE,
     DEFAULT_SOURCE,
+    DEFAULT_SYSUSERS_DIR,
     DEFAULT_UNIT_DIR,
+    DEFAULT_USER,
     ServiceSettings,
 )
 from .targets import RootfsTarget, SshTarget, Target
@@ -56,11 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="edge.live --lost-below: mean score that restarts tracking (default 0.3)")  # fmt: skip
     svc.add_argument("--live-arg", action="append", default=[], metavar="ARG",
                      help="one more `python -m edge.live` argument (repeatable), e.g. "
-                     "--live-arg=--jsonl --live-arg=/opt/binland/landmarks.jsonl")  # fmt: skip
-    svc.add_argument("--user", help="run the service as this user, in group video (default: root for "
-                     "--rootfs, the ssh user otherwise)")  # fmt: skip
+                     "--live-arg=--jsonl --live-arg=/opt/binland/output/landmarks.jsonl (the "
+                     "service may write only under PREFIX/output)")  # fmt: skip
+    svc.add_argument("--user", default=DEFAULT_USER,
+                     help=f"run the service as this existing user, in group video, instead of "
+                     f"the system user {DEFAULT_USER} that the deploy creates (default {DEFAULT_USER})")  # fmt: skip
+    svc.add_argument("--new-token", action="store_true",
+                     help="replace the stream's token (links with the old one stop working); "
+                     "otherwise a second deploy keeps it. A new token's URL is printed once")  # fmt: skip
     svc.add_argument("--unit-dir", default=DEFAULT_UNIT_DIR,
                      help=f"where the systemd unit goes (default {DEFAULT_UNIT_DIR})")  # fmt: skip
+    svc.add_argument("--sysusers-dir", default=DEFAULT_SYSUSERS_DIR,
+                     help=f"where the sysusers.d snippet that creates the user goes (default {DEFAULT_SYSUSERS_DIR})")  # fmt: skip
     svc.add_argument("--cc", help="--rootfs only: the cross C compiler for the native library "
                      "(default aarch64-linux-gnu-gcc for an arm64 rootfs)")  # fmt: skip
     ssh = p.add_argument_group("ssh")
@@ -86,26 +96,32 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.threads < 1:
             raise DeployError("--threads must be at least 1")
+        port = args.serve.rpartition(":")[2]
+        if not port.isdigit() or int(port) > 65535:
+            raise DeployError(f"--serve expects HOST:PORT or PORT, got {args.serve!r}")
+        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", args.user):
+            raise DeployError(f"--user expects a user name, got {args.user!r}")
         if args.rootfs:
             target: Target = RootfsTarget(args.rootfs, cross_cc=args.cc)
-            user = args.user
         else:
             target = SshTarget(args.ssh, port=args.port, identity=args.identity,
                                ssh_options=args.ssh_option, sudo=False if args.no_sudo else None)  # fmt: skip
-            remote_user = args.ssh.split("@", 1)[0] if "@" in args.ssh else None
-            user = args.user or (remote_user if remote_user not in (None, "root") else None)
         settings = ServiceSettings(
             model_name=args.model.name, prefix=prefix, source=args.source, serve=args.serve,
             threads=args.threads, min_score=args.min_score, lost_below=args.lost_below,
-            extra_args=tuple(args.live_arg), user=user,
+            extra_args=tuple(args.live_arg), user=args.user,
+            sysusers_dir=args.sysusers_dir.rstrip("/"),
         )  # fmt: skip
         print(f"{'plan for' if args.dry_run else 'deploying to'} {target.name}:")
         report = deploy(target, settings, args.model, dry_run=args.dry_run,
-                        unit_dir=args.unit_dir.rstrip("/"))  # fmt: skip
+                        unit_dir=args.unit_dir.rstrip("/"), renew_token=args.new_token)  # fmt: skip
         total = len(report.changed) + len(report.unchanged)
         print(
             f"{'would change' if args.dry_run else 'changed'} {len(report.changed)} of {total} steps"
         )
+        if report.open_url:  # a new token: the only time its URL is shown
+            print(f"open {report.open_url} to watch the stream (shown once; the token is kept "
+                  f"in {settings.env_path}, readable by root only)")  # fmt: skip
     except EdgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..access import TOKEN_ENV, check_token, new_token, stream_url
 from ..errors import DeployError, EdgeError
 from ..metadata import custom_op_names
-from .service import DEFAULT_UNIT_DIR, SERVICE_NAME, ServiceSettings, render_env, render_unit
+from .service import (
+    DEFAULT_UNIT_DIR,
+    SERVICE_NAME,
+    ServiceSettings,
+    parse_env_file,
+    render_env,
+    render_sysusers,
+    render_unit,
+)
 from .targets import Target
 from .wheels import native_library_name, runtime_requirements, staged_wheels
 
@@ -80,6 +90,8 @@ class Report:
     changed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # A new stream token was written: the URL that opens the stream, to be shown once.
+    open_url: str | None = field(default=None, repr=False)
 
 
 def plan(
@@ -95,6 +107,7 @@ def plan(
     wheels_id = digest([*runtime_requirements(info.version), *info.platform_tags()])
     runtime_id = digest([*runtime.keys(), *runtime.values()])
     env_text, unit_text = render_env(s).encode(), render_unit(s).encode()
+    sysusers_text = render_sysusers(s).encode()
     model_bytes = model.read_bytes()
     stamps = f"{s.venv}/.binland"
     needs_native = any(name.startswith("Lce") for name in custom_op_names(model_bytes))
@@ -112,6 +125,15 @@ def plan(
     def install_runtime() -> None:
         target.replace_tree(f"{site}/edge", runtime)  # also removes an older native build
         target.write(f"{stamps}/runtime", runtime_id.encode())
+
+    def user_exists() -> bool:
+        passwd = (target.read("/etc/passwd") or b"").decode(errors="replace")
+        return any(line.split(":", 1)[0] == s.user for line in passwd.splitlines())
+
+    def make_user() -> None:
+        target.write(s.sysusers_path, sysusers_text)
+        if target.systemd_running():  # a live Pi: now; a rootfs: the unit does it at first start
+            target.run(["systemd-sysusers", s.sysusers_path])
 
     def build_native() -> None:
         try:
@@ -141,11 +163,19 @@ def plan(
              same(s.model_path, model_bytes),
              # The folder holds exactly the served model: an upgrade leaves no stale files.
              lambda: target.replace_tree(f"{s.prefix}/models", {s.model_name: model_bytes})),
-        Step("config", f"{s.env_path} (source {s.source}, serve {s.serve})",
-             same(s.env_path, env_text), lambda: target.write(s.env_path, env_text)),
-        Step("unit", f"{unit_path} (ExecStart python -m edge.live, Restart=on-failure)",
-             same(unit_path, unit_text), lambda: target.write(unit_path, unit_text)),
+        # Root only: it holds the stream's token.
+        Step("config", f"{s.env_path} (source {s.source}, serve {s.serve}; mode 0600)",
+             lambda: target.read(s.env_path) == env_text and target.mode(s.env_path) == 0o600,
+             lambda: target.write(s.env_path, env_text, 0o600)),
     ]  # fmt: skip
+    if s.creates_user:
+        steps.append(Step("user", f"system user {s.user} in group video ({s.sysusers_path})",
+                          lambda: target.read(s.sysusers_path) == sysusers_text
+                          and (not target.systemd_running() or user_exists()),
+                          make_user))  # fmt: skip
+    steps.append(Step("unit", f"{unit_path} (runs python -m edge.live as {s.user}, hardened, "
+                      "Restart=always)", same(unit_path, unit_text),
+                      lambda: target.write(unit_path, unit_text)))  # fmt: skip
     if target.systemd_running():
 
         def enable() -> None:
@@ -164,9 +194,40 @@ def plan(
     return steps, notes
 
 
+def stream_token(
+    target: Target, settings: ServiceSettings, *, renew: bool = False
+) -> tuple[str, bool]:
+    """The stream's token: the one already in the service's settings file, else (or with
+    ``renew``) a new one. Returns (token, whether it is new)."""
+    if not renew:
+        text = (target.read(settings.env_path) or b"").decode(errors="replace")
+        try:
+            return check_token(parse_env_file(text).get(TOKEN_ENV, ""), settings.env_path), False
+        except EdgeError:
+            pass  # none yet, or not a usable one
+    return new_token(), True
+
+
+def stream_address(target: Target, settings: ServiceSettings, token: str) -> str:
+    """The URL that opens the deployed stream, token included."""
+    host, sep, port = settings.serve.rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"  # edge.live's default host
+    if host in ("0.0.0.0", "", "::"):
+        host = target.host_name()
+    return stream_url(host, int(port), token)
+
+
 def deploy(target: Target, settings: ServiceSettings, model: Path, *, dry_run: bool = False,
-           unit_dir: str = DEFAULT_UNIT_DIR, log: Callable[[str], None] = print) -> Report:  # fmt: skip
-    """Bring ``target`` to the wanted state; with ``dry_run`` only report what would change."""
+           unit_dir: str = DEFAULT_UNIT_DIR, log: Callable[[str], None] = print,
+           renew_token: bool = False) -> Report:  # fmt: skip
+    """Bring ``target`` to the wanted state; with ``dry_run`` only report what would change.
+
+    The stream's token is kept from an earlier deploy unless ``renew_token``; a new one is
+    printed once, in the URL to open, when it is written (never on a dry run)."""
+    fresh = False
+    if not settings.token:
+        token, fresh = stream_token(target, settings, renew=renew_token)
+        settings = dataclasses.replace(settings, token=token)
     steps, notes = plan(target, settings, model, unit_dir=unit_dir)
     report = Report(notes=notes)
     changed_before_enable = False
@@ -185,4 +246,11 @@ def deploy(target: Target, settings: ServiceSettings, model: Path, *, dry_run: b
         changed_before_enable = True
     for note in notes:
         log(f"note: {note}")
+    if fresh and dry_run:
+        log("note: a new stream token would be made; its URL is printed once, when it is written")
+    elif fresh:
+        report.open_url = stream_address(target, settings, settings.token)
+    else:
+        log(f"note: the stream needs the token in {settings.env_path} (root only); to see it: "
+            f"sudo grep {TOKEN_ENV} {settings.env_path}")  # fmt: skip
     return report

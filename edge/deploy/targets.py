@@ -36,6 +36,7 @@ class Target:
 
     def read(self, path: str) -> bytes | None: ...
     def write(self, path: str, data: bytes, mode: int = 0o644) -> None: ...
+    def mode(self, path: str) -> int | None: ...  # permission bits; None: no such file
     def exists(self, path: str) -> bool: ...
     def readlink(self, path: str) -> str | None: ...
     def symlink(self, path: str, dest: str) -> None: ...
@@ -46,6 +47,7 @@ class Target:
     def build_native(self, dest: str, info: PythonInfo) -> None: ...
     def systemd_running(self) -> bool: ...
     def run(self, argv: list[str]) -> str: ...
+    def host_name(self) -> str: ...  # how a browser on the same network reaches the Pi
 
 
 class RootfsTarget(Target):
@@ -69,9 +71,17 @@ class RootfsTarget(Target):
         p = self._p(path)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + ".tmp")
-        tmp.write_bytes(data)
+        tmp.unlink(missing_ok=True)
+        # Created with its final mode (less the umask), so a secret is never readable by others.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         tmp.chmod(mode)
         tmp.replace(p)
+
+    def mode(self, path: str) -> int | None:
+        p = self._p(path)
+        return p.stat().st_mode & 0o7777 if p.is_file() else None
 
     def exists(self, path: str) -> bool:
         return self._p(path).exists() or self._p(path).is_symlink()
@@ -159,6 +169,10 @@ class RootfsTarget(Target):
     def run(self, argv: list[str]) -> str:
         raise DeployError("cannot run programs inside a rootfs")
 
+    def host_name(self) -> str:
+        name = (self.read("/etc/hostname") or b"").decode(errors="replace").strip()
+        return f"{name or 'raspberrypi'}.local"  # Raspberry Pi OS answers mDNS as NAME.local
+
 
 class SshTarget(Target):
     """A live Pi reached with ssh; root-owned paths are written through `sudo -n`."""
@@ -205,10 +219,17 @@ class SshTarget(Target):
 
     def write(self, path: str, data: bytes, mode: int = 0o644) -> None:
         q = shlex.quote(path)
+        # The file is created unreadable to others (umask 077) and then given its mode, so a
+        # secret is never readable by others, not even for a moment.
         self._sh(
-            f"mkdir -p $(dirname {q}) && cat > {q}.tmp && chmod {mode:o} {q}.tmp && mv {q}.tmp {q}",
+            f"mkdir -p $(dirname {q}) && rm -f {q}.tmp && (umask 077 && cat > {q}.tmp) && "
+            f"chmod {mode:o} {q}.tmp && mv {q}.tmp {q}",
             data=data,
         )
+
+    def mode(self, path: str) -> int | None:
+        proc = self._sh(f"stat -c %a {shlex.quote(path)}", check=False)
+        return int(proc.stdout.decode().strip(), 8) if proc.returncode == 0 else None
 
     def exists(self, path: str) -> bool:
         q = shlex.quote(path)
@@ -273,3 +294,6 @@ class SshTarget(Target):
 
     def systemd_running(self) -> bool:
         return self._sh("test -d /run/systemd/system", check=False).returncode == 0
+
+    def host_name(self) -> str:
+        return self.dest.rpartition("@")[2].strip("[]")

@@ -7,26 +7,33 @@ their public ``load_delegate(path)``; it claims every ``Lce*`` node and runs it
 with LCE's exact semantics, while builtin ops stay with the runtime (and XNNPACK).
 
 The library is normally built at ``pip install`` time (an optional setuptools
-extension). Where that did not happen (no compiler then, or a source checkout),
-:func:`build` compiles it with the system C compiler into a user cache, keyed by
-a hash of the sources; :func:`ensure_library` does whichever is needed.
+extension). :func:`library_path` finds it next to this file, in the installed
+distribution when a checkout's ``edge/`` shadows it (running from the repository
+root after ``pip install .``), or in the user cache. Where none exists (no compiler
+at install time, or a source checkout), :func:`build` compiles it with the system C
+compiler into the user cache, keyed by a hash of the sources; :func:`ensure_library`
+does whichever is needed.
 """
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
+from edge import cache_dir
 from edge.errors import BackendError
 
 __all__ = [
     "SOURCES",
     "build",
+    "compiler",
     "delegate_options",
     "ensure_library",
     "kernel_peak",
@@ -54,9 +61,15 @@ CFLAGS = (
 LIBS = ("-lm",)
 
 
+# What to say when a library is needed and there is no compiler to build it.
+NO_COMPILER = (
+    "no C compiler to build it: install one (Debian, Ubuntu, Raspberry Pi OS: "
+    "sudo apt install gcc) and run again"
+)
+
+
 def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "binland" / "native"
+    return cache_dir("native")
 
 
 def _source_hash() -> str:
@@ -69,6 +82,13 @@ def _source_hash() -> str:
 
 def _default_cc() -> str:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or "cc"
+
+
+def compiler() -> str | None:
+    """The C compiler :func:`build` would use ($CC, then cc, gcc, clang), if one exists."""
+    if os.environ.get("CC"):
+        return shutil.which(os.environ["CC"])
+    return shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 
 
 def _target_triple(cc: str) -> str:
@@ -111,15 +131,61 @@ def _stale_in_checkout(library: Path) -> bool:
     return library.stat().st_mtime < newest
 
 
+def _record_hash(path: Path) -> str:
+    """A file's hash as a wheel's RECORD writes it (urlsafe base64 SHA-256, no padding)."""
+    digest = hashlib.sha256(path.read_bytes()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _same_file(record, path: Path) -> bool:
+    """Whether an installed file (an importlib.metadata PackagePath) has ``path``'s bytes."""
+    if record is None or record.hash is None or record.hash.mode != "sha256":
+        return False
+    return record.hash.value == _record_hash(path)
+
+
+def _distribution_library() -> Path | None:
+    """The library ``pip install`` built into the installed distribution, when it was built
+    from the same C sources as this package.
+
+    Running from a checkout's root after ``pip install .``, the checkout's ``edge/`` shadows
+    the installed one, whose folder holds the library; the install's RECORD names it and
+    gives the hashes of the sources it was built from.
+    """
+    from importlib import metadata
+
+    for dist in metadata.distributions(name="binland"):
+        try:
+            files = {str(f): f for f in dist.files or ()}
+        except OSError:
+            continue
+        built = [f for key, f in sorted(files.items())
+                 if key.startswith(f"edge/native/{INSTALLED_STEM}") and key.endswith(".so")]  # fmt: skip
+        if not built:
+            continue
+        if not all(_same_file(files.get(f"edge/native/{name}"), PACKAGE_DIR / name)
+                   for name in SOURCES + HEADERS):  # fmt: skip
+            continue  # built from other sources: another version, or edited since
+        for f in built:
+            path = Path(f.locate()).resolve()
+            if path.is_file() and _runs_here(path):
+                return path
+    return None
+
+
 def library_path() -> Path | None:
     """The built delegate library for this machine, or None if there is none yet.
 
-    Prefers the one built at install time; otherwise a cached build of the current
-    sources for the default compiler's target.
+    Prefers the one built at install time (next to this file, else in the installed
+    distribution when this is a checkout that shadows it); otherwise a cached build of the
+    current sources for the default compiler's target.
     """
     for installed in sorted(PACKAGE_DIR.glob(f"{INSTALLED_STEM}*.so")):
         if _runs_here(installed) and not _stale_in_checkout(installed):
             return installed
+    installed = _distribution_library()
+    if installed is not None:
+        return installed
     cache = _cache_dir()
     if not cache.is_dir():
         return None
@@ -162,9 +228,25 @@ def build(output_dir: str | os.PathLike | None = None, cc: str | None = None) ->
     return target
 
 
-def ensure_library() -> Path:
-    """The delegate library, building it into the user cache if needed."""
-    return library_path() or build()
+def ensure_library(*, announce: bool = False) -> Path:
+    """The delegate library, building it into the user cache if needed.
+
+    ``announce`` prints one line on stderr before a build. Without a C compiler it raises
+    BackendError ending in :data:`NO_COMPILER`, which says what to install.
+    """
+    found = library_path()
+    if found is not None:
+        return found
+    cc = compiler()
+    if cc is None:
+        raise BackendError(f"the binland native library is not built, and there is {NO_COMPILER}")
+    if announce:
+        print(f"binland: building the native library for bitpacked models with {cc} into "
+              f"{_cache_dir()} (once)", file=sys.stderr, flush=True)  # fmt: skip
+    try:
+        return build(cc=cc)
+    except OSError as exc:  # a cache folder that cannot be written
+        raise BackendError(f"cannot build the native library into {_cache_dir()}: {exc}") from None
 
 
 def _load(library: str | os.PathLike | None) -> ctypes.CDLL:
