@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from edge.cli import ArgumentParser
-from edge.errors import EdgeError
+from edge.backends import backend_names
+from edge.cli import ArgumentParser, add_threads_argument, run_cli
 
 FORMATS = ("lce", "float")
 
@@ -75,12 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--check-inputs", type=int, default=8, metavar="N",
                        help="synthetic images to compare on; 0 skips the check (default: 8)")  # fmt: skip
     check.add_argument(
-        "--check-backend", choices=("auto", "lce", "tflite"), default=None,
+        "--check-backend", choices=backend_names(), default=None,
         help="interpreter for the check (default: lce for --format lce, tflite for float)",
     )  # fmt: skip
-    check.add_argument(
-        "--threads", type=int, default=2, help="interpreter threads for the check (default: 2)"
-    )
+    add_threads_argument(check, help="interpreter threads for the check")
     check.add_argument("--strict", action="store_true",
                        help="exit with status 1 if fewer than 99%% of landmarks match Keras")  # fmt: skip
     return p
@@ -183,17 +181,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except EdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # unwritable output folder, full disk...
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 2
+    # OSError: an unwritable output folder, a full disk...
+    return run_cli(lambda: run(args), errors=(OSError,))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import numpy as np
 from edge.backends import Backend
 from edge.codec import HeatmapCodec
 from edge.metadata import LandmarkMetadata
+from edge.transform import normalise_input
 
 CLOSE = 1e-3  # relative to the heatmap range
 
@@ -46,7 +47,7 @@ class FidelityReport:
 
 
 def sample_images(size: tuple[int, int], count: int, seed: int = 0) -> np.ndarray:
-    """uint8 RGB test images (N, H, W, 3): uniform noise, blurred noise and smooth ramps with
+    """uint8 BGR test images (N, H, W, 3): uniform noise, blurred noise and smooth ramps with
     blobs, so both high-frequency and image-like statistics are covered."""
     import cv2
 
@@ -72,14 +73,6 @@ def sample_images(size: tuple[int, int], count: int, seed: int = 0) -> np.ndarra
             img = np.clip(img, 0, 255).astype(np.uint8)
         images.append(img)
     return np.stack(images)
-
-
-def normalise(images: np.ndarray, metadata: LandmarkMetadata) -> np.ndarray:
-    """Apply the model's input convention to RGB uint8 images."""
-    x = images[..., ::-1] if metadata.input_color.upper() == "BGR" else images
-    mean = np.asarray(metadata.input_mean, np.float32)
-    std = np.asarray(metadata.input_std, np.float32)
-    return ((x.astype(np.float32) - mean) / std).astype(np.float32)
 
 
 def compare(
@@ -108,7 +101,8 @@ def check_fidelity(
     keras_model, backend: Backend, metadata: LandmarkMetadata, *, num_inputs: int = 6, seed: int = 0
 ) -> FidelityReport:
     """Keras (final output) vs the backend on ``num_inputs`` synthetic images."""
-    x = normalise(sample_images(metadata.input_size, num_inputs, seed), metadata)
+    images = sample_images(metadata.input_size, num_inputs, seed)
+    x = normalise_input(images, metadata.input_color, metadata.input_mean, metadata.input_std)
     reference = keras_model(x, training=False)
     if isinstance(reference, (list, tuple)):
         reference = reference[-1]

@@ -173,6 +173,6 @@ def _skeleton_fields(meta: LandmarkMetadata) -> dict:
 
 
 def _sidecar_fields(meta: LandmarkMetadata) -> dict:
-    keep = ("input_mean", "input_std", "input_color", "landmark_convention", "model_name",
+    keep = ("input_mean", "input_std", "input_color", "heatmap_sigma", "refine", "model_name",
             "model_version", "box_margin", "extra")  # fmt: skip
     return {key: getattr(meta, key) for key in keep}

@@ -4,6 +4,7 @@
 >>> model = edge.LandmarkModel("pose.tflite")
 >>> result = model.predict(frame_bgr)      # an OpenCV BGR uint8 image
 >>> result.points, result.scores, result.names
+>>> video = edge.LandmarkPipeline(model, tracker=..., smoother=...)  # edge.pipeline
 """
 
 import os
@@ -21,6 +22,7 @@ __all__ = [
     "EdgeError",
     "HeatmapCodec",
     "LandmarkMetadata",
+    "LandmarkPipeline",
     "LandmarkModel",
     "Landmarks",
     "ModelError",
@@ -46,4 +48,8 @@ def __getattr__(name: str):
         from . import model
 
         return getattr(model, name)
+    if name == "LandmarkPipeline":
+        from .pipeline import LandmarkPipeline
+
+        return LandmarkPipeline
     raise AttributeError(name)

@@ -21,7 +21,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from .cli import ArgumentParser, HelpFormatter
+from .backends import backend_names
+from .cli import ArgumentParser, add_model_argument, resolve_model, run_cli
 from .errors import BackendError, EdgeError
 
 OVERHEAD_TARGET_MS = 3.0
@@ -77,27 +78,31 @@ def _bench_child(model_path: str, backend: str, threads: int, frames: int, warmu
 def bench_overhead(model, *, frames: int = 200, size: tuple[int, int] = (640, 480)) -> dict:
     """Milliseconds per frame spent around inference, with real heatmaps from ``model``.
 
-    The stages are those of ``edge.live``: crop, decode (heatmaps to image pixels),
-    tracking, One Euro smoothing over all landmarks, and drawing the overlay. Wall-clock
-    times per stage, plus the process CPU time per frame, which other programs competing
-    for the cores do not inflate.
+    It times :class:`edge.pipeline.LandmarkPipeline` as ``edge.live`` runs it (tracking and
+    One Euro smoothing on, no probing), with the network's output computed once and reused,
+    plus the overlay drawing. Wall-clock times per stage, plus the process CPU time per
+    frame, which other programs competing for the cores do not inflate.
     """
-    from .live import FrameResult, LivePipeline
+    from .pipeline import LandmarkPipeline
     from .smoothing import OneEuroFilter
     from .sources.demo import DemoSource
     from .timing import StageTimes
     from .tracking import LandmarkTracker
-    from .transform import apply_affine, invert_affine, warp_crop
 
     meta = model.metadata
     source = DemoSource(size=size, loop=True)
-    tracker = LandmarkTracker(margin=meta.box_margin)
-    smoother = OneEuroFilter()
-    pipeline = LivePipeline(model, tracker=tracker, smoother=smoother)
-    first = source.read()
-    box = tracker.box_for(first.image)
-    crop, _ = warp_crop(first.image, box, meta.input_size)
-    heatmaps = model.predict_heatmaps(crop[None])[0]  # real network output, reused per frame
+    pipeline = LandmarkPipeline(model, tracker=LandmarkTracker(margin=meta.box_margin),
+                                smoother=OneEuroFilter())  # fmt: skip
+    held: list[np.ndarray] = []
+
+    def infer_once(crops: np.ndarray) -> np.ndarray:
+        # The first crop's real network output, reused for every later frame.
+        if not held:
+            held.append(model.predict_heatmaps(crops[:1]))
+        return np.repeat(held[0], len(crops), axis=0)
+
+    pipeline.infer = infer_once
+    stages = ("crop", "decode", "tracking", "smoothing", "drawing")
     times = StageTimes()
     cpu: list[float] = []  # CPU seconds per frame: immune to other processes on the machine
     warmup = 10
@@ -107,21 +112,10 @@ def bench_overhead(model, *, frames: int = 200, size: tuple[int, int] = (640, 48
             times, cpu = StageTimes(window=max(frames, 1)), []
         frame = source.read()
         cpu_start = time.process_time()
-        with times.stage("crop"):
-            box = tracker.box_for(frame.image)
-            crop, to_crop = warp_crop(frame.image, box, meta.input_size)
-        with times.stage("decode"):
-            crop_points, scores = model.codec.decode(heatmaps)
-            points = apply_affine(invert_affine(to_crop), crop_points)
-        with times.stage("tracking"):
-            tracking = tracker.update(points, scores)
-        with times.stage("smoothing"):
-            smoothed = smoother(points, frame.timestamp, scale=box.size, scores=scores)
+        result = pipeline.process(frame, times)
         with times.stage("drawing"):
-            result = FrameResult(frame, box, smoothed, points, scores, tracking)
             pipeline.annotate(result, fps=30.0)
         cpu.append(time.process_time() - cpu_start)
-    stages = ("crop", "decode", "tracking", "smoothing", "drawing")
     per_stage = {s: times.mean_ms(s) for s in stages}
     totals = np.sum([times.recent(s) for s in stages], axis=0) * 1e3
     return {
@@ -150,14 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m edge.bench",
         description="Latency, FPS and peak memory of a landmark model per backend and thread "
         "count, plus the per-frame cost of everything around inference.",
-        formatter_class=HelpFormatter,
     )
-    p.add_argument("--model", default=None,
-                   help="a .tflite from `python -m converters.convert`, or 'pose'/'face' for "
-                   "the bundled models (default: the bundled pose model)")  # fmt: skip
+    add_model_argument(p)
     p.add_argument("--backends", default="all",
-                   help="comma-separated backends to time (lce, tflite, auto), or 'all' for "
-                   "every installed one")  # fmt: skip
+                   help=f"comma-separated backends to time ({', '.join(backend_names())}), "
+                   "or 'all' for every installed one")  # fmt: skip
     p.add_argument("--threads", type=_int_list, default=[1, 2, 4], metavar="N[,N...]",
                    help="interpreter thread counts to time (default: 1,2,4)")  # fmt: skip
     p.add_argument("--frames", type=int, default=50, help="timed runs per configuration")
@@ -175,13 +166,12 @@ def _backends(spec: str) -> list[str]:
         return [name for name, cls in BACKENDS.items() if cls.is_available()]
     names = [n.strip() for n in spec.split(",") if n.strip()]
     for n in names:
-        if n != "auto" and n not in BACKENDS:
-            raise BackendError(f"unknown backend {n!r}; choose from auto, {', '.join(BACKENDS)}")
+        if n not in backend_names():
+            raise BackendError(f"unknown backend {n!r}; choose from {', '.join(backend_names())}")
     return names
 
 
 def run(args: argparse.Namespace) -> dict:
-    from .live import resolve_model
     from .metadata import read_metadata
     from .model import LandmarkModel
 
@@ -250,16 +240,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     quiet_opencv()
-    try:
+
+    def body() -> None:
         report = run(args)
-    except EdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    print(json.dumps(report, indent=2) if args.json else format_table(report))
-    return 0
+        print(json.dumps(report, indent=2) if args.json else format_table(report))
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

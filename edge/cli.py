@@ -1,26 +1,119 @@
-"""What the command-line tools share: one-line argument errors and readable ``--help``.
+"""What the command-line tools share: one-line errors, readable ``--help`` and the common flags.
 
 Every failure of a CLI, a bad flag included, is one ``error: ...`` line on stderr and exit
-status 2, never a usage dump or a traceback.
+status 2, never a usage dump or a traceback (:func:`run_cli`). ``--model`` takes a path or
+``pose``/``face`` for the bundled models (:func:`resolve_model`), ``--backend`` offers the
+backend registry's names and ``--threads`` defaults to :data:`DEFAULT_THREADS` everywhere.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
+
+from .errors import EdgeError, ModelError
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+BUNDLED = {"pose": MODELS_DIR / "pose.tflite", "face": MODELS_DIR / "face.tflite"}
+# Interpreter threads: a Pi has 4 cores, and the camera, encoder and stream need some.
+DEFAULT_THREADS = 2
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only when it says something (not None, not an off switch) and
+    the help does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """An :class:`argparse.ArgumentParser` that reports a bad command line in one line."""
+    """An :class:`argparse.ArgumentParser` that reports a bad command line in one line and
+    shows defaults in ``--help`` the same way in every tool."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message}\n")
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a flag's default only when it says something (not None, not an off switch)."""
+def run_cli(
+    body: Callable[[], int | None],
+    *,
+    errors: tuple[type[BaseException], ...] = (),
+    interrupted: str | Callable[[], str] = "interrupted",
+) -> int:
+    """Run a CLI's work and turn its failures into an exit status: :class:`EdgeError` (and
+    ``errors``) print ``error: <message>`` and give 2; Ctrl-C prints ``error: <interrupted>``
+    and gives 130. ``body`` returns the status (None: 0)."""
+    try:
+        status = body()
+    except (EdgeError, *errors) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        message = interrupted() if callable(interrupted) else interrupted
+        print(f"error: {message}", file=sys.stderr)
+        return 130
+    return 0 if status is None else int(status)
 
-    def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default in (None, False, argparse.SUPPRESS) or "default:" in (action.help or ""):
-            return action.help or ""
-        return super()._get_help_string(action)
+
+def resolve_model(spec: str | Path | None) -> Path:
+    """A model path from ``--model``: a file, or ``pose``/``face`` for the bundled models."""
+    if spec is None:
+        spec = "pose"
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    if str(spec) in BUNDLED:
+        bundled = BUNDLED[str(spec)]
+        if bundled.is_file():
+            return bundled
+        raise ModelError(
+            f"the bundled {spec} model {bundled} is not installed; pass --model PATH.tflite "
+            "(convert one with `python -m converters.convert`)"
+        )
+    raise ModelError(f"model file not found: {path}")
+
+
+def add_model_argument(parser, *, required: bool = False, what: str = "a .tflite from "
+                       "`python -m converters.convert`", default_help: str | None = None):  # fmt: skip
+    """``--model PATH|pose|face``; the value stays a string: :func:`resolve_model` finds it."""
+    help_text = f"{what}, or 'pose'/'face' for the bundled demo models"
+    if not required:
+        help_text += f" (default: {default_help or 'the bundled pose model'})"
+    return parser.add_argument("--model", required=required, default=None,
+                               metavar="PATH|pose|face", help=help_text)  # fmt: skip
+
+
+def add_backend_argument(parser, *, flag: str = "--backend"):
+    """``--backend`` with the registry's names (``auto`` first)."""
+    from .backends import backend_names
+
+    return parser.add_argument(flag, choices=backend_names(), default="auto",
+                               help="inference backend (see edge.backends): auto picks the "
+                               "fastest installed one that runs the model")  # fmt: skip
+
+
+def add_threads_argument(parser, *, default: int = DEFAULT_THREADS, **kwargs):
+    """``--threads N``, positive, the same default in every tool."""
+    kwargs.setdefault("help", "interpreter threads")
+    return parser.add_argument("--threads", type=positive_int, default=default, metavar="N",
+                               **kwargs)  # fmt: skip
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value

@@ -3,7 +3,9 @@
 Run it on the Pi (``/opt/binland/venv/bin/python -m edge.doctor``) after ``edge.deploy``.
 Each check prints one line, and a fix when something is missing::
 
-    ok    python     3.11.2 on aarch64 (/opt/binland/venv/bin/python)
+    ok    os         Debian GNU/Linux 13 (trixie) (/etc/os-release)
+    ok    python     3.13.5 on aarch64 (/opt/binland/venv/bin/python)
+    ok    numpy      2.2.4 from the system (/usr/lib/python3/dist-packages/numpy)
     warn  native     the native LCE library is not built: bitpacked models cannot run ...
                     fix: sudo apt install gcc, then: python -m edge.native build (or run ...
 
@@ -26,7 +28,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .cli import ArgumentParser
+from .cli import (
+    ArgumentParser,
+    add_backend_argument,
+    add_model_argument,
+    add_threads_argument,
+    resolve_model,
+    run_cli,
+)
 from .errors import EdgeError
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
@@ -42,27 +51,101 @@ class Check:
     fix: str = ""
 
 
+def check_os(os_release: str | os.PathLike | None = None) -> Check:
+    """Which OS release this is: Trixie (Python 3.13, numpy 2) or Bookworm (3.11, numpy 1)."""
+    paths = (
+        [Path(os_release)] if os_release else [Path("/etc/os-release"), Path("/usr/lib/os-release")]
+    )
+    for path in paths:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        info = {}
+        for line in text.splitlines():
+            key, sep, value = line.strip().partition("=")
+            if sep:
+                info[key] = value.strip().strip("\"'")
+        name = info.get("PRETTY_NAME") or info.get("NAME", "unknown")
+        return Check("os", OK, f"{name} ({path})")
+    return Check("os", WARN, "no /etc/os-release: cannot tell the OS release",
+                 "use Raspberry Pi OS (64-bit): Trixie or Bookworm")  # fmt: skip
+
+
 def check_python() -> Check:
     version = platform.python_version()
     machine = platform.machine()
-    if sys.version_info[:2] < (3, 10) or sys.version_info[:2] >= (3, 13):
-        return Check("python", FAIL, f"{version} on {machine}; the runtime needs Python 3.10 to 3.12",
-                     "use Raspberry Pi OS Bookworm (Python 3.11)")  # fmt: skip
+    if sys.version_info[:2] < (3, 10) or sys.version_info[:2] >= (3, 14):
+        return Check("python", FAIL, f"{version} on {machine}; the runtime needs Python 3.10 to 3.13",
+                     "use Raspberry Pi OS Trixie (Python 3.13) or Bookworm (Python 3.11)")  # fmt: skip
     if machine in ("armv7l", "armv6l"):
         return Check("python", FAIL, f"{version} on 32-bit {machine}: no TFLite runtime wheels exist for it",
-                     "install the 64-bit Raspberry Pi OS (Bookworm, arm64)")  # fmt: skip
+                     "install the 64-bit Raspberry Pi OS (Trixie or Bookworm, arm64)")  # fmt: skip
     return Check("python", OK, f"{version} on {machine} ({sys.executable})")
+
+
+def _numpy_version_at(folder: Path) -> str | None:
+    """The version of a numpy installed in ``folder`` (a sys.path entry), without importing it."""
+    for dist in sorted(folder.glob("numpy-*.*-info")):
+        version = dist.name[len("numpy-") :].rsplit(".", 1)[0]
+        if version[:1].isdigit():
+            return version
+    try:
+        text = (folder / "numpy" / "version.py").read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() in ("version", "__version__", "full_version"):
+            return value.strip().strip("\"'")
+    return "unknown version"
+
+
+def numpy_origin(numpy_file: str | os.PathLike, path: list[str] | None = None,
+                 prefix: str | None = None) -> tuple[str, list[tuple[str, str]]]:  # fmt: skip
+    """Where the imported numpy comes from ("this venv" or "the system"), and the other numpy
+    installs on sys.path that it hides, as (folder, version) pairs."""
+    path = sys.path if path is None else path
+    prefix = sys.prefix if prefix is None else prefix
+    here = Path(numpy_file).resolve().parent.parent  # .../site-packages
+    in_venv = prefix != getattr(sys, "base_prefix", prefix) and here.is_relative_to(
+        Path(prefix).resolve()
+    )
+    origin = "this venv" if in_venv else "the system"
+    hidden = []
+    for entry in path:
+        folder = Path(entry or ".").resolve()
+        if folder == here or not (folder / "numpy" / "__init__.py").is_file():
+            continue
+        hidden.append((str(folder), _numpy_version_at(folder) or "unknown version"))
+    return origin, hidden
 
 
 def check_numpy() -> Check:
     try:
         import numpy
     except ImportError:
-        return Check("numpy", FAIL, "numpy is not installed", "pip install 'numpy<2'")
-    if int(numpy.__version__.split(".")[0]) >= 2 and importlib.util.find_spec("tflite_runtime"):
-        return Check("numpy", FAIL, f"numpy {numpy.__version__}: tflite-runtime 2.14 fails under numpy 2",
-                     "pip install 'numpy<2'")  # fmt: skip
-    return Check("numpy", OK, numpy.__version__)
+        return Check("numpy", FAIL, "numpy is not installed",
+                     "on Trixie: sudo apt install python3-numpy; on Bookworm: pip install 'numpy<2'")  # fmt: skip
+    version = numpy.__version__
+    major = int(version.split(".")[0])
+    origin, hidden = numpy_origin(numpy.__file__)
+    detail = f"{version} from {origin} ({Path(numpy.__file__).parent})"
+    if major >= 2 and importlib.util.find_spec("tflite_runtime"):
+        return Check("numpy", FAIL, f"{detail}: tflite-runtime 2.14 fails under numpy 2",
+                     "pip install 'numpy<2' (Bookworm), or use ai-edge-litert")  # fmt: skip
+    if hidden:
+        folder, other = hidden[0]
+        other_major = int(other.split(".")[0]) if other[:1].isdigit() else None
+        shadow = f"{detail} shadows numpy {other} in {folder}"
+        if other_major != major:
+            # apt's compiled modules (picamera2's simplejpeg, ...) are built against the system's.
+            return Check("numpy", WARN, f"{shadow}: modules built against the system's numpy "
+                         f"{other} (python3-picamera2's) may fail",
+                         f"remove the venv's numpy: {sys.executable} -m pip uninstall numpy "
+                         "(edge.deploy does not install one on Trixie)")  # fmt: skip
+        return Check("numpy", OK, f"{shadow} (same major version)")
+    return Check("numpy", OK, detail)
 
 
 def check_runtimes() -> Check:
@@ -272,7 +355,13 @@ def run_checks(*, model: Path | None, backend: str = "auto", num_threads: int = 
                camera: bool = True, config: Path | None = None,
                unit: Path | None = None) -> list[Check]:  # fmt: skip
     checks: list[Check] = []
-    steps: list[Callable[[], Check]] = [check_python, check_numpy, check_runtimes, check_native]
+    steps: list[Callable[[], Check]] = [
+        check_os,
+        check_python,
+        check_numpy,
+        check_runtimes,
+        check_native,
+    ]
     if camera:
         steps += [check_picamera2, check_opencv_camera]
     if config is not None:
@@ -285,7 +374,7 @@ def run_checks(*, model: Path | None, backend: str = "auto", num_threads: int = 
         except Exception as exc:  # a broken check must not hide the others
             name = getattr(step, "func", step).__name__.removeprefix("check_")
             checks.append(Check(name, FAIL, f"check crashed: {exc!r}"))
-    if checks[0].status != FAIL:
+    if all(c.status != FAIL for c in checks if c.name == "python"):
         checks += check_model(model, backend=backend, num_threads=num_threads, frames=frames)
     return checks
 
@@ -301,8 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check Python, TFLite runtimes, the native LCE library, cameras and a model "
         "on this machine, with a fix for anything missing.",
     )
-    p.add_argument("--model", type=Path,
-                   help=f"model to check and time (default: the one in {DEFAULT_CONFIG} if deployed)")  # fmt: skip
+    add_model_argument(p, what="model to check and time",
+                       default_help=f"the one in {DEFAULT_CONFIG} if deployed")  # fmt: skip
     p.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG),
                    help=f"the service settings edge.deploy wrote (default {DEFAULT_CONFIG}); "
                    "the stream check says whether it needs a token")  # fmt: skip
@@ -315,13 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=10,
         help="frames for the latency check (0 skips it; default 10)",
     )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=os.cpu_count() or 2,
-        help="inference threads (default: all cores)",
-    )
-    p.add_argument("--backend", default="auto", help="auto, tflite or lce (default auto)")
+    add_threads_argument(p, help="inference threads")
+    add_backend_argument(p)
     p.add_argument("--no-camera", action="store_true", help="skip the camera checks")
     p.add_argument("--json", action="store_true", help="print the checks as JSON instead of text")
     return p
@@ -329,13 +413,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.frames < 0 or args.threads < 1:
-        print("error: --frames must be >= 0 and --threads >= 1", file=sys.stderr)
-        return 2
+    return run_cli(lambda: _doctor(args))
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    if args.frames < 0:
+        raise EdgeError("--frames must be >= 0")
+    if args.model is not None:
+        args.model = resolve_model(args.model)
     model = args.model or model_from_config(args.config)
-    if args.model is not None and not args.model.is_file():
-        print(f"error: model file not found: {args.model}", file=sys.stderr)
-        return 2
     checks = run_checks(model=model, backend=args.backend, num_threads=args.threads,
                         frames=args.frames, camera=not args.no_camera, config=args.config,
                         unit=args.unit)  # fmt: skip

@@ -4,10 +4,10 @@
     python -m edge.live --model face --source 0 --serve 0.0.0.0:8080
     python -m edge.live --model pose.tflite --source clip.mp4 --jsonl clip.jsonl --no-display
 
-Per frame: the source gives a BGR frame, the tracker picks the crop (the previous frame's
-landmarks, else the full frame or a face detector), the model predicts heatmaps, the codec
-decodes them back to image pixels, a One Euro filter smooths them, and the overlay goes to
-the window, video, MJPEG stream and JSONL log. Ctrl-C (SIGINT) or SIGTERM stops after the
+A thin CLI over :class:`edge.pipeline.LandmarkPipeline`: per frame the source gives a BGR
+frame, the pipeline crops (the tracker's box: the previous frame's landmarks, else the full
+frame or a face detector), infers, decodes, tracks and smooths, and the overlay goes to the
+window, video, MJPEG stream and JSONL log. Ctrl-C (SIGINT) or SIGTERM stops after the
 current frame with every file complete; a second Ctrl-C stops at once.
 """
 
@@ -18,142 +18,38 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from .access import STREAM_USER, TOKEN_ENV
-from .cli import ArgumentParser, HelpFormatter
-from .errors import EdgeError, ModelError, SourceError
+from .cli import (
+    BUNDLED,
+    ArgumentParser,
+    add_backend_argument,
+    add_model_argument,
+    add_threads_argument,
+    resolve_model,
+    run_cli,
+)
+from .detectors import create_detector
+from .errors import EdgeError, SourceError
+from .pipeline import STAGES as PIPELINE_STAGES
+from .pipeline import FrameResult, LandmarkPipeline
 from .smoothing import OneEuroFilter
-from .sources import Frame, open_source
+from .sources import open_source
 from .timing import RateMeter, StageTimes
-from .tracking import BlazeFaceDetector, HaarFaceDetector, LandmarkTracker
-from .transform import CropBox, apply_affine, invert_affine, warp_crop
+from .tracking import LandmarkTracker
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
-BUNDLED = {"pose": MODELS_DIR / "pose.tflite", "face": MODELS_DIR / "face.tflite"}
-# A probe box replaces the track when its mean landmark score is higher by this much.
-PROBE_GAIN = 0.02
-STAGES = ("capture", "crop", "inference", "decode", "output", "total")
+__all__ = ["BUNDLED", "FrameResult", "LivePipeline", "build_parser", "main", "resolve_model"]
 
-
-def resolve_model(spec: str | None) -> Path:
-    """A model path from ``--model``: a file, or ``pose``/``face`` for the bundled models."""
-    if spec is None:
-        spec = "pose"
-    path = Path(spec).expanduser()
-    if path.is_file():
-        return path
-    if spec in BUNDLED:
-        bundled = BUNDLED[spec]
-        if bundled.is_file():
-            return bundled
-        raise ModelError(
-            f"the bundled {spec} model {bundled} is not installed; pass --model PATH.tflite "
-            "(convert one with `python -m converters.convert`)"
-        )
-    raise ModelError(f"model file not found: {path}")
-
-
-@dataclass
-class FrameResult:
-    frame: Frame
-    box: CropBox | None  # the crop used, None when nothing was looked for (no face found)
-    points: np.ndarray | None  # (K, 2) smoothed image pixels; NaN rows are hidden landmarks
-    raw_points: np.ndarray | None  # (K, 2) as decoded, before smoothing
-    scores: np.ndarray | None  # (K,)
-    tracking: bool  # whether the next frame's crop comes from these landmarks
-
-
-class LivePipeline:
-    """One frame in, landmarks out; the stages are timed separately into ``times``.
-
-    The model's pieces (crop, :meth:`~edge.model.LandmarkModel.predict_heatmaps`, codec,
-    inverse transform) are called one by one, exactly as ``LandmarkModel.predict`` chains
-    them, so inference can be told apart from the work around it.
-    """
-
-    def __init__(
-        self,
-        model,
-        *,
-        tracker: LandmarkTracker,
-        smoother: OneEuroFilter | None = None,
-        min_score: float = 0.3,
-    ) -> None:
-        self.model = model
-        self.meta = model.metadata
-        self.tracker = tracker
-        self.smoother = smoother
-        self.min_score = min_score
-
-    def process(self, frame: Frame, times: StageTimes, *, continuous: bool = True) -> FrameResult:
-        image = frame.image
-        with times.stage("crop"):
-            if not continuous:
-                self.tracker.reset()  # unrelated stills: look afresh in each
-            box = self.tracker.box_for(image)
-            crop = to_crop = None
-            if box is not None:
-                crop, to_crop = warp_crop(image, box, self.meta.input_size)
-        if box is None:
-            if self.smoother is not None:
-                self.smoother.reset()
-            return FrameResult(frame, None, None, None, None, False)
-        probe = self.tracker.probe_for(image) if continuous else None
-        with times.stage("inference"):
-            heatmaps = self.model.predict_heatmaps(crop[None])
-            if probe is not None:
-                probe_crop, probe_to_crop = warp_crop(image, probe, self.meta.input_size)
-                probe_heatmaps = self.model.predict_heatmaps(probe_crop[None])
-        with times.stage("decode"):
-            crop_points, scores = self.model.codec.decode(heatmaps[0])
-            from_probe = False
-            if probe is not None:
-                probe_points, probe_scores = self.model.codec.decode(probe_heatmaps[0])
-                if float(np.mean(probe_scores)) > float(np.mean(scores)) + PROBE_GAIN:
-                    crop_points, scores, box, to_crop = (probe_points, probe_scores, probe,
-                                                         probe_to_crop)  # fmt: skip
-                    from_probe = True
-            raw = apply_affine(invert_affine(to_crop), crop_points)
-            scores = np.asarray(scores, dtype=np.float32)
-            tracking = False
-            if continuous:
-                tracking = self.tracker.update(raw, scores, from_probe=from_probe)
-            points = raw
-            if self.smoother is not None and continuous:
-                if from_probe:
-                    self.smoother.reset()  # the track jumped: don't smooth across the jump
-                points = self.smoother(raw, frame.timestamp, scale=box.size, scores=scores)
-                if not tracking:
-                    # The subject was lost: the next landmarks may belong to someone else.
-                    self.smoother.reset()
-        return FrameResult(frame, box, points, raw, scores, tracking)
-
-    def annotate(self, result: FrameResult, *, fps: float | None = None, show_box=False):
-        """A copy of the frame with the overlay drawn."""
-        from .draw import draw_box, draw_fps, draw_landmarks
-
-        image = result.frame.image.copy()
-        if result.points is not None:
-            if show_box and result.box is not None:
-                draw_box(image, result.box)
-            draw_landmarks(image, result.points, result.scores, self.meta.edges,
-                           min_score=self.min_score)  # fmt: skip
-        if fps is not None:
-            draw_fps(image, fps, "" if result.points is not None else "no subject")
-        return image
+# The name edge.live's pipeline had before it moved to edge.pipeline.
+LivePipeline = LandmarkPipeline
+STAGES = ("capture", *PIPELINE_STAGES, "output", "total")
 
 
 def make_tracker(meta, args: argparse.Namespace) -> LandmarkTracker:
     detector = None
     if meta.task == "face":
-        if args.face_detector == "haar":
-            detector = HaarFaceDetector(margin=meta.box_margin)
-        elif args.face_detector != "none":
-            detector = BlazeFaceDetector(args.face_detector, margin=meta.box_margin)
+        detector = create_detector(args.face_detector, margin=meta.box_margin)
     return LandmarkTracker(margin=meta.box_margin, min_score=args.min_score,
                            lost_below=args.lost_below, detector=detector,
                            probe_every=args.probe_every)  # fmt: skip
@@ -207,11 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m edge.live",
         description="Run a landmark model on a live camera, a video, images or the demo clip, "
         "with tracking, smoothing, an overlay and optional video/JSONL/MJPEG outputs.",
-        formatter_class=HelpFormatter,
     )
-    p.add_argument("--model", default=None,
-                   help="a .tflite from `python -m converters.convert`, or 'pose'/'face' for "
-                   "the bundled demo models (default: the bundled pose model)")  # fmt: skip
+    add_model_argument(p)
     p.add_argument("--source", default=None,
                    help="'picamera2', a camera index (0), a video file, an image, a folder or "
                    "glob of images, or 'demo' (a built-in synthetic clip); default: the Pi "
@@ -222,10 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="stop after N frames")  # fmt: skip
     run = p.add_argument_group("inference")
-    run.add_argument("--backend", choices=("auto", "lce", "tflite"), default="auto",
-                     help="runtime: lce (Larq Compute Engine), tflite (stock runtime, with the "
-                     "native delegate for bitpacked models), or auto (fastest available)")  # fmt: skip
-    run.add_argument("--threads", type=int, default=2, help="interpreter threads")
+    add_backend_argument(run)
+    add_threads_argument(run)
     track = p.add_argument_group("tracking and smoothing")
     track.add_argument("--min-score", type=float, default=0.3,
                        help="landmarks scoring below this are not trusted: not drawn filled, "
@@ -234,9 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="mean landmark score below which the track is lost and the next "
                        "frame starts from the full frame (pose) or the face detector (face)")  # fmt: skip
     track.add_argument("--face-detector", default="haar", metavar="haar|none|PATH",
-                       help="how face models find a face when not tracking: OpenCV's Haar "
-                       "cascade, none (use the full frame), or a short-range BlazeFace .tflite "
-                       "(e.g. MediaPipe's face_detection_short_range.tflite)")  # fmt: skip
+                       help="how face models find a face when not tracking (edge.detectors): "
+                       "OpenCV's Haar cascade, none (use the full frame), or a short-range "
+                       "BlazeFace .tflite (e.g. MediaPipe's face_detection_short_range.tflite)")  # fmt: skip
     track.add_argument("--probe-every", type=int, default=4, metavar="N",
                        help="pose models: every N frames also try one of a few fixed search "
                        "boxes (whole frame, left/middle/right squares) and keep it if it "
@@ -303,8 +194,6 @@ def run(args: argparse.Namespace) -> int:
         parse_host_port,
     )
 
-    if args.threads < 1:
-        raise EdgeError("--threads must be at least 1")
     if args.max_frames is not None and args.max_frames < 1:
         raise EdgeError("--max-frames must be at least 1")
     if args.probe_every < 0:
@@ -368,8 +257,8 @@ def run(args: argparse.Namespace) -> int:
             smoother = OneEuroFilter(min_cutoff=args.min_cutoff, beta=args.beta,
                                      d_cutoff=args.d_cutoff, min_score=args.min_score,
                                      hide=args.low_confidence == "hide")  # fmt: skip
-        pipeline = LivePipeline(model, tracker=tracker, smoother=smoother,
-                                min_score=args.min_score)  # fmt: skip
+        pipeline = LandmarkPipeline(model, tracker=tracker, smoother=smoother,
+                                    min_score=args.min_score)  # fmt: skip
         need_overlay = any(o is not None for o in (video, server, display))
         rate = RateMeter()
         stop.install()
@@ -436,20 +325,16 @@ def quiet_opencv() -> None:
     if "OPENCV_LOG_LEVEL" not in os.environ:
         import cv2
 
-        cv2.setLogLevel(0)
+        # OpenCV 4.13 and later keep it only under cv2.utils.logging.
+        set_level = getattr(cv2, "setLogLevel", None) or cv2.utils.logging.setLogLevel
+        set_level(0)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_opencv()
-    try:
-        return run(args)
-    except EdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # Ctrl-C while loading, before the loop took over
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    # Ctrl-C while loading, before the loop took over: "error: interrupted", 130.
+    return run_cli(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ from .errors import ModelError
 from .skeletons import get_skeleton
 
 METADATA_NAME = "binland.landmarks"
-FORMAT_VERSION = 1
+# 2: heatmap_sigma and refine recorded; landmark_convention (a free-text note nobody read)
+# dropped: the one convention is edge.codec's. Version 1 records still load.
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,10 @@ class LandmarkMetadata:
     input_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     input_std: tuple[float, float, float] = (255.0, 255.0, 255.0)
     input_color: str = "RGB"
-    # How heatmap cells map to crop pixels; see edge.codec.
-    landmark_convention: str = (
-        "pixel-centre; cell j <-> crop (j+0.5)*stride-0.5; quarter-step refine"
-    )
+    # The Gaussian targets' sigma (heatmap cells) the model was trained on, and the sub-cell
+    # refinement its decoding uses (edge.codec.REFINEMENTS); the runtime's codec takes both.
+    heatmap_sigma: float = 1.5
+    refine: str = "quarter"
     model_name: str = "unnamed"
     model_version: str = "0"
     weights_format: str = "lce"  # "lce" (bitpacked custom ops) or "float" (stock TFLite ops)
@@ -44,6 +46,15 @@ class LandmarkMetadata:
     box_margin: float = 1.25
     extra: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+
+    def codec(self, refine: str | None = None):
+        """The :class:`~edge.codec.HeatmapCodec` this model was trained with (``refine``
+        overrides the recorded refinement)."""
+        from .codec import HeatmapCodec
+
+        return HeatmapCodec(input_size=tuple(self.input_size),
+                            heatmap_size=tuple(self.heatmap_size), sigma=self.heatmap_sigma,
+                            refine=refine or self.refine)  # fmt: skip
 
     @property
     def heatmap_stride(self) -> float:
@@ -70,6 +81,7 @@ class LandmarkMetadata:
         try:
             d = json.loads(text)
             d.pop("heatmap_stride", None)
+            d.pop("landmark_convention", None)  # format 1's note; edge.codec is the convention
             version = int(d.get("format_version", 0))
             if version > FORMAT_VERSION:
                 raise ModelError(

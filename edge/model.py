@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from .backends import create_backend
+from .cli import DEFAULT_THREADS
 from .codec import HeatmapCodec
 from .errors import ModelError
 from .metadata import LandmarkMetadata, model_bytes, read_metadata
-from .transform import CropBox, apply_affine, full_frame_box, invert_affine, warp_crop
+from .transform import CropBox, normalise_input
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +44,7 @@ class LandmarkModel:
 
     ``backend`` is ``"auto"``, ``"lce"`` or ``"tflite"`` (see :mod:`edge.backends`);
     ``backend_options`` go to the backend (e.g. ``runtime="ai_edge_litert"`` for tflite).
+    ``refine`` overrides the sub-cell refinement recorded in the metadata (edge.codec).
     """
 
     def __init__(
@@ -50,8 +52,8 @@ class LandmarkModel:
         path: str | Path,
         *,
         backend: str = "auto",
-        num_threads: int = 2,
-        refine: str = "quarter",
+        num_threads: int = DEFAULT_THREADS,
+        refine: str | None = None,
         **backend_options,
     ) -> None:
         self.path = Path(path)
@@ -62,12 +64,8 @@ class LandmarkModel:
             raise ModelError(f"{self.path}: {exc}") from None
         self._backend = create_backend(backend, data, num_threads=num_threads, **backend_options)
         self._check_shapes()
-        meta = self.metadata
-        self.codec = HeatmapCodec(
-            input_size=meta.input_size, heatmap_size=meta.heatmap_size, refine=refine
-        )
-        self._mean = np.asarray(meta.input_mean, np.float32)
-        self._std = np.asarray(meta.input_std, np.float32)
+        self.codec: HeatmapCodec = self.metadata.codec(refine)
+        self._pipeline = None
 
     def _check_shapes(self) -> None:
         meta = self.metadata
@@ -106,10 +104,8 @@ class LandmarkModel:
 
     def preprocess(self, crops_bgr: np.ndarray) -> np.ndarray:
         """BGR crops (..., H, W, 3), 0-255, to the network's normalised float32 input."""
-        x = np.asarray(crops_bgr)
-        if self.metadata.input_color.upper() == "RGB":
-            x = x[..., ::-1]
-        return (x.astype(np.float32) - self._mean) / self._std
+        meta = self.metadata
+        return normalise_input(crops_bgr, meta.input_color, meta.input_mean, meta.input_std)
 
     def predict_heatmaps(self, crop_batch: np.ndarray) -> np.ndarray:
         """Final heatmaps (N, h, w, K) for BGR crops (N, H, W, 3) already at the input size."""
@@ -124,15 +120,13 @@ class LandmarkModel:
         ``image_bgr`` is an OpenCV image (H, W, 3) uint8 in BGR order; greyscale and BGRA
         images are converted. ``box=None`` uses the whole frame.
         """
-        image = _as_bgr(image_bgr)
-        if box is None:
-            box = full_frame_box(image.shape[1], image.shape[0])
-        crop, to_crop = warp_crop(image, box, self.metadata.input_size)
-        heatmaps = self._backend.run(self.preprocess(crop[None]))
-        crop_points, scores = self.codec.decode(heatmaps[0])
-        points = apply_affine(invert_affine(to_crop), crop_points)
-        return Landmarks(points=points, scores=scores.astype(np.float32),
-                         names=self.metadata.landmarks, box=box)  # fmt: skip
+        if self._pipeline is None:
+            from .pipeline import LandmarkPipeline
+
+            self._pipeline = LandmarkPipeline(self)  # no tracking, no smoothing
+        result = self._pipeline.process(_as_bgr(image_bgr), box=box)
+        return Landmarks(points=result.points, scores=result.scores,
+                         names=self.metadata.landmarks, box=result.box)  # fmt: skip
 
     def __repr__(self) -> str:
         meta = self.metadata

@@ -106,3 +106,25 @@ def box_from_points(
 def full_frame_box(width: int, height: int) -> CropBox:
     """The smallest square box that holds the whole frame (the frame is centred in it)."""
     return CropBox(((width - 1) / 2.0, (height - 1) / 2.0), float(max(width, height)))
+
+
+def normalise_input(
+    crops_bgr: np.ndarray,
+    color: str = "RGB",
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    std: tuple[float, float, float] = (255.0, 255.0, 255.0),
+) -> np.ndarray:
+    """The model's input contract: BGR crops (..., H, W, 3), 0-255, to float32
+    ``(pixel - mean) / std`` per channel in ``color`` order ("RGB" or "BGR").
+
+    The one definition, used by training (``training.data.augment.Normalisation``), the
+    converter's fidelity check and the runtime (``LandmarkModel.preprocess``, with the
+    ``input_color``, ``input_mean`` and ``input_std`` of the model's metadata).
+    """
+    order = color.upper()
+    if order not in ("RGB", "BGR"):
+        raise ValueError(f"colour order must be RGB or BGR, got {color!r}")
+    x = np.asarray(crops_bgr)
+    if order == "RGB":
+        x = x[..., ::-1]
+    return (x.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)

@@ -1,7 +1,15 @@
-"""Run Python on an emulated Raspberry Pi: Debian Bookworm arm64, Python 3.11, a Cortex-A72.
+"""Run Python on an emulated Raspberry Pi: Debian arm64 under qemu, a Cortex-A72 (Pi 4) or
+Cortex-A76 (Pi 5).
 
-The userland comes from ``.ci/pi_rootfs.sh`` (Debian's own arm64 .debs, unpacked) and the
-aarch64 wheels (numpy<2, tflite-runtime 2.14, OpenCV 4.11) are unpacked next to it. qemu is
+Two releases, as Raspberry Pi OS ships them:
+
+* ``bookworm``: Python 3.11; the aarch64 wheels (numpy<2, tflite-runtime 2.14, OpenCV 4.11)
+  unpacked next to it; this machine's qemu-aarch64-static (Bookworm's 7.2).
+* ``trixie``: Python 3.13 and numpy 2.2 from apt; ai-edge-litert and OpenCV 4.12+ unpacked next
+  to it without a numpy of their own; Trixie's qemu 10, because Bookworm's crashes
+  ai-edge-litert.
+
+The userlands come from ``.ci/pi_rootfs.sh`` (Debian's own arm64 .debs, unpacked). qemu is
 called explicitly because binfmt does not work in our sandboxes. Emulated timings mean
 nothing; the outputs are what the tests compare.
 
@@ -29,11 +37,15 @@ REPO = Path(__file__).resolve().parents[1]
 ROOTFS_SCRIPT = REPO / ".ci" / "pi_rootfs.sh"
 QEMU = "qemu-aarch64-static"
 PI_CPU = "cortex-a72"  # the Raspberry Pi 4's core
+PI5_CPU = "cortex-a76"  # the Raspberry Pi 5's core
 CROSS_CC = "aarch64-linux-gnu-gcc"
+BOOKWORM, TRIXIE = "bookworm", "trixie"
+PYTHON_OF = {BOOKWORM: "3.11", TRIXIE: "3.13"}
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("BINLAND_PI_CACHE") or edge.cache_dir("pi"))
+def cache_dir(release: str = BOOKWORM) -> Path:
+    base = Path(os.environ.get("BINLAND_PI_CACHE") or edge.cache_dir("pi"))
+    return base if release == BOOKWORM else base.with_name(f"{base.name}-{release}")
 
 
 class PiUnavailable(RuntimeError):
@@ -44,10 +56,13 @@ class PiUnavailable(RuntimeError):
 class Pi:
     root: Path  # the arm64 userland, given to qemu as -L
     site: Path  # aarch64 wheels, put on PYTHONPATH
+    python_version: str = "3.11"
+    qemu: str = QEMU  # the qemu-aarch64 to run (a path for Trixie's own)
+    cpu: str = PI_CPU
 
     @property
     def python(self) -> Path:
-        return self.root / "usr" / "bin" / "python3.11"
+        return self.root / "usr" / "bin" / f"python{self.python_version}"
 
     def command(
         self, args: list[str], *, program: Path | None = None, argv0: str | None = None
@@ -57,7 +72,7 @@ class Pi:
         ``program`` is a host path to an aarch64 executable; ``argv0`` is what the guest sees as
         its own path (e.g. a venv's ``/opt/binland/venv/bin/python``, resolved inside the root).
         """
-        cmd = [QEMU, "-cpu", PI_CPU, "-L", str(self.root)]
+        cmd = [self.qemu, "-cpu", self.cpu, "-L", str(self.root)]
         if argv0:
             cmd += ["-0", argv0]
         return [*cmd, str(program or self.python), *args]
@@ -160,22 +175,23 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def build_pi(dest: Path | None = None) -> Pi:
-    """Build (or reuse) the emulated Pi userland. Cheap when it already exists.
+def build_pi(dest: Path | None = None, release: str = BOOKWORM) -> Pi:
+    """Build (or reuse) the emulated Pi userland of ``release``. Cheap when it already exists.
 
     Serialised with a file lock so parallel test sessions do not rebuild the same folder at once.
     """
     reason = unavailable_reason()
     if reason:
         raise PiUnavailable(reason)
-    dest = Path(dest or cache_dir())
+    dest = Path(dest or cache_dir(release))
     dest.mkdir(parents=True, exist_ok=True)
     root, site = dest / "root", dest / "site"
     env = dict(os.environ, PIP=f"{sys.executable} -m pip")
+    args = [] if release == BOOKWORM else [release, str(dest / "qemu-aarch64")]
     with open(dest / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         proc = subprocess.run(
-            ["bash", str(ROOTFS_SCRIPT), str(root), str(site)],
+            ["bash", str(ROOTFS_SCRIPT), str(root), str(site), *args],
             env=env,
             capture_output=True,
             text=True,
@@ -184,13 +200,16 @@ def build_pi(dest: Path | None = None) -> Pi:
         raise RuntimeError(
             f"{ROOTFS_SCRIPT.name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
         )
-    return Pi(root=root, site=site)
+    if release == BOOKWORM:
+        return Pi(root=root, site=site)
+    return Pi(root=root, site=site, python_version=PYTHON_OF[release],
+              qemu=str(dest / "qemu-aarch64"))  # fmt: skip
 
 
-_session_pi: Pi | None = None
+_session_pis: dict[str, Pi] = {}
 
 
-def session_pi() -> Pi:
+def session_pi(release: str = BOOKWORM) -> Pi:
     """The emulated Pi for this test session: built once, skipped with a reason if impossible.
 
     Use it from a fixture in your test module::
@@ -201,13 +220,12 @@ def session_pi() -> Pi:
     """
     import pytest
 
-    global _session_pi
-    if _session_pi is None:
+    if release not in _session_pis:
         try:
-            _session_pi = build_pi()
+            _session_pis[release] = build_pi(release=release)
         except PiUnavailable as exc:
-            pytest.skip(f"emulated Raspberry Pi unavailable: {exc}")
-    return _session_pi
+            pytest.skip(f"emulated Raspberry Pi ({release}) unavailable: {exc}")
+    return _session_pis[release]
 
 
 def save_tiny_landmark_keras(path: Path, *, binary: bool) -> Path:
@@ -282,7 +300,9 @@ def cross_build_native(out_dir: Path) -> Path:
     return native.build(out_dir, cc=CROSS_CC)
 
 
-def stage_edge_package(dest: Path, *, native_library: Path | None = None) -> Path:
+def stage_edge_package(
+    dest: Path, *, native_library: Path | None = None, python_version: str = "3.11"
+) -> Path:
     """A copy of the ``edge`` package laid out as ``edge.deploy`` installs it on the Pi, with
     ``native_library`` (an aarch64 build) where edge.native looks first. Returns the folder to
     put on PYTHONPATH, so the emulated Python never sees this checkout's x86 builds."""
@@ -292,7 +312,7 @@ def stage_edge_package(dest: Path, *, native_library: Path | None = None) -> Pat
         (dest / "edge" / rel).parent.mkdir(parents=True, exist_ok=True)
         (dest / "edge" / rel).write_bytes(data)
     if native_library is not None:
-        name = native_library_name(PythonInfo("3.11", "aarch64", (2, 36)))
+        name = native_library_name(PythonInfo(python_version, "aarch64", (2, 36)))
         shutil.copy(native_library, dest / "edge" / "native" / name)
     return dest
 

@@ -1,4 +1,6 @@
-"""Backends (LCE interpreter, stock runtimes) and LandmarkModel on real converted files."""
+"""Backends (LCE interpreter, stock runtimes) and LandmarkModel on real converted files: the
+committed fixtures (tests/make_fixtures.py), so that most of this runs without TensorFlow.
+Tests that need the LCE interpreter or TensorFlow (the train extra) are marked."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from larq_models import converted, run_python, test_inputs
+from edge_fixtures import POSE_FLOAT, POSE_LCE, run_python, test_inputs
 
 import edge
 from converters.fidelity import compare
@@ -33,11 +35,11 @@ CODEC = HeatmapCodec(input_size=(64, 64), heatmap_size=(16, 16))
 def test_registry_names_and_unknown_backend():
     assert {"auto", "lce", "tflite"} <= set(backend_names())
     with pytest.raises(BackendError, match="unknown backend 'onnx'"):
-        create_backend("onnx", converted("real", "float"))
+        create_backend("onnx", POSE_FLOAT)
     with pytest.raises(BackendError, match="unknown TFLite runtime"):
-        create_backend("tflite", converted("real", "float"), runtime="tflite_micro")
+        create_backend("tflite", POSE_FLOAT, runtime="tflite_micro")
     with pytest.raises(BackendError, match="num_threads"):
-        create_backend("lce", converted("real", "float"), num_threads=0)
+        create_backend("tflite", POSE_FLOAT, num_threads=0)
 
 
 @pytest.fixture
@@ -65,13 +67,14 @@ def with_native():
 
 
 def test_auto_picks_the_stock_runtime_for_float_files():
-    float_data = converted("binary", "float").read_bytes()
+    float_data = POSE_FLOAT.read_bytes()
     assert not is_bitpacked(float_data)
     assert auto_backend_name(float_data) == "tflite"
 
 
+@pytest.mark.tensorflow  # the LCE interpreter
 def test_without_native_library_bitpacked_files_go_to_lce_or_fail_clearly(without_native, tmp_path):
-    lce_path = converted("binary", "lce")
+    lce_path = POSE_LCE
     assert is_bitpacked(lce_path.read_bytes())
     np.save(tmp_path / "x.npy", test_inputs(2))
     code = f"""
@@ -107,7 +110,7 @@ print(json.dumps(out, default=str))
 def test_a_missing_native_library_is_built_once_at_first_use(without_native, tmp_path):
     """With a C compiler, a bitpacked model builds the library into the user cache the first
     time, says so in one line on stderr, and finds the build afterwards."""
-    lce_path = converted("binary", "lce")
+    lce_path = POSE_LCE
     code = f"""
 from edge.backends import auto_backend_name, create_backend
 data = open({str(lce_path)!r}, "rb").read()
@@ -130,8 +133,9 @@ print(auto_backend_name(data), backend.native)
     assert "binland:" not in runs[1].stderr
 
 
+@pytest.mark.tensorflow  # the LCE interpreter
 def test_with_native_library_stock_runtimes_run_bitpacked_files_like_lce(with_native):
-    lce_data = converted("binary", "lce").read_bytes()
+    lce_data = POSE_LCE.read_bytes()
     assert auto_backend_name(lce_data) == "tflite"
     x = test_inputs(8)
     reference = create_backend("lce", lce_data).run(x)
@@ -145,8 +149,21 @@ def test_with_native_library_stock_runtimes_run_bitpacked_files_like_lce(with_na
         assert report.same_landmarks >= 0.99, report.summary()
 
 
+def test_with_native_library_both_stock_runtimes_agree_on_bitpacked_files(with_native):
+    lce_data = POSE_LCE.read_bytes()
+    x = test_inputs(8)
+    out = {}
+    for runtime in ("tflite_runtime", "ai_edge_litert"):
+        backend = create_backend("tflite", lce_data, runtime=runtime, num_threads=1)
+        assert "native LCE delegate" in backend.description
+        out[runtime] = backend.run(x)
+    report = compare(out["tflite_runtime"], out["ai_edge_litert"], CODEC, "both")
+    assert report.same_landmarks >= 0.99, report.summary()
+
+
+@pytest.mark.tensorflow  # TensorFlow's own interpreter is one of the three
 def test_every_stock_runtime_gives_the_same_heatmaps():
-    data = converted("real", "float").read_bytes()
+    data = POSE_FLOAT.read_bytes()
     x = test_inputs(3)
     outputs = {}
     for runtime in ("tflite_runtime", "ai_edge_litert", "tensorflow"):
@@ -159,7 +176,7 @@ def test_every_stock_runtime_gives_the_same_heatmaps():
 
 
 def test_run_accepts_one_input_or_a_batch_and_rejects_wrong_shapes():
-    backend = create_backend("lce", converted("binary", "lce"))
+    backend = create_backend("tflite", POSE_FLOAT, num_threads=1)
     x = test_inputs(2)
     batch = backend.run(x)
     np.testing.assert_array_equal(backend.run(x[1]), batch[1])
@@ -169,7 +186,7 @@ def test_run_accepts_one_input_or_a_batch_and_rejects_wrong_shapes():
 
 def test_runtime_can_be_forced_by_environment(monkeypatch):
     monkeypatch.setenv("BINLAND_TFLITE_RUNTIME", "ai-edge-litert")
-    backend = create_backend("tflite", converted("real", "float"))
+    backend = create_backend("tflite", POSE_FLOAT)
     assert backend.runtime == "ai_edge_litert"
 
 
@@ -182,9 +199,9 @@ def _scene(width: int = 200, height: int = 150, seed: int = 3) -> np.ndarray:
     return cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
 
 
-@pytest.mark.parametrize("kind, fmt", [("binary", "lce"), ("binary", "float")])
-def test_landmark_model_predicts_in_image_pixels(kind, fmt):
-    model = edge.LandmarkModel(converted(kind, fmt))
+@pytest.mark.parametrize("fmt", ["lce", "float"])
+def test_landmark_model_predicts_in_image_pixels(fmt):
+    model = edge.LandmarkModel(POSE_LCE if fmt == "lce" else POSE_FLOAT, num_threads=1)
     assert model.backend_name in ("tflite", "lce")
     if fmt == "float":
         assert model.backend_name == "tflite"
@@ -211,7 +228,7 @@ def test_landmark_model_predicts_in_image_pixels(kind, fmt):
 
 
 def test_predict_heatmaps_uses_the_metadata_colour_order():
-    model = edge.LandmarkModel(converted("real", "float"))
+    model = edge.LandmarkModel(POSE_FLOAT, num_threads=1)
     assert model.metadata.input_color == "RGB"
     crops = (test_inputs(2) * 255).round().astype(np.uint8)  # RGB images
     expected = model._backend.run(crops.astype(np.float32) / 255.0)
@@ -219,7 +236,7 @@ def test_predict_heatmaps_uses_the_metadata_colour_order():
 
 
 def test_greyscale_and_bgra_frames_are_accepted():
-    model = edge.LandmarkModel(converted("real", "lce"), backend="lce")
+    model = edge.LandmarkModel(POSE_LCE, num_threads=1)
     grey = cv2.cvtColor(_scene(), cv2.COLOR_BGR2GRAY)
     bgra = cv2.cvtColor(_scene(), cv2.COLOR_BGR2BGRA)
     assert model.predict(grey).points.shape == (16, 2)
@@ -227,16 +244,13 @@ def test_greyscale_and_bgra_frames_are_accepted():
 
 
 def test_landmark_model_rejects_bad_files(tmp_path):
-    import tensorflow as tf
-
     garbage = tmp_path / "garbage.tflite"
     garbage.write_bytes(np.random.default_rng(0).bytes(500))
-    inputs = tf.keras.Input((8, 8, 3))
-    plain = tf.lite.TFLiteConverter.from_keras_model(
-        tf.keras.Model(inputs, tf.keras.layers.Conv2D(2, 1)(inputs))
-    ).convert()
+    # A real flatbuffer whose metadata entry is renamed: no landmark record in it.
+    data = POSE_FLOAT.read_bytes()
+    assert data.count(b"binland.landmarks") == 1
     no_metadata = tmp_path / "plain.tflite"
-    no_metadata.write_bytes(plain)
+    no_metadata.write_bytes(data.replace(b"binland.landmarks", b"someone.else.data"))
     cases = {
         tmp_path / "missing.tflite": "not found",
         garbage: "not a TFLite flatbuffer",
@@ -248,8 +262,9 @@ def test_landmark_model_rejects_bad_files(tmp_path):
         assert expected in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.tensorflow  # the LCE interpreter
 def test_edge_runs_a_bitpacked_model_without_tensorflow_or_larq():
-    path = converted("binary", "lce")
+    path = POSE_LCE
     code = (
         "import sys, numpy as np, edge\n"
         f"m = edge.LandmarkModel({str(path)!r}, backend='lce')\n"

@@ -22,6 +22,7 @@ import pytest
 
 from edge import deploy
 from edge.deploy import (
+    RootfsTarget,
     ServiceSettings,
     exec_start_argv,
     parse_env_file,
@@ -164,7 +165,7 @@ def test_exec_start_is_the_command_systemd_runs() -> None:
     argv = exec_start_argv(render_unit(s), env)
     assert argv == [
         "/srv/bl/venv/bin/python", "-m", "edge.live", "--model", "/srv/bl/models/pose.tflite",
-        "--source", "/media/my clip.mp4", "--serve", "127.0.0.1:9000", "--threads", "4", "--min-score", "0.3",
+        "--source", "/media/my clip.mp4", "--serve", "127.0.0.1:9000", "--threads", "2", "--min-score", "0.3",
         "--lost-below", "0.3", "--no-display",
         "--jsonl", "/srv/bl/out.jsonl",
     ]  # fmt: skip
@@ -175,7 +176,7 @@ def test_exec_start_is_the_command_systemd_runs() -> None:
     )
 
 
-@pytest.mark.parametrize("python", ["3.11", "3.12"])
+@pytest.mark.parametrize("python", ["3.11", "3.12", "3.13"])
 def test_runtime_requirements_are_the_edge_extra_of_pyproject(python: str) -> None:
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     requirements = pytest.importorskip("packaging.requirements")
@@ -190,6 +191,104 @@ def test_runtime_requirements_are_the_edge_extra_of_pyproject(python: str) -> No
             wanted.add(f"{req.name}{req.specifier}")
     got = {str(requirements.Requirement(r)) for r in deploy.runtime_requirements(python)}
     assert got == {str(requirements.Requirement(r)) for r in wanted}
+
+
+def _fake_rootfs(root: Path, python: str, glibc: str, os_release: str | None,
+                 numpy: str | None) -> Path:  # fmt: skip
+    """Just what RootfsTarget.python_info reads: the python3 link and its ELF header, the C
+    library's version string, /etc/os-release and apt's numpy metadata."""
+    (root / "usr/bin").mkdir(parents=True)
+    (root / f"usr/bin/python{python}").write_bytes(
+        b"\x7fELF" + bytes(14) + (0xB7).to_bytes(2, "little")
+    )
+    (root / "usr/bin/python3").symlink_to(f"python{python}")
+    libc = root / "usr/lib/aarch64-linux-gnu/libc.so.6"
+    libc.parent.mkdir(parents=True)
+    libc.write_bytes(
+        b"GNU C Library (Debian GLIBC) stable release version " + glibc.encode() + b".\n"
+    )
+    if os_release is not None:
+        (root / "etc").mkdir()
+        (root / "etc/os-release").write_text(os_release)
+    if numpy is not None:
+        (root / f"usr/lib/python3/dist-packages/numpy-{numpy}.dist-info").mkdir(parents=True)
+    return root
+
+
+TRIXIE_OS_RELEASE = (
+    'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nNAME="Debian GNU/Linux"\nVERSION_ID="13"\n'
+    "VERSION_CODENAME=trixie\nID=debian\n"
+)
+
+
+def test_trixie_target_uses_the_system_numpy_and_ai_edge_litert(tmp_path: Path) -> None:
+    root = _fake_rootfs(tmp_path / "root", "3.13", "2.41", TRIXIE_OS_RELEASE, "2.2.4")
+    info = RootfsTarget(root).python_info()
+    assert (info.version, info.machine, info.glibc) == ("3.13", "aarch64", (2, 41))
+    assert info.os_name == "Debian GNU/Linux 13 (trixie)" and info.codename == "trixie"
+    assert info.system_numpy == "2.2.4" and info.uses_system_numpy
+    assert not any(r.startswith("numpy") for r in info.venv_requirements())
+    assert "ai-edge-litert>=2.3,<2.4" in info.venv_requirements()
+    assert not any(r.startswith("tflite-runtime") for r in info.venv_requirements())
+    # pip resolves the other wheels against that very numpy, which is then left out.
+    assert "numpy==2.2.4" in info.resolve_requirements()
+    assert deploy.native_library_name(info) == "_lce_delegate.cpython-313-aarch64-linux-gnu.so"
+    assert deploy.apt_packages(info)[-1] == "python3-numpy"
+
+
+def test_bookworm_target_keeps_its_venv_numpy_and_tflite_runtime(tmp_path: Path) -> None:
+    # A Bookworm image without /etc/os-release: the Python version decides, as before.
+    root = _fake_rootfs(tmp_path / "root", "3.11", "2.36", None, "1.24.2")
+    info = RootfsTarget(root).python_info()
+    assert info.os_name == "an unknown OS release" and not info.uses_system_numpy
+    assert info.venv_requirements() == deploy.runtime_requirements("3.11")
+    assert info.resolve_requirements() == deploy.runtime_requirements("3.11")
+    assert "numpy>=1.23,<2" in info.venv_requirements()
+    assert "tflite-runtime==2.14.0" in info.venv_requirements()
+    assert deploy.apt_packages(info) == deploy.APT_PACKAGES
+
+
+class _RecordingSsh(deploy.SshTarget):
+    """An ssh target that answers from a script instead of a Pi, and records what it ran."""
+
+    def __init__(self, answer: bytes = b""):
+        super().__init__("pi@raspberrypi.local")
+        self.answer, self.scripts = answer, []
+
+    def _sh(self, script: str, *, data: bytes | None = None, check: bool = True):
+        self.scripts.append(script)
+        return subprocess.CompletedProcess([], 0, self.answer, b"")
+
+
+def test_ssh_trixie_is_detected_and_gets_no_second_numpy(tmp_path: Path) -> None:
+    release = {"PRETTY_NAME": "Debian GNU/Linux 13 (trixie)", "VERSION_CODENAME": "trixie"}
+    pi = _RecordingSsh(json.dumps(["3.13", "aarch64", "2.41", release, "2.2.4"]).encode())
+    info = pi.python_info()
+    assert (info.version, info.glibc, info.system_numpy) == ("3.13", (2, 41), "2.2.4")
+    assert info.os_name == "Debian GNU/Linux 13 (trixie)" and info.uses_system_numpy
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "ai_edge_litert-2.3.0-cp313-cp313-manylinux_2_27_aarch64.whl").write_bytes(b"")
+    pi.install_wheels(wheels, "/opt/binland/venv", info)
+    install = pi.scripts[-1]
+    site = "/opt/binland/venv/lib/python3.13/site-packages"
+    assert f"rm -rf {site}/numpy {site}/numpy-*.dist-info {site}/numpy.libs" in install
+    assert "--no-deps" in install and "--find-links" not in install
+    # Bookworm over ssh: as before, the extra's requirements, numpy<2 included.
+    pi = _RecordingSsh(json.dumps(["3.11", "aarch64", "2.36", {}, "1.24.2"]).encode())
+    info = pi.python_info()
+    assert not info.uses_system_numpy and info.os_name == "an unknown OS release"
+    pi.install_wheels(wheels, "/opt/binland/venv", info)
+    assert "'numpy>=1.23,<2'" in pi.scripts[-1] and "--no-deps" not in pi.scripts[-1]
+
+
+def test_trixie_without_apt_numpy_is_a_one_line_error(tmp_path: Path, capsys) -> None:
+    root = _fake_rootfs(tmp_path / "root", "3.13", "2.41", TRIXIE_OS_RELEASE, None)
+    model = Path(deploy.__file__).parents[1] / "models" / "pose.tflite"
+    assert deploy.main(["--model", str(model), "--rootfs", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "sudo apt install python3-numpy python3-picamera2" in err
 
 
 def test_runtime_copy_is_the_edge_package_without_caches() -> None:
@@ -216,9 +315,11 @@ def test_cli_bad_input_is_one_line_error(args, message, capsys) -> None:
 
 @pytest.fixture(scope="module")
 def float_model() -> Path:
-    """The project's HPM hourglass (1 stack, depth 2, 32 features, 64x64 input), exported by
-    ``python -m converters.convert --format float``: stock TFLite ops only."""
-    return pi_lane.tiny_model("float")
+    """The project's tiny HPM hourglass (64x64 input), exported by ``python -m converters.convert
+    --format float``: stock TFLite ops only. Committed (tests/make_fixtures.py): no TensorFlow."""
+    from edge_fixtures import POSE_FLOAT
+
+    return POSE_FLOAT
 
 
 def test_cli_rejects_a_folder_that_is_not_a_rootfs(

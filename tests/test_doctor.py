@@ -6,8 +6,8 @@ import json
 import platform
 from pathlib import Path
 
-import pi as pi_lane
 import pytest
+from edge_fixtures import POSE_FLOAT
 
 from edge import doctor
 from edge.deploy import ServiceSettings, render_env
@@ -15,7 +15,7 @@ from edge.deploy import ServiceSettings, render_env
 
 @pytest.fixture(scope="module")
 def float_model() -> Path:
-    return pi_lane.tiny_model("float")
+    return POSE_FLOAT  # committed: no TensorFlow needed (tests/make_fixtures.py)
 
 
 def _checks(capsys, *args: str) -> tuple[int, dict[str, dict]]:
@@ -31,7 +31,15 @@ def test_doctor_reports_python_runtime_model_and_latency(float_model: Path, caps
     assert code == 0
     assert checks["python"]["status"] == "ok" and platform.machine() in checks["python"]["detail"]
     assert checks["numpy"]["status"] == "ok"
-    assert "tflite_runtime 2.14.0" in checks["runtime"]["detail"]
+    import importlib.util
+
+    # Python <= 3.11 here has tflite-runtime 2.14 too; Python 3.13 only ai-edge-litert.
+    wanted = (
+        "tflite_runtime 2.14.0"
+        if importlib.util.find_spec("tflite_runtime")
+        else "ai_edge_litert 2.3"
+    )
+    assert wanted in checks["runtime"]["detail"]
     assert (
         checks["model"]["status"] == "ok"
         and "mpii16 (16 points), input 64x64, float" in checks["model"]["detail"]
@@ -80,12 +88,55 @@ def test_doctor_fails_a_corrupt_model_with_a_fix(tmp_path, capsys) -> None:
     assert "converters.convert" in checks["model"]["fix"]
 
 
-def test_doctor_camera_checks_give_a_fix_when_there_is_no_camera(capsys) -> None:
+def test_doctor_camera_checks_give_a_fix_when_there_is_no_camera(capsys, monkeypatch) -> None:
+    import importlib.util
+
+    import cv2
+
+    class NoCamera:  # what cv2.VideoCapture(0) gives on a machine without a camera
+        def __init__(self, index):
+            self.index = index
+
+        def isOpened(self):
+            return False
+
+        def release(self):
+            pass
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(cv2, "VideoCapture", NoCamera)
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "picamera2" else real_find_spec(name, *a))  # fmt: skip
     _, checks = _checks(capsys, "--frames", "0")
-    for name in ("picamera2", "opencv"):
-        assert checks[name]["status"] in ("ok", "warn")
-        if checks[name]["status"] == "warn":
-            assert checks[name]["fix"]
+    assert checks["opencv"]["status"] == "warn"
+    assert "no camera at index 0" in checks["opencv"]["detail"]
+    assert "USB camera" in checks["opencv"]["fix"] and "--source" in checks["opencv"]["fix"]
+    assert checks["picamera2"]["status"] == "warn"
+    assert "not importable" in checks["picamera2"]["detail"]
+    assert "sudo apt install python3-picamera2" in checks["picamera2"]["fix"]
+
+
+def test_doctor_reports_a_working_camera_as_ok(capsys, monkeypatch) -> None:
+    import cv2
+    import numpy as np
+
+    class Camera:
+        def __init__(self, index):
+            pass
+
+        def isOpened(self):
+            return True
+
+        def read(self):
+            return True, np.zeros((480, 640, 3), np.uint8)
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoCapture", Camera)
+    _, checks = _checks(capsys, "--frames", "0")
+    assert checks["opencv"]["status"] == "ok"
+    assert "camera 0 gives 640x480 frames" in checks["opencv"]["detail"]
 
 
 def test_doctor_text_output_prints_fixes(tmp_path, capsys) -> None:
@@ -145,3 +196,50 @@ def test_doctor_says_whether_the_stream_is_protected_and_who_runs_the_service(
     _, checks = _checks(capsys, "--config", str(tmp_path / "none.env"), "--unit",
                         str(tmp_path / "none.service"), "--frames", "0", "--no-camera")  # fmt: skip
     assert checks["stream"]["status"] == checks["service"]["status"] == "skip"
+
+
+def test_doctor_names_the_os_release(tmp_path: Path) -> None:
+    release = tmp_path / "os-release"
+    release.write_text('PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nVERSION_CODENAME=trixie\n')
+    check = doctor.check_os(release)
+    assert check.status == "ok" and check.detail.startswith("Debian GNU/Linux 13 (trixie)")
+    assert doctor.check_os(tmp_path / "missing").status == "warn"
+
+
+def _numpy_install(site: Path, version: str) -> Path:
+    (site / "numpy").mkdir(parents=True)
+    (site / "numpy" / "__init__.py").write_text("")
+    (site / f"numpy-{version}.dist-info").mkdir()
+    return site / "numpy" / "__init__.py"
+
+
+def test_doctor_says_where_numpy_comes_from_and_warns_when_the_venv_shadows_the_system(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import numpy
+
+    venv_site = tmp_path / "venv/lib/python3/site-packages"
+    system = tmp_path / "usr/lib/python3/dist-packages"
+    ours = _numpy_install(venv_site, "1.26.4")
+    _numpy_install(system, "2.2.4")
+    origin, hidden = doctor.numpy_origin(ours, [str(venv_site), str(system)],
+                                         prefix=str(tmp_path / "venv"))  # fmt: skip
+    assert origin == "this venv" and hidden == [(str(system.resolve()), "2.2.4")]
+    origin, hidden = doctor.numpy_origin(system / "numpy/__init__.py", [str(system)],
+                                         prefix=str(tmp_path / "venv"))  # fmt: skip
+    assert origin == "the system" and hidden == []
+
+    # The real numpy here, shadowing a system numpy of the other major version: a warning.
+    other = "1.24.2" if numpy.__version__.startswith("2.") else "2.2.4"
+    monkeypatch.setattr(
+        doctor, "numpy_origin", lambda *a, **k: ("this venv", [(str(system), other)])
+    )
+    check = doctor.check_numpy()
+    assert check.status == "warn" and f"shadows numpy {other} in {system}" in check.detail
+    assert "pip uninstall numpy" in check.fix
+    # ... and the same major version is only worth a mention.
+    same = numpy.__version__
+    monkeypatch.setattr(
+        doctor, "numpy_origin", lambda *a, **k: ("this venv", [(str(system), same)])
+    )
+    assert doctor.check_numpy().status == "ok"

@@ -93,27 +93,67 @@ def test_keras_and_tflite_go_through_the_same_evaluation(trained, tmp_path):
     assert keras["per_joint"].keys() == lite["per_joint"].keys()
 
 
-def test_flip_test_predictions_use_the_mirrored_crop(trained):
-    from training.data import open_dataset
-    from training.evaluate import load_predictor, predict_dataset
+class _DotDataset:
+    """Images with one bright Gaussian dot at a sub-pixel spot; every landmark is on the dot."""
 
-    predictor = load_predictor(trained / "model.keras")
-    data = open_dataset("synthetic-pose", split="val", size=6, image_size=64)
-    plain = predict_dataset(predictor, data, batch_size=6)
-    flipped = predict_dataset(predictor, data, batch_size=6, flip_test=True)
-    assert not np.allclose(plain.points, flipped.points)
+    skeleton = MPII16
 
-    # A model that sees only the mirrored input, and whose channels are swapped back,
-    # must give exactly the plain predictions of the real model under flip test's averaging.
-    class Mirrored:
-        metadata = predictor.metadata
+    def __init__(self, spots):
+        from training.data.base import SkipCounter
 
-        def heatmaps(self, batch):
-            perm = MPII16.flip_permutation()
-            return predictor.heatmaps(batch[:, :, ::-1])[:, :, ::-1, :][..., perm]
+        self.spots = spots
+        self.skipped = SkipCounter("dots")
 
-    via_mirror = predict_dataset(Mirrored(), data, batch_size=6, flip_test=True)
-    np.testing.assert_allclose(via_mirror.points, flipped.points, atol=1e-6)
+    def __len__(self):
+        return len(self.spots)
+
+    def load(self, i):
+        from edge.transform import CropBox
+        from training.data.base import Sample
+
+        x, y = self.spots[i]
+        yy, xx = np.mgrid[0:120, 0:160]
+        dot = 255 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 3.0**2))
+        image = np.repeat(dot[..., None], 3, axis=-1).astype(np.uint8)
+        points = np.tile([x, y], (16, 1))
+        # An off-centre box: the crop is not symmetric about the dot.
+        return Sample(image, points, np.ones(16, bool), CropBox((70.3, 58.6), 96.0), 10.0, str(i))
+
+
+class _DotFinder:
+    """A perfect 'model' for those images: Gaussian heatmaps on the dot's brightness centroid,
+    for whatever crop it is given, mirrored or not."""
+
+    from edge.metadata import LandmarkMetadata
+
+    metadata = LandmarkMetadata.for_skeleton(
+        "mpii16", input_size=(64, 64), heatmap_size=(16, 16), refine="dark"
+    )
+    del LandmarkMetadata
+
+    def heatmaps(self, batch):
+        codec = self.metadata.codec()
+        out = []
+        for crop in batch:
+            w = crop.sum(axis=-1)
+            w = np.where(w > 0.2 * w.max(), w, 0.0)
+            ys, xs = np.mgrid[0 : w.shape[0], 0 : w.shape[1]]
+            centre = [(xs * w).sum() / w.sum(), (ys * w).sum() / w.sum()]
+            out.append(codec.encode(np.tile(centre, (16, 1)))[0])
+        return np.stack(out)
+
+
+def test_flip_test_mirrors_heatmaps_back_onto_the_crop():
+    """With a perfect model, flip test must land on the same sub-pixel spot as the plain
+    prediction: mirroring the heatmaps back one pixel (or one cell) off would shift it."""
+    from training.evaluate import predict_dataset
+
+    data = _DotDataset([(60.3, 50.7), (81.8, 64.2), (47.5, 39.9)])
+    plain = predict_dataset(_DotFinder(), data, batch_size=3, threads=1)
+    flipped = predict_dataset(_DotFinder(), data, batch_size=3, flip_test=True, threads=1)
+    crop_px = 96.0 / 64  # image pixels per crop pixel
+    np.testing.assert_allclose(plain.points, plain.gt, atol=0.15 * crop_px)
+    np.testing.assert_allclose(flipped.points, plain.gt, atol=0.15 * crop_px)
 
 
 def test_evaluate_cli_errors_are_one_line(tmp_path):

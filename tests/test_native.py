@@ -31,7 +31,7 @@ from larq_compute_engine.tflite.python.interpreter import Interpreter as LceInte
 
 import edge.native as native
 
-RUNNER = Path(__file__).with_name("test_native_runner.py")
+RUNNER = Path(__file__).with_name("native_runner.py")
 RUNTIMES = ("tflite_runtime", "ai_edge_litert")
 BINARY = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False)
 

@@ -1,4 +1,5 @@
-"""The edge runtime on an emulated Raspberry Pi (aarch64 Python 3.11 under qemu, Cortex-A72).
+"""The edge runtime on an emulated Raspberry Pi: Bookworm (aarch64 Python 3.11, tflite-runtime)
+and Trixie (Python 3.13, apt's numpy 2, ai-edge-litert) under qemu, Cortex-A72 and A76.
 
 The same script runs on x86 (this interpreter) and under emulation with the aarch64 wheels;
 the heatmaps must agree. Models are tiny (64x64 input): emulation costs ~1000x.
@@ -6,6 +7,7 @@ the heatmaps must agree. Models are tiny (64x64 input): emulation costs ~1000x.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -122,3 +124,148 @@ def test_service_unit_made_on_the_pi_runs_unprivileged_and_hardened(pi: pi_lane.
     pi_lane.check_service_unit(unit, user="binland", prefix="/opt/binland",
                                token="pi-lane-token-0123456789")  # fmt: skip
     assert "m binland video" in sysusers.splitlines()
+
+
+# --- Raspberry Pi OS Trixie: Python 3.13, apt's numpy 2, ai-edge-litert, Pi 4 and Pi 5 ---------
+
+
+@pytest.fixture(scope="module")
+def trixie() -> pi_lane.Pi:
+    return pi_lane.session_pi(pi_lane.TRIXIE)
+
+
+def test_trixie_userland_is_python_313_with_apt_numpy_2(trixie: pi_lane.Pi) -> None:
+    out = trixie.run_python(
+        "import platform, sys, numpy;"
+        "print(platform.machine(), '%d.%d' % sys.version_info[:2], numpy.__version__, numpy.__file__);"
+        "print(platform.freedesktop_os_release()['VERSION_CODENAME'])",
+        pythonpath=[],
+    )
+    (machine, version, numpy_version, numpy_file), (codename,) = (
+        line.split() for line in out.splitlines()
+    )
+    assert (machine, version, codename) == ("aarch64", "3.13", "trixie")
+    assert numpy_version.startswith("2.")
+    assert numpy_file.endswith("/usr/lib/python3/dist-packages/numpy/__init__.py")
+
+
+def bundled_pose_model() -> Path:
+    """The bundled demo pose model, whatever its size today (it is replaced from time to time)."""
+    import edge
+
+    return Path(edge.__file__).parent / "models" / "pose.tflite"
+
+
+DEMO_FRAMES = 3  # a few frames of the built-in demo clip
+
+
+@pytest.fixture(scope="module")
+def trixie_deployed(trixie: pi_lane.Pi, tmp_path_factory) -> tuple[Path, str]:
+    """A copy of the Trixie userland with the bundled pose model deployed by
+    ``python -m edge.deploy --rootfs`` (one interpreter thread: emulation shares this
+    machine's few cores); returns the root and what the deploy printed."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("trixie") / "root"
+    shutil.copytree(trixie.root, root, symlinks=True)
+    argv = [sys.executable, "-m", "edge.deploy", "--model", str(bundled_pose_model()),
+            "--rootfs", str(root), "--threads", "1"]  # fmt: skip
+    outputs = []
+    for _ in range(2):  # the second deploy must change nothing
+        proc = subprocess.run(argv, cwd=pi_lane.REPO, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        outputs.append(proc.stdout)
+    assert "changed 0 of" in outputs[1], outputs[1]
+    return root, outputs[0]
+
+
+def test_trixie_deploy_uses_the_system_numpy_ai_edge_litert_and_a_cp313_native_library(
+    trixie_deployed: tuple[Path, str],
+) -> None:
+    root, out = trixie_deployed
+    assert "Debian GNU/Linux 13 (trixie), Python 3.13 on aarch64: numpy 2." in out
+    assert "from apt (python3-numpy); none in the venv" in out
+    site = root / "opt/binland/venv/lib/python3.13/site-packages"
+    assert (site / "ai_edge_litert").is_dir() and (site / "cv2").is_dir()
+    assert not list(site.glob("numpy*")) and not (site / "tflite_runtime").exists()
+    assert (site / "edge/native/_lce_delegate.cpython-313-aarch64-linux-gnu.so").is_file()
+    # In the service's venv exactly one numpy is importable: the system's 2.x.
+    pi = dataclasses.replace(pi_lane.session_pi(pi_lane.TRIXIE), root=root)
+    venv_python = "/opt/binland/venv/bin/python"
+    code = ("import sys, os, numpy\n"
+            "found = [p for p in sys.path if os.path.isfile(os.path.join(p or '.', 'numpy', '__init__.py'))]\n"
+            "print(numpy.__version__, numpy.__file__, len(found))\n")  # fmt: skip
+    proc = pi.run(["-c", code], program=pi_lane.guest_path(root, venv_python), argv0=venv_python,
+                  pythonpath=[], cwd=root / "opt/binland")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    version, numpy_file, count = proc.stdout.split()
+    assert version.startswith("2.") and count == "1"
+    assert numpy_file == "/usr/lib/python3/dist-packages/numpy/__init__.py"
+
+
+def _landmarks(jsonl: Path) -> np.ndarray:
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert records, f"{jsonl} is empty"
+    return np.array(
+        [[[lm["x"], lm["y"], lm["score"]] for lm in r["landmarks"]] for r in records], np.float64
+    )
+
+
+@pytest.fixture(scope="module")
+def x86_demo_landmarks(tmp_path_factory) -> np.ndarray:
+    """The bundled pose model on the demo clip on this machine (computed now, never stored)."""
+    out = tmp_path_factory.mktemp("x86") / "x86.jsonl"
+    cmd = [sys.executable, "-m", "edge.live", "--model", str(bundled_pose_model()),
+           "--source", "demo", "--threads", "1", "--min-score", "0.3", "--lost-below", "0.3",
+           "--no-display", "--jsonl", str(out), "--max-frames", str(DEMO_FRAMES)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=pi_lane.REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return _landmarks(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cpu", [pi_lane.PI_CPU, pi_lane.PI5_CPU])  # Pi 4, Pi 5
+def test_trixie_service_gives_x86_landmarks_on_the_demo_clip(
+    cpu: str, trixie_deployed: tuple[Path, str], x86_demo_landmarks: np.ndarray, tmp_path: Path
+) -> None:
+    """The unit's own command line (ExecStart with its EnvironmentFile) under qemu on the bundled
+    pose model, a few demo frames: landmarks equal x86's, the native library runs its NEON
+    kernels, and the doctor sees one numpy, the system's."""
+    from edge.deploy import exec_start_argv, parse_env_file
+
+    root, _ = trixie_deployed
+    pi = dataclasses.replace(pi_lane.session_pi(pi_lane.TRIXIE), root=root, cpu=cpu)
+    unit = (root / "etc/systemd/system/binland.service").read_text()
+    env = parse_env_file((root / "opt/binland/binland.env").read_text())
+    out = tmp_path / "pi.jsonl"
+    env.update(BINLAND_SOURCE="demo", BINLAND_SERVE="127.0.0.1:0",
+               BINLAND_ARGS=f"--jsonl {out} --max-frames {DEMO_FRAMES}", PYTHONUNBUFFERED="1")  # fmt: skip
+    argv = exec_start_argv(unit, env)
+    assert argv[:3] == ["/opt/binland/venv/bin/python", "-m", "edge.live"]
+    proc = pi.run(argv[1:], program=pi_lane.guest_path(root, argv[0]), argv0=argv[0],
+                  pythonpath=[], env=env, cwd=root / "opt/binland", timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    arm = _landmarks(out)
+    x86 = x86_demo_landmarks
+    assert arm.shape == x86.shape and arm.shape[0] == DEMO_FRAMES
+    np.testing.assert_allclose(arm, x86, atol=1e-3)  # the Bookworm lane's tolerance
+    assert np.ptp(x86[..., :2], axis=1).max() > 1  # landmarks spread out: a real prediction
+
+    venv_python = "/opt/binland/venv/bin/python"
+    proc = pi.run(["-m", "edge.doctor", "--threads", "1", "--frames", "2", "--json"],
+                  program=pi_lane.guest_path(root, venv_python), argv0=venv_python,
+                  pythonpath=[], cwd=root / "opt/binland", timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    checks = {c["name"]: c for c in json.loads(proc.stdout)}
+    assert "Debian GNU/Linux 13 (trixie)" in checks["os"]["detail"]
+    assert (
+        checks["python"]["detail"].startswith("3.13.")
+        and "on aarch64" in checks["python"]["detail"]
+    )
+    numpy_check = checks["numpy"]
+    assert numpy_check["status"] == "ok" and "shadows" not in numpy_check["detail"]
+    assert numpy_check["detail"].startswith("2.") and "from the system" in numpy_check["detail"]
+    assert "/usr/lib/python3/dist-packages/numpy" in numpy_check["detail"]
+    assert "ai_edge_litert 2.3" in checks["runtime"]["detail"]
+    assert "_lce_delegate.cpython-313-aarch64-linux-gnu.so (neon)" in checks["native"]["detail"]
+    assert "native LCE delegate" in checks["load"]["detail"]

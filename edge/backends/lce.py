@@ -86,9 +86,16 @@ class LCEBackend(Backend):
     def output_shape(self) -> tuple[int, ...]:
         return tuple(int(v) for v in self._interpreter.output_shapes[-1])
 
-    def _invoke(self, x: np.ndarray) -> np.ndarray:
+    @property
+    def output_shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(int(v) for v in s) for s in self._interpreter.output_shapes]
+
+    def _invoke_all(self, x: np.ndarray) -> list[np.ndarray]:
         try:
             outputs = self._interpreter.predict([x])
         except RuntimeError as exc:
             raise BackendError(f"the LCE interpreter failed: {exc}") from None
-        return np.asarray(outputs[-1])
+        return [np.asarray(o) for o in outputs]
+
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        return self._invoke_all(x)[-1]

@@ -153,7 +153,8 @@ class TFLiteBackend(Backend):
         if len(inputs) != 1:
             raise BackendError(f"expected a model with one image input, it has {len(inputs)}")
         self._input = inputs[0]
-        self._output = self._interpreter.get_output_details()[-1]
+        self._outputs = self._interpreter.get_output_details()
+        self._output = self._outputs[-1]
         version = _version(self.runtime)
         self.description = f"tflite ({self.runtime} {version}" + (
             " + binland native LCE delegate)" if self.native else ")"
@@ -175,13 +176,24 @@ class TFLiteBackend(Backend):
     def output_shape(self) -> tuple[int, ...]:
         return tuple(int(v) for v in self._output["shape"])
 
-    def _invoke(self, x: np.ndarray) -> np.ndarray:
+    @property
+    def output_shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(int(v) for v in o["shape"]) for o in self._outputs]
+
+    def _run_interpreter(self, x: np.ndarray) -> None:
         self._interpreter.set_tensor(self._input["index"], x)
         try:
             self._interpreter.invoke()
         except RuntimeError as exc:
             raise BackendError(f"{self.runtime} failed while running the model: {exc}") from None
+
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        self._run_interpreter(x)
         return self._interpreter.get_tensor(self._output["index"])
+
+    def _invoke_all(self, x: np.ndarray) -> list[np.ndarray]:
+        self._run_interpreter(x)
+        return [self._interpreter.get_tensor(o["index"]) for o in self._outputs]
 
 
 def _version(runtime: str) -> str:

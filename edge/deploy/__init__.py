@@ -11,8 +11,11 @@ One plan, two ways to reach the Pi:
 What ends up on the Pi (all under ``--prefix``, plus the unit file)::
 
     /opt/binland/venv/              Python venv with --system-site-packages, so apt's
-                                    python3-picamera2 stays visible; numpy<2, tflite-runtime,
-                                    OpenCV come from wheels this machine downloads once
+                                    python3-picamera2 stays visible. Bookworm (Python 3.11):
+                                    numpy<2, tflite-runtime, OpenCV 4.11 from wheels this
+                                    machine downloads once. Trixie (Python 3.13): apt's numpy 2
+                                    (never a second one in the venv), ai-edge-litert and
+                                    OpenCV 4.12+ wheels resolved against that numpy
     /opt/binland/venv/.../edge/     this project's runtime package, copied as source (pure
                                     Python + the C sources of the native delegate). Copying
                                     keeps the Pi free of build tools for Python and TF/larq.
@@ -24,6 +27,9 @@ What ends up on the Pi (all under ``--prefix``, plus the unit file)::
     /etc/sysusers.d/binland.conf    the system user `binland` (group video) it runs as
     /etc/systemd/system/binland.service  runs `python -m edge.live` headless at boot, as that
                                     user, hardened, restarted with a back-off if it stops
+
+The target's OS (/etc/os-release), Python, C library and apt's numpy are read first (from the
+rootfs, or by the Pi's python3 over ssh); the native library is built for that Python.
 
 The first deploy makes the stream's token and prints the URL to open, once.
 
@@ -37,7 +43,16 @@ where it comes from), ``targets`` (rootfs or ssh), ``plan`` (the idempotent step
 
 from ..errors import DeployError
 from .command import build_parser, main
-from .plan import APT_PACKAGES, Report, Step, deploy, missing_apt_packages, plan, runtime_files
+from .plan import (
+    APT_PACKAGES,
+    Report,
+    Step,
+    apt_packages,
+    deploy,
+    missing_apt_packages,
+    plan,
+    runtime_files,
+)
 from .service import (
     ServiceSettings,
     exec_start_argv,
@@ -47,10 +62,11 @@ from .service import (
     render_unit,
 )
 from .targets import RootfsTarget, SshTarget, Target
-from .wheels import PythonInfo, native_library_name, runtime_requirements
+from .wheels import PythonInfo, native_library_name, parse_os_release, runtime_requirements
 
 __all__ = [
     "APT_PACKAGES",
+    "apt_packages",
     "build_parser",
     "deploy",
     "DeployError",
@@ -59,6 +75,7 @@ __all__ = [
     "missing_apt_packages",
     "native_library_name",
     "parse_env_file",
+    "parse_os_release",
     "plan",
     "PythonInfo",
     "render_env",

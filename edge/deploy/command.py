@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 
-from ..cli import ArgumentParser
-from ..errors import DeployError, EdgeError, ModelError
+from ..cli import (
+    ArgumentParser,
+    add_model_argument,
+    add_threads_argument,
+    resolve_model,
+    run_cli,
+)
+from ..errors import DeployError
 from ..metadata import read_metadata
 from .plan import deploy
 from .service import (
@@ -31,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Safe to run again: finished steps are skipped.",
     )
     add = p.add_argument
-    add("--model", required=True, type=Path, help="the .tflite landmark model to serve")
+    add_model_argument(p, required=True, what="the .tflite landmark model to serve")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--ssh", metavar="USER@HOST", help="deploy to a running Pi over ssh")
     where.add_argument("--rootfs", metavar="PATH", type=Path,
@@ -52,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"what the service reads: picamera2, a camera index, a video file (default {DEFAULT_SOURCE})")  # fmt: skip
     svc.add_argument("--serve", default=DEFAULT_SERVE, metavar="HOST:PORT",
                      help=f"where edge.live serves the MJPEG stream and page (default {DEFAULT_SERVE})")  # fmt: skip
-    svc.add_argument("--threads", type=int, default=4, help="interpreter threads (default 4)")
+    add_threads_argument(svc, help="interpreter threads")
     svc.add_argument("--min-score", type=float, default=0.3,
                      help="edge.live --min-score: landmarks below it are not trusted (default 0.3)")  # fmt: skip
     svc.add_argument("--lost-below", type=float, default=0.3,
@@ -85,44 +90,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if not args.model.is_file():
-            raise ModelError(f"model file not found: {args.model}")
-        read_metadata(args.model)  # refuse a file that edge.live could not use
-        prefix = args.prefix.rstrip("/")
-        if not args.prefix.startswith("/") or prefix in ("", "/usr", "/etc", "/opt", "/home"):
-            raise DeployError(
-                f"--prefix must be an absolute folder of its own, not {args.prefix!r}"
-            )
-        if args.threads < 1:
-            raise DeployError("--threads must be at least 1")
-        port = args.serve.rpartition(":")[2]
-        if not port.isdigit() or int(port) > 65535:
-            raise DeployError(f"--serve expects HOST:PORT or PORT, got {args.serve!r}")
-        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", args.user):
-            raise DeployError(f"--user expects a user name, got {args.user!r}")
-        if args.rootfs:
-            target: Target = RootfsTarget(args.rootfs, cross_cc=args.cc)
-        else:
-            target = SshTarget(args.ssh, port=args.port, identity=args.identity,
-                               ssh_options=args.ssh_option, sudo=False if args.no_sudo else None)  # fmt: skip
-        settings = ServiceSettings(
-            model_name=args.model.name, prefix=prefix, source=args.source, serve=args.serve,
-            threads=args.threads, min_score=args.min_score, lost_below=args.lost_below,
-            extra_args=tuple(args.live_arg), user=args.user,
-            sysusers_dir=args.sysusers_dir.rstrip("/"),
-        )  # fmt: skip
-        print(f"{'plan for' if args.dry_run else 'deploying to'} {target.name}:")
-        report = deploy(target, settings, args.model, dry_run=args.dry_run,
-                        unit_dir=args.unit_dir.rstrip("/"), renew_token=args.new_token)  # fmt: skip
-        total = len(report.changed) + len(report.unchanged)
-        print(
-            f"{'would change' if args.dry_run else 'changed'} {len(report.changed)} of {total} steps"
-        )
-        if report.open_url:  # a new token: the only time its URL is shown
-            print(f"open {report.open_url} to watch the stream (shown once; the token is kept "
-                  f"in {settings.env_path}, readable by root only)")  # fmt: skip
-    except EdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: _deploy(args))
+
+
+def _deploy(args: argparse.Namespace) -> None:
+    args.model = resolve_model(args.model)
+    read_metadata(args.model)  # refuse a file that edge.live could not use
+    prefix = args.prefix.rstrip("/")
+    if not args.prefix.startswith("/") or prefix in ("", "/usr", "/etc", "/opt", "/home"):
+        raise DeployError(f"--prefix must be an absolute folder of its own, not {args.prefix!r}")
+    port = args.serve.rpartition(":")[2]
+    if not port.isdigit() or int(port) > 65535:
+        raise DeployError(f"--serve expects HOST:PORT or PORT, got {args.serve!r}")
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", args.user):
+        raise DeployError(f"--user expects a user name, got {args.user!r}")
+    if args.rootfs:
+        target: Target = RootfsTarget(args.rootfs, cross_cc=args.cc)
+    else:
+        target = SshTarget(args.ssh, port=args.port, identity=args.identity,
+                           ssh_options=args.ssh_option, sudo=False if args.no_sudo else None)  # fmt: skip
+    settings = ServiceSettings(
+        model_name=args.model.name, prefix=prefix, source=args.source, serve=args.serve,
+        threads=args.threads, min_score=args.min_score, lost_below=args.lost_below,
+        extra_args=tuple(args.live_arg), user=args.user,
+        sysusers_dir=args.sysusers_dir.rstrip("/"),
+    )  # fmt: skip
+    print(f"{'plan for' if args.dry_run else 'deploying to'} {target.name}:")
+    report = deploy(target, settings, args.model, dry_run=args.dry_run,
+                    unit_dir=args.unit_dir.rstrip("/"), renew_token=args.new_token)  # fmt: skip
+    total = len(report.changed) + len(report.unchanged)
+    print(f"{'would change' if args.dry_run else 'changed'} {len(report.changed)} of {total} steps")
+    if report.open_url:  # a new token: the only time its URL is shown
+        print(f"open {report.open_url} to watch the stream (shown once; the token is kept "
+              f"in {settings.env_path}, readable by root only)")  # fmt: skip

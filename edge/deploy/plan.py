@@ -21,11 +21,21 @@ from .service import (
     render_unit,
 )
 from .targets import Target
-from .wheels import native_library_name, runtime_requirements, staged_wheels
+from .wheels import PythonInfo, check_system_numpy, native_library_name, staged_wheels
 
 # Debian packages the Pi needs: the camera stack (only apt ships libcamera's Python
-# bindings), venv support, and a C compiler for the native bitpacked-op library.
+# bindings), venv support, and a C compiler for the native bitpacked-op library. On Trixie
+# (Python 3.13) the venv also uses apt's numpy (python3-picamera2 pulls it in; named anyway).
 APT_PACKAGES = ("python3-picamera2", "python3-venv", "gcc")
+SYSTEM_NUMPY_PACKAGES = ("python3-numpy",)
+
+
+def apt_packages(info: PythonInfo | None = None) -> tuple[str, ...]:
+    """What to apt-install on that Pi."""
+    if info is not None and info.uses_system_numpy:
+        return (*APT_PACKAGES, *SYSTEM_NUMPY_PACKAGES)
+    return APT_PACKAGES
+
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the edge package
 
@@ -49,8 +59,8 @@ def digest(parts: Iterable[bytes | str]) -> str:
     return h.hexdigest()[:16]
 
 
-def missing_apt_packages(target: Target) -> list[str] | None:
-    """Which of APT_PACKAGES the Pi lacks, from its dpkg database (None: no database to read)."""
+def missing_apt_packages(target: Target, info: PythonInfo | None = None) -> list[str] | None:
+    """Which of the Pi's apt packages it lacks, from its dpkg database (None: no database)."""
     status = target.read("/var/lib/dpkg/status")
     if status is None:
         return None
@@ -63,14 +73,15 @@ def missing_apt_packages(target: Target) -> list[str] | None:
         )
         if fields.get("Status", "").endswith(" installed"):
             installed.add(fields.get("Package"))
-    return [name for name in APT_PACKAGES if name not in installed]
+    return [name for name in apt_packages(info) if name not in installed]
 
 
-def apt_note(missing: list[str] | None) -> str:
+def apt_note(missing: list[str] | None, info: PythonInfo | None = None) -> str:
+    wanted = apt_packages(info)
     if missing is None:
-        return f"the Pi needs these Debian packages: sudo apt install {' '.join(APT_PACKAGES)}"
+        return f"the Pi needs these Debian packages: sudo apt install {' '.join(wanted)}"
     if not missing:
-        return f"the Pi has the Debian packages it needs ({', '.join(APT_PACKAGES)})"
+        return f"the Pi has the Debian packages it needs ({', '.join(wanted)})"
     return f"the Pi lacks Debian packages; on the Pi run: sudo apt install {' '.join(missing)}"
 
 
@@ -99,12 +110,15 @@ def plan(
 ) -> tuple[list[Step], list[str]]:
     """The deploy steps for ``target``, and notes to print after them."""
     info = target.python_info()
+    check_system_numpy(info)
     s = settings
     site = f"{s.venv}/lib/python{info.version}/site-packages"
     unit_path = f"{unit_dir}/{SERVICE_NAME}"
     wants_link = f"{unit_dir}/multi-user.target.wants/{SERVICE_NAME}"
     runtime = runtime_files()
-    wheels_id = digest([*runtime_requirements(info.version), *info.platform_tags()])
+    # Bookworm's id is what it always was; Trixie's says the system's numpy is used.
+    system_numpy = ["system numpy"] if info.uses_system_numpy else []
+    wheels_id = digest([*info.resolve_requirements(), *info.platform_tags(), *system_numpy])
     runtime_id = digest([*runtime.keys(), *runtime.values()])
     env_text, unit_text = render_env(s).encode(), render_unit(s).encode()
     sysusers_text = render_sysusers(s).encode()
@@ -112,7 +126,13 @@ def plan(
     stamps = f"{s.venv}/.binland"
     needs_native = any(name.startswith("Lce") for name in custom_op_names(model_bytes))
     native_dest = f"{site}/edge/native/{native_library_name(info)}"
-    notes = [apt_note(missing_apt_packages(target))]
+    numpy_note = (
+        f"numpy {info.system_numpy or '(missing)'} from apt (python3-numpy); none in the venv"
+        if info.uses_system_numpy
+        else "numpy<2 in the venv (tflite-runtime 2.14 needs it)"
+    )
+    notes = [f"the Pi runs {info.os_name}, Python {info.version} on {info.machine}: {numpy_note}",
+             apt_note(missing_apt_packages(target, info), info)]  # fmt: skip
 
     def same(path: str, data: bytes) -> Callable[[], bool]:
         return lambda: target.read(path) == data
@@ -151,7 +171,8 @@ def plan(
         Step("venv", f"{s.venv} (python{info.version}, {info.machine}, --system-site-packages)",
              lambda: b"include-system-site-packages = true" in (target.read(f"{s.venv}/pyvenv.cfg") or b""),
              lambda: target.make_venv(s.venv, info)),
-        Step("wheels", f"{', '.join(runtime_requirements(info.version))} for {info.platform_tags()[0]} into {site}",
+        Step("wheels", f"{', '.join(info.venv_requirements())} for {info.platform_tags()[0]} into {site}"
+             + (f" (with the system's numpy {info.system_numpy})" if info.uses_system_numpy else ""),
              same(f"{stamps}/wheels", wheels_id.encode()), install_wheels),
         Step("runtime", f"the edge package ({len(runtime)} files, {runtime_id}) into {site}/edge",
              same(f"{stamps}/runtime", runtime_id.encode()), install_runtime),

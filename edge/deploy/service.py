@@ -16,6 +16,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from ..access import STREAM_USER, TOKEN_ENV
+from ..cli import DEFAULT_THREADS
 from ..errors import DeployError
 
 SERVICE_NAME = "binland.service"
@@ -36,7 +37,7 @@ class ServiceSettings:
     prefix: str = DEFAULT_PREFIX
     source: str = DEFAULT_SOURCE
     serve: str = DEFAULT_SERVE
-    threads: int = 4  # a Raspberry Pi 4 or 5 has four cores
+    threads: int = DEFAULT_THREADS  # the same default as every CLI (edge.cli)
     min_score: float = 0.3  # edge.live --min-score
     lost_below: float = 0.3  # edge.live --lost-below
     extra_args: tuple[str, ...] = ()  # more `edge.live` flags, e.g. outputs (--jsonl PATH)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shlex
@@ -14,9 +15,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import DeployError
-from .wheels import PythonInfo, _cross_compiler, _pip, _platform_args, runtime_requirements
+from .wheels import PythonInfo, _cross_compiler, _pip, _platform_args, parse_os_release
 
 _ELF_MACHINES = {0xB7: "aarch64", 0x3E: "x86_64", 0x28: "armv7l"}
+# Where a venv's own numpy lives (a wheel's files); removed when the system's numpy is used.
+NUMPY_IN_SITE = ("numpy", "numpy-*.dist-info", "numpy.libs")
 
 
 def _tar(files: dict[str, bytes]) -> bytes:
@@ -131,7 +134,18 @@ class RootfsTarget(Target):
         )
         if not found:
             raise DeployError(f"cannot find the GNU C library version in {self.name}")
-        return PythonInfo(m.group(1), machine, (int(found.group(1)), int(found.group(2))))
+        release = self.read("/etc/os-release") or self.read("/usr/lib/os-release") or b""
+        os_release = parse_os_release(release.decode(errors="replace"))
+        return PythonInfo(m.group(1), machine, (int(found.group(1)), int(found.group(2))),
+                          tuple(os_release.items()), self._system_numpy())  # fmt: skip
+
+    def _system_numpy(self) -> str | None:
+        """The numpy version apt installed (python3-numpy), from its metadata in the rootfs."""
+        for dist in sorted(self.root.glob("usr/lib/python3/dist-packages/numpy-*.*-info")):
+            m = re.fullmatch(r"numpy-(\d[^-]*)\.(dist|egg)-info", dist.name)
+            if m:
+                return m.group(1)
+        return None
 
     def make_venv(self, venv: str, info: PythonInfo) -> None:
         # What `python3 -m venv --system-site-packages --without-pip` writes; that command would
@@ -151,8 +165,17 @@ class RootfsTarget(Target):
 
     def install_wheels(self, wheel_dir: Path, venv: str, info: PythonInfo) -> None:
         site = self._p(f"{venv}/lib/python{info.version}/site-packages")
+        if info.uses_system_numpy:
+            # Exactly the staged wheels (resolved against the system's numpy, which is not
+            # among them), and no numpy left over in the venv to shadow the system's.
+            for pattern in NUMPY_IN_SITE:
+                for p in site.glob(pattern):
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+            _pip(["install", "--upgrade", "--no-compile", "--target", str(site), "--no-deps",
+                  *_platform_args(info), *(str(w) for w in sorted(wheel_dir.glob("*.whl")))])  # fmt: skip
+            return
         _pip(["install", "--upgrade", "--no-compile", "--target", str(site), "--no-index",
-              "--find-links", str(wheel_dir), *_platform_args(info), *runtime_requirements(info.version)])  # fmt: skip
+              "--find-links", str(wheel_dir), *_platform_args(info), *info.venv_requirements()])  # fmt: skip
 
     def build_native(self, dest: str, info: PythonInfo) -> None:
         # Cross-compile here: the rootfs has no compiler we could run, and needs none.
@@ -251,15 +274,22 @@ class SshTarget(Target):
         )
 
     def python_info(self) -> PythonInfo:
-        code = "import platform,sys;print('%d.%d'%sys.version_info[:2],platform.machine(),platform.libc_ver()[1])"
+        # The system python3 (not a venv): its version, CPU, C library, OS and apt's numpy.
+        code = (
+            "import json, platform, sys\n"
+            "try:\n    import numpy; n = numpy.__version__\nexcept Exception: n = None\n"
+            "try:\n    r = platform.freedesktop_os_release()\nexcept Exception: r = {}\n"
+            "print(json.dumps(['%d.%d' % sys.version_info[:2], platform.machine(),"
+            " platform.libc_ver()[1], r, n]))\n"
+        )
         proc = self._sh(f"python3 -c {shlex.quote(code)}", check=False)
         if proc.returncode != 0:
             raise DeployError(
                 f"{self.name}: cannot run python3 there ({proc.stderr.decode().strip()[-200:]})"
             )
-        version, machine, libc = proc.stdout.decode().split()
+        version, machine, libc, release, numpy = json.loads(proc.stdout.decode().splitlines()[-1])
         major, minor = (int(x) for x in libc.split(".")[:2])
-        return PythonInfo(version, machine, (major, minor))
+        return PythonInfo(version, machine, (major, minor), tuple(sorted(release.items())), numpy)
 
     def make_venv(self, venv: str, info: PythonInfo) -> None:
         q = shlex.quote(venv)
@@ -274,10 +304,20 @@ class SshTarget(Target):
         self.replace_tree(
             remote_dir, {p.name: p.read_bytes() for p in sorted(wheel_dir.glob("*.whl"))}
         )
-        reqs = " ".join(shlex.quote(r) for r in runtime_requirements(info.version))
+        venv_q, dir_q = shlex.quote(venv), shlex.quote(remote_dir)
+        if info.uses_system_numpy:
+            # The staged wheels as they are (resolved against the system's numpy, which is not
+            # among them): pip cannot pull a second numpy into the venv.
+            site = shlex.quote(f"{venv}/lib/python{info.version}/site-packages")
+            drop = " ".join(f"{site}/{p}" for p in NUMPY_IN_SITE)
+            install = (f"rm -rf {drop} && {venv_q}/bin/python -m pip install -q --upgrade --no-index "
+                       f"--no-deps {dir_q}/*.whl")  # fmt: skip
+        else:
+            reqs = " ".join(shlex.quote(r) for r in info.venv_requirements())
+            install = (f"{venv_q}/bin/python -m pip install -q --upgrade --no-index "
+                       f"--find-links {dir_q} {reqs}")  # fmt: skip
         # The wheels are only a transfer medium: remove them once installed (SD cards are small).
-        self._sh(f"{shlex.quote(venv)}/bin/python -m pip install -q --upgrade --no-index "
-                 f"--find-links {shlex.quote(remote_dir)} {reqs} && rm -rf {shlex.quote(remote_dir)}")  # fmt: skip
+        self._sh(f"{install} && rm -rf {dir_q}")
 
     def build_native(self, dest: str, info: PythonInfo) -> None:
         # Built on the Pi with its own gcc, from the sources the runtime step just copied.

@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge.cli import ArgumentParser
-from edge.errors import EdgeError
+from edge.cli import ArgumentParser, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from edge import native
 
-    try:
+    def body() -> int:
         if args.command == "build":
             print(native.build(args.output, cc=args.cc))
             return 0
@@ -61,9 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             peak = native.kernel_peak(path, 0.2, library)
             print(f"  {path:18s} {peak / 1e9:8.1f} G binary MACs/s per core")
         return 0
-    except (EdgeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+    return run_cli(body, errors=(OSError,))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import numpy as np
 
 from edge.codec import HeatmapCodec
 from edge.skeletons import Skeleton
-from edge.transform import CropBox, apply_affine, warp_crop
+from edge.transform import CropBox, apply_affine, normalise_input, warp_crop
 
 from .base import Sample
 
@@ -146,9 +146,7 @@ class Normalisation:
     std: tuple[float, float, float] = (255.0, 255.0, 255.0)
 
     def __call__(self, crop_bgr: np.ndarray) -> np.ndarray:
-        x = crop_bgr[..., ::-1] if self.color == "RGB" else crop_bgr
-        x = x.astype(np.float32)
-        return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return normalise_input(crop_bgr, self.color, self.mean, self.std)
 
 
 def make_example(

@@ -8,12 +8,11 @@ its own ``stream`` so that two generators never share random numbers.
 from __future__ import annotations
 
 import abc
-import argparse
-import sys
 import time
 
 import numpy as np
 
+from edge.cli import ArgumentParser, run_cli
 from edge.transform import box_from_points
 
 from . import render
@@ -84,32 +83,31 @@ class SyntheticDataset(LandmarkDataset):
         )
 
 
-def preview_main(argv: list[str] | None, dataset_name: str) -> int:
-    """``python -m training.data.<name>``: a contact sheet of samples and the time per image."""
-    from .base import open_dataset
-
-    parser = argparse.ArgumentParser(
+def build_preview_parser(dataset_name: str) -> ArgumentParser:
+    parser = ArgumentParser(
         prog=f"python -m training.data.{dataset_name.replace('-', '_')}",
         description=f"Preview and time the {dataset_name} dataset.",
     )
     parser.add_argument(
         "--preview", metavar="PNG", help="write a contact sheet of samples with landmarks drawn"
     )
-    parser.add_argument(
-        "--count", type=int, default=16, help="samples on the contact sheet (default 16)"
-    )
-    parser.add_argument(
-        "--split", default="train", choices=list(SPLITS), help="which split (default train)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    parser.add_argument("--start", type=int, default=0, help="first sample index (default 0)")
-    parser.add_argument(
-        "--image-size", type=int, default=256, help="rendered image side in pixels (default 256)"
-    )
+    parser.add_argument("--count", type=int, default=16, help="samples on the contact sheet")
+    parser.add_argument("--split", default="train", choices=list(SPLITS), help="which split")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed")
+    parser.add_argument("--start", type=int, default=0, help="first sample index")
+    parser.add_argument("--image-size", type=int, default=256, help="rendered image side in pixels")
     parser.add_argument("--time", type=int, default=0, metavar="N",
                         help="render N samples and print the mean time per image")  # fmt: skip
-    args = parser.parse_args(argv)
-    try:
+    return parser
+
+
+def preview_main(argv: list[str] | None, dataset_name: str) -> int:
+    """``python -m training.data.<name>``: a contact sheet of samples and the time per image."""
+    from .base import open_dataset
+
+    args = build_preview_parser(dataset_name).parse_args(argv)
+
+    def body() -> None:
         ds = open_dataset(dataset_name, split=args.split, seed=args.seed, image_size=args.image_size,
                           size=max(args.start + args.count, args.start + args.time, 1))  # fmt: skip
         if args.preview:
@@ -123,7 +121,5 @@ def preview_main(argv: list[str] | None, dataset_name: str) -> int:
             wall = (time.perf_counter() - t0) / args.time * 1e3
             cpu = (time.process_time() - c0) / args.time * 1e3
             print(f"{wall:.2f} ms per {args.image_size}x{args.image_size} image ({cpu:.2f} ms CPU)")
-    except (DatasetError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_cli(body, errors=(OSError,))  # DatasetError is an EdgeError

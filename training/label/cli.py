@@ -1,7 +1,7 @@
 """python -m training.label: teacher-label real footage into a landmark dataset.
 
     python -m training.label pose ../shared/media/pose ../shared/media/images --out data/real_pose \
-        --split configs/real_media_split.yaml
+        --split configs/splits/real_media.yaml
     python -m training.label face ../shared/media/face --out data/real_face --split ...
 
 Each labelled person (or face) is stored as a *context crop*: the square around its landmarks'
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.cli import ArgumentParser, HelpFormatter
+from edge.cli import ArgumentParser, add_threads_argument, run_cli
 from edge.errors import EdgeError
 from edge.transform import CropBox, apply_affine, box_from_points, warp_crop
 
@@ -45,7 +45,6 @@ def build_parser() -> ArgumentParser:
         prog="python -m training.label",
         description="Label real videos and photos with a teacher model (BlazePose for bodies, "
         "MediaPipe's face mesh for faces) and write a dataset our readers read.",
-        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "task", choices=("pose", "face"), help="bodies (MPII-16 + COCO-17) or faces (iBUG-68)"
@@ -96,7 +95,7 @@ def build_parser() -> ArgumentParser:
     )
     p.add_argument("--context", type=float, default=2.0, help="stored crop = box x this")
     p.add_argument("--box-px", type=int, default=160, help="landmark box width in stored pixels")
-    p.add_argument("--threads", type=int, default=1, help="teacher interpreter threads")
+    add_threads_argument(p, help="teacher interpreter threads")
     return p  # fmt: skip
 
 
@@ -244,8 +243,10 @@ def run(args) -> int:
     if not paths:
         raise EdgeError(f"no videos or images found in {' '.join(args.sources)}")
     labeller = PoseLabeller(args) if args.task == "pose" else FaceLabeller(args)
+    # What makes a finished source's labels reusable: the labelling options, not where the
+    # split file lives (its effect, the source's side of the split, is compared on its own).
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                if k not in ("sources", "out", "threads")}  # fmt: skip
+                if k not in ("sources", "out", "threads", "split")}  # fmt: skip
     out: Path = args.out
     totals: Counter = Counter({"missing sources": len(missing)} if missing else {})
     per_split: dict[str, list[dict]] = {"train": [], "valid": []}
@@ -258,7 +259,8 @@ def run(args) -> int:
         part_file = out / "parts" / args.task / f"{key}.json"
         if part_file.is_file():
             done = json.loads(part_file.read_text(encoding="utf-8"))
-            if done.get("settings") == settings and done.get("split") == split:
+            stored = {k: v for k, v in done.get("settings", {}).items() if k != "split"}
+            if stored == settings and done.get("split") == split:
                 per_split[split] += done["records"]
                 totals.update(done["counts"])
                 totals["sources resumed"] += 1
@@ -286,7 +288,8 @@ def run(args) -> int:
         totals.update(counts)
     labeller.finish(out, per_split)
     summary = {"counts": dict(totals), "records": {k: len(v) for k, v in per_split.items()},
-               "valid_sources": sorted(used_valid), "settings": settings}  # fmt: skip
+               "valid_sources": sorted(used_valid), "settings": settings,
+               "split_file": None if args.split is None else str(args.split)}  # fmt: skip
     writers.write_json(out / f"summary_{args.task}.json", summary)
     missing = valid - used_valid
     if not any(per_split.values()):
@@ -320,12 +323,6 @@ def _chosen(path: Path, args) -> set[int] | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except EdgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished sources are kept in parts/; run again to resume",
-              file=sys.stderr)  # fmt: skip
-        return 130
+    return run_cli(lambda: run(args),
+                   interrupted="interrupted: finished sources are kept in parts/; run again to "
+                   "resume")  # fmt: skip

@@ -58,7 +58,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.transform import CropBox, apply_affine, crop_matrix, invert_affine
+from edge.detectors import iou
+from edge.transform import CropBox, apply_affine, crop_matrix, invert_affine, normalise_input
 
 from .ssd import detect, load_interpreter, ssd_anchors
 from .teacher_models import teacher_model
@@ -157,12 +158,6 @@ def roi_from_mesh(points468: np.ndarray) -> CropBox:
     return roi_from_box(p.min(axis=0), p.max(axis=0), p[EYE_CORNERS[0]], p[EYE_CORNERS[1]])
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = np.clip(np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2]), 0, None).prod()
-    union = np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2]) - inter
-    return float(inter / max(union, 1e-12))
-
-
 def _tile_starts(length: int, side: int) -> list[int]:
     """Starts of tiles of ``side`` that cover ``length`` with half-tile steps."""
     if length <= side:
@@ -224,7 +219,7 @@ class FaceMeshTeacher:
                         found.append((d.score, d.box + (x0, y0, x0, y0), d.keypoints + (x0, y0)))
             kept: list[tuple[float, np.ndarray, np.ndarray]] = []
             for score, box, kps in sorted(found, key=lambda f: -f[0]):
-                if not any(_iou(box, k[1]) > 0.3 for k in kept):
+                if not kept or iou(box, np.stack([k[1] for k in kept])).max() <= 0.3:
                     kept.append((score, box, kps))
             if kept:
                 return [roi_from_box(box[:2], box[2:], kps[0], kps[1]) for _, box, kps in kept]
@@ -242,7 +237,7 @@ class FaceMeshTeacher:
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )
-        x = crop[None, :, :, ::-1].astype(np.float32) / 255.0
+        x = normalise_input(crop[None])  # RGB in [0, 1]
         self._mesh.set_tensor(self._input, x)
         self._mesh.invoke()
         raw = self._mesh.get_tensor(self._out_points).reshape(468, 3)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.transform import CropBox, apply_affine, invert_affine, warp_crop
+from edge.transform import CropBox, apply_affine, invert_affine, normalise_input, warp_crop
 
 from .ssd import detect, load_interpreter, ssd_anchors
 from .teacher_models import teacher_model
@@ -93,7 +93,7 @@ class BlazePoseTeacher:
 
     def landmarks(self, image_bgr: np.ndarray, roi: CropBox) -> BlazePoseResult:
         crop, to_crop = warp_crop(image_bgr, roi, (256, 256))
-        x = crop[None, :, :, ::-1].astype(np.float32) / 255.0
+        x = normalise_input(crop[None])  # RGB in [0, 1]
         self._landmarker.set_tensor(self._input, x)
         self._landmarker.invoke()
         raw = self._landmarker.get_tensor(self._out_landmarks).reshape(39, 5)

@@ -4,7 +4,7 @@ tests/test_native.py starts this as a script, once per runtime: tflite-runtime, 
 and TensorFlow each bundle their own copy of TFLite, so they stay in separate processes. A
 delegate crash then fails one test run with a clear return code instead of killing pytest.
 
-Usage: python tests/test_native_runner.py JOB.json RESULT.npz
+Usage: python tests/native_runner.py JOB.json RESULT.npz (a helper script, not a test module)
 JOB.json: {"runtime": "tflite_runtime" | "ai_edge_litert", "library": PATH,
            "cases": [{"key": STR, "model": PATH, "inputs": NPZ, "options": {...},
                       "num_threads": INT, "repeat": INT}]}
