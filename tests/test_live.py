@@ -249,9 +249,10 @@ def test_bundled_pose_model_follows_the_demo_figure():
         tracked.append(result.tracking)
     pck = float(np.mean(hits[10:]))
     print(f"demo clip: PCK@0.1 height {pck:.2f}, tracked {np.mean(tracked):.2f}")
-    # Measured with the bundled model (PCKh 47 on synthetic validation): 0.76, with or without
-    # probing. The first bundled model (PCKh 30) scored 0.45, and 0.15 without probing.
-    assert pck > 0.6
+    # Measured with the bundled model trained on real footage plus drawn figures
+    # (configs/real_pose.yaml): 0.83, tracked 0.93 of frames. The drawings-only model before
+    # it scored 0.76. The target is 0.9: not reached yet.
+    assert pck > 0.75
     assert np.mean(tracked) > 0.8
 
 
