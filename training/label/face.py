@@ -63,6 +63,7 @@ from edge.transform import CropBox, apply_affine, crop_matrix, invert_affine, no
 
 from .ssd import detect, load_interpreter, ssd_anchors
 from .teacher_models import teacher_model
+from .tracking import TrackingTeacher, sigmoid
 
 DETECTOR_STRIDES = (8, 16, 16, 16)
 DETECTOR_SIZE = 128
@@ -131,10 +132,6 @@ class FaceMeshResult:
         return to_ibug68(self.points)
 
 
-def _sigmoid(x: float) -> float:
-    return float(1.0 / (1.0 + np.exp(-np.clip(float(x), -60.0, 60.0))))
-
-
 def roi_from_box(lo: np.ndarray, hi: np.ndarray, start: np.ndarray, end: np.ndarray) -> CropBox:
     """MediaPipe's DetectionsToRects (target angle 0) + RectTransformation(1.5, square_long).
 
@@ -166,7 +163,7 @@ def _tile_starts(length: int, side: int) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(0, length - side, n)})
 
 
-class FaceMeshTeacher:
+class FaceMeshTeacher(TrackingTeacher[FaceMeshResult]):
     """``process(frame)`` -> :class:`FaceMeshResult` or None; keeps a track across calls.
 
     >>> teacher = FaceMeshTeacher()
@@ -187,10 +184,6 @@ class FaceMeshTeacher:
         self._input = self._mesh.get_input_details()[0]["index"]
         self.min_detection = min_detection
         self.min_presence = min_presence
-        self._roi: CropBox | None = None
-
-    def reset(self) -> None:
-        self._roi = None
 
     def detect(self, image_bgr: np.ndarray) -> CropBox | None:
         """ROI of the most confident face in the frame, or None."""
@@ -241,21 +234,11 @@ class FaceMeshTeacher:
         self._mesh.set_tensor(self._input, x)
         self._mesh.invoke()
         raw = self._mesh.get_tensor(self._out_points).reshape(468, 3)
-        presence = _sigmoid(self._mesh.get_tensor(self._out_presence).reshape(-1)[0])
+        presence = float(sigmoid(self._mesh.get_tensor(self._out_presence).reshape(-1)[0]))
         # Outputs are in input pixels with 0 at the crop's left edge; our pixel centres are
         # integers, so shift by half a pixel before mapping back to the image.
         points = apply_affine(invert_affine(to_crop), raw[:, :2].astype(np.float64) - 0.5)
         return FaceMeshResult(points, presence, roi)
 
-    def process(self, image_bgr: np.ndarray) -> FaceMeshResult | None:
-        """The face's 468 points: tracked from the last frame, else freshly detected."""
-        for attempt in ("track", "detect"):
-            roi = self._roi if attempt == "track" else self.detect(image_bgr)
-            if roi is None:
-                continue
-            result = self.landmarks(image_bgr, roi)
-            if result.presence >= self.min_presence:
-                self._roi = roi_from_mesh(result.points)
-                return result
-            self._roi = None
-        return None
+    def next_roi(self, result: FaceMeshResult) -> CropBox:
+        return roi_from_mesh(result.points)

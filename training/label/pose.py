@@ -22,6 +22,7 @@ from edge.transform import CropBox, apply_affine, invert_affine, normalise_input
 
 from .ssd import detect, load_interpreter, ssd_anchors
 from .teacher_models import teacher_model
+from .tracking import TrackingTeacher, sigmoid
 
 DETECTOR_STRIDES = (8, 16, 32, 32, 32)
 ROI_SCALE = 1.25
@@ -33,11 +34,8 @@ class BlazePoseResult:
     visibility: np.ndarray  # (33,) in [0, 1]: the point is in view and not occluded
     presence: float  # the model's confidence that a person is in the ROI
     roi: CropBox  # the crop the landmarks came from
+    auxiliary: np.ndarray  # (2, 2) hip centre and scale point: the next frame's ROI
     mask: np.ndarray | None = None  # (256, 256) person mask in ROI crop coordinates
-
-
-def _sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, np.float64), -60, 60)))
 
 
 def roi_from_alignment(centre: np.ndarray, scale_point: np.ndarray) -> CropBox:
@@ -51,7 +49,7 @@ def roi_from_alignment(centre: np.ndarray, scale_point: np.ndarray) -> CropBox:
     )
 
 
-class BlazePoseTeacher:
+class BlazePoseTeacher(TrackingTeacher[BlazePoseResult]):
     """``process(frame)`` -> :class:`BlazePoseResult` or None; keeps a track across calls.
 
     >>> teacher = BlazePoseTeacher()
@@ -78,18 +76,16 @@ class BlazePoseTeacher:
         self.min_detection = min_detection
         self.min_presence = min_presence
         self.with_mask = with_mask
-        self._roi: CropBox | None = None
-
-    def reset(self) -> None:
-        self._roi = None
 
     def detect(self, image_bgr: np.ndarray) -> CropBox | None:
         """ROI of the most confident person in the frame, or None."""
+        rois = self.detect_all(image_bgr)
+        return rois[0] if rois else None
+
+    def detect_all(self, image_bgr: np.ndarray) -> list[CropBox]:
+        """ROIs of every person the detector finds, the most confident first."""
         found = detect(self._detector, image_bgr, self._anchors, min_score=self.min_detection)
-        if not found:
-            return None
-        kps = found[0].keypoints
-        return roi_from_alignment(kps[0], kps[1])
+        return [roi_from_alignment(d.keypoints[0], d.keypoints[1]) for d in found]
 
     def landmarks(self, image_bgr: np.ndarray, roi: CropBox) -> BlazePoseResult:
         crop, to_crop = warp_crop(image_bgr, roi, (256, 256))
@@ -99,26 +95,16 @@ class BlazePoseTeacher:
         raw = self._landmarker.get_tensor(self._out_landmarks).reshape(39, 5)
         presence = float(self._landmarker.get_tensor(self._out_presence).reshape(-1)[0])
         if not 0.0 <= presence <= 1.0:  # a logit in some exports
-            presence = float(_sigmoid(presence))
+            presence = float(sigmoid(presence))
         # Outputs are in input pixels with 0 at the crop's left edge; our pixel centres are
         # integers, so shift by half a pixel before mapping back to the image.
         crop_points = raw[:, :2].astype(np.float64) - 0.5
         points = apply_affine(invert_affine(to_crop), crop_points)
         mask = None
         if self.with_mask:
-            mask = _sigmoid(self._landmarker.get_tensor(self._out_mask)[0, :, :, 0])
-        self._aux = points[33:35]
-        return BlazePoseResult(points[:33], _sigmoid(raw[:33, 3]), presence, roi, mask)
+            mask = sigmoid(self._landmarker.get_tensor(self._out_mask)[0, :, :, 0])
+        return BlazePoseResult(points[:33], sigmoid(raw[:33, 3]), presence, roi,
+                               points[33:35], mask)  # fmt: skip
 
-    def process(self, image_bgr: np.ndarray) -> BlazePoseResult | None:
-        """Landmarks of one person: tracked from the last frame, else freshly detected."""
-        for attempt in ("track", "detect"):
-            roi = self._roi if attempt == "track" else self.detect(image_bgr)
-            if roi is None:
-                continue
-            result = self.landmarks(image_bgr, roi)
-            if result.presence >= self.min_presence:
-                self._roi = roi_from_alignment(self._aux[0], self._aux[1])
-                return result
-            self._roi = None
-        return None
+    def next_roi(self, result: BlazePoseResult) -> CropBox:
+        return roi_from_alignment(result.auxiliary[0], result.auxiliary[1])

@@ -5,7 +5,8 @@
   confidence per joint) and ``source`` are ignored by the reader.
 * COCO-17: ``person_keypoints_<split>.json`` (``training.data.coco``), one annotation per
   person, ``v = 2`` for a confident joint, ``0`` otherwise, plus a ``scores`` list.
-* iBUG-68: a 300W ``.pts`` file beside each image (``training.data.pts``), 1-based.
+* iBUG-68: a 300W ``.pts`` file beside each image, written by the reader's own
+  :func:`training.data.pts.write_pts` (1-based).
 
 Every file is written to a temporary name and renamed, so an interrupted run never leaves a
 half-written annotation behind.
@@ -81,13 +82,6 @@ def coco_document(people: Iterable[dict]) -> dict:
         "annotations": annotations,
         "categories": [{"id": 1, "name": "person"}],
     }
-
-
-def write_pts(path: Path, points: np.ndarray) -> None:
-    """A 300W ``.pts`` file (1-based coordinates)."""
-    p = np.asarray(points, np.float64) + 1.0
-    body = "\n".join(f"{x:.3f} {y:.3f}" for x, y in p)
-    atomic_write_text(path, f"version: 1\nn_points: {len(p)}\n{{\n{body}\n}}\n")
 
 
 def write_json(path: Path, data: object) -> None:
