@@ -226,8 +226,8 @@ def test_face_detector_flag(face_model, tmp_path):
                     reason="the bundled demo pose model edge/models/pose.tflite is not built yet")  # fmt: skip
 def test_bundled_pose_model_follows_the_demo_figure():
     """The README's first command: the bundled model on the demo clip finds the figure."""
-    from edge.live import LivePipeline
     from edge.model import LandmarkModel
+    from edge.pipeline import LandmarkPipeline
     from edge.smoothing import OneEuroFilter
     from edge.sources.demo import DemoSource, demo_joints
     from edge.timing import StageTimes
@@ -237,7 +237,7 @@ def test_bundled_pose_model_follows_the_demo_figure():
     meta = model.metadata
     assert meta.skeleton == "mpii16"
     tracker = LandmarkTracker(margin=meta.box_margin, probe_every=4)  # edge.live's default
-    pipeline = LivePipeline(model, tracker=tracker, smoother=OneEuroFilter(min_score=0.3))
+    pipeline = LandmarkPipeline(model, tracker=tracker, smoother=OneEuroFilter(min_score=0.3))
     times = StageTimes()
     source = DemoSource(size=(640, 480))
     hits, tracked = [], []

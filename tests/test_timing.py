@@ -89,9 +89,9 @@ def test_stage_statistics_stay_bounded():
 def test_the_live_loop_keeps_nothing_per_frame(tmp_path):
     """edge.live's loop body, piece by piece, on the bundled bitpacked model and the looping
     demo clip: source, stage timing, tracking, inference, smoothing, overlay, JSONL."""
-    from edge.live import LivePipeline
     from edge.model import LandmarkModel
     from edge.outputs import JsonlOutput, landmark_record
+    from edge.pipeline import LandmarkPipeline
     from edge.smoothing import OneEuroFilter
     from edge.sources.demo import DemoSource
     from edge.timing import RateMeter
@@ -99,7 +99,7 @@ def test_the_live_loop_keeps_nothing_per_frame(tmp_path):
 
     model = LandmarkModel(BUNDLED_POSE, num_threads=1)
     meta = model.metadata
-    pipeline = LivePipeline(model, tracker=LandmarkTracker(margin=meta.box_margin, probe_every=4),
+    pipeline = LandmarkPipeline(model, tracker=LandmarkTracker(margin=meta.box_margin, probe_every=4),
                             smoother=OneEuroFilter(min_score=0.3))  # fmt: skip
     source = DemoSource(size=(320, 240), loop=True)
     times, rate = StageTimes(window=256), RateMeter()

@@ -198,7 +198,7 @@ def test_search_boxes_and_probing():
     body = np.array([[300, 100], [340, 100], [320, 400]], float)
     probes, used = [], []
     for _ in range(8):
-        used.append(tracker.box_for(image))  # the order LivePipeline.process calls them
+        used.append(tracker.box_for(image))  # the order LandmarkPipeline.process calls them
         probes.append(tracker.probe_for(image))
         tracker.update(body, np.ones(3))
     # Lost at first: the search boxes are tried in turn; then a probe every second frame.
