@@ -6,6 +6,10 @@ fresh process that loaded the model and ran it. Each configuration runs in its o
 process, so memory numbers don't leak from one into the next. Then the per-frame work
 around inference at 640x480 (crop, decode, tracking, smoothing, drawing), which should
 stay well under the inference time (target: under 3 ms).
+
+``--profile`` instead shows where the time of a bitpacked (LCE) model goes, per node and per
+op type, in one stock runtime with the native delegate (see ``edge.native.profile``): the
+delegate's ops timed inside the delegate, the runtime's builtin ops by difference.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import platform
 import resource
 import sys
@@ -36,12 +41,12 @@ def _peak_rss_mb() -> float:
 
 def bench_inference(model_path: str, backend: str, threads: int, frames: int, warmup: int) -> dict:
     """Latency of ``predict_heatmaps`` on a real crop (the demo clip), in this process."""
-    from .model import LandmarkModel
+    from .segmentation import open_model
     from .sources.demo import render_demo_frame
     from .transform import full_frame_box, warp_crop
 
     started = time.perf_counter()
-    model = LandmarkModel(model_path, backend=backend, num_threads=threads)
+    model = open_model(model_path, backend=backend, num_threads=threads)  # landmarks or parts
     load_s = time.perf_counter() - started
     image = render_demo_frame(40)
     crop, _ = warp_crop(image, full_frame_box(image.shape[1], image.shape[0]),
@@ -91,8 +96,15 @@ def bench_overhead(model, *, frames: int = 200, size: tuple[int, int] = (640, 48
 
     meta = model.metadata
     source = DemoSource(size=size, loop=True)
-    pipeline = LandmarkPipeline(model, tracker=LandmarkTracker(margin=meta.box_margin),
-                                smoother=OneEuroFilter())  # fmt: skip
+    stages = ("crop", "decode", "tracking", "smoothing", "drawing")
+    if meta.task == "segmentation":  # edge.live's segmentation chain: no smoother
+        from .segmentation import SegmentationPipeline
+
+        pipeline = SegmentationPipeline(model, tracker=LandmarkTracker(margin=meta.box_margin))
+        stages = ("crop", "decode", "tracking", "drawing")
+    else:
+        pipeline = LandmarkPipeline(model, tracker=LandmarkTracker(margin=meta.box_margin),
+                                    smoother=OneEuroFilter())  # fmt: skip
     held: list[np.ndarray] = []
 
     def infer_once(crops: np.ndarray) -> np.ndarray:
@@ -102,7 +114,6 @@ def bench_overhead(model, *, frames: int = 200, size: tuple[int, int] = (640, 48
         return np.repeat(held[0], len(crops), axis=0)
 
     pipeline.infer = infer_once
-    stages = ("crop", "decode", "tracking", "smoothing", "drawing")
     times = StageTimes()
     cpu: list[float] = []  # CPU seconds per frame: immune to other processes on the machine
     warmup = 10
@@ -156,6 +167,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overhead-frames", type=int, default=200,
                    help="frames for the around-inference overhead at 640x480; 0 skips it")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    prof = p.add_argument_group(
+        "per-op profile (bitpacked models)",
+        "--profile times every node of a bitpacked (LCE) model in one stock runtime with the "
+        "binland delegate, using the first --threads value, --frames runs and --warmup: the "
+        "delegate's ops (with the builtin MUL/ADD it fused) timed inside the delegate, the "
+        "runtime's builtin ops (XNNPACK) by difference, as the gaps between the delegate's "
+        "partitions. A gap holding several op types is shown as that mix.",
+    )
+    prof.add_argument("--profile", action="store_true",
+                      help="print the per-node and per-op-type profile instead of the latency "
+                      "table")  # fmt: skip
+    prof.add_argument(
+        "--runtime",
+        choices=("ai_edge_litert", "tflite_runtime"),
+        default=None,
+        help="stock runtime for --profile (default: as the tflite backend picks)",
+    )
+    prof.add_argument("--no-fuse", action="store_true",
+                      help="profile with the delegate's fusion off (each MUL/ADD before a "
+                      "quantize left to the runtime, every quantize run on its own)")  # fmt: skip
+    prof.add_argument("--top", type=int, default=25, help="slowest nodes to list (default 25)")
     return p
 
 
@@ -173,7 +205,7 @@ def _backends(spec: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> dict:
     from .metadata import read_metadata
-    from .model import LandmarkModel
+    from .segmentation import open_model
 
     if args.frames < 1 or args.warmup < 0 or args.overhead_frames < 0:
         raise EdgeError("--frames must be >= 1, --warmup and --overhead-frames >= 0")
@@ -200,8 +232,26 @@ def run(args: argparse.Namespace) -> dict:
                                   args.warmup).result()  # fmt: skip
             report["inference"].append(row)
     if args.overhead_frames:
-        model = LandmarkModel(path, backend=backends[0], num_threads=1)
+        model = open_model(path, backend=backends[0], num_threads=1)
         report["overhead"] = bench_overhead(model, frames=args.overhead_frames)
+    return report
+
+
+def run_profile(args: argparse.Namespace) -> dict:
+    from .backends.base import is_bitpacked
+    from .metadata import model_bytes
+    from .native.profile import profile_model
+
+    if args.frames < 1 or args.warmup < 0:
+        raise EdgeError("--frames must be >= 1 and --warmup >= 0")
+    path = resolve_model(args.model)
+    if not is_bitpacked(model_bytes(path)):
+        raise EdgeError(f"--profile needs a bitpacked (LCE) model; {path} has no Lce ops")
+    report = profile_model(path, runtime=args.runtime, threads=args.threads[0],
+                           runs=args.frames, warmup=args.warmup,
+                           options={"fuse": "0"} if args.no_fuse else None)  # fmt: skip
+    report["machine"] = f"{platform.machine()}, {platform.python_version()}"
+    report["load_average"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     return report
 
 
@@ -242,6 +292,16 @@ def main(argv: list[str] | None = None) -> int:
     quiet_opencv()
 
     def body() -> None:
+        if args.profile:
+            from .native.profile import format_profile
+
+            report = run_profile(args)
+            load = report["load_average"]
+            text = format_profile(report, top=args.top) + (
+                f"\nload average {load[0]:.1f}: builtin times are gaps on a shared CPU"
+                if load else "")  # fmt: skip
+            print(json.dumps(report, indent=2) if args.json else text)
+            return
         report = run(args)
         print(json.dumps(report, indent=2) if args.json else format_table(report))
 

@@ -8,20 +8,39 @@ Usage: python tests/native_runner.py JOB.json RESULT.npz (a helper script, not a
 JOB.json: {"runtime": "tflite_runtime" | "ai_edge_litert", "library": PATH,
            "cases": [{"key": STR, "model": PATH, "inputs": NPZ, "options": {...},
                       "num_threads": INT, "repeat": INT}]}
-RESULT.npz: "<key>/<i>" -> output i; "<key>/error" -> the exception text, if one was raised.
+RESULT.npz: "<key>/<i>" -> output i; "<key>/error" -> the exception text, if one was raised;
+            "<key>/profile" -> the delegate's profile JSON when the case sets "profile": true
+            (which kernel it selected, each op with its fused nodes and call counts).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import sys
 
 import numpy as np
 
 
-def run_case(runtime, library: str, case: dict) -> list[np.ndarray]:
+def delegate_profile(delegate) -> str:
+    """binland_profile_json of the library instance the runtime loaded (no edge import: the
+    emulated Pi runs this script without the package)."""
+    lib = delegate._library
+    lib.binland_profile_json.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.binland_profile_json.restype = ctypes.c_long
+    pointer = ctypes.c_void_p(delegate._get_native_delegate_pointer())
+    size = lib.binland_profile_json(pointer, None, 0)
+    buf = ctypes.create_string_buffer(size + 1)
+    lib.binland_profile_json(pointer, buf, size + 1)
+    return buf.value.decode()
+
+
+def run_case(runtime, library: str, case: dict, extras: dict) -> list[np.ndarray]:
     interpreter_cls, load_delegate = runtime
-    delegate = load_delegate(library, case.get("options", {}))
+    options = dict(case.get("options", {}))
+    if case.get("profile"):
+        options["profile"] = "1"
+    delegate = load_delegate(library, options)
     with open(case["model"], "rb") as f:
         content = f.read()
     interpreter = interpreter_cls(
@@ -45,6 +64,8 @@ def run_case(runtime, library: str, case: dict) -> list[np.ndarray]:
                 if not np.array_equal(a, b):
                     raise AssertionError("a repeated invoke changed the output")
         outputs = current
+    if case.get("profile"):
+        extras["profile"] = delegate_profile(delegate)
     return outputs
 
 
@@ -58,9 +79,13 @@ def main(argv: list[str]) -> int:
         from ai_edge_litert.interpreter import Interpreter, load_delegate
     results: dict[str, np.ndarray] = {}
     for case in job["cases"]:
+        extras: dict[str, str] = {}
         try:
-            for i, out in enumerate(run_case((Interpreter, load_delegate), job["library"], case)):
+            outputs = run_case((Interpreter, load_delegate), job["library"], case, extras)
+            for i, out in enumerate(outputs):
                 results[f"{case['key']}/{i}"] = out
+            for name, text in extras.items():
+                results[f"{case['key']}/{name}"] = np.array(text)
         except Exception as exc:  # the tests assert on the message
             results[f"{case['key']}/error"] = np.array(f"{type(exc).__name__}: {exc}")
     np.savez(result_path, **results)

@@ -428,6 +428,10 @@ def test_bad_models_and_options_raise_python_errors(workspace):
         }
     )
     cases.append(
+        {"key": "badfuse", "model": str(good_path), "inputs": str(good_data),
+         "options": {"fuse": "yes"}}
+    )  # fmt: skip
+    cases.append(
         {
             "key": "badsimd",
             "model": str(good_path),
@@ -443,6 +447,7 @@ def test_bad_models_and_options_raise_python_errors(workspace):
         "unknownop": "LceBconvFancy",
         "badoption": "",  # load_delegate's own ValueError; our message goes to stderr
         "badsimd": "",
+        "badfuse": "",
     }
     for runtime in RUNTIMES:
         results = workspace.run(runtime, cases)
@@ -462,13 +467,256 @@ def test_cross_build_for_aarch64(tmp_path):
     assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64
 
 
-def _hourglass_case(workspace, *, size: int, features: int, depth: int, name: str):
+def fusion_suite() -> tf.keras.Model:
+    """What the delegate fuses: the builtin MUL/ADD (a folded BatchNorm) before an
+    LceQuantize, and the quantize of a binary conv's float output done in that conv's
+    epilogue, in the shapes a trained hourglass has them."""
+    a = tf.keras.Input((10, 10, 40))  # BN (MUL + ADD) -> bconv straight from the graph input
+    b = tf.keras.Input((9, 11, 64))  # an HPM block: bconvs feeding BN -> bconv and a concat
+    c = tf.keras.Input((8, 8, 32))  # one BN read by a bconv, a concat and the graph output
+    d = tf.keras.Input((7, 7, 35))  # an identity BN (a scalar MUL) and a lone ADD of a constant
+    ya = _bn()(_bconv(24, 3)(_bn()(a)))
+    y1 = _bconv(32, 3)(_bn()(b))
+    y2 = _bconv(16, 3)(_bn()(y1))
+    y3 = _bconv(16, 3)(_bn()(y2))
+    yb = tf.keras.layers.Add()([tf.keras.layers.Concatenate()([y1, y2, y3]), _bn()(b)])
+    tc = _bn()(c)
+    yc = tf.keras.layers.Concatenate()([_bconv(32, 3)(tc), tc])
+    yd1 = _bconv(16, 3)(tf.keras.layers.BatchNormalization(name="identity_bn")(d))
+    shift = np.linspace(-1.0, 1.0, 35).astype(np.float32)
+    yd2 = _bconv(16, 3)(tf.keras.layers.Lambda(lambda t: t + shift)(d))
+    model = tf.keras.Model([a, b, c, d], [ya, yb, yc, yd1, yd2, tc])
+    _randomise_kernels(model, seed=16)
+    _randomise_batchnorm(model, seed=17)
+    model.get_layer("identity_bn").set_weights(
+        [np.ones(35), np.zeros(35), np.zeros(35), np.ones(35)]
+    )
+    return model
+
+
+@pytest.fixture(scope="module")
+def fusion(workspace):
+    content = lce.convert_keras_model(fusion_suite())
+    inputs = random_inputs(content, seed=18)
+    reference = lce_outputs(content, inputs)
+    path, data = workspace.add_model("fusion", content, inputs)
+    case = {"model": str(path), "inputs": str(data), "num_threads": 2, "repeat": 2,
+            "profile": True}  # fmt: skip
+    return content, reference, case
+
+
+def _fusions(profile: dict) -> dict[str, int]:
+    """How many ops of each fused form the delegate ran, from its profile JSON."""
+    counts: dict[str, int] = {}
+    for part in profile["partitions"]:
+        for op in part["ops"]:
+            if op["absorbed"]:
+                continue
+            label = "+".join([op["op"]] + [f[0] for f in op["fused"]])
+            label += " (in place)" if op["in_place"] else ""
+            counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_fused_ops_match_lce_and_the_unfused_delegate(fusion, workspace, library, runtime):
+    content, reference, case = fusion
+    assert {"LceQuantize", "LceBconv2d", "builtin"} <= set(op_names(content))
+    cases = [dict(case, key="fused"), dict(case, key="unfused", options={"fuse": "0"})]
+    cases += [dict(case, key=f"fused-{path}", options={"simd": path}, profile=False)
+              for path in native.simd_paths_available(library)]  # fmt: skip
+    cases += [dict(case, key=f"fused-threads-{n}", num_threads=n) for n in (1, 3)]
+    results = workspace.run(runtime, cases)
+    unfused = outputs_of(results, "unfused", len(reference))
+    for c in cases:
+        ours = outputs_of(results, c["key"], len(reference))
+        for i, (o, u, r) in enumerate(zip(ours, unfused, reference, strict=True)):
+            assert_matches(o, r, f"{runtime} {c['key']}: output {i} {r.shape}")
+            np.testing.assert_array_equal(o, u, err_msg=f"{runtime} {c['key']} vs unfused: {i}")
+    fused = json.loads(str(results["fused/profile"]))
+    assert fused["fuse"] == 1 and fused["kernel"] == native.simd_path(library)
+    forms = _fusions(fused)
+    # MUL+ADD (BatchNorm), a lone MUL (identity BN) and a lone ADD before a quantize, and
+    # quantizes done in a bconv's epilogue, all ran.
+    assert forms.get("LceQuantize+MUL+ADD", 0) >= 1, forms
+    assert forms.get("LceQuantize+MUL", 0) + forms.get("LceBconv2d+MUL+LceQuantize", 0) >= 1, forms
+    assert forms.get("LceQuantize+ADD", 0) >= 1, forms
+    assert forms.get("LceBconv2d+MUL+ADD+LceQuantize+into", 0) >= 2, forms
+    # The HPM block's concat written in place by its three convs (with the skip ADD when the
+    # runtime's partitioning puts that ADD in the same partition, else the ADD on its own);
+    # the concat with an input that is no conv's is copied.
+    in_place = [k for k in forms if k.startswith("CONCATENATION") and k.endswith("(in place)")]
+    assert len(in_place) == 1, forms
+    assert forms.get("CONCATENATION", 0) == 1, forms
+    assert in_place[0] == "CONCATENATION+ADD (in place)" or forms.get("ADD") == 1, forms
+    assert _fusions(json.loads(str(results["unfused/profile"]))) == {
+        "LceQuantize": 7, "LceBconv2d": 7}  # fmt: skip
+
+
+def graph_ops(content: bytes) -> list[tuple[str, list[int], list[int]]]:
+    """(name, inputs, outputs) of every node in plan order; builtins by their operator name."""
+    model = schema.Model.GetRootAs(content, 0)
+    graph = model.Subgraphs(0)
+    builtin = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ops = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        name = code.CustomCode().decode() if code.CustomCode() else builtin[code.BuiltinCode()]
+        ops.append((name, list(op.InputsAsNumpy()), list(op.OutputsAsNumpy())))
+    return ops
+
+
+def _hpm(x, skip_input=None):
+    """An HPM block whose skip is a binary 1x1 conv (training's binary_skip wiring): three
+    chained BN -> bconvs, their concat, plus the skip conv of skip_input (default: x's BN)."""
+    t = _bn()(x)
+    y1 = _bconv(32, 3)(t)
+    y2 = _bconv(16, 3)(_bn()(y1))
+    y3 = _bconv(16, 3)(_bn()(y2))
+    skip = _bconv(64, 1)(t if skip_input is None else skip_input)
+    return tf.keras.layers.Add()([tf.keras.layers.Concatenate()([y1, y2, y3]), skip])
+
+
+def shared_bits_suite() -> tf.keras.Model:
+    """One bitpacked tensor read by two LceBconv2d nodes, as the binary_skip wiring has it."""
+    a = tf.keras.Input((9, 9, 40))  # a bconv's bitpacked output (its BN folded into the
+    ya = _hpm(_bconv(48, 3)(_bn()(a)))  # thresholds) read by the block's conv1 and its skip
+    b = tf.keras.Input((8, 8, 40))  # one LceQuantize (with its MUL/ADD) read by two bconvs
+    tb = _bn()(b)
+    yb1, yb2 = _bconv(32, 3)(tb), _bconv(64, 1)(tb)
+    c = tf.keras.Input((9, 9, 48))  # the skip with its own BN: its own quantize, as in a
+    yc = _hpm(c, skip_input=_bn()(c))  # trained hourglass
+    model = tf.keras.Model([a, b, c], [ya, yb1, yb2, yc])
+    _randomise_kernels(model, seed=22)
+    _randomise_batchnorm(model, seed=23)
+    return model
+
+
+def _late_skips(content: bytes) -> list[int]:
+    """The ADDs of a concat and of a binary conv that the plan runs after that concat."""
+    ops = graph_ops(content)
+    at = {outs[0]: i for i, (_, _, outs) in enumerate(ops)}
+    late = []
+    for i, (name, inputs, _) in enumerate(ops):
+        kinds = {ops[at[t]][0]: at[t] for t in inputs if t in at}
+        if name == "ADD" and kinds.get("LceBconv2d", -1) > kinds.get("CONCATENATION", i):
+            late.append(i)
+    return late
+
+
+def skip_after_concat(content: bytes) -> bytes:
+    """Moves each binary conv that only a concat's ADD reads to just before that ADD, after
+    the concat: the order LCE's converter gives an HPM block's binary skip (often, not
+    always: its order follows layer names), still a valid plan."""
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(content, 0))
+    operators = model.subgraphs[0].operators
+    ops = graph_ops(content)
+    at = {outs[0]: i for i, (_, _, outs) in enumerate(ops)}
+    readers: dict[int, int] = {}
+    for _, inputs, _ in ops:
+        for t in inputs:
+            readers[t] = readers.get(t, 0) + 1
+    order = list(range(len(ops)))
+    for i, (name, inputs, _) in enumerate(ops):
+        sources = {ops[at[t]][0]: t for t in inputs if t in at}
+        if name != "ADD" or not {"CONCATENATION", "LceBconv2d"} <= set(sources):
+            continue
+        conv = at[sources["LceBconv2d"]]
+        if readers[sources["LceBconv2d"]] == 1 and conv < at[sources["CONCATENATION"]]:
+            order.remove(conv)
+            order.insert(order.index(i), conv)
+    model.subgraphs[0].operators = [operators[i] for i in order]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+@pytest.fixture(scope="module")
+def shared_bits(workspace):
+    content = skip_after_concat(lce.convert_keras_model(shared_bits_suite()))
+    ops = graph_ops(content)
+    bconv_readers: dict[int, int] = {}
+    for name, inputs, _ in ops:
+        if name == "LceBconv2d":
+            bconv_readers[inputs[0]] = bconv_readers.get(inputs[0], 0) + 1
+    writers = {out: name for name, _, outs in ops for out in outs}
+    # A bconv's and a quantize's bitpacked output, each read by two bconvs; both HPM blocks'
+    # skip convs after their concat.
+    shared = {writers.get(t) for t, n in bconv_readers.items() if n == 2}
+    assert shared == {"LceBconv2d", "LceQuantize"}, shared
+    assert len(_late_skips(content)) == 2, ops
+    inputs = random_inputs(content, seed=24)
+    reference = lce_outputs(content, inputs)
+    path, data = workspace.add_model("shared-bits", content, inputs)
+    case = {"model": str(path), "inputs": str(data), "num_threads": 2, "repeat": 2,
+            "profile": True}  # fmt: skip
+    return reference, case
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_bitpacked_tensor_read_by_two_binary_convs(shared_bits, workspace, runtime):
+    """With an HPM block's binary skip conv after the block's concat, the fused concat + skip
+    ADD must run after that conv (it once ran at the concat's place and read a skip not yet
+    computed: garbage, different on each invoke); the conv then runs first, so the block's
+    convs still write the summed output in place. Fused, unfused and LCE agree bit for bit."""
+    reference, case = shared_bits
+    cases = [dict(case, key="fused"), dict(case, key="unfused", options={"fuse": "0"})]
+    cases += [dict(case, key=f"fused-threads-{n}", num_threads=n) for n in (1, 3)]
+    results = workspace.run(runtime, cases)
+    unfused = outputs_of(results, "unfused", len(reference))
+    for c in cases:
+        ours = outputs_of(results, c["key"], len(reference))
+        for i, (o, u, r) in enumerate(zip(ours, unfused, reference, strict=True)):
+            assert_matches(o, r, f"{runtime} {c['key']}: output {i} {r.shape}")
+            np.testing.assert_array_equal(o, r, err_msg=f"{runtime} {c['key']} vs LCE: {i}")
+            np.testing.assert_array_equal(o, u, err_msg=f"{runtime} {c['key']} vs unfused: {i}")
+    forms = _fusions(json.loads(str(results["fused/profile"])))
+    assert forms.get("CONCATENATION+ADD (in place)", 0) == 2, forms
+
+
+def test_bench_profile_times_every_node_once(workspace, fusion, tmp_path):
+    """python -m edge.bench --profile: each node of the model in exactly one row, as JSON."""
+    _, _, case = fusion
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.bench", "--profile", "--model", case["model"], "--json",
+         "--frames", "2", "--warmup", "1", "--threads", "2", "--runtime", "tflite_runtime"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    content = Path(case["model"]).read_bytes()
+    nodes = [n for row in report["nodes"] for n in row["nodes"]]
+    assert sorted(nodes) == list(range(len(op_names(content))))
+    assert report["kernel"] == native.simd_path() and report["fuse"] is True
+    timed = {row["timed"] for row in report["nodes"]}
+    assert timed == {"delegate", "by difference"}
+    assert {"mean_ms", "delegate_ms", "builtin_ms"} <= set(report["total"])
+    table = subprocess.run(
+        [sys.executable, "-m", "edge.bench", "--profile", "--model", case["model"], "--frames",
+         "1", "--warmup", "0", "--threads", "1", "--no-fuse"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr[-2000:]
+    assert "fusion off" in table.stdout and "by difference" in table.stdout
+    float_only = tmp_path / "float.tflite"
+    float_only.write_bytes(b"not a model")
+    bad = subprocess.run(
+        [sys.executable, "-m", "edge.bench", "--profile", "--model", str(float_only)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+
+
+def _hourglass_case(workspace, *, size: int, features: int, depth: int, name: str,
+                    trained_bn: bool = True):  # fmt: skip
     from training.models import build_hourglass
 
     model = build_hourglass(
         num_stacks=1, depth=depth, features=features, input_size=size, binary=True
     )
-    _randomise_batchnorm(model, seed=20)
+    if trained_bn:
+        _randomise_batchnorm(model, seed=20)
     content = lce.convert_keras_model(model)
     inputs = random_inputs(content, seed=21)
     reference = lce_outputs(content, inputs)
@@ -480,15 +728,24 @@ def _hourglass_case(workspace, *, size: int, features: int, depth: int, name: st
     )
 
 
-def test_small_hourglass_matches_lce(workspace):
+@pytest.mark.parametrize("trained_bn", [True, False], ids=["trained-bn", "fresh-bn"])
+def test_small_hourglass_matches_lce(workspace, trained_bn):
+    """Fresh BatchNorms are what benchmarks/kernels.py times: the converter merges the identical
+    ones, so one MUL feeds a quantize and a float skip conv (fused, and stored for the conv)."""
+    name = f"hg-small-{'trained' if trained_bn else 'fresh'}"
     content, reference, case = _hourglass_case(
-        workspace, size=64, features=64, depth=2, name="hg-small"
+        workspace, size=64, features=64, depth=2, name=name, trained_bn=trained_bn
     )
     assert "LceBconv2d" in op_names(content)
     for runtime in RUNTIMES:
-        ours = outputs_of(workspace.run(runtime, [case]), case["key"], len(reference))
+        results = workspace.run(runtime, [dict(case, profile=True)])
+        ours = outputs_of(results, case["key"], len(reference))
         for o, r in zip(ours, reference, strict=True):
             assert_matches(o, r, f"{runtime}: small hourglass")
+        forms = _fusions(json.loads(str(results[f"{case['key']}/profile"])))
+        # Every block's concat is written in place by its binary convs.
+        assert sum(n for k, n in forms.items() if k.endswith("(in place)")) >= 3, forms
+        assert any("LceQuantize+into" in k for k in forms), forms
 
 
 @pytest.mark.slow
@@ -504,13 +761,14 @@ def test_paper_hourglass_matches_lce(workspace):
 
 
 @pytest.mark.pi
-def test_layers_on_emulated_raspberry_pi(layers, workspace, tmp_path):
+def test_layers_on_emulated_raspberry_pi(layers, fusion, workspace, tmp_path):
     """The aarch64 build (NEON and portable kernels) in the aarch64 tflite-runtime under qemu
-    (Cortex-A72) gives LCE's x86 outputs."""
+    (Cortex-A72) gives LCE's x86 outputs, fused ops included, and selects NEON by itself."""
     import pi as pi_lane
 
     pi = pi_lane.session_pi()
     _, reference, _ = layers
+    _, fusion_reference, fusion_case = fusion
     library = native.build(tmp_path, cc=pi_lane.CROSS_CC)
     case = {
         "model": str(workspace.root / "layers.tflite"),
@@ -518,9 +776,14 @@ def test_layers_on_emulated_raspberry_pi(layers, workspace, tmp_path):
         "num_threads": 2,
     }
     cases = [dict(case, key=f"arm-{simd}", options={"simd": simd}) for simd in ("neon", "portable")]
+    # No simd option: the delegate picks its kernel itself, and says which in its profile.
+    cases.append(dict(case, key="arm-default", profile=True))
+    fused = [dict(fusion_case, key="arm-fusion", repeat=1)]
+    fused += [dict(fusion_case, key="arm-fusion-portable", options={"simd": "portable"}, repeat=1)]
+    fused += [dict(fusion_case, key="arm-unfused", options={"fuse": "0"}, repeat=1)]
     job, result = tmp_path / "job.json", tmp_path / "result.npz"
     job.write_text(
-        json.dumps({"runtime": "tflite_runtime", "library": str(library), "cases": cases})
+        json.dumps({"runtime": "tflite_runtime", "library": str(library), "cases": cases + fused})
     )
     proc = pi.run([str(RUNNER), str(job), str(result)], pythonpath=[pi.site], timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -530,6 +793,20 @@ def test_layers_on_emulated_raspberry_pi(layers, workspace, tmp_path):
         ours = outputs_of(results, c["key"], len(reference))
         for i, (o, r) in enumerate(zip(ours, reference, strict=True)):
             assert_matches(o, r, f"{c['key']}: output {i}")
+    profile = json.loads(str(results["arm-default/profile"]))
+    assert profile["kernel"] == "neon", profile["kernel"]
+    bconvs = [
+        op for part in profile["partitions"] for op in part["ops"] if op["op"] == "LceBconv2d"
+    ]
+    assert bconvs and all(op["calls"] == 1 for op in bconvs)
+    unfused = outputs_of(results, "arm-unfused", len(fusion_reference))
+    for c in fused:
+        ours = outputs_of(results, c["key"], len(fusion_reference))
+        for i, (o, u, r) in enumerate(zip(ours, unfused, fusion_reference, strict=True)):
+            assert_matches(o, r, f"{c['key']}: output {i}")
+            np.testing.assert_array_equal(o, u, err_msg=f"{c['key']} vs unfused: output {i}")
+    forms = _fusions(json.loads(str(results["arm-fusion/profile"])))
+    assert any(k.endswith("(in place)") for k in forms) and "LceQuantize+MUL+ADD" in forms, forms
 
 
 def test_command_line_builds_and_reports_errors_in_one_line(tmp_path):

@@ -212,17 +212,40 @@ static void kernel_neon(const uint32_t* a, size_t lda, const uint32_t* b, int k,
 }
 #endif
 
-/* --------------------------------------------------------------- dispatch */
+/* ------------------------------------------------------------ row packing */
 
-static const bgemm_impl impl_portable = {"portable", PORTABLE_MR, PORTABLE_NR, kernel_portable, pack_portable};
+/* One call per row instead of one per word: the word packer inlines. */
+#define DEFINE_PACK_ROW(name, pack, attr)                                  \
+  attr static void name(const float* in, int channels, uint32_t* out) {  \
+    int c0 = 0;                                                          \
+    for (; c0 + 32 <= channels; c0 += 32) *out++ = pack(in + c0, 32);     \
+    if (c0 < channels) *out = pack(in + c0, channels - c0);              \
+  }
+
+DEFINE_PACK_ROW(pack_row_portable, pack_portable, )
 #ifdef BINLAND_X86
-static const bgemm_impl impl_popcnt = {"popcnt", PORTABLE_MR, PORTABLE_NR, kernel_popcnt, pack_portable};
-static const bgemm_impl impl_avx2 = {"avx2", AVX2_MR, AVX2_NR, kernel_avx2, pack_avx2};
-static const bgemm_impl impl_avx512 = {"avx512-vpopcntdq", AVX512_MR, AVX512_NR, kernel_avx512,
-                                      pack_avx512};
+DEFINE_PACK_ROW(pack_row_avx2, pack_avx2, __attribute__((target("avx2"))))
+DEFINE_PACK_ROW(pack_row_avx512, pack_avx512, __attribute__((target("avx512f"))))
 #endif
 #if defined(__aarch64__)
-static const bgemm_impl impl_neon = {"neon", NEON_MR, NEON_NR, kernel_neon, pack_neon};
+DEFINE_PACK_ROW(pack_row_neon, pack_neon, )
+#endif
+
+/* --------------------------------------------------------------- dispatch */
+
+static const bgemm_impl impl_portable = {"portable", PORTABLE_MR, PORTABLE_NR, kernel_portable,
+                                         pack_portable, pack_row_portable};
+#ifdef BINLAND_X86
+static const bgemm_impl impl_popcnt = {"popcnt", PORTABLE_MR, PORTABLE_NR, kernel_popcnt,
+                                       pack_portable, pack_row_portable};
+static const bgemm_impl impl_avx2 = {"avx2", AVX2_MR, AVX2_NR, kernel_avx2, pack_avx2,
+                                     pack_row_avx2};
+static const bgemm_impl impl_avx512 = {"avx512-vpopcntdq", AVX512_MR, AVX512_NR, kernel_avx512,
+                                       pack_avx512, pack_row_avx512};
+#endif
+#if defined(__aarch64__)
+static const bgemm_impl impl_neon = {"neon", NEON_MR, NEON_NR, kernel_neon, pack_neon,
+                                     pack_row_neon};
 #endif
 
 static int list_candidates(const bgemm_impl** out) {

@@ -21,12 +21,16 @@ typedef void (*bgemm_kernel_fn)(const uint32_t* a, size_t lda, const uint32_t* b
  * as LCE's x86 and aarch64 kernels do); bits from n up are 0. */
 typedef uint32_t (*pack_floats_fn)(const float* in, int n);
 
+/* Bitpacks a row of `channels` floats into ceil(channels/32) words. */
+typedef void (*pack_row_fn)(const float* in, int channels, uint32_t* out);
+
 typedef struct {
   const char* name; /* "avx512-vpopcntdq", "avx2", "neon", "popcnt", "portable" */
   int mr;           /* rows (pixels) per call */
   int nr;           /* lanes (output channels) per call */
   bgemm_kernel_fn kernel;
   pack_floats_fn pack;
+  pack_row_fn pack_row;
 } bgemm_impl;
 
 /* The kernel named `wanted` if this CPU runs it (NULL if it does not), or the

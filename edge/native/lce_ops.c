@@ -104,14 +104,91 @@ static int read_padding(lce_op* op, const uint8_t* buf, size_t len, char* err, s
   return fail(err, err_len, "%s (node %d): unsupported padding value", op->name, op->node_index);
 }
 
-int lce_op_init(lce_op* op, const char* custom_name, int node_index, const TfLiteNode* node,
-                const bgemm_impl* gemm, char* err, size_t err_len) {
+static void op_reset(lce_op* op, const char* name, int node_index, const bgemm_impl* gemm) {
   memset(op, 0, sizeof(*op));
-  snprintf(op->name, sizeof(op->name), "%s", custom_name);
+  snprintf(op->name, sizeof(op->name), "%s", name);
   op->node_index = node_index;
   op->gemm = gemm;
   op->output = -1;
   for (int i = 0; i < 5; ++i) op->inputs[i] = kTfLiteOptionalTensor;
+  op->pre_mul = op->pre_add = op->pre_mul_out = op->pre_add_out = -1;
+  op->pre_mul_node = op->pre_add_node = -1;
+  op->add_other = op->add_node = op->cat_out = -1;
+}
+
+int lce_op_init_concat(lce_op* op, int node_index, const TfLiteNode* node, const bgemm_impl* gemm,
+                       char* err, size_t err_len) {
+  op_reset(op, "CONCATENATION", node_index, gemm);
+  op->kind = OP_CONCAT;
+  if (!node->inputs || !node->outputs || node->inputs->size < 1 ||
+      node->inputs->size > CONCAT_MAX_INPUTS || node->outputs->size != 1 || !node->builtin_data) {
+    return fail(err, err_len, "CONCATENATION (node %d): expected 1 to %d inputs, 1 output and "
+                "options", node_index, CONCAT_MAX_INPUTS);
+  }
+  /* TfLiteConcatenationParams: axis, then the fused activation. */
+  const int* params = (const int*)node->builtin_data;
+  if (params[1] != kTfLiteActNone) {
+    return fail(err, err_len, "CONCATENATION (node %d): a fused activation is not supported",
+                node_index);
+  }
+  op->axis = params[0];
+  op->cat_n = node->inputs->size;
+  for (int i = 0; i < op->cat_n; ++i) op->cat_in[i] = node->inputs->data[i];
+  op->inputs[0] = op->cat_in[0];
+  op->num_inputs = 1;
+  op->output = node->outputs->data[0];
+  return 0;
+}
+
+int lce_op_init_add(lce_op* op, int node_index, const TfLiteNode* node, const bgemm_impl* gemm,
+                    char* err, size_t err_len) {
+  op_reset(op, "ADD", node_index, gemm);
+  op->kind = OP_CONCAT;
+  if (!node->inputs || node->inputs->size != 2 || !node->outputs || node->outputs->size != 1) {
+    return fail(err, err_len, "ADD (node %d): expected 2 inputs and 1 output", node_index);
+  }
+  op->axis = -1;
+  op->cat_n = 1;
+  op->cat_in[0] = node->inputs->data[0];
+  op->inputs[0] = op->cat_in[0];
+  op->num_inputs = 1;
+  op->add_other = node->inputs->data[1];
+  op->add_node = node_index;
+  op->output = node->outputs->data[0];
+  return 0;
+}
+
+int lce_op_fuse_add(lce_op* op, int node_index, int other, int output, int store_concat,
+                    char* err, size_t err_len) {
+  if (op->kind != OP_CONCAT || op->add_other >= 0) {
+    return fail(err, err_len, "ADD (node %d) cannot be fused into node %d", node_index,
+                op->node_index);
+  }
+  op->add_other = other;
+  op->add_node = node_index;
+  op->cat_out = store_concat ? op->output : -1;
+  op->output = output;
+  return 0;
+}
+
+int lce_op_write_into(lce_op* bconv, lce_op* concat, int slot) {
+  if (bconv->kind != OP_BCONV2D || concat->kind != OP_CONCAT || bconv->into || concat->cat_out >= 0 ||
+      bconv->out_type != kTfLiteFloat32 || slot < 0 || slot >= concat->cat_n ||
+      bconv->output != concat->cat_in[slot] || bconv->out_c != concat->cat_channels[slot] ||
+      (long)concat->rows != (long)bconv->batch * bconv->out_h * bconv->out_w) {
+    return 0;
+  }
+  int offset = 0;
+  for (int i = 0; i < slot; ++i) offset += concat->cat_channels[i];
+  bconv->into = concat;
+  bconv->into_offset = offset;
+  bconv->write_own = 1;
+  return 1;
+}
+
+int lce_op_init(lce_op* op, const char* custom_name, int node_index, const TfLiteNode* node,
+                const bgemm_impl* gemm, char* err, size_t err_len) {
+  op_reset(op, custom_name, node_index, gemm);
 
   if (!strcmp(custom_name, "LceQuantize")) {
     op->kind = OP_QUANTIZE;
@@ -184,6 +261,40 @@ int lce_op_init(lce_op* op, const char* custom_name, int node_index, const TfLit
     }
   }
   return 0;
+}
+
+int lce_op_fuse_pre(lce_op* op, int which, int node_index, int input, int constant,
+                    int store_output, char* err, size_t err_len) {
+  if (op->kind != OP_QUANTIZE) {
+    return fail(err, err_len, "%s (node %d): only LceQuantize can absorb a MUL or ADD", op->name,
+                op->node_index);
+  }
+  /* The chain is MUL -> ADD -> LceQuantize, fused from the quantize backwards. */
+  if (which == PRE_ADD && (op->pre_add >= 0 || op->pre_mul >= 0)) {
+    return fail(err, err_len, "%s (node %d): ADD node %d cannot be fused here", op->name,
+                op->node_index, node_index);
+  }
+  if (which == PRE_MUL && op->pre_mul >= 0) {
+    return fail(err, err_len, "%s (node %d): MUL node %d cannot be fused here", op->name,
+                op->node_index, node_index);
+  }
+  const int out = op->inputs[0];
+  if (which == PRE_MUL) {
+    op->pre_mul = constant;
+    op->pre_mul_node = node_index;
+    op->pre_mul_out = store_output ? out : -1;
+  } else {
+    op->pre_add = constant;
+    op->pre_add_node = node_index;
+    op->pre_add_out = store_output ? out : -1;
+  }
+  op->inputs[0] = input;
+  return 0;
+}
+
+void lce_op_set_pre_outputs(lce_op* op, void* mul_out, void* add_out) {
+  op->pre_mul_data = mul_out;
+  op->pre_add_data = add_out;
 }
 
 /* --------------------------------------------------------------- prepare */
@@ -260,6 +371,53 @@ static int prepare_quantize(lce_op* op, const TfLiteTensor* in, const TfLiteTens
   op->rows = op->channels > 0 ? (int)(element_count(in->dims) / (size_t)op->channels) : 0;
   op->in_zero_point = in->params.zero_point;
   return 0;
+}
+
+/* A fused MUL / ADD operand: a float32 constant, a scalar or one value per channel. */
+static int prepare_pre_constant(lce_op* op, const TfLiteContext* context, const TfLiteTensor* in,
+                                int tensor, int node, const char* what, int* len, char* err,
+                                size_t err_len) {
+  if (tensor < 0) {
+    *len = 0;
+    return 0;
+  }
+  const TfLiteTensor* c = tensor_at(context, tensor);
+  if (in->type != kTfLiteFloat32) {
+    return fail(err, err_len, "%s (node %d): a fused %s (node %d) needs a float32 input",
+                op->name, op->node_index, what, node);
+  }
+  if (!c || c->type != kTfLiteFloat32 || !c->data || !c->dims) {
+    return fail(err, err_len, "%s (node %d): the fused %s (node %d) needs a float32 constant",
+                op->name, op->node_index, what, node);
+  }
+  const size_t n = element_count(c->dims);
+  int ok = n == 1 || (n == (size_t)op->channels && c->dims->size >= 1 &&
+                      c->dims->data[c->dims->size - 1] == op->channels);
+  if (!ok) {
+    return fail(err, err_len,
+                "%s (node %d): the fused %s (node %d) constant must be a scalar or one value "
+                "per channel (%d)",
+                op->name, op->node_index, what, node, op->channels);
+  }
+  *len = (int)n;
+  if (!strcmp(what, "MUL")) {
+    op->pre_mul_values = (const float*)c->data;
+  } else {
+    op->pre_add_values = (const float*)c->data;
+  }
+  return 0;
+}
+
+int lce_op_absorb(lce_op* bconv, lce_op* q) {
+  if (bconv->kind != OP_BCONV2D || q->kind != OP_QUANTIZE || bconv->then_quantize || q->absorbed ||
+      bconv->out_type != kTfLiteFloat32 || q->in_type != kTfLiteFloat32 ||
+      q->inputs[0] != bconv->output || q->channels != bconv->out_c ||
+      (long)q->rows != (long)bconv->batch * bconv->out_h * bconv->out_w) {
+    return 0;
+  }
+  bconv->then_quantize = q;
+  q->absorbed = 1;
+  return 1;
 }
 
 static int prepare_dequantize(lce_op* op, const TfLiteTensor* in, const TfLiteTensor* out,
@@ -422,6 +580,43 @@ static int prepare_bconv(lce_op* op, const TfLiteContext* context, const TfLiteT
   return check_output_dims(op, out, 4, expected, err, err_len);
 }
 
+static int prepare_concat(lce_op* op, const TfLiteContext* context, const TfLiteTensor* out,
+                          char* err, size_t err_len) {
+  const int n = out->dims->size;
+  if (out->type != kTfLiteFloat32 || n < 1 || (op->axis != n - 1 && op->axis != -1)) {
+    return fail(err, err_len, "CONCATENATION (node %d): only float32 along the last axis is "
+                "supported", op->node_index);
+  }
+  op->channels = out->dims->data[n - 1];
+  op->rows = op->channels > 0 ? (int)(element_count(out->dims) / (size_t)op->channels) : 0;
+  int total = 0;
+  for (int i = 0; i < op->cat_n; ++i) {
+    const TfLiteTensor* in = tensor_at(context, op->cat_in[i]);
+    int ok = in && in->type == kTfLiteFloat32 && in->dims && in->dims->size == n;
+    for (int d = 0; ok && d < n - 1; ++d) ok = in->dims->data[d] == out->dims->data[d];
+    if (!ok) {
+      return fail(err, err_len, "CONCATENATION (node %d): input %d does not match the output",
+                  op->node_index, i);
+    }
+    op->cat_channels[i] = in->dims->data[n - 1];
+    total += op->cat_channels[i];
+  }
+  if (total != op->channels) {
+    return fail(err, err_len, "CONCATENATION (node %d): %d input channels for %d output channels",
+                op->node_index, total, op->channels);
+  }
+  if (op->add_other >= 0) {
+    const TfLiteTensor* other = tensor_at(context, op->add_other);
+    int ok = other && other->type == kTfLiteFloat32 && other->dims && other->dims->size == n;
+    for (int d = 0; ok && d < n; ++d) ok = other->dims->data[d] == out->dims->data[d];
+    if (!ok) {
+      return fail(err, err_len, "ADD (node %d): both operands must be float32 of one shape",
+                  op->add_node);
+    }
+  }
+  return 0;
+}
+
 int lce_op_prepare(lce_op* op, const TfLiteContext* context, char* err, size_t err_len) {
   const TfLiteTensor* in = tensor_at(context, op->inputs[0]);
   const TfLiteTensor* out = tensor_at(context, op->output);
@@ -432,11 +627,23 @@ int lce_op_prepare(lce_op* op, const TfLiteContext* context, char* err, size_t e
   op->in_type = in->type;
   op->out_type = out->type;
   op->ready = 0;
+  op->then_quantize = NULL;
+  op->absorbed = 0;
+  op->into = NULL;
+  op->in_place = 0;
+  op->write_own = 0;
   int status;
   switch (op->kind) {
-    case OP_QUANTIZE: status = prepare_quantize(op, in, out, err, err_len); break;
+    case OP_QUANTIZE:
+      status = prepare_quantize(op, in, out, err, err_len) ||
+               prepare_pre_constant(op, context, in, op->pre_mul, op->pre_mul_node, "MUL",
+                                    &op->pre_mul_len, err, err_len) ||
+               prepare_pre_constant(op, context, in, op->pre_add, op->pre_add_node, "ADD",
+                                    &op->pre_add_len, err, err_len);
+      break;
     case OP_DEQUANTIZE: status = prepare_dequantize(op, in, out, err, err_len); break;
     case OP_BMAXPOOL2D: status = prepare_bmaxpool(op, in, out, err, err_len); break;
+    case OP_CONCAT: status = prepare_concat(op, context, out, err, err_len); break;
     default: status = prepare_bconv(op, context, in, out, err, err_len); break;
   }
   if (status) return status;
@@ -451,7 +658,67 @@ typedef struct {
   const void* input;
   void* output;
   int rows_per_task;
+  thread_pool* pool;
+  int failed;
 } rows_job;
+
+/* y = x * m (+ a): the runtime's MUL then ADD, one IEEE operation each (no
+ * contraction, -ffp-contract=off), so the signs are the runtime's bit for bit. */
+VECTOR_CLONES static void affine_row(const float* x, int channels, const float* m, int m_len,
+                                     const float* a, int a_len, float* mul_out, float* y) {
+  if (m && a) {
+    const float m0 = m[0], a0 = a[0];
+    if (m_len == 1 && a_len == 1) {
+      for (int c = 0; c < channels; ++c) y[c] = x[c] * m0 + a0;
+    } else if (m_len == 1) {
+      for (int c = 0; c < channels; ++c) y[c] = x[c] * m0 + a[c];
+    } else if (a_len == 1) {
+      for (int c = 0; c < channels; ++c) y[c] = x[c] * m[c] + a0;
+    } else {
+      for (int c = 0; c < channels; ++c) y[c] = x[c] * m[c] + a[c];
+    }
+    if (mul_out) {
+      if (m_len == 1) {
+        for (int c = 0; c < channels; ++c) mul_out[c] = x[c] * m0;
+      } else {
+        for (int c = 0; c < channels; ++c) mul_out[c] = x[c] * m[c];
+      }
+    }
+  } else if (m) {
+    if (m_len == 1) {
+      const float m0 = m[0];
+      for (int c = 0; c < channels; ++c) y[c] = x[c] * m0;
+    } else {
+      for (int c = 0; c < channels; ++c) y[c] = x[c] * m[c];
+    }
+  } else {
+    if (a_len == 1) {
+      const float a0 = a[0];
+      for (int c = 0; c < channels; ++c) y[c] = x[c] + a0;
+    } else {
+      for (int c = 0; c < channels; ++c) y[c] = x[c] + a[c];
+    }
+  }
+}
+
+/* Row r of a float quantize (with its fused MUL/ADD, if any) from `in`;
+ * y: scratch for `channels` floats. */
+static inline void quantize_float_row(const lce_op* q, const float* in, size_t r, float* y,
+                                      uint32_t* out) {
+  const int channels = q->channels;
+  const float* mul = q->pre_mul >= 0 ? q->pre_mul_values : NULL;
+  const float* add = q->pre_add >= 0 ? q->pre_add_values : NULL;
+  if (!mul && !add) {
+    q->gemm->pack_row(in, channels, out);
+    return;
+  }
+  float* mul_out = q->pre_mul_data ? (float*)q->pre_mul_data + r * (size_t)channels : NULL;
+  float* add_out = q->pre_add_data ? (float*)q->pre_add_data + r * (size_t)channels : NULL;
+  /* A stored ADD (or lone MUL) output is the row itself; otherwise scratch. */
+  float* row = add_out ? add_out : (add ? y : (mul_out ? mul_out : y));
+  affine_row(in, channels, mul, q->pre_mul_len, add, q->pre_add_len, add ? mul_out : NULL, row);
+  q->gemm->pack_row(row, channels, out);
+}
 
 static void quantize_task(void* arg, int task, int thread_id) {
   (void)thread_id;
@@ -462,13 +729,16 @@ static void quantize_task(void* arg, int task, int thread_id) {
   const int r1 = r0 + job->rows_per_task < op->rows ? r0 + job->rows_per_task : op->rows;
   uint32_t* out = (uint32_t*)job->output + (size_t)r0 * words;
   if (op->in_type == kTfLiteFloat32) {
-    const float* in = (const float*)job->input + (size_t)r0 * op->channels;
-    for (int r = r0; r < r1; ++r, in += op->channels, out += words) {
-      for (int w = 0; w < words; ++w) {
-        const int c0 = w * 32;
-        const int n = op->channels - c0 < 32 ? op->channels - c0 : 32;
-        out[w] = op->gemm->pack(in + c0, n);
-      }
+    rows_job* shared = (rows_job*)arg;
+    const int channels = op->channels;
+    float* y = pool_scratch(job->pool, thread_id, sizeof(float) * (size_t)channels);
+    if (!y) {
+      shared->failed = 1;
+      return;
+    }
+    const float* in = (const float*)job->input + (size_t)r0 * channels;
+    for (int r = r0; r < r1; ++r, in += channels, out += words) {
+      quantize_float_row(op, in, (size_t)r, y, out);
     }
   } else {
     const int8_t* in = (const int8_t*)job->input + (size_t)r0 * op->channels;
@@ -524,6 +794,38 @@ static int rows_per_task(int rows, int row_cost, thread_pool* pool) {
   const int balanced = (rows + threads - 1) / threads;
   if (per > balanced) per = balanced;
   return per > 0 ? per : 1;
+}
+
+/* --------------------------------------------------------------- concat */
+
+VECTOR_CLONES static void concat_task(void* arg, int task, int thread_id) {
+  (void)thread_id;
+  const rows_job* job = arg;
+  const lce_op* op = job->op;
+  const int r0 = task * job->rows_per_task;
+  const int r1 = r0 + job->rows_per_task < op->rows ? r0 + job->rows_per_task : op->rows;
+  const size_t channels = (size_t)op->channels;
+  const float* other = (const float*)op->add_data;
+  for (int r = r0; r < r1; ++r) {
+    float* dst = (float*)job->output + (size_t)r * channels;
+    float* cat = op->cat_out_data ? op->cat_out_data + (size_t)r * channels : NULL;
+    const float* add = other ? other + (size_t)r * channels : NULL;
+    for (int i = 0; i < op->cat_n; ++i) {
+      const int n = op->cat_channels[i];
+      const float* src = (const float*)op->cat_data[i] + (size_t)r * (size_t)n;
+      if (add) {
+        for (int j = 0; j < n; ++j) dst[j] = src[j] + add[j];
+        add += n;
+      } else {
+        memcpy(dst, src, sizeof(float) * (size_t)n);
+      }
+      if (cat) {
+        memcpy(cat, src, sizeof(float) * (size_t)n);
+        cat += n;
+      }
+      dst += n;
+    }
+  }
 }
 
 /* ------------------------------------------------------------- bmaxpool */
@@ -722,8 +1024,9 @@ static int zero_padding_correction(const lce_op* op, int pixel, int32_t* sums) {
   return any;
 }
 
+/* `row`: where a float output row goes (NULL: its place in `output`). */
 static inline void bconv_epilogue(const lce_op* op, const int32_t* acc_row, int pixel, void* output,
-                           int32_t* correction) {
+                                  int32_t* correction, float* row) {
   const int og = op->out_per_group;
   const int group_stride = op->blocks_per_group * op->gemm->nr;
   if (op->out_type == kTfLiteInt32) {
@@ -742,7 +1045,7 @@ static inline void bconv_epilogue(const lce_op* op, const int32_t* acc_row, int 
   const int corrected = op->tap_sums && zero_padding_correction(op, pixel, correction);
   const int32_t lo = op->clamp_lo, hi = op->clamp_hi;
   if (op->out_type == kTfLiteFloat32) {
-    float* out = (float*)output + (size_t)pixel * op->out_c;
+    float* out = row ? row : (float*)output + (size_t)pixel * op->out_c;
     for (int g = 0; g < op->groups; ++g) {
       const int32_t* a = acc_row + (size_t)g * group_stride;
       const float* m = op->multiplier + (size_t)g * og;
@@ -809,6 +1112,20 @@ VECTOR_CLONES static void im2col_block(const lce_op* op, const uint32_t* input, 
           for (int kx = 0; kx < op->filter_w; ++kx) *row++ = src[kx * tap_step];
           continue;
         }
+        /* 64, 128, 256 channels: one fixed-size move per tap. */
+        if (wg == 2 || wg == 4 || wg == 8) {
+          for (int kx = 0; kx < op->filter_w; ++kx, row += wg) {
+            const uint32_t* tap = src + kx * tap_step;
+            if (wg == 2) {
+              memcpy(row, tap, 8);
+            } else if (wg == 4) {
+              memcpy(row, tap, 16);
+            } else {
+              memcpy(row, tap, 32);
+            }
+          }
+          continue;
+        }
         for (int kx = 0; kx < op->filter_w; ++kx, row += wg) {
           const uint32_t* tap = src + kx * tap_step;
           for (int q = 0; q < wg; ++q) row[q] = tap[q];
@@ -827,10 +1144,43 @@ VECTOR_CLONES static void im2col_block(const lce_op* op, const uint32_t* input, 
   }
 }
 
+/* How far ahead the epilogue prefetches the rows it will write into a concat. */
+#define PREFETCH_PIXELS 4
+
 VECTOR_CLONES static void epilogue_block(const lce_op* op, const int32_t* c, int ldc, int p0,
-                                         int count, void* output, int32_t* correction) {
+                                         int count, void* output, int32_t* correction,
+                                         float* y, float* yq) {
+  const lce_op* q = op->then_quantize;
+  const lce_op* into = op->into;
+  const int words = packed_size(op->out_c);
+  const int out_c = op->out_c;
   for (int r = 0; r < count; ++r) {
-    bconv_epilogue(op, c + (size_t)r * ldc, p0 + r, output, correction);
+    const size_t p = (size_t)(p0 + r);
+    float* row = NULL;
+    if (into) row = op->write_own ? (float*)output + p * out_c : y;
+    bconv_epilogue(op, c + (size_t)r * ldc, (int)p, output, correction, row);
+    if (!row) row = (float*)output + p * out_c;
+    if (q) {
+      /* The next op's quantize of this pixel, while its floats are in L1. */
+      quantize_float_row(q, row, p, yq, (uint32_t*)op->then_output + p * words);
+    }
+    if (into) {
+      /* Straight into the concat (+ ADD) output: the runtime's fl(y + other). Its
+       * rows are strided slices of a big tensor: fetch a few pixels ahead. */
+      const size_t at = p * (size_t)into->channels + (size_t)op->into_offset;
+      float* dst = op->into_data + at;
+      const size_t ahead = at + PREFETCH_PIXELS * (size_t)into->channels;
+      for (int j = 0; j < out_c; j += 16) {
+        __builtin_prefetch(op->into_data + ahead + j, 1);
+        if (op->into_add) __builtin_prefetch(op->into_add + ahead + j, 0);
+      }
+      if (op->into_add) {
+        const float* other = op->into_add + at;
+        for (int j = 0; j < out_c; ++j) dst[j] = row[j] + other[j];
+      } else {
+        memcpy(dst, row, sizeof(float) * (size_t)out_c);
+      }
+    }
   }
 }
 
@@ -848,7 +1198,9 @@ static void bconv_task(void* arg, int task, int thread_id) {
   const size_t a_bytes = (((size_t)rows * k * 4) + 63) / 64 * 64;
   const size_t c_bytes = (((size_t)rows * job->ldc * 4) + 63) / 64 * 64;
   const size_t s_bytes = op->tap_sums ? sizeof(int32_t) * (size_t)op->out_c : 0;
-  uint8_t* scratch = pool_scratch(job->pool, thread_id, a_bytes + c_bytes + s_bytes);
+  const size_t row_bytes = (sizeof(float) * (size_t)op->out_c + 63) / 64 * 64;
+  const size_t y_bytes = (op->then_quantize ? row_bytes : 0) + (op->into ? row_bytes : 0);
+  uint8_t* scratch = pool_scratch(job->pool, thread_id, a_bytes + c_bytes + s_bytes + y_bytes);
   if (!scratch) {
     job->failed = 1;
     return;
@@ -856,6 +1208,8 @@ static void bconv_task(void* arg, int task, int thread_id) {
   uint32_t* a = (uint32_t*)scratch;
   int32_t* c = (int32_t*)(scratch + a_bytes);
   int32_t* correction = (int32_t*)(scratch + a_bytes + c_bytes);
+  float* y = (float*)(scratch + a_bytes + c_bytes + s_bytes);
+  float* yq = op->into && op->then_quantize ? y + row_bytes / sizeof(float) : y;
 
   for (int g = 0; g < op->groups; ++g) {
     im2col_block(op, job->input, p0, count, g, a);
@@ -870,7 +1224,7 @@ static void bconv_task(void* arg, int task, int thread_id) {
       }
     }
   }
-  epilogue_block(op, c, job->ldc, p0, count, job->output, correction);
+  epilogue_block(op, c, job->ldc, p0, count, job->output, correction, y, yq);
 }
 
 /* ------------------------------------------------------------------- run */
@@ -884,11 +1238,38 @@ int lce_op_run(lce_op* op, const TfLiteContext* context, const void* input, void
   switch (op->kind) {
     case OP_QUANTIZE:
     case OP_DEQUANTIZE: {
-      rows_job job = {op, input, output, 0};
+      rows_job job;
+      memset(&job, 0, sizeof(job));
+      job.op = op;
+      job.input = input;
+      job.output = output;
+      job.pool = pool;
+      if ((op->pre_mul_out >= 0 && !op->pre_mul_data) ||
+          (op->pre_add_out >= 0 && !op->pre_add_data)) {
+        return fail(err, err_len, "%s (node %d): a fused op's output has no buffer", op->name,
+                    op->node_index);
+      }
       const int row_cost = op->channels;
       job.rows_per_task = rows_per_task(op->rows, row_cost, pool);
       const int tasks = (op->rows + job.rows_per_task - 1) / job.rows_per_task;
       pool_run(pool, tasks, op->kind == OP_QUANTIZE ? quantize_task : dequantize_task, &job);
+      if (job.failed) return fail(err, err_len, "%s: out of memory", op->name);
+      return 0;
+    }
+    case OP_CONCAT: {
+      if (op->in_place) return 0; /* its binary convs wrote the output */
+      for (int i = 0; i < op->cat_n; ++i) {
+        if (!op->cat_data[i]) return fail(err, err_len, "CONCATENATION: input has no buffer");
+      }
+      if ((op->add_other >= 0 && !op->add_data) || (op->cat_out >= 0 && !op->cat_out_data)) {
+        return fail(err, err_len, "ADD (node %d): input has no buffer", op->add_node);
+      }
+      rows_job job;
+      memset(&job, 0, sizeof(job));
+      job.op = op;
+      job.output = output;
+      job.rows_per_task = rows_per_task(op->rows, op->channels, pool);
+      pool_run(pool, (op->rows + job.rows_per_task - 1) / job.rows_per_task, concat_task, &job);
       return 0;
     }
     case OP_BMAXPOOL2D: {
@@ -898,6 +1279,16 @@ int lce_op_run(lce_op* op, const TfLiteContext* context, const void* input, void
     }
     case OP_BCONV2D: {
       if (!op->ready && bconv_setup(op, context, err, err_len)) return -1;
+      const lce_op* q = op->then_quantize;
+      if (op->into && (!op->into_data || (op->into->add_other >= 0 && !op->into_add))) {
+        return fail(err, err_len, "%s (node %d): the concat output has no buffer", op->name,
+                    op->node_index);
+      }
+      if (q && (!op->then_output || (q->pre_mul_out >= 0 && !q->pre_mul_data) ||
+                (q->pre_add_out >= 0 && !q->pre_add_data))) {
+        return fail(err, err_len, "%s (node %d): the absorbed quantize's output has no buffer",
+                    op->name, op->node_index);
+      }
       bconv_job job;
       memset(&job, 0, sizeof(job));
       job.op = op;

@@ -9,6 +9,17 @@
  *                   m' = -m, b' = b + K*m (K = kh*kw*channels_in_per_group);
  *                   bitpacked out: bit = accum > threshold.
  *   LceBMaxPool2d   bitwise AND over the in-image part of each window.
+ *
+ * Fusion: a float LceQuantize may absorb the builtin MUL and/or ADD (by a
+ * constant, per channel or scalar, no fused activation) that produce its input
+ * (a folded BatchNorm before a binary conv). It then packs fl(fl(x*m)+a) < 0,
+ * the same IEEE operations the runtime would do, and skips two float passes.
+ *
+ * OP_CONCAT is the builtin CONCATENATION (float32, last axis) of binary conv
+ * outputs, optionally with the builtin ADD of another tensor that reads it (the
+ * HPM block's concat + skip). When every input comes from a binary conv in the
+ * same partition, each conv writes its rows straight into the (summed) output
+ * and the concat itself does nothing; otherwise it copies (and adds).
  */
 #ifndef BINLAND_LCE_OPS_H_
 #define BINLAND_LCE_OPS_H_
@@ -20,9 +31,11 @@
 #include "tflite_abi.h"
 #include "threadpool.h"
 
-typedef enum { OP_QUANTIZE, OP_DEQUANTIZE, OP_BCONV2D, OP_BMAXPOOL2D } lce_op_kind;
+typedef enum { OP_QUANTIZE, OP_DEQUANTIZE, OP_BCONV2D, OP_BMAXPOOL2D, OP_CONCAT } lce_op_kind;
+#define LCE_OP_KINDS 5
+#define CONCAT_MAX_INPUTS 16
 
-typedef struct {
+typedef struct lce_op_s {
   lce_op_kind kind;
   char name[48];
   int node_index;
@@ -60,10 +73,52 @@ typedef struct {
   int32_t* thresholds;
   int32_t* tap_sums; /* [kh*kw][out_c], only for SAME with zero padding */
 
+  /* quantize: fused MUL / ADD by a constant before it (tensor indices, -1 if
+   * absent). *_out: that op's float output, stored only when someone outside
+   * the partition reads it (-1 otherwise). */
+  int pre_mul, pre_add, pre_mul_out, pre_add_out;
+  int pre_mul_node, pre_add_node;
+  int pre_mul_len, pre_add_len; /* 1 (scalar) or channels */
+  void* pre_mul_data; /* set before each run by lce_op_set_pre_outputs */
+  void* pre_add_data;
+  const float* pre_mul_values; /* the constants, set by prepare */
+  const float* pre_add_values;
+
+  /* bconv with float output: a float LceQuantize of that output (with its fused
+   * MUL/ADD) done in this op's epilogue, pixel by pixel while the row is in
+   * cache; then_output is set before each run. quantize: absorbed = done so. */
+  struct lce_op_s* then_quantize;
+  void* then_output;
+  int absorbed;
+
+  /* concat: its inputs, their channels; add_other: the ADD's other operand
+   * (-1 without); output is the ADD's output then. */
+  int cat_in[CONCAT_MAX_INPUTS];
+  int cat_channels[CONCAT_MAX_INPUTS];
+  int cat_n, add_other, add_node, in_place, axis;
+  const void* cat_data[CONCAT_MAX_INPUTS]; /* set per run by the delegate */
+  const void* add_data;
+  int cat_out;        /* with a fused ADD: the concat's own output when someone reads it, else -1 */
+  float* cat_out_data; /* set per run */
+  /* bconv: writes its rows into concat `into` at channel into_offset (plus the
+   * addend), and its own output too when write_own; pointers set per run. */
+  struct lce_op_s* into;
+  int into_offset, write_own;
+  float* into_data;
+  const float* into_add;
+
   /* BINLAND_PROFILE */
   double profile_seconds;
   long profile_calls;
 } lce_op;
+
+enum { PRE_MUL = 0, PRE_ADD = 1 };
+
+/* Fuses a builtin MUL or ADD (`which`) of `input` by the constant tensor
+ * `constant` into a quantize op whose current input is that op's output.
+ * `store_output` keeps writing the op's float output. Returns 0 or -1 + err. */
+int lce_op_fuse_pre(lce_op* op, int which, int node_index, int input, int constant,
+                    int store_output, char* err, size_t err_len);
 
 /* Parses options and copies tensor indices; returns 0, or -1 with err set. */
 int lce_op_init(lce_op* op, const char* custom_name, int node_index, const TfLiteNode* node,
@@ -76,6 +131,31 @@ int lce_op_prepare(lce_op* op, const TfLiteContext* context, char* err, size_t e
  * `input` and `output` are the activation buffers (possibly our own). */
 int lce_op_run(lce_op* op, const TfLiteContext* context, const void* input, void* output,
                thread_pool* pool, char* err, size_t err_len);
+
+/* A builtin CONCATENATION node as an OP_CONCAT. Returns 0 or -1 + err. */
+int lce_op_init_concat(lce_op* op, int node_index, const TfLiteNode* node, const bgemm_impl* gemm,
+                       char* err, size_t err_len);
+
+/* A builtin ADD of two float32 tensors of one shape, as a one-input OP_CONCAT
+ * plus the other operand. */
+int lce_op_init_add(lce_op* op, int node_index, const TfLiteNode* node, const bgemm_impl* gemm,
+                    char* err, size_t err_len);
+
+/* Fuses the builtin ADD (node_index) of `other` and the concat's output into it;
+ * store_concat: the concat's own output is still read elsewhere. */
+int lce_op_fuse_add(lce_op* concat, int node_index, int other, int output, int store_concat,
+                    char* err, size_t err_len);
+
+/* Lets `bconv` write its output straight into `concat` at the channels of input
+ * `slot`; call for every input, then set write_own. Returns 1 if it can. */
+int lce_op_write_into(lce_op* bconv, lce_op* concat, int slot);
+
+/* Lets `bconv` compute `quantize` in its epilogue when it can (a float bconv
+ * output that is the quantize's input); returns 1 if linked. After prepare. */
+int lce_op_absorb(lce_op* bconv, lce_op* quantize);
+
+/* Where a fused quantize also stores its MUL / ADD output (NULL: not stored). */
+void lce_op_set_pre_outputs(lce_op* op, void* mul_out, void* add_out);
 
 void lce_op_release(lce_op* op);
 

@@ -32,7 +32,16 @@ typedef enum {
 } TfLiteType;
 
 enum { kTfLiteOptionalTensor = -1 };
-enum { kTfLiteBuiltinCustom = 32, kTfLiteBuiltinDelegate = 51 };
+enum {
+  kTfLiteBuiltinAdd = 0,
+  kTfLiteBuiltinConcatenation = 2,
+  kTfLiteBuiltinMul = 18,
+  kTfLiteBuiltinCustom = 32,
+  kTfLiteBuiltinDelegate = 51
+};
+enum { kTfLiteActNone = 0 };
+/* TfLiteAllocationType: constant tensors are memory-mapped read-only. */
+enum { kTfLiteMmapRo = 1 };
 enum { kTfLiteDelegateFlagsAllowDynamicTensors = 1 };
 
 typedef struct TfLiteIntArray {
