@@ -18,6 +18,13 @@ project's CLIs in its own process, one at a time::
     python benchmarks/ablation.py                       # about 45 minutes on a 2-core CPU
     python benchmarks/ablation.py --epochs 4 --steps-per-epoch 50 --out runs/ablation_quick
 
+``--wiring`` runs the released model's wiring variants instead (training.models.build_hourglass:
+binary skip 1x1 convs, a binary first head conv, a Sigmoid output with BCE or MSE, blocks per
+hourglass level): the binary HPM network of each task once per named wiring (see
+:data:`WIRINGS`), everything else as above, into ``benchmarks/results/ablation_wiring.md``::
+
+    python benchmarks/ablation.py --wiring paper binary_skip binary_head released --tasks pose
+
 Results go to ``benchmarks/results/ablation.md`` and ``.json``, rewritten after every model, so
 an interrupted run still leaves a (partial, marked) table; rerunning continues where it
 stopped (a model whose run folder has ``model.keras`` is not retrained).
@@ -45,6 +52,19 @@ RESULTS = REPO / "benchmarks" / "results" / "ablation.md"
 BASE_CONFIGS = {"pose": "configs/synthetic_pose.yaml", "face": "configs/synthetic_face.yaml"}
 DATASETS = {"pose": "synthetic-pose", "face": "synthetic-face"}
 BINARY_LABELS = {"binary": "yes", "binary_scaled": "yes, x mean abs W", "real": "no"}
+WIRING_RESULTS = REPO / "benchmarks" / "results" / "ablation_wiring.md"
+# The released model's wiring switches (config keys -> values), each alone and all together.
+# "paper" is the default network of the paper's size check.
+WIRINGS: dict[str, dict] = {
+    "paper": {},
+    "binary_skip": {"model.binary_skip": True},
+    "binary_head": {"model.binary_head": True},
+    "sigmoid_mse": {"model.heatmap_activation": "sigmoid"},
+    "sigmoid_bce": {"model.heatmap_activation": "sigmoid", "loss": "bce"},
+    "released": {"model.binary_skip": True, "model.binary_head": True,
+                 "model.heatmap_activation": "sigmoid", "loss": "bce"},
+    "two_blocks": {"model.blocks_per_level": 2},
+}  # fmt: skip
 
 
 class AblationError(Exception):
@@ -59,6 +79,7 @@ class Variant:
     features: int
     parameters: int = 0
     weight_scale: bool = False  # binary convs times mean|W| per channel (the paper's alpha)
+    wiring: str = "paper"  # a key of WIRINGS
 
     @property
     def kind(self) -> str:
@@ -66,7 +87,13 @@ class Variant:
 
     @property
     def name(self) -> str:
-        return f"{self.task}_{self.block}_{self.kind}"
+        tail = "" if self.wiring == "paper" else f"_{self.wiring}"
+        return f"{self.task}_{self.block}_{self.kind}{tail}"
+
+    def overrides(self) -> list[str]:
+        """The wiring's config overrides, as key=value (YAML values)."""
+        return [f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                for k, v in WIRINGS[self.wiring].items()]  # fmt: skip
 
 
 def _env() -> dict:
@@ -96,6 +123,25 @@ def variants(*, features: int, depth: int, input_size: int, tasks: list[str],
                     f = features_for_budget(budget, block=block, multiple_of=2, **common)
                 n = hourglass_parameters(block=block, features=f, **common)
                 out.append(Variant(task, block, binary, f, n, weight_scale and binary))
+    return out
+
+
+def wiring_variants(*, features: int, depth: int, input_size: int, tasks: list[str],
+                    wirings: list[str], weight_scale: bool = False) -> list[Variant]:  # fmt: skip
+    """The binary HPM network of each task in each wiring (parameters differ where a wiring
+    adds layers: a binary head's BatchNorm, more blocks per level)."""
+    from edge.skeletons import get_skeleton
+    from training.models import hourglass_parameters
+
+    out = []
+    for task in tasks:
+        k = get_skeleton("mpii16" if task == "pose" else "ibug68").num_landmarks
+        for wiring in wirings:
+            model = {key.split(".", 1)[1]: v for key, v in WIRINGS[wiring].items()
+                     if key.startswith("model.")}  # fmt: skip
+            n = hourglass_parameters(num_stacks=1, depth=depth, features=features, num_landmarks=k,
+                                     block="hpm", binary=True, **model)  # fmt: skip
+            out.append(Variant(task, "hpm", True, features, n, weight_scale, wiring))
     return out
 
 
@@ -141,7 +187,7 @@ def train(variant: Variant, config: Path, run_dir: Path, bar) -> float:
     args = ["training.train", "--config", str(config), "--out", str(run_dir), "--verbose", "0",
             f"model.block={variant.block}", f"model.binary={str(variant.binary).lower()}",
             f"model.features={variant.features}", f"name={variant.name}",
-            f"model.weight_scale={str(variant.weight_scale).lower()}"]  # fmt: skip
+            f"model.weight_scale={str(variant.weight_scale).lower()}", *variant.overrides()]  # fmt: skip
     started = time.perf_counter()
     with open(log, "w") as f:
         f.write(f"$ python -m {' '.join(args)}\n")
@@ -174,9 +220,10 @@ def _follow(run_dir: Path, bar, seen: int) -> int:
     return len(lines)
 
 
-def evaluate(model: Path, task: str, options: dict, out: Path, log: Path) -> dict:
+def evaluate(model: Path, task: str, options: dict, out: Path, log: Path,
+             backend: str = "auto") -> dict:  # fmt: skip
     args = ["training.evaluate", "--model", str(model), "--dataset", DATASETS[task],
-            "--split", "val", "--out", str(out)]  # fmt: skip
+            "--split", "val", "--out", str(out), "--backend", backend]  # fmt: skip
     for key, value in options.items():
         args += ["--option", f"{key}={value}"]
     _run_logged(args, log, f"evaluating {model}")
@@ -184,7 +231,8 @@ def evaluate(model: Path, task: str, options: dict, out: Path, log: Path) -> dic
     return {"runtime": report["runtime"], "headline": report["headline"], **report["values"]}
 
 
-def run_variant(variant: Variant, config: Path, out: Path, eval_options: dict, bar) -> dict:
+def run_variant(variant: Variant, config: Path, out: Path, eval_options: dict, bar,
+                backend: str = "auto") -> dict:  # fmt: skip
     run_dir = out / variant.name
     seconds = train(variant, config, run_dir, bar)
     log = out / f"{variant.name}.log"
@@ -196,8 +244,10 @@ def run_variant(variant: Variant, config: Path, out: Path, eval_options: dict, b
     bar.set_description(f"{variant.name}: evaluating")
     keras = evaluate(run_dir / "model.keras", variant.task, eval_options, run_dir / "eval_keras",
                      log)  # fmt: skip
-    lite = evaluate(flatbuffer, variant.task, eval_options, run_dir / "eval_tflite", log)
+    lite = evaluate(flatbuffer, variant.task, eval_options, run_dir / "eval_tflite", log,
+                    backend)  # fmt: skip
     return {**asdict(variant), "name": variant.name, "kind": variant.kind, "format": fmt,
+            "overrides": variant.overrides(),
             "flatbuffer_bytes": flatbuffer.stat().st_size, "keras": keras, "tflite": lite,
             "train_minutes": round(seconds / 60, 2)}  # fmt: skip
 
@@ -206,8 +256,36 @@ def _metric(row: dict, which: str) -> float:
     return float(row[which][row[which]["headline"]])
 
 
+def wiring_interpretation(rows: list[dict], spread: float | None) -> list[str]:
+    """Each wiring against the paper's wiring of the same task, in plain sentences. With a
+    ``spread`` (a run-to-run spread the caller knows of) each difference is said to lie
+    within it or beyond it; no difference is called better or worse."""
+    lines = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        mine = {r.get("wiring", "paper"): r for r in rows if r["task"] == task}
+        if "paper" not in mine or len(mine) < 2:
+            continue
+        base = _metric(mine["paper"], "keras")
+        key = mine["paper"]["keras"]["headline"]
+        parts = []
+        for wiring, row in mine.items():
+            if wiring == "paper":
+                continue
+            delta = _metric(row, "keras") - base
+            verdict = ""
+            if spread is not None:
+                side = "within" if abs(delta) <= spread else "beyond"
+                verdict = f" ({side} the {spread:g}-point spread)"
+            parts.append(f"{wiring} {delta:+.2f}{verdict}")
+        lines.append(f"{task.capitalize()} ({key}, Keras), each wiring minus the paper's "
+                     f"wiring ({base:.2f}): " + "; ".join(parts) + ".")  # fmt: skip
+    return lines
+
+
 def interpretation(rows: list[dict]) -> list[str]:
     """Plain sentences computed from the numbers (no claim the table does not show)."""
+    if any(r.get("wiring", "paper") != "paper" for r in rows):
+        return []  # a wiring run: see wiring_interpretation
     by = {r["name"]: r for r in rows}
     lines = []
     binary = next((r["kind"] for r in rows if r["binary"]), "binary")
@@ -240,8 +318,11 @@ def write_results(rows: list[dict], meta: dict, path: Path, complete: bool) -> N
     path.with_suffix(".json").write_text(json.dumps({**meta, "complete": complete,
                                                      "rows": rows}, indent=2) + "\n")  # fmt: skip
     status = "" if complete else " (PARTIAL: the run stopped before every model finished)"
+    wiring = any(r.get("wiring", "paper") != "paper" for r in rows) or meta.get("wiring")
+    title = ("Released-model wiring ablation" if wiring
+             else "Block ablation at equal parameter budgets")  # fmt: skip
     lines = [
-        f"# Block ablation at equal parameter budgets{status}",
+        f"# {title}{status}",
         "",
         f"Made by `{meta['command']}` on {meta['machine']}, {meta['date']}.",
         f"Recipe (same for every model): {meta['recipe']}.",
@@ -249,22 +330,33 @@ def write_results(rows: list[dict], meta: dict, path: Path, complete: bool) -> N
         f"({meta['eval']}); Keras and flatbuffer go through the same crop, decoding and "
         "metric. Binary models are converted with `--format lce` (bitpacked), real-valued ones "
         "with `--format float`. Parameters are trainable ones (conv weights and biases, "
-        "BatchNorm gamma and beta), as the paper counts them; the bottleneck's width is "
-        "chosen by `training.models.features_for_budget` to match the HPM network's.",
+        "BatchNorm gamma and beta), as the paper counts them; "
+        + (
+            "a wiring changes them only where it adds layers (a binary head's BatchNorm, more "
+            "blocks per level)."
+            if wiring
+            else "the bottleneck's width is chosen by "
+            "`training.models.features_for_budget` to match the HPM network's."
+        ),
         "",
-        "| task | block | binary | features | parameters | flatbuffer | metric | Keras | "
-        "flatbuffer | train min |",
-        "|---|---|---|---:|---:|---:|---|---:|---:|---:|",
+        "| task | block | binary | " + ("wiring | " if wiring else "") + "features | "
+        "parameters | flatbuffer | metric | Keras | flatbuffer | train min |",
+        "|---|---|---|" + ("---|" if wiring else "") + "---:|---:|---:|---|---:|---:|---:|",
     ]
     for r in rows:
         key = r["keras"]["headline"]
         binary = BINARY_LABELS[r.get("kind", "binary" if r["binary"] else "real")]
+        how = f"{r.get('wiring', 'paper')} | " if wiring else ""
         lines.append(
-            f"| {r['task']} | {r['block']} | {binary} | {r['features']} "
+            f"| {r['task']} | {r['block']} | {binary} | {how}{r['features']} "
             f"| {r['parameters']:,} | {r['flatbuffer_bytes'] / 1e6:.3f} MB | {key} | "
             f"{_metric(r, 'keras'):.2f} | {_metric(r, 'tflite'):.2f} | {r['train_minutes']:.1f} |"
         )
-    lines += ["", *interpretation(rows), ""]
+    if wiring:
+        lines += ["", "Wirings (config overrides): " + "; ".join(
+            f"{w}: {', '.join(f'{k}={v}' for k, v in WIRINGS[w].items()) or 'none'}"
+            for w in dict.fromkeys(r.get("wiring", "paper") for r in rows)) + "."]  # fmt: skip
+    lines += ["", *interpretation(rows), *wiring_interpretation(rows, meta.get("spread")), ""]
     if meta.get("note"):
         lines += [meta["note"], ""]
     path.write_text("\n".join(lines))
@@ -300,11 +392,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="binary models scale each binary conv's output channels by mean|W| "
                    "(larq's magnitude_aware_sign, the paper's XNOR-Net alpha); model names "
                    "end in _binary_scaled (default: plain ste_sign weights)")  # fmt: skip
+    p.add_argument("--wiring", nargs="+", default=None, choices=list(WIRINGS), metavar="WIRING",
+                   help="train the binary HPM network in these wirings instead of the block "
+                   f"variants ({', '.join(WIRINGS)}); results default to "
+                   "benchmarks/results/ablation_wiring.md")  # fmt: skip
+    p.add_argument("--spread", type=float, default=None,
+                   help="run-to-run spread of the headline metric at this budget (e.g. from a "
+                   "second seed); wiring differences within it are reported as noise")  # fmt: skip
     p.add_argument("--eval-size", type=int, default=300,
                    help="validation samples scored per model (default 300)")  # fmt: skip
-    p.add_argument("--results", type=Path, default=RESULTS,
+    p.add_argument("--eval-backend", default="auto", choices=("auto", "lce", "tflite"),
+                   help="runtime that scores the flatbuffers (training.evaluate --backend; "
+                   "default auto: a stock runtime with the native library where it is built)")  # fmt: skip
+    p.add_argument("--results", type=Path, default=None,
                    help="markdown table to write; a .json twin goes beside it "
-                   "(default: benchmarks/results/ablation.md)")  # fmt: skip
+                   "(default: benchmarks/results/ablation.md, or ablation_wiring.md with "
+                   "--wiring)")  # fmt: skip
     p.add_argument("--note", default="",
                    help="a sentence appended to the markdown (e.g. why the run was shortened)")  # fmt: skip
     return p
@@ -312,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.results is None:
+        args.results = WIRING_RESULTS if args.wiring else RESULTS
     for flag in ("features", "depth", "input_size", "epochs", "steps_per_epoch", "eval_size"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             print(f"error: --{flag.replace('_', '-')} must be positive", file=sys.stderr)
@@ -328,8 +433,13 @@ def main(argv: list[str] | None = None) -> int:
                         "model.num_stacks=1", f"steps_per_epoch={args.steps_per_epoch}",
                         f"seed={args.seed}"]  # fmt: skip
     try:
-        todo = variants(features=args.features, depth=args.depth, input_size=args.input_size,
-                        tasks=args.tasks, weight_scale=args.weight_scale)  # fmt: skip
+        if args.wiring:
+            todo = wiring_variants(features=args.features, depth=args.depth,
+                                   input_size=args.input_size, tasks=args.tasks,
+                                   wirings=args.wiring, weight_scale=args.weight_scale)  # fmt: skip
+        else:
+            todo = variants(features=args.features, depth=args.depth, input_size=args.input_size,
+                            tasks=args.tasks, weight_scale=args.weight_scale)  # fmt: skip
         if args.models:
             unknown = sorted(set(args.models) - {v.name for v in todo})
             if unknown:
@@ -343,9 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     recipe = yaml.safe_load(configs[args.tasks[0]].read_text())
     opt = recipe["optimizer"]
     epochs = recipe["epochs"]
+    shown = list(argv if argv is not None else sys.argv[1:])
+    if "--note" in shown[:-1]:  # the note is printed under the table; keep the command short
+        shown[shown.index("--note") + 1] = '"(the note below)"'
     meta = {
-        "command": "python benchmarks/ablation.py " + " ".join(argv if argv is not None
-                                                               else sys.argv[1:]),
+        "command": "python benchmarks/ablation.py " + " ".join(shown),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "date": time.strftime("%Y-%m-%d"),
         "recipe": f"1 stack, depth {args.depth}, input {args.input_size}, sigma "
@@ -354,8 +466,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{opt['schedule']}, augmentation {'on' if recipe['augment']['enabled'] else 'off'}, "
         f"seed {args.seed}; "
         f"base configs {', '.join(BASE_CONFIGS[t] for t in args.tasks)}",
-        "eval": f"{args.eval_size} samples, seed 0",
+        "eval": f"{args.eval_size} samples, seed 0; flatbuffers run by the "
+        f"{args.eval_backend} backend",
         "note": args.note,
+        "wiring": bool(args.wiring),
+        "spread": args.spread,
     }  # fmt: skip
     rows: list[dict] = []
     models = tqdm(todo, desc="ablation", unit="model", position=0)
@@ -365,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
             options = {**task_recipe["dataset"]["options"], "size": args.eval_size, "seed": 0}
             with tqdm(total=task_recipe["epochs"], desc=f"{variant.name}: training", unit="epoch",
                       position=1, leave=True) as bar:  # fmt: skip
-                rows.append(run_variant(variant, configs[variant.task], out, options, bar))
+                rows.append(run_variant(variant, configs[variant.task], out, options, bar,
+                                        args.eval_backend))  # fmt: skip
             r = rows[-1]
             key = r["keras"]["headline"]
             tqdm.write(f"{variant.name}: {r['parameters']:,} parameters, "

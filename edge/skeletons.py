@@ -247,10 +247,53 @@ def _wflw98() -> Skeleton:
     )
 
 
+def _aflw21() -> Skeleton:
+    """AFLW's 21 points in its own feature_id order (1-based ids 1..21 -> indices 0..20).
+
+    The names keep AFLW's own words (FeatureCoordTypes); the flip pairs hold whichever side
+    "left" names. Flip pairs: brows 0<->5, 1<->4, 2<->3, eyes
+    6<->11, 7<->10, 8<->9, ears 12<->16, nose wings 13<->15, mouth corners 17<->19.
+    """
+    names = (
+        "left_brow_left_corner", "left_brow_center", "left_brow_right_corner",
+        "right_brow_left_corner", "right_brow_center", "right_brow_right_corner",
+        "left_eye_left_corner", "left_eye_center", "left_eye_right_corner",
+        "right_eye_left_corner", "right_eye_center", "right_eye_right_corner",
+        "left_ear", "nose_left", "nose_center", "nose_right", "right_ear",
+        "mouth_left_corner", "mouth_center", "mouth_right_corner", "chin_center",
+    )  # fmt: skip
+    flips = ((0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9), (12, 16), (13, 15), (17, 19))
+    edges = (
+        _chain(range(0, 3))
+        + _chain(range(3, 6))
+        + _chain(range(6, 9))
+        + _chain(range(9, 12))
+        + _chain([13, 14, 15])
+        + _chain([17, 18, 19])
+        + [(14, 18), (18, 20)]
+    )
+    # Outer eye corners (6, 11): an inter-ocular normaliser, should a protocol want one.
+    return Skeleton("aflw21", "face", names, tuple(edges), flips, reference_pair=(6, 11))
+
+
+def _pifa34() -> Skeleton:
+    """The 34 points of the AFLW-PIFA / AFLW-LFPA protocol (Jourabloo & Liu), by index only.
+
+    The order of the 34 points in the authors' release could not be checked here, so the
+    points have no names, edges or flip pairs: train with ``augment.flip_prob: 0`` and
+    evaluate without ``--flip-test`` (both refuse a skeleton without flip pairs otherwise).
+    """
+    return Skeleton("pifa34", "face", tuple(f"point_{i}" for i in range(34)), (), ())
+
+
 IBUG68 = _ibug68()
 WFLW98 = _wflw98()
+AFLW21 = _aflw21()
+PIFA34 = _pifa34()
 
-SKELETONS: dict[str, Skeleton] = {s.name: s for s in (MPII16, LSP14, COCO17, IBUG68, WFLW98)}
+SKELETONS: dict[str, Skeleton] = {
+    s.name: s for s in (MPII16, LSP14, COCO17, IBUG68, WFLW98, AFLW21, PIFA34)
+}
 
 
 def get_skeleton(name: str) -> Skeleton:

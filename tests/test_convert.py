@@ -225,3 +225,57 @@ def test_h5_and_savedmodel_folders_convert_too(tmp_path, saved_as):
     assert "LceBconv2d" in custom_op_names(out.read_bytes())
     x = test_inputs(4)
     _assert_agree(model(x, training=False)[-1].numpy(), create_backend("lce", out).run(x))
+
+
+# The released model's wiring switches (training.models.build_hourglass), one at a time and
+# all together: each must become LCE's bitpacked ops and run in both stock runtimes with the
+# native delegate, with outputs equal to Keras within the fidelity bar above.
+WIRINGS = {
+    "default": {},
+    "binary_skip": {"binary_skip": True},
+    "binary_head": {"binary_head": True},
+    "sigmoid": {"heatmap_activation": "sigmoid"},
+    "two_blocks_per_level": {"blocks_per_level": 2},
+    "released": {"binary_skip": True, "binary_head": True, "heatmap_activation": "sigmoid"},
+}
+
+
+@pytest.mark.parametrize(
+    "wiring",
+    # All switches at once on every run; each one alone (about 20 s each) in the slow lane.
+    [w if w == "released" else pytest.param(w, marks=pytest.mark.slow) for w in WIRINGS],
+)
+def test_wiring_variant_converts_to_lce_ops_and_runs_in_stock_runtimes(tmp_path, wiring):
+    from converters.lce import binary_conv_layers
+    from converters.tflite_metadata import op_counts
+    from edge import native
+    from training.models import build_hourglass
+
+    native.ensure_library()  # compiles once into the user cache if the install did not
+    tf.keras.utils.set_random_seed(3)
+    model = build_hourglass(num_stacks=1, depth=1, features=64, num_landmarks=lm.LANDMARKS,
+                            input_size=lm.INPUT, **WIRINGS[wiring])  # fmt: skip
+    lm.randomise_batchnorm(model, seed=3)
+    x = test_inputs(12)
+    if "heatmap_activation" in WIRINGS[wiring]:
+        # Random weights drive the logits to hundreds, where the Sigmoid is flat at 1.0 and
+        # argmax ties decide the landmark; scale them to a trained head's range (|z| <= 6).
+        head = model.get_layer("stack0_heatmaps")
+        logits = tf.keras.Model(model.input, head.output)(x, training=False).numpy()
+        head.set_weights([w * (6.0 / np.abs(logits).max()) for w in head.get_weights()])
+    path, out = tmp_path / "model.keras", tmp_path / "model.tflite"
+    model.save(path)
+    assert main([str(path), "-o", str(out), "--format", "lce", "--check-inputs", "0"]) == 0
+    data = out.read_bytes()
+    ops = op_counts(data)
+    binary = binary_conv_layers(model)
+    assert ops["LceBconv2d"] == len(binary)
+    float_convs = sum(isinstance(lyr, tf.keras.layers.Conv2D) for lyr in model.layers) - len(binary)
+    assert ops.get("CONV_2D", 0) == float_convs
+    if "heatmap_activation" in WIRINGS[wiring]:
+        assert ops["LOGISTIC"] == 1
+    reference = model(x, training=False).numpy()
+    for runtime in ("tflite_runtime", "ai_edge_litert"):
+        backend = create_backend("tflite", data, runtime=runtime)
+        assert "native LCE delegate" in backend.description
+        _assert_agree(reference, backend.run(x), f"{wiring} in {runtime}")

@@ -510,3 +510,149 @@ def test_training_step_updates_latent_binary_weights_and_keeps_them_clipped():
         new = layer.kernel.numpy()
         assert not np.array_equal(new, old), layer.name
         assert np.abs(new).max() <= 1.0, layer.name
+
+
+# ---------------------------------------------------------------- the released model's wiring
+
+
+def _float_convs(model: tf.keras.Model) -> set[str]:
+    return {lyr.name for lyr in model.layers
+            if isinstance(lyr, tf.keras.layers.Conv2D) and not is_binary_conv(lyr)}  # fmt: skip
+
+
+SMALL = {"num_stacks": 2, "depth": 2, "features": 64, "num_landmarks": 5, "input_size": 64}
+
+
+def test_wiring_switches_default_to_the_paper_size_check_network():
+    from training.config import ModelConfig
+
+    config = ModelConfig()
+    assert (config.binary_skip, config.binary_head) == (False, False)
+    assert (config.heatmap_activation, config.blocks_per_level) == ("linear", 1)
+    assert build_hourglass(**SMALL).name == "hourglass_hpm_binary_2stack"
+
+
+def test_binary_skip_makes_the_stem_skip_convs_binary_and_moves_their_macs():
+    base, skip = build_hourglass(**SMALL), build_hourglass(**SMALL, binary_skip=True)
+    moved = {"stem_block1_skip_conv", "stem_block3_skip_conv"}
+    assert _float_convs(skip) == _float_convs(base) - moved
+    conv = skip.get_layer("stem_block1_skip_conv")
+    assert conv.kernel.shape.as_list() == [1, 1, 64, 128] and conv.pad_values == 1.0
+    assert inputs_of(conv) == [skip.get_layer("stem_block1_skip_bn")]
+    assert count_parameters(skip) == count_parameters(base) == hourglass_parameters(**SMALL)
+    # 64x64 input: stem_block1's skip 64->128 at 32x32, stem_block3's 128->64 at 16x16.
+    skip_macs = 32 * 32 * 64 * 128 + 16 * 16 * 128 * 64
+    (bb, bf), (sb, sf) = count_macs(base), count_macs(skip)
+    assert (sb - bb, bf - sf) == (skip_macs, skip_macs) == (10_485_760, 10_485_760)
+    assert "bskip" in skip.name
+    with pytest.raises(ValueError, match="binary networks"):
+        build_hourglass(**SMALL, binary=False, binary_skip=True)
+
+
+def test_binary_head_is_batchnorm_then_a_binary_1x1_conv_and_adds_its_batchnorm():
+    base, head = build_hourglass(**SMALL), build_hourglass(**SMALL, binary_head=True)
+    assert _float_convs(head) == _float_convs(base) - {"stack0_head_conv", "stack1_head_conv"}
+    conv = head.get_layer("stack1_head_conv")
+    assert is_binary_conv(conv) and conv.kernel.shape.as_list() == [1, 1, 64, 64]
+    assert inputs_of(conv) == [head.get_layer("stack1_head_in_bn")]
+    assert inputs_of(head.get_layer("stack1_head_in_bn")) == [head.get_layer("stack1_block_add")]
+    # One more BatchNorm (gamma, beta over 64 channels) per stack.
+    extra = 2 * 2 * 64
+    assert count_parameters(head) == count_parameters(base) + extra
+    assert count_parameters(head) == hourglass_parameters(**SMALL, binary_head=True)
+    head_macs = 2 * 16 * 16 * 64 * 64  # two stacks, 16x16 heatmaps, 64 -> 64
+    (bb, bf), (hb, hf) = count_macs(base), count_macs(head)
+    assert (hb - bb, bf - hf) == (head_macs, head_macs) == (2_097_152, 2_097_152)
+
+
+def test_sigmoid_heatmaps_lie_in_zero_one_and_feed_the_reinjection():
+    model = build_hourglass(**SMALL, heatmap_activation="sigmoid")
+    assert count_parameters(model) == hourglass_parameters(**SMALL)
+    x = np.random.default_rng(10).uniform(size=(2, 64, 64, 3)).astype(np.float32)
+    for out in stack_outputs(model(x, training=False)):
+        v = out.numpy()
+        # Untrained logits reach hundreds, where float32 sigmoid rounds to 0 and 1.
+        assert v.min() >= 0.0 and v.max() <= 1.0 and v.dtype == np.float32
+        assert np.any((v > 0) & (v < 1))
+    assert inputs_of(model.get_layer("stack0_reinject_heatmaps")) == [
+        model.get_layer("stack0_sigmoid")
+    ]
+    with pytest.raises(ValueError, match="heatmap_activation"):
+        build_hourglass(**SMALL, heatmap_activation="softmax")
+
+
+def test_blocks_per_level_repeats_each_hourglass_block():
+    two = build_hourglass(**SMALL, blocks_per_level=2)
+    adds = [lyr.name for lyr in two.layers if lyr.name.startswith("hg0_level2_up")
+            and lyr.name.endswith("_add")]  # fmt: skip
+    assert adds == ["hg0_level2_up_add", "hg0_level2_up_1_add"]
+    per_block = block_parameters("hpm", 64, 64)
+    hourglass_blocks = 2 * (3 * 2 + 1)  # two stacks, 3 per level + 1 at the bottom
+    assert count_parameters(two) - count_parameters(build_hourglass(**SMALL)) == (
+        hourglass_blocks * per_block
+    )
+    assert count_parameters(two) == hourglass_parameters(**SMALL, blocks_per_level=2)
+    with pytest.raises(ValueError, match="blocks_per_level"):
+        build_hourglass(**SMALL, blocks_per_level=0)
+
+
+def test_paper_network_in_the_released_wiring_has_its_own_counts():
+    """The size check for the released model's wiring (binary skips, binary first head conv,
+    Sigmoid): the paper's network, with the float MACs that remain the stem 7x7 conv and the
+    final heatmap conv. README's size check table lists these beside the paper's wiring."""
+    released = build_hourglass(binary_skip=True, binary_head=True, heatmap_activation="sigmoid")
+    assert count_parameters(released) == 6_236_048 + 2 * 256 == 6_236_560
+    binary, real = count_macs(released)
+    stem, heatmaps = 128 * 128 * 7 * 7 * 3 * 64, 64 * 64 * 256 * 16
+    assert real == stem + heatmaps == 170_917_888
+    assert binary == 7_505_510_400 + 2 * 134_217_728 + 268_435_456 == 8_042_381_312
+
+
+@pytest.mark.slow
+def test_paper_network_in_the_released_wiring_converts_to_0_89_mb():
+    import larq_compute_engine as lce
+
+    from converters.tflite_metadata import op_counts
+
+    released = build_hourglass(binary_skip=True, binary_head=True, heatmap_activation="sigmoid")
+    flatbuffer = lce.convert_keras_model(released)
+    assert round(len(flatbuffer) / 1e6, 2) == 0.89
+    ops = op_counts(flatbuffer)
+    assert ops["LceBconv2d"] == 51 + 2 + 1 and ops["CONV_2D"] == 2 and ops["LOGISTIC"] == 1
+
+
+def test_heatmap_bce_against_a_hand_computed_case_and_weights():
+    from training.losses import HeatmapBCE, HeatmapMSE, pack_targets, stack_losses
+
+    # One sample, 1x2 heatmap, 2 landmarks; landmark 1 is unlabelled (weight 0).
+    target = np.array([[[[1.0, 0.3], [0.0, 0.9]]]])
+    pred = np.array([[[[0.8, 0.01], [0.4, 0.99]]]], np.float32)
+    packed = pack_targets(target, np.array([[1.0, 0.0]]))
+    # Landmark 0 only: -ln 0.8 and -ln 0.6, averaged over all 4 (h, w, K) cells.
+    expected = (-np.log(0.8) - np.log(0.6)) / 4
+    assert float(HeatmapBCE()(packed, pred)) == pytest.approx(expected, rel=1e-5)
+    mse = ((0.8 - 1.0) ** 2 + (0.4 - 0.0) ** 2) / 4
+    assert float(HeatmapMSE()(packed, pred)) == pytest.approx(mse, rel=1e-5)
+    # Saturated probabilities are clipped, not log(0).
+    assert np.isfinite(float(HeatmapBCE()(packed, np.array([[[[0.0, 1.0], [1.0, 0.0]]]]))))
+    assert [type(x).__name__ for x in stack_losses(2, "bce")] == ["HeatmapBCE"] * 2
+    with pytest.raises(ValueError, match="unknown loss"):
+        stack_losses(1, "l1")
+
+
+def test_config_checks_the_wiring_switches():
+    from training.config import ConfigError, make_config
+
+    config = make_config({"model": {"binary_skip": True, "binary_head": True,
+                                    "heatmap_activation": "sigmoid", "blocks_per_level": 2},
+                          "loss": "bce"})  # fmt: skip
+    assert config.model.binary_head and config.loss == "bce"
+    for bad, message in [
+        ({"loss": "bce"}, "needs probabilities"),
+        ({"model": {"binary": False, "binary_head": True}}, "binary networks"),
+        ({"model": {"heatmap_activation": "tanh"}}, "heatmap_activation"),
+        ({"model": {"blocks_per_level": 0}}, "blocks_per_level"),
+        ({"loss": "l1"}, "loss must be"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            make_config(bad)

@@ -422,3 +422,227 @@ def test_coco_keypoints_json(tmp_path):
     assert s.box.center == pytest.approx((44.0, 40.0)) and s.box.size == pytest.approx(48 * 1.25)
     assert ds.skeleton.name == "coco17" and (5, 6) in ds.skeleton.flip_pairs
     assert len(list(iter_samples(ds))) == 1 and ds.skipped.count == 3
+
+
+# ------------------------------------------------------- AFLW2000-3D and 300W-LP (3DDFA .mat)
+
+
+def _frontal68(rng, w=120, h=110) -> np.ndarray:
+    """68 points whose outer eye corners, nose bridge and chin sit like an upright face's
+    (what the 300W-LP mirror-order check looks at); the rest anywhere on the face."""
+    p = np.column_stack([rng.uniform(20, w - 20, 68), rng.uniform(20, h - 20, 68)])
+    p[36], p[45], p[27], p[8] = (35.0, 45.0), (85.0, 45.0), (60.0, 42.0), (60.0, 95.0)
+    return p.round(2)
+
+
+def test_aflw2000_3d_mat_files(tmp_path):
+    rng = np.random.default_rng(4)
+    root = tmp_path / "AFLW2000"
+    pts68 = _frontal68(rng)
+    pt3d = np.vstack([pts68.T, rng.normal(0, 20, (1, 68))])  # 3 x 68, Matlab layout
+    pt2d = np.column_stack([rng.uniform(30, 90, 21), rng.uniform(30, 90, 21)]).T  # 2 x 21
+    pt2d[:, 12] = -1.0  # AFLW did not annotate the left ear
+    pose = np.array([[0.1, np.radians(-47.0), 0.05, 200.0, 210.0, 0.0, 0.0012]])
+    _image(root / "image00002.jpg", 120, 110)
+    savemat(root / "image00002.mat", {"pt3d_68": pt3d, "pt2d": pt2d, "Pose_Para": pose})
+    # Broken: a wrong shape, no image, a file that is not a .mat, a truncated image.
+    _image(root / "image00004.jpg", 120, 110)
+    savemat(root / "image00004.mat", {"pt3d_68": pt3d[:, :60], "Pose_Para": pose})
+    savemat(root / "image00006.mat", {"pt3d_68": pt3d, "Pose_Para": pose})
+    _image(root / "image00008.jpg")
+    (root / "image00008.mat").write_bytes(b"MATLAB 5.0 MAT-file, but not really" * 3)
+    _image(root / "image00010.jpg", 200, 200)
+    _truncate(root / "image00010.jpg")
+    savemat(root / "image00010.mat", {"pt3d_68": pt3d, "Pose_Para": pose})
+
+    ds = open_dataset("aflw2000-3d", tmp_path, split="test")  # finds AFLW2000/ inside
+    assert len(ds) == 5 and ds.skeleton.name == "ibug68"
+    s = ds.load(0)
+    assert s.id == "image00002" and s.image.shape == (110, 120, 3)
+    np.testing.assert_allclose(s.points, pts68, atol=1e-4)  # pt3d_68's x, y rows, as stored
+    assert s.visible.all() and s.occluded is None
+    assert s.yaw == pytest.approx(-47.0)
+    lo, hi = pts68.min(0), pts68.max(0)
+    assert s.box.center == pytest.approx(tuple((lo + hi) / 2), abs=1e-3)
+    assert s.box.size == pytest.approx(max(hi - lo) * 1.25, rel=1e-5)
+    assert len(list(iter_samples(ds))) == 1 and ds.skipped.count == 4
+    reasons = " ".join(ds.skipped.reasons)
+    assert "shape (3, 60)" in reasons and "no image beside" in reasons
+    assert "cannot read" in reasons and "truncated" in reasons
+
+    aflw = open_dataset("aflw2000-3d", root, split="all", landmarks=21)
+    a = aflw.load(0)
+    assert aflw.skeleton.name == "aflw21" and a.points.shape == (21, 2)
+    np.testing.assert_allclose(a.points[0], pt2d[:, 0], atol=1e-4)
+    assert not a.visible[12] and a.visible.sum() == 20 and a.yaw == pytest.approx(-47.0)
+    shifted = open_dataset("aflw2000-3d", root, split="test", one_based=True).load(0)
+    np.testing.assert_allclose(shifted.points, pts68 - 1, atol=1e-4)
+    with pytest.raises(DatasetError, match="68 or 21"):
+        open_dataset("aflw2000-3d", root, split="test", landmarks=19)
+    with pytest.raises(DatasetError, match="unknown split 'train'"):  # a test set only
+        open_dataset("aflw2000-3d", root)
+
+
+def test_300w_lp_landmarks_folder_mat_files_and_flipped_copies(tmp_path):
+    rng = np.random.default_rng(5)
+    root = tmp_path / "300W_LP"
+    w, h = 120, 110
+    pts2d, pts3d = _frontal68(rng, w, h), _frontal68(rng, w, h)
+    img = _image(root / "AFW" / "AFW_134212_1_0.jpg", w, h)
+    for folder in ("AFW_Flip", "HELEN_Flip"):
+        (root / folder).mkdir(parents=True)
+    assert cv2.imwrite(str(root / "AFW_Flip" / "AFW_134212_1_0.jpg"), img[:, ::-1])
+    pose = np.array([[0.0, np.radians(12.0), 0.0, 0.0, 0.0, 0.0, 1.0]])
+    savemat(root / "AFW" / "AFW_134212_1_0.mat", {"pt2d": pts2d.T, "Pose_Para": pose})
+    mirrored = pts2d.copy()
+    mirrored[:, 0] = w - 1 - pts2d[:, 0]
+    # The mirrored image's pt2d stored in mirror order (not relabelled): auto relabels it.
+    savemat(root / "AFW_Flip" / "AFW_134212_1_0.mat", {"pt2d": mirrored.T, "Pose_Para": -pose})
+    (root / "landmarks" / "AFW").mkdir(parents=True)
+    savemat(root / "landmarks" / "AFW" / "AFW_134212_1_0_pts.mat",
+            {"pts_2d": pts2d, "pts_3d": pts3d})  # fmt: skip
+    # HELEN: an image in iBUG order in its _Flip folder, a missing image, a broken file.
+    img2 = _image(root / "HELEN" / "HELEN_1_0.jpg", w, h, seed=1)
+    assert cv2.imwrite(str(root / "HELEN_Flip" / "HELEN_1_0.jpg"), img2[:, ::-1])
+    savemat(root / "HELEN" / "HELEN_1_0.mat", {"pt2d": pts2d.T})
+    relabelled = mirrored[IBUG68.flip_permutation()]
+    savemat(root / "HELEN_Flip" / "HELEN_1_0.mat", {"pt2d": relabelled.T})
+    (root / "landmarks" / "HELEN").mkdir(parents=True)
+    savemat(root / "landmarks" / "HELEN" / "HELEN_1_0_pts.mat", {"pts_2d": pts2d, "pts_3d": pts3d})
+    savemat(root / "landmarks" / "HELEN" / "HELEN_2_0_pts.mat", {"pts_2d": pts2d, "pts_3d": pts3d})
+    (root / "landmarks" / "HELEN" / "HELEN_3_0_pts.mat").write_text("not a mat file")
+    _image(root / "HELEN" / "HELEN_3_0.jpg", w, h)
+
+    ds = open_dataset("300w-lp", tmp_path)  # points="3d", flipped copies included
+    # AFW: 1 + its mirror; HELEN: 3 landmark files, each + its mirror (one _Flip folder).
+    assert len(ds) == 8 and ds.skeleton.name == "ibug68"
+    s, m = ds.load(0), ds.load(1)
+    assert s.id == "AFW/AFW_134212_1_0" and m.id == "AFW_Flip/AFW_134212_1_0"
+    np.testing.assert_allclose(s.points, pts3d, atol=1e-4)
+    assert s.yaw == pytest.approx(12.0) and m.yaw == pytest.approx(-12.0)
+    # The mirrored copy's own picture (JPEG re-encoded, so close, not equal).
+    mirror_diff = np.abs(m.image.astype(int) - s.image[:, ::-1]).mean()
+    assert mirror_diff < 0.5 * np.abs(m.image.astype(int) - s.image).mean()
+    _mirror_check(s, m, IBUG68)  # the mirror of the original's pts_3d, relabelled
+    assert len(list(iter_samples(ds))) == 4 and ds.skipped.count == 4
+    reasons = " ".join(ds.skipped.reasons)
+    assert "no image" in reasons and "cannot read" in reasons
+
+    two = open_dataset("300w-lp", root, points="2d", flipped=False)
+    assert len(two) == 4
+    np.testing.assert_allclose(two.load(0).points, pts2d, atol=1e-4)
+
+    mat = open_dataset("300w-lp", root, points="mat")
+    ids = [mat.load(i).id for i in range(len(mat))]
+    assert ids == ["AFW/AFW_134212_1_0", "AFW_Flip/AFW_134212_1_0",
+                   "HELEN/HELEN_1_0", "HELEN_Flip/HELEN_1_0"]  # fmt: skip
+    # Mirror order (AFW_Flip) and iBUG order (HELEN_Flip) both come out in iBUG order.
+    _mirror_check(mat.load(0), mat.load(1), IBUG68)
+    _mirror_check(mat.load(2), mat.load(3), IBUG68)
+    as_stored = open_dataset("300w-lp", root, points="mat", flip_order="as_stored")
+    np.testing.assert_allclose(as_stored.load(1).points, mirrored, atol=1e-4)
+    with pytest.raises(DatasetError, match="points must be"):
+        open_dataset("300w-lp", root, points="pts")
+    with pytest.raises(DatasetError, match="no landmarks"):
+        open_dataset("300w-lp", root, subsets=["IBUG"])
+
+
+# ------------------------------------------------------------- AFLW (sqlite) and PIFA / LFPA
+
+
+def _aflw_database(path: Path, faces, coords, poses) -> None:
+    """An ``aflw.sqlite`` with the release's tables (the columns this reader reads and a few
+    it does not)."""
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE Faces (face_id INTEGER PRIMARY KEY, file_id TEXT, db_id TEXT);"
+        "CREATE TABLE FaceImages (image_id INTEGER PRIMARY KEY, db_id TEXT, file_id TEXT, "
+        "filepath TEXT, bw INTEGER, width INTEGER, height INTEGER);"
+        "CREATE TABLE FeatureCoords (face_id INTEGER, feature_id INTEGER, x REAL, y REAL, "
+        "annot_type_id INTEGER);"
+        "CREATE TABLE FacePose (face_id INTEGER, roll REAL, pitch REAL, yaw REAL, "
+        "annot_type_id INTEGER);"
+        "CREATE TABLE FaceRect (face_id INTEGER, x INTEGER, y INTEGER, w INTEGER, h INTEGER, "
+        "annot_type_id INTEGER);"
+    )
+    for face_id, filepath in faces:
+        file_id = f"file{face_id}"
+        conn.execute("INSERT INTO Faces VALUES (?, ?, 'flickr')", (face_id, file_id))
+        conn.execute("INSERT INTO FaceImages (db_id, file_id, filepath) VALUES ('flickr', ?, ?)",
+                     (file_id, filepath))  # fmt: skip
+    conn.executemany("INSERT INTO FeatureCoords VALUES (?, ?, ?, ?, 1)", coords)
+    conn.executemany("INSERT INTO FacePose VALUES (?, 0.1, -0.2, ?, 1)", poses)
+    conn.commit()
+    conn.close()
+
+
+def test_aflw_sqlite_21_points_with_visibility_and_yaw(tmp_path):
+    root = tmp_path / "aflw" / "data"
+    _image(root / "flickr" / "0" / "image00002.jpg", 100, 90)
+    _image(root / "flickr" / "0" / "image00013.jpg", 100, 90)
+    _truncate(root / "flickr" / "0" / "image00013.jpg")
+    faces = [(39341, "0/image00002.jpg"), (39342, "0/image00013.jpg"),
+             (39343, "0/image00002.jpg"), (39344, "0/image00002.jpg"),
+             (39345, "2/missing.jpg")]  # fmt: skip
+    good = [(39341, f, 20.0 + 2 * f, 30.0 + f) for f in (1, 2, 3, 7, 8, 9, 15, 18, 20, 21)]
+    coords = good + [(39342, 1, 20, 30), (39342, 21, 60, 80)]
+    coords += [(39343, 1, 20, 30), (39343, 25, 60, 80)]  # feature 25 does not exist
+    coords += [(39344, 8, 20, 30)]  # a single point
+    coords += [(39345, 1, 20, 30), (39345, 21, 60, 80)]
+    poses = [(39341, 0.5), (39342, -1.2)]
+    _aflw_database(root / "aflw.sqlite", faces, coords, poses)
+
+    ds = open_dataset("aflw", tmp_path / "aflw", split="all")  # data/aflw.sqlite, data/flickr
+    assert len(ds) == 5 and ds.skeleton.name == "aflw21"
+    s = ds.load(0)
+    assert s.id == "0/image00002.jpg@face39341" and s.image.shape == (90, 100, 3)
+    assert s.visible.sum() == 10 and s.visible[[0, 1, 2, 6, 7, 8, 14, 17, 19, 20]].all()
+    np.testing.assert_allclose(s.points[7], (36.0, 38.0))  # feature_id 8 -> index 7
+    assert s.yaw == pytest.approx(np.degrees(0.5))
+    vis = s.points[s.visible]
+    assert s.box.size == pytest.approx(max(vis.max(0) - vis.min(0)) * 1.25, rel=1e-5)
+    assert len(list(iter_samples(ds))) == 1 and ds.skipped.count == 4
+    reasons = " ".join(ds.skipped.reasons)
+    assert "truncated" in reasons and "bad point 25" in reasons
+    assert "1 annotated points" in reasons and "cannot read" in reasons
+
+    (root / "test.txt").write_text("39342\n39341\n")
+    assert [f for f, _ in open_dataset("aflw", root / "aflw.sqlite", split="test").faces] == [
+        39341, 39342,
+    ]  # fmt: skip
+    with pytest.raises(DatasetError, match="train.txt"):
+        open_dataset("aflw", root, split="train")
+
+
+def test_pifa_lfpa_34_points_with_visibility(tmp_path):
+    rng = np.random.default_rng(6)
+    pts = np.column_stack([rng.uniform(10, 90, 34), rng.uniform(10, 80, 34)])
+    vis = np.ones(34)
+    vis[[3, 17, 30]] = 0
+    test = tmp_path / "test"
+    _image(test / "a.jpg", 100, 90)
+    savemat(test / "a.mat", {"pts": pts.T, "visibility": vis})  # 2 x 34, Matlab layout
+    _image(test / "b.png", 100, 90)
+    savemat(test / "b.mat", {"pts": np.column_stack([pts, vis])})  # 34 x 3: x, y, visible
+    _image(test / "c.jpg", 100, 90)
+    savemat(test / "c.mat", {"pts": pts})  # no visibility at all
+    savemat(test / "d.mat", {"pts": pts.T, "visibility": vis})  # no image
+    _image(test / "e.jpg", 100, 90)
+    savemat(test / "e.mat", {"pts": pts[:21].T, "visibility": vis[:21]})  # AFLW's 21 only
+
+    ds = open_dataset("pifa", tmp_path, split="test")  # -> test/
+    assert len(ds) == 5 and ds.skeleton.name == "pifa34"
+    a, b = ds.load(0), ds.load(1)
+    np.testing.assert_allclose(a.points, pts, atol=1e-4)
+    assert a.visible.all() and a.occluded.sum() == 3 and a.occluded[[3, 17, 30]].all()
+    np.testing.assert_array_equal(b.occluded, a.occluded)
+    assert a.box.size == pytest.approx(max(pts.max(0) - pts.min(0)) * 1.25, rel=1e-5)
+    assert len(list(iter_samples(ds))) == 2 and ds.skipped.count == 3
+    reasons = " ".join(ds.skipped.reasons)
+    assert "no visibility" in reasons and "no image" in reasons and "shape (2, 21)" in reasons
+    named = open_dataset("pifa", test, split="all", points_key="pts", visibility_key="visibility")
+    assert len(named) == 5
+    with pytest.raises(DatasetError, match="no train/"):
+        open_dataset("pifa", tmp_path, split="train")

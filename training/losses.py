@@ -1,9 +1,14 @@
-"""Heatmap loss: mean squared error on every stack, with unlabelled landmarks weighted 0.
+"""Heatmap loss: mean squared error (or binary cross-entropy) on every stack, with unlabelled
+landmarks weighted 0.
 
 Keras hands a loss only ``y_true`` and ``y_pred``, so the per-landmark weights travel inside
 ``y_true``: :func:`pack_targets` appends the K weights, broadcast over the heatmap, as K more
 channels. The same packed target is given to every stack's output, and Keras sums the
 per-stack losses, which is the paper's intermediate supervision.
+
+``loss="bce"`` is for networks whose heatmaps end in a Sigmoid (``model.heatmap_activation:
+sigmoid``, as in the authors' released binary model): each heatmap cell is a probability and
+the Gaussian target's value in [0, 1] its soft label. MSE works with either output.
 """
 
 from __future__ import annotations
@@ -40,6 +45,29 @@ class HeatmapMSE(tf.keras.losses.Loss):
         return tf.reduce_mean(weight * tf.square(y_pred - target), axis=[1, 2, 3])
 
 
-def stack_losses(num_stacks: int) -> list[tf.keras.losses.Loss]:
-    """One loss per stack output (intermediate supervision)."""
-    return [HeatmapMSE(name=f"stack{i}_mse") for i in range(num_stacks)]
+class HeatmapBCE(tf.keras.losses.Loss):
+    """Per-sample mean over (h, w, K) of weight * binary cross-entropy(target, prediction).
+
+    The prediction must be a probability (a Sigmoid output); it is clipped to
+    [eps, 1 - eps] as Keras's own binary cross-entropy does.
+    """
+
+    def __init__(self, name: str = "heatmap_bce", epsilon: float = 1e-7, **kwargs) -> None:
+        super().__init__(name=name, **kwargs)
+        self.epsilon = epsilon
+
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        target, weight = unpack_targets(tf.convert_to_tensor(y_true))
+        p = tf.clip_by_value(tf.cast(y_pred, target.dtype), self.epsilon, 1.0 - self.epsilon)
+        bce = -(target * tf.math.log(p) + (1.0 - target) * tf.math.log(1.0 - p))
+        return tf.reduce_mean(weight * bce, axis=[1, 2, 3])
+
+
+LOSSES = {"mse": HeatmapMSE, "bce": HeatmapBCE}
+
+
+def stack_losses(num_stacks: int, loss: str = "mse") -> list[tf.keras.losses.Loss]:
+    """One loss per stack output (intermediate supervision); ``loss`` is "mse" or "bce"."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+    return [LOSSES[loss](name=f"stack{i}_{loss}") for i in range(num_stacks)]

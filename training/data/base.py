@@ -48,12 +48,22 @@ class Sample:
     box: CropBox  # square box around the subject in image pixels (what training crops)
     head_size: float | None = None  # MPII PCKh normaliser: 0.6 * head-box diagonal
     id: str = ""
+    yaw: float | None = None  # head yaw in degrees, where the dataset has it (AFLW2000-3D bins)
+    # (K,) bool: points with a ground truth that are hidden in the image (self-occluded), where
+    # the dataset says so (AFLW-PIFA/LFPA); visible-only protocols score visible & ~occluded.
+    occluded: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.points = np.asarray(self.points, dtype=np.float32).reshape(-1, 2)
         self.visible = np.asarray(self.visible, dtype=bool).reshape(-1)
         if len(self.visible) != len(self.points):
             raise ValueError(f"{len(self.points)} points but {len(self.visible)} visibility flags")
+        if self.occluded is not None:
+            self.occluded = np.asarray(self.occluded, dtype=bool).reshape(-1)
+            if len(self.occluded) != len(self.points):
+                raise ValueError(
+                    f"{len(self.points)} points but {len(self.occluded)} occlusion flags"
+                )
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
             raise ValueError(
                 f"image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}"
@@ -217,8 +227,13 @@ DATASETS: dict[str, str] = {
     "300w": "training.data.pts:PtsDataset",
     "wflw": "training.data.wflw:WFLWDataset",
     "coco": "training.data.coco:COCODataset",
+    "aflw2000-3d": "training.data.aflw3d:AFLW2000Dataset",
+    "300w-lp": "training.data.aflw3d:W300LPDataset",
+    "aflw": "training.data.aflw:AFLWDataset",
+    "pifa": "training.data.aflw:PIFADataset",
     "synthetic-pose": "training.data.synthetic_pose:SyntheticPoseDataset",
     "synthetic-face": "training.data.synthetic_face:SyntheticFaceDataset",
+    "tfrecord": "training.data.tfrecord:TFRecordDataset",
 }
 
 

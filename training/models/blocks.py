@@ -11,11 +11,13 @@ Every conv of a block is preceded by BatchNorm ("pre-activation" order):
 - real: BN -> ReLU -> Conv2D (FAN's real-valued HPM).
 
 The skip is the identity when the input already has ``channels`` channels, otherwise
-BN -> 1x1 conv. That 1x1 conv stays real-valued (float32, no bias) in both variants: the
-paper's 0.71 G float MACs for the binary network are exactly the 7x7 stem conv, the two heads'
-1x1 convs and the two skip 1x1 convs of the stem blocks, and its 1.30 MB flatbuffer needs them
-float (see hourglass.py). Keeping the skip identical in both variants also makes binary-vs-real
-ablations differ only in the main path.
+BN -> 1x1 conv. By default that 1x1 conv stays real-valued (float32, no bias) in both
+variants: the paper's 0.71 G float MACs for the binary network are exactly the 7x7 stem conv,
+the two heads' 1x1 convs and the two skip 1x1 convs of the stem blocks, and its 1.30 MB
+flatbuffer needs them float (see hourglass.py). Keeping the skip identical in both variants
+also makes binary-vs-real ablations differ only in the main path. ``binary_skip=True`` (binary
+blocks only) makes it BN -> sign -> binary 1x1 conv instead, as public printouts of the
+authors' released binary model show.
 """
 
 from __future__ import annotations
@@ -46,11 +48,14 @@ def _units(*, binary: bool, weight_scale: bool, name: str) -> Callable[..., tf.T
     return unit
 
 
-def _skip(x: tf.Tensor, *, channels: int, name: str) -> tf.Tensor:
+def _skip(
+    x: tf.Tensor, *, channels: int, name: str, binary: bool = False, weight_scale: bool = False
+) -> tf.Tensor:
     if x.shape[-1] == channels:
         return x
     x = tf.keras.layers.BatchNormalization(name=f"{name}_skip_bn")(x)
-    return conv(channels, 1, binary=False, name=f"{name}_skip_conv")(x)
+    return conv(channels, 1, binary=binary, weight_scale=weight_scale,
+                name=f"{name}_skip_conv")(x)  # fmt: skip
 
 
 def _check_channels(channels: int, divisor: int, block: str) -> None:
@@ -61,7 +66,13 @@ def _check_channels(channels: int, divisor: int, block: str) -> None:
 
 
 def hpm_block(
-    x: tf.Tensor, *, channels: int, binary: bool, name: str, weight_scale: bool = False
+    x: tf.Tensor,
+    *,
+    channels: int,
+    binary: bool,
+    name: str,
+    weight_scale: bool = False,
+    binary_skip: bool = False,
 ) -> tf.Tensor:
     """The paper's hierarchical, parallel, multi-scale block.
 
@@ -76,12 +87,19 @@ def hpm_block(
     b2 = unit(b1, quarter, 3, "conv2")
     b3 = unit(b2, quarter, 3, "conv3")
     out = tf.keras.layers.Concatenate(name=f"{name}_concat")([b1, b2, b3])
-    skip = _skip(x, channels=channels, name=name)
+    skip = _skip(x, channels=channels, name=name, binary=binary and binary_skip,
+                 weight_scale=weight_scale)  # fmt: skip
     return tf.keras.layers.Add(name=f"{name}_add")([out, skip])
 
 
 def bottleneck_block(
-    x: tf.Tensor, *, channels: int, binary: bool, name: str, weight_scale: bool = False
+    x: tf.Tensor,
+    *,
+    channels: int,
+    binary: bool,
+    name: str,
+    weight_scale: bool = False,
+    binary_skip: bool = False,
 ) -> tf.Tensor:
     """Newell's bottleneck: 1x1 (C/2), 3x3 (C/2), 1x1 (C), added to the skip."""
     _check_channels(channels, 2, "bottleneck")
@@ -90,12 +108,19 @@ def bottleneck_block(
     y = unit(x, half, 1, "conv1")
     y = unit(y, half, 3, "conv2")
     y = unit(y, channels, 1, "conv3")
-    skip = _skip(x, channels=channels, name=name)
+    skip = _skip(x, channels=channels, name=name, binary=binary and binary_skip,
+                 weight_scale=weight_scale)  # fmt: skip
     return tf.keras.layers.Add(name=f"{name}_add")([y, skip])
 
 
 def wide_block(
-    x: tf.Tensor, *, channels: int, binary: bool, name: str, weight_scale: bool = False
+    x: tf.Tensor,
+    *,
+    channels: int,
+    binary: bool,
+    name: str,
+    weight_scale: bool = False,
+    binary_skip: bool = False,
 ) -> tf.Tensor:
     """The "wide" bottleneck: Newell's 1x1 -> 3x3 -> 1x1 with every conv at C channels.
 
@@ -108,7 +133,8 @@ def wide_block(
     y = unit(x, channels, 1, "conv1")
     y = unit(y, channels, 3, "conv2")
     y = unit(y, channels, 1, "conv3")
-    skip = _skip(x, channels=channels, name=name)
+    skip = _skip(x, channels=channels, name=name, binary=binary and binary_skip,
+                 weight_scale=weight_scale)  # fmt: skip
     return tf.keras.layers.Add(name=f"{name}_add")([y, skip])
 
 
@@ -132,9 +158,18 @@ def get_block(block: str) -> BlockFn:
 
 
 def residual_block(
-    x: tf.Tensor, *, block: str, channels: int, binary: bool, name: str, weight_scale: bool = False
+    x: tf.Tensor,
+    *,
+    block: str,
+    channels: int,
+    binary: bool,
+    name: str,
+    weight_scale: bool = False,
+    binary_skip: bool = False,
 ) -> tf.Tensor:
-    """Apply the block of type ``block`` (see :data:`BLOCK_TYPES`)."""
+    """Apply the block of type ``block`` (see :data:`BLOCK_TYPES`); ``binary_skip`` makes a
+    binary block's skip 1x1 conv (present when the channel count changes) binary too."""
     return get_block(block)(
-        x, channels=channels, binary=binary, weight_scale=weight_scale, name=name
-    )
+        x, channels=channels, binary=binary, weight_scale=weight_scale, name=name,
+        binary_skip=binary_skip,
+    )  # fmt: skip

@@ -18,7 +18,17 @@ BatchNorm gamma and beta), 7.5 G binary MACs, 0.71 G float MACs (stem conv 0.154
 0.285 G, the two skip 1x1 convs 0.134 G each) and a 1.30 MB LCE flatbuffer. Measured with
 larq-compute-engine 0.16: 6,236,048 parameters, 1,297,368 bytes with 51 ``LceBconv2d`` and 5
 float ``CONV_2D`` ops; the real-valued twin converts to 24,920,804 bytes. Making the skip convs
-binary instead gives 0.44 G float MACs and a 1,140,072-byte file (measured), matching neither.
+binary instead (``binary_skip=True``) gives 0.44 G float MACs and a 1,140,144-byte file
+(measured), matching neither.
+
+The released model's wiring (public printouts of the authors' binary MPII model, FACTS.md
+section 9) differs in three places, each a switch here, all off by default:
+``binary_skip`` (the stem blocks' skip 1x1 convs binary: BN -> sign -> binary conv),
+``binary_head`` (each stack's first head conv binary, with a BatchNorm before its sign) and
+``heatmap_activation="sigmoid"`` (a Sigmoid on the heatmaps, trained with BCE or MSE, see
+losses.py). ``blocks_per_level`` puts that many blocks in a row at each of a level's four
+places (Newell's ``nModules``; 1 in the paper's size check). README "The paper's size check"
+lists parameters, MACs and flatbuffer size of both wirings.
 
 Biases: only the stem conv, the final heatmap conv and the re-injection convs have one; a conv
 followed by BatchNorm does not need one (the head's 256-entry bias would not change 6.24 M).
@@ -37,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from .blocks import BLOCK_TYPES, residual_block
-from .quantizers import real_conv
+from .quantizers import binary_conv, real_conv
 
 STEM_CHANNELS = 64  # the 7x7 conv's output
 STEM_BLOCK_CHANNELS = 128  # the first two stem blocks' output
@@ -77,19 +87,24 @@ def _hourglass(
     binary: bool,
     weight_scale: bool,
     name: str,
+    blocks: int = 1,
 ) -> tf.Tensor:
-    """One level of Newell's recursive hourglass; ``level`` counts down to 1 at the bottom."""
+    """One level of Newell's recursive hourglass; ``level`` counts down to 1 at the bottom.
+
+    ``blocks`` residual blocks in a row at each place; the first keeps the one-block name."""
     prefix = f"{name}_level{level}"
 
     def res(t: tf.Tensor, part: str) -> tf.Tensor:
-        return residual_block(
-            t,
-            block=block,
-            channels=features,
-            binary=binary,
-            weight_scale=weight_scale,
-            name=f"{prefix}_{part}",
-        )
+        for j in range(blocks):
+            t = residual_block(
+                t,
+                block=block,
+                channels=features,
+                binary=binary,
+                weight_scale=weight_scale,
+                name=f"{prefix}_{part}" + (f"_{j}" if j else ""),
+            )
+        return t
 
     upper = res(x, "up")
     lower = tf.keras.layers.MaxPool2D(2, name=f"{prefix}_pool")(x)
@@ -103,6 +118,7 @@ def _hourglass(
             binary=binary,
             weight_scale=weight_scale,
             name=name,
+            blocks=blocks,
         )
     else:
         lower = res(lower, "low2")
@@ -123,6 +139,10 @@ def build_hourglass(
     block: str = "hpm",
     binary: bool = True,
     weight_scale: bool = False,
+    binary_skip: bool = False,
+    binary_head: bool = False,
+    heatmap_activation: str = "linear",
+    blocks_per_level: int = 1,
     name: str | None = None,
 ) -> tf.keras.Model:
     """The stacked hourglass as a functional Keras model.
@@ -133,14 +153,22 @@ def build_hourglass(
 
     ``weight_scale`` (binary only) scales each binary conv's output channels by mean|W|, the
     paper's XNOR-Net weight scale (see quantizers.py). It changes no parameter count.
+
+    The released model's wiring (module docstring; binary networks only): ``binary_skip``,
+    ``binary_head`` and ``heatmap_activation="sigmoid"`` (heatmaps in (0, 1) instead of
+    linear). ``blocks_per_level`` blocks at each place of every hourglass level.
     """
     _check_arguments(
         num_stacks=num_stacks, depth=depth, features=features, num_landmarks=num_landmarks,
         input_size=input_size, block=block,
     )  # fmt: skip
+    _check_wiring(binary=binary, binary_skip=binary_skip, binary_head=binary_head,
+                  heatmap_activation=heatmap_activation, blocks_per_level=blocks_per_level)  # fmt: skip
     if name is None:
         kind = ("binary_scaled" if weight_scale else "binary") if binary else "real"
-        name = f"hourglass_{block}_{kind}_{num_stacks}stack"
+        name = f"hourglass_{block}_{kind}_{num_stacks}stack" + _wiring_suffix(
+            binary_skip, binary_head, heatmap_activation, blocks_per_level
+        )
 
     def res(t: tf.Tensor, channels: int, block_name: str) -> tf.Tensor:
         return residual_block(
@@ -149,6 +177,7 @@ def build_hourglass(
             channels=channels,
             binary=binary,
             weight_scale=weight_scale,
+            binary_skip=binary_skip,
             name=block_name,
         )
 
@@ -164,15 +193,23 @@ def build_hourglass(
     outputs = []
     for s in range(num_stacks):
         y = _hourglass(x, level=depth, block=block, features=features, binary=binary,
-                       weight_scale=weight_scale, name=f"hg{s}")  # fmt: skip
+                       weight_scale=weight_scale, name=f"hg{s}", blocks=blocks_per_level)  # fmt: skip
         y = res(y, features, f"stack{s}_block")
-        y = real_conv(features, 1, name=f"stack{s}_head_conv")(y)
+        if binary_head:  # the binary unit: BatchNorm, then sign() inside the binary conv
+            y = tf.keras.layers.BatchNormalization(name=f"stack{s}_head_in_bn")(y)
+            y = binary_conv(features, 1, weight_scale=weight_scale, name=f"stack{s}_head_conv")(y)
+        else:
+            y = real_conv(features, 1, name=f"stack{s}_head_conv")(y)
         y = tf.keras.layers.BatchNormalization(name=f"stack{s}_head_bn")(y)
         head = tf.keras.layers.ReLU(name=f"stack{s}_head_relu")(y)
         # float32 even under a mixed-precision policy: the loss and the device want float32.
         heatmaps = tf.keras.layers.Conv2D(
             num_landmarks, 1, dtype="float32", name=f"stack{s}_heatmaps"
         )(head)
+        if heatmap_activation == "sigmoid":
+            heatmaps = tf.keras.layers.Activation(
+                "sigmoid", dtype="float32", name=f"stack{s}_sigmoid"
+            )(heatmaps)
         outputs.append(heatmaps)
         if s < num_stacks - 1:
             back_features = real_conv(
@@ -185,6 +222,33 @@ def build_hourglass(
                 [x, back_features, back_heatmaps]
             )
     return tf.keras.Model(inputs, outputs, name=name)
+
+
+HEATMAP_ACTIVATIONS = ("linear", "sigmoid")
+
+
+def _check_wiring(
+    *, binary: bool, binary_skip: bool, binary_head: bool, heatmap_activation: str,
+    blocks_per_level: int,
+) -> None:  # fmt: skip
+    if (binary_skip or binary_head) and not binary:
+        raise ValueError("binary_skip and binary_head apply to binary networks (binary=True)")
+    if heatmap_activation not in HEATMAP_ACTIVATIONS:
+        raise ValueError(f"heatmap_activation must be one of {', '.join(HEATMAP_ACTIVATIONS)}, "
+                         f"got {heatmap_activation!r}")  # fmt: skip
+    if blocks_per_level < 1:
+        raise ValueError(f"blocks_per_level must be at least 1, got {blocks_per_level}")
+
+
+def _wiring_suffix(
+    binary_skip: bool, binary_head: bool, heatmap_activation: str, blocks_per_level: int
+) -> str:
+    """Name tags of the non-default switches ("" for the default wiring)."""
+    tags = [t for t, on in (("bskip", binary_skip), ("bhead", binary_head),
+                            ("sigmoid", heatmap_activation == "sigmoid")) if on]  # fmt: skip
+    if blocks_per_level > 1:
+        tags.append(f"x{blocks_per_level}")
+    return "".join(f"_{t}" for t in tags)
 
 
 def count_parameters(model: tf.keras.Model, *, include_batchnorm_statistics: bool = False) -> int:
@@ -228,22 +292,31 @@ def hourglass_parameters(
     block: str = "hpm",
     binary: bool = True,
     input_size: int | None = None,
+    weight_scale: bool = False,
+    binary_skip: bool = False,
+    binary_head: bool = False,
+    heatmap_activation: str = "linear",
+    blocks_per_level: int = 1,
 ) -> int:
     """Closed-form trainable parameter count of :func:`build_hourglass` (no model is built).
 
     Takes the same keywords as :func:`build_hourglass`, so a model config can be passed as is,
-    but ``binary`` and ``input_size`` do not change the count: binarization changes values, not
-    shapes, and convolutions do not depend on the image size.
+    but ``binary``, ``input_size``, ``weight_scale``, ``binary_skip`` and
+    ``heatmap_activation`` do not change the count: binarization changes values, not shapes,
+    and convolutions do not depend on the image size. A binary first head conv adds the
+    BatchNorm before its sign (2 x features per stack); ``blocks_per_level`` multiplies the
+    hourglass's blocks.
     """
-    del binary, input_size  # see the docstring
+    del input_size, weight_scale, binary_skip, heatmap_activation  # see the docstring
     f, k = features, num_landmarks
     stem = (7 * 7 * 3 * STEM_CHANNELS + STEM_CHANNELS) + 2 * STEM_CHANNELS
     stem += block_parameters(block, STEM_CHANNELS, STEM_BLOCK_CHANNELS)
     stem += block_parameters(block, STEM_BLOCK_CHANNELS, STEM_BLOCK_CHANNELS)
     stem += block_parameters(block, STEM_BLOCK_CHANNELS, f)
     per_block = block_parameters(block, f, f)
-    hourglass = (3 * depth + 1) * per_block  # up, low1, low3 per level, plus low2 at the bottom
-    head = per_block + f * f + 2 * f + (f * k + k)
+    # up, low1, low3 per level, plus low2 at the bottom; blocks_per_level of each
+    hourglass = (3 * depth + 1) * blocks_per_level * per_block
+    head = per_block + f * f + 2 * f + (f * k + k) + (2 * f if binary and binary_head else 0)
     reinject = (f * f + f) + (k * f + f)
     return stem + num_stacks * (hourglass + head) + (num_stacks - 1) * reinject
 
