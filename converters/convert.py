@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         f"loaded {args.model} in {time.perf_counter() - started:.1f} s: "
         f"{len(model.outputs)} output(s), exporting the last, {heatmaps.count_params():,} "
         f"parameters, input {metadata.input_size}, heatmaps {metadata.heatmap_size} x "
-        f"{metadata.num_landmarks} ({metadata.skeleton})"
+        f"{metadata.num_outputs} ({metadata.skeleton})"
     )
 
     started = time.perf_counter()

@@ -30,6 +30,7 @@ class FidelityReport:
     # rounding difference right at a sign() threshold into a flipped bit, so an occasional
     # input differs visibly even though the conversion is exact.
     inputs_close: int
+    unit: str = "landmarks"  # what same_landmarks counts: landmarks, or cells' top classes
 
     @property
     def max_rel_diff(self) -> float:
@@ -41,7 +42,7 @@ class FidelityReport:
             f"fidelity vs Keras on {self.num_inputs} inputs ({self.backend}): max heatmap diff "
             f"{self.max_abs_diff:.3g} ({self.max_rel_diff:.2e} of the heatmap range "
             f"{self.heatmap_range:.3g}); inputs within {CLOSE:g}: "
-            f"{self.inputs_close}/{self.num_inputs}; landmarks identical: {same}/"
+            f"{self.inputs_close}/{self.num_inputs}; {self.unit} identical: {same}/"
             f"{self.num_landmarks} ({100 * self.same_landmarks:.1f}%)"
         )
 
@@ -76,14 +77,18 @@ def sample_images(size: tuple[int, int], count: int, seed: int = 0) -> np.ndarra
 
 
 def compare(
-    reference: np.ndarray, candidate: np.ndarray, codec: HeatmapCodec, backend: str
+    reference: np.ndarray, candidate: np.ndarray, codec: HeatmapCodec | None, backend: str
 ) -> FidelityReport:
-    """Compare two heatmap batches (N, h, w, K)."""
+    """Compare two heatmap batches (N, h, w, K); ``codec`` None compares class logits by
+    each cell's top class (then ``same_landmarks`` is the share of cells that agree)."""
     reference = np.asarray(reference, np.float32)
     candidate = np.asarray(candidate, np.float32)
-    points_ref, _ = codec.decode(reference)
-    points_new, _ = codec.decode(candidate)
-    same = np.all(np.abs(points_ref - points_new) < 1e-6, axis=-1)
+    if codec is None:  # class logits: does every cell keep its class?
+        same = reference.argmax(axis=-1) == candidate.argmax(axis=-1)
+    else:
+        points_ref, _ = codec.decode(reference)
+        points_new, _ = codec.decode(candidate)
+        same = np.all(np.abs(points_ref - points_new) < 1e-6, axis=-1)
     heatmap_range = float(reference.max() - reference.min())
     per_input = np.abs(reference - candidate).reshape(len(reference), -1).max(axis=1)
     return FidelityReport(
@@ -94,6 +99,7 @@ def compare(
         same_landmarks=float(same.mean()),
         num_landmarks=int(same.size),
         inputs_close=int(np.sum(per_input <= CLOSE * heatmap_range)),
+        unit="landmarks" if codec is not None else "cell classes",
     )
 
 
@@ -111,5 +117,7 @@ def check_fidelity(
     # disable=None: a bar on a terminal only, so logs and captured output stay clean.
     rows = tqdm(x, desc=f"checking on {backend.name}", unit="input", leave=False, disable=None)
     candidate = np.stack([backend.run(row) for row in rows])
-    codec = HeatmapCodec(input_size=metadata.input_size, heatmap_size=metadata.heatmap_size)
+    codec = None
+    if metadata.task != "segmentation":
+        codec = HeatmapCodec(input_size=metadata.input_size, heatmap_size=metadata.heatmap_size)
     return compare(np.asarray(reference), candidate, codec, backend.description)

@@ -152,10 +152,10 @@ def build_metadata(
             meta = LandmarkMetadata(**{**_skeleton_fields(sidecar), **fields})
     except KeyError as exc:
         raise ConversionError(str(exc).strip("\"'")) from None
-    if meta.num_landmarks != k:
+    if meta.num_outputs != k:
+        what = "classes" if meta.task == "segmentation" else "landmarks"
         raise ConversionError(
-            f"the model predicts {k} landmarks but skeleton {meta.skeleton!r} has "
-            f"{meta.num_landmarks}"
+            f"the model predicts {k} maps but {meta.skeleton!r} has {meta.num_outputs} {what}"
         )
     if sidecar is not None and tuple(sidecar.input_size) != meta.input_size:
         notes.append(
@@ -165,7 +165,9 @@ def build_metadata(
     return meta, notes
 
 
-_SKELETON_KEYS = ("task", "skeleton", "landmarks", "edges", "flip_pairs")
+# What a sidecar says about the outputs themselves (segmentation: classes and colours too).
+_SKELETON_KEYS = ("task", "skeleton", "landmarks", "edges", "flip_pairs", "classes",
+                  "class_colors", "box_classes", "format_version")  # fmt: skip
 
 
 def _skeleton_fields(meta: LandmarkMetadata) -> dict:

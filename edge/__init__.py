@@ -5,6 +5,7 @@
 >>> result = model.predict(frame_bgr)      # an OpenCV BGR uint8 image
 >>> result.points, result.scores, result.names
 >>> video = edge.LandmarkPipeline(model, tracker=..., smoother=...)  # edge.pipeline
+>>> parts = edge.SegmentationModel("faceparts.tflite").predict(frame_bgr)  # class map
 """
 
 import os
@@ -27,6 +28,8 @@ __all__ = [
     "Landmarks",
     "ModelError",
     "SKELETONS",
+    "SegmentationModel",
+    "SegmentationPipeline",
     "Skeleton",
     "SourceError",
     "cache_dir",
@@ -52,4 +55,8 @@ def __getattr__(name: str):
         from .pipeline import LandmarkPipeline
 
         return LandmarkPipeline
+    if name in ("SegmentationModel", "SegmentationPipeline"):
+        from . import segmentation
+
+        return getattr(segmentation, name)
     raise AttributeError(name)

@@ -1,4 +1,4 @@
-"""Live landmarks on a camera, video, images or the demo clip: ``python -m edge.live``.
+"""Live landmarks (or face parts) on a camera, video, images or the demo clip: ``python -m edge.live``.
 
     python -m edge.live --source demo --no-display --output demo.mp4
     python -m edge.live --model face --source 0 --serve 0.0.0.0:8080
@@ -7,7 +7,10 @@
 A thin CLI over :class:`edge.pipeline.LandmarkPipeline`: per frame the source gives a BGR
 frame, the pipeline crops (the tracker's box: the previous frame's landmarks, else the full
 frame or a face detector), infers, decodes, tracks and smooths, and the overlay goes to the
-window, video, MJPEG stream and JSONL log. Ctrl-C (SIGINT) or SIGTERM stops after the
+window, video, MJPEG stream and JSONL log. A segmentation model (``--model faceparts.tflite``)
+runs :class:`edge.segmentation.SegmentationPipeline` instead: tracked like a face model, the
+coloured class map as overlay, per-class pixel areas (``--rle``: the map itself) in the
+JSONL. Ctrl-C (SIGINT) or SIGTERM stops after the
 current frame with every file complete; a second Ctrl-C stops at once.
 """
 
@@ -48,7 +51,7 @@ STAGES = ("capture", *PIPELINE_STAGES, "output", "total")
 
 def make_tracker(meta, args: argparse.Namespace) -> LandmarkTracker:
     detector = None
-    if meta.task == "face":
+    if meta.task in ("face", "segmentation"):  # face parts: found and tracked like faces
         detector = create_detector(args.face_detector, margin=meta.box_margin)
     return LandmarkTracker(margin=meta.box_margin, min_score=args.min_score,
                            lost_below=args.lost_below, detector=detector,
@@ -168,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--max-clients", type=int, default=4, metavar="N",
                      help="at most N viewers of the stream at once; the next one gets 503. "
                      "A viewer that stops reading misses frames and never slows the camera")  # fmt: skip
+    out.add_argument("--rle", action="store_true",
+                     help="segmentation models: also write each frame's class map, run-length "
+                     "encoded (row-major [class, run, class, run, ...]), into the JSONL")  # fmt: skip
     out.add_argument("--show-box", action="store_true", help="draw the crop box")
     out.add_argument("--quiet", action="store_true", help="print only the final summary")
     return p
@@ -202,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeError("--max-clients must be at least 1")
     model_path = resolve_model(args.model)
     meta = read_metadata(model_path)  # a bad file fails here, before anything is opened
+    segmentation = meta.task == "segmentation"
     tracker = make_tracker(meta, args)
     say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
@@ -241,8 +248,15 @@ def run(args: argparse.Namespace) -> int:
                       f"to keep one); open:\n  {stream_url(server.host, server.port, token)}",
                       file=terminal, flush=True)  # fmt: skip
             del token
-        model = LandmarkModel(model_path, backend=args.backend, num_threads=args.threads)
-        say(f"model: {model_path.name} ({meta.skeleton}, {meta.num_landmarks} landmarks, "
+        if segmentation:
+            from .segmentation import SegmentationModel, SegmentationPipeline
+
+            model = SegmentationModel(model_path, backend=args.backend, num_threads=args.threads)
+        else:
+            model = LandmarkModel(model_path, backend=args.backend, num_threads=args.threads)
+        outputs = (f"{meta.num_classes} classes" if segmentation
+                   else f"{meta.num_landmarks} landmarks")  # fmt: skip
+        say(f"model: {model_path.name} ({meta.skeleton}, {outputs}, "
             f"input {meta.input_size[0]}x{meta.input_size[1]}) on "
             f"{model.backend_description}, {model.num_threads} threads")  # fmt: skip
         say(f"source: {source.name}")
@@ -257,8 +271,11 @@ def run(args: argparse.Namespace) -> int:
             smoother = OneEuroFilter(min_cutoff=args.min_cutoff, beta=args.beta,
                                      d_cutoff=args.d_cutoff, min_score=args.min_score,
                                      hide=args.low_confidence == "hide")  # fmt: skip
-        pipeline = LandmarkPipeline(model, tracker=tracker, smoother=smoother,
-                                    min_score=args.min_score)  # fmt: skip
+        if segmentation:  # a class map per frame: nothing to smooth
+            pipeline = SegmentationPipeline(model, tracker=tracker)
+        else:
+            pipeline = LandmarkPipeline(model, tracker=tracker, smoother=smoother,
+                                        min_score=args.min_score)  # fmt: skip
         need_overlay = any(o is not None for o in (video, server, display))
         rate = RateMeter()
         stop.install()
@@ -296,11 +313,14 @@ def run(args: argparse.Namespace) -> int:
             times.add("total", time.perf_counter() - t0)
             if jsonl is not None:
                 latency = {s: round(v * 1e3, 3) for s, v in times.current.items()}
-                jsonl.write(landmark_record(
-                    frame.index, frame.timestamp, names=meta.landmarks, points=result.points,
-                    scores=result.scores, box=result.box, tracking=result.tracking,
-                    latency_ms=latency,
-                ))  # fmt: skip
+                if segmentation:
+                    jsonl.write(pipeline.record(result, latency, rle=args.rle))
+                else:
+                    jsonl.write(landmark_record(
+                        frame.index, frame.timestamp, names=meta.landmarks, points=result.points,
+                        scores=result.scores, box=result.box, tracking=result.tracking,
+                        latency_ms=latency,
+                    ))  # fmt: skip
             frames += 1
         if stop.requested and stopped == "end of source":
             stopped = "interrupted"

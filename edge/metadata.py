@@ -20,11 +20,16 @@ METADATA_NAME = "binland.landmarks"
 # 2: heatmap_sigma and refine recorded; landmark_convention (a free-text note nobody read)
 # dropped: the one convention is edge.codec's. Version 1 records still load.
 FORMAT_VERSION = 2
+# 3: segmentation models (task "segmentation": classes, class_colors, box_classes). Landmark
+# records stay at 2 and leave those fields out, so older runtimes still read them.
+SEGMENTATION_FORMAT = 3
+NEWEST_FORMAT = SEGMENTATION_FORMAT
+_SEGMENTATION_FIELDS = ("classes", "class_colors", "box_classes")
 
 
 @dataclass(frozen=True)
 class LandmarkMetadata:
-    task: str  # "pose" or "face"
+    task: str  # "pose", "face" or "segmentation"
     skeleton: str  # key into edge.skeletons.SKELETONS
     landmarks: tuple[str, ...]
     edges: tuple[tuple[int, int], ...]
@@ -46,6 +51,21 @@ class LandmarkMetadata:
     box_margin: float = 1.25
     extra: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    # Segmentation models only (edge.parts): per-pixel class names, their RGB overlay colours,
+    # and the classes whose pixels make the tracked crop box. Their output is one logit map
+    # per class at heatmap resolution.
+    classes: tuple[str, ...] = ()
+    class_colors: tuple[tuple[int, int, int], ...] = ()
+    box_classes: tuple[int, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def num_outputs(self) -> int:
+        """Channels of the network's output: classes for segmentation, else landmarks."""
+        return self.num_classes if self.task == "segmentation" else self.num_landmarks
 
     def codec(self, refine: str | None = None):
         """The :class:`~edge.codec.HeatmapCodec` this model was trained with (``refine``
@@ -71,9 +91,22 @@ class LandmarkMetadata:
         return cls(task=s.task, skeleton=s.name, landmarks=s.landmarks, edges=s.edges,
                    flip_pairs=s.flip_pairs, **kwargs)  # fmt: skip
 
+    @classmethod
+    def for_parts(cls, labels: str, **kwargs) -> LandmarkMetadata:
+        """Segmentation metadata whose classes come from a label set of :mod:`edge.parts`."""
+        from .parts import get_part_labels
+
+        p = get_part_labels(labels)
+        return cls(task="segmentation", skeleton=p.name, landmarks=(), edges=(),
+                   flip_pairs=p.flip_pairs, classes=p.classes, class_colors=p.colors,
+                   box_classes=p.box_classes, format_version=SEGMENTATION_FORMAT, **kwargs)  # fmt: skip
+
     def to_json(self) -> str:
         d = asdict(self)
         d["heatmap_stride"] = self.heatmap_stride
+        if self.task != "segmentation":
+            for key in _SEGMENTATION_FIELDS:
+                d.pop(key)
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -83,21 +116,27 @@ class LandmarkMetadata:
             d.pop("heatmap_stride", None)
             d.pop("landmark_convention", None)  # format 1's note; edge.codec is the convention
             version = int(d.get("format_version", 0))
-            if version > FORMAT_VERSION:
+            if version > NEWEST_FORMAT:
                 raise ModelError(
                     f"model metadata version {version} is newer than this runtime understands "
-                    f"({FORMAT_VERSION}); upgrade the edge package"
+                    f"({NEWEST_FORMAT}); upgrade the edge package"
                 )
-            tuples = {"landmarks", "input_size", "heatmap_size", "input_mean", "input_std"}
+            tuples = {"landmarks", "input_size", "heatmap_size", "input_mean", "input_std",
+                      "classes", "box_classes"}  # fmt: skip
             for key in tuples & d.keys():
                 d[key] = tuple(d[key])
-            for key in ("edges", "flip_pairs"):
+            for key in ("edges", "flip_pairs", "class_colors"):
                 d[key] = tuple(tuple(int(i) for i in pair) for pair in d.get(key, ()))
-            return cls(**d)
+            meta = cls(**d)
         except ModelError:
             raise
         except (ValueError, TypeError, KeyError) as exc:
             raise ModelError(f"landmark metadata is malformed: {exc}") from None
+        if meta.task == "segmentation" and (
+            not meta.classes or len(meta.class_colors) != len(meta.classes)
+        ):
+            raise ModelError("segmentation metadata needs class names and one colour per class")
+        return meta
 
 
 # --- A minimal reader for the TFLite flatbuffer schema (tensorflow/lite/schema/schema.fbs). ---

@@ -62,6 +62,9 @@ class LandmarkModel:
             self.metadata: LandmarkMetadata = read_metadata(data)
         except ModelError as exc:
             raise ModelError(f"{self.path}: {exc}") from None
+        if self.metadata.task == "segmentation":
+            raise ModelError(f"{self.path} is a segmentation model ({self.metadata.skeleton}), "
+                             "not a landmark model: load it with edge.SegmentationModel")  # fmt: skip
         self._backend = create_backend(backend, data, num_threads=num_threads, **backend_options)
         self._check_shapes()
         self.codec: HeatmapCodec = self.metadata.codec(refine)

@@ -164,3 +164,70 @@ def test_evaluate_cli_errors_are_one_line(tmp_path):
                 "--data", str(tmp_path / "no_such_dir"))  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in proc.stderr
+
+
+def test_face_protocols_are_picked_per_dataset():
+    from training.evaluate import DEFAULT_SPLITS, PROTOCOLS
+
+    assert PROTOCOLS["aflw2000-3d"] == PROTOCOLS["300w-lp"] == PROTOCOLS["aflw"] == "nme_box"
+    assert PROTOCOLS["pifa"] == "nme_visible" and PROTOCOLS["300w"] == "nme"
+    assert DEFAULT_SPLITS["aflw2000-3d"] == "test" and DEFAULT_SPLITS["pifa"] == "test"
+
+
+def test_box_nme_score_reports_yaw_bins_and_visible_only_nme():
+    from edge.skeletons import IBUG68
+
+    # Three faces, each a 100 x 100 box (sqrt(w h) = 100); every point 3 px off on two
+    # faces, 6 px on the third; yaws in three bins.
+    gt = np.zeros((3, 68, 2))
+    gt[:, :, 0] = np.linspace(0, 100, 68)
+    gt[:, :, 1] = np.linspace(0, 100, 68)[::-1]
+    pred = gt + np.array([0.0, 3.0])
+    pred[2] = gt[2] + np.array([6.0, 0.0])
+    occluded = np.zeros((3, 68), bool)
+    occluded[2, :34] = True
+    pred[2, :34] += 50.0  # hidden points far off: only the box protocol counts them
+    p = Predictions(pred, np.ones((3, 68)), gt, np.ones((3, 68), bool), np.full(3, np.nan),
+                    np.ones(3), yaw=np.array([5.0, -40.0, 80.0]), occluded=occluded)  # fmt: skip
+    box = score(p, "nme_box", IBUG68)
+    hidden = np.hypot(56.0, 50.0)
+    third = (34 * hidden + 34 * 6.0) / 68
+    assert box.headline == "nme" and box.values["images"] == 3
+    assert box.values["nme"] == pytest.approx((3 + 3 + third) / 3)
+    assert box.values["nme_yaw_0-30"] == pytest.approx(3.0)
+    assert box.values["nme_yaw_30-60"] == pytest.approx(3.0)
+    assert box.values["nme_yaw_60-90"] == pytest.approx(third)
+    assert box.values["nme_balanced"] == pytest.approx((3 + 3 + third) / 3)
+    assert box.values["fr@0.07"] == pytest.approx(100 / 3)
+    visible = score(p, "nme_visible", IBUG68)
+    assert visible.values["nme"] == pytest.approx((3 + 3 + 6) / 3)
+    assert visible.values["nme_yaw_60-90"] == pytest.approx(6.0)
+    assert visible.values["auc@0.07"] == pytest.approx(100 * (0.04 + 0.04 + 0.01) / 3 / 0.07)
+
+
+def test_evaluate_cli_scores_aflw2000_3d_by_box_and_yaw(tmp_path):
+    """The whole path on files in AFLW2000-3D's format: reader, crop, the committed tiny face
+    model (untrained, so the numbers are large), box NME and the three yaw bins."""
+    import cv2
+    from edge_fixtures import FACE_FLOAT
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(0)
+    for i, yaw in enumerate((10.0, -45.0, 70.0, 20.0)):
+        cv2.imwrite(str(tmp_path / f"image{i:05d}.jpg"),
+                    rng.integers(0, 255, (120, 120, 3), dtype=np.uint8))  # fmt: skip
+        pts = np.vstack([rng.uniform(30, 90, (2, 68)), np.zeros((1, 68))])
+        pose = [[0.0, np.radians(yaw), 0.0, 0.0, 0.0, 0.0, 1.0]]
+        savemat(tmp_path / f"image{i:05d}.mat", {"pt3d_68": pts, "Pose_Para": pose})
+    (tmp_path / "image00009.mat").write_text("broken")
+    out = tmp_path / "eval"
+    proc = _cli("training.evaluate", "--model", str(FACE_FLOAT), "--dataset", "aflw2000-3d",
+                "--data", str(tmp_path), "--out", str(out), "--pictures", "0")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "on aflw2000-3d/test" in proc.stdout and "1 corrupt skipped" in proc.stdout
+    report = json.loads((out / "metrics.json").read_text())
+    values = report["values"]
+    assert report["protocol"] == "nme_box" and values["images"] == 4
+    assert [values[f"images_yaw_{b}"] for b in ("0-30", "30-60", "60-90")] == [2, 1, 1]
+    bins = [values[f"nme_yaw_{b}"] for b in ("0-30", "30-60", "60-90")]
+    assert values["nme_balanced"] == pytest.approx(np.mean(bins))

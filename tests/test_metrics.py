@@ -120,3 +120,48 @@ def test_nme_meter():
     assert out["count"] == 5
     assert out["nme"] == pytest.approx(metrics.nme(pred, gt, IBUG68).mean())
     assert 0 <= out["auc"] <= 1 and 0 <= out["failure_rate"] <= 1
+
+
+# ---------------------------------------------------- box-normalised NME, yaw bins, visible only
+
+
+def test_box_nme_normalises_by_the_root_of_the_landmark_box_area():
+    # Ground truth spans x 10..50 and y 20..30: box 40 x 10, sqrt(w h) = 20.
+    gt = np.array([[[10.0, 20.0], [50.0, 20.0], [30.0, 30.0], [20.0, 25.0]]])
+    assert metrics.box_size(gt)[0] == pytest.approx(20.0)
+    pred = gt.copy()
+    pred[0, 0] += (3.0, 4.0)  # 5 px
+    pred[0, 2] += (0.0, 3.0)  # 3 px; mean over 4 points = 2 px -> 2 / 20
+    assert metrics.nme_box(pred, gt)[0] == pytest.approx(0.1)
+    # Masked points leave both the mean error and the box: without point 1 the box is
+    # x 10..30 and y 20..30, sqrt(20 * 10), and the mean error is 8 / 3.
+    vis = np.array([[True, False, True, True]])
+    assert metrics.nme_box(pred, gt, vis)[0] == pytest.approx(8 / 3 / np.sqrt(200.0))
+    # An image whose points lie on one line has no box area: NaN, not a division by zero.
+    flat = np.array([[[0.0, 5.0], [10.0, 5.0], [4.0, 5.0], [7.0, 5.0]]])
+    assert np.isnan(metrics.nme_box(flat + 1.0, flat)[0])
+
+
+def test_nme_by_yaw_bins_and_their_balanced_mean():
+    errors = np.array([0.01, 0.02, 0.03, 0.05, 0.04, 0.5, np.nan])
+    yaw = np.array([10.0, -30.0, 45.0, -75.0, 95.0, np.nan, 20.0])
+    # |yaw| bins [0, 30], (30, 60], above 60; a yaw of exactly 30 is in the first.
+    np.testing.assert_array_equal(metrics.yaw_bin(yaw), [0, 0, 1, 2, 2, -1, 0])
+    out = metrics.nme_by_yaw(errors, yaw)
+    assert out["0-30"] == pytest.approx(0.015) and out["count_0-30"] == 2  # NaN error left out
+    assert out["30-60"] == pytest.approx(0.03) and out["count_30-60"] == 1
+    assert out["60-90"] == pytest.approx(0.045) and out["count_60-90"] == 2  # 95 counts as 60-90
+    assert out["balanced"] == pytest.approx((0.015 + 0.03 + 0.045) / 3)
+    assert np.isnan(metrics.nme_by_yaw(errors[:2], yaw[:2])["balanced"])  # empty bins
+
+
+def test_visible_only_nme_keeps_the_box_of_every_annotated_point():
+    # Four points, box 40 x 40 (sqrt 40); point 3 is hidden and badly placed.
+    gt = np.array([[[0.0, 0.0], [40.0, 0.0], [0.0, 40.0], [40.0, 40.0]]])
+    pred = gt + np.array([[[2.0, 0.0], [0.0, 4.0], [0.0, 0.0], [30.0, 0.0]]])
+    annotated = np.ones((1, 4), bool)
+    shown = np.array([[True, True, True, False]])
+    # Mean over the three visible points: (2 + 4 + 0) / 3 = 2 px, by the 4-point box 40.
+    assert metrics.nme_box(pred, gt, shown, norm_visible=annotated)[0] == pytest.approx(0.05)
+    # Scoring every point would count the hidden one's 30 px: (2 + 4 + 0 + 30) / 4 / 40.
+    assert metrics.nme_box(pred, gt, annotated)[0] == pytest.approx(0.225)

@@ -20,6 +20,14 @@ Protocols:
   over images. **AUC@0.08** is the area under the CED curve up to 0.08, divided by 0.08,
   computed exactly as ``mean(max(0, 0.08 - nme)) / 0.08``; the **failure rate** is the
   fraction of images with NME > 0.08.
+* **Box NME (AFLW2000-3D, AFLW)**: per image, the mean error divided by ``sqrt(w * h)`` of
+  the box around that image's ground-truth landmarks (3DDFA's benchmark code), in
+  :func:`nme_box`. With head yaw known, :func:`nme_by_yaw` reports it per ``|yaw|`` bin,
+  [0, 30], (30, 60] and above 60 degrees (the "60-90" bin; AFLW2000-3D has a few faces past
+  90), plus the mean of the three bins, the "balanced" figure papers quote.
+* **Visible-only NME (AFLW-PIFA / LFPA)**: the same box normaliser (the box of every
+  annotated point), but only points visible in the image enter the mean error:
+  ``nme_box(pred, gt, visible & ~occluded, norm_visible=visible)``.
 """
 
 from __future__ import annotations
@@ -152,6 +160,63 @@ def nme(
         return err.sum(axis=1) / v.sum(axis=1) / norm
 
 
+def box_size(gt, visible=None) -> np.ndarray:
+    """``sqrt(w * h)`` of the axis-aligned box around each image's (visible) points, (N,);
+    NaN for an image with no visible point."""
+    _, g, v = _arrays(gt, gt, visible)
+    lo = np.where(v[..., None], g, np.inf).min(axis=1)
+    hi = np.where(v[..., None], g, -np.inf).max(axis=1)
+    with np.errstate(invalid="ignore"):
+        wh = np.where(v.any(axis=1)[:, None], hi - lo, np.nan)
+        return np.sqrt(wh[:, 0] * wh[:, 1])
+
+
+def nme_box(pred, gt, visible=None, norm_visible=None) -> np.ndarray:
+    """Per-image mean error over ``visible`` points divided by :func:`box_size` of the
+    ``norm_visible`` points (default: the same points), (N,). An image with no scored point,
+    or whose box has no area (its points on one line), gets NaN and is left out of means and
+    counts, as images without a usable ground truth are."""
+    p, g, v = _arrays(pred, gt, visible)
+    nv = v if norm_visible is None else _arrays(gt, gt, norm_visible)[2]
+    norm = box_size(g, nv)
+    norm = np.where(norm > 0, norm, np.nan)
+    err = np.where(v, np.linalg.norm(p - g, axis=-1), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return err.sum(axis=1) / v.sum(axis=1) / norm
+
+
+# |yaw| bins of the AFLW2000-3D protocol, in degrees: (label, low exclusive, high inclusive).
+YAW_BINS = (("0-30", -1.0, 30.0), ("30-60", 30.0, 60.0), ("60-90", 60.0, np.inf))
+
+
+def yaw_bin(yaw) -> np.ndarray:
+    """Index into :data:`YAW_BINS` of each ``|yaw|`` in degrees, (N,) int; -1 where unknown."""
+    a = np.abs(np.asarray(yaw, np.float64).reshape(-1))
+    out = np.full(a.shape, -1, int)
+    for i, (_, low, high) in enumerate(YAW_BINS):
+        out[(a > low) & (a <= high)] = i
+    return out
+
+
+def nme_by_yaw(errors, yaw) -> dict[str, float]:
+    """Mean per-image error in each yaw bin (keys ``"0-30"``, ``"30-60"``, ``"60-90"``), the
+    mean of the three (``"balanced"``, NaN if a bin is empty) and each bin's image count
+    (``"count_0-30"``, ...). Images without an error or a yaw are left out."""
+    e = np.asarray(errors, np.float64).reshape(-1)
+    bins = yaw_bin(yaw)
+    if len(bins) != len(e):
+        raise ValueError(f"{len(e)} errors but {len(bins)} yaw values")
+    out: dict[str, float] = {}
+    means = []
+    for i, (label, _, _) in enumerate(YAW_BINS):
+        chosen = e[(bins == i) & np.isfinite(e)]
+        means.append(float(chosen.mean()) if len(chosen) else float("nan"))
+        out[label] = means[-1]
+        out[f"count_{label}"] = int(len(chosen))
+    out["balanced"] = float(np.mean(means))
+    return out
+
+
 def auc_fr(errors, threshold: float = 0.08) -> tuple[float, float]:
     """(AUC in [0, 1], failure rate in [0, 1]) of per-image errors at ``threshold``."""
     e = np.asarray(errors, np.float64).reshape(-1)
@@ -214,3 +279,53 @@ class NMEMeter:
         auc, fr = auc_fr(e, self.threshold)
         mean = float(np.nanmean(e)) if np.isfinite(e).any() else float("nan")
         return {"nme": mean, "auc": auc, "failure_rate": fr, "count": int(np.isfinite(e).sum())}
+
+
+# --- Part segmentation (face parsing): confusion matrix, per-class F1, Helen overall F1, mIoU.
+
+
+def confusion_matrix(pred, gt, num_classes: int) -> np.ndarray:
+    """(C, C) int64 counts: row = true class, column = predicted class, over all pixels."""
+    p = np.asarray(pred, np.int64).reshape(-1)
+    g = np.asarray(gt, np.int64).reshape(-1)
+    if p.shape != g.shape:
+        raise ValueError(
+            f"pred and gt must have the same number of pixels, got {p.size} and {g.size}"
+        )
+    return np.bincount(g * num_classes + p, minlength=num_classes**2).reshape(num_classes, -1)
+
+
+def class_f1(confusion: np.ndarray) -> np.ndarray:
+    """F1 (Dice) per class, 2 TP / (2 TP + FP + FN); NaN for a class that is neither in the
+    ground truth nor predicted."""
+    c = np.asarray(confusion, np.float64)
+    tp = np.diag(c)
+    denominator = c.sum(axis=0) + c.sum(axis=1)  # (TP + FP) + (TP + FN)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, 2 * tp / denominator, np.nan)
+
+
+def class_iou(confusion: np.ndarray) -> np.ndarray:
+    """IoU per class, TP / (TP + FP + FN); NaN for a class absent from both."""
+    c = np.asarray(confusion, np.float64)
+    tp = np.diag(c)
+    union = c.sum(axis=0) + c.sum(axis=1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / union, np.nan)
+
+
+def overall_f1(confusion: np.ndarray, classes) -> float:
+    """Helen's "overall" F1: the chosen classes (brows, eyes, nose, mouth parts) pooled into
+    one foreground; a pixel counts as a hit when it is in the pooled set in both maps (the
+    protocol of Smith et al. and later face-parsing papers)."""
+    c = np.asarray(confusion, np.float64)
+    idx = np.asarray(list(classes))
+    tp = c[np.ix_(idx, idx)].sum()
+    fn = c[idx].sum() - tp
+    fp = c[:, idx].sum() - tp
+    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn > 0 else float("nan")
+
+
+def mean_iou(confusion: np.ndarray) -> float:
+    """Mean IoU over the classes present in the ground truth or the prediction."""
+    return float(np.nanmean(class_iou(confusion)))

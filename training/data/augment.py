@@ -121,6 +121,13 @@ def crop_sample(
         perm = skeleton.flip_permutation()
         points = apply_affine(mirror, points)[perm]
         visible = visible[perm]
+    crop = photometric(crop, params)
+    return crop, matrix, points.astype(np.float32), visible
+
+
+def photometric(crop: np.ndarray, params: AugmentParams) -> np.ndarray:
+    """The draws that change pixels, not geometry: colour scale, blur and the occluder
+    (``occluder_box`` gives its pixel rectangle)."""
     if params.colour != (1.0, 1.0, 1.0):
         scaled = crop.astype(np.float32) * np.asarray(params.colour, np.float32)
         crop = np.clip(scaled, 0, 255).astype(np.uint8)
@@ -129,12 +136,18 @@ def crop_sample(
 
         crop = cv2.GaussianBlur(crop, (0, 0), params.blur)
     if params.occluder is not None:
-        x, y, w, h, grey = params.occluder
-        x0, y0 = int(x * input_size), int(y * input_size)
-        x1, y1 = int((x + w) * input_size), int((y + h) * input_size)
+        x0, y0, x1, y1 = occluder_box(params, crop.shape[1])
         crop = crop.copy()
-        crop[y0:y1, x0:x1] = int(grey)
-    return crop, matrix, points.astype(np.float32), visible
+        crop[y0:y1, x0:x1] = int(params.occluder[4])
+    return crop
+
+
+def occluder_box(params: AugmentParams, input_size: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) crop pixels of ``params.occluder`` (which must be set)."""
+    assert params.occluder is not None
+    x, y, w, h, _ = params.occluder
+    x0, y0 = int(x * input_size), int(y * input_size)
+    return x0, y0, int((x + w) * input_size), int((y + h) * input_size)
 
 
 @dataclass(frozen=True)

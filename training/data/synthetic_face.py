@@ -41,6 +41,9 @@ NOSE_BRIDGE, NOSE_BASE = np.arange(27, 31), np.arange(31, 36)
 R_EYE, L_EYE = np.arange(36, 42), np.arange(42, 48)
 OUTER_LIP, INNER_LIP = np.arange(48, 60), np.arange(60, 68)
 N_FOREHEAD = 9
+# Face-part classes (edge.parts.FACE_PARTS) of the class map render_sample can draw.
+(BACKGROUND, SKIN, LEFT_BROW, RIGHT_BROW, LEFT_EYE, RIGHT_EYE, NOSE, UPPER_LIP, INNER_MOUTH,
+ LOWER_LIP, HAIR) = range(11)  # fmt: skip
 
 
 def _eye(cx: float, sign: int) -> np.ndarray:
@@ -174,9 +177,21 @@ def _pt(p: np.ndarray) -> tuple[int, int]:
 
 
 def draw_face(
-    rng: np.random.Generator, img: np.ndarray, xy: np.ndarray, unit: float, yaw: float
+    rng: np.random.Generator,
+    img: np.ndarray,
+    xy: np.ndarray,
+    unit: float,
+    yaw: float,
+    parts: np.ndarray | None = None,
 ) -> None:
-    """Paint the face whose projected points (MEAN_SHAPE layout, pixels) are ``xy``."""
+    """Paint the face whose projected points (MEAN_SHAPE layout, pixels) are ``xy``.
+
+    ``parts``, an (H, W) uint8 array, receives each pixel's face-part class
+    (:data:`edge.parts.FACE_PARTS`), painted in the same order as the picture so that what
+    is in front wins. Drawing it takes no random numbers: the picture is the same either way.
+    """
+    if parts is None:
+        parts = np.zeros(img.shape[:2], np.uint8)  # drawn and dropped: one code path
     h, w = img.shape[:2]
     skin = render.jitter(rng, SKIN_TONES[rng.integers(len(SKIN_TONES))], 12)
     hair = render.jitter(rng, (25, 35, 50), 25) if rng.random() < 0.8 else render.colour(rng)
@@ -204,18 +219,24 @@ def draw_face(
     cv2.rectangle(body, _pt(chest - [unit * 2.2, 0]), _pt(chest + [unit * 2.2, unit * 3]), 255, -1)
     render.paste(img, hair_mask, hair)
     render.paste(img, body, clothes)
+    parts[hair_mask > 0] = HAIR
+    parts[body > 0] = BACKGROUND  # clothes
     neck = np.zeros((h, w), np.uint8)
     render.capsule(
         neck, xy[8] - neck_dir * unit * 0.4, xy[8] + neck_dir * unit * 0.9, unit * 1.0, 255
     )
     render.paste(img, neck, render.jitter(rng, skin, 8))
+    parts[neck > 0] = BACKGROUND  # Helen's face skin stops at the jaw
 
     # Ears, then the face over them (a far ear ends up hidden behind the face).
     for ear in EARS:
         cv2.ellipse(img, _pt(xy[ear]), (max(1, int(unit * 0.14)), max(1, int(unit * 0.25))), roll, 0, 360,
                     render.jitter(rng, skin, 10), -1)  # fmt: skip
+        cv2.ellipse(parts, _pt(xy[ear]), (max(1, int(unit * 0.14)), max(1, int(unit * 0.25))),
+                    roll, 0, 360, SKIN, -1)  # fmt: skip
     face = np.zeros((h, w), np.uint8)
     cv2.fillConvexPoly(face, cv2.convexHull(_poly(xy[outline])), 255)
+    parts[face > 0] = SKIN
     # Shading: a linear light falloff across the face, stronger on the turned-away side.
     x0, y0, bw, bh = cv2.boundingRect(face)
     if bw > 0 and bh > 0:
@@ -232,15 +253,17 @@ def draw_face(
         cut = brow_line + (xy[FOREHEAD].mean(axis=0) - brow_line) * rng.uniform(0.35, 0.8)
         cv2.fillConvexPoly(fringe, cv2.convexHull(_poly(np.vstack([xy[FOREHEAD], [cut]]))), 255)
         render.paste(img, fringe & face, hair)
+        parts[(fringe & face) > 0] = HAIR
 
     dark = render.jitter(rng, (35, 40, 55), 10)
     brow_colour = tuple(int(c * 0.8) for c in hair)
     # Eyes: sclera, iris clipped to the lids, lid line.
     iris_colour = render.jitter(rng, (60, 70, 90), 30)
-    for eye in (R_EYE, L_EYE):
+    for eye, eye_class in ((R_EYE, RIGHT_EYE), (L_EYE, LEFT_EYE)):
         lids = _poly(xy[eye])
         eye_mask = np.zeros((h, w), np.uint8)
         cv2.fillPoly(eye_mask, [lids], 255)
+        parts[eye_mask > 0] = eye_class
         sclera = np.zeros((h, w, 3), np.uint8)
         sclera[:] = render.jitter(rng, (215, 220, 225), 10)
         iris_r = max(1, int(np.linalg.norm(xy[eye[0]] - xy[eye[3]]) * 0.22))
@@ -249,10 +272,16 @@ def draw_face(
         cv2.circle(sclera, _pt(gaze), max(1, iris_r // 2), (15, 15, 20), -1)
         render.paste(img, eye_mask, sclera)
         cv2.polylines(img, [lids], True, dark, lt, cv2.LINE_AA)
-    for brow in (R_BROW, L_BROW):
+    for brow, brow_class in ((R_BROW, RIGHT_BROW), (L_BROW, LEFT_BROW)):
         cv2.polylines(
             img, [_poly(xy[brow])], False, brow_colour, max(1, int(unit * 0.08)), cv2.LINE_AA
         )
+        cv2.polylines(parts, [_poly(xy[brow])], False, brow_class, max(1, int(unit * 0.08)))
+    # The nose region: from the bridge's top (as wide as half the nostrils) to the wings.
+    wings = xy[NOSE_BASE[-1]] - xy[NOSE_BASE[0]]
+    nose_top = [xy[NOSE_BRIDGE[0]] - wings * 0.25, xy[NOSE_BRIDGE[0]] + wings * 0.25]
+    nose_outline = np.vstack([nose_top, xy[NOSE_BRIDGE], xy[NOSE_BASE]])
+    cv2.fillConvexPoly(parts, cv2.convexHull(_poly(nose_outline)), NOSE)
     # Nose: a shaded bridge line and nostrils.
     nose_shadow = tuple(int(c * 0.7) for c in skin)
     cv2.polylines(img, [_poly(xy[NOSE_BRIDGE])], False, nose_shadow, lt, cv2.LINE_AA)
@@ -262,9 +291,13 @@ def draw_face(
     # Lips and mouth.
     lip = render.jitter(rng, (90, 90, 170), 20)
     cv2.fillPoly(img, [_poly(xy[OUTER_LIP])], lip, cv2.LINE_AA)
+    # Upper lip: outer contour 48-54, back along the inner upper contour 64-60; lower alike.
+    cv2.fillPoly(parts, [_poly(np.vstack([xy[48:55], xy[[64, 63, 62, 61, 60]]]))], UPPER_LIP)
+    cv2.fillPoly(parts, [_poly(np.vstack([xy[54:60], xy[[48, 60, 67, 66, 65, 64]]]))], LOWER_LIP)
     inner = _poly(xy[INNER_LIP])
     if np.linalg.norm(xy[66] - xy[62]) > unit * 0.03:
         cv2.fillPoly(img, [inner], (30, 25, 40), cv2.LINE_AA)
+        cv2.fillPoly(parts, [inner], INNER_MOUTH)
         teeth = xy[[60, 61, 62, 63, 64]].copy()
         teeth_low = teeth + (xy[66] - xy[62]) * 0.35
         cv2.fillPoly(
@@ -284,9 +317,16 @@ def draw_face(
 
 
 def render_sample(
-    rng: np.random.Generator, image_size: int = 256, label_occluded: bool = False
+    rng: np.random.Generator,
+    image_size: int = 256,
+    label_occluded: bool = False,
+    parts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image (BGR uint8), its 68 landmarks (image pixels) and their visibility."""
+    """One image (BGR uint8), its 68 landmarks (image pixels) and their visibility.
+
+    ``parts`` (image_size x image_size uint8), if given, receives the face-part class map;
+    occluders drawn over the face are background there.
+    """
     s = image_size
     img = render.background(rng, s, s)
     shape = sample_shape(rng)
@@ -300,11 +340,14 @@ def render_sample(
     offset = rng.uniform(-0.12, 0.12, 2) * s + (s - 1) / 2
     xy = (xy - (lo + hi) / 2) * scale + offset
     unit = scale * 0.65  # pixels per half inter-ocular distance
-    draw_face(rng, img, xy, unit, yaw)
+    draw_face(rng, img, xy, unit, yaw, parts)
     points = xy[:68].astype(np.float32)
+    before = img.copy() if parts is not None else None
     visible = render.occlude(
         rng, img, points, chance=0.35, size=unit * 0.9, label_occluded=label_occluded
     )
+    if parts is not None:
+        parts[(img != before).any(axis=-1)] = BACKGROUND  # what the occluders painted over
     img = render.camera_effects(rng, img)
     return img, points, visible
 

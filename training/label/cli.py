@@ -3,6 +3,7 @@
     python -m training.label pose ../shared/media/pose ../shared/media/images --out data/real_pose \
         --split configs/splits/real_media.yaml
     python -m training.label face ../shared/media/face --out data/real_face --split ...
+    python -m training.label faceparts ../shared/media/face --out data/real_faceparts --split ...
 
 Each labelled person (or face) is stored as a *context crop*: the square around its landmarks'
 box (``box_margin`` x their extent, the crop the device's tracker makes), enlarged
@@ -14,7 +15,9 @@ Layout of ``--out`` (pose): ``images/<source>/<frame>_<person>.jpg``, ``annot/tr
 and ``annot/valid.json`` (MPII-16, read by ``--dataset mpii``), ``annotations/
 person_keypoints_{train,valid}.json`` (COCO-17, read by ``--dataset coco`` with
 ``--option images=<out>/images``). Faces: ``train/`` and ``valid/`` hold each crop with its
-68-point ``.pts`` (read by ``--dataset 300w --split all``). ``summary.json`` counts what was
+68-point ``.pts`` (read by ``--dataset 300w --split all``). Face parts: the ``label-map``
+layout of :mod:`training.segmentation.data` (``classes.txt``, ``<split>/images/*.jpg``,
+``<split>/labels/*.png``). ``summary.json`` counts what was
 read, kept and dropped, and why. Sources already finished (``parts/``) are skipped when a run
 is repeated, so an interrupted run resumes where it stopped. Each record keeps its
 ``source`` (``<clip>/<frame>``) and ``frame_box``, the stored crop's square in the original
@@ -48,8 +51,10 @@ def build_parser() -> ArgumentParser:
         "MediaPipe's face mesh for faces) and write a dataset our readers read.",
     )
     p.add_argument(
-        "task", choices=("pose", "face"), help="bodies (MPII-16 + COCO-17) or faces (iBUG-68)"
-    )
+        "task", choices=("pose", "face", "faceparts"),
+        help="bodies (MPII-16 + COCO-17), faces (iBUG-68) or face parts (11-class label maps, "
+        "training.label.faceparts; --box-margin applies to the face oval)",
+    )  # fmt: skip
     p.add_argument(
         "sources", nargs="+", help="videos, images, folders (searched recursively) or globs"
     )
@@ -96,6 +101,9 @@ def build_parser() -> ArgumentParser:
     )
     p.add_argument("--context", type=float, default=2.0, help="stored crop = box x this")
     p.add_argument("--box-px", type=int, default=160, help="landmark box width in stored pixels")
+    p.add_argument("--no-hair", action="store_true",
+                   help="faceparts: leave hair out (background) instead of taking it from the "
+                   "selfie segmenter")  # fmt: skip
     add_threads_argument(p, help="teacher interpreter threads")
     return p  # fmt: skip
 
@@ -227,14 +235,20 @@ def run(args) -> int:
 
     if args.every < 1 or args.box_px < 8 or args.context < 1.0:
         raise EdgeError("--every must be >= 1, --box-px >= 8 and --context >= 1")
-    valid = read_split(args.split, args.task)
+    # Face parts come from the face clips, so they are held out as the face task's are.
+    valid = read_split(args.split, "face" if args.task == "faceparts" else args.task)
     missing: list[str] = []
     paths = expand(args.sources, missing)
     for item in missing:
         print(f"skipped: {item}: no such file", file=sys.stderr)
     if not paths:
         raise EdgeError(f"no videos or images found in {' '.join(args.sources)}")
-    labeller = PoseLabeller(args) if args.task == "pose" else FaceLabeller(args)
+    if args.task == "faceparts":
+        from .faceparts import FacePartsLabeller
+
+        labeller = FacePartsLabeller(args)
+    else:
+        labeller = PoseLabeller(args) if args.task == "pose" else FaceLabeller(args)
     # What makes a finished source's labels reusable: the labelling options, not where the
     # split file lives (its effect, the source's side of the split, is compared on its own).
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
@@ -268,7 +282,7 @@ def run(args) -> int:
                 if chosen is not None and index not in chosen:
                     continue
                 counts["frames read"] += 1
-                folder = f"{split}/{key}" if args.task == "face" else key
+                folder = f"{split}/{key}" if args.task in ("face", "faceparts") else key
                 records += labeller.label(frame, still, f"{folder}/{index:06d}", out, counts)
         except UnreadableSource as exc:
             tqdm.write(f"skipped: {exc}", file=sys.stderr)

@@ -24,6 +24,8 @@ MEMBERS = {
     "pose_landmark_full": "mediapipe/modules/pose_landmark/pose_landmark_full.tflite",
     "face_detection_short_range": "mediapipe/modules/face_detection/face_detection_short_range.tflite",
     "face_landmark": "mediapipe/modules/face_landmark/face_landmark.tflite",
+    # 256x256 RGB in [0, 1] -> (1, 256, 256, 1) person probability (the face-parts hair)
+    "selfie_segmentation": "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite",
 }
 
 

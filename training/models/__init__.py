@@ -23,6 +23,7 @@ from .hourglass import (
     stack_outputs,
 )
 from .quantizers import BINARY_CONV_KWARGS, binary_conv, conv, is_binary_conv, real_conv
+from .segmentation import build_segmenter, segmentation_losses
 
 __all__ = [
     "BINARY_CONV_KWARGS",
@@ -31,6 +32,7 @@ __all__ = [
     "block_parameters",
     "bottleneck_block",
     "build_hourglass",
+    "build_segmenter",
     "conv",
     "count_macs",
     "count_parameters",
@@ -41,6 +43,7 @@ __all__ = [
     "is_binary_conv",
     "real_conv",
     "residual_block",
+    "segmentation_losses",
     "stack_outputs",
     "wide_block",
 ]
