@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 TRAIN_MODULES = {
     "test_augment.py",
     "test_convert.py",
+    "test_distributed.py",
     "test_evaluate.py",
     "test_label_face.py",
     "test_label_pose.py",
@@ -31,7 +32,9 @@ TRAIN_MODULES = {
     "test_models.py",
     "test_native.py",
     "test_readers.py",
+    "test_segmentation.py",
     "test_synthetic.py",
+    "test_tfrecord.py",
     "test_train.py",
 }
 HAVE_TRAIN_EXTRA = all(importlib.util.find_spec(m) for m in ("tensorflow", "larq"))

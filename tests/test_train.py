@@ -215,3 +215,109 @@ def _uniform_guess_pckh(val_size: int, image_size: int) -> float:
         vis.append(s.visible)
         head.append(s.head_size)
     return metrics.pckh(np.array(pred), np.array(gt), np.array(vis), np.array(head), MPII16).total
+
+
+def test_released_wiring_trains_with_bce_and_saves_sigmoid_heatmaps(tmp_path):
+    """The released model's wiring end to end: binary skips and head, Sigmoid + BCE."""
+    run = tmp_path / "released"
+    proc = subprocess.run(
+        _train_cmd(run, "epochs=1", "steps_per_epoch=4", "model.binary_skip=true",
+                   "model.binary_head=true", "model.heatmap_activation=sigmoid", "loss=bce"),
+        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (line,) = _history(run)
+    assert np.isfinite(line["loss"]) and "val_pckh" in line
+    import tensorflow as tf
+
+    from training.evaluate import load_keras_model
+
+    model = load_keras_model(run / "model.keras")
+    assert model.get_layer("stack0_sigmoid").activation is tf.keras.activations.sigmoid
+    assert "bskip_bhead_sigmoid" in model.name
+
+
+def test_validation_set_of_another_format_and_unpaired_skeletons_are_checked(tmp_path):
+    """300w-lp -> aflw2000-3d needs dataset.val_name; skeletons must agree, and one without
+    left/right pairs cannot be trained with mirrored crops."""
+    from training.train import run as train_run
+
+    mismatch = make_config({"dataset": {"name": "synthetic-pose", "val_name": "synthetic-face"}})
+    with pytest.raises(ConfigError, match="ibug68.*mpii16"):
+        train_run(mismatch, tmp_path / "a")
+    (tmp_path / "test").mkdir()
+    from scipy.io import savemat
+
+    savemat(tmp_path / "test" / "a.mat", {"pts": np.ones((2, 34)), "visibility": np.ones(34)})
+    pifa = make_config({"dataset": {"name": "pifa", "path": str(tmp_path), "train_split": "test",
+                                    "val_split": "test"}})  # fmt: skip
+    with pytest.raises(ConfigError, match="flip_prob: 0"):
+        train_run(pifa, tmp_path / "b")
+
+
+def test_ablation_builds_wiring_variants_and_an_honest_table(tmp_path):
+    """benchmarks/ablation.py --wiring: one binary HPM model per wiring, trained with that
+    wiring's overrides, and a table whose sentences call small differences noise."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ablation", ROOT / "benchmarks" / "ablation.py")
+    ablation = importlib.util.module_from_spec(spec)
+    sys.modules["ablation"] = ablation  # its dataclasses look their module up
+    spec.loader.exec_module(ablation)
+    todo = ablation.wiring_variants(features=64, depth=2, input_size=64, tasks=["pose"],
+                                    wirings=["paper", "binary_head", "released"])  # fmt: skip
+    assert [v.name for v in todo] == ["pose_hpm_binary", "pose_hpm_binary_binary_head",
+                                      "pose_hpm_binary_released"]  # fmt: skip
+    assert todo[0].parameters == 446_960 and todo[1].parameters == 446_960 + 2 * 64
+    assert todo[2].overrides() == ["model.binary_skip=true", "model.binary_head=true",
+                                   "model.heatmap_activation=sigmoid", "loss=bce"]  # fmt: skip
+    released = make_config({}, todo[2].overrides())  # every wiring is a valid config
+    assert released.model.binary_skip and released.model.binary_head and released.loss == "bce"
+
+    def row(v, score):
+        metric = {"headline": "pckh@0.5", "pckh@0.5": score, "runtime": "x"}
+        return {**ablation.asdict(v), "name": v.name, "kind": v.kind, "flatbuffer_bytes": 1e5,
+                "keras": metric, "tflite": metric, "train_minutes": 1.0}  # fmt: skip
+
+    rows = [row(todo[0], 20.0), row(todo[1], 21.0), row(todo[2], 14.0)]
+    meta = {"command": "c", "machine": "m", "date": "d", "recipe": "r", "eval": "e", "note": "",
+            "wiring": True, "spread": 2.0}  # fmt: skip
+    out = tmp_path / "wiring.md"
+    ablation.write_results(rows, meta, out, complete=True)
+    text = out.read_text()
+    assert text.startswith("# Released-model wiring ablation")
+    assert "| pose | hpm | yes | binary_head | 64 | 447,088 |" in text
+    assert (
+        "binary_head +1.00 (within the 2-point spread); released -6.00 (beyond the 2-point spread)"
+    ) in text
+
+
+def test_saved_model_averages_the_last_checkpoints(tmp_path):
+    """average_last=3: model.keras holds the mean of the last three epochs' weights (BatchNorm
+    statistics included), and the summary scores that averaged model."""
+    import tensorflow as tf
+
+    from training.evaluate import load_keras_model
+    from training.train import build_model
+
+    run = tmp_path / "averaged"
+    proc = subprocess.run(_train_cmd(run, "epochs=3", "steps_per_epoch=3", "average_last=3"),
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "the mean of epoch-1, epoch-2, epoch-3" in proc.stdout
+    config = load_config(run / "config.yaml")
+    per_epoch = []
+    for epoch in (1, 2, 3):
+        model = build_model(config, 16)
+        tf.train.Checkpoint(model=model).restore(str(run / "checkpoints" / f"epoch-{epoch}"))
+        per_epoch.append(model.get_weights())
+    saved = load_keras_model(run / "model.keras").get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(per_epoch[1], per_epoch[2], strict=True))
+    for i, weights in enumerate(saved):
+        np.testing.assert_allclose(weights, np.mean([w[i] for w in per_epoch], axis=0),
+                                   rtol=1e-5, atol=1e-6)  # fmt: skip
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["averaged"]["checkpoints"] == ["epoch-1", "epoch-2", "epoch-3"]
+    assert 0 <= summary["averaged"]["val_pckh"] <= 100
+    with pytest.raises(ConfigError, match="average_last"):
+        make_config({"epochs": 2, "average_last": 3})

@@ -34,6 +34,9 @@ class DatasetConfig:
     train_split: str = "train"
     val_split: str = "val"
     val_path: str | None = None  # the validation set's path, when it is not ``path``
+    # The validation set's format, when it is not ``name`` (300w-lp -> aflw2000-3d); it
+    # decides the validation protocol, as --dataset does for training.evaluate.
+    val_name: str | None = None
     options: dict = field(default_factory=dict)  # reader options for both splits
     train_options: dict = field(default_factory=dict)  # e.g. {size: 2000} for synthetic sets
     val_options: dict = field(default_factory=dict)
@@ -54,6 +57,11 @@ class ModelConfig:
     block: str = "hpm"  # "hpm", "bottleneck" or "wide"
     binary: bool = True
     weight_scale: bool = False  # binary convs times mean|W| per output channel (XNOR-Net's alpha)
+    # The authors' released binary model's wiring (all off: the paper's size check).
+    binary_skip: bool = False  # the stem blocks' skip 1x1 convs binary
+    binary_head: bool = False  # each stack's first head conv binary
+    heatmap_activation: str = "linear"  # or "sigmoid" (pair with loss: bce or mse)
+    blocks_per_level: int = 1  # blocks in a row at each place of an hourglass level
 
 
 @dataclass
@@ -76,11 +84,15 @@ class NormalisationConfig:
 @dataclass
 class TrainConfig:
     name: str = "run"
+    # "landmarks" (heatmaps, MSE) or "segmentation" (class logits, softmax cross-entropy;
+    # dataset names from training.segmentation.data.PARTS_DATASETS)
+    task: str = "landmarks"
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     input_size: int = 256
     sigma: float = 1.5  # Gaussian target sigma in heatmap cells
     refine: str = "quarter"  # heatmap decoding, see edge.codec
+    loss: str = "mse"  # heatmap loss per stack: "mse" or "bce" (needs a sigmoid output)
     # A trained model.keras whose weights start this run, layer by layer where names and
     # shapes agree (e.g. a real-valued twin starting its binary student).
     init_from: str | None = None
@@ -88,9 +100,16 @@ class TrainConfig:
     batch_size: int = 10  # global batch, split across replicas
     epochs: int = 100
     steps_per_epoch: int | None = None  # default: training samples // batch_size
+    # The saved model's weights are the mean of the last N epochs' checkpoints (stochastic
+    # weight averaging). A binary net's latent weights wander around their sign boundaries
+    # from epoch to epoch; their mean is a steadier model. 1: the last epoch's weights.
+    average_last: int = 1
     val_batch_size: int = 32
     seed: int = 0
     workers: int | None = None  # parallel loader calls; None lets tf.data tune it
+    # Batches in a fixed order (the same seed repeats a run exactly, on 1 or N workers) at
+    # some input speed; off: a slow record never holds up the ones behind it.
+    deterministic: bool = False
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     normalisation: NormalisationConfig = field(default_factory=NormalisationConfig)
@@ -99,16 +118,31 @@ class TrainConfig:
         _check(self.input_size % 4 == 0 and self.input_size >= 32,
                f"input_size must be a multiple of 4 and >= 32, got {self.input_size}")  # fmt: skip
         _check(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
+        _check(self.task in ("landmarks", "segmentation"),
+               f"task must be landmarks or segmentation, got {self.task!r}")  # fmt: skip
         _check(self.epochs > 0, f"epochs must be positive, got {self.epochs}")
         _check(self.steps_per_epoch is None or self.steps_per_epoch > 0,
                f"steps_per_epoch must be positive, got {self.steps_per_epoch}")  # fmt: skip
         _check(self.sigma > 0, f"sigma must be positive, got {self.sigma}")
+        _check(1 <= self.average_last <= self.epochs,
+               f"average_last must be between 1 and epochs, got {self.average_last}")  # fmt: skip
         _check(self.optimizer.name in ("rmsprop", "adam"),
                f"optimizer.name must be rmsprop or adam, got {self.optimizer.name!r}")  # fmt: skip
         _check(self.model.block in ("hpm", "bottleneck", "wide"),
                f"model.block must be hpm, bottleneck or wide, got {self.model.block!r}")  # fmt: skip
         _check(self.model.binary or not self.model.weight_scale,
                "model.weight_scale applies to binary convs: set model.binary: true or drop it")  # fmt: skip
+        _check(self.model.binary or not (self.model.binary_skip or self.model.binary_head),
+               "model.binary_skip and model.binary_head apply to binary networks: set "
+               "model.binary: true or drop them")  # fmt: skip
+        _check(self.model.heatmap_activation in ("linear", "sigmoid"),
+               "model.heatmap_activation must be linear or sigmoid, got "
+               f"{self.model.heatmap_activation!r}")  # fmt: skip
+        _check(self.model.blocks_per_level >= 1,
+               f"model.blocks_per_level must be at least 1, got {self.model.blocks_per_level}")  # fmt: skip
+        _check(self.loss in ("mse", "bce"), f"loss must be mse or bce, got {self.loss!r}")
+        _check(self.loss != "bce" or self.model.heatmap_activation == "sigmoid",
+               "loss: bce needs probabilities: set model.heatmap_activation: sigmoid")  # fmt: skip
         _check(self.normalisation.color in ("RGB", "BGR"),
                f"normalisation.color must be RGB or BGR, got {self.normalisation.color!r}")  # fmt: skip
         for key in ("mean", "std"):

@@ -9,15 +9,23 @@ optimizer state after every epoch), ``history.jsonl`` (one line per epoch: loss,
 score, seconds), ``logs/`` (TensorBoard), and at the end ``model.keras`` with its landmark
 record ``model.landmarks.json``, which ``python -m converters.convert`` and
 ``python -m training.evaluate`` read.
+
+``--strategy multiworker`` trains on several processes or machines (see
+:mod:`training.distribute` and the README's "Training at scale"): the chief alone writes
+the run folder, and a ``backup/`` of the last finished epoch lets a killed worker rejoin
+when it is restarted with the same command.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,24 +33,7 @@ from edge.cli import ArgumentParser, run_cli
 from edge.errors import EdgeError
 
 from .config import ConfigError, TrainConfig, dump_config, load_config, make_config, read_yaml
-
-STRATEGIES = ("default", "mirrored", "multiworker")
-
-
-def make_strategy(name: str):
-    """A tf.distribute strategy. ``mirrored`` uses every local GPU, or every logical CPU if none."""
-    import tensorflow as tf
-
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
-        devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices=devices)
-    if name == "multiworker":
-        # Cluster membership comes from the TF_CONFIG environment variable, as in TF's guide.
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ConfigError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+from .distribute import STRATEGIES, ClusterError, Task, current_task, make_strategy
 
 
 def build_model(config: TrainConfig, num_landmarks: int):
@@ -51,7 +42,10 @@ def build_model(config: TrainConfig, num_landmarks: int):
     m = config.model
     return build_hourglass(num_stacks=m.num_stacks, depth=m.depth, features=m.features,
                            num_landmarks=num_landmarks, input_size=config.input_size,
-                           block=m.block, binary=m.binary, weight_scale=m.weight_scale)  # fmt: skip
+                           block=m.block, binary=m.binary, weight_scale=m.weight_scale,
+                           binary_skip=m.binary_skip, binary_head=m.binary_head,
+                           heatmap_activation=m.heatmap_activation,
+                           blocks_per_level=m.blocks_per_level)  # fmt: skip
 
 
 def learning_rate(config: TrainConfig, steps_per_epoch: int):
@@ -99,14 +93,16 @@ def landmark_metadata(config: TrainConfig, skeleton_name: str, extra: dict | Non
     )
 
 
-def _callbacks(run_dir: Path, config: TrainConfig, val_set, metadata, manager, steps: int):
-    """Epoch timer, validation, checkpoint and TensorBoard, in the order their logs need."""
+def _callbacks(run_dir: Path, config: TrainConfig, val_set, manager, steps: int,
+               task: Task, snapshot, backup_dir: Path | None):  # fmt: skip
+    """Epoch timer, validation, checkpoint and TensorBoard, in the order their logs need.
+
+    ``snapshot()`` returns the model to validate (the training model itself, or its plain
+    twin with the current weights). Every worker calls it, since reading distributed
+    variables is a collective step; only the chief validates and writes. With a
+    ``backup_dir``, Keras's BackupAndRestore saves the last finished epoch there.
+    """
     import tensorflow as tf
-
-    from .evaluate import PROTOCOLS, KerasPredictor, predict_dataset, score
-
-    protocol = PROTOCOLS[config.dataset.name]
-    skeleton = val_set.skeleton
 
     class EpochTimer(tf.keras.callbacks.Callback):
         """Logs the epoch's training time (without validation) and its last learning rate."""
@@ -127,37 +123,55 @@ def _callbacks(run_dir: Path, config: TrainConfig, val_set, metadata, manager, s
 
         def on_epoch_end(self, epoch, logs=None):
             t0 = time.perf_counter()
-            preds = predict_dataset(KerasPredictor(self.model, metadata), val_set,
-                                    batch_size=config.val_batch_size,
-                                    limit=config.dataset.val_limit, refine=config.refine)  # fmt: skip
-            result = score(preds, protocol, skeleton)
-            # "pckh@0.5" -> "val_pckh": TensorBoard tags allow no "@".
-            logs[f"val_{result.headline.split('@')[0]}"] = float(result.values[result.headline])
+            model = snapshot()
+            if not task.is_chief:
+                return
+            logs.update(validation_score(config, val_set, model))
             logs["val_seconds"] = time.perf_counter() - t0
 
     class EpochCheckpoint(tf.keras.callbacks.Callback):
         """After every epoch: model + optimizer state, then the history line and state.json."""
 
         def on_epoch_end(self, epoch, logs=None):
+            # Every worker saves (the save is collective); another worker's manager points
+            # at its private scratch folder.
             manager.save(checkpoint_number=epoch + 1)
+            if not task.is_chief:
+                return
             line = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-            with open(run_dir / "history.jsonl", "a") as f:
-                f.write(json.dumps(line) + "\n")
+            # Drop lines of this epoch or later: after a restart from the backup they belong
+            # to the epoch that was lost.
+            kept = _read_history(run_dir, epoch)
+            (run_dir / "history.jsonl").write_text(
+                "".join(json.dumps(d) + "\n" for d in [*kept, line])
+            )
             _write_state(run_dir, epoch + 1, self.model.optimizer, steps)
 
-    tensorboard = tf.keras.callbacks.TensorBoard(
-        log_dir=str(run_dir / "logs"), update_freq="epoch", profile_batch=0
-    )
-    return [EpochTimer(), Validation(), EpochCheckpoint(), tensorboard]
+    callbacks = [EpochTimer(), Validation(), EpochCheckpoint()]
+    if task.is_chief:
+        callbacks.append(tf.keras.callbacks.TensorBoard(
+            log_dir=str(run_dir / "logs"), update_freq="epoch", profile_batch=0
+        ))  # fmt: skip
+    if backup_dir is not None:
+        # Last, so an epoch counts as backed up only once its checkpoint and history are on
+        # disk. Keras keeps the chief's copy in backup/chief and deletes it when fit ends.
+        callbacks.append(tf.keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch"))
+    return callbacks
 
 
-def _is_chief(dist) -> bool:
-    resolver = getattr(dist, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-    )
+def weights_digest(weights: list) -> str:
+    """SHA-256 over a model's weight arrays (shapes, dtypes and bytes): equal on every worker
+    of a multi-worker run, and equal to the digest of the saved ``model.keras``."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for w in weights:
+        w = np.ascontiguousarray(w)
+        h.update(f"{w.dtype.str}{w.shape}".encode())
+        h.update(w.tobytes())
+    return h.hexdigest()
 
 
 def _write_state(run_dir: Path, epoch: int, optimizer, steps_per_epoch: int) -> None:
@@ -201,6 +215,64 @@ def _mixed(first, entries: list):
     return MixedDataset(parts, repeats)
 
 
+def open_training_set(config: TrainConfig):
+    """The config's training set: its dataset, with the ``dataset.mix`` entries mixed in."""
+    from .data.base import open_dataset
+
+    ds_cfg = config.dataset
+    train_set = open_dataset(ds_cfg.name, ds_cfg.path, split=ds_cfg.train_split,
+                             **{**ds_cfg.options, **ds_cfg.train_options})  # fmt: skip
+    return _mixed(train_set, ds_cfg.mix) if ds_cfg.mix else train_set
+
+
+def input_pipeline(config: TrainConfig, train_set, *, batch_size: int,
+                   shard: tuple[int, int] = (0, 1)):  # fmt: skip
+    """The config's tf.data training stream over ``train_set`` (see training.data.pipeline)."""
+    from edge.codec import HeatmapCodec
+
+    from .data.augment import Normalisation
+    from .data.pipeline import training_dataset
+
+    codec = HeatmapCodec((config.input_size,) * 2, (config.heatmap_size,) * 2, sigma=config.sigma,
+                         refine=config.refine)  # fmt: skip
+    norm = config.normalisation
+    return training_dataset(
+        train_set, codec=codec, normalise=Normalisation(norm.color, tuple(norm.mean), tuple(norm.std)),
+        augment=config.augment, batch_size=batch_size, num_stacks=config.model.num_stacks,
+        seed=config.seed, workers=config.workers, deterministic=config.deterministic, shard=shard,
+    )  # fmt: skip
+
+
+def average_checkpoints(config: TrainConfig, num_landmarks: int, paths: list[str]):
+    """A fresh model holding the mean of the weights (BatchNorm statistics included) saved in
+    the checkpoints ``paths``."""
+    import tensorflow as tf
+
+    model = build_model(config, num_landmarks)
+    total = None
+    for path in paths:
+        tf.train.Checkpoint(model=model).restore(path).expect_partial()
+        weights = model.get_weights()
+        total = weights if total is None else [t + w for t, w in zip(total, weights, strict=True)]
+    model.set_weights([t / len(paths) for t in total])
+    return model
+
+
+def validation_score(config: TrainConfig, val_set, model) -> dict[str, float]:
+    """``{"val_pckh": ...}``: the per-epoch validation (same split, limit and protocol) of
+    ``model``."""
+    from .evaluate import PROTOCOLS, KerasPredictor, predict_dataset, score
+
+    metadata = landmark_metadata(config, val_set.skeleton.name)
+    preds = predict_dataset(KerasPredictor(model, metadata), val_set,
+                            batch_size=config.val_batch_size, limit=config.dataset.val_limit,
+                            refine=config.refine)  # fmt: skip
+    result = score(preds, PROTOCOLS[config.dataset.val_name or config.dataset.name],
+                   val_set.skeleton)  # fmt: skip
+    # "pckh@0.5" -> "val_pckh": TensorBoard tags allow no "@".
+    return {f"val_{result.headline.split('@')[0]}": float(result.values[result.headline])}
+
+
 def init_weights(model, path: str) -> int:
     """Copy weights from a saved model into ``model`` where layer names and shapes agree;
     returns how many layers were copied (a real-valued twin starting its binary student)."""
@@ -226,107 +298,186 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
     """Train (or continue) one run; return a summary with the final validation score."""
     import tensorflow as tf
 
-    from edge.codec import HeatmapCodec
-
-    from .data.augment import Normalisation
     from .data.base import open_dataset
-    from .data.pipeline import training_dataset
     from .losses import stack_losses
 
+    # A bad TF_CONFIG fails here, in one line, before anything is read or written.
+    task = current_task(strategy)
     ds_cfg = config.dataset
-    train_set = open_dataset(ds_cfg.name, ds_cfg.path, split=ds_cfg.train_split,
-                             **{**ds_cfg.options, **ds_cfg.train_options})  # fmt: skip
-    if ds_cfg.mix:
-        train_set = _mixed(train_set, ds_cfg.mix)
-    val_set = open_dataset(ds_cfg.name, ds_cfg.val_path or ds_cfg.path, split=ds_cfg.val_split,
+    train_set = open_training_set(config)
+    val_set = open_dataset(ds_cfg.val_name or ds_cfg.name, ds_cfg.val_path or ds_cfg.path,
+                           split=ds_cfg.val_split,
                            **{**ds_cfg.options, **ds_cfg.val_options})  # fmt: skip
     skeleton = train_set.skeleton
+    if val_set.skeleton.name != skeleton.name:
+        raise ConfigError(f"the validation set's landmarks ({val_set.skeleton.name}) are not "
+                          f"the training set's ({skeleton.name})")  # fmt: skip
+    if config.augment.enabled and config.augment.flip_prob > 0 and not skeleton.flip_pairs:
+        raise ConfigError(f"{skeleton.name} has no left/right pairs, so a mirrored crop would "
+                          "mislabel its points: set augment.flip_prob: 0")  # fmt: skip
     steps = config.steps_per_epoch or len(train_set) // config.batch_size
     if steps < 1:
         raise ConfigError(f"{len(train_set)} training samples is less than one batch of "
                           f"{config.batch_size}")  # fmt: skip
 
     ckpt_dir = run_dir / "checkpoints"
-    if not resume and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
+    # Multi-worker fault tolerance: a backup of the last finished epoch means this is a
+    # worker restarted with its original command, which continues without --resume.
+    backup_dir = run_dir / "backup" if strategy == "multiworker" else None
+    restarting = backup_dir is not None and _has_checkpoint(backup_dir / "chief")
+    if not resume and not restarting and _has_checkpoint(ckpt_dir):
         raise ConfigError(f"{run_dir} already holds checkpoints: pass --resume to continue "
                           "that run, or choose another --out")  # fmt: skip
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-    tf.keras.utils.set_random_seed(config.seed)  # weight init and shuffles repeat per seed
-    dist = make_strategy(strategy)
-    if config.batch_size % dist.num_replicas_in_sync:
-        raise ConfigError(f"batch_size {config.batch_size} does not split evenly over "
-                          f"{dist.num_replicas_in_sync} replicas")  # fmt: skip
-    if not _is_chief(dist):
-        # Multi-worker: every worker saves (the saves are collective), but only the chief
-        # writes into the run folder; the others keep their copies out of its way.
-        run_dir = run_dir / f".worker{dist.cluster_resolver.task_id}"
-        ckpt_dir = run_dir / "checkpoints"
+    if task.is_chief:
         run_dir.mkdir(parents=True, exist_ok=True)
-    codec = HeatmapCodec((config.input_size,) * 2, (config.heatmap_size,) * 2, sigma=config.sigma,
-                         refine=config.refine)  # fmt: skip
-    norm = config.normalisation
-    data = training_dataset(
-        train_set, codec=codec, normalise=Normalisation(norm.color, tuple(norm.mean), tuple(norm.std)),
-        augment=config.augment, batch_size=config.batch_size,
-        num_stacks=config.model.num_stacks, seed=config.seed, workers=config.workers,
-    )  # fmt: skip
 
+    dist = make_strategy(strategy)
+    replicas = dist.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ConfigError(f"batch_size {config.batch_size} does not split evenly over "
+                          f"{replicas} replicas")  # fmt: skip
+    # Only the chief writes into the run folder. Another worker's saves are collective, so it
+    # makes them too, into a private scratch folder that it deletes at the end.
+    write_dir = run_dir if task.is_chief else Path(tempfile.mkdtemp(prefix="binland-worker-"))
+    if not task.is_chief:
+        atexit.register(shutil.rmtree, write_dir, ignore_errors=True)  # also after an error
+    if strategy == "multiworker":
+        # One input pipeline per worker, each loading only its share of the records and
+        # batching one replica's share of the global batch.
+        data = dist.distribute_datasets_from_function(lambda ctx: input_pipeline(
+            config, train_set, batch_size=ctx.get_per_replica_batch_size(config.batch_size),
+            shard=(ctx.input_pipeline_id, ctx.num_input_pipelines)))  # fmt: skip
+    else:
+        data = input_pipeline(config, train_set, batch_size=config.batch_size)  # split by dist
+
+    # Seeded right before the weights are made: the same seed gives the same initial weights
+    # under every strategy.
+    tf.keras.utils.set_random_seed(config.seed)
+    # With a strategy, validation and the saved model use a plain twin: reading a
+    # distributed model's variables is a collective step every worker must join, and the
+    # twin keeps the chief's validation and save its own business.
+    twin = build_model(config, skeleton.num_landmarks) if strategy != "default" else None
     with dist.scope():
-        model = build_model(config, skeleton.num_landmarks)
+        if twin is None:
+            model = build_model(config, skeleton.num_landmarks)
+        else:
+            from .distribute import synchronised_batchnorm
+
+            model = synchronised_batchnorm(twin)
+            model.set_weights(twin.get_weights())
         optimizer = make_optimizer(config, steps)
-        model.compile(optimizer=optimizer, loss=stack_losses(config.model.num_stacks))
+        model.compile(optimizer=optimizer, loss=stack_losses(config.model.num_stacks, config.loss))
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-        manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=3,
+        manager = tf.train.CheckpointManager(checkpoint, str(write_dir / "checkpoints"),
+                                             max_to_keep=max(3, config.average_last),
                                              checkpoint_name="epoch")  # fmt: skip
         initial_epoch = 0
         if config.init_from and not resume:
             n = init_weights(model, config.init_from)
             print(f"initialised {n} layers from {config.init_from}", flush=True)
         if resume:
-            if manager.latest_checkpoint is None:
+            latest = tf.train.latest_checkpoint(str(ckpt_dir))  # the chief's, on every worker
+            if latest is None:
                 raise ConfigError(f"nothing to resume: {ckpt_dir} has no checkpoint")
             try:
-                checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+                checkpoint.restore(latest).assert_existing_objects_matched()
             except (AssertionError, ValueError):
                 # TF lists every unmatched variable when the checkpoint object is freed; the
                 # one-line error below says it all.
                 tf.get_logger().setLevel("ERROR")
-                raise ConfigError(f"{manager.latest_checkpoint} does not fit the model of this "
+                raise ConfigError(f"{latest} does not fit the model of this "
                                   "config (was model.* or input_size changed?)") from None  # fmt: skip
-            initial_epoch = int(manager.latest_checkpoint.rsplit("-", 1)[1])
-            print(f"resuming from {manager.latest_checkpoint} (epoch {initial_epoch} of "
+            initial_epoch = int(latest.rsplit("-", 1)[1])
+            print(f"resuming from {latest} (epoch {initial_epoch} of "
                   f"{config.epochs})", flush=True)  # fmt: skip
-    # Written only now, so a failed resume with a mismatched override leaves the run's own
-    # config in place.
-    dump_config(config, run_dir / "config.yaml")
-    history = _read_history(run_dir, initial_epoch)
+    if restarting:
+        print(f"restarted: continuing from the backup in {backup_dir}", flush=True)
+    if task.is_chief:
+        # Written only now, so a failed resume with a mismatched override leaves the run's
+        # own config in place.
+        dump_config(config, run_dir / "config.yaml")
+        if not restarting:  # (after a restart, each epoch's line replaces any lost ones)
+            _read_history(run_dir, initial_epoch)
 
-    metadata = landmark_metadata(config, skeleton.name)
+    def snapshot():
+        if twin is None:
+            return model
+        twin.set_weights(model.get_weights())
+        return twin
+
+    history: list[dict] = []
     if initial_epoch < config.epochs:
+        share = f" x {config.batch_size // replicas}" if replicas > 1 else ""
         print(f"training {config.name}: {len(train_set)} samples, {steps} steps of "
-              f"{config.batch_size} per epoch, {dist.num_replicas_in_sync} replica(s)", flush=True)  # fmt: skip
-        fit = model.fit(
-            data, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-            callbacks=_callbacks(run_dir, config, val_set, metadata, manager, steps),
-            verbose=verbose,
-        )  # fmt: skip
-        history += [{"epoch": e + 1, **{k: v[i] for k, v in fit.history.items()}}
-                    for i, e in enumerate(fit.epoch)]  # fmt: skip
+              f"{config.batch_size} per epoch, {replicas} replica(s){share}", flush=True)  # fmt: skip
+        try:
+            fit = model.fit(
+                data, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+                callbacks=_callbacks(write_dir, config, val_set, manager, steps, task,
+                                     snapshot, backup_dir),
+                verbose=verbose,
+            )  # fmt: skip
+        except tf.errors.OpError as exc:
+            lost = _lost_peer(exc, task) if backup_dir is not None else None
+            if lost is None:
+                raise
+            raise ClusterError(f"lost contact with {lost}; restart every worker that stopped "
+                               "with its own command: training continues from the last "
+                               f"finished epoch's backup in {backup_dir}") from None  # fmt: skip
+        history = [{"epoch": e + 1, **{k: v[i] for k, v in fit.history.items()}}
+                   for i, e in enumerate(fit.epoch)]  # fmt: skip
     if train_set.skipped.count:
         print(f"skipped {train_set.skipped.count} corrupt training record(s); first: "
               f"{train_set.skipped.reasons[0]}", flush=True)  # fmt: skip
+    final_model = snapshot()  # on every worker: a collective step
+    averaged = []
+    if config.average_last > 1:
+        # Every worker averages its own checkpoints (equal weights), so digests still agree.
+        averaged = manager.checkpoints[-config.average_last :]
+        final_model = average_checkpoints(config, skeleton.num_landmarks, averaged)
+    digest = weights_digest(final_model.get_weights())
+    summary = {"epochs": config.epochs, "replicas": replicas, "skipped": train_set.skipped.count,
+               "task": f"{task.type} {task.index}", "weights_sha256": digest}  # fmt: skip
+    if not task.is_chief:
+        final = history[-1] if history else {}
+        return {**summary, "final": final, "model": None}
+    history = _read_history(run_dir, config.epochs)  # the whole run's, resumed parts included
     final = history[-1] if history else {}
     val = {k: v for k, v in final.items() if k.startswith("val_") and k != "val_seconds"}
+    if averaged:
+        val = validation_score(config, val_set, final_model)
+        summary["averaged"] = {"checkpoints": [Path(c).name for c in averaged], **val}
+        print(f"saved weights: the mean of {', '.join(Path(c).name for c in averaged)}; "
+              + ", ".join(f"{k} {v:.2f}" for k, v in val.items()), flush=True)  # fmt: skip
     metadata = landmark_metadata(config, skeleton.name, extra={"validation": val,
                                                                 "epochs": config.epochs})  # fmt: skip
-    model.save(str(run_dir / "model.keras"))
+    final_model.save(str(run_dir / "model.keras"))
     (run_dir / "model.landmarks.json").write_text(metadata.to_json())
-    summary = {"epochs": config.epochs, "replicas": dist.num_replicas_in_sync,
-               "skipped": train_set.skipped.count, "final": final,
-               "model": str(run_dir / "model.keras")}  # fmt: skip
+    if backup_dir is not None and backup_dir.is_dir() and not any(backup_dir.iterdir()):
+        backup_dir.rmdir()  # Keras removed its backup when fit finished; drop the empty folder
+    summary = {**summary, "final": final, "model": str(run_dir / "model.keras")}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     return summary
+
+
+def _lost_peer(exc, task: Task) -> str | None:
+    """The other task named in a collective op's failure when a peer went away, else None."""
+    import re
+
+    import tensorflow as tf
+
+    text = str(exc.message)
+    if not (isinstance(exc, (tf.errors.UnavailableError, tf.errors.AbortedError,
+                             tf.errors.CancelledError, tf.errors.DeadlineExceededError))
+            or "Socket closed" in text or "heartbeat" in text.lower()):  # fmt: skip
+        return None
+    named = re.findall(r"/job:(\w+)(?:/replica:\d+)?/task:(\d+)", text)
+    others = [f"{kind} {i}" for kind, i in named if (kind, int(i)) != (task.type, task.index)]
+    return others[0] if others else "another worker"
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.iterdir())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -347,7 +498,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from the last checkpoint in --out (model and optimizer state)")  # fmt: skip
     p.add_argument("--strategy", choices=STRATEGIES, default="default",
                    help="tf.distribute strategy: default (one device), mirrored (all local GPUs, "
-                   "or all logical CPUs), multiworker (TF_CONFIG cluster)")  # fmt: skip
+                   "or all logical CPUs), multiworker (the same command on every machine, each "
+                   "with its own TF_CONFIG; --out on a folder they all share; a killed worker "
+                   "restarted with its command continues from the last epoch's backup). "
+                   "batch_size is the global batch in every case")  # fmt: skip
     p.add_argument("--verbose", choices=("auto", "0", "1", "2"), default="auto",
                    help="Keras progress output: 1 a progress bar, 2 one line per epoch, 0 none")  # fmt: skip
     return p
@@ -374,8 +528,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             config, state["run_dir"] = resolve_config(args)
             verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
-            summary = run(config, state["run_dir"], resume=args.resume, strategy=args.strategy,
-                          verbose=verbose)  # fmt: skip
+            task_run = run
+            if config.task == "segmentation":
+                from .segmentation.train import run as task_run
+            summary = task_run(config, state["run_dir"], resume=args.resume,
+                               strategy=args.strategy, verbose=verbose)  # fmt: skip
         except ImportError as exc:
             raise EdgeError(
                 f"{exc} (install the training extra: pip install -e '.[train]')"
@@ -396,10 +553,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(summary: dict) -> None:
-    val = {k: v for k, v in summary["final"].items() if k.startswith("val_") and k != "val_seconds"}
+    # The saved model's own score: the averaged weights' when the run averaged checkpoints.
+    val = summary.get("averaged") or summary["final"]
+    val = {k: v for k, v in val.items() if k.startswith("val_") and k != "val_seconds"}
     shown = ", ".join(f"{k} {v:.2f}" for k, v in val.items() if isinstance(v, float) and
                       math.isfinite(v))  # fmt: skip
+    if summary["model"] is None:
+        print(f"{summary['task']} done, weights sha256 {summary['weights_sha256']} "
+              "(the chief saves the model)")  # fmt: skip
+        return
     print(f"saved {summary['model']}" + (f" ({shown})" if shown else ""))
+    if summary["replicas"] > 1 or summary["task"] != "worker 0":
+        print(f"weights sha256 {summary['weights_sha256']}")
 
 
 if __name__ == "__main__":

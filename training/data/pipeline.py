@@ -72,12 +72,28 @@ def training_dataset(
     num_stacks: int,
     seed: int = 0,
     workers: int | None = None,
+    deterministic: bool = False,
+    shard: tuple[int, int] = (0, 1),
 ) -> tf.data.Dataset:
     """An endless, shuffled stream of ``(images, (targets,) * num_stacks)`` batches.
 
-    ``batch_size`` is the global batch (a distribution strategy splits it across replicas);
-    the last partial batch of each pass is dropped so every replica gets the same share.
+    ``batch_size`` is the batch this pipeline hands out: the global batch when a strategy
+    splits it across local replicas, or one replica's share when each input pipeline feeds
+    one replica (multi-worker). The last partial batch of each pass is dropped so every
+    replica gets the same share.
+
+    ``shard=(i, n)``: this pipeline is input pipeline ``i`` of ``n`` (one per worker) and
+    loads only the positions ``i, i + n, ...`` of the shuffled stream, so no worker decodes
+    a record another worker trains on. Batch ``k`` of the n pipelines together holds exactly
+    the records of global batch ``k`` of a single pipeline, with the same augmentation draws.
+
+    ``deterministic``: batches come out in stream order (the parallel map still runs in
+    parallel but waits for stragglers), so a run repeats exactly for a given seed; otherwise a
+    slow record never holds up the ones behind it.
     """
+    index, count = shard
+    if not 0 <= index < count:
+        raise DatasetError(f"input pipeline {index} of {count} does not exist")
     n = len(dataset)
     if n == 0:
         raise DatasetError("the training set is empty")
@@ -97,13 +113,20 @@ def training_dataset(
 
     indices = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
     ds = tf.data.Dataset.zip((indices.repeat(), tf.data.Dataset.counter()))
+    if count > 1:
+        # Before the map: each worker decodes and augments only its own records.
+        ds = ds.shard(count, index)
     parallel = tf.data.AUTOTUNE if workers is None else workers
-    ds = ds.map(load, num_parallel_calls=parallel, deterministic=False)
+    ds = ds.map(load, num_parallel_calls=parallel, deterministic=deterministic)
     ds = ds.filter(lambda image, target, ok: ok)
     ds = ds.map(lambda image, target, ok: (image, target))
     ds = ds.batch(batch_size, drop_remainder=True)
     ds = ds.map(lambda images, targets: (images, (targets,) * num_stacks))
     options = tf.data.Options()
-    # Records come from Python, not files: shard by element when several workers train.
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # Records come from Python, not files: a strategy that shards this dataset itself must
+    # shard by element. (Multi-worker training passes ``shard`` and no sharding is left to do.)
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.OFF if count > 1
+        else tf.data.experimental.AutoShardPolicy.DATA
+    )  # fmt: skip
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
