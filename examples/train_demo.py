@@ -13,7 +13,8 @@ example of the whole pipeline:
    the media folder, whole clips held out for validation. The label tool resumes on its own,
    so a second run only reads back what it wrote (``--skip-label`` skips the step);
 1. ``python -m training.train --config configs/real_<task>.yaml --out <out>/real_<task>``
-   (a 1-stack binary HPM hourglass);
+   (a 1-stack binary HPM hourglass); pose first trains ``configs/real_pose_96.yaml`` into
+   ``<out>/real_pose_96`` and starts ``real_pose`` from it (``init_from=``);
 2. ``python -m converters.convert <run>/model.keras --format lce`` (bitpacked ``LceBconv2d``
    ops, landmark metadata embedded);
 3. ``python -m training.evaluate`` for the Keras model and the .tflite on
@@ -49,6 +50,8 @@ from edge.cli import ArgumentParser, HelpFormatter  # noqa: E402
 TASKS = {
     "pose": {
         "config": "configs/real_pose.yaml",
+        # Trained first; the config above starts from its model (96 px, then 128 px).
+        "stages": ("configs/real_pose_96.yaml",),
         # The procedural set the earlier demo models were scored on (its validation split).
         "synthetic_config": "configs/demo_pose.yaml",
         # Scored against the teacher: PCK@0.2 of the torso first (the headline), then PCKh.
@@ -215,19 +218,21 @@ def _state(run_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def steps_for_budget(task: str, out: Path, minutes: float) -> tuple[int, float]:
-    """Steps per epoch that fit the configured epochs into ``minutes`` on this machine.
+def steps_for_budget(relative: str, out: Path, minutes: float) -> tuple[int, float]:
+    """Steps per epoch that fit the configured epochs of config ``relative`` into
+    ``minutes`` on this machine.
 
     A short probe run (2 epochs of 10 steps; the first one pays for graph tracing) measures
     seconds per step and the per-epoch validation time. The epoch count and the learning-rate
     drops stay as configured, so a shorter budget keeps the recipe's shape with fewer steps.
     Returns (steps per epoch, probe seconds).
     """
-    config = _config(task)
+    config = _load_config(relative)
     probe = out / f"{config.name}_probe"
     shutil.rmtree(probe, ignore_errors=True)
-    seconds = _run(["training.train", "--config", TASKS[task]["config"], "--out", str(probe),
-                    "epochs=2", "steps_per_epoch=10", "--verbose", "2"], "timing probe")  # fmt: skip
+    # init_from is irrelevant to the step time, and its model may not exist yet.
+    seconds = _run(["training.train", "--config", relative, "--out", str(probe), "epochs=2",
+                    "steps_per_epoch=10", "init_from=null", "--verbose", "2"], "timing probe")  # fmt: skip
     last = _history(probe)[-1]
     shutil.rmtree(probe, ignore_errors=True)
     per_step = last["epoch_seconds"] / 10
@@ -241,8 +246,11 @@ def steps_for_budget(task: str, out: Path, minutes: float) -> tuple[int, float]:
     return steps, seconds
 
 
-def train(task: str, out: Path, minutes: float | None) -> dict:
-    config = _config(task)
+def train_config(task: str, relative: str, out: Path, minutes: float | None,
+                 init_from: Path | None = None) -> dict:  # fmt: skip
+    """Train config ``relative`` into ``out/<its name>`` (reused when finished, resumed when
+    interrupted); ``init_from`` replaces the config's own starting model."""
+    config = _load_config(relative)
     run_dir = out / config.name
     model = run_dir / "model.keras"
     if model.is_file() and (run_dir / "summary.json").is_file():
@@ -254,17 +262,46 @@ def train(task: str, out: Path, minutes: float | None) -> dict:
         seconds = _run(["training.train", "--out", str(run_dir), "--resume", "--verbose", "2"],
                        "training (resumed)")  # fmt: skip
         return {"reused": False, "seconds": seconds, "resumed": True}
-    if config.init_from and not (REPO / config.init_from).is_file():
-        raise DemoError(f"{TASKS[task]['config']} starts from init_from {config.init_from}, "
-                        "which does not exist: train that model first")  # fmt: skip
+    start = init_from or (REPO / config.init_from if config.init_from else None)
+    if start is not None and not start.is_file():
+        raise DemoError(f"{relative} starts from {_shown(start)}, which does not exist: train "
+                        "that model first")  # fmt: skip
     overrides, probe_seconds = [], 0.0
+    if init_from is not None:
+        overrides.append(f"init_from={init_from}")
     if minutes is not None:
-        steps, probe_seconds = steps_for_budget(task, out, minutes)
-        overrides = [f"steps_per_epoch={steps}"]
-    _step(task, f"training {TASKS[task]['config']} into {_shown(run_dir)}")
-    seconds = _run(["training.train", "--config", TASKS[task]["config"], "--out", str(run_dir),
-                    *overrides, "--verbose", "2"], "training")  # fmt: skip
+        steps, probe_seconds = steps_for_budget(relative, out, minutes)
+        overrides.append(f"steps_per_epoch={steps}")
+    _step(task, f"training {relative} into {_shown(run_dir)}")
+    seconds = _run(["training.train", "--config", relative, "--out", str(run_dir), *overrides,
+                    "--verbose", "2"], "training")  # fmt: skip
     return {"reused": False, "seconds": seconds + probe_seconds}
+
+
+def train(task: str, out: Path, minutes: float | None) -> dict:
+    """The task's training stages in order, each starting from the model of the one before
+    (pose: 96 px, then the same network continued at 128 px), then its config. ``minutes``
+    is the budget of each stage."""
+    start, trained = None, {}
+    for relative in (*TASKS[task].get("stages", ()), TASKS[task]["config"]):
+        trained = train_config(task, relative, out, minutes, init_from=start)
+        start = out / _load_config(relative).name / "model.keras"
+    return trained
+
+
+def _stage_summary(relative: str, out: Path) -> dict:
+    """What an earlier stage was: its config, input size and training length."""
+    config = _load_config(relative)
+    state = _state(out / config.name)
+    return {"config": relative, "input_size": config.input_size, "epochs": config.epochs,
+            "steps_per_epoch": state.get("steps_per_epoch"),
+            "steps": state.get("optimizer_iterations")}  # fmt: skip
+
+
+def _stage_history(task: str, out: Path) -> list[dict]:
+    """Every epoch of every stage of the task's training, in order."""
+    return [h for relative in (*TASKS[task].get("stages", ()), TASKS[task]["config"])
+            for h in _history(out / _load_config(relative).name)]  # fmt: skip
 
 
 # --- step 3: evaluation -----------------------------------------------------------------
@@ -350,7 +387,7 @@ def make_demo(task: str, out: Path, labels: dict, *, minutes: float | None, eval
     scores = score_models(task, {"keras": run_dir / "model.keras", "tflite": tflite}, run_dir,
                           eval_size=eval_size, limit=limit, threads=threads)  # fmt: skip
     m = config.model
-    history = _history(run_dir)
+    history = _stage_history(task, out)
     train_seconds = sum(h.get("epoch_seconds", 0.0) + h.get("val_seconds", 0.0) for h in history)
     state = _state(run_dir)
     result = {
@@ -358,7 +395,7 @@ def make_demo(task: str, out: Path, labels: dict, *, minutes: float | None, eval
         "config": TASKS[task]["config"],
         "model": f"{m.num_stacks}-stack {'binary' if m.binary else 'real'} {m.block} hourglass, "
         f"depth {m.depth}, {m.features} features, input {config.input_size}",
-        "init_from": config.init_from,
+        "stages": [_stage_summary(relative, out) for relative in TASKS[task].get("stages", ())],
         "epochs": config.epochs,
         "steps_per_epoch": state.get("steps_per_epoch"),
         "steps": state.get("optimizer_iterations"),
@@ -429,11 +466,14 @@ def write_report(results: dict[str, dict], path: Path) -> None:
     for task in sorted(merged):
         r = merged[task]
         records = r["labels"].get("records", {})
+        before = "".join(f"after `{st['config']}` (input {st['input_size']}, {st['epochs']} "
+                         f"epochs x {st['steps_per_epoch']} steps), "
+                         for st in r.get("stages", []))  # fmt: skip
         lines += [
-            f"- **{task}**: {r['model']} (`{r['config']}`); {r['epochs']} epochs x "
+            f"- **{task}**: {r['model']} (`{r['config']}`); {before}{r['epochs']} epochs x "
             f"{r['steps_per_epoch']} steps of {r['batch_size']} ({r['steps']} steps), "
-            f"{r['train_minutes']} min of training; .tflite {r['tflite_bytes']:,} bytes, "
-            f"run by {r['real']['tflite']['runtime']}.",
+            f"{r['train_minutes']} min of training in all; .tflite {r['tflite_bytes']:,} "
+            f"bytes, run by {r['real']['tflite']['runtime']}.",
             f"  Labels: {records.get('train')} training / {records.get('valid')} held-out "
             f"records, teacher {r['real']['reference']}, from `{r['labels']['command']}`.",
         ]

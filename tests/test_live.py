@@ -250,10 +250,11 @@ def test_bundled_pose_model_follows_the_demo_figure():
     pck = float(np.mean(hits[10:]))
     print(f"demo clip: PCK@0.1 height {pck:.2f}, tracked {np.mean(tracked):.2f}")
     # Measured with the bundled model trained on real footage plus drawn figures
-    # (configs/real_pose.yaml): 0.83, tracked 0.93 of frames. The drawings-only model before
-    # it scored 0.76. The target is 0.9: not reached yet.
-    assert pck > 0.75
-    assert np.mean(tracked) > 0.8
+    # (configs/real_pose_96.yaml, then configs/real_pose.yaml): 0.89, tracked in every frame.
+    # The drawings-only model scored 0.76, the 96 px first stage 0.83. The target is
+    # 0.9: not reached yet (the waving forearm is placed at the elbow).
+    assert pck > 0.85
+    assert np.mean(tracked) > 0.9
 
 
 def _white_pixels(image: np.ndarray) -> int:

@@ -101,7 +101,15 @@ def training_dataset(dataset: PartsDataset, config: TrainConfig):
     ds = tf.data.Dataset.zip((indices.repeat(), tf.data.Dataset.counter()))
     parallel = tf.data.AUTOTUNE if config.workers is None else config.workers
     ds = ds.map(load, num_parallel_calls=parallel, deterministic=False)
-    ds = ds.filter(lambda image, target, ok: ok).map(lambda image, target, ok: (image, target))
+
+    # Named functions, not two lambdas on one line: autograph cannot tell those apart.
+    def loaded(image, target, ok):
+        return ok
+
+    def drop_flag(image, target, ok):
+        return image, target
+
+    ds = ds.filter(loaded).map(drop_flag)
     ds = ds.batch(config.batch_size, drop_remainder=True)
     stacks = config.model.num_stacks
     ds = ds.map(lambda images, targets: (images, (targets,) * stacks))
