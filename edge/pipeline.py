@@ -98,21 +98,11 @@ class LandmarkPipeline:
         collects the stage durations (a new frame's are added to it); the result's
         ``timings`` holds this frame's either way.
         """
-        if not isinstance(frame, Frame):
-            frame = Frame(frame, 0.0, 0)
-        timings: dict[str, float] = {}
-        stage = functools.partial(_timed, times, timings)
+        frame, timings, stage = start_frame(frame, times)
         image = frame.image
         tracker = self.tracker
         with stage("crop"):
-            if tracker is not None:
-                if not continuous:
-                    tracker.reset()  # unrelated stills: look afresh in each
-                box = tracker.box_for(image)
-            elif box is None:
-                box = full_frame_box(image.shape[1], image.shape[0])
-            if box is not None:
-                crop, to_crop = warp_crop(image, box, self.meta.input_size)
+            box, crop, to_crop = pick_crop(image, tracker, box, continuous, self.meta.input_size)
         if box is None:
             if self.smoother is not None:
                 self.smoother.reset()
@@ -162,6 +152,41 @@ class LandmarkPipeline:
         if fps is not None:
             draw_fps(image, fps, "" if result.points is not None else "no subject")
         return image
+
+
+def start_frame(frame: Frame | np.ndarray, times: StageTimes | None):
+    """The first step of every per-frame chain (this one and edge.segmentation's): the
+    frame (a bare image becomes frame 0 at time 0), this frame's timings, and the stage
+    timer that fills them and ``times``."""
+    if not isinstance(frame, Frame):
+        frame = Frame(frame, 0.0, 0)
+    timings: dict[str, float] = {}
+    return frame, timings, functools.partial(_timed, times, timings)
+
+
+def pick_crop(
+    image: np.ndarray,
+    tracker: LandmarkTracker | None,
+    box: CropBox | None,
+    continuous: bool,
+    input_size: tuple[int, int],
+) -> tuple[CropBox | None, np.ndarray | None, np.ndarray | None]:
+    """The crop stage of every per-frame chain: ``(box, crop, image -> crop affine)``.
+
+    The tracker's box (after a reset when ``continuous`` is False: unrelated stills are
+    looked at afresh), else ``box``, else the whole frame; ``(None, None, None)`` when the
+    tracker found nothing to look at.
+    """
+    if tracker is not None:
+        if not continuous:
+            tracker.reset()  # unrelated stills: look afresh in each
+        box = tracker.box_for(image)
+    elif box is None:
+        box = full_frame_box(image.shape[1], image.shape[0])
+    if box is None:
+        return None, None, None
+    crop, to_crop = warp_crop(image, box, input_size)
+    return box, crop, to_crop
 
 
 @contextlib.contextmanager

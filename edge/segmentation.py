@@ -21,7 +21,6 @@ times ``box_margin``, the same square training cropped around its labels.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,21 +28,13 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from .backends import create_backend
-from .cli import DEFAULT_THREADS
 from .errors import ModelError
-from .metadata import LandmarkMetadata, model_bytes, read_metadata
-from .pipeline import _timed  # the one stage timer of the per-frame chains
+from .metadata import LandmarkMetadata, read_metadata
+from .network import Network
+from .pipeline import pick_crop, start_frame  # the steps every per-frame chain shares
 from .sources import Frame
 from .timing import StageTimes
-from .transform import (
-    CropBox,
-    apply_affine,
-    full_frame_box,
-    invert_affine,
-    normalise_input,
-    warp_crop,
-)
+from .transform import CropBox, apply_affine, invert_affine
 
 if TYPE_CHECKING:
     from .tracking import LandmarkTracker
@@ -177,78 +168,33 @@ class Segmentation:
         return part_areas(self.class_map, self.classes)
 
 
-class SegmentationModel:
+class SegmentationModel(Network):
     """A part-segmentation model converted by ``python -m converters.convert``.
 
     Loads like :class:`~edge.model.LandmarkModel` (``backend``, ``num_threads``, backend
-    options) and refuses a landmark model with a one-line :class:`ModelError`.
+    options; both are :class:`edge.network.Network`) and refuses a landmark model with a
+    one-line :class:`ModelError`.
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        backend: str = "auto",
-        num_threads: int = DEFAULT_THREADS,
-        **backend_options,
-    ) -> None:
-        self.path = Path(path)
-        data = model_bytes(self.path)
-        try:
-            self.metadata: LandmarkMetadata = read_metadata(data)
-        except ModelError as exc:
-            raise ModelError(f"{self.path}: {exc}") from None
+    def _check_task(self) -> None:
         if self.metadata.task != "segmentation":
             raise ModelError(f"{self.path} is a {self.metadata.task} landmark model "
                              f"({self.metadata.skeleton}), not a segmentation model")  # fmt: skip
-        self._backend = create_backend(backend, data, num_threads=num_threads, **backend_options)
-        meta = self.metadata
-        (w, h), (hw, hh) = meta.input_size, meta.heatmap_size
-        if tuple(self._backend.input_shape[1:]) != (h, w, 3) or tuple(
-            self._backend.output_shape[1:]
-        ) != (hh, hw, meta.num_classes):
-            raise ModelError(
-                f"{self.path}: the network maps {self._backend.input_shape[1:]} to "
-                f"{self._backend.output_shape[1:]} but its metadata says {(h, w, 3)} to "
-                f"{(hh, hw, meta.num_classes)}"
-            )
-        self._pipeline: SegmentationPipeline | None = None
 
     @property
-    def backend_name(self) -> str:
-        return self._backend.name
+    def output_channels(self) -> int:
+        return self.metadata.num_classes
 
-    @property
-    def backend_description(self) -> str:
-        return self._backend.description
-
-    @property
-    def num_threads(self) -> int:
-        return self._backend.num_threads
+    def _new_pipeline(self) -> SegmentationPipeline:
+        return SegmentationPipeline(self)
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.metadata.classes
 
-    def preprocess(self, crops_bgr: np.ndarray) -> np.ndarray:
-        meta = self.metadata
-        return normalise_input(crops_bgr, meta.input_color, meta.input_mean, meta.input_std)
-
-    def predict_heatmaps(self, crop_batch: np.ndarray) -> np.ndarray:
-        """Class logits (N, h, w, C) for BGR crops (N, H, W, 3) already at the input size
-        (the name matches LandmarkModel's, so edge.bench times both alike)."""
-        crops = np.asarray(crop_batch)
-        if crops.ndim != 4 or crops.shape[-1] != 3:
-            raise ValueError(f"expected BGR crops (N, H, W, 3), got shape {crops.shape}")
-        return self._backend.run(self.preprocess(crops))
-
     def predict(self, image_bgr: np.ndarray, box: CropBox | None = None) -> Segmentation:
         """The class map of ``box`` (None: the whole frame) in image pixels."""
-        from .model import _as_bgr
-
-        if self._pipeline is None:
-            self._pipeline = SegmentationPipeline(self)
-        result = self._pipeline.process(_as_bgr(image_bgr), box=box)
+        result = self._process(image_bgr, box)
         return Segmentation(result.class_map, result.confidence, self.classes, result.box)
 
     def __repr__(self) -> str:
@@ -297,20 +243,10 @@ class SegmentationPipeline:
         box: CropBox | None = None,
         continuous: bool = True,
     ) -> SegmentationResult:
-        if not isinstance(frame, Frame):
-            frame = Frame(frame, 0.0, 0)
-        timings: dict[str, float] = {}
-        stage = functools.partial(_timed, times, timings)
+        frame, timings, stage = start_frame(frame, times)
         image, tracker = frame.image, self.tracker
         with stage("crop"):
-            if tracker is not None:
-                if not continuous:
-                    tracker.reset()
-                box = tracker.box_for(image)
-            elif box is None:
-                box = full_frame_box(image.shape[1], image.shape[0])
-            if box is not None:
-                crop, to_crop = warp_crop(image, box, self.meta.input_size)
+            box, crop, to_crop = pick_crop(image, tracker, box, continuous, self.meta.input_size)
         if box is None:
             return SegmentationResult(frame, None, None, 0.0, False, timings)
         with stage("inference"):

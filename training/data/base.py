@@ -106,10 +106,9 @@ class SkipCounter:
         return f"SkipCounter({self.name!r}, count={self.count})"
 
 
-class LandmarkDataset(abc.ABC):
-    """An indexable set of :class:`Sample` records for one skeleton."""
-
-    skeleton: Skeleton
+class RecordDataset(abc.ABC):
+    """An indexable set of records that counts the ones it skips: the base of
+    :class:`LandmarkDataset` and of training.segmentation's ``PartsDataset``."""
 
     @property
     def skipped(self) -> SkipCounter:
@@ -123,7 +122,7 @@ class LandmarkDataset(abc.ABC):
     def __len__(self) -> int: ...
 
     @abc.abstractmethod
-    def load(self, index: int) -> Sample:
+    def load(self, index: int):
         """The record at ``index``; raises :class:`CorruptSample` if it cannot be used."""
 
     def _check_index(self, index: int) -> int:
@@ -133,9 +132,32 @@ class LandmarkDataset(abc.ABC):
         return index % n
 
 
-class MixedDataset(LandmarkDataset):
-    """Several datasets of one skeleton read as one; ``repeats[i]`` lists dataset i that many
-    times, which weights a small real set against a large synthetic one."""
+class LandmarkDataset(RecordDataset):
+    """An indexable set of :class:`Sample` records for one skeleton."""
+
+    skeleton: Skeleton
+
+
+class MixedRecords(RecordDataset):
+    """Several datasets read as one; ``repeats[i]`` lists dataset i that many times, which
+    weights a small real set against a large synthetic one."""
+
+    def __init__(self, parts: list, repeats: list[int] | None = None) -> None:
+        repeats = repeats or [1] * len(parts)
+        self.parts = parts
+        self._index = [(i, j) for i, (p, r) in enumerate(zip(parts, repeats, strict=True))
+                       for _ in range(max(int(r), 0)) for j in range(len(p))]  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def load(self, index: int):
+        part, record = self._index[self._check_index(index)]
+        return self.parts[part].load(record)
+
+
+class MixedDataset(MixedRecords, LandmarkDataset):
+    """Several datasets of one skeleton read as one (see :class:`MixedRecords`)."""
 
     def __init__(self, parts: list[LandmarkDataset], repeats: list[int] | None = None) -> None:
         if not parts:
@@ -143,18 +165,46 @@ class MixedDataset(LandmarkDataset):
         names = {p.skeleton.name for p in parts}
         if len(names) != 1:
             raise DatasetError(f"mixed datasets must share one skeleton, got {sorted(names)}")
-        repeats = repeats or [1] * len(parts)
-        self.parts = parts
+        super().__init__(parts, repeats)
         self.skeleton = parts[0].skeleton
-        self._index = [(i, j) for i, (p, r) in enumerate(zip(parts, repeats, strict=True))
-                       for _ in range(max(int(r), 0)) for j in range(len(p))]  # fmt: skip
 
-    def __len__(self) -> int:
-        return len(self._index)
 
-    def load(self, index: int) -> Sample:
-        part, record = self._index[self._check_index(index)]
-        return self.parts[part].load(record)
+class RecordLoader(abc.ABC):
+    """The per-record work of a tf.data map step, less the example itself (a class so it can
+    count successes thread-safely): load record ``index``; a corrupt one is skipped, counted
+    in ``dataset.skipped`` and handed on as ``empty`` with a False flag (a training set whose
+    every record is corrupt stops the run); else :meth:`make` builds the example."""
+
+    def __init__(self, dataset: RecordDataset, seed: int, empty: tuple[np.ndarray, ...]) -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self.loaded = 0
+        self._lock = threading.Lock()
+        self.empty = empty
+
+    @abc.abstractmethod
+    def make(self, sample, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """The example's arrays (input image, target) for one loaded record."""
+
+    def __call__(self, index: np.int64, counter: np.int64) -> tuple:
+        index, counter = int(index), int(counter)
+        try:
+            sample = self.dataset.load(index)
+        except CorruptSample as exc:
+            self.dataset.skipped.record(index, str(exc))
+            with self._lock:
+                if self.loaded == 0 and self.dataset.skipped.count >= len(self.dataset):
+                    raise DatasetError(
+                        f"every record of the training set is corrupt "
+                        f"(first: {self.dataset.skipped.reasons[0]})"
+                    ) from None
+            return (*self.empty, False)
+        # A per-example generator: the draw depends only on (seed, position, record), so a run
+        # is reproducible whatever order the parallel map finishes in.
+        example = self.make(sample, np.random.default_rng([self.seed, counter, index]))
+        with self._lock:
+            self.loaded += 1
+        return (*example, True)
 
 
 def iter_samples(
@@ -257,7 +307,12 @@ def open_dataset(
     layout it looks for); synthetic datasets take none. ``options`` go to the reader, e.g.
     ``size``, ``seed`` and ``image_size`` for the synthetic ones.
     """
-    factory = dataset_factory(name)
+    return open_with(dataset_factory(name), name, path, split=split, **options)
+
+
+def open_with(factory: Callable, name: str, path: str | Path | None, *, split: str, **options):
+    """``factory(path, split=split, **options)``, after checking that the options fit the
+    reader: ones that do not are a one-line :class:`DatasetError`."""
     try:
         inspect.signature(factory).bind(path, split=split, **options)
     except TypeError as exc:

@@ -8,8 +8,6 @@ batch (``prefetch``). A corrupt record is skipped and counted in ``dataset.skipp
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import tensorflow as tf
 
@@ -17,49 +15,29 @@ from edge.codec import HeatmapCodec
 
 from ..losses import pack_targets
 from .augment import AugmentConfig, Normalisation, make_example, sample_params
-from .base import CorruptSample, DatasetError, LandmarkDataset
+from .base import DatasetError, LandmarkDataset, RecordLoader
 
 
-class _Loader:
-    """The per-record work of the map step (a class so it can count successes thread-safely)."""
+class _Loader(RecordLoader):
+    """The per-record work of the map step: an augmented crop and its packed heatmap targets."""
 
     def __init__(self, dataset: LandmarkDataset, codec: HeatmapCodec, normalise: Normalisation,
                  augment: AugmentConfig, seed: int) -> None:  # fmt: skip
-        self.dataset = dataset
+        k = dataset.skeleton.num_landmarks
+        s, (hw, hh) = codec.input_size[0], codec.heatmap_size
+        empty = (np.zeros((s, s, 3), np.float32), np.zeros((hh, hw, 2 * k), np.float32))
+        super().__init__(dataset, seed, empty)
         self.codec = codec
         self.normalise = normalise
         self.augment = augment
-        self.seed = seed
-        self.loaded = 0
-        self._lock = threading.Lock()
-        k = dataset.skeleton.num_landmarks
-        s, (hw, hh) = codec.input_size[0], codec.heatmap_size
-        self._empty = (np.zeros((s, s, 3), np.float32), np.zeros((hh, hw, 2 * k), np.float32))
 
-    def __call__(self, index: np.int64, counter: np.int64) -> tuple[np.ndarray, np.ndarray, bool]:
-        index, counter = int(index), int(counter)
-        try:
-            sample = self.dataset.load(index)
-        except CorruptSample as exc:
-            self.dataset.skipped.record(index, str(exc))
-            with self._lock:
-                if self.loaded == 0 and self.dataset.skipped.count >= len(self.dataset):
-                    raise DatasetError(
-                        f"every record of the training set is corrupt "
-                        f"(first: {self.dataset.skipped.reasons[0]})"
-                    ) from None
-            return (*self._empty, False)
-        # A per-example generator: the draw depends only on (seed, position, record), so a run
-        # is reproducible whatever order the parallel map finishes in.
-        rng = np.random.default_rng([self.seed, counter, index])
+    def make(self, sample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         params = sample_params(rng, self.augment)
         image, heatmaps, weights = make_example(
             sample, codec=self.codec, skeleton=self.dataset.skeleton, normalise=self.normalise,
             params=params,
         )  # fmt: skip
-        with self._lock:
-            self.loaded += 1
-        return image, pack_targets(heatmaps, weights), True
+        return image, pack_targets(heatmaps, weights)
 
 
 def training_dataset(
@@ -91,23 +69,51 @@ def training_dataset(
     parallel but waits for stragglers), so a run repeats exactly for a given seed; otherwise a
     slow record never holds up the ones behind it.
     """
+    count = shard[1]
+    ds = record_batches(
+        _Loader(dataset, codec, normalise, augment, seed), tf.float32, seed=seed,
+        batch_size=batch_size, num_stacks=num_stacks, workers=workers,
+        deterministic=deterministic, shard=shard,
+    )  # fmt: skip
+    options = tf.data.Options()
+    # Records come from Python, not files: a strategy that shards this dataset itself must
+    # shard by element. (Multi-worker training passes ``shard`` and no sharding is left to do.)
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.OFF if count > 1
+        else tf.data.experimental.AutoShardPolicy.DATA
+    )  # fmt: skip
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def record_batches(
+    loader: RecordLoader,
+    target_dtype: tf.DType,
+    *,
+    seed: int,
+    batch_size: int,
+    num_stacks: int,
+    workers: int | None = None,
+    deterministic: bool = False,
+    shard: tuple[int, int] = (0, 1),
+) -> tf.data.Dataset:
+    """The tf.data stream every training task shares (landmarks here, part segmentation in
+    training.segmentation.train): record indices reshuffled each pass, paired with their
+    stream position, this pipeline's ``shard`` of them, ``loader`` on a parallel map (its
+    skipped records dropped), whole batches, the targets once per stack. Not prefetched."""
     index, count = shard
     if not 0 <= index < count:
         raise DatasetError(f"input pipeline {index} of {count} does not exist")
-    n = len(dataset)
+    n = len(loader.dataset)
     if n == 0:
         raise DatasetError("the training set is empty")
-    k = dataset.skeleton.num_landmarks
-    size = codec.input_size[0]
-    hw, hh = codec.heatmap_size
-    loader = _Loader(dataset, codec, normalise, augment, seed)
+    image_shape, target_shape = (arr.shape for arr in loader.empty)
 
-    def load(index: tf.Tensor, counter: tf.Tensor):
+    def load(position: tf.Tensor, counter: tf.Tensor):
         image, target, ok = tf.numpy_function(
-            loader, [index, counter], [tf.float32, tf.float32, tf.bool], stateful=False
+            loader, [position, counter], [tf.float32, target_dtype, tf.bool], stateful=False
         )
-        image.set_shape((size, size, 3))
-        target.set_shape((hh, hw, 2 * k))
+        image.set_shape(image_shape)
+        target.set_shape(target_shape)
         ok.set_shape(())
         return image, target, ok
 
@@ -121,12 +127,4 @@ def training_dataset(
     ds = ds.filter(lambda image, target, ok: ok)
     ds = ds.map(lambda image, target, ok: (image, target))
     ds = ds.batch(batch_size, drop_remainder=True)
-    ds = ds.map(lambda images, targets: (images, (targets,) * num_stacks))
-    options = tf.data.Options()
-    # Records come from Python, not files: a strategy that shards this dataset itself must
-    # shard by element. (Multi-worker training passes ``shard`` and no sharding is left to do.)
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.OFF if count > 1
-        else tf.data.experimental.AutoShardPolicy.DATA
-    )  # fmt: skip
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return ds.map(lambda images, targets: (images, (targets,) * num_stacks))

@@ -126,6 +126,15 @@ def read_split(path: Path | None, task: str) -> set[str]:
     return {Path(str(n)).stem for n in names}
 
 
+def context_crop(frame: np.ndarray, box: CropBox, args) -> tuple[np.ndarray, np.ndarray, CropBox]:
+    """The context crop around ``box`` (``args.context`` times its size, ``args.box_px *
+    args.context`` pixels square), its frame->crop matrix and its box in frame pixels."""
+    size = int(round(args.box_px * args.context))
+    context = CropBox(box.center, box.size * args.context)
+    crop, matrix = warp_crop(frame, context, (size, size))
+    return crop, matrix, context
+
+
 def store_crop(
     frame: np.ndarray, box: CropBox, args, out: Path, rel: str
 ) -> tuple[np.ndarray, CropBox]:
@@ -133,9 +142,7 @@ def store_crop(
     and the stored crop's box in frame pixels (recorded, so labels trace back to the frame)."""
     import cv2
 
-    size = int(round(args.box_px * args.context))
-    context = CropBox(box.center, box.size * args.context)
-    crop, matrix = warp_crop(frame, context, (size, size))
+    crop, matrix, context = context_crop(frame, box, args)
     target = out / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(target), crop, [cv2.IMWRITE_JPEG_QUALITY, 92]):
@@ -199,6 +206,8 @@ class PoseLabeller:
 
 
 class FaceLabeller:
+    """iBUG-68 points from the face mesh (training.label.faceparts' labeller shares its teacher)."""
+
     def __init__(self, args) -> None:
         from .face import FaceMeshTeacher
 
@@ -206,13 +215,19 @@ class FaceLabeller:
         self.teacher = FaceMeshTeacher(min_detection=args.min_detection,
                                        min_presence=args.min_presence, num_threads=args.threads)  # fmt: skip
 
+    def face(self, frame: np.ndarray, counts: Counter):
+        """The teacher's face in ``frame``, or None (counted as a frame without a face)."""
+        r = self.teacher.process(frame)
+        if r is None:
+            counts["frames without a face"] += 1
+        return r
+
     def label(self, frame, still, name, out, counts) -> list[dict]:
         from .face import to_ibug68
 
         a = self.args
-        r = self.teacher.process(frame)
+        r = self.face(frame, counts)
         if r is None:
-            counts["frames without a face"] += 1
             return []
         points = to_ibug68(r.points)
         box = box_from_points(points, margin=a.box_margin)

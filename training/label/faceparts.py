@@ -22,8 +22,9 @@ import cv2
 import numpy as np
 
 from edge.parts import FACE_PARTS
-from edge.transform import apply_affine, box_from_points, warp_crop
+from edge.transform import apply_affine, box_from_points
 
+from .cli import FaceLabeller, context_crop
 from .ssd import load_interpreter
 from .teacher_models import teacher_model
 
@@ -106,30 +107,23 @@ class HairTeacher:
         mask[hair] = _C["hair"]
 
 
-class FacePartsLabeller:
+class FacePartsLabeller(FaceLabeller):
     """``python -m training.label faceparts``: one context crop and class map per frame,
     written in the ``label-map`` layout (``training.segmentation.data``)."""
 
     def __init__(self, args) -> None:
-        from .face import FaceMeshTeacher
-
-        self.args = args
-        self.teacher = FaceMeshTeacher(min_detection=args.min_detection,
-                                       min_presence=args.min_presence, num_threads=args.threads)  # fmt: skip
+        super().__init__(args)
         self.hair = None if args.no_hair else HairTeacher(num_threads=args.threads)
 
     def label(self, frame, still, name, out, counts) -> list[dict]:
         from training.segmentation.data import write_label_map
 
         a = self.args
-        r = self.teacher.process(frame)
+        r = self.face(frame, counts)
         if r is None:
-            counts["frames without a face"] += 1
             return []
         box = box_from_points(r.points[list(FACE_OVAL)], margin=a.box_margin)
-        size = int(round(a.box_px * a.context))
-        context = type(box)(box.center, box.size * a.context)
-        crop, matrix = warp_crop(frame, context, (size, size))
+        crop, matrix, context = context_crop(frame, box, a)
         points = apply_affine(matrix, r.points)
         mask = mesh_class_map(points, crop.shape)
         if self.hair is not None:

@@ -26,7 +26,6 @@ image means the files are paired wrongly: that stops the run with a one-line
 
 from __future__ import annotations
 
-import abc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +36,14 @@ from edge.parts import FACE_PARTS, PartLabels
 from edge.segmentation import box_points
 from edge.transform import CropBox, box_from_points
 
-from ..data.base import CorruptSample, DatasetError, SkipCounter, read_image
+from ..data.base import (
+    CorruptSample,
+    DatasetError,
+    MixedRecords,
+    RecordDataset,
+    open_with,
+    read_image,
+)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -50,31 +56,11 @@ class PartsSample:
     id: str = ""
 
 
-class PartsDataset(abc.ABC):
+class PartsDataset(RecordDataset):
     """An indexable set of :class:`PartsSample` records for one label set."""
 
     labels: PartLabels = FACE_PARTS
     margin: float = 1.25
-
-    @property
-    def skipped(self) -> SkipCounter:
-        counter = self.__dict__.get("_skipped")
-        if counter is None:
-            counter = self.__dict__["_skipped"] = SkipCounter(type(self).__name__)
-        return counter
-
-    @abc.abstractmethod
-    def __len__(self) -> int: ...
-
-    @abc.abstractmethod
-    def load(self, index: int) -> PartsSample:
-        """The record at ``index``; raises :class:`CorruptSample` if it cannot be used."""
-
-    def _check_index(self, index: int) -> int:
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} records")
-        return index % n
 
     def make_sample(self, image: np.ndarray, mask: np.ndarray, sample_id: str) -> PartsSample:
         """Check the pair and add the crop box."""
@@ -248,20 +234,8 @@ class SyntheticFacePartsDataset(PartsDataset):
         )
 
 
-class MixedPartsDataset(PartsDataset):
+class MixedPartsDataset(MixedRecords, PartsDataset):
     """Several sets read as one; ``repeats[i]`` lists set i that many times."""
-
-    def __init__(self, parts: list[PartsDataset], repeats: list[int]) -> None:
-        self.parts = parts
-        self._index = [(i, j) for i, (p, r) in enumerate(zip(parts, repeats, strict=True))
-                       for _ in range(max(int(r), 0)) for j in range(len(p))]  # fmt: skip
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def load(self, index: int) -> PartsSample:
-        part, record = self._index[self._check_index(index)]
-        return self.parts[part].load(record)
 
 
 PARTS_DATASETS: dict[str, type[PartsDataset]] = {
@@ -274,14 +248,8 @@ PARTS_DATASETS: dict[str, type[PartsDataset]] = {
 def open_parts_dataset(name: str, path: str | Path | None = None, *, split: str = "train",
                        **options) -> PartsDataset:  # fmt: skip
     """Open a segmentation dataset by name (see :data:`PARTS_DATASETS`)."""
-    import inspect
-
     factory = PARTS_DATASETS.get(name)
     if factory is None:
         raise DatasetError(f"unknown segmentation dataset {name!r}; known: "
                            f"{', '.join(sorted(PARTS_DATASETS))}")  # fmt: skip
-    try:
-        inspect.signature(factory).bind(path, split=split, **options)
-    except TypeError as exc:
-        raise DatasetError(f"bad options for dataset {name!r}: {exc}") from None
-    return factory(path, split=split, **options)
+    return open_with(factory, name, path, split=split, **options)

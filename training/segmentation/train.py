@@ -10,14 +10,13 @@ Helen's overall F1 on image pixels, as ``python -m training.evaluate`` reports t
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from ..config import ConfigError, TrainConfig, dump_config
-from ..data.base import CorruptSample, DatasetError
+from ..data.base import RecordLoader
 from .data import MixedPartsDataset, PartsDataset, open_parts_dataset
 
 
@@ -40,79 +39,39 @@ def open_sets(config: TrainConfig) -> tuple[PartsDataset, PartsDataset]:
     return train, val
 
 
-class _Loader:
+class _Loader(RecordLoader):
     """tf.data's per-record work: read, draw the augmentation, crop image and class map."""
 
     def __init__(self, dataset: PartsDataset, config: TrainConfig) -> None:
         from ..data.augment import Normalisation
 
-        norm = config.normalisation
-        self.dataset, self.config = dataset, config
-        self.normalise = Normalisation(norm.color, tuple(norm.mean), tuple(norm.std))
-        self.loaded = 0
-        self._lock = threading.Lock()
         s, h = config.input_size, config.heatmap_size
-        self._empty = (np.zeros((s, s, 3), np.float32), np.zeros((h, h), np.int32))
+        super().__init__(dataset, config.seed,
+                         (np.zeros((s, s, 3), np.float32), np.zeros((h, h), np.int32)))  # fmt: skip
+        norm = config.normalisation
+        self.config = config
+        self.normalise = Normalisation(norm.color, tuple(norm.mean), tuple(norm.std))
 
-    def __call__(self, index: np.int64, counter: np.int64):
+    def make(self, sample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         from ..data.augment import sample_params
         from .augment import make_parts_example
 
-        index, counter = int(index), int(counter)
-        try:
-            sample = self.dataset.load(index)
-        except CorruptSample as exc:
-            self.dataset.skipped.record(index, str(exc))
-            with self._lock:
-                if self.loaded == 0 and self.dataset.skipped.count >= len(self.dataset):
-                    raise DatasetError("every record of the training set is corrupt (first: "
-                                       f"{self.dataset.skipped.reasons[0]})") from None  # fmt: skip
-            return (*self._empty, False)
-        rng = np.random.default_rng([self.config.seed, counter, index])
-        image, target = make_parts_example(
+        return make_parts_example(
             sample, input_size=self.config.input_size, label_size=self.config.heatmap_size,
             labels=self.dataset.labels, normalise=self.normalise,
             params=sample_params(rng, self.config.augment),
         )  # fmt: skip
-        with self._lock:
-            self.loaded += 1
-        return image, target, True
 
 
 def training_dataset(dataset: PartsDataset, config: TrainConfig):
     """An endless shuffled stream of ``(images, (class ids,) * num_stacks)`` batches."""
     import tensorflow as tf
 
-    n = len(dataset)
-    if n == 0:
-        raise DatasetError("the training set is empty")
-    s, h = config.input_size, config.heatmap_size
-    loader = _Loader(dataset, config)
+    from ..data.pipeline import record_batches
 
-    def load(index, counter):
-        image, target, ok = tf.numpy_function(loader, [index, counter],
-                                              [tf.float32, tf.int32, tf.bool], stateful=False)  # fmt: skip
-        image.set_shape((s, s, 3))
-        target.set_shape((h, h))
-        ok.set_shape(())
-        return image, target, ok
-
-    indices = tf.data.Dataset.range(n).shuffle(n, seed=config.seed, reshuffle_each_iteration=True)
-    ds = tf.data.Dataset.zip((indices.repeat(), tf.data.Dataset.counter()))
-    parallel = tf.data.AUTOTUNE if config.workers is None else config.workers
-    ds = ds.map(load, num_parallel_calls=parallel, deterministic=False)
-
-    # Named functions, not two lambdas on one line: autograph cannot tell those apart.
-    def loaded(image, target, ok):
-        return ok
-
-    def drop_flag(image, target, ok):
-        return image, target
-
-    ds = ds.filter(loaded).map(drop_flag)
-    ds = ds.batch(config.batch_size, drop_remainder=True)
-    stacks = config.model.num_stacks
-    ds = ds.map(lambda images, targets: (images, (targets,) * stacks))
+    ds = record_batches(_Loader(dataset, config), tf.int32, seed=config.seed,
+                        batch_size=config.batch_size, num_stacks=config.model.num_stacks,
+                        workers=config.workers)  # fmt: skip
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
