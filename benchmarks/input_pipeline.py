@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -37,6 +36,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from edge import cpu_name  # noqa: E402  (after the repository is on the path)
 
 # config file, overrides, whether the 1.5x bar applies (the demo configs)
 CONFIGS: list[tuple[str, list[str], bool]] = [
@@ -115,18 +116,8 @@ def measure(path: str, overrides: list[str], demo: bool, seconds: float, progres
                load_before, os.getloadavg()[0])  # fmt: skip
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def table(rows: list[Row], seconds: float) -> str:
-    cpu = _cpu_name()
+    cpu = cpu_name()
     lines = [
         "# Input pipeline against training speed",
         "",

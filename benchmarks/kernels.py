@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from edge import cache_dir  # noqa: E402  (after the repository is on the path)
+from edge import cache_dir, cpu_name  # noqa: E402  (after the repository is on the path)
 
 RESULTS = REPO / "benchmarks" / "results" / "kernels.md"
 CACHE = cache_dir("bench")
@@ -285,14 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     twin_tfl = rows["float twin, tflite-runtime XNNPACK"]
     lce_row = rows["LCE interpreter"]
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
         f"# Kernel benchmark: 1-stack binary HPM hourglass, {args.size}x{args.size}",

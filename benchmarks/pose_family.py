@@ -36,7 +36,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from edge import cache_dir  # noqa: E402  (after the repository is on the path)
+from edge import cache_dir, cpu_name  # noqa: E402  (after the repository is on the path)
 from edge.cli import ArgumentParser, positive_int, run_cli  # noqa: E402
 from edge.errors import EdgeError  # noqa: E402
 
@@ -609,12 +608,7 @@ def run(args: argparse.Namespace) -> int:
                          for x in per_round[r["name"]]])  # fmt: skip
 
     best, why = recommend(rows, reference)
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_name()
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "cpu": cpu,

@@ -33,6 +33,11 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # run as a plain script from anywhere
+
+from edge import cpu_name  # noqa: E402  (after the repository is on the path)
+
 RESULTS = REPO / "benchmarks" / "results" / "soak.md"
 
 
@@ -95,16 +100,6 @@ def fit_bytes_per_frame(samples: list[tuple[float, int, int]], warmup_s: float) 
     frames, rss = np.array(after, dtype=np.float64).T
     slope, _ = np.polyfit(frames, rss, 1)
     return float(slope)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> int:

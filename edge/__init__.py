@@ -9,6 +9,7 @@
 """
 
 import os
+import platform
 from pathlib import Path
 
 from .codec import HeatmapCodec
@@ -33,6 +34,7 @@ __all__ = [
     "Skeleton",
     "SourceError",
     "cache_dir",
+    "cpu_name",
     "get_skeleton",
     "read_metadata",
 ]
@@ -43,6 +45,18 @@ def cache_dir(name: str = "") -> Path:
     the native library's builds, benchmark models, test environments. Not created here."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "binland" / name
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), for the machine line of a benchmark
+    table; elsewhere what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def __getattr__(name: str):

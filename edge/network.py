@@ -9,6 +9,7 @@ it and add only what differs: the output channels and task they accept, and ``pr
 
 from __future__ import annotations
 
+import abc
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from .metadata import LandmarkMetadata, model_bytes, read_metadata
 from .transform import CropBox, normalise_input
 
 
-class Network:
+class Network(abc.ABC):
     """A converted model, loaded and checked (see the module docstring).
 
     ``backend`` is ``"auto"``, ``"lce"`` or ``"tflite"`` (see :mod:`edge.backends`);
@@ -48,18 +49,18 @@ class Network:
         self._check_shapes()
         self._pipeline = None
 
+    @abc.abstractmethod
     def _check_task(self) -> None:
         """Raise a one-line :class:`ModelError` when the metadata's task is not this class's."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def output_channels(self) -> int:
         """Channels of the network's output: landmarks, or classes."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _new_pipeline(self):
         """The per-frame chain ``predict`` runs, without tracking."""
-        raise NotImplementedError
 
     def _check_shapes(self) -> None:
         meta = self.metadata

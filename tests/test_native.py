@@ -270,6 +270,26 @@ def assert_matches(ours: np.ndarray, ref: np.ndarray, what: str) -> None:
         np.testing.assert_array_equal(ours, ref, err_msg=what)
 
 
+def assert_fused_runs_agree(
+    results: dict,
+    cases: list[dict],
+    reference: list[np.ndarray],
+    runtime: str,
+    *,
+    exact: bool = False,
+) -> None:
+    """Every case's outputs match LCE's (bit for bit with ``exact``) and equal the unfused
+    run's (the case keyed "unfused") exactly."""
+    unfused = outputs_of(results, "unfused", len(reference))
+    for c in cases:
+        ours = outputs_of(results, c["key"], len(reference))
+        for i, (o, u, r) in enumerate(zip(ours, unfused, reference, strict=True)):
+            assert_matches(o, r, f"{runtime} {c['key']}: output {i} {r.shape}")
+            if exact:
+                np.testing.assert_array_equal(o, r, err_msg=f"{runtime} {c['key']} vs LCE: {i}")
+            np.testing.assert_array_equal(o, u, err_msg=f"{runtime} {c['key']} vs unfused: {i}")
+
+
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -527,12 +547,7 @@ def test_fused_ops_match_lce_and_the_unfused_delegate(fusion, workspace, library
               for path in native.simd_paths_available(library)]  # fmt: skip
     cases += [dict(case, key=f"fused-threads-{n}", num_threads=n) for n in (1, 3)]
     results = workspace.run(runtime, cases)
-    unfused = outputs_of(results, "unfused", len(reference))
-    for c in cases:
-        ours = outputs_of(results, c["key"], len(reference))
-        for i, (o, u, r) in enumerate(zip(ours, unfused, reference, strict=True)):
-            assert_matches(o, r, f"{runtime} {c['key']}: output {i} {r.shape}")
-            np.testing.assert_array_equal(o, u, err_msg=f"{runtime} {c['key']} vs unfused: {i}")
+    assert_fused_runs_agree(results, cases, reference, runtime)
     fused = json.loads(str(results["fused/profile"]))
     assert fused["fuse"] == 1 and fused["kernel"] == native.simd_path(library)
     forms = _fusions(fused)
@@ -664,13 +679,7 @@ def test_bitpacked_tensor_read_by_two_binary_convs(shared_bits, workspace, runti
     cases = [dict(case, key="fused"), dict(case, key="unfused", options={"fuse": "0"})]
     cases += [dict(case, key=f"fused-threads-{n}", num_threads=n) for n in (1, 3)]
     results = workspace.run(runtime, cases)
-    unfused = outputs_of(results, "unfused", len(reference))
-    for c in cases:
-        ours = outputs_of(results, c["key"], len(reference))
-        for i, (o, u, r) in enumerate(zip(ours, unfused, reference, strict=True)):
-            assert_matches(o, r, f"{runtime} {c['key']}: output {i} {r.shape}")
-            np.testing.assert_array_equal(o, r, err_msg=f"{runtime} {c['key']} vs LCE: {i}")
-            np.testing.assert_array_equal(o, u, err_msg=f"{runtime} {c['key']} vs unfused: {i}")
+    assert_fused_runs_agree(results, cases, reference, runtime, exact=True)
     forms = _fusions(json.loads(str(results["fused/profile"])))
     assert forms.get("CONCATENATION+ADD (in place)", 0) == 2, forms
 
