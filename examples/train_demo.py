@@ -278,12 +278,17 @@ def train_config(task: str, relative: str, out: Path, minutes: float | None,
     return {"reused": False, "seconds": seconds + probe_seconds}
 
 
+def _stage_configs(task: str) -> tuple[str, ...]:
+    """The configs a task trains, in order: its earlier stages, then its own config."""
+    return (*TASKS[task].get("stages", ()), TASKS[task]["config"])
+
+
 def train(task: str, out: Path, minutes: float | None) -> dict:
     """The task's training stages in order, each starting from the model of the one before
     (pose: 96 px, then the same network continued at 128 px), then its config. ``minutes``
     is the budget of each stage."""
     start, trained = None, {}
-    for relative in (*TASKS[task].get("stages", ()), TASKS[task]["config"]):
+    for relative in _stage_configs(task):
         trained = train_config(task, relative, out, minutes, init_from=start)
         start = out / _load_config(relative).name / "model.keras"
     return trained
@@ -300,7 +305,7 @@ def _stage_summary(relative: str, out: Path) -> dict:
 
 def _stage_history(task: str, out: Path) -> list[dict]:
     """Every epoch of every stage of the task's training, in order."""
-    return [h for relative in (*TASKS[task].get("stages", ()), TASKS[task]["config"])
+    return [h for relative in _stage_configs(task)
             for h in _history(out / _load_config(relative).name)]  # fmt: skip
 
 
