@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import resource
+import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from .cli import ArgumentParser, add_model_argument, resolve_model, run_cli
 from .errors import BackendError, EdgeError
 
 OVERHEAD_TARGET_MS = 3.0
+# A configuration that has not finished in this long is reported as an error row, not waited
+# for: a stalled runtime must not hang the whole benchmark.
+CHILD_TIMEOUT_S = 300
 
 
 def _peak_rss_mb() -> float:
@@ -78,6 +81,42 @@ def _bench_child(model_path: str, backend: str, threads: int, frames: int, warmu
         return bench_inference(model_path, backend, threads, frames, warmup)
     except EdgeError as exc:
         return {"backend": backend, "threads": threads, "error": str(exc)}
+
+
+# The child's program: one configuration, its result as the last line of stdout (runtimes may
+# print their own lines before it).
+_CHILD_CODE = (
+    "import json, sys\n"
+    "from edge.bench import _bench_child\n"
+    "print(json.dumps(_bench_child(*json.loads(sys.argv[1]))), flush=True)\n"
+)
+
+
+def bench_in_child(model_path: str, backend: str, threads: int, frames: int, warmup: int,
+                   *, timeout_s: float = CHILD_TIMEOUT_S) -> dict:  # fmt: skip
+    """:func:`bench_inference` in a fresh Python process, so its peak RSS is its own.
+
+    A plain subprocess with a deadline: a child that crashes or stalls becomes a row with an
+    ``error``, never a hang (a process pool waits forever on a worker that never answers).
+    """
+    args = json.dumps([model_path, backend, threads, frames, warmup])
+    failed = {"backend": backend, "threads": threads}
+    # The child imports this very package, wherever it was imported from here.
+    here = str(Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])),
+    }
+    try:
+        proc = subprocess.run([sys.executable, "-c", _CHILD_CODE, args], capture_output=True,
+                              text=True, timeout=timeout_s, env=env)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {**failed, "error": f"no result within {timeout_s:.0f} s"}
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        return {**failed, "error": f"the benchmark process failed: {last}"}
+    return json.loads(lines[-1])
 
 
 def bench_overhead(model, *, frames: int = 200, size: tuple[int, int] = (640, 480)) -> dict:
@@ -223,13 +262,9 @@ def run(args: argparse.Namespace) -> dict:
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "inference": [],
     }
-    # Each configuration in a fresh process: its peak RSS is its own.
-    context = multiprocessing.get_context("spawn")
     for backend in backends:
         for threads in args.threads:
-            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-                row = pool.submit(_bench_child, str(path), backend, threads, args.frames,
-                                  args.warmup).result()  # fmt: skip
+            row = bench_in_child(str(path), backend, threads, args.frames, args.warmup)
             report["inference"].append(row)
     if args.overhead_frames:
         model = open_model(path, backend=backends[0], num_threads=1)
