@@ -245,3 +245,32 @@ def test_bad_input_gets_one_line(converted, tmp_path):
     assert done.returncode == 2 and "does not match" not in done.stdout
     assert "mask is 40x20 but the image is 40x40" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_training_resumes_from_its_checkpoint_and_never_overwrites_a_run(tmp_path):
+    """A segmentation run continues where it stopped, like a landmark run: checkpoint,
+    optimizer and history; a second run into the same folder is refused in one line."""
+    config = tmp_path / "tiny_parts.yaml"
+    config.write_text(
+        "name: tiny_parts\ntask: segmentation\n"
+        "dataset: {name: synthetic-faceparts, options: {image_size: 48},\n"
+        "          train_options: {size: 16, seed: 0}, val_options: {size: 4, seed: 0}}\n"
+        "model: {num_stacks: 1, depth: 1, features: 32}\n"
+        "input_size: 32\nbatch_size: 4\nepochs: 1\nsteps_per_epoch: 2\nval_batch_size: 4\n"
+    )
+    run = tmp_path / "run"
+    first = _run("training.train", "--config", str(config), "--out", str(run), "--verbose", "2")
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = _run("training.train", "--config", str(config), "--out", str(run))
+    assert again.returncode == 2 and "already holds checkpoints" in again.stderr
+    assert "Traceback" not in again.stderr
+    resumed = _run("training.train", "--out", str(run), "--resume", "--verbose", "2", "epochs=2")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resuming from {run / 'checkpoints' / 'epoch'}-1 (epoch 1 of 2)" in resumed.stdout
+    assert "Epoch 2/2" in resumed.stdout and "Epoch 1/" not in resumed.stdout
+    history = [json.loads(t) for t in (run / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2] and "val_miou" in history[-1]
+    assert json.loads((run / "state.json").read_text())["optimizer_iterations"] == 2 * 2
+    wrong = _run("training.train", "--out", str(run), "--resume", "epochs=3", "model.features=64")
+    assert wrong.returncode == 2 and "does not fit the model" in wrong.stderr
+    assert "Traceback" not in wrong.stderr

@@ -293,6 +293,43 @@ def init_weights(model, path: str) -> int:
     return copied
 
 
+def refuse_to_overwrite(run_dir: Path, *, resume: bool) -> None:
+    """A new run (no ``--resume``) never starts over another run's checkpoints."""
+    if not resume and _has_checkpoint(run_dir / "checkpoints"):
+        raise ConfigError(f"{run_dir} already holds checkpoints: pass --resume to continue "
+                          "that run, or choose another --out")  # fmt: skip
+
+
+def start_weights(config: TrainConfig, model, checkpoint, ckpt_dir: Path, *, resume: bool) -> int:
+    """Where a run's weights start; returns the epoch training continues from.
+
+    A new run starts from ``config.init_from`` when set (epoch 0); ``resume`` restores the
+    newest checkpoint in ``ckpt_dir`` (model and optimizer) and continues after its epoch.
+    Both training loops (landmarks and segmentation) use this.
+    """
+    import tensorflow as tf
+
+    if not resume:
+        if config.init_from:
+            n = init_weights(model, config.init_from)
+            print(f"initialised {n} layers from {config.init_from}", flush=True)
+        return 0
+    latest = tf.train.latest_checkpoint(str(ckpt_dir))
+    if latest is None:
+        raise ConfigError(f"nothing to resume: {ckpt_dir} has no checkpoint")
+    try:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+    except (AssertionError, ValueError):
+        # TF lists every unmatched variable when the checkpoint object is freed; the one-line
+        # error below says it all.
+        tf.get_logger().setLevel("ERROR")
+        raise ConfigError(f"{latest} does not fit the model of this config (was model.* or "
+                          "input_size changed?)") from None  # fmt: skip
+    epoch = int(latest.rsplit("-", 1)[1])
+    print(f"resuming from {latest} (epoch {epoch} of {config.epochs})", flush=True)
+    return epoch
+
+
 def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: str = "default",
         verbose: int | str = "auto") -> dict:  # fmt: skip
     """Train (or continue) one run; return a summary with the final validation score."""
@@ -325,9 +362,8 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
     # worker restarted with its original command, which continues without --resume.
     backup_dir = run_dir / "backup" if strategy == "multiworker" else None
     restarting = backup_dir is not None and _has_checkpoint(backup_dir / "chief")
-    if not resume and not restarting and _has_checkpoint(ckpt_dir):
-        raise ConfigError(f"{run_dir} already holds checkpoints: pass --resume to continue "
-                          "that run, or choose another --out")  # fmt: skip
+    if not restarting:
+        refuse_to_overwrite(run_dir, resume=resume)
     if task.is_chief:
         run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -371,25 +407,8 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
         manager = tf.train.CheckpointManager(checkpoint, str(write_dir / "checkpoints"),
                                              max_to_keep=max(3, config.average_last),
                                              checkpoint_name="epoch")  # fmt: skip
-        initial_epoch = 0
-        if config.init_from and not resume:
-            n = init_weights(model, config.init_from)
-            print(f"initialised {n} layers from {config.init_from}", flush=True)
-        if resume:
-            latest = tf.train.latest_checkpoint(str(ckpt_dir))  # the chief's, on every worker
-            if latest is None:
-                raise ConfigError(f"nothing to resume: {ckpt_dir} has no checkpoint")
-            try:
-                checkpoint.restore(latest).assert_existing_objects_matched()
-            except (AssertionError, ValueError):
-                # TF lists every unmatched variable when the checkpoint object is freed; the
-                # one-line error below says it all.
-                tf.get_logger().setLevel("ERROR")
-                raise ConfigError(f"{latest} does not fit the model of this "
-                                  "config (was model.* or input_size changed?)") from None  # fmt: skip
-            initial_epoch = int(latest.rsplit("-", 1)[1])
-            print(f"resuming from {latest} (epoch {initial_epoch} of "
-                  f"{config.epochs})", flush=True)  # fmt: skip
+        # ckpt_dir: the chief's checkpoints, which every worker resumes from
+        initial_epoch = start_weights(config, model, checkpoint, ckpt_dir, resume=resume)
     if restarting:
         print(f"restarted: continuing from the backup in {backup_dir}", flush=True)
     if task.is_chief:

@@ -104,7 +104,14 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
 
     from ..evaluate import KerasPredictor
     from ..models import segmentation_losses
-    from ..train import _read_history, _write_state, init_weights, make_optimizer, make_strategy
+    from ..train import (
+        _read_history,
+        _write_state,
+        make_optimizer,
+        make_strategy,
+        refuse_to_overwrite,
+        start_weights,
+    )
     from .evaluate import score_dataset
 
     if strategy == "multiworker":
@@ -117,9 +124,7 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
         raise ConfigError(f"{len(train_set)} training samples is less than one batch of "
                           f"{config.batch_size}")  # fmt: skip
     ckpt_dir = run_dir / "checkpoints"
-    if not resume and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
-        raise ConfigError(f"{run_dir} already holds checkpoints: pass --resume to continue "
-                          "that run, or choose another --out")  # fmt: skip
+    refuse_to_overwrite(run_dir, resume=resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     tf.keras.utils.set_random_seed(config.seed)
     dist = make_strategy(strategy)
@@ -131,20 +136,7 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
         manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=3,
                                              checkpoint_name="epoch")  # fmt: skip
-        initial_epoch = 0
-        if config.init_from and not resume:
-            print(f"initialised {init_weights(model, config.init_from)} layers from "
-                  f"{config.init_from}", flush=True)  # fmt: skip
-        if resume:
-            if manager.latest_checkpoint is None:
-                raise ConfigError(f"nothing to resume: {ckpt_dir} has no checkpoint")
-            try:
-                checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            except (AssertionError, ValueError):
-                tf.get_logger().setLevel("ERROR")
-                raise ConfigError(f"{manager.latest_checkpoint} does not fit the model of this "
-                                  "config") from None  # fmt: skip
-            initial_epoch = int(manager.latest_checkpoint.rsplit("-", 1)[1])
+        initial_epoch = start_weights(config, model, checkpoint, ckpt_dir, resume=resume)
     dump_config(config, run_dir / "config.yaml")
     history = _read_history(run_dir, initial_epoch)
     metadata = parts_metadata(config, labels.name)
