@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run as a plain script from anywhere
 
-from edge.cli import ArgumentParser, HelpFormatter  # noqa: E402
+from edge.cli import ArgumentParser, HelpFormatter, add_threads_argument, positive_int  # noqa: E402
 
 TASKS = {
     "pose": {
@@ -517,11 +517,11 @@ def build_parser() -> ArgumentParser:
                    help="training time per model on this machine: a short probe measures the "
                    "step time and steps_per_epoch is set to fit; approximate, since a busy "
                    "machine can run slower than the probe saw (default: the config as is)")  # fmt: skip
-    p.add_argument("--eval-size", type=int, default=500, metavar="N",
+    p.add_argument("--eval-size", type=positive_int, default=500, metavar="N",
                    help="synthetic validation samples scored (the real held-out set is "
                    "always scored whole)")  # fmt: skip
-    p.add_argument("--threads", type=int, default=2, metavar="N",
-                   help="interpreter threads for the .tflite evaluations (1 on a busy machine)")  # fmt: skip
+    add_threads_argument(p, help="interpreter threads for the .tflite evaluations (1 on a "
+                         "busy machine)")  # fmt: skip
     p.add_argument("--no-install", dest="install", action="store_false",
                    help="do not copy the .tflite files to edge/models/ nor update the report "
                    "(default: do both)")  # fmt: skip
@@ -535,9 +535,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.minutes is not None and args.minutes <= 0:
         print("error: --minutes must be positive", file=sys.stderr)
-        return 2
-    if args.eval_size < 1 or args.threads < 1:
-        print("error: --eval-size and --threads must be at least 1", file=sys.stderr)
         return 2
     out = Path(os.path.abspath(args.out))
     tasks = ["pose", "face"] if args.task == "both" else [args.task]

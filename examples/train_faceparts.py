@@ -18,32 +18,51 @@ Steps, each an ordinary CLI of this project (run them by hand to change one):
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # run as a plain script from anywhere
+
+from edge.cli import ArgumentParser, run_cli  # noqa: E402
+from edge.errors import EdgeError  # noqa: E402
+
 MEDIA = REPO.parent / "shared" / "media" / "face"
+
+
+class StepError(EdgeError):
+    """A step's CLI failed; it printed why above."""
 
 
 def step(*args: str) -> None:
     print("$", " ".join(args), flush=True)
     done = subprocess.run([sys.executable, "-m", *args], cwd=REPO, check=False)
     if done.returncode != 0:
-        sys.exit(f"error: step failed ({done.returncode}): {' '.join(args)}")
+        raise StepError(f"step failed ({done.returncode}): python -m {' '.join(args)}")
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python examples/train_faceparts.py",
+                       description=__doc__.split("\n\n")[0])  # fmt: skip
     p.add_argument("--media", type=Path, default=MEDIA, help="folder of real face clips")
     p.add_argument("--out", type=Path, default=Path("runs/faceparts"), help="run folder")
     p.add_argument("--install", action="store_true", help="copy the model into edge/models")
     p.add_argument("overrides", nargs="*", help="training config overrides, e.g. epochs=2")
-    args = p.parse_args()
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: make(args),
+                   interrupted=f"interrupted; rerun the same command to continue from {args.out}")  # fmt: skip
+
+
+def make(args) -> None:
     if not args.media.is_dir():
-        sys.exit(f"error: no face clips in {args.media} (pass --media)")
+        raise StepError(f"no face clips in {args.media} (pass --media)")
     step("training.label", "faceparts", str(args.media), "--out", "data/real_faceparts",
          "--split", "configs/splits/real_media.yaml", "--every", "3", "--max-per-source", "100")  # fmt: skip
     resume = ["--resume"] if (args.out / "checkpoints").is_dir() else []
@@ -59,7 +78,6 @@ def main() -> int:
     if args.install:
         shutil.copyfile(model, REPO / "edge" / "models" / "faceparts.tflite")
         print(f"installed {REPO / 'edge' / 'models' / 'faceparts.tflite'}")
-    return 0
 
 
 if __name__ == "__main__":

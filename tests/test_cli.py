@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
+from pathlib import Path
 
 import pytest
 from edge_fixtures import POSE_FLOAT
@@ -21,6 +23,7 @@ from edge.cli import (
 )
 from edge.errors import BackendError, ModelError
 
+REPO = Path(__file__).resolve().parents[1]
 train = pytest.mark.tensorflow  # their modules import the train extra
 CLIS = [
     "edge.live",
@@ -33,10 +36,17 @@ CLIS = [
     pytest.param("training.train", marks=train),
     pytest.param("training.label.cli", marks=train),
     pytest.param("training.data.synthetic", marks=train),
+    "examples/train_demo.py",  # the scripts that make the bundled models
+    "examples/train_faceparts.py",
 ]
 
 
 def _parser(module: str) -> argparse.ArgumentParser:
+    if module.endswith(".py"):  # a script, not a package module
+        spec = importlib.util.spec_from_file_location(Path(module).stem, REPO / module)
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+        return script.build_parser()
     if module == "training.data.synthetic":  # python -m training.data.synthetic_pose / _face
         return importlib.import_module(module).build_preview_parser("synthetic-pose")
     return importlib.import_module(module).build_parser()
