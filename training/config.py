@@ -43,7 +43,9 @@ class DatasetConfig:
     val_limit: int | None = None  # validate on at most this many samples each epoch
     # More training sets mixed into the first one (same skeleton): each entry has ``name``,
     # optional ``path``, ``split`` (default "train"), ``options`` and ``repeat`` (how many
-    # times its records are listed, to weight it against the others; default 1).
+    # times its records are listed, to weight it against the others; default 1), and
+    # ``select`` (keep only the records a rule passes, e.g. ``{raised_arm: 90}``; see
+    # training.data.select), so a mix can repeat the poses a model finds hard.
     mix: list = field(default_factory=list)
 
 

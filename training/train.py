@@ -201,16 +201,24 @@ def _read_history(run_dir: Path, upto_epoch: int) -> list[dict]:
 
 def _mixed(first, entries: list):
     from .data.base import MixedDataset, open_dataset
+    from .data.select import select
 
     parts, repeats = [first], [1]
     for entry in entries:
         if not isinstance(entry, dict) or "name" not in entry:
             raise ConfigError(f"dataset.mix entries need a name, got {entry!r}")
-        unknown = set(entry) - {"name", "path", "split", "options", "repeat"}
+        unknown = set(entry) - {"name", "path", "split", "options", "repeat", "select"}
         if unknown:
             raise ConfigError(f"unknown key(s) {sorted(unknown)} in dataset.mix entry {entry!r}")
-        parts.append(open_dataset(entry["name"], entry.get("path"),
-                                  split=entry.get("split", "train"), **entry.get("options", {})))  # fmt: skip
+        part = open_dataset(entry["name"], entry.get("path"),
+                            split=entry.get("split", "train"), **entry.get("options", {}))  # fmt: skip
+        if "select" in entry:  # e.g. {raised_arm: 90}: only the poses to see more often
+            part = select(part, entry["select"])
+            print(
+                f"dataset.mix {entry['name']}: {len(part)} records selected by {entry['select']}",
+                flush=True,
+            )
+        parts.append(part)
         repeats.append(int(entry.get("repeat", 1)))
     return MixedDataset(parts, repeats)
 
