@@ -138,14 +138,7 @@ def _callbacks(run_dir: Path, config: TrainConfig, val_set, manager, steps: int,
             manager.save(checkpoint_number=epoch + 1)
             if not task.is_chief:
                 return
-            line = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-            # Drop lines of this epoch or later: after a restart from the backup they belong
-            # to the epoch that was lost.
-            kept = _read_history(run_dir, epoch)
-            (run_dir / "history.jsonl").write_text(
-                "".join(json.dumps(d) + "\n" for d in [*kept, line])
-            )
-            _write_state(run_dir, epoch + 1, self.model.optimizer, steps)
+            record_epoch(run_dir, epoch, logs, self.model.optimizer, steps)
 
     callbacks = [EpochTimer(), Validation(), EpochCheckpoint()]
     if task.is_chief:
@@ -186,6 +179,16 @@ def _write_state(run_dir: Path, epoch: int, optimizer, steps_per_epoch: int) -> 
     tmp = run_dir / "state.json.tmp"
     tmp.write_text(json.dumps(state))
     os.replace(tmp, run_dir / "state.json")  # atomic: a kill never leaves half a file
+
+
+def record_epoch(run_dir: Path, epoch: int, logs: dict | None, optimizer, steps: int) -> None:
+    """After 0-based ``epoch`` is checkpointed: its line in history.jsonl, then state.json.
+    Lines of this epoch or later are dropped first: after a restart they belong to the epoch
+    that was lost (both training loops write their runs this way)."""
+    line = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+    kept = _read_history(run_dir, epoch)
+    (run_dir / "history.jsonl").write_text("".join(json.dumps(d) + "\n" for d in [*kept, line]))
+    _write_state(run_dir, epoch + 1, optimizer, steps)
 
 
 def _read_history(run_dir: Path, upto_epoch: int) -> list[dict]:

@@ -106,9 +106,9 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
     from ..models import segmentation_losses
     from ..train import (
         _read_history,
-        _write_state,
         make_optimizer,
         make_strategy,
+        record_epoch,
         refuse_to_overwrite,
         start_weights,
     )
@@ -158,10 +158,7 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
             logs["val_overall_f1"] = 100 * values["overall_f1"]
             logs["val_seconds"] = time.perf_counter() - t0
             manager.save(checkpoint_number=epoch + 1)
-            line = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
-            with open(run_dir / "history.jsonl", "a") as f:
-                f.write(json.dumps(line) + "\n")
-            _write_state(run_dir, epoch + 1, self.model.optimizer, steps)
+            record_epoch(run_dir, epoch, logs, self.model.optimizer, steps)
 
     if initial_epoch < config.epochs:
         print(f"training {config.name} (segmentation, {labels.num_classes} classes): "
