@@ -356,6 +356,14 @@ def test_every_kernel_path_and_thread_count_gives_identical_bits(layers, workspa
         dict(case, key=f"simd-{path}", options={"simd": path}, num_threads=2)
         for path in native.simd_paths_available(library)
     ]
+    # Both ways of reading the windows (the default picks by shape), on every kernel path.
+    cases += [
+        dict(case, key=f"{conv}-{path}", options={"simd": path, "conv": conv}, num_threads=2)
+        for path in native.simd_paths_available(library)
+        for conv in ("direct", "im2col")
+    ]
+    cases += [dict(case, key=f"direct-threads-{n}", num_threads=n, options={"conv": "direct"})
+              for n in (1, 3)]  # fmt: skip
     cases += [dict(case, key=f"threads-{n}", num_threads=n) for n in (1, 3)]
     cases.append(dict(case, key="option-threads", num_threads=1, options={"num_threads": "2"}))
     results = workspace.run("tflite_runtime", cases)
@@ -385,10 +393,14 @@ def grouped(workspace):
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_grouped_convolutions_match_keras(workspace, grouped, runtime):
     expected, case = grouped
-    ours = outputs_of(workspace.run(runtime, [case]), "grouped", len(expected))
-    # Without BN a binary conv is an exact integer sum in float, so Keras is exact too.
-    for o in ours:
-        np.testing.assert_array_equal(o, expected[o.shape])
+    cases = [case] + [dict(case, key=f"grouped-{conv}", options={"conv": conv})
+                      for conv in ("direct", "im2col")]  # fmt: skip
+    results = workspace.run(runtime, cases)
+    for c in cases:
+        ours = outputs_of(results, c["key"], len(expected))
+        # Without BN a binary conv is an exact integer sum in float, so Keras is exact too.
+        for o in ours:
+            np.testing.assert_array_equal(o, expected[o.shape], err_msg=c["key"])
 
 
 def test_batch_of_two_matches_lce(workspace):
@@ -459,6 +471,10 @@ def test_bad_models_and_options_raise_python_errors(workspace):
             "options": {"simd": "quantum"},
         }
     )
+    cases.append(
+        {"key": "badconv", "model": str(good_path), "inputs": str(good_data),
+         "options": {"conv": "sideways"}}
+    )  # fmt: skip
     expected = {
         "pad7": "pad_values must be 0 or 1",
         "tanh": "fused activation 4 is not supported",
@@ -468,6 +484,7 @@ def test_bad_models_and_options_raise_python_errors(workspace):
         "badoption": "",  # load_delegate's own ValueError; our message goes to stderr
         "badsimd": "",
         "badfuse": "",
+        "badconv": "",
     }
     for runtime in RUNTIMES:
         results = workspace.run(runtime, cases)
@@ -545,11 +562,20 @@ def test_fused_ops_match_lce_and_the_unfused_delegate(fusion, workspace, library
     cases = [dict(case, key="fused"), dict(case, key="unfused", options={"fuse": "0"})]
     cases += [dict(case, key=f"fused-{path}", options={"simd": path}, profile=False)
               for path in native.simd_paths_available(library)]  # fmt: skip
+    # The one-pass epilogue (quantize, concat, ADD) after either way of reading windows.
+    cases += [dict(case, key=f"fused-{conv}-{path}", options={"simd": path, "conv": conv},
+                   profile=conv == "direct")
+              for path in native.simd_paths_available(library)
+              for conv in ("direct", "im2col")]  # fmt: skip
     cases += [dict(case, key=f"fused-threads-{n}", num_threads=n) for n in (1, 3)]
     results = workspace.run(runtime, cases)
     assert_fused_runs_agree(results, cases, reference, runtime)
     fused = json.loads(str(results["fused/profile"]))
     assert fused["fuse"] == 1 and fused["kernel"] == native.simd_path(library)
+    path = native.simd_path(library)
+    direct = json.loads(str(results[f"fused-direct-{path}/profile"]))
+    bconvs = [op for p in direct["partitions"] for op in p["ops"] if op["op"] == "LceBconv2d"]
+    assert bconvs and all(op["direct"] == 1 for op in bconvs), bconvs
     forms = _fusions(fused)
     # MUL+ADD (BatchNorm), a lone MUL (identity BN) and a lone ADD before a quantize, and
     # quantizes done in a bconv's epilogue, all ran.
@@ -785,6 +811,8 @@ def test_layers_on_emulated_raspberry_pi(layers, fusion, workspace, tmp_path):
         "num_threads": 2,
     }
     cases = [dict(case, key=f"arm-{simd}", options={"simd": simd}) for simd in ("neon", "portable")]
+    cases += [dict(case, key=f"arm-{simd}-{conv}", options={"simd": simd, "conv": conv})
+              for simd in ("neon", "portable") for conv in ("direct", "im2col")]  # fmt: skip
     # No simd option: the delegate picks its kernel itself, and says which in its profile.
     cases.append(dict(case, key="arm-default", profile=True))
     fused = [dict(fusion_case, key="arm-fusion", repeat=1)]

@@ -16,12 +16,19 @@
 #define PORTABLE_MR 4
 #define PORTABLE_NR 8
 
+/* Row i's word kk: a[i * lda + kk], or a[i * lda + koff[kk]] for a direct
+ * convolution. Each kernel body is written once, inlined into a plain and a
+ * direct entry point (koff NULL folds away in the plain one). */
+#define A_WORDS(kk) (koff ? a + koff[kk] : a + (kk))
+#define INLINE static inline __attribute__((always_inline))
+
 #define PORTABLE_BODY                                                   \
   int32_t acc[PORTABLE_MR][PORTABLE_NR] = {{0}};                        \
   for (int kk = 0; kk < k; ++kk) {                                      \
     const uint32_t* bk = b + (size_t)kk * PORTABLE_NR;                  \
+    const uint32_t* ak = A_WORDS(kk);                                   \
     for (int i = 0; i < PORTABLE_MR; ++i) {                             \
-      const uint32_t ai = a[(size_t)i * lda + kk];                      \
+      const uint32_t ai = ak[(size_t)i * lda];                          \
       for (int j = 0; j < PORTABLE_NR; ++j) {                           \
         acc[i][j] += __builtin_popcount(ai ^ bk[j]);                    \
       }                                                                 \
@@ -41,18 +48,36 @@ static uint32_t pack_portable(const float* in, int n) {
   return bits;
 }
 
+INLINE void body_portable(const uint32_t* a, size_t lda, const int32_t* koff, const uint32_t* b,
+                          int k, int32_t* c, size_t ldc) {
+  PORTABLE_BODY
+}
 static void kernel_portable(const uint32_t* a, size_t lda, const uint32_t* b, int k, int32_t* c,
                             size_t ldc) {
-  PORTABLE_BODY
+  body_portable(a, lda, NULL, b, k, c, ldc);
+}
+static void direct_portable(const uint32_t* a, size_t lda, const int32_t* koff, const uint32_t* b,
+                            int k, int32_t* c, size_t ldc) {
+  body_portable(a, lda, koff, b, k, c, ldc);
 }
 
 #ifdef BINLAND_X86
 /* Same loop, compiled with the POPCNT instruction (without it GCC calls a
  * libgcc bit-twiddling routine). */
+__attribute__((target("popcnt"))) INLINE void body_popcnt(const uint32_t* a, size_t lda,
+                                                          const int32_t* koff, const uint32_t* b,
+                                                          int k, int32_t* c, size_t ldc) {
+  PORTABLE_BODY
+}
 __attribute__((target("popcnt"))) static void kernel_popcnt(const uint32_t* a, size_t lda,
                                                             const uint32_t* b, int k, int32_t* c,
                                                             size_t ldc) {
-  PORTABLE_BODY
+  body_popcnt(a, lda, NULL, b, k, c, ldc);
+}
+__attribute__((target("popcnt"))) static void direct_popcnt(const uint32_t* a, size_t lda,
+                                                            const int32_t* koff, const uint32_t* b,
+                                                            int k, int32_t* c, size_t ldc) {
+  body_popcnt(a, lda, koff, b, k, c, ldc);
 }
 
 /* ------------------------------------------------------ AVX-512 VPOPCNTDQ */
@@ -60,26 +85,42 @@ __attribute__((target("popcnt"))) static void kernel_popcnt(const uint32_t* a, s
 #define AVX512_MR 8
 #define AVX512_NR 32
 
-__attribute__((target("avx512f,avx512vpopcntdq"))) static void kernel_avx512(
-    const uint32_t* a, size_t lda, const uint32_t* b, int k, int32_t* c, size_t ldc) {
-  __m512i acc0[AVX512_MR], acc1[AVX512_MR];
-  for (int i = 0; i < AVX512_MR; ++i) {
-    acc0[i] = _mm512_setzero_si512();
-    acc1[i] = _mm512_setzero_si512();
+/* 16 accumulators, named one by one: as arrays, GCC zeroed them in memory
+ * (rep stos) and spilled some inside the loop. */
+#define AVX512_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define AVX512_ZERO(i) __m512i acc##i##0 = _mm512_setzero_si512(), acc##i##1 = acc##i##0;
+#define AVX512_STEP(i)                                                               \
+  {                                                                                  \
+    const __m512i ai = _mm512_set1_epi32((int)ak[(size_t)(i) * lda]);                \
+    acc##i##0 =                                                                      \
+        _mm512_add_epi32(acc##i##0, _mm512_popcnt_epi32(_mm512_xor_si512(ai, b0)));  \
+    acc##i##1 =                                                                      \
+        _mm512_add_epi32(acc##i##1, _mm512_popcnt_epi32(_mm512_xor_si512(ai, b1)));  \
   }
+#define AVX512_STORE(i)                                                      \
+  _mm512_storeu_si512((void*)(c + (size_t)(i) * ldc), acc##i##0);           \
+  _mm512_storeu_si512((void*)(c + (size_t)(i) * ldc + 16), acc##i##1);
+
+__attribute__((target("avx512f,avx512vpopcntdq"))) INLINE void body_avx512(
+    const uint32_t* a, size_t lda, const int32_t* koff, const uint32_t* b, int k, int32_t* c,
+    size_t ldc) {
+  AVX512_ROWS(AVX512_ZERO)
   for (int kk = 0; kk < k; ++kk) {
     const __m512i b0 = _mm512_loadu_si512((const void*)(b + (size_t)kk * AVX512_NR));
     const __m512i b1 = _mm512_loadu_si512((const void*)(b + (size_t)kk * AVX512_NR + 16));
-    for (int i = 0; i < AVX512_MR; ++i) {
-      const __m512i ai = _mm512_set1_epi32((int)a[(size_t)i * lda + kk]);
-      acc0[i] = _mm512_add_epi32(acc0[i], _mm512_popcnt_epi32(_mm512_xor_si512(ai, b0)));
-      acc1[i] = _mm512_add_epi32(acc1[i], _mm512_popcnt_epi32(_mm512_xor_si512(ai, b1)));
-    }
+    const uint32_t* ak = A_WORDS(kk);
+    AVX512_ROWS(AVX512_STEP)
   }
-  for (int i = 0; i < AVX512_MR; ++i) {
-    _mm512_storeu_si512((void*)(c + (size_t)i * ldc), acc0[i]);
-    _mm512_storeu_si512((void*)(c + (size_t)i * ldc + 16), acc1[i]);
-  }
+  AVX512_ROWS(AVX512_STORE)
+}
+__attribute__((target("avx512f,avx512vpopcntdq"))) static void kernel_avx512(
+    const uint32_t* a, size_t lda, const uint32_t* b, int k, int32_t* c, size_t ldc) {
+  body_avx512(a, lda, NULL, b, k, c, ldc);
+}
+__attribute__((target("avx512f,avx512vpopcntdq"))) static void direct_avx512(
+    const uint32_t* a, size_t lda, const int32_t* koff, const uint32_t* b, int k, int32_t* c,
+    size_t ldc) {
+  body_avx512(a, lda, koff, b, k, c, ldc);
 }
 
 __attribute__((target("avx512f"))) static uint32_t pack_avx512(const float* in, int n) {
@@ -108,19 +149,17 @@ __attribute__((target("avx2"))) static uint32_t pack_avx2(const float* in, int n
 #define AVX2_MR 4
 #define AVX2_NR 16
 
-__attribute__((target("avx2"))) static void kernel_avx2(const uint32_t* a, size_t lda,
-                                                        const uint32_t* b, int k, int32_t* c,
-                                                        size_t ldc) {
+/* The widened sums go to c after each 31-word chunk (stored after the first,
+ * added after the next ones; the convs here mostly have one chunk): kept in
+ * registers too, they made GCC spill the byte counters inside the loop. */
+__attribute__((target("avx2"))) INLINE void body_avx2(const uint32_t* a, size_t lda,
+                                                      const int32_t* koff, const uint32_t* b,
+                                                      int k, int32_t* c, size_t ldc) {
   const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
                                          1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low_nibble = _mm256_set1_epi8(0x0f);
   const __m256i ones8 = _mm256_set1_epi8(1);
   const __m256i ones16 = _mm256_set1_epi16(1);
-  __m256i sum0[AVX2_MR], sum1[AVX2_MR];
-  for (int i = 0; i < AVX2_MR; ++i) {
-    sum0[i] = _mm256_setzero_si256();
-    sum1[i] = _mm256_setzero_si256();
-  }
   for (int k0 = 0; k0 < k; k0 += 31) {
     const int k1 = k0 + 31 < k ? k0 + 31 : k;
     __m256i bytes0[AVX2_MR], bytes1[AVX2_MR];
@@ -131,8 +170,9 @@ __attribute__((target("avx2"))) static void kernel_avx2(const uint32_t* a, size_
     for (int kk = k0; kk < k1; ++kk) {
       const __m256i b0 = _mm256_loadu_si256((const __m256i*)(b + (size_t)kk * AVX2_NR));
       const __m256i b1 = _mm256_loadu_si256((const __m256i*)(b + (size_t)kk * AVX2_NR + 8));
+      const uint32_t* ak = A_WORDS(kk);
       for (int i = 0; i < AVX2_MR; ++i) {
-        const __m256i ai = _mm256_set1_epi32((int)a[(size_t)i * lda + kk]);
+        const __m256i ai = _mm256_set1_epi32((int)ak[(size_t)i * lda]);
         const __m256i x0 = _mm256_xor_si256(ai, b0);
         const __m256i x1 = _mm256_xor_si256(ai, b1);
         const __m256i c0 = _mm256_add_epi8(
@@ -146,16 +186,28 @@ __attribute__((target("avx2"))) static void kernel_avx2(const uint32_t* a, size_
       }
     }
     for (int i = 0; i < AVX2_MR; ++i) {
-      sum0[i] = _mm256_add_epi32(
-          sum0[i], _mm256_madd_epi16(_mm256_maddubs_epi16(bytes0[i], ones8), ones16));
-      sum1[i] = _mm256_add_epi32(
-          sum1[i], _mm256_madd_epi16(_mm256_maddubs_epi16(bytes1[i], ones8), ones16));
+      __m256i s0 = _mm256_madd_epi16(_mm256_maddubs_epi16(bytes0[i], ones8), ones16);
+      __m256i s1 = _mm256_madd_epi16(_mm256_maddubs_epi16(bytes1[i], ones8), ones16);
+      __m256i* c0 = (__m256i*)(c + (size_t)i * ldc);
+      __m256i* c1 = (__m256i*)(c + (size_t)i * ldc + 8);
+      if (k0) {
+        s0 = _mm256_add_epi32(s0, _mm256_loadu_si256(c0));
+        s1 = _mm256_add_epi32(s1, _mm256_loadu_si256(c1));
+      }
+      _mm256_storeu_si256(c0, s0);
+      _mm256_storeu_si256(c1, s1);
     }
   }
-  for (int i = 0; i < AVX2_MR; ++i) {
-    _mm256_storeu_si256((__m256i*)(c + (size_t)i * ldc), sum0[i]);
-    _mm256_storeu_si256((__m256i*)(c + (size_t)i * ldc + 8), sum1[i]);
-  }
+}
+__attribute__((target("avx2"))) static void kernel_avx2(const uint32_t* a, size_t lda,
+                                                        const uint32_t* b, int k, int32_t* c,
+                                                        size_t ldc) {
+  body_avx2(a, lda, NULL, b, k, c, ldc);
+}
+__attribute__((target("avx2"))) static void direct_avx2(const uint32_t* a, size_t lda,
+                                                        const int32_t* koff, const uint32_t* b,
+                                                        int k, int32_t* c, size_t ldc) {
+  body_avx2(a, lda, koff, b, k, c, ldc);
 }
 #endif /* BINLAND_X86 */
 
@@ -177,8 +229,8 @@ static uint32_t pack_neon(const float* in, int n) {
   return bits;
 }
 
-static void kernel_neon(const uint32_t* a, size_t lda, const uint32_t* b, int k, int32_t* c,
-                        size_t ldc) {
+INLINE void body_neon(const uint32_t* a, size_t lda, const int32_t* koff, const uint32_t* b,
+                      int k, int32_t* c, size_t ldc) {
   uint32x4_t sum0[NEON_MR], sum1[NEON_MR];
   for (int i = 0; i < NEON_MR; ++i) {
     sum0[i] = vdupq_n_u32(0);
@@ -194,8 +246,9 @@ static void kernel_neon(const uint32_t* a, size_t lda, const uint32_t* b, int k,
     for (int kk = k0; kk < k1; ++kk) {
       const uint32x4_t b0 = vld1q_u32(b + (size_t)kk * NEON_NR);
       const uint32x4_t b1 = vld1q_u32(b + (size_t)kk * NEON_NR + 4);
+      const uint32_t* ak = A_WORDS(kk);
       for (int i = 0; i < NEON_MR; ++i) {
-        const uint32x4_t ai = vdupq_n_u32(a[(size_t)i * lda + kk]);
+        const uint32x4_t ai = vdupq_n_u32(ak[(size_t)i * lda]);
         bytes0[i] = vaddq_u8(bytes0[i], vcntq_u8(vreinterpretq_u8_u32(veorq_u32(ai, b0))));
         bytes1[i] = vaddq_u8(bytes1[i], vcntq_u8(vreinterpretq_u8_u32(veorq_u32(ai, b1))));
       }
@@ -209,6 +262,14 @@ static void kernel_neon(const uint32_t* a, size_t lda, const uint32_t* b, int k,
     vst1q_s32(c + (size_t)i * ldc, vreinterpretq_s32_u32(sum0[i]));
     vst1q_s32(c + (size_t)i * ldc + 4, vreinterpretq_s32_u32(sum1[i]));
   }
+}
+static void kernel_neon(const uint32_t* a, size_t lda, const uint32_t* b, int k, int32_t* c,
+                        size_t ldc) {
+  body_neon(a, lda, NULL, b, k, c, ldc);
+}
+static void direct_neon(const uint32_t* a, size_t lda, const int32_t* koff, const uint32_t* b,
+                        int k, int32_t* c, size_t ldc) {
+  body_neon(a, lda, koff, b, k, c, ldc);
 }
 #endif
 
@@ -233,19 +294,22 @@ DEFINE_PACK_ROW(pack_row_neon, pack_neon, )
 
 /* --------------------------------------------------------------- dispatch */
 
-static const bgemm_impl impl_portable = {"portable", PORTABLE_MR, PORTABLE_NR, kernel_portable,
-                                         pack_portable, pack_row_portable};
+static const bgemm_impl impl_portable = {"portable",      PORTABLE_MR,   PORTABLE_NR,
+                                         kernel_portable, direct_portable, pack_portable,
+                                         pack_row_portable};
 #ifdef BINLAND_X86
-static const bgemm_impl impl_popcnt = {"popcnt", PORTABLE_MR, PORTABLE_NR, kernel_popcnt,
-                                       pack_portable, pack_row_portable};
-static const bgemm_impl impl_avx2 = {"avx2", AVX2_MR, AVX2_NR, kernel_avx2, pack_avx2,
-                                     pack_row_avx2};
-static const bgemm_impl impl_avx512 = {"avx512-vpopcntdq", AVX512_MR, AVX512_NR, kernel_avx512,
-                                       pack_avx512, pack_row_avx512};
+static const bgemm_impl impl_popcnt = {"popcnt",      PORTABLE_MR,   PORTABLE_NR,
+                                       kernel_popcnt, direct_popcnt, pack_portable,
+                                       pack_row_portable};
+static const bgemm_impl impl_avx2 = {"avx2",      AVX2_MR,   AVX2_NR,          kernel_avx2,
+                                     direct_avx2, pack_avx2, pack_row_avx2};
+static const bgemm_impl impl_avx512 = {"avx512-vpopcntdq", AVX512_MR,     AVX512_NR,
+                                       kernel_avx512,      direct_avx512, pack_avx512,
+                                       pack_row_avx512};
 #endif
 #if defined(__aarch64__)
-static const bgemm_impl impl_neon = {"neon", NEON_MR, NEON_NR, kernel_neon, pack_neon,
-                                     pack_row_neon};
+static const bgemm_impl impl_neon = {"neon",      NEON_MR,   NEON_NR,      kernel_neon,
+                                     direct_neon, pack_neon, pack_row_neon};
 #endif
 
 static int list_candidates(const bgemm_impl** out) {

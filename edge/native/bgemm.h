@@ -17,6 +17,12 @@
 typedef void (*bgemm_kernel_fn)(const uint32_t* a, size_t lda, const uint32_t* b, int k,
                                 int32_t* c, size_t ldc);
 
+/* The same with row i's word kk at a[i * lda + koff[kk]]: a direct convolution
+ * reads each pixel's window straight from the (padded) input rows, lda apart
+ * from one output pixel to the next, with no im2col copy. */
+typedef void (*bgemm_direct_fn)(const uint32_t* a, size_t lda, const int32_t* koff,
+                                const uint32_t* b, int k, int32_t* c, size_t ldc);
+
 /* Bitpacks n floats (n <= 32): bit i = in[i] < 0 (so 0.0 and -0.0 give 0,
  * as LCE's x86 and aarch64 kernels do); bits from n up are 0. */
 typedef uint32_t (*pack_floats_fn)(const float* in, int n);
@@ -29,6 +35,7 @@ typedef struct {
   int mr;           /* rows (pixels) per call */
   int nr;           /* lanes (output channels) per call */
   bgemm_kernel_fn kernel;
+  bgemm_direct_fn direct;
   pack_floats_fn pack;
   pack_row_fn pack_row;
 } bgemm_impl;

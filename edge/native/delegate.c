@@ -32,6 +32,7 @@ typedef struct {
   int num_threads_option; /* 0: follow the interpreter's num_threads */
   const bgemm_impl* gemm;
   int fuse; /* claim MUL/ADD chains that feed an LceQuantize (option fuse, default 1) */
+  int conv_path; /* BCONV_AUTO / _DIRECT / _IM2COL (option conv, BINLAND_CONV) */
   /* BINLAND_PROFILE=1 (or option profile=1): seconds and calls per op kind, printed at
    * destroy; per op and per partition through binland_profile_json. */
   int profile;
@@ -318,6 +319,7 @@ static void* kernel_init(TfLiteContext* context, const char* buffer, size_t leng
                     sizeof(part->error))) {
       break;
     }
+    op->conv_path = part->state->conv_path;
     part->num_ops++;
     /* Absorb the ADD, then the MUL, that produce this quantize's input. */
     for (int step = 0; op->kind == OP_QUANTIZE && step < 2; ++step) {
@@ -389,10 +391,11 @@ static void kernel_free(TfLiteContext* context, void* buffer) {
     const double macs = (double)op->batch * op->out_h * op->out_w * op->out_c *
                         op->filter_h * op->filter_w * (op->channels_in / op->groups);
     fprintf(stderr,
-            "binland bconv node %4d: %3dx%-3d %4d->%-4d k%dx%d s%d out=%s %8.3f ms %7.1f GMAC/s\n",
+            "binland bconv node %4d: %3dx%-3d %4d->%-4d k%dx%d s%d out=%-5s %-6s %8.3f ms %7.1f "
+            "GMAC/s\n",
             op->node_index, op->out_h, op->out_w, op->channels_in, op->out_c, op->filter_h,
-            op->filter_w, op->stride_h, op->out_type == kTfLiteInt32 ? "bits" : "float", ms,
-            macs / (ms * 1e6));
+            op->filter_w, op->stride_h, op->out_type == kTfLiteInt32 ? "bits" : "float",
+            op->direct ? "direct" : "im2col", ms, macs / (ms * 1e6));
   }
   delegate_state* state = part->state;
   pthread_mutex_lock(&state->lock);
@@ -829,6 +832,20 @@ static int parse_int(const char* text, int* out) {
   return 0;
 }
 
+/* "auto" (or NULL / empty: the default), "direct", "im2col"; 0, or -1 if unknown. */
+static int parse_conv_path(const char* value, int* out) {
+  if (!value || !*value || !strcmp(value, "auto")) {
+    *out = BCONV_AUTO;
+  } else if (!strcmp(value, "direct")) {
+    *out = BCONV_DIRECT;
+  } else if (!strcmp(value, "im2col")) {
+    *out = BCONV_IM2COL;
+  } else {
+    return -1;
+  }
+  return 0;
+}
+
 EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, char** options_values,
                                                      size_t num_options,
                                                      void (*report_error)(const char*)) {
@@ -844,6 +861,7 @@ EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, char**
   state->gemm = bgemm_pick(getenv("BINLAND_SIMD"));
   state->profile = getenv("BINLAND_PROFILE") && getenv("BINLAND_PROFILE")[0] >= '1';
   state->fuse = !(getenv("BINLAND_FUSE") && !strcmp(getenv("BINLAND_FUSE"), "0"));
+  int conv_env_ok = parse_conv_path(getenv("BINLAND_CONV"), &state->conv_path);
   for (size_t i = 0; i < num_options; ++i) {
     const char* key = options_keys[i];
     const char* value = options_values[i];
@@ -862,6 +880,10 @@ EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, char**
       }
       snprintf(message, sizeof(message), "binland delegate: %s must be 0 or 1, got '%s'", key,
                value);
+    } else if (!strcmp(key, "conv")) {
+      if (parse_conv_path(value, &state->conv_path) == 0) continue;
+      snprintf(message, sizeof(message),
+               "binland delegate: conv must be auto, direct or im2col, got '%s'", value);
     } else if (!strcmp(key, "simd")) {
       state->gemm = bgemm_pick(value);
       if (state->gemm) continue;
@@ -870,9 +892,18 @@ EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, char**
                value, bgemm_available());
     } else {
       snprintf(message, sizeof(message),
-               "binland delegate: unknown option '%s' (known: num_threads, simd, fuse, profile)",
+               "binland delegate: unknown option '%s' (known: num_threads, simd, fuse, conv, "
+               "profile)",
                key);
     }
+    if (report_error) report_error(message);
+    free(state);
+    free(delegate);
+    return NULL;
+  }
+  if (conv_env_ok != 0) {
+    snprintf(message, sizeof(message),
+             "binland delegate: BINLAND_CONV must be auto, direct or im2col");
     if (report_error) report_error(message);
     free(state);
     free(delegate);
@@ -1083,9 +1114,10 @@ EXPORT long binland_profile_json(TfLiteDelegate* delegate, char* buf, size_t len
       if (op->into) {
         put(&out, "%s[\"into\", %d]", first ? "" : ", ", op->into->node_index);
       }
-      put(&out, "], \"absorbed\": %d, \"in_place\": %d, \"seconds\": %.9f, \"calls\": %ld, \"binary_macs\": %.0f, "
+      put(&out, "], \"absorbed\": %d, \"in_place\": %d, \"direct\": %d, \"seconds\": %.9f, \"calls\": %ld, \"binary_macs\": %.0f, "
           "\"output\": \"%s\", \"shape\": [%d, %d, %d, %d]}",
-          op->absorbed, op->in_place, op->profile_seconds, op->profile_calls, macs,
+          op->absorbed, op->in_place, op->kind == OP_BCONV2D && op->direct, op->profile_seconds,
+          op->profile_calls, macs,
           op->out_type == kTfLiteInt32 ? "bitpacked" : op->out_type == kTfLiteInt8 ? "int8" : "float32",
           op->kind == OP_BCONV2D ? op->out_h : op->rows, op->kind == OP_BCONV2D ? op->out_w : 1,
           op->kind == OP_BCONV2D ? op->channels_in : op->channels,

@@ -9,10 +9,17 @@
 
 #include "flexbuf.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define EPILOGUE_AVX512 1
+#endif
+
 /* The loops around the GEMM (im2col, output transform, pooling, unpacking)
  * are plain C that GCC vectorizes well; on x86 compile them for AVX-512 and
  * AVX2 too and pick at load time. Results are identical on every clone: no
- * FMA contraction (-ffp-contract=off), same IEEE operations. */
+ * FMA contraction (-ffp-contract=off), same IEEE operations. The one
+ * exception, the float epilogue with the avx512-vpopcntdq kernel, is written
+ * with intrinsics (epilogue_fast_avx512), with those same operations. */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
 #define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -958,6 +965,51 @@ static int bconv_setup(lce_op* op, const TfLiteContext* context, char* err, size
       }
     }
   }
+
+  /* Direct or im2col. Direct reads a row of output pixels' windows in place,
+   * mr pixels per kernel call, so a row shorter than mr computes more pixels
+   * past its end than in it; there im2col (which runs on across rows) is
+   * better. Measured: direct is faster from 8x8 up (and at every channel
+   * count), im2col at 4x4. */
+  free(op->koff);
+  op->koff = NULL;
+  op->direct = op->conv_path == BCONV_DIRECT ||
+               (op->conv_path == BCONV_AUTO && op->out_w >= op->gemm->mr);
+  if (op->direct) {
+    const int words = op->in_words;
+    op->pad_w = (op->out_w - 1) * op->stride_w + (op->filter_w - 1) * op->dilation_w + 1;
+    const size_t row_words = (size_t)op->pad_w * words;
+    op->koff = malloc(sizeof(int32_t) * (size_t)op->groups * k);
+    if (!op->koff) return fail(err, err_len, "out of memory");
+    for (int g = 0; g < op->groups; ++g) {
+      int32_t* koff = op->koff + (size_t)g * k;
+      for (int ky = 0; ky < op->filter_h; ++ky) {
+        for (int kx = 0; kx < op->filter_w; ++kx) {
+          for (int q = 0; q < op->words_per_group; ++q) {
+            *koff++ = (int32_t)((size_t)ky * op->dilation_h * row_words +
+                                (size_t)kx * op->dilation_w * words +
+                                (size_t)g * op->words_per_group + (size_t)q);
+          }
+        }
+      }
+    }
+  }
+
+  /* The AVX-512 epilogue goes with the AVX-512 kernel (whose CPU check covers it). */
+  op->epilogue_avx512 = !strcmp(op->gemm->name, "avx512-vpopcntdq");
+  free(op->then_mul);
+  free(op->then_add);
+  op->then_mul = op->then_add = NULL;
+  const lce_op* q = op->then_quantize;
+  if (q) {
+    op->then_mul = malloc(sizeof(float) * (size_t)op->out_c);
+    op->then_add = malloc(sizeof(float) * (size_t)op->out_c);
+    if (!op->then_mul || !op->then_add) return fail(err, err_len, "out of memory");
+    for (int o = 0; o < op->out_c; ++o) {
+      op->then_mul[o] = q->pre_mul < 0 ? 1.0f : q->pre_mul_values[q->pre_mul_len == 1 ? 0 : o];
+      op->then_add[o] = q->pre_add < 0 ? 0.0f : q->pre_add_values[q->pre_add_len == 1 ? 0 : o];
+    }
+  }
   op->ready = 1;
   return 0;
 }
@@ -970,6 +1022,7 @@ typedef struct {
   int pixels_per_task;
   int pixels;
   int ldc; /* accumulator row length: groups * blocks_per_group * nr */
+  int rows_per_task, tasks_per_image, seg_pixels; /* direct */
   int failed;
 } bconv_job;
 
@@ -1145,7 +1198,141 @@ VECTOR_CLONES static void im2col_block(const lce_op* op, const uint32_t* input, 
 }
 
 /* How far ahead the epilogue prefetches the rows it will write into a concat. */
-#define PREFETCH_PIXELS 4
+#define PREFETCH_PIXELS 16
+
+/* The common epilogue in one pass over each pixel's channels: float output of
+ * one group with no zero-padding correction, and an absorbed quantize (if any)
+ * that stores none of its MUL / ADD outputs. v is the conv's output; the
+ * quantize packs t = fl(fl(v * qm) + qa) < 0 with qm = 1 and qa = 0 where its
+ * MUL or ADD is absent: v * 1 = v, and r + 0 differs from r only when r = -0
+ * (giving +0), which packs the same; so every bit is the unfused one. The
+ * flags are constants in each caller, so each combination is its own loop. */
+static inline __attribute__((always_inline)) void epilogue_fast(
+    const lce_op* op, const int32_t* c, int ldc, int p0, int count, float* output, float* yq,
+    const int own, const int quant, const int into, const int add) {
+  const int out_c = op->out_c;
+  const int words = packed_size(out_c);
+  const int32_t lo = op->clamp_lo, hi = op->clamp_hi;
+  const float* restrict m = op->multiplier;
+  const float* restrict b = op->bias;
+  const float* restrict qm = op->then_mul;
+  const float* restrict qa = op->then_add;
+  const size_t cat_c = into ? (size_t)op->into->channels : 0;
+  for (int r = 0; r < count; ++r) {
+    const size_t p = (size_t)(p0 + r);
+    const int32_t* restrict acc = c + (size_t)r * ldc;
+    float* restrict mine = own ? output + p * out_c : NULL;
+    float* restrict dst = NULL;
+    const float* restrict other = NULL;
+    if (into) {
+      /* The concat's rows are strided slices of a big tensor: fetch ahead. */
+      const size_t at = p * cat_c + (size_t)op->into_offset;
+      const size_t ahead = at + PREFETCH_PIXELS * cat_c;
+      dst = op->into_data + at;
+      if (add) other = op->into_add + at;
+      for (int j = 0; j < out_c; j += 16) {
+        __builtin_prefetch(op->into_data + ahead + j, 1);
+        if (add) __builtin_prefetch(op->into_add + ahead + j, 0);
+      }
+    }
+    /* The outputs never overlap the inputs or each other. */
+#pragma GCC ivdep
+    for (int j = 0; j < out_c; ++j) {
+      int32_t x = 2 * acc[j];
+      x = x < lo ? lo : (x > hi ? hi : x);
+      const float v = (float)x * m[j] + b[j];
+      if (own) mine[j] = v;
+      if (quant) yq[j] = v * qm[j] + qa[j];
+      if (into) dst[j] = add ? v + other[j] : v;
+    }
+    if (quant) op->gemm->pack_row(yq, out_c, (uint32_t*)op->then_output + p * words);
+  }
+}
+
+#ifdef EPILOGUE_AVX512
+/* epilogue_fast written out for AVX-512 (the avx512-vpopcntdq kernel path):
+ * the quantize's compare goes straight to a bit mask, with no float staging
+ * row and no call per pixel. The same IEEE operations in the same order:
+ * cvt, mul, add (no FMA), so the floats and bits are epilogue_fast's. */
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
+epilogue_fast_avx512_body(const lce_op* op, const int32_t* c, int ldc, int p0, int count,
+                          float* output, const int own, const int quant, const int into,
+                          const int add) {
+  const int out_c = op->out_c;
+  const int words = packed_size(out_c);
+  const int vecs = (out_c + 15) / 16;
+  const __mmask16 tail = (__mmask16)(out_c % 16 ? (1u << (out_c % 16)) - 1u : 0xffffu);
+  const __m512i lo = _mm512_set1_epi32(op->clamp_lo), hi = _mm512_set1_epi32(op->clamp_hi);
+  const __m512 zero = _mm512_setzero_ps();
+  const float* m = op->multiplier;
+  const float* b = op->bias;
+  const float* qm = op->then_mul;
+  const float* qa = op->then_add;
+  const size_t cat_c = into ? (size_t)op->into->channels : 0;
+  for (int r = 0; r < count; ++r) {
+    const size_t p = (size_t)(p0 + r);
+    const int32_t* acc = c + (size_t)r * ldc;
+    float* mine = own ? output + p * out_c : NULL;
+    float* dst = NULL;
+    const float* other = NULL;
+    if (into) {
+      const size_t at = p * cat_c + (size_t)op->into_offset;
+      const size_t ahead = at + PREFETCH_PIXELS * cat_c;
+      dst = op->into_data + at;
+      if (add) other = op->into_add + at;
+      for (int j = 0; j < out_c; j += 16) {
+        __builtin_prefetch(op->into_data + ahead + j, 1);
+        if (add) __builtin_prefetch(op->into_add + ahead + j, 0);
+      }
+    }
+    uint32_t* bits = quant ? (uint32_t*)op->then_output + p * words : NULL;
+    uint32_t word = 0;
+    for (int v = 0; v < vecs; ++v) {
+      const int j = 16 * v;
+      const __mmask16 k = v == vecs - 1 ? tail : (__mmask16)0xffffu;
+      __m512i x = _mm512_slli_epi32(_mm512_maskz_loadu_epi32(k, acc + j), 1);
+      x = _mm512_min_epi32(_mm512_max_epi32(x, lo), hi);
+      const __m512 f = _mm512_add_ps(
+          _mm512_mul_ps(_mm512_cvtepi32_ps(x), _mm512_maskz_loadu_ps(k, m + j)),
+          _mm512_maskz_loadu_ps(k, b + j));
+      if (own) _mm512_mask_storeu_ps(mine + j, k, f);
+      if (quant) {
+        const __m512 t = _mm512_add_ps(_mm512_mul_ps(f, _mm512_maskz_loadu_ps(k, qm + j)),
+                                       _mm512_maskz_loadu_ps(k, qa + j));
+        const uint32_t lt = _mm512_mask_cmp_ps_mask(k, t, zero, _CMP_LT_OQ);
+        if (v & 1) {
+          bits[v >> 1] = word | (lt << 16);
+        } else if (v == vecs - 1) {
+          bits[v >> 1] = lt;
+        } else {
+          word = lt;
+        }
+      }
+      if (into) {
+        _mm512_mask_storeu_ps(dst + j, k,
+                              add ? _mm512_add_ps(f, _mm512_maskz_loadu_ps(k, other + j)) : f);
+      }
+    }
+  }
+}
+
+__attribute__((target("avx512f"))) static void epilogue_fast_avx512(
+    const lce_op* op, const int32_t* c, int ldc, int p0, int count, float* output, int flags) {
+  switch (flags) {
+    case 1: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 1, 0, 0, 0); return;
+    case 3: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 1, 1, 0, 0); return;
+    case 4: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 0, 0, 1, 0); return;
+    case 5: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 1, 0, 1, 0); return;
+    case 6: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 0, 1, 1, 0); return;
+    case 7: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 1, 1, 1, 0); return;
+    case 12: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 0, 0, 1, 1); return;
+    case 13: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 1, 0, 1, 1); return;
+    case 14: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 0, 1, 1, 1); return;
+    case 15: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 1, 1, 1, 1); return;
+    default: return;
+  }
+}
+#endif
 
 VECTOR_CLONES static void epilogue_block(const lce_op* op, const int32_t* c, int ldc, int p0,
                                          int count, void* output, int32_t* correction,
@@ -1154,6 +1341,33 @@ VECTOR_CLONES static void epilogue_block(const lce_op* op, const int32_t* c, int
   const lce_op* into = op->into;
   const int words = packed_size(op->out_c);
   const int out_c = op->out_c;
+  if (op->out_type == kTfLiteFloat32 && op->groups == 1 && !op->tap_sums &&
+      (!q || (!q->pre_mul_data && !q->pre_add_data))) {
+    const int own = !into || op->write_own;
+    const int add = into && op->into_add;
+    float* out = (float*)output;
+    /* own + quantize * 2 + into * 4 + add * 8 */
+    const int flags = own + (q ? 2 : 0) + (into ? 4 : 0) + (add ? 8 : 0);
+#ifdef EPILOGUE_AVX512
+    if (op->epilogue_avx512) {
+      epilogue_fast_avx512(op, c, ldc, p0, count, out, flags);
+      return;
+    }
+#endif
+    switch (flags) {
+      case 1: epilogue_fast(op, c, ldc, p0, count, out, yq, 1, 0, 0, 0); return;
+      case 3: epilogue_fast(op, c, ldc, p0, count, out, yq, 1, 1, 0, 0); return;
+      case 4: epilogue_fast(op, c, ldc, p0, count, out, yq, 0, 0, 1, 0); return;
+      case 5: epilogue_fast(op, c, ldc, p0, count, out, yq, 1, 0, 1, 0); return;
+      case 6: epilogue_fast(op, c, ldc, p0, count, out, yq, 0, 1, 1, 0); return;
+      case 7: epilogue_fast(op, c, ldc, p0, count, out, yq, 1, 1, 1, 0); return;
+      case 12: epilogue_fast(op, c, ldc, p0, count, out, yq, 0, 0, 1, 1); return;
+      case 13: epilogue_fast(op, c, ldc, p0, count, out, yq, 1, 0, 1, 1); return;
+      case 14: epilogue_fast(op, c, ldc, p0, count, out, yq, 0, 1, 1, 1); return;
+      case 15: epilogue_fast(op, c, ldc, p0, count, out, yq, 1, 1, 1, 1); return;
+      default: break; /* no output at all: cannot happen */
+    }
+  }
   for (int r = 0; r < count; ++r) {
     const size_t p = (size_t)(p0 + r);
     float* row = NULL;
@@ -1227,7 +1441,126 @@ static void bconv_task(void* arg, int task, int thread_id) {
   epilogue_block(op, c, job->ldc, p0, count, job->output, correction, y, yq);
 }
 
+/* Into L2: the float output lines of pixels [p0, p1) that the epilogue
+ * writes (the op's own rows, its slice of a concat) and the ADD operand's. */
+static inline void prefetch_epilogue(const lce_op* op, void* output, int p0, int p1) {
+  if (op->out_type != kTfLiteFloat32) return;
+  const int out_c = op->out_c;
+  const int own = !op->into || op->write_own;
+  for (int p = p0; p < p1; ++p) {
+    if (own) {
+      const float* mine = (const float*)output + (size_t)p * out_c;
+      for (int j = 0; j < out_c; j += 16) __builtin_prefetch(mine + j, 1, 2);
+    }
+    if (op->into) {
+      const size_t at = (size_t)p * op->into->channels + (size_t)op->into_offset;
+      for (int j = 0; j < out_c; j += 16) {
+        __builtin_prefetch(op->into_data + at + j, 1, 2);
+        if (op->into_add) __builtin_prefetch(op->into_add + at + j, 0, 2);
+      }
+    }
+  }
+}
+
+/* Direct convolution: a task is a few output rows of one image. It copies the
+ * input rows their windows read into scratch, zero-padded left and right, and
+ * all-zero rows above and below the image (zero bits are +1, LCE's
+ * pad_values=1; zero padding is corrected in the epilogue, as for im2col).
+ * The kernel then reads each output pixel's window in place: pixel x of an
+ * output row at x * stride_w * in_words plus the offsets koff. The last call
+ * of a row may compute up to mr - 1 pixels past its end; their reads stay in
+ * the scratch's slack and their accumulator rows are never used. */
+static void bconv_direct_task(void* arg, int task, int thread_id) {
+  bconv_job* job = arg;
+  const lce_op* op = job->op;
+  const bgemm_impl* gemm = op->gemm;
+  const int mr = gemm->mr, nr = gemm->nr;
+  const int k = op->kernel_words;
+  const int words = op->in_words;
+  const int n = task / job->tasks_per_image;
+  const int oy0 = (task % job->tasks_per_image) * job->rows_per_task;
+  const int oy1 = oy0 + job->rows_per_task < op->out_h ? oy0 + job->rows_per_task : op->out_h;
+  const size_t row_words = (size_t)op->pad_w * words;
+  const int in_rows =
+      (oy1 - oy0 - 1) * op->stride_h + (op->filter_h - 1) * op->dilation_h + 1;
+  const size_t lda = (size_t)op->stride_w * words;
+  const size_t slack = (size_t)mr * lda;
+
+  const size_t a_bytes = ((((size_t)in_rows * row_words + slack) * 4) + 63) / 64 * 64;
+  const size_t c_bytes = ((((size_t)job->seg_pixels + mr) * job->ldc * 4) + 63) / 64 * 64;
+  const size_t s_bytes = op->tap_sums ? sizeof(int32_t) * (size_t)op->out_c : 0;
+  const size_t row_bytes = (sizeof(float) * (size_t)op->out_c + 63) / 64 * 64;
+  const size_t y_bytes = (op->then_quantize ? row_bytes : 0) + (op->into ? row_bytes : 0);
+  uint8_t* scratch = pool_scratch(job->pool, thread_id, a_bytes + c_bytes + s_bytes + y_bytes);
+  if (!scratch) {
+    job->failed = 1;
+    return;
+  }
+  uint32_t* a = (uint32_t*)scratch;
+  int32_t* c = (int32_t*)(scratch + a_bytes);
+  int32_t* correction = (int32_t*)(scratch + a_bytes + c_bytes);
+  float* y = (float*)(scratch + a_bytes + c_bytes + s_bytes);
+  float* yq = op->into && op->then_quantize ? y + row_bytes / sizeof(float) : y;
+
+  /* Padded row px holds input column px - pad_left. */
+  const int iy0 = oy0 * op->stride_h - op->pad_top;
+  const int from = op->pad_left < op->pad_w ? op->pad_left : op->pad_w;
+  int to = op->pad_left + op->in_w < op->pad_w ? op->pad_left + op->in_w : op->pad_w;
+  if (to < from) to = from;
+  const uint32_t* image = job->input + (size_t)n * op->in_h * op->in_w * words;
+  for (int r = 0; r < in_rows; ++r) {
+    uint32_t* dst = a + (size_t)r * row_words;
+    const int iy = iy0 + r;
+    if (iy < 0 || iy >= op->in_h) {
+      memset(dst, 0, row_words * 4);
+      continue;
+    }
+    memset(dst, 0, (size_t)from * words * 4);
+    memcpy(dst + (size_t)from * words,
+           image + ((size_t)iy * op->in_w + (size_t)(from - op->pad_left)) * words,
+           (size_t)(to - from) * words * 4);
+    memset(dst + (size_t)to * words, 0, (size_t)(op->pad_w - to) * words * 4);
+  }
+  memset(a + (size_t)in_rows * row_words, 0, slack * 4);
+
+  /* A row in segments of seg pixels (a multiple of mr) whose accumulators
+   * stay in L1 until the epilogue reads them. */
+  const int seg = job->seg_pixels;
+  for (int oy = oy0; oy < oy1; ++oy) {
+    const uint32_t* row = a + (size_t)(oy - oy0) * op->stride_h * row_words;
+    const int p_row = (n * op->out_h + oy) * op->out_w;
+    for (int s0 = 0; s0 < op->out_w; s0 += seg) {
+      const int s1 = s0 + seg < op->out_w ? s0 + seg : op->out_w;
+      const int calls = op->groups * op->blocks_per_group * ((s1 - s0 + mr - 1) / mr);
+      int call = 0;
+      for (int g = 0; g < op->groups; ++g) {
+        const int32_t* koff = op->koff + (size_t)g * k;
+        for (int b = 0; b < op->blocks_per_group; ++b) {
+          const uint32_t* panel =
+              op->packed_filter + ((size_t)g * op->blocks_per_group + b) * (size_t)k * nr;
+          int32_t* c_block = c + (size_t)(g * op->blocks_per_group + b) * nr;
+          for (int x0 = s0; x0 < s1; x0 += mr, ++call) {
+            gemm->direct(row + (size_t)x0 * lda, lda, koff, panel, k,
+                         c_block + (size_t)(x0 - s0) * job->ldc, (size_t)job->ldc);
+            /* The epilogue's float rows live in big tensors (the concat and
+             * its addend often come from memory): while the kernel runs,
+             * fetch the lines the epilogue will touch, a slice per call. */
+            prefetch_epilogue(op, job->output, p_row + s0 + (int)((long)call * (s1 - s0) / calls),
+                              p_row + s0 + (int)((long)(call + 1) * (s1 - s0) / calls));
+          }
+        }
+      }
+      epilogue_block(op, c, job->ldc, p_row + s0, s1 - s0, job->output, correction, y, yq);
+    }
+  }
+}
+
 /* ------------------------------------------------------------------- run */
+
+/* Direct convs: tasks per thread at least (when the rows allow). More, smaller
+ * tasks balance better when another process takes a core now and then; 8
+ * measured at least as fast as 4 on the paper model, quiet or loaded. */
+#define DIRECT_TASKS_PER_THREAD 8
 
 int lce_op_run(lce_op* op, const TfLiteContext* context, const void* input, void* output,
                thread_pool* pool, char* err, size_t err_len) {
@@ -1297,13 +1630,36 @@ int lce_op_run(lce_op* op, const TfLiteContext* context, const void* input, void
       job.pool = pool;
       job.pixels = op->batch * op->out_h * op->out_w;
       job.ldc = op->groups * op->blocks_per_group * op->gemm->nr;
+      const int threads = pool_size(pool);
+      if (op->direct) {
+        /* Output rows per task: the padded input rows they read around 24 KB
+         * (in L1 while every filter block streams past), and at least
+         * DIRECT_TASKS_PER_THREAD tasks per thread. */
+        const size_t row_bytes = (size_t)op->pad_w * op->in_words * 4;
+        const int span_h = (op->filter_h - 1) * op->dilation_h;
+        int rows = (int)(24576 / row_bytes);
+        rows = rows > span_h + 1 ? (rows - span_h - 1) / op->stride_h + 1 : 1;
+        const int tasks = DIRECT_TASKS_PER_THREAD * threads;
+        const int balanced = (op->batch * op->out_h + tasks - 1) / tasks;
+        if (threads > 1 && rows > balanced) rows = balanced;
+        if (rows > op->out_h) rows = op->out_h;
+        if (rows < 1) rows = 1;
+        job.rows_per_task = rows;
+        job.tasks_per_image = (op->out_h + rows - 1) / rows;
+        /* Row segments: accumulators around 32 KB. */
+        int seg = 32768 / (job.ldc * 4);
+        seg = seg / op->gemm->mr * op->gemm->mr;
+        job.seg_pixels = seg < op->gemm->mr ? op->gemm->mr : seg;
+        pool_run(pool, op->batch * job.tasks_per_image, bconv_direct_task, &job);
+        if (job.failed) return fail(err, err_len, "%s: out of memory", op->name);
+        return 0;
+      }
       /* Keep a task's im2col block around 24 KB so it stays in L1 while
        * every filter block streams past it; at least 4 tasks per thread. */
       int per = 24576 / (op->kernel_words * 4);
       per = (per / op->gemm->mr) * op->gemm->mr;
       if (per < op->gemm->mr) per = op->gemm->mr;
       if (per > 128) per = 128;
-      const int threads = pool_size(pool);
       const int balanced = (job.pixels + 4 * threads - 1) / (4 * threads);
       if (threads > 1 && per > balanced) {
         per = ((balanced + op->gemm->mr - 1) / op->gemm->mr) * op->gemm->mr;
@@ -1324,6 +1680,11 @@ void lce_op_release(lce_op* op) {
   free(op->bias);
   free(op->thresholds);
   free(op->tap_sums);
+  free(op->koff);
+  free(op->then_mul);
+  free(op->then_add);
+  op->koff = NULL;
+  op->then_mul = op->then_add = NULL;
   op->packed_filter = NULL;
   op->multiplier = op->bias = NULL;
   op->thresholds = op->tap_sums = NULL;

@@ -32,6 +32,8 @@
 #include "threadpool.h"
 
 typedef enum { OP_QUANTIZE, OP_DEQUANTIZE, OP_BCONV2D, OP_BMAXPOOL2D, OP_CONCAT } lce_op_kind;
+/* Binary conv paths (option conv): pick by shape, always direct, always im2col. */
+enum { BCONV_AUTO = 0, BCONV_DIRECT = 1, BCONV_IM2COL = 2 };
 #define LCE_OP_KINDS 5
 #define CONCAT_MAX_INPUTS 16
 
@@ -72,6 +74,19 @@ typedef struct lce_op_s {
   float* bias;
   int32_t* thresholds;
   int32_t* tap_sums; /* [kh*kw][out_c], only for SAME with zero padding */
+  /* How the GEMM reads the windows: im2col rows, or in place from zero-padded
+   * copies of the input rows (direct: no im2col, the small-channel convs'
+   * main cost). conv_path is the delegate's choice (option conv); direct is
+   * what setup decided for this op; pad_w: padded row width in pixels; koff:
+   * [groups][kernel_words] offsets of a window's words in the padded rows. */
+  int conv_path;
+  int direct, pad_w;
+  int32_t* koff;
+  /* The absorbed quantize's MUL and ADD as per-channel arrays (1 and 0 where
+   * absent), for the one-pass epilogue. */
+  float* then_mul;
+  float* then_add;
+  int epilogue_avx512; /* that epilogue in AVX-512 intrinsics (with the avx512 kernel) */
 
   /* quantize: fused MUL / ADD by a constant before it (tensor indices, -1 if
    * absent). *_out: that op's float output, stored only when someone outside
