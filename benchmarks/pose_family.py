@@ -57,7 +57,7 @@ RESULTS = REPO / "benchmarks" / "results" / "pose_family.md"
 SIZE_LIMIT_MB = 1.3  # issue 13's bar for the recommended model (the paper's released size)
 NUM_LANDMARKS = 16  # MPII-16, as the bundled pose model
 BUNDLED_POSE = REPO / "edge" / "models" / "pose.tflite"
-BUNDLED_CONFIG = REPO / "configs" / "real_pose.yaml"  # what built the bundled pose model
+BUNDLED_CONFIG = REPO / "configs" / "real_pose_arms.yaml"  # the bundled pose model's last stage
 # Stage 1 of the bundled model's recipe (96 px), where examples/train_demo.py leaves it.
 STAGE1_MODEL = REPO / "runs" / "real_pose_96" / "pose.tflite"
 STAGE1_CONFIG = REPO / "configs" / "real_pose_96.yaml"
@@ -473,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="NAME=MODEL.tflite[:CONFIG.yaml]",
                    help="a trained pose model to time and score (repeatable); CONFIG is the "
                    "training config that built it (default: config.yaml next to the model). "
-                   "Default: bundled (edge/models/pose.tflite, configs/real_pose.yaml) and, "
+                   "Default: bundled (edge/models/pose.tflite, configs/real_pose_arms.yaml) and, "
                    "where examples/train_demo.py left it, its 96 px first stage "
                    "runs/real_pose_96/pose.tflite as stage1-96")  # fmt: skip
     p.add_argument("--reference", type=Path, default=None,

@@ -13,8 +13,10 @@ example of the whole pipeline:
    the media folder, whole clips held out for validation. The label tool resumes on its own,
    so a second run only reads back what it wrote (``--skip-label`` skips the step);
 1. ``python -m training.train --config configs/real_<task>.yaml --out <out>/real_<task>``
-   (a 1-stack binary HPM hourglass); pose first trains ``configs/real_pose_96.yaml`` into
-   ``<out>/real_pose_96`` and starts ``real_pose`` from it (``init_from=``);
+   (a 1-stack binary HPM hourglass); pose trains three stages, each starting from the one
+   before (``init_from=``): ``configs/real_pose_96.yaml`` (96 px), ``configs/real_pose.yaml``
+   (128 px) and ``configs/real_pose_arms.yaml`` (raised arms shown more often, blended with
+   stage 2's weights), into ``<out>/<config name>``;
 2. ``python -m converters.convert <run>/model.keras --format lce`` (bitpacked ``LceBconv2d``
    ops, landmark metadata embedded);
 3. ``python -m training.evaluate`` for the Keras model and the .tflite on
@@ -49,9 +51,10 @@ from edge.cli import ArgumentParser, HelpFormatter, add_threads_argument, positi
 
 TASKS = {
     "pose": {
-        "config": "configs/real_pose.yaml",
-        # Trained first; the config above starts from its model (96 px, then 128 px).
-        "stages": ("configs/real_pose_96.yaml",),
+        "config": "configs/real_pose_arms.yaml",
+        # Trained first, in order; each starts from the model of the one before (96 px, then
+        # 128 px, then the config above: the raised-arm fine-tune).
+        "stages": ("configs/real_pose_96.yaml", "configs/real_pose.yaml"),
         # The procedural set the earlier demo models were scored on (its validation split).
         "synthetic_config": "configs/demo_pose.yaml",
         # Scored against the teacher: PCK@0.2 of the torso first (the headline), then PCKh.
@@ -285,8 +288,8 @@ def _stage_configs(task: str) -> tuple[str, ...]:
 
 def train(task: str, out: Path, minutes: float | None) -> dict:
     """The task's training stages in order, each starting from the model of the one before
-    (pose: 96 px, then the same network continued at 128 px), then its config. ``minutes``
-    is the budget of each stage."""
+    (pose: 96 px, the same network continued at 128 px, then the raised-arm fine-tune).
+    ``minutes`` is the budget of each stage."""
     start, trained = None, {}
     for relative in _stage_configs(task):
         trained = train_config(task, relative, out, minutes, init_from=start)

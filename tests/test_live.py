@@ -249,11 +249,12 @@ def test_bundled_pose_model_follows_the_demo_figure():
         tracked.append(result.tracking)
     pck = float(np.mean(hits[10:]))
     print(f"demo clip: PCK@0.1 height {pck:.2f}, tracked {np.mean(tracked):.2f}")
-    # Measured with the bundled model trained on real footage plus drawn figures
-    # (configs/real_pose_96.yaml, then configs/real_pose.yaml): 0.89, tracked in every frame.
-    # The drawings-only model scored 0.76, the 96 px first stage 0.83. The target is
-    # 0.9: not reached yet (the waving forearm is placed at the elbow).
-    assert pck > 0.85
+    # The target. Measured with the bundled model (three stages on real footage plus
+    # drawn figures, the last showing raised arms more often): 0.901, tracked in every frame,
+    # the same in ai-edge-litert, tflite-runtime and LCE's interpreter. The drawings-only model
+    # scored 0.76, the 96 px first stage 0.83, the 128 px second stage 0.89 (it put the waving
+    # wrist on the elbow; benchmarks/results/arms.md).
+    assert pck >= 0.9
     assert np.mean(tracked) > 0.9
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import training  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
 from edge.skeletons import MPII16, SKELETONS
-from training.config import make_config
+from training.config import ConfigError, make_config
 from training.data.base import DatasetError, open_dataset
 from training.data.select import arm_raise_degrees, select
 from training.train import open_training_set
@@ -66,6 +66,20 @@ def test_a_mix_entry_repeats_only_the_drawn_figures_with_a_raised_arm():
     left_out = [full.load(i).points for i in range(120) if i not in picked]
     assert any(all((p[J[f"{s}_elbow"]] - p[J[f"{s}_shoulder"]]) @ (p[J["pelvis"]] - p[J["thorax"]])
                    > 0 for s in ("left", "right")) for p in left_out)  # fmt: skip
+
+
+def test_a_mix_entry_without_a_name_selects_from_the_training_set_itself():
+    config = make_config({
+        "dataset": {"name": "synthetic-pose", "train_options": {"size": 60, "image_size": 64},
+                    "mix": [{"select": {"raised_arm": 90}, "repeat": 2}]},
+    })  # fmt: skip
+    mixed = open_training_set(config)
+    training_set, chosen = mixed.parts
+    assert chosen.dataset is training_set and 0 < len(chosen) < 60
+    assert len(mixed) == 60 + 2 * len(chosen)
+    config.dataset.mix = [{"select": {"raised_arm": 90}, "path": "data/elsewhere"}]
+    with pytest.raises(ConfigError, match="has no name: without one it is the training set"):
+        open_training_set(config)
 
 
 def test_bad_select_rules_are_one_line_errors():

@@ -321,3 +321,40 @@ def test_saved_model_averages_the_last_checkpoints(tmp_path):
     assert 0 <= summary["averaged"]["val_pckh"] <= 100
     with pytest.raises(ConfigError, match="average_last"):
         make_config({"epochs": 2, "average_last": 3})
+
+
+def test_blend_start_saves_a_soup_of_the_fine_tune_and_its_start(tmp_path):
+    """blend_start=0.25 with init_from: model.keras holds 0.75 x (the mean of the last two
+    epochs) + 0.25 x the starting model, BatchNorm statistics included."""
+    import tensorflow as tf
+
+    from training.evaluate import load_keras_model
+    from training.train import build_model
+
+    start, run = tmp_path / "start", tmp_path / "blended"
+    proc = subprocess.run(_train_cmd(start, "epochs=1", "steps_per_epoch=2"), cwd=ROOT,
+                          env=_env(), capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = subprocess.run(_train_cmd(run, "epochs=2", "steps_per_epoch=3", "average_last=2",
+                                     f"init_from={start / 'model.keras'}", "blend_start=0.25"),
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0.75 x the mean of epoch-1, epoch-2 + 0.25 x" in proc.stdout
+    config = load_config(run / "config.yaml")
+    per_epoch = []
+    for epoch in (1, 2):
+        model = build_model(config, 16)
+        tf.train.Checkpoint(model=model).restore(str(run / "checkpoints" / f"epoch-{epoch}"))
+        per_epoch.append(model.get_weights())
+    first = load_keras_model(start / "model.keras").get_weights()
+    saved = load_keras_model(run / "model.keras").get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(first, per_epoch[1], strict=True))
+    for i, weights in enumerate(saved):
+        expected = 0.75 * np.mean([w[i] for w in per_epoch], axis=0) + 0.25 * first[i]
+        np.testing.assert_allclose(weights, expected, rtol=1e-5, atol=1e-6)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["blended"]["weight"] == 0.25 and 0 <= summary["blended"]["val_pckh"] <= 100
+    with pytest.raises(ConfigError, match="blend_start needs init_from"):
+        make_config({"blend_start": 0.5})
+    with pytest.raises(ConfigError, match="blend_start must be"):
+        make_config({"blend_start": 1.0, "init_from": "x.keras"})

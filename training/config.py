@@ -45,7 +45,8 @@ class DatasetConfig:
     # optional ``path``, ``split`` (default "train"), ``options`` and ``repeat`` (how many
     # times its records are listed, to weight it against the others; default 1), and
     # ``select`` (keep only the records a rule passes, e.g. ``{raised_arm: 90}``; see
-    # training.data.select), so a mix can repeat the poses a model finds hard.
+    # training.data.select), so a mix can repeat the poses a model finds hard. An entry with
+    # no ``name`` is the training set itself again (e.g. ``{select: ..., repeat: 2}``).
     mix: list = field(default_factory=list)
 
 
@@ -106,6 +107,11 @@ class TrainConfig:
     # weight averaging). A binary net's latent weights wander around their sign boundaries
     # from epoch to epoch; their mean is a steadier model. 1: the last epoch's weights.
     average_last: int = 1
+    # The saved weights are (1 - blend_start) x the trained ones (after average_last) +
+    # blend_start x init_from's: a model soup of a short fine-tune and the model it started
+    # from, which keeps most of what the start knew while taking up what the fine-tune added.
+    # 0: the trained weights alone.
+    blend_start: float = 0.0
     val_batch_size: int = 32
     seed: int = 0
     workers: int | None = None  # parallel loader calls; None lets tf.data tune it
@@ -128,6 +134,10 @@ class TrainConfig:
         _check(self.sigma > 0, f"sigma must be positive, got {self.sigma}")
         _check(1 <= self.average_last <= self.epochs,
                f"average_last must be between 1 and epochs, got {self.average_last}")  # fmt: skip
+        _check(0 <= self.blend_start < 1,
+               f"blend_start must be at least 0 and below 1, got {self.blend_start}")  # fmt: skip
+        _check(not self.blend_start or self.init_from,
+               "blend_start needs init_from: the model to blend the trained weights with")  # fmt: skip
         _check(self.optimizer.name in ("rmsprop", "adam"),
                f"optimizer.name must be rmsprop or adam, got {self.optimizer.name!r}")  # fmt: skip
         _check(self.model.block in ("hpm", "bottleneck", "wide"),

@@ -203,24 +203,32 @@ def _read_history(run_dir: Path, upto_epoch: int) -> list[dict]:
 
 
 def _mixed(first, entries: list):
+    """``first`` with the ``dataset.mix`` entries added; an entry without a ``name`` is
+    ``first`` itself again (with its ``select`` and ``repeat``), so a config can repeat
+    the training set's own hard poses whatever ``dataset.path`` points at."""
     from .data.base import MixedDataset, open_dataset
     from .data.select import select
 
     parts, repeats = [first], [1]
     for entry in entries:
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise ConfigError(f"dataset.mix entries need a name, got {entry!r}")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"dataset.mix entries are mappings, got {entry!r}")
         unknown = set(entry) - {"name", "path", "split", "options", "repeat", "select"}
         if unknown:
             raise ConfigError(f"unknown key(s) {sorted(unknown)} in dataset.mix entry {entry!r}")
-        part = open_dataset(entry["name"], entry.get("path"),
-                            split=entry.get("split", "train"), **entry.get("options", {}))  # fmt: skip
+        if "name" in entry:
+            part = open_dataset(entry["name"], entry.get("path"),
+                                split=entry.get("split", "train"), **entry.get("options", {}))  # fmt: skip
+        elif set(entry) & {"path", "split", "options"}:
+            raise ConfigError(f"dataset.mix entry {entry!r} has no name: without one it is the "
+                              "training set again, so path, split and options do not apply")  # fmt: skip
+        else:
+            part = first
         if "select" in entry:  # e.g. {raised_arm: 90}: only the poses to see more often
             part = select(part, entry["select"])
-            print(
-                f"dataset.mix {entry['name']}: {len(part)} records selected by {entry['select']}",
-                flush=True,
-            )
+            what = entry.get("name", "the training set")
+            print(f"dataset.mix {what}: {len(part)} records selected by {entry['select']}",
+                  flush=True)  # fmt: skip
         parts.append(part)
         repeats.append(int(entry.get("repeat", 1)))
     return MixedDataset(parts, repeats)
@@ -267,6 +275,20 @@ def average_checkpoints(config: TrainConfig, num_landmarks: int, paths: list[str
         total = weights if total is None else [t + w for t, w in zip(total, weights, strict=True)]
     model.set_weights([t / len(paths) for t in total])
     return model
+
+
+def blend_with_start(config: TrainConfig, num_landmarks: int, model):
+    """A fresh model holding ``(1 - a) x model + a x init_from`` (``a`` = blend_start), every
+    weight, BatchNorm statistics included."""
+    start = build_model(config, num_landmarks)
+    with_weights = sum(1 for layer in start.layers if layer.weights)
+    if init_weights(start, config.init_from) != with_weights:
+        raise ConfigError(f"blend_start: {config.init_from} is not this config's network")
+    a = config.blend_start
+    blended = build_model(config, num_landmarks)
+    blended.set_weights([(1 - a) * w + a * s for w, s in
+                         zip(model.get_weights(), start.get_weights(), strict=True)])  # fmt: skip
+    return blended
 
 
 def validation_score(config: TrainConfig, val_set, model) -> dict[str, float]:
@@ -465,6 +487,8 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
         # Every worker averages its own checkpoints (equal weights), so digests still agree.
         averaged = manager.checkpoints[-config.average_last :]
         final_model = average_checkpoints(config, skeleton.num_landmarks, averaged)
+    if config.blend_start:
+        final_model = blend_with_start(config, skeleton.num_landmarks, final_model)
     digest = weights_digest(final_model.get_weights())
     summary = {"epochs": config.epochs, "replicas": replicas, "skipped": train_set.skipped.count,
                "task": f"{task.type} {task.index}", "weights_sha256": digest}  # fmt: skip
@@ -474,11 +498,20 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
     history = _read_history(run_dir, config.epochs)  # the whole run's, resumed parts included
     final = history[-1] if history else {}
     val = {k: v for k, v in final.items() if k.startswith("val_") and k != "val_seconds"}
-    if averaged:
+    if averaged or config.blend_start:
         val = validation_score(config, val_set, final_model)
-        summary["averaged"] = {"checkpoints": [Path(c).name for c in averaged], **val}
-        print(f"saved weights: the mean of {', '.join(Path(c).name for c in averaged)}; "
-              + ", ".join(f"{k} {v:.2f}" for k, v in val.items()), flush=True)  # fmt: skip
+        made = f"the mean of {', '.join(Path(c).name for c in averaged)}" if averaged else ""
+        if averaged:  # the score is the saved model's: the blend's when there is one
+            summary["averaged"] = {"checkpoints": [Path(c).name for c in averaged],
+                                   **({} if config.blend_start else val)}  # fmt: skip
+        if config.blend_start:
+            made = (
+                f"{1 - config.blend_start:g} x {made or 'the trained weights'} + "
+                f"{config.blend_start:g} x {config.init_from}"
+            )
+            summary["blended"] = {"start": config.init_from, "weight": config.blend_start, **val}
+        print(f"saved weights: {made}; " + ", ".join(f"{k} {v:.2f}" for k, v in val.items()),
+              flush=True)  # fmt: skip
     metadata = landmark_metadata(config, skeleton.name, extra={"validation": val,
                                                                 "epochs": config.epochs})  # fmt: skip
     final_model.save(str(run_dir / "model.keras"))
@@ -583,8 +616,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(summary: dict) -> None:
-    # The saved model's own score: the averaged weights' when the run averaged checkpoints.
-    val = summary.get("averaged") or summary["final"]
+    # The saved model's own score: the blended or averaged weights' when the run made them.
+    val = summary.get("blended") or summary.get("averaged") or summary["final"]
     val = {k: v for k, v in val.items() if k.startswith("val_") and k != "val_seconds"}
     shown = ", ".join(f"{k} {v:.2f}" for k, v in val.items() if isinstance(v, float) and
                       math.isfinite(v))  # fmt: skip
