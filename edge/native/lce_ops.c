@@ -1026,6 +1026,36 @@ typedef struct {
   int failed;
 } bconv_job;
 
+/* One task's scratch: a_bytes of windows (A), c_bytes of accumulators (C), then the epilogue's
+ * per-op tap sums and one or two rows of float output (y, and yq when the op both writes into a
+ * concat and quantizes). NULL (and job->failed set) when the pool cannot provide it. */
+typedef struct {
+  uint32_t* a;
+  int32_t* c;
+  int32_t* correction;
+  float* y;
+  float* yq;
+} bconv_scratch;
+
+static int carve_scratch(bconv_job* job, int thread_id, size_t a_bytes, size_t c_bytes,
+                         bconv_scratch* out) {
+  const lce_op* op = job->op;
+  const size_t s_bytes = op->tap_sums ? sizeof(int32_t) * (size_t)op->out_c : 0;
+  const size_t row_bytes = (sizeof(float) * (size_t)op->out_c + 63) / 64 * 64;
+  const size_t y_bytes = (op->then_quantize ? row_bytes : 0) + (op->into ? row_bytes : 0);
+  uint8_t* scratch = pool_scratch(job->pool, thread_id, a_bytes + c_bytes + s_bytes + y_bytes);
+  if (!scratch) {
+    job->failed = 1;
+    return -1;
+  }
+  out->a = (uint32_t*)scratch;
+  out->c = (int32_t*)(scratch + a_bytes);
+  out->correction = (int32_t*)(scratch + a_bytes + c_bytes);
+  out->y = (float*)(scratch + a_bytes + c_bytes + s_bytes);
+  out->yq = op->into && op->then_quantize ? out->y + row_bytes / sizeof(float) : out->y;
+  return 0;
+}
+
 /* One row of im2col for group g: the window's words, zero outside the image
  * (zero bits are +1, which is exactly LCE's pad_values=1; zero padding is
  * corrected in the epilogue). */
@@ -1411,19 +1441,10 @@ static void bconv_task(void* arg, int task, int thread_id) {
 
   const size_t a_bytes = (((size_t)rows * k * 4) + 63) / 64 * 64;
   const size_t c_bytes = (((size_t)rows * job->ldc * 4) + 63) / 64 * 64;
-  const size_t s_bytes = op->tap_sums ? sizeof(int32_t) * (size_t)op->out_c : 0;
-  const size_t row_bytes = (sizeof(float) * (size_t)op->out_c + 63) / 64 * 64;
-  const size_t y_bytes = (op->then_quantize ? row_bytes : 0) + (op->into ? row_bytes : 0);
-  uint8_t* scratch = pool_scratch(job->pool, thread_id, a_bytes + c_bytes + s_bytes + y_bytes);
-  if (!scratch) {
-    job->failed = 1;
-    return;
-  }
-  uint32_t* a = (uint32_t*)scratch;
-  int32_t* c = (int32_t*)(scratch + a_bytes);
-  int32_t* correction = (int32_t*)(scratch + a_bytes + c_bytes);
-  float* y = (float*)(scratch + a_bytes + c_bytes + s_bytes);
-  float* yq = op->into && op->then_quantize ? y + row_bytes / sizeof(float) : y;
+  bconv_scratch sc;
+  if (carve_scratch(job, thread_id, a_bytes, c_bytes, &sc)) return;
+  uint32_t* a = sc.a;
+  int32_t* c = sc.c;
 
   for (int g = 0; g < op->groups; ++g) {
     im2col_block(op, job->input, p0, count, g, a);
@@ -1438,7 +1459,7 @@ static void bconv_task(void* arg, int task, int thread_id) {
       }
     }
   }
-  epilogue_block(op, c, job->ldc, p0, count, job->output, correction, y, yq);
+  epilogue_block(op, c, job->ldc, p0, count, job->output, sc.correction, sc.y, sc.yq);
 }
 
 /* Into L2: the float output lines of pixels [p0, p1) that the epilogue
@@ -1488,19 +1509,10 @@ static void bconv_direct_task(void* arg, int task, int thread_id) {
 
   const size_t a_bytes = ((((size_t)in_rows * row_words + slack) * 4) + 63) / 64 * 64;
   const size_t c_bytes = ((((size_t)job->seg_pixels + mr) * job->ldc * 4) + 63) / 64 * 64;
-  const size_t s_bytes = op->tap_sums ? sizeof(int32_t) * (size_t)op->out_c : 0;
-  const size_t row_bytes = (sizeof(float) * (size_t)op->out_c + 63) / 64 * 64;
-  const size_t y_bytes = (op->then_quantize ? row_bytes : 0) + (op->into ? row_bytes : 0);
-  uint8_t* scratch = pool_scratch(job->pool, thread_id, a_bytes + c_bytes + s_bytes + y_bytes);
-  if (!scratch) {
-    job->failed = 1;
-    return;
-  }
-  uint32_t* a = (uint32_t*)scratch;
-  int32_t* c = (int32_t*)(scratch + a_bytes);
-  int32_t* correction = (int32_t*)(scratch + a_bytes + c_bytes);
-  float* y = (float*)(scratch + a_bytes + c_bytes + s_bytes);
-  float* yq = op->into && op->then_quantize ? y + row_bytes / sizeof(float) : y;
+  bconv_scratch sc;
+  if (carve_scratch(job, thread_id, a_bytes, c_bytes, &sc)) return;
+  uint32_t* a = sc.a;
+  int32_t* c = sc.c;
 
   /* Padded row px holds input column px - pad_left. */
   const int iy0 = oy0 * op->stride_h - op->pad_top;
@@ -1550,7 +1562,8 @@ static void bconv_direct_task(void* arg, int task, int thread_id) {
           }
         }
       }
-      epilogue_block(op, c, job->ldc, p_row + s0, s1 - s0, job->output, correction, y, yq);
+      epilogue_block(op, c, job->ldc, p_row + s0, s1 - s0, job->output, sc.correction, sc.y,
+                     sc.yq);
     }
   }
 }
