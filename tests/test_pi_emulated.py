@@ -211,12 +211,24 @@ def _landmarks(jsonl: Path) -> np.ndarray:
     )
 
 
+# Both sides treat every frame as a lost track (a mean score below 2 always is), so each frame
+# starts from one of the fixed search boxes and its input is the same picture on both CPUs.
+# With tracking, frame n's crop comes from frame n-1's landmarks, which the two CPUs' float
+# maths (numpy's log in the decode, OpenCV's warp) round differently in the last bits: the crop
+# moves by 1e-6 pixels, and a 1-bit network can answer that with one flipped sign somewhere, so
+# the landmarks may then differ by more than the tolerance although every op is exact (measured
+# with the bundled pose model: 12 px on the third frame). This lane checks that exactness:
+# the same input gives the same outputs.
+SEARCH_BOXES_ONLY = "2.0"
+
+
 @pytest.fixture(scope="module")
 def x86_demo_landmarks(tmp_path_factory) -> np.ndarray:
     """The bundled pose model on the demo clip on this machine (computed now, never stored)."""
     out = tmp_path_factory.mktemp("x86") / "x86.jsonl"
     cmd = [sys.executable, "-m", "edge.live", "--model", str(bundled_pose_model()),
-           "--source", "demo", "--threads", "1", "--min-score", "0.3", "--lost-below", "0.3",
+           "--source", "demo", "--threads", "1", "--min-score", "0.3",
+           "--lost-below", SEARCH_BOXES_ONLY,
            "--no-display", "--jsonl", str(out), "--max-frames", str(DEMO_FRAMES)]  # fmt: skip
     proc = subprocess.run(cmd, cwd=pi_lane.REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -239,6 +251,7 @@ def test_trixie_service_gives_x86_landmarks_on_the_demo_clip(
     env = parse_env_file((root / "opt/binland/binland.env").read_text())
     out = tmp_path / "pi.jsonl"
     env.update(BINLAND_SOURCE="demo", BINLAND_SERVE="127.0.0.1:0",
+               BINLAND_LOST_BELOW=SEARCH_BOXES_ONLY,
                BINLAND_ARGS=f"--jsonl {out} --max-frames {DEMO_FRAMES}", PYTHONUNBUFFERED="1")  # fmt: skip
     argv = exec_start_argv(unit, env)
     assert argv[:3] == ["/opt/binland/venv/bin/python", "-m", "edge.live"]
