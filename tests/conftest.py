@@ -33,6 +33,7 @@ TRAIN_MODULES = {
     "test_native.py",
     "test_readers.py",
     "test_segmentation.py",
+    "test_select.py",
     "test_synthetic.py",
     "test_tfrecord.py",
     "test_train.py",
