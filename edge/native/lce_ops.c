@@ -1230,6 +1230,21 @@ VECTOR_CLONES static void im2col_block(const lce_op* op, const uint32_t* input, 
 /* How far ahead the epilogue prefetches the rows it will write into a concat. */
 #define PREFETCH_PIXELS 16
 
+/* Where pixel p's slice starts in the concat this op writes into (and in the ADD operand):
+ * the concat's rows are strided slices of a big tensor, so the rows PREFETCH_PIXELS ahead
+ * are fetched now. Shared by both float epilogues. */
+static inline __attribute__((always_inline)) size_t into_row(const lce_op* op, size_t p,
+                                                             const int add) {
+  const size_t cat_c = (size_t)op->into->channels;
+  const size_t at = p * cat_c + (size_t)op->into_offset;
+  const size_t ahead = at + PREFETCH_PIXELS * cat_c;
+  for (int j = 0; j < op->out_c; j += 16) {
+    __builtin_prefetch(op->into_data + ahead + j, 1);
+    if (add) __builtin_prefetch(op->into_add + ahead + j, 0);
+  }
+  return at;
+}
+
 /* The common epilogue in one pass over each pixel's channels: float output of
  * one group with no zero-padding correction, and an absorbed quantize (if any)
  * that stores none of its MUL / ADD outputs. v is the conv's output; the
@@ -1247,24 +1262,13 @@ static inline __attribute__((always_inline)) void epilogue_fast(
   const float* restrict b = op->bias;
   const float* restrict qm = op->then_mul;
   const float* restrict qa = op->then_add;
-  const size_t cat_c = into ? (size_t)op->into->channels : 0;
   for (int r = 0; r < count; ++r) {
     const size_t p = (size_t)(p0 + r);
     const int32_t* restrict acc = c + (size_t)r * ldc;
     float* restrict mine = own ? output + p * out_c : NULL;
-    float* restrict dst = NULL;
-    const float* restrict other = NULL;
-    if (into) {
-      /* The concat's rows are strided slices of a big tensor: fetch ahead. */
-      const size_t at = p * cat_c + (size_t)op->into_offset;
-      const size_t ahead = at + PREFETCH_PIXELS * cat_c;
-      dst = op->into_data + at;
-      if (add) other = op->into_add + at;
-      for (int j = 0; j < out_c; j += 16) {
-        __builtin_prefetch(op->into_data + ahead + j, 1);
-        if (add) __builtin_prefetch(op->into_add + ahead + j, 0);
-      }
-    }
+    const size_t at = into ? into_row(op, p, add) : 0;
+    float* restrict dst = into ? op->into_data + at : NULL;
+    const float* restrict other = add ? op->into_add + at : NULL;
     /* The outputs never overlap the inputs or each other. */
 #pragma GCC ivdep
     for (int j = 0; j < out_c; ++j) {
@@ -1298,23 +1302,13 @@ epilogue_fast_avx512_body(const lce_op* op, const int32_t* c, int ldc, int p0, i
   const float* b = op->bias;
   const float* qm = op->then_mul;
   const float* qa = op->then_add;
-  const size_t cat_c = into ? (size_t)op->into->channels : 0;
   for (int r = 0; r < count; ++r) {
     const size_t p = (size_t)(p0 + r);
     const int32_t* acc = c + (size_t)r * ldc;
     float* mine = own ? output + p * out_c : NULL;
-    float* dst = NULL;
-    const float* other = NULL;
-    if (into) {
-      const size_t at = p * cat_c + (size_t)op->into_offset;
-      const size_t ahead = at + PREFETCH_PIXELS * cat_c;
-      dst = op->into_data + at;
-      if (add) other = op->into_add + at;
-      for (int j = 0; j < out_c; j += 16) {
-        __builtin_prefetch(op->into_data + ahead + j, 1);
-        if (add) __builtin_prefetch(op->into_add + ahead + j, 0);
-      }
-    }
+    const size_t at = into ? into_row(op, p, add) : 0;
+    float* dst = into ? op->into_data + at : NULL;
+    const float* other = add ? op->into_add + at : NULL;
     uint32_t* bits = quant ? (uint32_t*)op->then_output + p * words : NULL;
     uint32_t word = 0;
     for (int v = 0; v < vecs; ++v) {
