@@ -1,5 +1,7 @@
 /* A small fixed-size pthread pool: the caller plus n-1 workers pull task
- * indices from a shared counter. Workers spin briefly after a job before
+ * indices from a shared range, even thread ids from its front and odd ones
+ * from its back (so each core keeps to its own rows from op to op). Workers
+ * spin briefly after a job before
  * sleeping, because a network runs dozens of short ops back to back and a
  * futex wake-up per op would cost more than the op itself. */
 #ifndef BINLAND_THREADPOOL_H_
