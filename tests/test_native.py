@@ -594,6 +594,54 @@ def test_fused_ops_match_lce_and_the_unfused_delegate(fusion, workspace, library
         "LceQuantize": 7, "LceBconv2d": 7}  # fmt: skip
 
 
+def float_ops_suite() -> tf.keras.Model:
+    """The builtin float ops the delegate runs between its binary convs: max pools (VALID,
+    SAME with windows cut by the border, non-square, with a fused ReLU), nearest-neighbour
+    upsampling (Keras's, TF1's align_corners, a non-integer scale) and plain ADDs of two
+    activations, each next to a binary conv as in the hourglass."""
+    a = tf.keras.Input((12, 12, 40))
+    b = tf.keras.Input((6, 7, 32))
+    y = _bconv(32, 3)(_bn()(a))
+    p1 = tf.keras.layers.MaxPool2D(2)(y)
+    p2 = tf.keras.layers.MaxPool2D(3, strides=2, padding="same")(y)
+    p3 = tf.keras.layers.ReLU()(tf.keras.layers.MaxPool2D((3, 2), strides=(1, 2))(y))
+    z = _bconv(32, 3)(_bn()(p1))
+    up = tf.keras.layers.UpSampling2D(2)(z)  # 6x6 -> 12x12
+    s = tf.keras.layers.Add()([up, y])  # read through the upsampling's index tables
+    zb = _bconv(16, 3)(_bn()(b))
+    corners = tf.keras.layers.Lambda(
+        lambda t: tf.compat.v1.image.resize_nearest_neighbor(t, (11, 9), align_corners=True)
+    )(zb)
+    odd = tf.keras.layers.Lambda(lambda t: tf.image.resize(t, (10, 17), method="nearest"))(zb)
+    model = tf.keras.Model([a, b], [p2, p3, s, _bconv(16, 3)(_bn()(s)), corners, odd])
+    _randomise_kernels(model, seed=26)
+    _randomise_batchnorm(model, seed=27)
+    return model
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_float_ops_between_binary_convs_match_lce(workspace, runtime):
+    """Max pool, nearest resize and ADD run by the delegate (an upsampling that only an ADD
+    reads, fused into it) give LCE's outputs bit for bit (a max, a copy and one IEEE addition
+    each), and the runtime's own (fuse=0)."""
+    content = lce.convert_keras_model(float_ops_suite())
+    names = {name for name, _, _ in graph_ops(content)}
+    assert {"MAX_POOL_2D", "RESIZE_NEAREST_NEIGHBOR", "ADD"} <= names, names
+    inputs = random_inputs(content, seed=28)
+    reference = lce_outputs(content, inputs)
+    path, data = workspace.add_model("float_ops", content, inputs)
+    case = {"model": str(path), "inputs": str(data), "num_threads": 2, "repeat": 2,
+            "profile": True}  # fmt: skip
+    cases = [dict(case, key="fused"), dict(case, key="unfused", options={"fuse": "0"}),
+             dict(case, key="fused-threads-3", num_threads=3, profile=False)]  # fmt: skip
+    results = workspace.run(runtime, cases)
+    assert_fused_runs_agree(results, cases, reference, runtime, exact=True)
+    profile = json.loads(str(results["fused/profile"]))
+    ran = {op["op"] for p in profile["partitions"] for op in p["ops"]}
+    assert {"MAX_POOL_2D", "RESIZE_NEAREST_NEIGHBOR", "ADD"} <= ran, ran
+    assert _fusions(profile).get("ADD+RESIZE_NEAREST_NEIGHBOR", 0) == 1, _fusions(profile)
+
+
 def graph_ops(content: bytes) -> list[tuple[str, list[int], list[int]]]:
     """(name, inputs, outputs) of every node in plan order; builtins by their operator name."""
     model = schema.Model.GetRootAs(content, 0)

@@ -43,8 +43,8 @@ __all__ = [
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-SOURCES = ("delegate.c", "lce_ops.c", "bgemm.c", "threadpool.c", "flexbuf.c")
-HEADERS = ("tflite_abi.h", "lce_ops.h", "bgemm.h", "threadpool.h", "flexbuf.h")
+SOURCES = ("delegate.c", "lce_ops.c", "float_ops.c", "bgemm.c", "threadpool.c", "flexbuf.c")
+HEADERS = ("tflite_abi.h", "lce_ops.h", "float_ops.h", "bgemm.h", "threadpool.h", "flexbuf.h")
 # The name setuptools gives the extension built at install time (plus an ABI suffix).
 INSTALLED_STEM = "_lce_delegate"
 # -ffp-contract=off: no fused multiply-add in the output transform, so float

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "bgemm.h"
+#include "float_ops.h"
 #include "lce_ops.h"
 #include "tflite_abi.h"
 #include "threadpool.h"
@@ -60,6 +61,10 @@ typedef struct partition {
   lce_op* ops;
   int num_owned;
   owned_buffer* owned;
+  /* The memory behind the owned tensors: tensors whose lifetimes do not
+   * overlap share a slot (plan_owned_buffers). */
+  int num_slots;
+  void** slots;
   int num_nodes; /* every node this partition replaced, fused builtins too */
   int* nodes;
   int seq; /* order of first invoke, -1 before */
@@ -306,6 +311,15 @@ static void* kernel_init(TfLiteContext* context, const char* buffer, size_t leng
       continue;
     }
     lce_op* op = &part->ops[part->num_ops];
+    if (!reg->custom_name && (reg->builtin_code == kTfLiteBuiltinMaxPool2d ||
+                              reg->builtin_code == kTfLiteBuiltinResizeNearestNeighbor)) {
+      if (float_op_init(op, reg->builtin_code, node_index, node, part->state->gemm, part->error,
+                        sizeof(part->error))) {
+        break;
+      }
+      part->num_ops++;
+      continue;
+    }
     if (!reg->custom_name && reg->builtin_code == kTfLiteBuiltinConcatenation) {
       if (lce_op_init_concat(op, node_index, node, part->state->gemm, part->error,
                              sizeof(part->error))) {
@@ -407,7 +421,8 @@ static void kernel_free(TfLiteContext* context, void* buffer) {
   }
   pthread_mutex_unlock(&state->lock);
   for (int i = 0; i < part->num_ops; ++i) lce_op_release(&part->ops[i]);
-  for (int i = 0; i < part->num_owned; ++i) free(part->owned[i].data);
+  for (int i = 0; i < part->num_slots; ++i) free(part->slots[i]);
+  free(part->slots);
   free(part->ops);
   free(part->owned);
   free(part->nodes);
@@ -477,6 +492,105 @@ static void link_concat(partition* part, int index) {
   }
 }
 
+/* Whether `op` touches `tensor` when it runs: reads it, writes it, or writes
+ * or reads it for an op fused into it (an absorbed quantize, the concat (+ ADD)
+ * it writes into, a fused MUL / ADD output it stores). */
+static int op_touches(const lce_op* op, int tensor) {
+  if (op->output == tensor || op_reads(op, tensor)) return 1;
+  if (op->kind == OP_QUANTIZE && (op->pre_mul_out == tensor || op->pre_add_out == tensor)) return 1;
+  if (op->kind == OP_CONCAT && op->cat_out == tensor) return 1;
+  const lce_op* q = op->then_quantize;
+  if (q && (q->output == tensor || q->pre_mul_out == tensor || q->pre_add_out == tensor)) return 1;
+  if (op->kind == OP_CONCAT && op->add_resize && op->add_resize->inputs[0] == tensor) return 1;
+  const lce_op* k = op->into;
+  return k && (k->output == tensor || k->add_other == tensor || k->cat_out == tensor);
+}
+
+/* An ADD of a nearest-neighbour upsampling that only it reads (and nothing
+ * outside the partition): the ADD reads the upsampling's input in place of
+ * its output, which is never written. Either operand; a + b is b + a. */
+static void link_resize_add(partition* part, int index) {
+  lce_op* add = &part->ops[index];
+  if (add->kind != OP_CONCAT || add->cat_n != 1 || add->add_other < 0 || !part->state->fuse) {
+    return;
+  }
+  for (int side = 0; side < 2; ++side) {
+    const int t = side ? add->cat_in[0] : add->add_other;
+    const int w = produced_in(part, t);
+    lce_op* up = w >= 0 ? &part->ops[w] : NULL;
+    if (!up || up->kind != OP_RESIZE || up->absorbed || !find_owned(part, t) ||
+        read_in(part, t, add, NULL)) {
+      continue;
+    }
+    if (side) { /* the upsampling is the first operand: swap them */
+      add->cat_in[0] = add->add_other;
+      add->inputs[0] = add->add_other;
+      add->add_other = t;
+    }
+    add->add_resize = up;
+    up->absorbed = 1;
+    return;
+  }
+}
+
+/* Memory for the tensors only this partition uses. Each lives from the first
+ * to the last op that touches it (ops run one after the other), and tensors
+ * whose lifetimes do not overlap share memory, as in TFLite's own arena: with
+ * a buffer per tensor, every op wrote into memory no cache had seen for a
+ * whole run. In order of first use, a tensor takes the smallest free slot
+ * that fits, else the largest free slot (grown), else a new one. Returns 0,
+ * or -1 if out of memory. */
+static int plan_owned_buffers(partition* part) {
+  for (int i = 0; i < part->num_slots; ++i) free(part->slots[i]);
+  free(part->slots);
+  part->slots = NULL;
+  part->num_slots = 0;
+  const int n = part->num_owned;
+  if (n == 0) return 0;
+  int* first = malloc(sizeof(int) * (size_t)n);
+  int* last = malloc(sizeof(int) * (size_t)n);
+  int* placed = calloc((size_t)n, sizeof(int));
+  int* slot_of = malloc(sizeof(int) * (size_t)n);
+  int* slot_end = malloc(sizeof(int) * (size_t)n); /* last op of the slot's latest tensor */
+  size_t* slot_bytes = calloc((size_t)n, sizeof(size_t));
+  part->slots = calloc((size_t)n, sizeof(void*));
+  int failed = !first || !last || !placed || !slot_of || !slot_end || !slot_bytes || !part->slots;
+  for (int t = 0; !failed && t < n; ++t) {
+    first[t] = part->num_ops, last[t] = -1;
+    for (int i = 0; i < part->num_ops; ++i) {
+      if (!op_touches(&part->ops[i], part->owned[t].tensor)) continue;
+      if (i < first[t]) first[t] = i;
+      last[t] = i;
+    }
+  }
+  for (int done = 0; !failed && done < n; ++done) {
+    int t = -1;
+    for (int u = 0; u < n; ++u) {
+      if (!placed[u] && (t < 0 || first[u] < first[t])) t = u;
+    }
+    placed[t] = 1;
+    const size_t need = part->owned[t].bytes;
+    int fit = -1, grow = -1;
+    for (int k = 0; k < part->num_slots; ++k) {
+      if (slot_end[k] >= first[t]) continue; /* still in use */
+      if (slot_bytes[k] >= need && (fit < 0 || slot_bytes[k] < slot_bytes[fit])) fit = k;
+      if (grow < 0 || slot_bytes[k] > slot_bytes[grow]) grow = k;
+    }
+    const int k = fit >= 0 ? fit : grow >= 0 ? grow : part->num_slots++;
+    if (slot_bytes[k] < need) slot_bytes[k] = need;
+    slot_end[k] = last[t];
+    slot_of[t] = k;
+  }
+  for (int k = 0; !failed && k < part->num_slots; ++k) {
+    /* Kernels may read a few words past a row end when it is cheaper. */
+    part->slots[k] = aligned_alloc(64, (slot_bytes[k] + 64 + 63) / 64 * 64);
+    failed = !part->slots[k];
+  }
+  for (int t = 0; !failed && t < n; ++t) part->owned[t].data = part->slots[slot_of[t]];
+  free(first), free(last), free(placed), free(slot_of), free(slot_end), free(slot_bytes);
+  return failed ? -1 : 0;
+}
+
 static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   partition* part = node->user_data;
   if (!part) {
@@ -495,18 +609,7 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
       return kTfLiteError;
     }
     owned_buffer* own = find_owned(part, op->output);
-    if (own && own->bytes < op->out_bytes) {
-      free(own->data);
-      /* Kernels may read a few words past a row end when it is cheaper. */
-      const size_t bytes = ((op->out_bytes + 64) + 63) / 64 * 64;
-      own->data = aligned_alloc(64, bytes);
-      if (!own->data) {
-        own->bytes = 0;
-        report(context, "out of memory");
-        return kTfLiteError;
-      }
-      own->bytes = op->out_bytes;
-    }
+    if (own) own->bytes = op->out_bytes;
   }
   /* A binary conv computes the quantize of its float output in its epilogue. */
   for (int i = 0; part->state->fuse && i < part->num_ops; ++i) {
@@ -517,6 +620,11 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
     }
   }
   for (int i = 0; i < part->num_ops; ++i) link_concat(part, i);
+  for (int i = 0; i < part->num_ops; ++i) link_resize_add(part, i);
+  if (plan_owned_buffers(part)) {
+    report(context, "out of memory");
+    return kTfLiteError;
+  }
   return kTfLiteOk;
 }
 
@@ -570,7 +678,8 @@ static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
     }
     if (op->kind == OP_CONCAT) {
       for (int k = 0; k < op->cat_n; ++k) op->cat_data[k] = tensor_data(part, context, op->cat_in[k]);
-      op->add_data = op->add_other >= 0 ? tensor_data(part, context, op->add_other) : NULL;
+      const int other = op->add_resize ? op->add_resize->inputs[0] : op->add_other;
+      op->add_data = other >= 0 ? tensor_data(part, context, other) : NULL;
       op->cat_out_data = op->cat_out >= 0 ? tensor_data(part, context, op->cat_out) : NULL;
     }
     struct timespec t0, t1;
@@ -676,6 +785,38 @@ static int sum_of_two(TfLiteContext* context, const TfLiteNode* node,
          same_dims(context->tensors[a].dims, context->tensors[out].dims);
 }
 
+/* A builtin ADD of two float32 activations of the output's shape, no activation. */
+static int plain_add(TfLiteContext* context, const TfLiteNode* node,
+                     const TfLiteRegistration* reg) {
+  return node && node->inputs && node->inputs->size == 2 &&
+         sum_of_two(context, node, reg, node->inputs->data[0]);
+}
+
+/* Whether a node we take produces one of `node`'s inputs or reads its output. */
+static int next_to_taken(TfLiteContext* context, const int* plan, int plan_size, const char* take,
+                         const int* position, const int* producer, const TfLiteNode* node) {
+  for (int k = 0; k < node->inputs->size; ++k) {
+    const int t = node->inputs->data[k];
+    if (t >= 0 && (size_t)t < context->tensors_size && producer[t] >= 0 &&
+        take[position[producer[t]]]) {
+      return 1;
+    }
+  }
+  const int out = node->outputs->data[0];
+  for (int j = 0; j < plan_size; ++j) {
+    TfLiteNode* reader = NULL;
+    TfLiteRegistration* reg = NULL;
+    if (!take[j] || context->GetNodeAndRegistration(context, plan[j], &reader, &reg) != kTfLiteOk ||
+        !reader || !reader->inputs) {
+      continue;
+    }
+    for (int k = 0; k < reader->inputs->size; ++k) {
+      if (reader->inputs->data[k] == out) return 1;
+    }
+  }
+  return 0;
+}
+
 /* Whether every node that reads `tensor`, except `except`, stays with the
  * runtime (not an Lce op, not a MUL/ADD/CONCATENATION we might claim): then a
  * fused op's output is a partition output, stored for them. */
@@ -696,7 +837,9 @@ static int others_stay_builtin(TfLiteContext* context, const int* plan, int plan
     if ((reg->custom_name && strncmp(reg->custom_name, "Lce", 3) == 0) ||
         fusable_affine(context, node, reg, &input, &constant) >= 0 ||
         (!reg->custom_name && (reg->builtin_code == kTfLiteBuiltinConcatenation ||
-                               reg->builtin_code == kTfLiteBuiltinAdd))) {
+                               reg->builtin_code == kTfLiteBuiltinAdd ||
+                               reg->builtin_code == kTfLiteBuiltinMaxPool2d ||
+                               reg->builtin_code == kTfLiteBuiltinResizeNearestNeighbor))) {
       return 0;
     }
   }
@@ -808,6 +951,27 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
       if (!reads) continue;
       if (sum_of_two(context, an, ar, out)) take[j] = 1;
       break;
+    }
+  }
+  /* The hourglass's pooling, upsampling and sums between our ops: each one left
+   * to the runtime splits a partition in two (and the switch between our threads
+   * and the runtime's costs more than these ops). Taken when next to a node we
+   * take, until nothing changes, so a chain of them between our ops goes too. */
+  for (int changed = producer != NULL; changed;) {
+    changed = 0;
+    for (int i = 0; i < plan_size; ++i) {
+      TfLiteNode* node = NULL;
+      TfLiteRegistration* reg = NULL;
+      if (take[i] ||
+          context->GetNodeAndRegistration(context, plan_copy[i], &node, &reg) != kTfLiteOk ||
+          !node || !reg || reg->custom_name ||
+          !(float_op_supported(context, node, reg->builtin_code) || plain_add(context, node, reg))) {
+        continue;
+      }
+      if (next_to_taken(context, plan_copy, plan_size, take, position, producer, node)) {
+        take[i] = 1;
+        changed = 1;
+      }
     }
   }
   for (int i = 0; i < plan_size; ++i) {
@@ -931,7 +1095,8 @@ EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
   if (state) {
     if (state->profile && getenv("BINLAND_PROFILE")) {
       static const char* names[LCE_OP_KINDS] = {"LceQuantize", "LceDequantize", "LceBconv2d",
-                                                "LceBMaxPool2d", "CONCATENATION"};
+                                                "LceBMaxPool2d", "CONCATENATION",
+                                                "MAX_POOL_2D",   "RESIZE_NEAREST"};
       for (int k = 0; k < LCE_OP_KINDS; ++k) {
         if (state->op_calls[k]) {
           fprintf(stderr, "binland profile: %-14s %6ld calls %10.3f ms total\n", names[k],
@@ -1110,6 +1275,10 @@ EXPORT long binland_profile_json(TfLiteDelegate* delegate, char* buf, size_t len
       }
       if (op->kind == OP_CONCAT && op->add_node >= 0 && op->add_node != op->node_index) {
         put(&out, "%s[\"ADD\", %d]", first ? "" : ", ", op->add_node), first = 0;
+      }
+      if (op->kind == OP_CONCAT && op->add_resize) {
+        put(&out, "%s[\"RESIZE_NEAREST_NEIGHBOR\", %d]", first ? "" : ", ",
+            op->add_resize->node_index), first = 0;
       }
       if (op->into) {
         put(&out, "%s[\"into\", %d]", first ? "" : ", ", op->into->node_index);

@@ -8,22 +8,11 @@
 #include <string.h>
 
 #include "flexbuf.h"
+#include "float_ops.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define EPILOGUE_AVX512 1
-#endif
-
-/* The loops around the GEMM (im2col, output transform, pooling, unpacking)
- * are plain C that GCC vectorizes well; on x86 compile them for AVX-512 and
- * AVX2 too and pick at load time. Results are identical on every clone: no
- * FMA contraction (-ffp-contract=off), same IEEE operations. The one
- * exception, the float epilogue with the avx512-vpopcntdq kernel, is written
- * with intrinsics (epilogue_fast_avx512), with those same operations. */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
-#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define VECTOR_CLONES
 #endif
 
 static int fail(char* err, size_t err_len, const char* fmt, ...) {
@@ -111,7 +100,7 @@ static int read_padding(lce_op* op, const uint8_t* buf, size_t len, char* err, s
   return fail(err, err_len, "%s (node %d): unsupported padding value", op->name, op->node_index);
 }
 
-static void op_reset(lce_op* op, const char* name, int node_index, const bgemm_impl* gemm) {
+void lce_op_reset(lce_op* op, const char* name, int node_index, const bgemm_impl* gemm) {
   memset(op, 0, sizeof(*op));
   snprintf(op->name, sizeof(op->name), "%s", name);
   op->node_index = node_index;
@@ -125,7 +114,7 @@ static void op_reset(lce_op* op, const char* name, int node_index, const bgemm_i
 
 int lce_op_init_concat(lce_op* op, int node_index, const TfLiteNode* node, const bgemm_impl* gemm,
                        char* err, size_t err_len) {
-  op_reset(op, "CONCATENATION", node_index, gemm);
+  lce_op_reset(op, "CONCATENATION", node_index, gemm);
   op->kind = OP_CONCAT;
   if (!node->inputs || !node->outputs || node->inputs->size < 1 ||
       node->inputs->size > CONCAT_MAX_INPUTS || node->outputs->size != 1 || !node->builtin_data) {
@@ -149,7 +138,7 @@ int lce_op_init_concat(lce_op* op, int node_index, const TfLiteNode* node, const
 
 int lce_op_init_add(lce_op* op, int node_index, const TfLiteNode* node, const bgemm_impl* gemm,
                     char* err, size_t err_len) {
-  op_reset(op, "ADD", node_index, gemm);
+  lce_op_reset(op, "ADD", node_index, gemm);
   op->kind = OP_CONCAT;
   if (!node->inputs || node->inputs->size != 2 || !node->outputs || node->outputs->size != 1) {
     return fail(err, err_len, "ADD (node %d): expected 2 inputs and 1 output", node_index);
@@ -195,7 +184,7 @@ int lce_op_write_into(lce_op* bconv, lce_op* concat, int slot) {
 
 int lce_op_init(lce_op* op, const char* custom_name, int node_index, const TfLiteNode* node,
                 const bgemm_impl* gemm, char* err, size_t err_len) {
-  op_reset(op, custom_name, node_index, gemm);
+  lce_op_reset(op, custom_name, node_index, gemm);
 
   if (!strcmp(custom_name, "LceQuantize")) {
     op->kind = OP_QUANTIZE;
@@ -636,6 +625,7 @@ int lce_op_prepare(lce_op* op, const TfLiteContext* context, char* err, size_t e
   op->ready = 0;
   op->then_quantize = NULL;
   op->absorbed = 0;
+  op->add_resize = NULL;
   op->into = NULL;
   op->in_place = 0;
   op->write_own = 0;
@@ -651,6 +641,8 @@ int lce_op_prepare(lce_op* op, const TfLiteContext* context, char* err, size_t e
     case OP_DEQUANTIZE: status = prepare_dequantize(op, in, out, err, err_len); break;
     case OP_BMAXPOOL2D: status = prepare_bmaxpool(op, in, out, err, err_len); break;
     case OP_CONCAT: status = prepare_concat(op, context, out, err, err_len); break;
+    case OP_MAXPOOL:
+    case OP_RESIZE: status = float_op_prepare(op, in, out, err, err_len); break;
     default: status = prepare_bconv(op, context, in, out, err, err_len); break;
   }
   if (status) return status;
@@ -813,10 +805,16 @@ VECTOR_CLONES static void concat_task(void* arg, int task, int thread_id) {
   const int r1 = r0 + job->rows_per_task < op->rows ? r0 + job->rows_per_task : op->rows;
   const size_t channels = (size_t)op->channels;
   const float* other = (const float*)op->add_data;
+  const lce_op* up = op->add_resize;
   for (int r = r0; r < r1; ++r) {
     float* dst = (float*)job->output + (size_t)r * channels;
     float* cat = op->cat_out_data ? op->cat_out_data + (size_t)r * channels : NULL;
-    const float* add = other ? other + (size_t)r * channels : NULL;
+    size_t at = (size_t)r;
+    if (up) { /* row r is pixel (n, y, x) of the upsampled tensor */
+      const int x = r % up->out_w, y = (r / up->out_w) % up->out_h, n = r / (up->out_w * up->out_h);
+      at = ((size_t)n * up->in_h + (size_t)up->src_rows[y]) * up->in_w + (size_t)up->src_cols[x];
+    }
+    const float* add = other ? other + at * channels : NULL;
     for (int i = 0; i < op->cat_n; ++i) {
       const int n = op->cat_channels[i];
       const float* src = (const float*)op->cat_data[i] + (size_t)r * (size_t)n;
@@ -851,13 +849,13 @@ VECTOR_CLONES static void bmaxpool_task(void* arg, int task, int thread_id) {
   const int oy = task % op->out_h;
   const int words = op->in_words;
   const int y0 = oy * op->stride_h - op->pad_top;
-  const int ky0 = y0 < 0 ? -y0 : 0;
-  const int ky1 = op->filter_h < op->in_h - y0 ? op->filter_h : op->in_h - y0;
+  int ky0, ky1;
+  window_taps(y0, op->filter_h, op->in_h, &ky0, &ky1);
   uint32_t* out = job->output + ((size_t)n * op->out_h + oy) * op->out_w * words;
   for (int ox = 0; ox < op->out_w; ++ox, out += words) {
     const int x0 = ox * op->stride_w - op->pad_left;
-    const int kx0 = x0 < 0 ? -x0 : 0;
-    const int kx1 = op->filter_w < op->in_w - x0 ? op->filter_w : op->in_w - x0;
+    int kx0, kx1;
+    window_taps(x0, op->filter_w, op->in_w, &kx0, &kx1);
     for (int w = 0; w < words; ++w) out[w] = ~0u;
     for (int ky = ky0; ky < ky1; ++ky) {
       const uint32_t* row =
@@ -1612,6 +1610,8 @@ int lce_op_run(lce_op* op, const TfLiteContext* context, const void* input, void
       pool_run(pool, (op->rows + job.rows_per_task - 1) / job.rows_per_task, concat_task, &job);
       return 0;
     }
+    case OP_MAXPOOL:
+    case OP_RESIZE: float_op_run(op, (const float*)input, (float*)output, pool); return 0;
     case OP_BMAXPOOL2D: {
       pool_job job = {op, input, output};
       pool_run(pool, op->batch * op->out_h, bmaxpool_task, &job);
@@ -1682,6 +1682,7 @@ int lce_op_run(lce_op* op, const TfLiteContext* context, const void* input, void
 }
 
 void lce_op_release(lce_op* op) {
+  float_op_release(op);
   free(op->packed_filter);
   free(op->multiplier);
   free(op->bias);

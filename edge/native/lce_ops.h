@@ -20,6 +20,11 @@
  * HPM block's concat + skip). When every input comes from a binary conv in the
  * same partition, each conv writes its rows straight into the (summed) output
  * and the concat itself does nothing; otherwise it copies (and adds).
+ *
+ * OP_MAXPOOL and OP_RESIZE are the builtin float MAX_POOL_2D and
+ * RESIZE_NEAREST_NEIGHBOR (float_ops.h). They are exact (a max, a copy), and
+ * the delegate takes them only next to its other ops, so that the hourglass's
+ * pooling and upsampling no longer split it into many partitions.
  */
 #ifndef BINLAND_LCE_OPS_H_
 #define BINLAND_LCE_OPS_H_
@@ -31,10 +36,30 @@
 #include "tflite_abi.h"
 #include "threadpool.h"
 
-typedef enum { OP_QUANTIZE, OP_DEQUANTIZE, OP_BCONV2D, OP_BMAXPOOL2D, OP_CONCAT } lce_op_kind;
+/* The loops around the GEMM (im2col, output transform, pooling, unpacking)
+ * are plain C that GCC vectorizes well; on x86 compile them for AVX-512 and
+ * AVX2 too and pick at load time. Results are identical on every clone: no
+ * FMA contraction (-ffp-contract=off), same IEEE operations. The one
+ * exception, the float epilogue with the avx512-vpopcntdq kernel, is written
+ * with intrinsics (epilogue_fast_avx512), with those same operations. */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+typedef enum {
+  OP_QUANTIZE,
+  OP_DEQUANTIZE,
+  OP_BCONV2D,
+  OP_BMAXPOOL2D,
+  OP_CONCAT,
+  OP_MAXPOOL, /* builtin MAX_POOL_2D, float32 (float_ops.c) */
+  OP_RESIZE   /* builtin RESIZE_NEAREST_NEIGHBOR, float32 (float_ops.c) */
+} lce_op_kind;
 /* Binary conv paths (option conv): pick by shape, always direct, always im2col. */
 enum { BCONV_AUTO = 0, BCONV_DIRECT = 1, BCONV_IM2COL = 2 };
-#define LCE_OP_KINDS 5
+#define LCE_OP_KINDS 7
 #define CONCAT_MAX_INPUTS 16
 
 typedef struct lce_op_s {
@@ -114,6 +139,10 @@ typedef struct lce_op_s {
   const void* cat_data[CONCAT_MAX_INPUTS]; /* set per run by the delegate */
   const void* add_data;
   int cat_out;        /* with a fused ADD: the concat's own output when someone reads it, else -1 */
+  /* An ADD whose other operand is a nearest-neighbour upsampling only it reads
+   * (the hourglass's low branch coming back up): reads the resize's input
+   * through its index tables, and the resize itself does nothing. */
+  const struct lce_op_s* add_resize;
   float* cat_out_data; /* set per run */
   /* bconv: writes its rows into concat `into` at channel into_offset (plus the
    * addend), and its own output too when write_own; pointers set per run. */
@@ -121,6 +150,11 @@ typedef struct lce_op_s {
   int into_offset, write_own;
   float* into_data;
   const float* into_add;
+
+  /* resize: the input row / column each output row / column copies */
+  int32_t* src_rows;
+  int32_t* src_cols;
+  int align_corners, half_pixel_centers;
 
   /* BINLAND_PROFILE */
   double profile_seconds;
@@ -134,6 +168,16 @@ enum { PRE_MUL = 0, PRE_ADD = 1 };
  * `store_output` keeps writing the op's float output. Returns 0 or -1 + err. */
 int lce_op_fuse_pre(lce_op* op, int which, int node_index, int input, int constant,
                     int store_output, char* err, size_t err_len);
+
+/* The taps [*k0, *k1) of a pooling window starting at `origin` (negative in
+ * the padding) that fall inside [0, size): padding never counts. */
+static inline void window_taps(int origin, int filter, int size, int* k0, int* k1) {
+  *k0 = origin < 0 ? -origin : 0;
+  *k1 = filter < size - origin ? filter : size - origin;
+}
+
+/* An empty op (no inputs, no fusion) named `name` for node `node_index`. */
+void lce_op_reset(lce_op* op, const char* name, int node_index, const bgemm_impl* gemm);
 
 /* Parses options and copies tensor indices; returns 0, or -1 with err set. */
 int lce_op_init(lce_op* op, const char* custom_name, int node_index, const TfLiteNode* node,

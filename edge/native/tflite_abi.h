@@ -35,11 +35,31 @@ enum { kTfLiteOptionalTensor = -1 };
 enum {
   kTfLiteBuiltinAdd = 0,
   kTfLiteBuiltinConcatenation = 2,
+  kTfLiteBuiltinMaxPool2d = 17,
   kTfLiteBuiltinMul = 18,
   kTfLiteBuiltinCustom = 32,
-  kTfLiteBuiltinDelegate = 51
+  kTfLiteBuiltinDelegate = 51,
+  kTfLiteBuiltinResizeNearestNeighbor = 97
 };
-enum { kTfLiteActNone = 0 };
+/* TfLiteFusedActivation (the ones we handle) and TfLitePadding. */
+enum { kTfLiteActNone = 0, kTfLiteActRelu = 1, kTfLiteActReluN1To1 = 2, kTfLiteActRelu6 = 3 };
+enum { kTfLitePaddingSame = 1, kTfLitePaddingValid = 2 };
+
+/* builtin_data of MAX_POOL_2D (a prefix of TfLitePoolParams). */
+typedef struct {
+  int padding;
+  int stride_width;
+  int stride_height;
+  int filter_width;
+  int filter_height;
+  int activation;
+} TfLitePoolParamsPrefix;
+
+/* builtin_data of RESIZE_NEAREST_NEIGHBOR. */
+typedef struct {
+  bool align_corners;
+  bool half_pixel_centers;
+} TfLiteResizeNearestNeighborParams;
 /* TfLiteAllocationType: constant tensors are memory-mapped read-only. */
 enum { kTfLiteMmapRo = 1 };
 enum { kTfLiteDelegateFlagsAllowDynamicTensors = 1 };
