@@ -639,7 +639,10 @@ def test_float_ops_between_binary_convs_match_lce(workspace, runtime):
     profile = json.loads(str(results["fused/profile"]))
     ran = {op["op"] for p in profile["partitions"] for op in p["ops"]}
     assert {"MAX_POOL_2D", "RESIZE_NEAREST_NEIGHBOR", "ADD"} <= ran, ran
-    assert _fusions(profile).get("ADD+RESIZE_NEAREST_NEIGHBOR", 0) == 1, _fusions(profile)
+    # The upsampling only the ADD reads is read through; the sum's BatchNorm + quantize for
+    # the next binary conv is done as the ADD writes each row.
+    forms = _fusions(profile)
+    assert forms.get("ADD+MUL+ADD+LceQuantize+RESIZE_NEAREST_NEIGHBOR", 0) == 1, forms
 
 
 def graph_ops(content: bytes) -> list[tuple[str, list[int], list[int]]]:

@@ -620,6 +620,14 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
     }
   }
   for (int i = 0; i < part->num_ops; ++i) link_concat(part, i);
+  /* So does an ADD on its own (not written in place by its convs). */
+  for (int i = 0; part->state->fuse && i < part->num_ops; ++i) {
+    for (int j = 0; part->ops[i].kind == OP_CONCAT && j < part->num_ops; ++j) {
+      if (j != i && part->ops[j].kind == OP_QUANTIZE && lce_op_absorb(&part->ops[i], &part->ops[j])) {
+        break;
+      }
+    }
+  }
   for (int i = 0; i < part->num_ops; ++i) link_resize_add(part, i);
   if (plan_owned_buffers(part)) {
     report(context, "out of memory");

@@ -404,14 +404,21 @@ static int prepare_pre_constant(lce_op* op, const TfLiteContext* context, const 
   return 0;
 }
 
-int lce_op_absorb(lce_op* bconv, lce_op* q) {
-  if (bconv->kind != OP_BCONV2D || q->kind != OP_QUANTIZE || bconv->then_quantize || q->absorbed ||
-      bconv->out_type != kTfLiteFloat32 || q->in_type != kTfLiteFloat32 ||
-      q->inputs[0] != bconv->output || q->channels != bconv->out_c ||
-      (long)q->rows != (long)bconv->batch * bconv->out_h * bconv->out_w) {
+int lce_op_absorb(lce_op* op, lce_op* q) {
+  if (q->kind != OP_QUANTIZE || op->then_quantize || q->absorbed || q->in_type != kTfLiteFloat32 ||
+      q->inputs[0] != op->output) {
     return 0;
   }
-  bconv->then_quantize = q;
+  if (op->kind == OP_BCONV2D) {
+    if (op->out_type != kTfLiteFloat32 || q->channels != op->out_c ||
+        (long)q->rows != (long)op->batch * op->out_h * op->out_w) {
+      return 0;
+    }
+  } else if (op->kind != OP_CONCAT || op->in_place || op->cat_n != 1 || op->add_other < 0 ||
+             op->cat_out >= 0 || q->channels != op->channels || q->rows != op->rows) {
+    return 0; /* only an ADD on its own, which writes its output row by row */
+  }
+  op->then_quantize = q;
   q->absorbed = 1;
   return 1;
 }
@@ -798,8 +805,7 @@ static int rows_per_task(int rows, int row_cost, thread_pool* pool) {
 /* --------------------------------------------------------------- concat */
 
 VECTOR_CLONES static void concat_task(void* arg, int task, int thread_id) {
-  (void)thread_id;
-  const rows_job* job = arg;
+  rows_job* job = arg;
   const lce_op* op = job->op;
   const int r0 = task * job->rows_per_task;
   const int r1 = r0 + job->rows_per_task < op->rows ? r0 + job->rows_per_task : op->rows;
@@ -815,6 +821,7 @@ VECTOR_CLONES static void concat_task(void* arg, int task, int thread_id) {
       at = ((size_t)n * up->in_h + (size_t)up->src_rows[y]) * up->in_w + (size_t)up->src_cols[x];
     }
     const float* add = other ? other + at * channels : NULL;
+    float* row = dst;
     for (int i = 0; i < op->cat_n; ++i) {
       const int n = op->cat_channels[i];
       const float* src = (const float*)op->cat_data[i] + (size_t)r * (size_t)n;
@@ -829,6 +836,16 @@ VECTOR_CLONES static void concat_task(void* arg, int task, int thread_id) {
         cat += n;
       }
       dst += n;
+    }
+    const lce_op* q = op->then_quantize;
+    if (q) { /* the next binary conv's quantize of this row, while it is in L1 */
+      float* y = pool_scratch(job->pool, thread_id, sizeof(float) * channels);
+      if (!y) {
+        job->failed = 1;
+        return;
+      }
+      quantize_float_row(q, row, (size_t)r, y,
+                         (uint32_t*)op->then_output + (size_t)r * (size_t)packed_size(q->channels));
     }
   }
 }
@@ -1606,8 +1623,10 @@ int lce_op_run(lce_op* op, const TfLiteContext* context, const void* input, void
       memset(&job, 0, sizeof(job));
       job.op = op;
       job.output = output;
+      job.pool = pool;
       job.rows_per_task = rows_per_task(op->rows, op->channels, pool);
       pool_run(pool, (op->rows + job.rows_per_task - 1) / job.rows_per_task, concat_task, &job);
+      if (job.failed) return fail(err, err_len, "%s: out of memory", op->name);
       return 0;
     }
     case OP_MAXPOOL:

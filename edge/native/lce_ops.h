@@ -209,9 +209,11 @@ int lce_op_fuse_add(lce_op* concat, int node_index, int other, int output, int s
  * `slot`; call for every input, then set write_own. Returns 1 if it can. */
 int lce_op_write_into(lce_op* bconv, lce_op* concat, int slot);
 
-/* Lets `bconv` compute `quantize` in its epilogue when it can (a float bconv
- * output that is the quantize's input); returns 1 if linked. After prepare. */
-int lce_op_absorb(lce_op* bconv, lce_op* quantize);
+/* Lets `op` compute `quantize` as it writes each output row, when it can: a
+ * binary conv with float output (in its epilogue) or an ADD on its own (not
+ * written in place), whose output is the quantize's input. Returns 1 if
+ * linked. After prepare (and, for an ADD, after the concats are linked). */
+int lce_op_absorb(lce_op* op, lce_op* quantize);
 
 /* Where a fused quantize also stores its MUL / ADD output (NULL: not stored). */
 void lce_op_set_pre_outputs(lce_op* op, void* mul_out, void* add_out);
