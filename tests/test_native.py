@@ -619,6 +619,19 @@ def float_ops_suite() -> tf.keras.Model:
     return model
 
 
+def _size_constant_at(content: bytes, size: tuple[int, int]) -> int:
+    """Byte offset of the constant output size `size` of a RESIZE_NEAREST_NEIGHBOR."""
+    model = schema.Model.GetRootAs(content, 0)
+    graph = model.Subgraphs(0)
+    for name, inputs, _ in graph_ops(content):
+        if name != "RESIZE_NEAREST_NEIGHBOR":
+            continue
+        buffer = model.Buffers(graph.Tensors(inputs[1]).Buffer())
+        if tuple(buffer.DataAsNumpy().view(np.int32)) == size:
+            return buffer._tab.Vector(buffer._tab.Offset(4))  # the data vector (field 0)
+    raise AssertionError(f"no upsampling to {size}")
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_float_ops_between_binary_convs_match_lce(workspace, runtime):
     """Max pool, nearest resize and ADD run by the delegate (an upsampling that only an ADD
@@ -634,7 +647,15 @@ def test_float_ops_between_binary_convs_match_lce(workspace, runtime):
             "profile": True}  # fmt: skip
     cases = [dict(case, key="fused"), dict(case, key="unfused", options={"fuse": "0"}),
              dict(case, key="fused-threads-3", num_threads=3, profile=False)]  # fmt: skip
+    # A flatbuffer whose upsampling size (11x9) disagrees with its output's shape: the
+    # runtime would resize the output, the delegate (whose outputs have fixed shapes) refuses.
+    at = _size_constant_at(content, (11, 9))
+    bad = content[:at] + np.array([11, 8], np.int32).tobytes() + content[at + 8 :]
+    bad_path, _ = workspace.add_model("float_ops_bad_size", bad, inputs)
+    cases.append({"key": "bad-size", "model": str(bad_path), "inputs": str(data)})
     results = workspace.run(runtime, cases)
+    assert "size input says 11x8 but the output is 11x9" in str(results["bad-size/error"])
+    cases.pop()
     assert_fused_runs_agree(results, cases, reference, runtime, exact=True)
     profile = json.loads(str(results["fused/profile"]))
     ran = {op["op"] for p in profile["partitions"] for op in p["ops"]}

@@ -48,6 +48,9 @@ int float_op_init(lce_op* op, int builtin_code, int node_index, const TfLiteNode
   }
   op->inputs[0] = node->inputs->data[0];
   op->num_inputs = 1;
+  /* resize: the constant output size, checked against the output's shape in prepare
+   * (inputs[1], outside num_inputs: it is no activation) */
+  if (!pool && node->inputs->size == 2) op->inputs[1] = node->inputs->data[1];
   op->output = node->outputs->data[0];
   if (pool) {
     const TfLitePoolParamsPrefix* p = node->builtin_data;
@@ -83,8 +86,8 @@ static int nearest(int value, int in_size, int out_size, int align_corners, int 
   return source;
 }
 
-int float_op_prepare(lce_op* op, const TfLiteTensor* in, const TfLiteTensor* out, char* err,
-                     size_t err_len) {
+int float_op_prepare(lce_op* op, const TfLiteContext* context, const TfLiteTensor* in,
+                     const TfLiteTensor* out, char* err, size_t err_len) {
   if (in->type != kTfLiteFloat32 || out->type != kTfLiteFloat32 || in->dims->size != 4 ||
       out->dims->size != 4) {
     snprintf(err, err_len, "%s (node %d): input and output must be 4-D float32", op->name,
@@ -123,6 +126,20 @@ int float_op_prepare(lce_op* op, const TfLiteTensor* in, const TfLiteTensor* out
     op->pad_top = pads[0];
     op->pad_left = pads[1];
     return 0;
+  }
+  const int size = op->inputs[1];
+  const TfLiteTensor* hw =
+      size >= 0 && (size_t)size < context->tensors_size ? &context->tensors[size] : NULL;
+  if (!hw || hw->type != kTfLiteInt32 || !hw->data || hw->bytes != 2 * sizeof(int32_t)) {
+    snprintf(err, err_len, "%s (node %d): the size input must be 2 constant int32", op->name,
+             op->node_index);
+    return -1;
+  }
+  const int32_t* wanted = hw->data;
+  if (wanted[0] != op->out_h || wanted[1] != op->out_w) {
+    snprintf(err, err_len, "%s (node %d): the size input says %dx%d but the output is %dx%d",
+             op->name, op->node_index, (int)wanted[0], (int)wanted[1], op->out_h, op->out_w);
+    return -1;
   }
   free(op->src_rows);
   free(op->src_cols);

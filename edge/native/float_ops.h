@@ -19,8 +19,8 @@ int float_op_init(lce_op* op, int builtin_code, int node_index, const TfLiteNode
                   const bgemm_impl* gemm, char* err, size_t err_len);
 
 /* Checks shapes and builds the resize index tables; 0, or -1 with err set. */
-int float_op_prepare(lce_op* op, const TfLiteTensor* in, const TfLiteTensor* out, char* err,
-                     size_t err_len);
+int float_op_prepare(lce_op* op, const TfLiteContext* context, const TfLiteTensor* in,
+                     const TfLiteTensor* out, char* err, size_t err_len);
 
 void float_op_run(const lce_op* op, const float* input, float* output, thread_pool* pool);
 

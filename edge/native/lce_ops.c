@@ -649,7 +649,7 @@ int lce_op_prepare(lce_op* op, const TfLiteContext* context, char* err, size_t e
     case OP_BMAXPOOL2D: status = prepare_bmaxpool(op, in, out, err, err_len); break;
     case OP_CONCAT: status = prepare_concat(op, context, out, err, err_len); break;
     case OP_MAXPOOL:
-    case OP_RESIZE: status = float_op_prepare(op, in, out, err, err_len); break;
+    case OP_RESIZE: status = float_op_prepare(op, context, in, out, err, err_len); break;
     default: status = prepare_bconv(op, context, in, out, err, err_len); break;
   }
   if (status) return status;
