@@ -1,0 +1,190 @@
+"""Compare builds of the native delegate on the paper model, interleaved with its float twin.
+
+Every round times each build (a few runs each) and then the float twin, all in this one
+process and one runtime (ai-edge-litert), so a build and the twin it is divided by always see
+the same machine. This 2-vCPU development VM switches, for tens of seconds at a time, into a
+state where the binary model is ~25 % slower and the float twin ~6 % slower; rounds are
+classed "fast" or "slow" by the first build's time, and the table gives each build's median
+time and twin/ours ratio in each state.
+
+    python benchmarks/delegate_ab.py current                      # this checkout's sources
+    python benchmarks/delegate_ab.py /tmp/old/libbinland_lce-*.so current --seconds 300
+
+A build is a library path, or ``current`` (the working tree's sources, built into the user
+cache as ``edge.native.ensure_library`` does). To build another revision:
+``git worktree add /tmp/old <rev> && (cd /tmp/old && python -m edge.native build --output
+/tmp/old-lib)``. Models come from ``benchmarks/kernels.py``'s cache (built on first use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+for folder in (REPO, REPO / "benchmarks"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+from edge import cpu_name  # noqa: E402
+from edge.cli import ArgumentParser  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results" / "delegate_ab.md"
+
+
+def build_arg(text: str) -> str:
+    """A library file that exists, or 'current' (checked on the command line, before any
+    slow work)."""
+    if text != "current" and not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"no such library: {text} (or 'current')")
+    return text
+
+
+def positive(kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
+def resolve(build: str) -> str:
+    if build == "current":
+        import edge.native
+
+        return str(edge.native.ensure_library())
+    return build
+
+
+def measure(libraries: list[str], models: dict, args) -> list[list[float]]:
+    """Rows of per-round medians in ms: one column per library, then the float twin."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter, load_delegate
+    from tqdm import tqdm
+
+    x = np.random.default_rng(0).standard_normal((1, args.size, args.size, 3)).astype(np.float32)
+
+    def ready(path: str, delegates: list) -> Interpreter:
+        it = Interpreter(model_path=path, experimental_delegates=delegates, num_threads=2)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        for _ in range(3):
+            it.invoke()
+        return it
+
+    delegates = [load_delegate(lib) for lib in libraries]
+    ours = [ready(models["binary"], [d]) for d in delegates]
+    twin = ready(models["float"], [])
+
+    def median_ms(it: Interpreter, runs: int) -> float:
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            it.invoke()
+            times.append(time.perf_counter() - start)
+        return 1e3 * float(np.median(times))
+
+    rows = []
+    start, shown = time.monotonic(), 0
+    with tqdm(total=int(args.seconds), unit="s", desc="timing", leave=False) as bar:
+        while time.monotonic() - start < args.seconds:
+            rows.append([median_ms(it, args.runs) for it in ours] + [median_ms(twin, 3)])
+            elapsed = int(min(args.seconds, time.monotonic() - start))
+            bar.update(elapsed - shown)
+            shown = elapsed
+    del ours, twin, delegates
+    return rows
+
+
+def table(names: list[str], rows: list[list[float]], slow_factor: float) -> tuple[str, dict]:
+    """Markdown table of per-state medians, and {(state, name): twin/build ratio}. A round
+    is "slow" when the first build took more than slow_factor x its 10th-percentile round."""
+    import numpy as np
+
+    data = np.asarray(rows)
+    reference = data[:, 0]
+    fast_ms = float(np.percentile(reference, 10))
+    slow = reference > slow_factor * fast_ms
+    lines = ["| state | rounds | build | median ms | float twin ms | twin / build | vs first |",
+             "|---|---:|---|---:|---:|---:|---:|"]  # fmt: skip
+    summary = {}
+    for state, mask in (("fast", ~slow), ("slow", slow)):
+        if not mask.any():
+            continue
+        med = np.median(data[mask], axis=0)
+        for i, name in enumerate(names):
+            ratio = med[-1] / med[i]
+            summary[(state, name)] = ratio
+            lines.append(f"| {state} | {int(mask.sum())} | {name} | {med[i]:.2f} | {med[-1]:.2f} | "
+                         f"{ratio:.2f}x | {med[i] / med[0]:.3f} |")  # fmt: skip
+    return "\n".join(lines), summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(
+        prog="python benchmarks/delegate_ab.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
+    )
+    p.add_argument(
+        "builds",
+        nargs="+",
+        type=build_arg,
+        help="library paths, or 'current' (the first is the reference)",
+    )
+    p.add_argument(
+        "--seconds",
+        type=positive(float),
+        default=240.0,
+        help="how long to keep timing (default 240)",
+    )
+    p.add_argument(
+        "--runs", type=positive(int), default=12, help="runs per build per round (default 12)"
+    )
+    p.add_argument("--slow-factor", type=float, default=1.15,
+                   help="a round is 'slow' when the first build takes more than this times its "
+                        "10th-percentile round (default 1.15)")  # fmt: skip
+    p.add_argument(
+        "--size", type=int, default=256, help="input size of the paper model (default 256)"
+    )
+    p.add_argument("--output", type=Path, default=RESULTS, help="markdown file to write")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from kernels import build_models
+
+    libraries = [resolve(b) for b in args.builds]
+    names = [b if b == "current" else Path(b).name for b in args.builds]
+    info = build_models(args.size, 256, 4, rebuild=False)
+    models = {"binary": info["binary"], "float": info["float"]}
+    load_before = os.getloadavg()[0]
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    rows = measure(libraries, models, args)
+    text, _ = table(names, rows, args.slow_factor)
+    header = (
+        f"# Delegate builds A/B: paper model {args.size}x{args.size}, ai-edge-litert, 2 threads\n\n"
+        f"`python benchmarks/delegate_ab.py {' '.join(args.builds)} --seconds {args.seconds:g}` "
+        f"at {started} on {cpu_name()}; {len(rows)} rounds of {args.runs} runs per build and 3 "
+        f"of the float twin; load average (1 min) {load_before:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end (the benchmark's own 2 threads count).\n\n"
+    )
+    print(header + text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(header + text + "\n")
+    print(f"\nwritten to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
