@@ -341,8 +341,10 @@ def main(argv: list[str] | None = None) -> int:
         "(BINLAND_PROFILE), including the float work the delegate fused into them: the "
         "BatchNorm MUL/ADD before each quantize, the quantize done in the previous binary "
         "conv's epilogue, and the conv writing into the block's concat (+ skip ADD). 'delegate "
-        "float ops ms' is the concat/ADD nodes it ran on their own. The rest of 'ours' is the "
-        "runtime's float ops (stem, 1x1 skip convs, heads, pooling, upsampling) under XNNPACK.",
+        "float ops ms' is the builtin float ops it ran on their own: the concats and ADDs "
+        "not written in place by their convs (with the quantize an ADD does for the next "
+        "conv), the max pools and the nearest-neighbour upsampling. The rest of 'ours' is "
+        "the runtime's float convolutions (stem, 1x1 skip convs, heads) under XNNPACK.",
         "",
     ]
     text = "\n".join(lines)
