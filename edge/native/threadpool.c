@@ -39,8 +39,8 @@ typedef struct {
  * threads each works through its own half of the rows, as in the op before
  * and the op after, so the rows one op writes are mostly read next by the
  * same core, from its own cache (on the 2-vCPU development VM, in the state
- * where moving data between its vCPUs is slow, the paper model took 8.4 ms
- * with one shared front and 7.4 ms with this; edge/native/README.md).
+ * where moving data between its vCPUs is slow, the paper model took 8.5 ms
+ * with one shared front and 7.7 ms with this; edge/native/README.md).
  * The caller works through the tasks itself and waits only for tasks already
  * claimed, never for a worker to wake up. */
 #define FIELD_BITS 20
