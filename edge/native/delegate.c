@@ -141,16 +141,30 @@ static int is_partition_output(const TfLiteDelegateParams* params, int tensor) {
   return 0;
 }
 
+/* The tensors `op` stores: its output, and the outputs of the ops fused into
+ * it that it also stores (a quantize's MUL / ADD, a concat's own output under
+ * its ADD); -1 where there is none. */
+static void stored_by(const lce_op* op, int out[4]) {
+  out[0] = op->output;
+  out[1] = op->kind == OP_QUANTIZE ? op->pre_mul_out : -1;
+  out[2] = op->kind == OP_QUANTIZE ? op->pre_add_out : -1;
+  out[3] = op->kind == OP_CONCAT ? op->cat_out : -1;
+}
+
+static int stores(const lce_op* op, int tensor) {
+  int out[4];
+  stored_by(op, out);
+  for (int t = 0; t < 4; ++t) {
+    if (out[t] >= 0 && out[t] == tensor) return 1;
+  }
+  return 0;
+}
+
 /* The op of the partition that writes `tensor` (its output, or a fused op's
  * output it also stores), or -1 (a tensor from outside, or a constant). */
 static int writer_of(const partition* part, int tensor) {
   for (int i = 0; tensor >= 0 && i < part->num_ops; ++i) {
-    const lce_op* op = &part->ops[i];
-    if (op->output == tensor || (op->kind == OP_QUANTIZE && (op->pre_mul_out == tensor ||
-                                                             op->pre_add_out == tensor)) ||
-        (op->kind == OP_CONCAT && op->cat_out == tensor)) {
-      return i;
-    }
+    if (stores(&part->ops[i], tensor)) return i;
   }
   return -1;
 }
@@ -193,10 +207,8 @@ static void hoist_add_operand(partition* part, int index) {
   for (int i = last; i >= first; --i) {
     if (!need[i - first]) continue;
     for (int j = first; j < i; ++j) {
-      const lce_op* w = &part->ops[j];
-      const int writes[4] = {w->output, w->kind == OP_QUANTIZE ? w->pre_mul_out : -1,
-                             w->kind == OP_QUANTIZE ? w->pre_add_out : -1,
-                             w->kind == OP_CONCAT ? w->cat_out : -1};
+      int writes[4];
+      stored_by(&part->ops[j], writes);
       for (int t = 0; t < 4; ++t) {
         if (writes[t] >= 0 && op_reads(&part->ops[i], writes[t])) need[j - first] = 1;
       }
@@ -496,14 +508,11 @@ static void link_concat(partition* part, int index) {
  * or reads it for an op fused into it (an absorbed quantize, the concat (+ ADD)
  * it writes into, a fused MUL / ADD output it stores). */
 static int op_touches(const lce_op* op, int tensor) {
-  if (op->output == tensor || op_reads(op, tensor)) return 1;
-  if (op->kind == OP_QUANTIZE && (op->pre_mul_out == tensor || op->pre_add_out == tensor)) return 1;
-  if (op->kind == OP_CONCAT && op->cat_out == tensor) return 1;
-  const lce_op* q = op->then_quantize;
-  if (q && (q->output == tensor || q->pre_mul_out == tensor || q->pre_add_out == tensor)) return 1;
+  if (stores(op, tensor) || op_reads(op, tensor)) return 1;
+  if (op->then_quantize && stores(op->then_quantize, tensor)) return 1;
   if (op->kind == OP_CONCAT && op->add_resize && op->add_resize->inputs[0] == tensor) return 1;
   const lce_op* k = op->into;
-  return k && (k->output == tensor || k->add_other == tensor || k->cat_out == tensor);
+  return k && (stores(k, tensor) || k->add_other == tensor);
 }
 
 /* An ADD of a nearest-neighbour upsampling that only it reads (and nothing
@@ -591,6 +600,18 @@ static int plan_owned_buffers(partition* part) {
   return failed ? -1 : 0;
 }
 
+/* Each op of `kind` takes the quantize that reads its output, where it can
+ * (lce_op_absorb). */
+static void absorb_quantizes(partition* part, lce_op_kind kind) {
+  for (int i = 0; part->state->fuse && i < part->num_ops; ++i) {
+    for (int j = 0; part->ops[i].kind == kind && j < part->num_ops; ++j) {
+      if (j != i && part->ops[j].kind == OP_QUANTIZE && lce_op_absorb(&part->ops[i], &part->ops[j])) {
+        break;
+      }
+    }
+  }
+}
+
 static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   partition* part = node->user_data;
   if (!part) {
@@ -611,23 +632,12 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
     owned_buffer* own = find_owned(part, op->output);
     if (own) own->bytes = op->out_bytes;
   }
-  /* A binary conv computes the quantize of its float output in its epilogue. */
-  for (int i = 0; part->state->fuse && i < part->num_ops; ++i) {
-    for (int j = 0; part->ops[i].kind == OP_BCONV2D && j < part->num_ops; ++j) {
-      if (j != i && part->ops[j].kind == OP_QUANTIZE && lce_op_absorb(&part->ops[i], &part->ops[j])) {
-        break;
-      }
-    }
-  }
+  /* A binary conv computes the quantize of its float output in its epilogue;
+   * an ADD on its own (known only once the concats are linked: not written in
+   * place by its convs) as it writes each row. */
+  absorb_quantizes(part, OP_BCONV2D);
   for (int i = 0; i < part->num_ops; ++i) link_concat(part, i);
-  /* So does an ADD on its own (not written in place by its convs). */
-  for (int i = 0; part->state->fuse && i < part->num_ops; ++i) {
-    for (int j = 0; part->ops[i].kind == OP_CONCAT && j < part->num_ops; ++j) {
-      if (j != i && part->ops[j].kind == OP_QUANTIZE && lce_op_absorb(&part->ops[i], &part->ops[j])) {
-        break;
-      }
-    }
-  }
+  absorb_quantizes(part, OP_CONCAT);
   for (int i = 0; i < part->num_ops; ++i) link_resize_add(part, i);
   if (plan_owned_buffers(part)) {
     report(context, "out of memory");

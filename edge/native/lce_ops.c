@@ -812,6 +812,13 @@ VECTOR_CLONES static void concat_task(void* arg, int task, int thread_id) {
   const size_t channels = (size_t)op->channels;
   const float* other = (const float*)op->add_data;
   const lce_op* up = op->add_resize;
+  const lce_op* q = op->then_quantize;
+  /* the next binary conv's quantize of each row, while it is in L1 (y: scratch) */
+  float* y = q ? pool_scratch(job->pool, thread_id, sizeof(float) * channels) : NULL;
+  if (q && !y) {
+    job->failed = 1;
+    return;
+  }
   for (int r = r0; r < r1; ++r) {
     float* dst = (float*)job->output + (size_t)r * channels;
     float* cat = op->cat_out_data ? op->cat_out_data + (size_t)r * channels : NULL;
@@ -837,13 +844,7 @@ VECTOR_CLONES static void concat_task(void* arg, int task, int thread_id) {
       }
       dst += n;
     }
-    const lce_op* q = op->then_quantize;
-    if (q) { /* the next binary conv's quantize of this row, while it is in L1 */
-      float* y = pool_scratch(job->pool, thread_id, sizeof(float) * channels);
-      if (!y) {
-        job->failed = 1;
-        return;
-      }
+    if (q) {
       quantize_float_row(q, row, (size_t)r, y,
                          (uint32_t*)op->then_output + (size_t)r * (size_t)packed_size(q->channels));
     }
