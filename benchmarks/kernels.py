@@ -233,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interleaved rounds over all configurations (default 2); each round's "
                    "ratios are listed, the main table pools the rounds")  # fmt: skip
     p.add_argument("--rebuild", action="store_true", help="rebuild the cached models")
+    p.add_argument(
+        "--simd",
+        default=None,
+        metavar="PATH",
+        help="force this kernel path of the delegate (avx512-vpopcntdq, avx2, popcnt, portable; "
+        "default: the fastest this CPU runs), e.g. to measure the AVX2 path on an AVX-512 "
+        "host; the table names the path that ran",
+    )
     p.add_argument("--output", type=Path, default=RESULTS, help="markdown table to write")
     # Internal: one configuration in a child process.
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -250,7 +258,16 @@ def main(argv: list[str] | None = None) -> int:
     import edge.native as native
 
     library = str(native.ensure_library())
-    simd = native.simd_path(library)
+    available = native.simd_paths_available(library)
+    if args.simd is not None:
+        if args.simd not in available:
+            print(
+                f"error: --simd {args.simd}: this CPU runs {', '.join(available)}", file=sys.stderr
+            )
+            return 2
+        # The children's delegates read it (BINLAND_SIMD), and the limit below is this path's.
+        os.environ["BINLAND_SIMD"] = args.simd
+    simd = args.simd or native.simd_path(library)
     info = build_models(args.size, args.features, args.depth, args.rebuild)
     configs = [
         ("ai-edge-litert + binland delegate", "ai_edge_litert", info["binary"], library),

@@ -54,6 +54,12 @@ def without_native(tmp_path):
     copy = tmp_path / "site"
     shutil.copytree(Path(edge.__file__).parent, copy / "edge",
                     ignore=shutil.ignore_patterns("*.so", "__pycache__"))  # fmt: skip
+    # After a non-editable `pip install`, the installed distribution's library is found for
+    # any copy of the same C sources (edge.native._distribution_library). A comment makes
+    # the copy's sources another version, which no installed library was built from, so the
+    # child sees no library in editable and non-editable installs alike.
+    with open(copy / "edge" / "native" / "delegate.c", "a", encoding="utf-8") as f:
+        f.write("\n/* a copy made by tests/test_backends.py: built from nothing installed */\n")
     return {"PYTHONPATH": str(copy), "XDG_CACHE_HOME": str(tmp_path / "empty-cache"),
             "CC": str(tmp_path / "no-such-compiler")}  # fmt: skip
 

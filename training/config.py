@@ -118,6 +118,11 @@ class TrainConfig:
     # Batches in a fixed order (the same seed repeats a run exactly, on 1 or N workers) at
     # some input speed; off: a slow record never holds up the ones behind it.
     deterministic: bool = False
+    # The weights' and activations' float type. float64 is for checks that two ways of
+    # training compute the same thing (1 worker against N): their float32 rounding differs,
+    # and training amplifies it step by step by an amount that depends on the CPU's SIMD
+    # width; in float64 that rounding sits ~9 orders of magnitude lower. Several times slower.
+    precision: str = "float32"
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     normalisation: NormalisationConfig = field(default_factory=NormalisationConfig)
@@ -128,6 +133,10 @@ class TrainConfig:
         _check(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
         _check(self.task in ("landmarks", "segmentation"),
                f"task must be landmarks or segmentation, got {self.task!r}")  # fmt: skip
+        _check(
+            self.precision in ("float32", "float64"),
+            f"precision must be float32 or float64, got {self.precision!r}",
+        )
         _check(self.epochs > 0, f"epochs must be positive, got {self.epochs}")
         _check(self.steps_per_epoch is None or self.steps_per_epoch > 0,
                f"steps_per_epoch must be positive, got {self.steps_per_epoch}")  # fmt: skip

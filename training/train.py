@@ -419,6 +419,8 @@ def run(config: TrainConfig, run_dir: Path, *, resume: bool = False, strategy: s
     else:
         data = input_pipeline(config, train_set, batch_size=config.batch_size)  # split by dist
 
+    # Before any layer is made: every layer takes its dtype from Keras's floatx.
+    tf.keras.backend.set_floatx(config.precision)
     # Seeded right before the weights are made: the same seed gives the same initial weights
     # under every strategy.
     tf.keras.utils.set_random_seed(config.seed)

@@ -202,13 +202,14 @@ def build_hourglass(
             y = real_conv(features, 1, name=f"stack{s}_head_conv")(y)
         y = tf.keras.layers.BatchNormalization(name=f"stack{s}_head_bn")(y)
         head = tf.keras.layers.ReLU(name=f"stack{s}_head_relu")(y)
-        # float32 even under a mixed-precision policy: the loss and the device want float32.
+        # Full precision (floatx: float32, or float64 for training.config's precision) even
+        # under a mixed-precision policy: the loss and the device want it.
         heatmaps = tf.keras.layers.Conv2D(
-            num_landmarks, 1, dtype="float32", name=f"stack{s}_heatmaps"
+            num_landmarks, 1, dtype=tf.keras.backend.floatx(), name=f"stack{s}_heatmaps"
         )(head)
         if heatmap_activation == "sigmoid":
             heatmaps = tf.keras.layers.Activation(
-                "sigmoid", dtype="float32", name=f"stack{s}_sigmoid"
+                "sigmoid", dtype=tf.keras.backend.floatx(), name=f"stack{s}_sigmoid"
             )(heatmaps)
         outputs.append(heatmaps)
         if s < num_stacks - 1:
