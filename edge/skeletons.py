@@ -303,3 +303,20 @@ def get_skeleton(name: str) -> Skeleton:
         raise KeyError(
             f"unknown skeleton {name!r}; known: {', '.join(sorted(SKELETONS))}"
         ) from None
+
+
+def convert_by_name(
+    points: np.ndarray, visible: np.ndarray, source: Skeleton, target: Skeleton
+) -> tuple[np.ndarray, np.ndarray]:
+    """``points`` (K_source, 2) and ``visible`` (K_source,) of ``source`` as ``target``'s
+    landmarks: each landmark the two share by name is copied, the others are (0, 0) and not
+    visible (as a COCO file marks an unlabelled joint). MPII-16 -> COCO-17 keeps the 12 limb
+    joints (MPII has no eyes, ears or nose)."""
+    index = {name: i for i, name in enumerate(source.landmarks)}
+    out = np.zeros((target.num_landmarks, 2), np.float32)
+    seen = np.zeros(target.num_landmarks, bool)
+    for j, name in enumerate(target.landmarks):
+        if name in index:
+            out[j] = points[index[name]]
+            seen[j] = visible[index[name]]
+    return out, seen

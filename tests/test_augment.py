@@ -184,3 +184,73 @@ def test_pipeline_batches_and_skips_corrupt_records():
     np.testing.assert_array_equal(targets[0].numpy(), targets[1].numpy())
     assert data.skipped.count >= 4  # each of the 4 corrupt records is met at least once
     assert all("truncated" in r for r in data.skipped.reasons)
+
+
+def test_real_camera_draws_leave_older_configs_drawing_exactly_what_they_did():
+    """New draws consume random numbers only when turned on: a config written before them
+    (the bundled models' recipes) gets the same augmentation, draw for draw."""
+    old = sample_params(np.random.default_rng(3), AugmentConfig(blur_prob=0.3))
+    rng = np.random.default_rng(3)
+    again = sample_params(rng, AugmentConfig(blur_prob=0.3, shift_sigma=0.0, noise_prob=0.0))
+    assert again == old
+    assert again.shift == (0.0, 0.0) and again.noise == 0 and again.jpeg_quality == 0
+
+
+def test_shift_moves_the_crop_by_a_fraction_of_the_box_and_the_points_with_it():
+    sample = _blob_sample()
+    size = 128
+    _, _, plain, _ = crop_sample(sample, size, MPII16, AugmentParams())
+    _, _, moved, _ = crop_sample(sample, size, MPII16, AugmentParams(shift=(0.1, -0.05)))
+    # The crop's centre moves right by a tenth of the box and up by a twentieth, so every
+    # point moves left by a tenth of the crop and down by a twentieth.
+    expected = np.tile([-0.1 * size, 0.05 * size], (16, 1))
+    np.testing.assert_allclose(moved - plain, expected, atol=1e-3)
+
+
+def test_real_camera_draws_follow_their_config():
+    rng = np.random.default_rng(5)
+    on = AugmentConfig(
+        shift_sigma=0.1,
+        shift_max=0.2,
+        wide_rotation_prob=0.2,
+        noise_prob=0.3,
+        jpeg_prob=0.4,
+        jpeg_quality_min=25,
+        dark_prob=0.25,
+    )
+    draws = [sample_params(rng, on) for _ in range(4000)]
+    shifts = np.array([d.shift for d in draws])
+    assert np.abs(shifts).max() <= 0.2 and 0.08 < shifts.std() < 0.11
+    rotations = np.array([d.rotation for d in draws])
+    beyond = np.abs(rotations) > 60  # only the wide draw goes past the paper's +-60
+    assert 0.1 < beyond.mean() < 0.2 and np.abs(rotations).max() > 170
+    assert abs(np.mean([d.noise > 0 for d in draws]) - 0.3) < 0.03
+    qualities = np.array([d.jpeg_quality for d in draws if d.jpeg_quality])
+    assert abs(len(qualities) / len(draws) - 0.4) < 0.03
+    assert qualities.min() >= 25 and qualities.max() <= 90
+    dark = np.array([d.dark for d in draws if d.dark != (1.0, 1.0)])
+    assert abs(len(dark) / len(draws) - 0.25) < 0.03
+    assert dark[:, 0].min() >= 0.25 and dark[:, 0].max() <= 0.8 and dark[:, 1].min() >= 1.0
+
+
+def test_noise_jpeg_and_low_light_change_pixels_not_geometry():
+    sample = _blob_sample()
+    plain, m0, p0, v0 = crop_sample(sample, 64, MPII16, AugmentParams())
+    draws = (
+        AugmentParams(noise=8.0),
+        AugmentParams(jpeg_quality=20),
+        AugmentParams(dark=(0.3, 1.5)),
+    )
+    for params in draws:
+        changed, m1, p1, v1 = crop_sample(sample, 64, MPII16, params)
+        np.testing.assert_array_equal(m0, m1)
+        np.testing.assert_array_equal(p0, p1)
+        np.testing.assert_array_equal(v0, v1)
+        assert changed.shape == plain.shape and changed.dtype == np.uint8
+        assert np.abs(changed.astype(int) - plain).mean() > 1.0, params
+    dim, _, _, _ = crop_sample(sample, 64, MPII16, AugmentParams(dark=(0.3, 1.5)))
+    assert dim.mean() < 0.4 * plain.mean()  # low light is darker
+    # The same draw gives the same pixels (the noise is seeded by the draw).
+    a, _, _, _ = crop_sample(sample, 64, MPII16, AugmentParams(noise=8.0))
+    b, _, _, _ = crop_sample(sample, 64, MPII16, AugmentParams(noise=8.0))
+    np.testing.assert_array_equal(a, b)

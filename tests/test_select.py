@@ -41,6 +41,21 @@ def test_arm_angle_is_zero_hanging_ninety_sideways_and_180_overhead():
         arm_raise_degrees(np.zeros((68, 2)), np.ones(68, bool), SKELETONS["ibug68"])
 
 
+def test_coco17_arm_angle_uses_the_hips_and_shoulders_midpoints():
+    """COCO-17 has no pelvis or thorax: the torso runs from the hips' to the shoulders'
+    midpoint, and the same pose gives the same angle as in MPII-16."""
+    from edge.skeletons import COCO17, convert_by_name
+
+    for offset, degrees in (((0, 36), 0), ((36, 0), 90), ((0, -36), 180)):
+        mpii = _standing(offset)
+        mpii[J["right_hip"]], mpii[J["left_hip"]] = (90, 160), (110, 160)
+        coco, seen = convert_by_name(mpii, np.ones(16, bool), MPII16, COCO17)
+        assert arm_raise_degrees(coco, seen, COCO17) == pytest.approx(degrees, abs=1e-3)
+    coco, seen = convert_by_name(_standing((36, 0)), np.ones(16, bool), MPII16, COCO17)
+    seen[COCO17.landmarks.index("left_hip")] = False
+    assert np.isnan(arm_raise_degrees(coco, seen, COCO17))
+
+
 def test_a_mix_entry_repeats_only_the_drawn_figures_with_a_raised_arm():
     config = make_config({
         "dataset": {"name": "synthetic-pose", "train_options": {"size": 120, "image_size": 64},

@@ -4,10 +4,18 @@ The random draw follows the authors' FAN training code (FACTS.md section 1): box
 N(1, 0.3) clipped to [0.7, 1.3], rotation N(0, 30) degrees clipped to +-60 and set to 0
 with probability 0.6, a horizontal flip with probability 0.5 (left/right landmarks swap
 through the skeleton's flip permutation), and each colour channel multiplied by U[0.7, 1.3].
-Two more draws are for real footage (off unless a config turns them on): a Gaussian blur
-(motion, focus and low-resolution webcams) and an occluder, a random flat-coloured rectangle
-over part of the crop (hands, objects, other people); occluded landmarks keep their labels,
-so the model learns to place them anyway.
+More draws are for real cameras and the device's tracker (each off unless a config turns it
+on, and drawn only then, so an older config draws exactly what it always did):
+
+* a Gaussian blur (motion, focus and low-resolution webcams);
+* an occluder, a random flat-coloured rectangle over part of the crop (hands, objects, other
+  people); occluded landmarks keep their labels, so the model learns to place them anyway;
+* a shift of the crop's centre (the tracker's crop comes from the previous frame's landmarks,
+  so it lags a moving person and is off-centre on a bent or reaching body);
+* a wide rotation, uniform over +-180 degrees, now and then (lying and upside-down people,
+  which the paper's +-60 never shows);
+* sensor noise, JPEG re-encoding and low light (brightness and gamma), which cheap cameras,
+  streams and dim rooms produce.
 
 Geometry goes through :mod:`edge.transform` (the crop) and :mod:`edge.codec` (the targets),
 the same two functions the evaluation and the device use, so a training target and a
@@ -43,6 +51,16 @@ class AugmentConfig:
     blur_sigma_max: float = 1.5  # in crop pixels
     occlusion_prob: float = 0.0
     occlusion_max: float = 0.35  # largest occluder side, as a fraction of the crop side
+    shift_sigma: float = 0.0  # crop centre moved by N(0, sigma) x the box side, per axis
+    shift_max: float = 0.25  # ... clipped at this fraction of the box side
+    wide_rotation_prob: float = 0.0  # then the rotation is uniform over +-wide_rotation_max
+    wide_rotation_max: float = 180.0  # degrees
+    noise_prob: float = 0.0
+    noise_sigma_max: float = 12.0  # Gaussian pixel noise, grey levels (sigma ~ U[2, max])
+    jpeg_prob: float = 0.0
+    jpeg_quality_min: int = 20  # quality ~ U[min, 90]
+    dark_prob: float = 0.0  # low light: brightness x U[dark_min, 0.8], then gamma U[1, 1.8]
+    dark_min: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,18 @@ class AugmentParams:
     blur: float = 0.0  # Gaussian sigma in crop pixels; 0: none
     # (x, y, width, height) as fractions of the crop side, and the grey level; None: none
     occluder: tuple[float, float, float, float, float] | None = None
+    shift: tuple[float, float] = (0.0, 0.0)  # crop centre offset, in box sides (image axes)
+    noise: float = 0.0  # Gaussian noise sigma in grey levels; 0: none
+    jpeg_quality: int = 0  # re-encode the crop at this JPEG quality; 0: none
+    dark: tuple[float, float] = (1.0, 1.0)  # (brightness factor, gamma); (1, 1): none
+
+    def crop_box(self, box: CropBox) -> CropBox:
+        """``box`` moved, scaled and rotated by this draw: the crop the model is shown."""
+        center = (
+            box.center[0] + self.shift[0] * box.size,
+            box.center[1] + self.shift[1] * box.size,
+        )
+        return CropBox(center, box.size * self.scale, box.rotation + self.rotation)
 
 
 def sample_params(rng: np.random.Generator, config: AugmentConfig) -> AugmentParams:
@@ -77,6 +107,24 @@ def sample_params(rng: np.random.Generator, config: AugmentConfig) -> AugmentPar
         w, h = rng.uniform(0.1, config.occlusion_max, 2)
         x, y = rng.uniform(0.0, 1.0 - w), rng.uniform(0.0, 1.0 - h)
         occluder = (float(x), float(y), float(w), float(h), float(rng.uniform(0, 255)))
+    # The real-camera draws below consume random numbers only when turned on.
+    shift = (0.0, 0.0)
+    if config.shift_sigma > 0:
+        dx, dy = np.clip(
+            rng.normal(0.0, config.shift_sigma, 2), -config.shift_max, config.shift_max
+        )
+        shift = (float(dx), float(dy))
+    if config.wide_rotation_prob > 0 and rng.random() < config.wide_rotation_prob:
+        rotation = float(rng.uniform(-config.wide_rotation_max, config.wide_rotation_max))
+    noise = 0.0
+    if config.noise_prob > 0 and rng.random() < config.noise_prob:
+        noise = float(rng.uniform(2.0, config.noise_sigma_max))
+    jpeg_quality = 0
+    if config.jpeg_prob > 0 and rng.random() < config.jpeg_prob:
+        jpeg_quality = int(rng.integers(config.jpeg_quality_min, 91))
+    dark = (1.0, 1.0)
+    if config.dark_prob > 0 and rng.random() < config.dark_prob:
+        dark = (float(rng.uniform(config.dark_min, 0.8)), float(rng.uniform(1.0, 1.8)))
     return AugmentParams(
         scale,
         rotation,
@@ -84,6 +132,10 @@ def sample_params(rng: np.random.Generator, config: AugmentConfig) -> AugmentPar
         (float(colour[0]), float(colour[1]), float(colour[2])),
         blur,
         occluder,
+        shift,
+        noise,
+        jpeg_quality,
+        dark,
     )
 
 
@@ -109,9 +161,7 @@ def crop_sample(
     A flip mirrors the crop and relabels landmarks: after the mirror the subject's left arm
     sits where its right arm was, so point ``i`` takes the mirrored point of ``perm[i]``.
     """
-    box = sample.box
-    box = CropBox(box.center, box.size * params.scale, box.rotation + params.rotation)
-    crop, matrix = warp_crop(sample.image, box, (input_size, input_size))
+    crop, matrix = warp_crop(sample.image, params.crop_box(sample.box), (input_size, input_size))
     points = apply_affine(matrix, sample.points)
     visible = sample.visible.copy()
     if params.flip:
@@ -126,19 +176,33 @@ def crop_sample(
 
 
 def photometric(crop: np.ndarray, params: AugmentParams) -> np.ndarray:
-    """The draws that change pixels, not geometry: colour scale, blur and the occluder
-    (``occluder_box`` gives its pixel rectangle)."""
+    """The draws that change pixels, not geometry: colour scale, low light, blur, the
+    occluder (``occluder_box`` gives its pixel rectangle), sensor noise and JPEG, in the
+    order a camera would add them."""
+    import cv2
+
     if params.colour != (1.0, 1.0, 1.0):
         scaled = crop.astype(np.float32) * np.asarray(params.colour, np.float32)
         crop = np.clip(scaled, 0, 255).astype(np.uint8)
+    if params.dark != (1.0, 1.0):
+        brightness, gamma = params.dark
+        level = (crop.astype(np.float32) / 255.0 * brightness) ** gamma
+        crop = np.clip(level * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if params.blur > 0:
-        import cv2
-
         crop = cv2.GaussianBlur(crop, (0, 0), params.blur)
     if params.occluder is not None:
         x0, y0, x1, y1 = occluder_box(params, crop.shape[1])
         crop = crop.copy()
         crop[y0:y1, x0:x1] = int(params.occluder[4])
+    if params.noise > 0:
+        # Seeded by the draw itself, so one AugmentParams always gives the same pixels.
+        seed = int(params.noise * 1e6) ^ (crop.shape[0] << 8)
+        grain = np.random.default_rng(seed).normal(0.0, params.noise, crop.shape)
+        crop = np.clip(crop.astype(np.float32) + grain, 0, 255).astype(np.uint8)
+    if params.jpeg_quality > 0:
+        ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, params.jpeg_quality])
+        if ok:
+            crop = cv2.imdecode(data, cv2.IMREAD_COLOR)
     return crop
 
 

@@ -21,17 +21,26 @@ from .base import DatasetError, LandmarkDataset, iter_samples
 
 def arm_raise_degrees(points: np.ndarray, visible: np.ndarray, skeleton: Skeleton) -> float:
     """The larger of the two upper arms' angles from the torso's downward direction (thorax
-    to pelvis): 0 for an arm hanging at the side, 90 straight out sideways, 180 overhead.
+    to pelvis; on a skeleton without those two, e.g. COCO-17, the shoulders' midpoint to the
+    hips'): 0 for an arm hanging at the side, 90 straight out sideways, 180 overhead.
     Measured in the image, so it does not depend on how the person stands in the frame.
     NaN where the torso or neither upper arm is labelled."""
     name = {n: i for i, n in enumerate(skeleton.landmarks)}
-    needed = ("pelvis", "thorax", "right_shoulder", "right_elbow", "left_shoulder", "left_elbow")
+    arms = ("right_shoulder", "right_elbow", "left_shoulder", "left_elbow")
+    if "pelvis" in name and "thorax" in name:
+        torso = [("pelvis",), ("thorax",)]
+    else:
+        torso = [("left_hip", "right_hip"), ("left_shoulder", "right_shoulder")]
+    needed = (*(n for group in torso for n in group), *arms)
     if any(n not in name for n in needed):
         raise DatasetError(f"raised_arm needs a body skeleton with {needed}, not {skeleton.name}")
-    pelvis, thorax = name["pelvis"], name["thorax"]
-    if not (visible[pelvis] and visible[thorax]):
-        return float("nan")
-    down = points[pelvis] - points[thorax]
+    ends = []
+    for group in torso:  # the lower end (pelvis or hips), then the upper (thorax or shoulders)
+        idx = [name[n] for n in group]
+        if not all(visible[i] for i in idx):
+            return float("nan")
+        ends.append(points[idx].mean(axis=0))
+    down = ends[0] - ends[1]
     angles = []
     for side in ("right", "left"):
         shoulder, elbow = name[f"{side}_shoulder"], name[f"{side}_elbow"]

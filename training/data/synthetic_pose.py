@@ -24,14 +24,15 @@ Preview and timing::
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-from edge.skeletons import MPII16
+from edge.skeletons import COCO17, MPII16, convert_by_name
 
 from . import render
+from .base import DatasetError, Sample
 from .synthetic import SPLITS as SPLITS  # re-exported: older code imports it from here
 from .synthetic import SyntheticDataset, preview_main
 
@@ -307,11 +308,29 @@ class SyntheticPoseDataset(SyntheticDataset):
     stream = 0
     skeleton = MPII16
 
+    def __init__(self, path: str | None = None, *, skeleton: str = "mpii16", **options) -> None:
+        super().__init__(path, **options)
+        if skeleton not in ("mpii16", "coco17"):
+            raise DatasetError(f"{self.name}: skeleton must be mpii16 or coco17, got {skeleton!r}")
+        # COCO-17: the figure's 12 limb joints; its face points (nose, eyes, ears) are not
+        # drawn, so they stay unlabelled and carry no weight. It lets the drawn figures join a
+        # COCO-17 training mix (the demo clip is drawn).
+        self.skeleton = COCO17 if skeleton == "coco17" else MPII16
+
     def render(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return render_sample(rng, self.image_size, self.label_occluded)
 
     def head_size(self, points: np.ndarray) -> float:
         return head_size_of(points)
+
+    def load(self, index: int) -> Sample:
+        sample = super().load(index)
+        if self.skeleton is MPII16:
+            return sample
+        # The box stays the whole figure's (head included), as a real COCO person's box
+        # includes the face points.
+        points, visible = convert_by_name(sample.points, sample.visible, MPII16, COCO17)
+        return replace(sample, points=points, visible=visible, head_size=None)
 
 
 def main(argv: list[str] | None = None, dataset_name: str = "synthetic-pose") -> int:

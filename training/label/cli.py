@@ -40,6 +40,7 @@ from edge.errors import EdgeError
 from edge.transform import CropBox, apply_affine, box_from_points, warp_crop
 from training.data.pts import write_pts
 
+from ..splits import load_split
 from . import mappings, writers
 from .sources import UnreadableSource, expand, frames, is_image
 
@@ -111,19 +112,6 @@ def build_parser() -> ArgumentParser:
 def source_key(path: Path) -> str:
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
     return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', path.stem)}-{digest}"
-
-
-def read_split(path: Path | None, task: str) -> set[str]:
-    if path is None:
-        return set()
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        names = data.get("valid", {}).get(task, []) or []
-    except (OSError, yaml.YAMLError, AttributeError) as exc:
-        raise EdgeError(f"cannot read the split file {path}: {exc}") from None
-    return {Path(str(n)).stem for n in names}
 
 
 def context_crop(frame: np.ndarray, box: CropBox, args) -> tuple[np.ndarray, np.ndarray, CropBox]:
@@ -251,7 +239,8 @@ def run(args) -> int:
     if args.every < 1 or args.box_px < 8 or args.context < 1.0:
         raise EdgeError("--every must be >= 1, --box-px >= 8 and --context >= 1")
     # Face parts come from the face clips, so they are held out as the face task's are.
-    valid = read_split(args.split, "face" if args.task == "faceparts" else args.task)
+    split_task = "face" if args.task == "faceparts" else args.task
+    source_split = load_split(args.split)
     missing: list[str] = []
     paths = expand(args.sources, missing)
     for item in missing:
@@ -270,13 +259,21 @@ def run(args) -> int:
                 if k not in ("sources", "out", "threads", "split")}  # fmt: skip
     out: Path = args.out
     totals: Counter = Counter({"missing sources": len(missing)} if missing else {})
-    per_split: dict[str, list[dict]] = {"train": [], "valid": []}
-    used_valid: set[str] = set()
+    per_split: dict[str, list[dict]] = {"train": [], "select": [], "valid": []}
+    used_valid: set[str] = set()  # reported held-out sources
+    used_select: set[str] = set()  # held out for choosing models
+    source_index: dict[str, dict] = {}  # source key -> its path, side and activity group
     bar = tqdm(paths, unit="source", file=sys.stderr)
     for path in bar:
-        split = "valid" if path.stem in valid else "train"
-        used_valid |= {path.stem} & valid
+        split = source_split.side(path, split_task)
+        if split != "train":
+            (used_valid if split == "valid" else used_select).add(path.stem)
         key = source_key(path)
+        source_index[key] = {
+            "path": str(path),
+            "split": split,
+            "group": source_split.group(path, split_task),
+        }
         part_file = out / "parts" / args.task / f"{key}.json"
         if part_file.is_file():
             done = json.loads(part_file.read_text(encoding="utf-8"))
@@ -306,21 +303,27 @@ def run(args) -> int:
                                        "records": records, "counts": counts})  # fmt: skip
         per_split[split] += records
         totals.update(counts)
+    if not per_split["select"]:  # no split file with a select list: the layout as before
+        del per_split["select"]
     labeller.finish(out, per_split)
     summary = {"counts": dict(totals), "records": {k: len(v) for k, v in per_split.items()},
-               "valid_sources": sorted(used_valid), "settings": settings,
+               "valid_sources": sorted(used_valid), "select_sources": sorted(used_select),
+               "settings": settings,
                "split_file": None if args.split is None else str(args.split)}  # fmt: skip
     writers.write_json(out / f"summary_{args.task}.json", summary)
-    missing = valid - used_valid
+    writers.write_json(out / f"sources_{args.task}.json", source_index)
+    missing = source_split.unused(paths, split_task)
     if not any(per_split.values()):
         raise EdgeError(
             f"nothing was labelled in {len(paths)} source(s); see {out}/summary_{args.task}.json"
         )
     for name, value in sorted(totals.items()):
         print(f"{name:>40}: {value}")
-    print(f"{'records (train / valid)':>40}: {len(per_split['train'])} / {len(per_split['valid'])}")
+    sides = " / ".join(per_split)
+    counts = " / ".join(str(len(v)) for v in per_split.values())
+    print(f"{f'records ({sides})':>40}: {counts}")
     if missing:
-        print(f"note: {len(missing)} validation sources named in {args.split} were not given: "
+        print(f"note: {len(missing)} validation patterns in {args.split} matched no source given: "
               f"{', '.join(sorted(missing))}", file=sys.stderr)  # fmt: skip
     return 0
 

@@ -18,7 +18,7 @@ import numpy as np
 from edge.metadata import LandmarkMetadata
 from edge.parts import PartLabels
 from edge.segmentation import crop_to_heatmap
-from edge.transform import CropBox, warp_crop
+from edge.transform import warp_crop
 
 from ..data.augment import (
     AugmentParams,
@@ -47,9 +47,7 @@ def crop_parts(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Crop (uint8 BGR, input_size), target class map (uint8, label_size) and the
     image -> crop matrix after ``params``."""
-    box = sample.box
-    box = CropBox(box.center, box.size * params.scale, box.rotation + params.rotation)
-    crop, matrix = warp_crop(sample.image, box, (input_size, input_size))
+    crop, matrix = warp_crop(sample.image, params.crop_box(sample.box), (input_size, input_size))
     if params.flip:
         crop = np.ascontiguousarray(crop[:, ::-1])
         matrix = compose(flip_matrix(input_size), matrix)
