@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # that build models) at module level, or test only training and conversion.
 TRAIN_MODULES = {
     "test_augment.py",
+    "test_coco17_pipeline.py",
     "test_convert.py",
     "test_distributed.py",
     "test_evaluate.py",
