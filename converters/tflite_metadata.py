@@ -5,6 +5,7 @@ generated object API for the TFLite schema: unpack the model, add one buffer hol
 and one ``Metadata`` entry naming it, pack again. Weight buffers are re-packed 16-byte aligned,
 as TFLite's own writer does (``force_align: 16`` in schema.fbs); the Python object API would
 otherwise pack them with 1-byte alignment, which some kernels and mmap loaders dislike.
+The last write is the model's SHA-256 record (:func:`write_digest`), which edge checks at load.
 """
 
 from __future__ import annotations
@@ -14,7 +15,17 @@ from flatbuffers import builder as fb_builder
 from tensorflow.lite.python import schema_py_generated as schema
 
 from edge.errors import ModelError
-from edge.metadata import METADATA_NAME, LandmarkMetadata, read_metadata_bytes
+from edge.metadata import (
+    DIGEST_NAME,
+    DIGEST_PLACEHOLDER,
+    DIGEST_PREFIX,
+    METADATA_NAME,
+    LandmarkMetadata,
+    metadata_span,
+    model_digest,
+    read_metadata_bytes,
+    verify_digest,
+)
 
 _BUFFER_ALIGNMENT = 16
 _TFLITE_IDENTIFIER = b"TFL3"
@@ -80,11 +91,25 @@ def _entry_name(entry: schema.MetadataT) -> str:
 
 
 def write_landmark_metadata(flatbuffer: bytes, metadata: LandmarkMetadata) -> bytes:
-    """Embed ``metadata`` as JSON under :data:`edge.metadata.METADATA_NAME`; check it reads back."""
+    """Embed ``metadata`` as JSON under :data:`edge.metadata.METADATA_NAME`, then the model's
+    digest (:func:`write_digest`); check both read back."""
     out = add_metadata_entry(flatbuffer, METADATA_NAME, metadata.to_json().encode("utf-8"))
     if read_metadata_bytes(out) != metadata.to_json().encode("utf-8"):
         raise ModelError("internal error: the metadata did not read back from the written model")
-    return out
+    return write_digest(out)
+
+
+def write_digest(flatbuffer: bytes) -> bytes:
+    """Record the model's SHA-256 under :data:`edge.metadata.DIGEST_NAME` (replacing an old
+    one), which edge checks at load. The last write to a model: any later change to its bytes
+    is a mismatch. The record is written as zeros, the file hashed, then the digits filled in
+    place (same size, so nothing moves); the weights are not touched."""
+    out = bytearray(add_metadata_entry(flatbuffer, DIGEST_NAME, DIGEST_PLACEHOLDER))
+    start, size = metadata_span(bytes(out), DIGEST_NAME)
+    out[start : start + size] = DIGEST_PREFIX + model_digest(bytes(out)).encode()
+    if verify_digest(bytes(out)) is None:
+        raise ModelError("internal error: the digest did not read back from the written model")
+    return bytes(out)
 
 
 _BUILTIN_NAMES = {

@@ -13,7 +13,7 @@ import platform
 from pathlib import Path
 
 from .codec import HeatmapCodec
-from .errors import BackendError, EdgeError, ModelError, SourceError
+from .errors import BackendError, EdgeError, ModelError, OutputError, SourceError
 from .metadata import LandmarkMetadata, read_metadata
 from .skeletons import SKELETONS, Skeleton, get_skeleton
 from .transform import CropBox
@@ -28,6 +28,7 @@ __all__ = [
     "LandmarkModel",
     "Landmarks",
     "ModelError",
+    "OutputError",
     "SKELETONS",
     "SegmentationModel",
     "SegmentationPipeline",

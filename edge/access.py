@@ -17,6 +17,7 @@ import ipaddress
 import os
 import secrets
 import socket
+import stat
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -25,6 +26,11 @@ from .errors import EdgeError
 TOKEN_ENV = "BINLAND_STREAM_TOKEN"  # where edge.live and the deployed service find the token
 STREAM_USER = "binland"  # the user name a browser's sign-in box suggests (any name is accepted)
 MIN_TOKEN_LENGTH = 12
+# A token file holds one short line; anything larger is not one (and /dev/zero never ends).
+MAX_TOKEN_FILE_BYTES = 4096
+# Host names a loopback stream answers to besides IP literals: what a browser on this machine
+# sends. Any other name may be a DNS rebinding attack (see host_allowed).
+LOOPBACK_NAMES = ("localhost",)
 
 
 def new_token() -> str:
@@ -49,14 +55,60 @@ def read_token(path: str | Path | None = None) -> str | None:
     """The token from the file ``path`` (its first non-empty line), else from
     ``$BINLAND_STREAM_TOKEN``; None when neither gives one."""
     if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise EdgeError(f"cannot read the token file {path}: {exc.strerror}") from None
+        text = _read_token_file(Path(path))
         first = next((line for line in text.splitlines() if line.strip()), "")
         return check_token(first, str(path))
     value = os.environ.get(TOKEN_ENV, "")
     return check_token(value, f"${TOKEN_ENV}") if value.strip() else None
+
+
+def _read_token_file(path: Path) -> str:
+    """A regular file's text, at most MAX_TOKEN_FILE_BYTES. O_NONBLOCK: opening a FIFO must not
+    wait for a writer that never comes; it is refused right after, like any non-regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise EdgeError(f"cannot read the token file {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise EdgeError(f"the token file {path} is not a regular file")
+        if info.st_size > MAX_TOKEN_FILE_BYTES:
+            raise EdgeError(
+                f"the token file {path} is larger than {MAX_TOKEN_FILE_BYTES} "
+                "bytes; it should hold the token alone"
+            )
+        data = os.read(fd, MAX_TOKEN_FILE_BYTES + 1)
+    except OSError as exc:
+        raise EdgeError(f"cannot read the token file {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", errors="replace")
+
+
+def host_allowed(host_header: str | None, extra_names: tuple[str, ...] | list[str] = ()) -> bool:
+    """Whether a request to a stream bound to loopback may be answered, from its ``Host``.
+
+    DNS rebinding: a web page from evil.example re-points that name at 127.0.0.1, and the
+    browser, seeing the same origin, lets the page read the stream. Its requests still say
+    ``Host: evil.example``. So a loopback stream answers only an IP literal (the browser then
+    treats the address itself as the origin), ``localhost`` and the names in ``extra_names``.
+    No Host at all (HTTP/1.0 tools) is allowed: browsers always send one."""
+    if host_header is None:
+        return True
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [v6]:port
+        host = host[1 : host.find("]")] if "]" in host else host[1:]
+    elif host.count(":") == 1:  # name:port or v4:port
+        host = host.partition(":")[0]
+    host = host.rstrip(".")
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    names = {*LOOPBACK_NAMES, *(n.strip().lower().rstrip(".") for n in extra_names)}
+    return host in names
 
 
 def is_loopback(host: str) -> bool:
@@ -78,6 +130,8 @@ def stream_url(host: str, port: int, token: str | None = None) -> str:
     A wildcard address (0.0.0.0) becomes this machine's host name."""
     if host in ("0.0.0.0", "", "::"):
         host = socket.gethostname()
+    elif ":" in host:  # an IPv6 address goes in brackets
+        host = f"[{host}]"
     return f"http://{host}:{port}/" + (f"?token={quote(token, safe='')}" if token else "")
 
 

@@ -9,6 +9,8 @@ backend registry's names and ``--threads`` defaults to :data:`DEFAULT_THREADS` e
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -102,18 +104,103 @@ def add_backend_argument(parser, *, flag: str = "--backend"):
                                "fastest installed one that runs the model")  # fmt: skip
 
 
-def add_threads_argument(parser, *, default: int = DEFAULT_THREADS, **kwargs):
-    """``--threads N``, positive, the same default in every tool."""
+def add_threads_argument(
+    parser, *, default: int = DEFAULT_THREADS, cpus: int | None = None, **kwargs
+) -> argparse.Action:
+    """``--threads N``, from 1 to :func:`max_threads`, the same default in every tool. ``cpus``:
+    the CPUs of the machine the threads will run on, when that is another one (edge.deploy's
+    target); None: this machine."""
     kwargs.setdefault("help", "interpreter threads")
-    return parser.add_argument("--threads", type=positive_int, default=default, metavar="N",
-                               **kwargs)  # fmt: skip
+    return parser.add_argument(
+        "--threads",
+        type=thread_count if cpus is None else threads_for(cpus),
+        default=default,
+        metavar="N",
+        **kwargs,
+    )
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    return value
+# More interpreter threads than this per CPU only make every thread wait (each runtime also
+# starts helpers of its own: 64 asked for 128 threads on a 2-core machine).
+THREADS_PER_CPU = 4
+
+
+def int_in_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high`` (None: no upper bound)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text!r}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {text!r}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+positive_int = int_in_range(1)
+non_negative_int = int_in_range(0)
+
+
+def max_threads(cpus: int | None = None) -> int:
+    """The most ``--threads`` any tool accepts: :data:`THREADS_PER_CPU` x the CPUs (this
+    machine's ``os.cpu_count()`` unless given)."""
+    return THREADS_PER_CPU * (cpus or os.cpu_count() or 1)
+
+
+def threads_for(cpus: int | None = None) -> Callable[[str], int]:
+    """An argparse type for ``--threads`` on a machine with ``cpus`` CPUs (None: this one)."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > max_threads(cpus):
+            where = "here" if cpus is None else "there"
+            raise argparse.ArgumentTypeError(
+                f"must be at most {max_threads(cpus)} ({THREADS_PER_CPU} per CPU, "
+                f"{cpus or os.cpu_count() or 1} {where}), got {text!r}"
+            )
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+thread_count = threads_for()  # this machine's CPUs
+
+
+def float_in_range(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+) -> Callable[[str], float]:
+    """An argparse type: a finite number (never NaN or an infinity, which every comparison
+    would let through) from ``low`` to ``high``; ``low_open``: ``low`` itself is refused."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if low is not None and (value <= low if low_open else value < low):
+            bound = "above" if low_open else "at least"
+            raise argparse.ArgumentTypeError(f"must be {bound} {low:g}, got {text!r}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high:g}, got {text!r}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
+
+
+finite_float = float_in_range()
+positive_float = float_in_range(0.0, low_open=True)
+non_negative_float = float_in_range(0.0)
+unit_float = float_in_range(0.0, 1.0)  # scores and fractions

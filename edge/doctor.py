@@ -304,13 +304,37 @@ def check_service(unit: Path) -> Check:
     except (ImportError, KeyError):
         exists = " (made by systemd-sysusers at the first start)"
     missing = [h for h in HARDENING if h not in lines]
-    if missing:
+    if missing:  # e.g. a unit from an older deploy: name a few, count the rest
+        named = ", ".join(missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
         return Check("service", WARN, f"{unit.name} runs as {user}{exists} without "
-                     f"{', '.join(missing)}", fix)  # fmt: skip
+                     f"{named}", fix)  # fmt: skip
+    # The first four name the essentials; the rest (devices, sockets, syscalls...) are counted.
     return Check("service", OK, f"{unit.name} runs as {user}{exists}, group "
-                 f"{value('SupplementaryGroups', '-')}; {', '.join(HARDENING)}, "
+                 f"{value('SupplementaryGroups', '-')}; {', '.join(HARDENING[:4])} and "
+                 f"{len(HARDENING) - 4} more sandbox settings, "
                  f"writes only {value('ReadWritePaths', '-').lstrip('-')}; "
                  f"Restart={value('Restart', 'no')}")  # fmt: skip
+
+
+def check_integrity(path: Path) -> Check:
+    """Whether the model's bytes are the ones its converter recorded a digest of."""
+    from .metadata import verify_digest
+
+    try:
+        digest = verify_digest(path)
+    except EdgeError as exc:
+        fix = "copy the model again, or convert it again: python -m converters.convert"
+        return Check("integrity", FAIL, str(exc), fix)
+    if digest is None:  # an older converter: it loads, but corruption would go unnoticed
+        detail = (
+            f"{path.name} records no digest (converted before digests were recorded): "
+            "a corrupt copy would not be noticed"
+        )
+        fix = "convert it again with python -m converters.convert, which records one"
+        return Check("integrity", WARN, detail, fix)
+    return Check("integrity", OK, f"SHA-256 {digest[:16]}... as the converter recorded")
 
 
 def check_model(path: Path | None, *, backend: str, num_threads: int, frames: int) -> list[Check]:
@@ -328,6 +352,9 @@ def check_model(path: Path | None, *, backend: str, num_threads: int, frames: in
     detail = (f"{path.name}: {meta.model_name} {meta.skeleton} ({meta.num_landmarks} points), "
               f"input {meta.input_size[0]}x{meta.input_size[1]}, {meta.weights_format} weights")  # fmt: skip
     checks = [Check("model", OK, detail)]
+    checks.append(check_integrity(path))
+    if checks[-1].status == FAIL:  # it would not load
+        return checks
     try:
         model = LandmarkModel(path, backend=backend, num_threads=num_threads)
     except EdgeError as exc:

@@ -19,3 +19,8 @@ class SourceError(EdgeError):
 
 class DeployError(EdgeError):
     """The target cannot be deployed to as asked (unreachable, wrong OS, missing tool...)."""
+
+
+class OutputError(EdgeError):
+    """A recording (video, JSONL) or the stream cannot be written: a full disk, a file size
+    limit, a folder that does not exist. The message says what was saved."""

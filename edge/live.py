@@ -10,8 +10,9 @@ frame or a face detector), infers, decodes, tracks and smooths, and the overlay 
 window, video, MJPEG stream and JSONL log. A segmentation model (``--model faceparts.tflite``)
 runs :class:`edge.segmentation.SegmentationPipeline` instead: tracked like a face model, the
 coloured class map as overlay, per-class pixel areas (``--rle``: the map itself) in the
-JSONL. Ctrl-C (SIGINT) or SIGTERM stops after the
-current frame with every file complete; a second Ctrl-C stops at once.
+JSONL. Ctrl-C (SIGINT), SIGTERM or SIGHUP (a closed ssh session) stops after the current
+frame with every file complete; a second one stops at once. Recordings never replace earlier
+ones and survive a kill but for the last video segment (see :mod:`edge.outputs`).
 """
 
 from __future__ import annotations
@@ -30,15 +31,21 @@ from .cli import (
     add_backend_argument,
     add_model_argument,
     add_threads_argument,
+    float_in_range,
+    int_in_range,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
     resolve_model,
     run_cli,
 )
 from .detectors import create_detector
-from .errors import EdgeError, SourceError
+from .errors import EdgeError, ModelError, OutputError, SourceError
 from .pipeline import STAGES as PIPELINE_STAGES
 from .pipeline import FrameResult, LandmarkPipeline
 from .smoothing import OneEuroFilter
-from .sources import open_source
+from .sources import MAX_FRAME_PIXELS, open_source
 from .timing import RateMeter, StageTimes
 from .tracking import LandmarkTracker
 
@@ -47,6 +54,12 @@ __all__ = ["BUNDLED", "FrameResult", "LivePipeline", "build_parser", "main", "re
 # The name edge.live's pipeline had before it moved to edge.pipeline.
 LivePipeline = LandmarkPipeline
 STAGES = ("capture", *PIPELINE_STAGES, "output", "total")
+# The largest model input edge.live loads, per side. The runtime's buffers grow with the input
+# area: a 175 KB model with a 2048x2048 input took 0.7 to 2.4 GB, more than a Pi may have.
+MAX_INPUT_SIDE = 1024
+# Viewers of the stream at once: each one holds a thread and a socket.
+MAX_CLIENTS = 64
+DEFAULT_SEGMENT_SECONDS = 30.0
 
 
 def make_tracker(meta, args: argparse.Namespace) -> LandmarkTracker:
@@ -59,7 +72,9 @@ def make_tracker(meta, args: argparse.Namespace) -> LandmarkTracker:
 
 
 class _StopFlag:
-    """First SIGINT/SIGTERM asks the loop to stop after this frame; a second one interrupts."""
+    """First SIGINT, SIGTERM or SIGHUP asks the loop to stop after this frame; a second one
+    interrupts. SIGHUP's default would end the process at once (an ssh session closing),
+    leaving the video segment being written unplayable."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -71,7 +86,7 @@ class _StopFlag:
         self.requested = True
 
     def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self._previous[sig] = signal.signal(sig, self._handle)
 
     def restore(self) -> None:
@@ -98,6 +113,10 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
     if w <= 0 or h <= 0:
         raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    if w * h > MAX_FRAME_PIXELS:
+        raise argparse.ArgumentTypeError(
+            f"{w}x{h} is over the frame size limit of {MAX_FRAME_PIXELS} pixels (7680x4320 fits)"
+        )
     return w, h
 
 
@@ -115,34 +134,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, default=(640, 480), metavar="WxH",
                    help="capture size for cameras and the demo clip (default: 640x480)")  # fmt: skip
     p.add_argument("--loop", action="store_true", help="replay videos, images and the demo")
-    p.add_argument("--max-frames", type=int, default=None, metavar="N",
+    p.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
                    help="stop after N frames")  # fmt: skip
     run = p.add_argument_group("inference")
     add_backend_argument(run)
     add_threads_argument(run)
     track = p.add_argument_group("tracking and smoothing")
-    track.add_argument("--min-score", type=float, default=0.3,
+    track.add_argument("--min-score", type=non_negative_float, default=0.3,
                        help="landmarks scoring below this are not trusted: not drawn filled, "
                        "not used for the next crop, held by the smoother")  # fmt: skip
-    track.add_argument("--lost-below", type=float, default=0.3,
+    track.add_argument("--lost-below", type=non_negative_float, default=0.3,
                        help="mean landmark score below which the track is lost and the next "
                        "frame starts from the full frame (pose) or the face detector (face)")  # fmt: skip
     track.add_argument("--face-detector", default="haar", metavar="haar|none|PATH",
                        help="how face models find a face when not tracking (edge.detectors): "
                        "OpenCV's Haar cascade, none (use the full frame), or a short-range "
                        "BlazeFace .tflite (e.g. MediaPipe's face_detection_short_range.tflite)")  # fmt: skip
-    track.add_argument("--probe-every", type=int, default=4, metavar="N",
+    track.add_argument("--probe-every", type=non_negative_int, default=4, metavar="N",
                        help="pose models: every N frames also try one of a few fixed search "
                        "boxes (whole frame, left/middle/right squares) and keep it if it "
                        "scores higher than the track; recovers a track stuck on part of the "
                        "subject at the cost of 1/N more inference; 0 turns it off")  # fmt: skip
     track.add_argument("--no-smoothing", action="store_true", help="turn the One Euro filter off")
-    track.add_argument("--min-cutoff", type=float, default=0.05,
+    track.add_argument("--min-cutoff", type=positive_float, default=0.05,
                        help="One Euro minimum cutoff (Hz): lower removes more jitter at rest")  # fmt: skip
-    track.add_argument("--beta", type=float, default=80.0,
+    track.add_argument("--beta", type=non_negative_float, default=80.0,
                        help="One Euro speed coefficient (per object size per second): higher "
                        "follows fast motion with less lag")  # fmt: skip
-    track.add_argument("--d-cutoff", type=float, default=1.0,
+    track.add_argument("--d-cutoff", type=positive_float, default=1.0,
                        help="One Euro cutoff (Hz) for the speed estimate")  # fmt: skip
     track.add_argument("--low-confidence", choices=("hold", "hide"), default="hold",
                        help="what the smoother does with landmarks below --min-score: keep "
@@ -150,27 +169,79 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_argument_group("outputs")
     out.add_argument("--no-display", action="store_true",
                      help="never open a window (one opens only when $DISPLAY is set)")  # fmt: skip
-    out.add_argument("--output", type=Path, default=None, metavar="OUT.mp4",
-                     help="write the annotated video (mp4v)")  # fmt: skip
-    out.add_argument("--jsonl", type=Path, default=None, metavar="OUT.jsonl",
-                     help="write one JSON record per frame: index, timestamp, crop box, "
-                     "landmarks with names and scores, stage latencies")  # fmt: skip
+    out.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        metavar="OUT.mp4",
+        help="write the annotated video (mp4v) in segments of --segment seconds: OUT.mp4, "
+        "then OUT.0001.mp4, OUT.0002.mp4, ... Never overwrites: when OUT.mp4 exists, the run "
+        "starts at the next free number. A kill or power cut loses only the segment being "
+        "written",
+    )
+    out.add_argument(
+        "--jsonl",
+        type=Path,
+        default=None,
+        metavar="OUT.jsonl",
+        help="write one JSON record per frame (index, timestamp, crop box, landmarks with "
+        "names and scores, stage latencies) to a new file: OUT.jsonl, or when that exists the "
+        "next free OUT.NNNN.jsonl (never appended to, never overwritten)",
+    )
+    out.add_argument(
+        "--segment",
+        type=non_negative_float,
+        default=DEFAULT_SEGMENT_SECONDS,
+        metavar="SECONDS",
+        help="start a new video file every SECONDS of video (at the source's frame rate); 0: "
+        "one file per run, which a kill leaves unplayable",
+    )
+    out.add_argument(
+        "--keep-mb",
+        type=float_in_range(1.0),
+        default=None,
+        metavar="MB",
+        help="keep the recordings of --output and --jsonl (this run's and earlier ones) under "
+        "MB megabytes by deleting the oldest files; the JSONL then also starts a new file with "
+        "every video segment. For a service that records around the clock",
+    )
     out.add_argument("--serve", default=None, metavar="[HOST:]PORT",
                      help="serve the overlay as an MJPEG stream with a small web page; HOST "
-                     "defaults to 127.0.0.1, open to this machine's users only. Any other "
+                     "(an IPv6 address in brackets: [::1]:8080) defaults to 127.0.0.1, open "
+                     "to this machine's users only (see --allow-host). Any other "
                      "address (0.0.0.0 reaches it from other machines) needs a token, taken "
                      f"from ${TOKEN_ENV} or --token-file: open http://HOST:PORT/?token=TOKEN, "
                      f"or the page and sign in with user {STREAM_USER} and the token as "
                      "password. With neither set, edge.live makes one up and prints the URL "
                      "to open on the terminal (not on stdout or stderr); with no terminal "
                      "(a service) it refuses to start")  # fmt: skip
-    out.add_argument("--token-file", type=Path, default=None, metavar="PATH",
-                     help=f"read the stream's token from the first line of PATH instead of "
-                     f"${TOKEN_ENV} (never pass a token itself on the command line: ps shows "
-                     "it to every user)")  # fmt: skip
-    out.add_argument("--max-clients", type=int, default=4, metavar="N",
-                     help="at most N viewers of the stream at once; the next one gets 503. "
-                     "A viewer that stops reading misses frames and never slows the camera")  # fmt: skip
+    out.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"read the stream's token from the first line of PATH, a regular file of at most "
+        f"4 KB, instead of ${TOKEN_ENV} (never pass a token itself on the command line: ps "
+        "shows it to every user)",
+    )
+    out.add_argument(
+        "--allow-host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a stream on 127.0.0.1 or [::1] answers only requests addressed to "
+        "localhost or an IP address (others get 403: a web page could rebind its "
+        "own name to 127.0.0.1 and read the camera); this adds NAME, e.g. one an "
+        "ssh tunnel or a local proxy uses. Repeatable",
+    )
+    out.add_argument(
+        "--max-clients",
+        type=int_in_range(1, MAX_CLIENTS),
+        default=4,
+        metavar="N",
+        help=f"at most N viewers (N up to {MAX_CLIENTS}) of the stream at once; the next one "
+        "gets 503. A viewer that stops reading misses frames and never slows the camera",
+    )
     out.add_argument("--rle", action="store_true",
                      help="segmentation models: also write each frame's class map, run-length "
                      "encoded (row-major [class, run, class, run, ...]), into the JSONL")  # fmt: skip
@@ -186,11 +257,27 @@ def _summary(frames: int, wall: float, times: StageTimes, stopped: str) -> str:
     return "\n".join(lines)
 
 
+def _check_model_input(meta, path: Path) -> None:
+    w, h = meta.input_size
+    if max(w, h) > MAX_INPUT_SIDE:
+        raise ModelError(
+            f"{path.name}: its input is {w}x{h}; edge.live loads models of at most "
+            f"{MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} (the runtime's memory grows with the input area)"
+        )
+
+
+def _saved(outputs: list) -> str:
+    """What a run's recordings hold, for the one error line of a failed write."""
+    saved = [text for text in (o.describe() for o in outputs) if text]
+    return "saved: " + ", ".join(saved) if saved else "nothing saved"
+
+
 def run(args: argparse.Namespace) -> int:
     from .access import is_loopback, new_token, read_token, stream_url
     from .metadata import read_metadata
     from .model import LandmarkModel
     from .outputs import (
+        DiskBudget,
         Display,
         JsonlOutput,
         MjpegServer,
@@ -200,19 +287,16 @@ def run(args: argparse.Namespace) -> int:
         parse_host_port,
     )
 
-    if args.max_frames is not None and args.max_frames < 1:
-        raise EdgeError("--max-frames must be at least 1")
-    if args.probe_every < 0:
-        raise EdgeError("--probe-every must be 0 (off) or positive")
-    if args.max_clients < 1:
-        raise EdgeError("--max-clients must be at least 1")
     model_path = resolve_model(args.model)
     meta = read_metadata(model_path)  # a bad file fails here, before anything is opened
+    _check_model_input(meta, model_path)
     segmentation = meta.task == "segmentation"
     tracker = make_tracker(meta, args)
     say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
     closers: list = []
+    recordings: list = []  # the video and JSONL outputs, for what a failed write saved
+    failure: OutputError | None = None
     stop = _StopFlag()
     times = StageTimes()
     frames = 0
@@ -225,12 +309,23 @@ def run(args: argparse.Namespace) -> int:
         source = open_source(args.source, size=args.size, loop=args.loop)
         closers.append(source)
         video = jsonl = server = display = None
+        fps = source.fps or 30.0
+        segment = max(1, round(args.segment * fps)) if args.segment > 0 else None
+        budget = None
+        if args.keep_mb is not None:
+            series = [p for p in (args.output, args.jsonl) if p is not None]
+            budget = DiskBudget(series, int(args.keep_mb * 1e6), say=say)
         if args.output is not None:
-            video = VideoOutput(args.output, fps=source.fps or 30.0)
+            video = VideoOutput(args.output, fps=fps, segment_frames=segment, budget=budget)
             closers.append(video)
+            recordings.append(video)
         if args.jsonl is not None:
-            jsonl = JsonlOutput(args.jsonl)
+            # Under a budget the JSONL is cut where the video is, so old files can go.
+            jsonl = JsonlOutput(
+                args.jsonl, budget=budget, segment_records=segment if budget is not None else None
+            )
             closers.append(jsonl)
+            recordings.append(jsonl)
         if args.serve is not None:
             host, port = parse_host_port(args.serve)
             token = read_token(args.token_file)
@@ -239,8 +334,14 @@ def run(args: argparse.Namespace) -> int:
                 terminal = _open_terminal(args.serve)
                 closers.append(terminal)
                 token = new_token()
-            server = MjpegServer(host, port, title=f"{meta.model_name} ({meta.skeleton})",
-                                 token=token, max_clients=args.max_clients)  # fmt: skip
+            server = MjpegServer(
+                host,
+                port,
+                title=f"{meta.model_name} ({meta.skeleton})",
+                token=token,
+                max_clients=args.max_clients,
+                allowed_hosts=args.allow_host or (),
+            )
             closers.append(server)
             if made_up:
                 # The terminal only: stdout and stderr may be a log that outlives this run.
@@ -260,6 +361,11 @@ def run(args: argparse.Namespace) -> int:
             f"input {meta.input_size[0]}x{meta.input_size[1]}) on "
             f"{model.backend_description}, {model.num_threads} threads")  # fmt: skip
         say(f"source: {source.name}")
+        if video is not None:
+            every = f", a new file every {args.segment:g} s" if segment else ""
+            say(f"video: {video.first}{every}")
+        if jsonl is not None:
+            say(f"landmarks: {jsonl.current}")
         if server is not None:
             say(f"serving {server.url}" + (f" (token required: ?token=TOKEN, or user {STREAM_USER} "
                 "and the token as password)" if server.protected else ""))  # fmt: skip
@@ -288,6 +394,8 @@ def run(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             try:
                 frame = source.read()
+                if frame is not None:
+                    _check_frame_size(frame)
             except SourceError as exc:
                 if frames == 0:
                     raise
@@ -299,28 +407,39 @@ def run(args: argparse.Namespace) -> int:
                 break
             times.add("capture", time.perf_counter() - t0)
             result = pipeline.process(frame, times, continuous=source.continuous)
-            with times.stage("output"):
-                fps = rate.tick() if source.continuous else 0.0  # stills have no frame rate
-                if need_overlay:
-                    overlay = pipeline.annotate(result, fps=fps, show_box=args.show_box)
-                    if video is not None:
-                        video.write(overlay)
-                    if server is not None:
-                        server.publish(overlay)
-                    if display is not None and not display.show(overlay):
-                        stop.requested = True
-                        stopped = "window closed"
-            times.add("total", time.perf_counter() - t0)
-            if jsonl is not None:
-                latency = {s: round(v * 1e3, 3) for s, v in times.current.items()}
-                if segmentation:
-                    jsonl.write(pipeline.record(result, latency, rle=args.rle))
-                else:
-                    jsonl.write(landmark_record(
-                        frame.index, frame.timestamp, names=meta.landmarks, points=result.points,
-                        scores=result.scores, box=result.box, tracking=result.tracking,
-                        latency_ms=latency,
-                    ))  # fmt: skip
+            try:
+                with times.stage("output"):
+                    fps = rate.tick() if source.continuous else 0.0  # stills have no frame rate
+                    if need_overlay:
+                        overlay = pipeline.annotate(result, fps=fps, show_box=args.show_box)
+                        if video is not None:
+                            video.write(overlay)
+                        if server is not None:
+                            server.publish(overlay)
+                        if display is not None and not display.show(overlay):
+                            stop.requested = True
+                            stopped = "window closed"
+                times.add("total", time.perf_counter() - t0)
+                if jsonl is not None:
+                    latency = {s: round(v * 1e3, 3) for s, v in times.current.items()}
+                    if segmentation:
+                        jsonl.write(pipeline.record(result, latency, rle=args.rle))
+                    else:
+                        record = landmark_record(
+                            frame.index,
+                            frame.timestamp,
+                            names=meta.landmarks,
+                            points=result.points,
+                            scores=result.scores,
+                            box=result.box,
+                            tracking=result.tracking,
+                            latency_ms=latency,
+                        )
+                        jsonl.write(record)
+            except OutputError as exc:
+                # A full disk or a file size limit: stop, and keep what the files hold.
+                failure, stopped = exc, "output failed"
+                break
             frames += 1
         if stop.requested and stopped == "end of source":
             stopped = "interrupted"
@@ -332,10 +451,29 @@ def run(args: argparse.Namespace) -> int:
         for closer in reversed(closers):
             try:
                 closer.close()
+            except OutputError as exc:  # the last video segment did not reach the disk
+                if failure is None:
+                    failure, stopped = exc, "output failed"
             except Exception as exc:  # keep closing the rest
                 print(f"warning: closing {type(closer).__name__}: {exc}", file=sys.stderr)
-    print(_summary(frames, wall, times, stopped), flush=True)
+    if failure is not None:
+        exit_code = 2  # like any error; the summary still follows
+    try:
+        if failure is not None:  # one line, with what the recordings hold
+            print(f"error: {failure}; {_saved(recordings)}", file=sys.stderr, flush=True)
+        print(_summary(frames, wall, times, stopped), flush=True)
+    except OSError:
+        pass  # SIGHUP: the terminal is gone; the files are complete, which is what counts
     return exit_code
+
+
+def _check_frame_size(frame) -> None:
+    h, w = frame.image.shape[:2]
+    if w * h > MAX_FRAME_PIXELS:
+        raise SourceError(
+            f"frame {frame.index} is {w}x{h}, over the frame size limit of "
+            f"{MAX_FRAME_PIXELS} pixels (7680x4320 fits)"
+        )
 
 
 def quiet_opencv() -> None:
@@ -351,6 +489,9 @@ def quiet_opencv() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before OpenCV loads (it reads this once): its decoders then refuse a larger image from
+    # the header, before allocating it.
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_FRAME_PIXELS))
     args = build_parser().parse_args(argv)
     quiet_opencv()
     # Ctrl-C while loading, before the loop took over: "error: interrupted", 130.

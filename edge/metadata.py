@@ -8,7 +8,9 @@ TensorFlow nor the ``flatbuffers`` package to know what a model predicts.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +19,13 @@ from .errors import ModelError
 from .skeletons import get_skeleton
 
 METADATA_NAME = "binland.landmarks"
+# The model's integrity record, a metadata entry of its own beside the landmark record (so
+# runtimes that predate it read the model as before): "sha256:" and the hex SHA-256 of the whole
+# file with this record's 64 hex digits as zeros. Weights, graph, op options, the landmark
+# record: a flip of any byte but the digits themselves changes it. See model_digest().
+DIGEST_NAME = "binland.sha256"
+DIGEST_PREFIX = b"sha256:"
+DIGEST_PLACEHOLDER = DIGEST_PREFIX + b"0" * 64
 # 2: heatmap_sigma and refine recorded; landmark_convention (a free-text note nobody read)
 # dropped: the one convention is edge.codec's. Version 1 records still load.
 FORMAT_VERSION = 2
@@ -174,11 +183,18 @@ class _Table:
         return self.buf[p + 4 : p + 4 + n].decode("utf-8", "replace")
 
     def bytes_vector(self, i: int) -> bytes:
+        start, n = self.vector_span(i)
+        return self.buf[start : start + n]
+
+    def vector_span(self, i: int) -> tuple[int, int]:
+        """Where a byte vector's contents lie in the buffer: (offset, length)."""
         p = self._deref(i)
         if p is None:
-            return b""
+            return 0, 0
         (n,) = struct.unpack_from("<I", self.buf, p)
-        return self.buf[p + 4 : p + 4 + n]
+        if p + 4 + n > len(self.buf):
+            raise struct.error("vector past the end of the buffer")
+        return p + 4, n
 
     def tables(self, i: int) -> list[_Table]:
         p = self._deref(i)
@@ -201,8 +217,9 @@ def _model_table(data: bytes) -> _Table:
         raise ModelError("the TFLite flatbuffer is truncated or corrupt") from None
 
 
-def read_metadata_bytes(data: bytes, name: str = METADATA_NAME) -> bytes | None:
-    """The raw metadata buffer stored under ``name``, or None if the model has none."""
+def metadata_span(data: bytes, name: str = METADATA_NAME) -> tuple[int, int] | None:
+    """Where the metadata buffer stored under ``name`` lies in ``data``: (offset, length), or
+    None if the model has no such entry."""
     model = _model_table(data)
     try:
         buffers = model.tables(_MODEL_BUFFERS)
@@ -212,14 +229,69 @@ def read_metadata_bytes(data: bytes, name: str = METADATA_NAME) -> bytes | None:
                 if index >= len(buffers):
                     raise ModelError("the model's metadata points at a missing buffer")
                 buf = buffers[index]
-                raw = buf.bytes_vector(0)
-                if not raw:  # large models keep buffers after the flatbuffer (offset, size)
-                    off, size = buf.uint(1, "<Q"), buf.uint(2, "<Q")
-                    raw = data[off : off + size]
-                return bytes(raw)
+                start, size = buf.vector_span(0)
+                if not size:  # large models keep buffers after the flatbuffer (offset, size)
+                    start, size = buf.uint(1, "<Q"), buf.uint(2, "<Q")
+                    if start + size > len(data):
+                        raise ModelError("the TFLite flatbuffer is truncated or corrupt")
+                return start, size
     except (struct.error, IndexError):
         raise ModelError("the TFLite flatbuffer is truncated or corrupt") from None
     return None
+
+
+def read_metadata_bytes(data: bytes, name: str = METADATA_NAME) -> bytes | None:
+    """The raw metadata buffer stored under ``name``, or None if the model has none."""
+    span = metadata_span(data, name)
+    return None if span is None else bytes(data[span[0] : span[0] + span[1]])
+
+
+def model_digest(data: bytes) -> str:
+    """The SHA-256 (hex) that the integrity record of ``data`` must hold: of the whole file
+    with the record's digits as zeros (one fixed-size record, so writing it moves nothing)."""
+    span = metadata_span(data, DIGEST_NAME)
+    if span is None:
+        raise ModelError("the model has no digest record")
+    start, size = span
+    if size != len(DIGEST_PLACEHOLDER):
+        raise ModelError(f"the model's digest record ({DIGEST_NAME}) is malformed")
+    h = hashlib.sha256(memoryview(data)[:start])
+    h.update(DIGEST_PLACEHOLDER)
+    h.update(memoryview(data)[start + size :])
+    return h.hexdigest()
+
+
+def recorded_digest(data: bytes) -> str | None:
+    """The SHA-256 the converter recorded in the model, or None for a model from before
+    digests were recorded."""
+    raw = read_metadata_bytes(data, DIGEST_NAME)
+    if raw is None:
+        return None
+    found = re.fullmatch(re.escape(DIGEST_PREFIX) + rb"([0-9a-f]{64})", raw)
+    if found is None:
+        raise ModelError(
+            f"the model file is corrupt: its digest record ({DIGEST_NAME}) is malformed; copy "
+            "or convert it again"
+        )
+    return found.group(1).decode()
+
+
+def verify_digest(model: str | Path | bytes) -> str | None:
+    """Check a model's bytes against the digest its converter recorded. Returns the digest, or
+    None when the model has none (older files: they load, unchecked). Raises a one-line
+    :class:`ModelError` on a mismatch: a flipped weight byte moves landmarks by 100+ px and
+    would otherwise run silently."""
+    data = model_bytes(model)
+    recorded = recorded_digest(data)
+    if recorded is None:
+        return None
+    actual = model_digest(data)
+    if actual != recorded:
+        raise ModelError(
+            f"the model file is corrupt: its SHA-256 is {actual[:16]}..., the converter "
+            f"recorded {recorded[:16]}...; copy or convert it again"
+        )
+    return recorded
 
 
 def custom_op_names(data: bytes) -> list[str]:

@@ -1,7 +1,8 @@
 """What every converted model of this project shares on the device, whatever its task.
 
 :class:`Network` loads a .tflite written by ``python -m converters.convert``: its bytes and
-metadata record, the task check, the backend, the shape check against the metadata, the
+metadata record, the integrity check against the digest the converter recorded, the task
+check, the backend, the shape check against the metadata, the
 input contract (:func:`edge.transform.normalise_input`) and the raw network call.
 :class:`edge.model.LandmarkModel` and :class:`edge.segmentation.SegmentationModel` subclass
 it and add only what differs: the output channels and task they accept, and ``predict``.
@@ -17,7 +18,7 @@ import numpy as np
 from .backends import create_backend
 from .cli import DEFAULT_THREADS
 from .errors import ModelError
-from .metadata import LandmarkMetadata, model_bytes, read_metadata
+from .metadata import LandmarkMetadata, model_bytes, read_metadata, verify_digest
 from .transform import CropBox, normalise_input
 
 
@@ -42,6 +43,9 @@ class Network(abc.ABC):
         data = model_bytes(self.path)
         try:
             self.metadata: LandmarkMetadata = read_metadata(data)
+            # Corrupt weights would run and give wrong landmarks without a word; a model from
+            # before digests (None) loads unchecked, and edge.doctor says so.
+            self.digest: str | None = verify_digest(data)
         except ModelError as exc:
             raise ModelError(f"{self.path}: {exc}") from None
         self._check_task()

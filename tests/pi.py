@@ -352,17 +352,29 @@ def tiny_model(fmt: str) -> Path:
 def check_service_unit(unit: str, *, user: str, prefix: str, token: str | None = None,
                        sysusers: str = "/etc/sysusers.d/binland.conf") -> None:  # fmt: skip
     """Assert what ``edge.deploy``'s systemd unit must say: the unprivileged user in group
-    video, the hardening that leaves the camera alone, only the output folder writable,
-    restarts with a back-off, and never the stream's token."""
+    video, the hardening that leaves the camera alone (its device groups allowed, /dev not
+    hidden), the stream's sockets, only the output folder writable, restarts with a back-off
+    that systemd 252 honours, and never the stream's token."""
+    from edge.deploy.service import HARDENING
+
     lines = unit.splitlines()
+    for line in HARDENING:
+        assert line in lines, f"{line!r} missing from the unit:\n{unit}"
+    for group in ("video4linux", "media", "vchiq", "dma_heap"):  # /dev/video*, media*, ...
+        assert f"DeviceAllow=char-{group} rw" in lines
+    families = next(x for x in lines if x.startswith("RestrictAddressFamilies=")).split("=")[1]
+    assert {"AF_INET", "AF_INET6", "AF_UNIX"} <= set(families.split())
+    assert any(x.startswith("ExecStartPre=-+/bin/sh -c ") for x in lines)  # the back-off wait
+    assert any(x.startswith("ExecStopPost=-+/bin/sh -c ") for x in lines)  # ... and its count
+    assert not any(x.startswith(("RestartSteps=", "RestartMaxDelaySec=")) for x in lines)
     for line in (f"User={user}", "SupplementaryGroups=video", f"EnvironmentFile={prefix}/binland.env",
                  "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
                  f"ReadWritePaths=-{prefix}/output", "Restart=always", "RestartSec=5",
                  "StartLimitIntervalSec=0",
-                 f"ExecStartPre=+/usr/bin/install -d -o {user} -g video -m 0750 {prefix}/output"):  # fmt: skip
+                 f"ExecStartPre=+/usr/bin/install -d -o {user} -g video -m 2750 {prefix}/output"):  # fmt: skip
         assert line in lines, f"{line!r} missing from the unit:\n{unit}"
     assert [x for x in lines if x.startswith("User=")] == [f"User={user}"]
-    assert not any(x.startswith(("PrivateDevices", "DevicePolicy", "DynamicUser")) for x in lines)
+    assert not any(x.startswith(("PrivateDevices", "DynamicUser")) for x in lines)
     assert sum(x.startswith("ReadWritePaths=") for x in lines) == 1
     if user == "binland":
         assert f"ExecStartPre=+/usr/bin/systemd-sysusers {sysusers}" in lines

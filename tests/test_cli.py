@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,13 @@ from edge.cli import (
     DEFAULT_THREADS,
     ArgumentParser,
     HelpFormatter,
+    float_in_range,
+    max_threads,
+    positive_float,
     resolve_model,
     run_cli,
+    thread_count,
+    unit_float,
 )
 from edge.errors import BackendError, ModelError
 
@@ -136,3 +142,50 @@ def test_help_shows_the_defaults_a_user_relies_on(capsys):
     assert "--min-score MIN_SCORE landmarks scoring below this" in text and "(default: 0.3)" in text
     # An off switch says nothing about a default.
     assert "--no-smoothing turn the One Euro filter off --" in text
+
+
+def test_numeric_types_refuse_nan_infinities_and_out_of_range_values():
+    """Every comparison with NaN is false, so a plain `type=float` with a range check lets
+    `--min-score nan` through; these types refuse it, and say why in one line."""
+    for parse, text in [
+        (positive_float, "nan"),
+        (positive_float, "inf"),
+        (positive_float, "-inf"),
+        (positive_float, "0"),
+        (positive_float, "-5"),
+        (unit_float, "1.01"),
+        (unit_float, "-0.1"),
+        (unit_float, "NaN"),
+        (float_in_range(1.0), "0.5"),
+        (positive_float, "five"),
+    ]:
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)
+    assert positive_float("1e-3") == 0.001 and unit_float("1") == 1.0 and unit_float("0") == 0.0
+    assert max_threads() == 4 * (os.cpu_count() or 1)
+    assert thread_count(str(max_threads())) == max_threads()
+    with pytest.raises(argparse.ArgumentTypeError, match=f"must be at most {max_threads()}"):
+        thread_count(str(max_threads() + 1))
+
+
+# The tools with --threads N (edge.bench takes a list of counts and checks its own).
+THREAD_CLIS = [
+    "edge.live",
+    "edge.doctor",
+    "edge.deploy.command",
+    "examples/train_demo.py",
+    pytest.param("converters.convert", marks=train),
+    pytest.param("training.evaluate", marks=train),
+    pytest.param("training.label.cli", marks=train),
+]
+
+
+@pytest.mark.parametrize("module", THREAD_CLIS)
+def test_every_cli_caps_threads(module, capsys):
+    """--threads 64 started 128 threads on 2 cores: no tool takes more than 4 per CPU."""
+    parser = _parser(module)
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["--threads", "100000"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: argument --threads: must be at most") and err.count("\n") == 1

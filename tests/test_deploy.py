@@ -3,11 +3,13 @@ installs into an arm64 Raspberry Pi OS userland (--rootfs) and over ssh to a loo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import getpass
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import stat
@@ -101,10 +103,186 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    # Before systemd 254 the two back-off keys are unknown, and ignored.
-    complaints = [line for line in (proc.stdout + proc.stderr).splitlines()
-                  if str(unit) in line and "RestartSteps" not in line and "RestartMaxDelaySec" not in line]  # fmt: skip
+    # No key this systemd ignores (RestartSteps= and RestartMaxDelaySec= were, before 254).
+    complaints = [line for line in (proc.stdout + proc.stderr).splitlines() if str(unit) in line]
     assert not complaints, complaints
+
+
+def _security_score(unit_text: str, tmp_path: Path) -> tuple[float, str]:
+    """``systemd-analyze security --offline=true`` on the unit file: (overall exposure, report)."""
+    unit = tmp_path / "binland.service"
+    unit.write_text(unit_text)
+    proc = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    found = re.search(r"Overall exposure level for binland\.service: (\d+\.\d)", proc.stdout)
+    if found is None and "offline" in proc.stderr:
+        pytest.skip(
+            f"this systemd-analyze cannot assess a unit file offline: {proc.stderr.strip()}"
+        )
+    assert found, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return float(found.group(1)), proc.stdout
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+@pytest.mark.parametrize("user", ["binland", "pi"])
+def test_unit_scores_2_or_better_in_systemd_analyze_security(user: str, tmp_path: Path) -> None:
+    """The sandbox (issue 25): the old unit scored 8.5, EXPOSED. What is left open is what the
+    camera and the stream need: the network, the camera's devices, group video."""
+    score, report = _security_score(
+        render_unit(ServiceSettings(model_name="p.tflite", user=user)), tmp_path
+    )
+    assert score <= 2.0, report
+    open_items = {line.split()[1] for line in report.splitlines() if line.startswith("✗")}
+    for needed in ("PrivateNetwork=", "PrivateDevices=", "SupplementaryGroups="):
+        assert needed in open_items  # left open on purpose; the rest is closed
+    assert (
+        not {
+            "CapabilityBoundingSet=~CAP_SYS_ADMIN",
+            "SystemCallFilter=~@privileged",
+            "ProtectKernelModules=",
+            "RestrictNamespaces=~user",
+        }
+        & open_items
+    )
+
+
+def _backoff_commands(unit: str) -> dict[str, list[str]]:
+    """The unit's back-off commands as systemd runs them: quotes removed, $$ and %% undone."""
+    out = {}
+    for line in unit.splitlines():
+        key, _, value = line.partition("=")
+        if key in ("ExecStartPre", "ExecStopPost") and "/bin/sh -c" in value:
+            argv = shlex.split(value.lstrip("-+"))
+            out[key] = [arg.replace("$$", "$").replace("%%", "%") for arg in argv]
+    return out
+
+
+@pytest.mark.skipif(not Path("/bin/sh").exists(), reason="needs /bin/sh")
+def test_restart_back_off_doubles_to_two_minutes_and_starts_again(tmp_path: Path) -> None:
+    """systemd 252 ignores RestartSteps=: the unit's own pair of commands, run by this machine's
+    /bin/sh as systemd would run them, waits 5 s (RestartSec) + 0, 5, 15 ... up to 120 s in all
+    after failures in a row, and starts the series again after a clean stop or a long run."""
+    from edge.deploy.service import BACKOFF_STATE, RESTART_SEC
+
+    commands = _backoff_commands(render_unit(ServiceSettings(model_name="p.tflite")))
+    assert commands["ExecStartPre"][-1] == commands["ExecStopPost"][-1] == BACKOFF_STATE
+    state = tmp_path / "binland.backoff"
+    bin_dir = tmp_path / "bin"  # a sleep that records how long it was asked to wait
+    bin_dir.mkdir()
+    (bin_dir / "sleep").write_text(f'#!/bin/sh\necho "$1" >> {tmp_path / "slept"}\n')
+    (bin_dir / "sleep").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+    def run(key: str, **extra: str) -> None:
+        argv = [*commands[key][:-1], str(state)]
+        subprocess.run(argv, env={**env, **extra}, check=True, timeout=30)
+
+    def cycle(result: str) -> int:  # one start and one stop: the total wait before the start
+        (tmp_path / "slept").unlink(missing_ok=True)
+        run("ExecStartPre")
+        run("ExecStopPost", SERVICE_RESULT=result)
+        return RESTART_SEC + int((tmp_path / "slept").read_text())
+
+    waits = [cycle("exit-code") for _ in range(8)]
+    assert waits == [5, 5, 10, 20, 40, 80, 120, 120]
+    assert cycle("success") == 120  # the wait before this run was still the failures' ...
+    assert cycle("exit-code") == 5  # ... but a clean stop started the series again
+    assert cycle("signal") == 5
+    assert cycle("core-dump") == 10
+    failures, started = state.read_text().split()
+    state.write_text(f"{failures} {int(started) - 3600}\n")  # that run lasted an hour
+    run("ExecStopPost", SERVICE_RESULT="exit-code")
+    assert state.read_text().split()[0] == "1"  # a long run: the first failure of a new series
+    state.write_text("garbage\n")  # a damaged state file is a fresh start, not an error
+    assert cycle("exit-code") == 5
+
+
+@pytest.mark.skipif(
+    shutil.which("strace") is None or shutil.which("systemd-analyze") is None,
+    reason="needs strace and systemd-analyze",
+)
+def test_syscall_filter_leaves_edge_live_working(tmp_path: Path) -> None:
+    """The unit's SystemCallFilter= lines, enforced the way its SystemCallErrorNumber=EPERM
+    does: strace makes every call outside them fail with EPERM while edge.live runs the bundled
+    model on the demo clip and serves the stream. It must give the same landmarks."""
+    unit = render_unit(ServiceSettings(model_name="pose.tflite")).splitlines()
+    assert "SystemCallErrorNumber=EPERM" in unit
+    filters = [x.split("=", 1)[1] for x in unit if x.startswith("SystemCallFilter=")]
+    listing = subprocess.run(
+        ["systemd-analyze", "syscall-filter"], capture_output=True, text=True, check=True
+    ).stdout
+    groups: dict[str, list[str]] = {}
+    for line in listing.splitlines():
+        if line.startswith("@"):
+            groups[line.strip()] = members = []
+        elif line.startswith("    ") and not line.strip().startswith("#"):
+            members.append(line.strip())
+
+    def expand(names: list[str]) -> set[str]:
+        return set().union(*(expand(groups[n]) if n.startswith("@") else {n} for n in names))
+
+    allowed = expand(["@default"])  # systemd always allows these
+    for f in filters:
+        deny = f.startswith("~")
+        names = expand(f.lstrip("~").split())
+        allowed = allowed - names if deny else allowed | names
+    denied = expand(["@known"]) - allowed
+    assert {"mount", "init_module", "setuid", "sched_setaffinity"} <= denied
+    args = [
+        "-m",
+        "edge.live",
+        "--model",
+        "pose",
+        "--source",
+        "demo",
+        "--serve",
+        "127.0.0.1:0",
+        "--no-display",
+        "--threads",
+        "2",
+        "--max-frames",
+        "12",
+    ]
+    plain = subprocess.run(
+        [sys.executable, *args, "--jsonl", str(tmp_path / "plain.jsonl")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    calls = ",".join(f"?{name}" for name in sorted(denied))  # "?": a name strace does not know
+    log = tmp_path / "strace.log"
+    proc = subprocess.run(
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            str(log),
+            "-e",
+            f"trace={calls}",
+            "-e",
+            f"inject={calls}:error=EPERM",
+            sys.executable,
+            *args,
+            "--jsonl",
+            str(tmp_path / "filtered.jsonl"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _landmarks(tmp_path / "filtered.jsonl").shape[0] == 12
+    np.testing.assert_array_equal(
+        _landmarks(tmp_path / "filtered.jsonl"), _landmarks(tmp_path / "plain.jsonl")
+    )
 
 
 def _tiny_rootfs(root: Path) -> Path:
@@ -157,6 +335,185 @@ def test_settings_step_writes_the_token_root_only_and_keeps_it(tmp_path: Path) -
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
 
 
+def _apply(target, s: ServiceSettings, model: Path, names: tuple[str, ...]) -> list[str]:
+    """Plan a deploy and apply the named steps (those that need no downloads or compiler);
+    returns the plan's notes."""
+    steps, notes = deploy.plan(target, s, model)
+    for step in steps:
+        if step.name in names and not step.done():
+            step.apply()
+    return notes
+
+
+LOCAL_STEPS = ("venv", "runtime", "model", "config", "user", "unit", "enable")
+
+
+def test_deploy_refuses_a_prefix_holding_files_it_did_not_install(tmp_path: Path, capsys) -> None:
+    """Issue 25: --prefix /home/pi deleted /home/pi/models/*. A folder that no deploy made its
+    own and that holds anything is refused, before any step, and left exactly as it was; a
+    home folder is refused anyway (the unit's ProtectHome=yes would hide it from the service)."""
+    from edge_fixtures import POSE_FLOAT
+
+    root = _tiny_rootfs(tmp_path / "root")
+    for folder in ("home/pi", "srv/shared"):
+        (root / folder / "models").mkdir(parents=True)
+        (root / folder / "models/mine.tflite").write_bytes(b"the user's own model")
+        (root / folder / ".bashrc").write_text("# mine\n")
+    before = _snapshot(root)
+    argv = ["--model", str(POSE_FLOAT), "--rootfs", str(root), "--prefix"]
+    cases = {
+        "/home/pi": "the service's sandbox hides /home, /root, /run/user",
+        "/srv/shared": "holds files this deploy did not install (.bashrc, models)",
+    }
+    for prefix, message in cases.items():
+        for extra in (["--dry-run"], []):
+            assert deploy.main([*argv, prefix, *extra]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"error: --prefix {prefix}") and message in err, err
+            assert err.count("\n") == 1
+    assert _snapshot(root) == before
+    with pytest.raises(deploy.DeployError, match="did not install"):  # whoever plans it
+        s = ServiceSettings(model_name="p.tflite", prefix="/home/pi")
+        deploy.plan(RootfsTarget(root), s, POSE_FLOAT)
+    # An empty folder of its own is fine.
+    (root / "srv/binland").mkdir(parents=True)
+    s = ServiceSettings(model_name="pose.tflite", prefix="/srv/binland", token="t" * 24)
+    notes = _apply(RootfsTarget(root), s, POSE_FLOAT, ("model",))
+    assert (root / "srv/binland/models/pose.tflite").read_bytes() == POSE_FLOAT.read_bytes()
+    assert not any("did not install" in n for n in notes)
+
+
+def test_redeploy_deletes_only_the_models_it_installed(tmp_path: Path) -> None:
+    from edge_fixtures import FACE_FLOAT, POSE_FLOAT
+
+    root = _tiny_rootfs(tmp_path / "root")
+    target = RootfsTarget(root)
+    s = ServiceSettings(model_name="pose_float.tflite", token="t" * 24)
+    _apply(target, s, POSE_FLOAT, ("model", "config"))
+    models = root / "opt/binland/models"
+    (models / "mine.tflite").write_bytes(b"the user's own model")  # put there by hand
+    manifest = json.loads((root / "opt/binland/.binland-manifest").read_text())
+    assert "/opt/binland/models/pose_float.tflite" in manifest["files"]
+    # A new model replaces the deploy's old one; the user's file stays, and is named.
+    face = dataclasses.replace(s, model_name="face_float.tflite")
+    notes = _apply(target, face, FACE_FLOAT, ("model",))
+    assert sorted(p.name for p in models.iterdir()) == ["face_float.tflite", "mine.tflite"]
+    assert (models / "mine.tflite").read_bytes() == b"the user's own model"
+    assert any("mine.tflite, which this deploy did not install" in n for n in notes)
+    # A file of the user's under the very name of the model to deploy is not overwritten.
+    with pytest.raises(deploy.DeployError, match="this deploy did not install it"):
+        deploy.plan(target, dataclasses.replace(s, model_name="mine.tflite"), POSE_FLOAT)
+    assert (models / "mine.tflite").read_bytes() == b"the user's own model"
+
+
+def test_redeploy_keeps_hand_edits_to_the_settings_file(tmp_path: Path) -> None:
+    """Issue 25: the settings file's header invites edits, and a redeploy reverted them. Now the
+    edited file stays; the new settings go beside it, to binland.env.new, and a note says so."""
+    from edge_fixtures import POSE_FLOAT
+
+    root = _tiny_rootfs(tmp_path / "root")
+    target = RootfsTarget(root)
+    s = ServiceSettings(model_name="pose.tflite", token="t0ken-" * 4)
+    _apply(target, s, POSE_FLOAT, ("config",))
+    env_file, new_file = root / "opt/binland/binland.env", root / "opt/binland/binland.env.new"
+    assert "binland.env.new" in env_file.read_text()  # the header says what a redeploy does
+    # Unedited: a redeploy with other flags rewrites it, as before.
+    s = dataclasses.replace(s, source="/opt/binland/clip.mp4")
+    _apply(target, s, POSE_FLOAT, ("config",))
+    assert parse_env_file(env_file.read_text())["BINLAND_SOURCE"] == "/opt/binland/clip.mp4"
+    assert not new_file.exists()
+    # The user edits it (and loosens its mode); a redeploy with other flags keeps the edits.
+    edited = env_file.read_text().replace('BINLAND_MIN_SCORE="0.3"', 'BINLAND_MIN_SCORE="0.55"')
+    env_file.write_text(edited)
+    env_file.chmod(0o644)
+    s2 = dataclasses.replace(s, threads=4)
+    steps, notes = deploy.plan(target, s2, POSE_FLOAT)
+    config = next(step for step in steps if step.name == "config")
+    assert not config.done() and "binland.env.new" in config.detail
+    assert any("has edits of yours: kept" in n and "binland.env.new" in n for n in notes)
+    config.apply()
+    assert env_file.read_text() == edited  # the edits stay
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600  # ... but no longer readable by others
+    assert new_file.read_text() == render_env(s2) and stat.S_IMODE(new_file.stat().st_mode) == 0o600
+    assert parse_env_file(new_file.read_text())["BINLAND_STREAM_TOKEN"] == s.token
+    assert config.done()  # a second identical deploy changes nothing
+    steps, _ = deploy.plan(target, s2, POSE_FLOAT)
+    assert next(step for step in steps if step.name == "config").done()
+    # Merged (the new file moved over the old): the deploy's own again, and updated again.
+    new_file.replace(env_file)
+    _apply(target, dataclasses.replace(s2, threads=3), POSE_FLOAT, ("config",))
+    assert parse_env_file(env_file.read_text())["BINLAND_THREADS"] == "3"
+    assert not new_file.exists()
+
+
+def _writable_by_others(root: Path) -> list[str]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            p = Path(dirpath) / name
+            if not p.is_symlink() and p.lstat().st_mode & stat.S_IWOTH:
+                found.append("/" + str(p.relative_to(root)))
+    return found
+
+
+@contextlib.contextmanager
+def _umask(mask: int):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_deploy_under_umask_000_leaves_nothing_writable_by_others(tmp_path: Path) -> None:
+    """Issue 25: under umask 000 the rootfs deploy left 1,249 world-writable paths (folders,
+    /etc/sysusers.d, the service's code). Modes are now set explicitly."""
+    from edge_fixtures import POSE_FLOAT
+
+    root = _tiny_rootfs(tmp_path / "root")
+    assert _writable_by_others(root) == []
+    s = ServiceSettings(model_name="pose.tflite", token="t" * 24)
+    with _umask(0):
+        _apply(RootfsTarget(root), s, POSE_FLOAT, LOCAL_STEPS)
+    assert (root / "opt/binland/venv/lib/python3.11/site-packages/edge/live.py").is_file()
+    assert (root / "etc/sysusers.d/binland.conf").is_file()
+    assert _writable_by_others(root) == []
+    assert stat.S_IMODE((root / "etc/sysusers.d").stat().st_mode) == 0o755
+    assert stat.S_IMODE((root / "opt/binland/binland.env").stat().st_mode) == 0o600
+
+
+def test_absolute_symlinks_in_the_rootfs_resolve_inside_it(tmp_path: Path, capsys) -> None:
+    """Issue 25: an absolute link inside --rootfs (as images have them) was followed onto this
+    machine. Now it is taken from the rootfs's own root, and a link leading out is refused."""
+    from edge_fixtures import POSE_FLOAT
+
+    root = _tiny_rootfs(tmp_path / "root")
+    host = tmp_path / "host"  # stands for this machine's own folders
+    (host / "opt").mkdir(parents=True)
+    (host / "sysusers.d").mkdir()
+    (root / "opt").symlink_to(host / "opt")  # absolute: on the Pi, ROOT/<that path>
+    (root / "etc/sysusers.d").symlink_to(host / "sysusers.d")
+    (root / "usr/bin/python3").unlink()
+    # An absolute link, as Debian's alternatives make them.
+    (root / "usr/bin/python3").symlink_to("/usr/bin/python3.11")
+    target = RootfsTarget(root)
+    info = target.python_info()
+    assert (info.version, info.machine) == ("3.11", "aarch64")  # the rootfs's, not this machine's
+    s = ServiceSettings(model_name="pose.tflite", token="t" * 24)
+    _apply(target, s, POSE_FLOAT, LOCAL_STEPS)
+    assert sorted(host.rglob("*")) == [host / "opt", host / "sysusers.d"]  # nothing written there
+    inside = root / str(host).lstrip("/")
+    assert (inside / "opt/binland/models/pose.tflite").read_bytes() == POSE_FLOAT.read_bytes()
+    assert (inside / "sysusers.d/binland.conf").is_file()
+    # A link that climbs out of the root is refused, in one line.
+    (root / "opt").unlink()
+    (root / "opt").symlink_to("../../host/opt")
+    assert deploy.main(["--model", str(POSE_FLOAT), "--rootfs", str(root), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "leads out of rootfs" in err and err.count("\n") == 1
+    assert sorted(host.rglob("*")) == [host / "opt", host / "sysusers.d"]
+
+
 def test_exec_start_is_the_command_systemd_runs() -> None:
     s = ServiceSettings(model_name="pose.tflite", prefix="/srv/bl", source="/media/my clip.mp4",
                         serve="127.0.0.1:9000", extra_args=("--jsonl", "/srv/bl/out.jsonl"))  # fmt: skip
@@ -166,7 +523,7 @@ def test_exec_start_is_the_command_systemd_runs() -> None:
     assert argv == [
         "/srv/bl/venv/bin/python", "-m", "edge.live", "--model", "/srv/bl/models/pose.tflite",
         "--source", "/media/my clip.mp4", "--serve", "127.0.0.1:9000", "--threads", "2", "--min-score", "0.3",
-        "--lost-below", "0.3", "--no-display",
+        "--lost-below", "0.3", "--keep-mb", "1000.0", "--no-display",
         "--jsonl", "/srv/bl/out.jsonl",
     ]  # fmt: skip
     # No extra flags: $BINLAND_ARGS expands to no word at all, not an empty argument.
@@ -305,10 +662,20 @@ def test_runtime_copy_is_the_edge_package_without_caches() -> None:
     [
         (["--model", "missing.tflite", "--rootfs", "/"], "model file not found"),
         (["--model", str(REPO / "pyproject.toml"), "--rootfs", "/"], "not a TFLite flatbuffer"),
+        # edge.live would refuse these at every start, in a Restart=always loop: refused here.
+        (["--model", "pose", "--rootfs", "/", "--min-score", "nan"], "finite number"),
+        (["--model", "pose", "--rootfs", "/", "--lost-below", "-1"], "at least 0"),
+        (["--model", "pose", "--rootfs", "/", "--keep-mb", "0"], "above 0"),
+        # bounded by the Pi's 4 cores, not this machine's
+        (["--model", "pose", "--rootfs", "/", "--threads", "17"], "4 there"),
     ],
 )
 def test_cli_bad_input_is_one_line_error(args, message, capsys) -> None:
-    assert deploy.main(args) == 2
+    try:
+        code = deploy.main(args)
+    except SystemExit as exc:  # the parser's own refusals end the program there
+        code = exc.code
+    assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
@@ -472,6 +839,18 @@ def test_rootfs_deploy_is_idempotent_and_stays_in_its_prefix(float_model, rootfs
     renewed = _opened_url(out)
     assert renewed != token
     assert parse_env_file(env_file.read_text())["BINLAND_STREAM_TOKEN"] == renewed
+
+
+@pytest.mark.pi
+def test_rootfs_deploy_under_umask_000_with_wheels_and_native(float_model, rootfs) -> None:
+    """The whole CLI (pip's aarch64 wheels and the cross-built library included) under umask
+    000: nothing it writes is writable by others (issue 25 counted 1,249 such paths)."""
+    before = set(_writable_by_others(rootfs))  # e.g. the image's own /tmp
+    with _umask(0):
+        _deploy_rootfs(float_model, rootfs)
+    site = rootfs / "opt/binland/venv/lib/python3.11/site-packages"
+    assert (site / "tflite_runtime").is_dir() and (site / "numpy").is_dir()
+    assert set(_writable_by_others(rootfs)) - before == set()
 
 
 # --- over ssh to a loopback sshd --------------------------------------------------------------

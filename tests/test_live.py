@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from edge_fixtures import POSE_FLOAT
 from opencv_samples import MESSI, VTEST, needs_samples
 from tiny_models import tiny_landmark_tflite
 
@@ -73,8 +77,9 @@ def test_pipeline_stages_equal_model_predict(pose_model):
 @needs_samples
 def test_every_frame_of_vtest_is_processed(pose_model, tmp_path):
     out = tmp_path / "vtest.jsonl"
-    proc = live("--model", pose_model, "--source", VTEST, "--no-display", "--jsonl", out,
-                "--threads", "1")  # fmt: skip
+    proc = live(
+        "--model", pose_model, "--source", VTEST, "--no-display", "--jsonl", out, "--threads", "1"
+    )
     assert proc.returncode == 0, proc.stderr
     records = read_jsonl(out)
     assert len(records) == count_video_frames(VTEST) == 795
@@ -86,16 +91,36 @@ def test_every_frame_of_vtest_is_processed(pose_model, tmp_path):
     assert "795 frames" in proc.stdout and "p50 ms" in proc.stdout
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+# SIGHUP: the ssh session that started it closed. Its default would end the run at once.
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_outputs_complete_after_a_signal(pose_model, tmp_path, sig):
     video, log = tmp_path / "out.mp4", tmp_path / "out.jsonl"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("DISPLAY", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.live", "--model", str(pose_model), "--source", "demo",
-         "--loop", "--no-display", "--output", str(video), "--jsonl", str(log), "--threads", "1"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "edge.live",
+            "--model",
+            str(pose_model),
+            "--source",
+            "demo",
+            "--loop",
+            "--no-display",
+            "--output",
+            str(video),
+            "--jsonl",
+            str(log),
+            "--threads",
+            "1",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -141,6 +166,7 @@ def test_face_model_finds_the_face_with_haar(face_model, tmp_path):
     cx, cy = record["box"]["center"]
     assert 180 < cx < 270 and 50 < cy < 140  # Messi's face, not the whole photo
     assert len(record["landmarks"]) == 68 and record["landmarks"][36]["name"] == "right_eye_0"
+    log = tmp_path / "blank.jsonl"
     proc = live("--model", face_model, "--source", blank, "--no-display", "--jsonl", log)
     assert proc.returncode == 0 and read_jsonl(log)[0]["landmarks"] == []  # no face: no guess
 
@@ -279,3 +305,346 @@ def test_a_still_image_overlay_shows_no_frame_rate(pose_model, tmp_path):
             assert _white_pixels(last) > 50
         else:
             assert _white_pixels(last) == 0
+
+
+# --- recordings that survive (issue 25) ---------------------------------------------------------
+
+
+def series(path: Path) -> list[Path]:
+    """The files of a recording on disk, in order: OUT.mp4, OUT.0001.mp4, OUT.0002.mp4, ...
+    (the naming `--help` states; read here independently of edge.outputs)."""
+    pattern = re.compile(rf"{re.escape(path.stem)}(?:\.(\d{{4,}}))?{re.escape(path.suffix)}")
+    found = [(m, p) for p in path.parent.iterdir() if (m := pattern.fullmatch(p.name))]
+    return [p for m, p in sorted(found, key=lambda f: int(f[0].group(1) or 0))]
+
+
+def test_a_restart_keeps_every_recording(pose_model, tmp_path):
+    """The service restarts (Restart=always) with the same --output and --jsonl: each run
+    writes new numbered files, and the earlier ones keep every frame and record."""
+    video, log = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    for frames in (30, 10, 20):
+        proc = live(
+            "--model",
+            pose_model,
+            "--source",
+            "demo",
+            "--no-display",
+            "--threads",
+            "1",
+            "--output",
+            video,
+            "--jsonl",
+            log,
+            "--max-frames",
+            frames,
+        )
+        assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in series(log)] == ["out.jsonl", "out.0001.jsonl", "out.0002.jsonl"]
+    assert [len(read_jsonl(p)) for p in series(log)] == [30, 10, 20]
+    assert [count_video_frames(p) for p in series(video)] == [30, 10, 20]
+    assert "landmarks: " + str(tmp_path / "out.0002.jsonl") in proc.stderr  # says where
+
+
+def test_a_kill_leaves_every_video_segment_but_the_last(pose_model, tmp_path):
+    """kill -9 (or a power cut) mid-recording: every finished segment plays, with all its
+    frames, and every JSONL line is a whole record."""
+    video, log = tmp_path / "rec.mp4", tmp_path / "rec.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("DISPLAY", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge.live",
+            "--model",
+            str(pose_model),
+            "--source",
+            "demo",
+            "--loop",
+            "--no-display",
+            "--threads",
+            "1",
+            "--output",
+            str(video),
+            "--jsonl",
+            str(log),
+            "--segment",
+            "0.5",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(series(video)) < 4:  # three segments finished, the fourth being written
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no segments after 2 minutes"
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    segments = series(video)
+    finished = segments[:-1]  # the one being written at the kill may be lost
+    assert len(finished) >= 3
+    assert [count_video_frames(p) for p in finished] == [15] * len(finished)  # 0.5 s at 30 FPS
+    first = cv2.VideoCapture(str(finished[0]))
+    ok, image = first.read()
+    first.release()
+    assert ok and image.shape == (480, 640, 3)
+    records = read_jsonl(log)  # every line parses
+    assert len(records) >= 15 * len(finished)
+    assert [r["frame"] for r in records] == list(range(len(records)))
+
+
+def _one_error_line(proc: subprocess.CompletedProcess) -> str:
+    """The run's one error line (the runtime may log a line of its own to stderr)."""
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return errors[0]
+
+
+def _file_size_limit(limit: int):
+    def apply() -> None:  # in the child: writes past `limit` bytes fail with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_full_disk_is_one_line_and_exit_2(pose_model, tmp_path):
+    proc = live(
+        "--model",
+        pose_model,
+        "--source",
+        "demo",
+        "--no-display",
+        "--max-frames",
+        "5",
+        "--jsonl",
+        "/dev/full",
+    )
+    assert proc.returncode == 2
+    assert _one_error_line(proc) == (
+        "error: cannot write /dev/full: No space left on device; nothing saved"
+    )
+
+
+def test_a_file_size_limit_on_the_jsonl_keeps_whole_records(pose_model, tmp_path):
+    log = tmp_path / "out.jsonl"
+    proc = live(
+        "--model",
+        pose_model,
+        "--source",
+        "demo",
+        "--no-display",
+        "--threads",
+        "1",
+        "--jsonl",
+        log,
+        preexec_fn=_file_size_limit(40_000),
+    )
+    assert proc.returncode == 2
+    line = _one_error_line(proc)
+    assert line.startswith(f"error: cannot write {log}: File too large"), line
+    saved = int(re.search(r"saved: out\.jsonl \((\d+) records\)$", line).group(1))
+    records = read_jsonl(log)  # every line parses: cut back to the last whole record
+    assert 1 < len(records) == saved < 150
+    assert log.stat().st_size <= 40_000
+
+
+def test_a_video_that_does_not_reach_the_disk_is_an_error(pose_model, tmp_path):
+    """OpenCV's writer says nothing when its writes fail: each segment is read back instead.
+    A 300 KB file size limit: the JSONL fits, the video's first 1 s segment does not."""
+    video, log = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    proc = live(
+        "--model",
+        pose_model,
+        "--source",
+        "demo",
+        "--no-display",
+        "--threads",
+        "1",
+        "--output",
+        video,
+        "--jsonl",
+        log,
+        "--segment",
+        "1",
+        preexec_fn=_file_size_limit(300_000),
+    )
+    assert proc.returncode == 2
+    line = _one_error_line(proc)
+    assert line.startswith(f"error: cannot write video {video}: File too large"), line
+    assert line.endswith("it is incomplete; saved: out.jsonl (29 records)"), line
+    assert "(output failed)" in proc.stdout
+    assert len(read_jsonl(log)) == 29
+    # One file for the whole run (--segment 0): found out when it is finished, at the end. It
+    # used to be left unplayable while the run reported success.
+    video, log = tmp_path / "one.mp4", tmp_path / "one.jsonl"
+    proc = live(
+        "--model",
+        pose_model,
+        "--source",
+        "demo",
+        "--no-display",
+        "--threads",
+        "1",
+        "--output",
+        video,
+        "--jsonl",
+        log,
+        "--segment",
+        "0",
+        "--max-frames",
+        "40",
+        preexec_fn=_file_size_limit(300_000),
+    )
+    assert proc.returncode == 2
+    line = _one_error_line(proc)
+    assert line == (
+        f"error: cannot write video {video}: File too large (this process may write 300000 "
+        "bytes a file); it is incomplete; saved: one.jsonl (40 records)"
+    ), line
+    assert "40 frames in" in proc.stdout and "(output failed)" in proc.stdout
+
+
+def test_keep_mb_rotates_the_recordings(pose_model, tmp_path):
+    """The service's disk budget: earlier runs' files go first, then this run's oldest."""
+    video, log = tmp_path / "rec.mp4", tmp_path / "rec.jsonl"
+    for _ in range(2):
+        proc = live(
+            "--model",
+            pose_model,
+            "--source",
+            "demo",
+            "--no-display",
+            "--threads",
+            "1",
+            "--output",
+            video,
+            "--jsonl",
+            log,
+            "--segment",
+            "0.5",
+            "--keep-mb",
+            "2",
+        )
+        assert proc.returncode == 0, proc.stderr
+        files = series(video) + series(log)
+        assert sum(p.stat().st_size for p in files) <= 2.6e6  # + the last files being written
+    assert "to stay under --keep-mb" in proc.stderr
+    # What is left is the newest: the second run's last segments, each whole.
+    newest = series(video)[-1]
+    assert count_video_frames(newest) == 15
+    assert read_jsonl(series(log)[-1])[-1]["frame"] == 149
+
+
+# --- bad input: one line, exit 2, never a traceback or a hang (issue 25) ----------------------
+
+
+def _png_of(width: int, height: int) -> bytes:
+    """A black 1-bit PNG: a few kilobytes on disk, width x height pixels to a decoder."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    packer = zlib.compressobj(9)
+    row = bytes(1 + (width + 7) // 8)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
+
+
+def _with_input_side(model: bytes, side: int) -> bytes:
+    """The committed 64 px pose fixture with a ``side`` px input: the input tensor's shape and
+    the metadata changed; the runtime sizes every other tensor from the input."""
+    from edge.metadata import read_metadata_bytes
+
+    old_shape = struct.pack("<4i", 1, 64, 64, 3)
+    assert model.count(old_shape) == 1
+    model = model.replace(old_shape, struct.pack("<4i", 1, side, side, 3))
+    record = read_metadata_bytes(model)
+    meta = json.loads(record)
+    meta["input_size"] = [side, side]
+    meta["heatmap_size"] = [side // 4, side // 4]
+    compact = json.dumps(meta, separators=(",", ":")).encode()
+    assert len(compact) <= len(record) and model.count(record) == 1
+    model = model.replace(record, compact.ljust(len(record)))  # same length: offsets hold
+    return _reseal(model)
+
+
+def _reseal(model: bytes) -> bytes:
+    """Record the changed bytes' SHA-256 in the model's integrity record, as the converter
+    does, so that the model is whole again (a runtime from before digests has none)."""
+    try:
+        from edge.metadata import DIGEST_NAME, DIGEST_PREFIX, model_digest, read_metadata_bytes
+    except ImportError:
+        return model
+    recorded = read_metadata_bytes(model, DIGEST_NAME)
+    if recorded is None:
+        return model
+    return model.replace(recorded, DIGEST_PREFIX + model_digest(model).encode())
+
+
+BAD_INPUTS = [
+    (["--beta", "-5"], "argument --beta: must be at least 0, got '-5'"),
+    (["--min-cutoff", "0"], "argument --min-cutoff: must be above 0"),
+    (["--d-cutoff", "inf"], "argument --d-cutoff: must be a finite number"),
+    (["--min-score", "nan"], "argument --min-score: must be a finite number"),
+    (["--lost-below", "-0.5"], "argument --lost-below: must be at least 0"),
+    (["--min-score=-inf"], "argument --min-score: must be a finite number"),
+    (["--probe-every", "-1"], "argument --probe-every: must be at least 0"),
+    (["--max-frames", "0"], "argument --max-frames: must be at least 1"),
+    (["--max-clients", "100000"], "argument --max-clients: must be at most 64"),
+    (["--segment", "nan"], "argument --segment: must be a finite number"),
+    (["--keep-mb", "-1"], "argument --keep-mb: must be at least 1"),
+    (["--size", "100000x100000"], "100000x100000 is over the frame size limit"),
+    (["--threads", str(4 * (os.cpu_count() or 1) + 1)], "argument --threads: must be at most"),
+    (["--output", "/dev/full"], "cannot write video /dev/full: not a regular file"),
+    (["--serve", "[::1:8080"], "--serve expects HOST:PORT"),
+]
+
+
+@pytest.mark.parametrize(("args", "expected"), BAD_INPUTS, ids=[a[0] for a, _ in BAD_INPUTS])
+def test_bad_numbers_and_paths_are_one_line(pose_model, args, expected):
+    proc = live("--model", pose_model, "--source", "demo", "--no-display", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
+    assert expected in proc.stderr
+
+
+def test_oversized_images_frames_and_models_are_refused(tmp_path):
+    over_opencv = tmp_path / "over_opencv.png"  # over OpenCV's own limit of 2^30 pixels
+    over_opencv.write_bytes(_png_of(40000, 30000))
+    over_ours = tmp_path / "over_ours.png"  # 36 MP: over edge.live's 32 MP
+    over_ours.write_bytes(_png_of(6000, 6000))
+    for image in (over_opencv, over_ours):
+        proc = live("--model", POSE_FLOAT, "--source", image, "--no-display")
+        assert proc.returncode == 2, proc.stderr
+        assert _one_error_line(proc) == (
+            f"error: cannot read image {image}: over the limit of 33554432 pixels"
+        )
+    # A 91 KB model with a 2048x2048 input: refused before the runtime allocates for it.
+    big = tmp_path / "big_input.tflite"
+    big.write_bytes(_with_input_side(POSE_FLOAT.read_bytes(), 2048))
+    proc = live("--model", big, "--source", "demo", "--no-display", "--max-frames", "1")
+    assert proc.returncode == 2, proc.stderr
+    assert _one_error_line(proc) == (
+        "error: big_input.tflite: its input is 2048x2048; edge.live loads models of at most "
+        "1024x1024 (the runtime's memory grows with the input area)"
+    )
+    # The same surgery at 128 px makes a model that runs: the check is on the size alone.
+    fine = tmp_path / "input_128.tflite"
+    fine.write_bytes(_with_input_side(POSE_FLOAT.read_bytes(), 128))
+    proc = live(
+        "--model", fine, "--source", "demo", "--no-display", "--max-frames", "1", "--threads", "1"
+    )
+    assert proc.returncode == 0 and "input 128x128" in proc.stderr, proc.stderr

@@ -13,15 +13,23 @@ from larq_models import converted, run_python, saved_model, test_inputs
 from tensorflow.lite.python import schema_py_generated as schema
 
 from converters.lce import binary_conv_layers
-from converters.tflite_metadata import add_metadata_entry, op_counts, write_landmark_metadata
+from converters.tflite_metadata import (
+    add_metadata_entry,
+    op_counts,
+    write_digest,
+    write_landmark_metadata,
+)
 from edge.backends import create_backend
 from edge.errors import ModelError
 from edge.metadata import (
+    DIGEST_NAME,
     METADATA_NAME,
     LandmarkMetadata,
     custom_op_names,
     read_metadata,
     read_metadata_bytes,
+    recorded_digest,
+    verify_digest,
 )
 
 META = LandmarkMetadata.for_skeleton(
@@ -71,6 +79,28 @@ def test_rewritten_model_keeps_weights_aligned_and_computes_the_same():
     a = create_backend("lce", original).run(x)
     b = create_backend("lce", rewritten).run(x)
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("fmt", ["lce", "float"])
+def test_the_converter_records_a_digest_that_edge_checks(fmt):
+    """Issue 25: nothing checked a model's integrity. The converter's last write is the SHA-256
+    record; writing it changes no weight, and any later change to the bytes is a mismatch."""
+    data = converted("binary", fmt).read_bytes()  # made by the converter CLI
+    assert verify_digest(data) is not None and _entries(data).count(DIGEST_NAME) == 1
+    rewritten = write_landmark_metadata(data, dataclasses.replace(META, model_version="9"))
+    assert verify_digest(rewritten) != verify_digest(data)  # a new record, a new digest
+    assert _entries(rewritten).count(DIGEST_NAME) == 1
+    # As an older converter wrote it: no entry of that name (renamed in place).
+    stripped = data.replace(DIGEST_NAME.encode(), b"binland.olders")
+    assert recorded_digest(stripped) is None and verify_digest(stripped) is None
+    again = write_digest(stripped)
+    assert verify_digest(again) is not None
+    x = test_inputs(3)
+    a, b = create_backend("lce", data).run(x), create_backend("lce", again).run(x)
+    np.testing.assert_array_equal(a, b)
+    # A change after the digest, even one more metadata entry, is caught at load.
+    with pytest.raises(ModelError, match="the model file is corrupt"):
+        verify_digest(add_metadata_entry(data, "someone.else", b"{}"))
 
 
 def test_reader_needs_no_tensorflow():

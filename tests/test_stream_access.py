@@ -110,9 +110,14 @@ class LiveRun:
     def __init__(self, model: Path, *args, env: dict | None = None):
         self.proc = subprocess.Popen(
             live_cmd(model, "--loop", "--serve", "0.0.0.0:0", *args),
-            env=env or live_env(**{TOKEN_ENV: TOKEN}), cwd=REPO, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        )  # fmt: skip
+            env=env or live_env(**{TOKEN_ENV: TOKEN}),
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         self.stderr_head = []
         for line in self.proc.stderr:  # until the server says where it listens
             self.stderr_head.append(line)
@@ -270,11 +275,17 @@ def _run_frames(model: Path, log: Path, *, stalled_viewer: bool) -> tuple[int, i
     the run reports, the JSONL records, and what the viewers got."""
     port = _free_port()
     proc = subprocess.Popen(
-        live_cmd(model, "--loop", "--max-frames", "300", "--serve", f"0.0.0.0:{port}",
-                 "--jsonl", log),
-        env=live_env(**{TOKEN_ENV: TOKEN}), cwd=REPO, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+        live_cmd(
+            model, "--loop", "--max-frames", "300", "--serve", f"0.0.0.0:{port}", "--jsonl", log
+        ),
+        env=live_env(**{TOKEN_ENV: TOKEN}),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     viewers: dict = {}
     try:
         if stalled_viewer:
@@ -401,6 +412,121 @@ def test_no_token_and_no_terminal_means_no_open_stream(pose_model, tmp_path) -> 
     assert proc.returncode == 0 and "token required" in proc.stderr, proc.stderr
     proc = run("--serve", "127.0.0.1:0")
     assert proc.returncode == 0 and "token required" not in proc.stderr, proc.stderr
+
+
+def test_a_token_file_must_be_a_small_regular_file(pose_model, tmp_path) -> None:
+    """A FIFO never blocks the start (nobody may ever write to it), /dev/zero never fills
+    memory, and a big file is not read whole: each is one line and exit 2."""
+    fifo = tmp_path / "token.fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big"
+    big.write_text(TOKEN + "\n" + "x" * 100_000)
+    env = live_env()
+    env.pop(TOKEN_ENV, None)
+    for path, expected in (
+        (fifo, "is not a regular file"),
+        ("/dev/zero", "is not a regular file"),
+        (big, "is larger than 4096 bytes"),
+    ):
+        proc = subprocess.run(
+            live_cmd(pose_model, "--max-frames", "1", "--serve", "0.0.0.0:0", "--token-file", path),
+            env=env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            start_new_session=True,
+        )
+        _one_line_error(proc, f"the token file {path} {expected}")
+
+
+def _loopback_live(*args) -> tuple[subprocess.Popen, int, str]:
+    """edge.live serving the looping demo on a loopback address given in ``args``."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge.live",
+            "--model",
+            str(args[0]),
+            "--source",
+            "demo",
+            "--loop",
+            "--no-display",
+            "--threads",
+            "1",
+            *map(str, args[1:]),
+        ],
+        env=live_env(),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    for line in proc.stderr:
+        if m := re.match(r"serving (http://(\S+):(\d+)/)", line):
+            return proc, int(m.group(3)), m.group(1)
+    raise AssertionError(f"edge.live never served: {proc.communicate()}")
+
+
+def _status(port: int, host_header: str, *, address: str = "127.0.0.1") -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(address, port, timeout=60)
+    conn.putrequest("GET", "/frame.jpg", skip_host=True)
+    conn.putheader("Host", host_header)
+    conn.endheaders()
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    return resp.status, body
+
+
+def test_a_loopback_stream_refuses_rebound_names(pose_model) -> None:
+    """DNS rebinding: a page whose name now points at 127.0.0.1 sends its own name as Host.
+    Without a token, the stream answers only localhost, IP addresses and --allow-host names."""
+    proc, port, url = _loopback_live(
+        pose_model, "--serve", "127.0.0.1:0", "--allow-host", "pi.example"
+    )
+    try:
+        assert url == f"http://127.0.0.1:{port}/"
+        for host in ("evil.example", f"evil.example:{port}", "attacker.localhost.example"):
+            status, body = _status(port, host)
+            assert status == 403 and JPEG_START not in body, (host, status)
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "pi.example"):
+            for _ in range(600):  # the first frame may still be on its way
+                status, body = _status(port, host)
+                if status != 503:
+                    break
+                time.sleep(0.05)
+            assert status == 200 and body.startswith(JPEG_START), (host, status)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    assert proc.returncode == 0
+
+
+def test_serve_on_ipv6_loopback(pose_model) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    proc, port, url = _loopback_live(pose_model, "--serve", "[::1]:0")
+    try:
+        assert url == f"http://[::1]:{port}/"
+        for _ in range(600):
+            status, body = _status(port, f"[::1]:{port}", address="::1")
+            if status != 503:
+                break
+            time.sleep(0.05)
+        assert status == 200 and body.startswith(JPEG_START)
+        assert _status(port, "evil.example", address="::1")[0] == 403
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    assert proc.returncode == 0
 
 
 def test_help_says_how_to_open_a_protected_stream() -> None:

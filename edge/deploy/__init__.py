@@ -22,11 +22,17 @@ What ends up on the Pi (all under ``--prefix``, plus the unit file)::
     /opt/binland/models/NAME.tflite the model
     /opt/binland/binland.env        the service's settings (source, thresholds, outputs) and
                                     the stream's token, mode 0600 (root only); edit and
-                                    `systemctl restart binland` to change them
+                                    `systemctl restart binland` to change them. A later
+                                    deploy keeps your edits and writes its new settings to
+                                    binland.env.new beside it, saying so
+    /opt/binland/.binland-manifest  what the deploy installed: the only files it ever replaces
+                                    or deletes (a --prefix holding anything else is refused)
     /opt/binland/output/            the one folder the service may write (made at start)
     /etc/sysusers.d/binland.conf    the system user `binland` (group video) it runs as
     /etc/systemd/system/binland.service  runs `python -m edge.live` headless at boot, as that
-                                    user, hardened, restarted with a back-off if it stops
+                                    user, sandboxed (systemd-analyze security <= 2.0, the
+                                    camera's devices and the stream's sockets allowed),
+                                    restarted with a back-off (5 s to 2 min) if it stops
 
 The target's OS (/etc/os-release), Python, C library and apt's numpy are read first (from the
 rootfs, or by the Pi's python3 over ssh); the native library is built for that Python.
@@ -34,7 +40,9 @@ rootfs, or by the Pi's python3 over ssh); the native library is built for that P
 The first deploy makes the stream's token and prints the URL to open, once.
 
 Every step first checks whether it is already done, so a second run changes nothing, and a
-run after ``git pull`` replaces only what changed. ``--dry-run`` prints the plan.
+run after ``git pull`` replaces only what changed. ``--dry-run`` prints the plan. With
+``--rootfs``, paths resolve inside the root (absolute symlinks from its own /, never this
+machine's), and every file and folder gets its mode explicitly, whatever the umask.
 
 The parts: ``service`` (settings file and unit text), ``wheels`` (what the venv needs and
 where it comes from), ``targets`` (rootfs or ssh), ``plan`` (the idempotent steps) and

@@ -10,6 +10,8 @@ from ..cli import (
     ArgumentParser,
     add_model_argument,
     add_threads_argument,
+    non_negative_float,
+    positive_float,
     resolve_model,
     run_cli,
 )
@@ -17,15 +19,19 @@ from ..errors import DeployError
 from ..metadata import read_metadata
 from .plan import deploy
 from .service import (
+    DEFAULT_KEEP_MB,
     DEFAULT_PREFIX,
     DEFAULT_SERVE,
     DEFAULT_SOURCE,
     DEFAULT_SYSUSERS_DIR,
     DEFAULT_UNIT_DIR,
     DEFAULT_USER,
+    HIDDEN_HOMES,
     ServiceSettings,
 )
 from .targets import RootfsTarget, SshTarget, Target
+
+PI_CPUS = 4  # a Raspberry Pi 4 or 5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,11 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"what the service reads: picamera2, a camera index, a video file (default {DEFAULT_SOURCE})")  # fmt: skip
     svc.add_argument("--serve", default=DEFAULT_SERVE, metavar="HOST:PORT",
                      help=f"where edge.live serves the MJPEG stream and page (default {DEFAULT_SERVE})")  # fmt: skip
-    add_threads_argument(svc, help="interpreter threads")
-    svc.add_argument("--min-score", type=float, default=0.3,
+    # The Pi's own CPUs (a Pi 4 or 5 has 4 cores), not this machine's, bound the threads.
+    add_threads_argument(svc, cpus=PI_CPUS, help="interpreter threads")
+    svc.add_argument("--min-score", type=non_negative_float, default=0.3,
                      help="edge.live --min-score: landmarks below it are not trusted (default 0.3)")  # fmt: skip
-    svc.add_argument("--lost-below", type=float, default=0.3,
+    svc.add_argument("--lost-below", type=non_negative_float, default=0.3,
                      help="edge.live --lost-below: mean score that restarts tracking (default 0.3)")  # fmt: skip
+    svc.add_argument("--keep-mb", type=positive_float, default=DEFAULT_KEEP_MB, metavar="MB",
+                     help="edge.live --keep-mb: the recordings under PREFIX/output are kept "
+                     f"under MB megabytes, the oldest deleted first (default {DEFAULT_KEEP_MB:g})")  # fmt: skip
     svc.add_argument("--live-arg", action="append", default=[], metavar="ARG",
                      help="one more `python -m edge.live` argument (repeatable), e.g. "
                      "--live-arg=--jsonl --live-arg=/opt/binland/output/landmarks.jsonl (the "
@@ -99,6 +109,12 @@ def _deploy(args: argparse.Namespace) -> None:
     prefix = args.prefix.rstrip("/")
     if not args.prefix.startswith("/") or prefix in ("", "/usr", "/etc", "/opt", "/home"):
         raise DeployError(f"--prefix must be an absolute folder of its own, not {args.prefix!r}")
+    if any(prefix == home or prefix.startswith(home + "/") for home in HIDDEN_HOMES):
+        # The unit's ProtectHome=yes hides these from the service: it could not even start.
+        raise DeployError(
+            f"--prefix {prefix}: the service's sandbox hides {', '.join(HIDDEN_HOMES)} from it; "
+            "give a folder outside them (the default is /opt/binland)"
+        )
     port = args.serve.rpartition(":")[2]
     if not port.isdigit() or int(port) > 65535:
         raise DeployError(f"--serve expects HOST:PORT or PORT, got {args.serve!r}")
@@ -112,7 +128,7 @@ def _deploy(args: argparse.Namespace) -> None:
     settings = ServiceSettings(
         model_name=args.model.name, prefix=prefix, source=args.source, serve=args.serve,
         threads=args.threads, min_score=args.min_score, lost_below=args.lost_below,
-        extra_args=tuple(args.live_arg), user=args.user,
+        keep_mb=args.keep_mb, extra_args=tuple(args.live_arg), user=args.user,
         sysusers_dir=args.sysusers_dir.rstrip("/"),
     )  # fmt: skip
     print(f"{'plan for' if args.dry_run else 'deploying to'} {target.name}:")

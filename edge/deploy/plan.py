@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,101 @@ def apt_note(missing: list[str] | None, info: PythonInfo | None = None) -> str:
     return f"the Pi lacks Debian packages; on the Pi run: sudo apt install {' '.join(missing)}"
 
 
+# --- what the deploy installed -------------------------------------------------------------------
+
+MANIFEST_NAME = ".binland-manifest"  # in --prefix: JSON, the files this deploy installed
+# What may sit at the top of --prefix: the deploy's own layout (``output`` is the service's), and
+# what a write or a tree replacement interrupted midway leaves (NAME.tmp, NAME.new).
+LAYOUT = ("venv", "models", "output", "binland.env", "binland.env.new", MANIFEST_NAME)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Manifest:
+    """The files the deploy installed, kept in ``PREFIX/.binland-manifest``: it deletes only
+    these, and knows ``binland.env`` as its own only while the file holds what it last wrote
+    (``env_sha256``); anything else there is the user's."""
+
+    path: str
+    files: set[str] = field(default_factory=set)  # absolute paths on the Pi
+    env_sha256: str = ""  # of the settings text the deploy last rendered
+    found: bool = False  # read from the Pi (False: a first deploy, or one from before manifests)
+    _saved: str = ""
+
+    @classmethod
+    def load(cls, target: Target, settings: ServiceSettings) -> Manifest:
+        path = f"{settings.prefix}/{MANIFEST_NAME}"
+        raw = target.read(path)
+        manifest = cls(path)
+        if raw is None:
+            return manifest
+        try:
+            record = json.loads(raw)
+            if not isinstance(record["files"], list):
+                raise TypeError("files is not a list")
+            manifest.files = {str(f) for f in record["files"]}
+            manifest.env_sha256 = str(record.get("env_sha256", ""))
+        except (ValueError, KeyError, TypeError):
+            raise DeployError(
+                f"{path} is damaged (not the JSON a deploy writes): remove it, and the deploy "
+                "takes the folder for one from before manifests"
+            ) from None
+        manifest.found, manifest._saved = True, manifest._text()
+        return manifest
+
+    def _text(self) -> str:
+        record = {"format": 1, "files": sorted(self.files), "env_sha256": self.env_sha256}
+        return json.dumps(record, indent=1) + "\n"
+
+    def save(self, target: Target) -> None:
+        """Write it if it changed (a run that changes nothing writes nothing)."""
+        text = self._text()
+        if text != self._saved:
+            target.write(self.path, text.encode(), 0o644)
+            self._saved = text
+
+    def add(self, target: Target, path: str) -> None:
+        """Record ``path`` before it is written: an interrupted run still knows it."""
+        self.files.add(path)
+        self.save(target)
+
+
+def check_prefix(target: Target, s: ServiceSettings, manifest: Manifest) -> list[str]:
+    """Refuse a --prefix that holds anything while no deploy has made it its own (e.g. a home
+    folder): the service's files would mix with the user's, and models/ once lost a user's
+    files that way. In a folder an earlier deploy made, other files are only named (the
+    deploy never touches them). Returns notes."""
+    entries = target.listdir(s.prefix)
+    if not entries:  # no folder yet, or an empty one
+        return []
+    earlier = manifest.found or target.exists(f"{s.venv}/.binland")  # a deploy before manifests
+    ours = {*LAYOUT, *(f"{n}.tmp" for n in LAYOUT), *(f"{n}.new" for n in LAYOUT)}
+    foreign = [e for e in entries if not earlier or e not in ours]
+    if not foreign:
+        return []
+    shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
+    if not earlier:
+        raise DeployError(
+            f"--prefix {s.prefix} holds files this deploy did not install ({shown}): give a "
+            "new or empty folder of its own (the default is /opt/binland)"
+        )
+    return [f"{s.prefix} also holds {shown}, which this deploy did not install: left as is"]
+
+
+def adopt_earlier_model(target: Target, s: ServiceSettings, manifest: Manifest) -> None:
+    """A deploy from before manifests served one model, named in its settings: that file is
+    the deploy's own (to replace); anything else in models/ is left alone."""
+    if manifest.found:
+        return
+    env = parse_env_file((target.read(s.env_path) or b"").decode(errors="replace"))
+    model = env.get("BINLAND_MODEL", "")
+    if model.startswith(f"{s.prefix}/models/") and "/" not in model[len(s.prefix) + 8 :]:
+        manifest.files.add(model)
+
+
 # --- the plan ------------------------------------------------------------------------------------
 
 
@@ -133,9 +229,101 @@ def plan(
     )
     notes = [f"the Pi runs {info.os_name}, Python {info.version} on {info.machine}: {numpy_note}",
              apt_note(missing_apt_packages(target, info), info)]  # fmt: skip
+    # What an earlier deploy installed: the only files this one replaces or deletes.
+    manifest = Manifest.load(target, s)
+    notes += check_prefix(target, s, manifest)
+    adopt_earlier_model(target, s, manifest)
+    models_dir = f"{s.prefix}/models"
+    existing = target.read(s.model_path)
+    if existing not in (None, model_bytes) and s.model_path not in manifest.files:
+        raise DeployError(
+            f"{s.model_path} is there already and this deploy did not install "
+            "it: move it away, or rename the model to deploy"
+        )
+    others = [
+        n
+        for n in target.listdir(models_dir) or []
+        if f"{models_dir}/{n}" not in manifest.files and n != s.model_name
+    ]
+    if others:
+        notes.append(
+            f"{models_dir} also holds {', '.join(others)}, which this deploy did not "
+            "install: left as they are"
+        )
+    env_new_path = f"{s.env_path}.new"
 
     def same(path: str, data: bytes) -> Callable[[], bool]:
         return lambda: target.read(path) == data
+
+    def installed(path: str, write: Callable[[], None]) -> Callable[[], None]:
+        """``write``, with ``path`` recorded in the manifest first."""
+
+        def apply() -> None:
+            manifest.add(target, path)
+            write()
+
+        return apply
+
+    def stale_models() -> list[str]:  # models an earlier deploy installed, not this one's
+        return [
+            f
+            for f in sorted(manifest.files)
+            if f.startswith(f"{models_dir}/") and f != s.model_path and target.exists(f)
+        ]
+
+    def install_model() -> None:
+        manifest.add(target, s.model_path)
+        target.write(s.model_path, model_bytes, 0o644)
+        for old in stale_models():  # an upgrade leaves none of its own files behind
+            target.remove(old)
+            manifest.files.discard(old)
+        manifest.save(target)
+
+    def env_edited(current: bytes | None) -> bool:
+        """binland.env holds neither the new settings nor what a deploy last wrote: the
+        user's edits (its header invites them), to be kept."""
+        return current not in (None, env_text) and _sha256(current) != manifest.env_sha256
+
+    def config_done() -> bool:
+        current = target.read(s.env_path)
+        if current is None or target.mode(s.env_path) != 0o600:
+            return False
+        if current == env_text:
+            return manifest.env_sha256 == _sha256(env_text)
+        return (
+            env_edited(current)
+            and target.read(env_new_path) == env_text
+            and target.mode(env_new_path) == 0o600
+        )
+
+    def write_config() -> None:
+        current = target.read(s.env_path)
+        if env_edited(current):
+            manifest.add(target, env_new_path)
+            target.write(env_new_path, env_text, 0o600)
+            if target.mode(s.env_path) != 0o600:  # the edits stay; others' eyes go
+                target.write(s.env_path, current, 0o600)
+        else:
+            target.write(s.env_path, env_text, 0o600)
+            manifest.files.add(s.env_path)
+            if env_new_path in manifest.files:  # new settings from an earlier run, now in effect
+                target.remove(env_new_path)
+                manifest.files.discard(env_new_path)
+        manifest.env_sha256 = _sha256(env_text)  # after the write: an interruption errs on "edited"
+        manifest.save(target)
+
+    keeps_edits = env_edited(target.read(s.env_path))
+    if keeps_edits:
+        notes.append(
+            f"{s.env_path} has edits of yours: kept as it is. The new settings go to "
+            f"{env_new_path}: merge them (diff {s.env_path} {env_new_path}), then "
+            "sudo systemctl restart binland"
+        )
+    config_detail = (
+        f"{env_new_path} (new settings beside your edited {s.env_path}; mode 0600)"
+        if keeps_edits
+        else f"{s.env_path} (source {s.source}, serve {s.serve}; mode 0600)"
+    )
 
     def install_wheels() -> None:
         with staged_wheels(info) as wheels:
@@ -170,7 +358,7 @@ def plan(
     steps = [
         Step("venv", f"{s.venv} (python{info.version}, {info.machine}, --system-site-packages)",
              lambda: b"include-system-site-packages = true" in (target.read(f"{s.venv}/pyvenv.cfg") or b""),
-             lambda: target.make_venv(s.venv, info)),
+             installed(s.venv, lambda: target.make_venv(s.venv, info))),
         Step("wheels", f"{', '.join(info.venv_requirements())} for {info.platform_tags()[0]} into {site}"
              + (f" (with the system's numpy {info.system_numpy})" if info.uses_system_numpy else ""),
              same(f"{stamps}/wheels", wheels_id.encode()), install_wheels),
@@ -181,22 +369,20 @@ def plan(
              lambda: target.read(f"{stamps}/native") == runtime_id.encode() and target.exists(native_dest),
              build_native),
         Step("model", f"{model.name} ({len(model_bytes)} bytes) to {s.model_path}",
-             same(s.model_path, model_bytes),
-             # The folder holds exactly the served model: an upgrade leaves no stale files.
-             lambda: target.replace_tree(f"{s.prefix}/models", {s.model_name: model_bytes})),
+             lambda: same(s.model_path, model_bytes)() and s.model_path in manifest.files
+             and not stale_models(),
+             install_model),
         # Root only: it holds the stream's token.
-        Step("config", f"{s.env_path} (source {s.source}, serve {s.serve}; mode 0600)",
-             lambda: target.read(s.env_path) == env_text and target.mode(s.env_path) == 0o600,
-             lambda: target.write(s.env_path, env_text, 0o600)),
+        Step("config", config_detail, config_done, write_config),
     ]  # fmt: skip
     if s.creates_user:
         steps.append(Step("user", f"system user {s.user} in group video ({s.sysusers_path})",
                           lambda: target.read(s.sysusers_path) == sysusers_text
                           and (not target.systemd_running() or user_exists()),
-                          make_user))  # fmt: skip
+                          installed(s.sysusers_path, make_user)))  # fmt: skip
     steps.append(Step("unit", f"{unit_path} (runs python -m edge.live as {s.user}, hardened, "
                       "Restart=always)", same(unit_path, unit_text),
-                      lambda: target.write(unit_path, unit_text)))  # fmt: skip
+                      installed(unit_path, lambda: target.write(unit_path, unit_text))))  # fmt: skip
     if target.systemd_running():
 
         def enable() -> None:
@@ -211,7 +397,7 @@ def plan(
         # What `systemctl enable` would do; systemd starts the service at the next boot.
         steps.append(Step("enable", f"{wants_link} -> {unit_path} (starts at boot)",
                           lambda: target.readlink(wants_link) == unit_path,
-                          lambda: target.symlink(wants_link, unit_path)))  # fmt: skip
+                          installed(wants_link, lambda: target.symlink(wants_link, unit_path))))  # fmt: skip
     return steps, notes
 
 

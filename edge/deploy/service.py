@@ -23,10 +23,59 @@ SERVICE_NAME = "binland.service"
 DEFAULT_PREFIX = "/opt/binland"
 DEFAULT_UNIT_DIR = "/etc/systemd/system"
 DEFAULT_SERVE = "0.0.0.0:8080"
+# The recordings' disk budget: a few hours of video at the Pi's rates, a small part of a card.
+DEFAULT_KEEP_MB = 1000.0
 DEFAULT_SOURCE = "picamera2"
 DEFAULT_USER = "binland"  # the dedicated system user the deploy creates
 DEFAULT_SYSUSERS_DIR = "/etc/sysusers.d"
-HARDENING = ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes")
+HIDDEN_HOMES = ("/home", "/root", "/run/user")  # what ProtectHome=yes hides from the service
+# The sandbox every unit gets (edge.doctor checks a deployed unit for each line). It leaves the
+# service what the camera and the stream need, and nothing else: no capabilities, only the
+# camera's device groups, Internet and local sockets, the system-service syscalls. Not set, and
+# why: PrivateDevices (it hides /dev/video*), PrivateNetwork and IPAddressDeny (the stream is
+# served to the network), PrivateUsers (other groups, video among them, are unmapped in its
+# user namespace: it could cost the camera, and nothing here can try it on a Pi's systemd),
+# ProcSubset=pid (XNNPACK and OpenBLAS read /proc/cpuinfo), MemoryDenyWriteExecute (ctypes
+# callbacks, which tflite's load_delegate passes, may need writable code pages from libffi).
+HARDENING = (
+    "NoNewPrivileges=yes",
+    "ProtectSystem=strict",
+    "ProtectHome=yes",
+    "PrivateTmp=yes",
+    "CapabilityBoundingSet=",
+    "AmbientCapabilities=",
+    # The camera: V4L2 video and subdevice nodes, the media controllers, the VideoCore
+    # interface and the DMA heaps libcamera allocates frames from. "closed" also allows
+    # /dev/null, /dev/zero, /dev/full, /dev/random and /dev/urandom.
+    "DevicePolicy=closed",
+    "DeviceAllow=char-video4linux rw",
+    "DeviceAllow=char-media rw",
+    "DeviceAllow=char-vchiq rw",
+    "DeviceAllow=char-dma_heap rw",
+    # The stream (IPv4 and IPv6) and local sockets; libcamera's udev device enumerator
+    # listens on a netlink socket for cameras that come and go.
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "ProtectProc=invisible",
+    "PrivateMounts=yes",
+    "RestrictNamespaces=yes",
+    "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+    "SystemCallArchitectures=native",
+    "SystemCallFilter=@system-service",
+    "SystemCallFilter=~@privileged @resources",
+    # A call outside the filter fails with EPERM instead of killing the service (a library
+    # that tries sched_setaffinity or setpriority goes on without it).
+    "SystemCallErrorNumber=EPERM",
+    # Recordings readable by group video (the output folder is setgid video), by no one else.
+    "UMask=0027",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +89,7 @@ class ServiceSettings:
     threads: int = DEFAULT_THREADS  # the same default as every CLI (edge.cli)
     min_score: float = 0.3  # edge.live --min-score
     lost_below: float = 0.3  # edge.live --lost-below
+    keep_mb: float = DEFAULT_KEEP_MB  # edge.live --keep-mb: the recordings' disk budget
     extra_args: tuple[str, ...] = ()  # more `edge.live` flags, e.g. outputs (--jsonl PATH)
     user: str = DEFAULT_USER  # runs as this user, in group video; the default one is created
     token: str = field(default="", repr=False)  # the stream's secret: only in the settings file
@@ -79,9 +129,13 @@ def render_env(s: ServiceSettings) -> str:
     return (
         "# Settings of binland.service, written by `python -m edge.deploy`.\n"
         "# Edit, then: sudo systemctl restart binland\n"
+        "# A later deploy keeps your edits: its new settings go beside this file, to\n"
+        f"# {s.env_path}.new, for you to merge.\n"
         "# BINLAND_SOURCE: picamera2, a camera index (0), a video file or an image folder.\n"
         "# BINLAND_MIN_SCORE: landmarks below this score are not trusted (not drawn filled,\n"
         "# not used to track). BINLAND_LOST_BELOW: mean score below which the track restarts.\n"
+        "# BINLAND_KEEP_MB: recordings in the output folder are kept under this many MB, the\n"
+        "# oldest deleted first (edge.live --keep-mb; a restart never overwrites a recording).\n"
         "# BINLAND_ARGS: further `python -m edge.live` flags (see its --help), e.g. outputs.\n"
         f"# The service may write only under {s.output_dir}: --jsonl {s.output_dir}/landmarks.jsonl\n"
         f"# or --output {s.output_dir}/out.mp4.\n"
@@ -91,6 +145,7 @@ def render_env(s: ServiceSettings) -> str:
         f"BINLAND_THREADS={q(str(s.threads))}\n"
         f"BINLAND_MIN_SCORE={q(repr(s.min_score))}\n"
         f"BINLAND_LOST_BELOW={q(repr(s.lost_below))}\n"
+        f"BINLAND_KEEP_MB={q(repr(s.keep_mb))}\n"
         f"BINLAND_ARGS={q(shlex.join(s.extra_args))}\n"
         + (
             "# BINLAND_STREAM_TOKEN: the stream's secret (this file is readable by root only).\n"
@@ -114,16 +169,59 @@ def render_sysusers(s: ServiceSettings) -> str:
     )
 
 
+# The restart back-off. systemd 254's RestartSteps=/RestartMaxDelaySec= do this, but Bookworm
+# has systemd 252, which ignores them, and StartLimitBurst= would give up for good, which a
+# camera that comes back must not make us do. So the unit counts failures itself, as root ("+"),
+# in a file in /run that the service cannot write and a reboot forgets: ExecStopPost records
+# how each run ended (a clean stop resets the count; a run of BACKOFF_HEALTHY_S or more counts
+# as the first failure of a new series), and ExecStartPre waits before the next start, so that
+# RestartSec plus the wait doubles from RESTART_SEC to BACKOFF_MAX_S.
+RESTART_SEC = 5
+BACKOFF_MAX_S = 120
+BACKOFF_HEALTHY_S = 300
+BACKOFF_STATE = "/run/binland.backoff"  # "FAILURES_IN_A_ROW START_TIME"
+_READ_STATE = (
+    'n=0; t=0; [ -f "$1" ] && read -r n t < "$1"; '
+    'case $n in ""|*[!0-9]*) n=0;; esac; case $t in ""|*[!0-9]*) t=0;; esac; '
+)
+BACKOFF_WAIT = (
+    _READ_STATE + f"d={RESTART_SEC}; i=1; "
+    f'while [ "$i" -lt "$n" ] && [ "$d" -lt {BACKOFF_MAX_S} ]; do d=$((d * 2)); i=$((i + 1)); done; '
+    f'[ "$d" -gt {BACKOFF_MAX_S} ] && d={BACKOFF_MAX_S}; '
+    f'sleep $((d - {RESTART_SEC})); echo "$n $(date +%s)" > "$1"'
+)
+BACKOFF_RECORD = (
+    _READ_STATE + "now=$(date +%s); "
+    'if [ "$SERVICE_RESULT" = success ]; then n=0; '
+    f"elif [ $((now - t)) -ge {BACKOFF_HEALTHY_S} ]; then n=1; "
+    "else n=$((n + 1)); fi; "
+    'echo "$n $t" > "$1"'
+)
+
+
+def _sh_command(script: str, state: str) -> str:
+    """``/bin/sh -c SCRIPT`` as a unit's command line: a literal $ and % doubled, since systemd
+    expands both (systemd.service(5), "Command lines"); the state file is the script's $1."""
+    if "'" in script or "\\" in script:
+        raise DeployError("internal error: the back-off script must not hold quotes or backslashes")
+    body = script.replace("%", "%%").replace("$", "$$")
+    return f"/bin/sh -c '{body}' binland-backoff {state}"
+
+
 def render_unit(s: ServiceSettings) -> str:
     make_user = (
         f"ExecStartPre=+/usr/bin/systemd-sysusers {s.sysusers_path}\n" if s.creates_user else ""
     )
+    # Only the dedicated user's: with an existing user (e.g. pi) this would also remove the
+    # shared memory and semaphores of that user's other programs when the service stops.
+    remove_ipc = "RemoveIPC=yes\n" if s.creates_user else ""
     return (
         "[Unit]\n"
         "Description=binland landmark camera service (python -m edge.live)\n"
         "After=network-online.target\n"
         "Wants=network-online.target\n"
-        "# Never give up: a camera that comes back is picked up again (see RestartSec).\n"
+        "# Never give up: a camera that comes back is picked up again. The back-off between\n"
+        "# restarts is the ExecStartPre/ExecStopPost pair below, not a start rate limit.\n"
         "StartLimitIntervalSec=0\n"
         "\n"
         "[Service]\n"
@@ -134,20 +232,31 @@ def render_unit(s: ServiceSettings) -> str:
         "Environment=PYTHONUNBUFFERED=1\n"
         "Environment=PYTHONDONTWRITEBYTECODE=1\n"
         f"WorkingDirectory={s.prefix}\n"
-        '# "+": as root, before each start: the user (if missing) and its output folder.\n'
+        '# "+": as root, outside the sandbox, before each start: the user (if missing), its\n'
+        "# output folder, and the back-off wait.\n"
         f"{make_user}"
-        f"ExecStartPre=+/usr/bin/install -d -o {s.user} -g video -m 0750 {s.output_dir}\n"
+        "# Setgid: recordings get group video, which UMask=0027 leaves able to read them.\n"
+        f"ExecStartPre=+/usr/bin/install -d -o {s.user} -g video -m 2750 {s.output_dir}\n"
+        "# Restart back-off that systemd 252 (Bookworm) honours: it ignores RestartSteps= and\n"
+        f"# RestartMaxDelaySec= (254+). {RESTART_SEC} s, 10, 20, ... up to {BACKOFF_MAX_S} s "
+        "between failed runs;\n"
+        f"# a clean stop or a run of {BACKOFF_HEALTHY_S // 60} minutes starts the series again "
+        f"(state: {BACKOFF_STATE}).\n"
+        f"ExecStartPre=-+{_sh_command(BACKOFF_WAIT, BACKOFF_STATE)}\n"
         f"ExecStart={s.venv}/bin/python -m edge.live --model ${{BINLAND_MODEL}} "
         "--source ${BINLAND_SOURCE} --serve ${BINLAND_SERVE} --threads ${BINLAND_THREADS} "
-        "--min-score ${BINLAND_MIN_SCORE} --lost-below ${BINLAND_LOST_BELOW} --no-display "
+        "--min-score ${BINLAND_MIN_SCORE} --lost-below ${BINLAND_LOST_BELOW} "
+        "--keep-mb ${BINLAND_KEEP_MB} --no-display "
         "$BINLAND_ARGS\n"
+        f"ExecStopPost=-+{_sh_command(BACKOFF_RECORD, BACKOFF_STATE)}\n"
         "Restart=always\n"
-        "RestartSec=5\n"
-        "# Back-off from 5 s to 2 min between restarts (systemd 254+; older ones ignore these).\n"
-        "RestartSteps=6\n"
-        "RestartMaxDelaySec=120\n"
-        "# Hardening that leaves the camera (/dev) alone; only the output folder is writable.\n"
+        f"RestartSec={RESTART_SEC}\n"
+        "# Room for the longest back-off wait, which counts as part of the start.\n"
+        f"TimeoutStartSec={BACKOFF_MAX_S + 60}\n"
+        "# The sandbox: the camera's devices and the stream's sockets, no privileges, a read-only\n"
+        "# system; only the output folder is writable (systemd-analyze security: about 1.5).\n"
         + "".join(f"{line}\n" for line in HARDENING)
+        + remove_ipc
         + f"ReadWritePaths=-{s.output_dir}\n"
         "\n"
         "[Install]\n"

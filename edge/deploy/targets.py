@@ -12,7 +12,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ..errors import DeployError
 from .wheels import PythonInfo, _cross_compiler, _pip, _platform_args, parse_os_release
@@ -44,6 +44,8 @@ class Target:
     def readlink(self, path: str) -> str | None: ...
     def symlink(self, path: str, dest: str) -> None: ...
     def replace_tree(self, path: str, files: dict[str, bytes]) -> None: ...
+    def listdir(self, path: str) -> list[str] | None: ...  # names in a folder; None: no folder
+    def remove(self, path: str) -> None: ...  # one file or link (never a folder)
     def python_info(self) -> PythonInfo: ...
     def make_venv(self, venv: str, info: PythonInfo) -> None: ...
     def install_wheels(self, wheel_dir: Path, venv: str, info: PythonInfo) -> None: ...
@@ -53,26 +55,86 @@ class Target:
     def host_name(self) -> str: ...  # how a browser on the same network reaches the Pi
 
 
+# Modes the deploy gives what it creates, whatever this process's umask (under umask 000 the
+# rootfs would otherwise get world-writable folders, code and /etc/sysusers.d).
+DIR_MODE, FILE_MODE, EXEC_MODE = 0o755, 0o644, 0o755
+_MAX_LINKS = 40  # as the kernel: more links than this in one path is a loop
+
+
+def _make_dirs(path: Path) -> None:
+    """``mkdir -p`` with mode 0755 for each folder it creates (folders already there are left)."""
+    missing = []
+    while not path.exists() and not path.is_symlink():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        folder.mkdir()
+        folder.chmod(DIR_MODE)  # mkdir's mode is cut by the umask: set it explicitly
+
+
+def set_tree_modes(root: Path) -> None:
+    """Folders 0755, files 0755 if executable else 0644, in a tree the deploy wrote (pip's
+    files included): nothing in it writable by others, whatever the umask was."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, DIR_MODE)
+        for name in filenames:
+            p = os.path.join(dirpath, name)
+            if os.path.islink(p):
+                continue
+            os.chmod(p, EXEC_MODE if os.stat(p).st_mode & 0o111 else FILE_MODE)
+
+
 class RootfsTarget(Target):
-    """A Pi root filesystem on this machine; nothing is executed on the Pi's CPU."""
+    """A Pi root filesystem on this machine; nothing is executed on the Pi's CPU.
+
+    Every path is resolved inside the root as the Pi would resolve it: a symlink is followed
+    within the root (an absolute target starts again at the root, not at this machine's /),
+    and one that climbs out of the root with ``..`` is refused. So an image whose /etc or /opt
+    is an absolute link never makes the deploy write onto this machine.
+    """
 
     def __init__(self, root: Path, *, cross_cc: str | None = None):
         self.root = Path(root)
         self.cross_cc = cross_cc
-        if not (self.root / "usr").is_dir():
+        if not self._p("/usr").is_dir():
             raise DeployError(f"{root} does not look like a root filesystem (no usr/)")
         self.name = f"rootfs {root}"
 
-    def _p(self, path: str) -> Path:
-        return self.root / path.lstrip("/")
+    def _p(self, path: str, *, follow: bool = True) -> Path:
+        """The host path of ``path`` (as the Pi sees it), resolved inside the root. With
+        ``follow=False`` a link in the last place is left as it is (to replace or read it)."""
+        todo = list(PurePosixPath("/" + path.lstrip("/")).parts[1:])
+        done: list[str] = []  # real folders under the root, links already replaced
+        links = 0
+        while todo:
+            name = todo.pop(0)
+            if name in ("", "."):
+                continue
+            if name == "..":
+                if not done:
+                    raise DeployError(f"{path} leads out of {self.name} (through ..)")
+                done.pop()
+                continue
+            host = self.root.joinpath(*done, name)
+            if host.is_symlink() and (follow or todo):
+                links += 1
+                if links > _MAX_LINKS:
+                    raise DeployError(f"{path} in {self.name}: too many levels of symlinks")
+                dest = os.readlink(host)
+                if dest.startswith("/"):
+                    done = []  # absolute: from the Pi's root, which is self.root
+                todo = [*PurePosixPath(dest).parts[1 if dest.startswith("/") else 0 :], *todo]
+                continue
+            done.append(name)
+        return self.root.joinpath(*done)
 
     def read(self, path: str) -> bytes | None:
         p = self._p(path)
         return p.read_bytes() if p.is_file() else None
 
-    def write(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        p = self._p(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
+    def write(self, path: str, data: bytes, mode: int = FILE_MODE) -> None:
+        p = self._p(path, follow=False)  # a link there is replaced, never written through
+        _make_dirs(p.parent)
         tmp = p.with_name(p.name + ".tmp")
         tmp.unlink(missing_ok=True)
         # Created with its final mode (less the umask), so a secret is never readable by others.
@@ -87,48 +149,65 @@ class RootfsTarget(Target):
         return p.stat().st_mode & 0o7777 if p.is_file() else None
 
     def exists(self, path: str) -> bool:
-        return self._p(path).exists() or self._p(path).is_symlink()
+        p = self._p(path, follow=False)
+        return p.exists() or p.is_symlink()
 
     def readlink(self, path: str) -> str | None:
-        p = self._p(path)
+        p = self._p(path, follow=False)
         return os.readlink(p) if p.is_symlink() else None
 
     def symlink(self, path: str, dest: str) -> None:
-        p = self._p(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if p.is_symlink() or p.exists():
+        p = self._p(path, follow=False)
+        _make_dirs(p.parent)
+        if p.is_symlink() or p.is_file():
             p.unlink()
         p.symlink_to(dest)
 
-    def replace_tree(self, path: str, files: dict[str, bytes]) -> None:
+    def listdir(self, path: str) -> list[str] | None:
         p = self._p(path)
+        return sorted(os.listdir(p)) if p.is_dir() else None
+
+    def remove(self, path: str) -> None:
+        p = self._p(path, follow=False)
+        if p.is_symlink() or p.is_file():
+            p.unlink()
+
+    def replace_tree(self, path: str, files: dict[str, bytes]) -> None:
+        p = self._p(path, follow=False)
+        _make_dirs(p.parent)
         new = p.with_name(p.name + ".new")
+        for old in (new, p):  # a link in either place is removed, not followed
+            if old.is_symlink() or old.is_file():
+                old.unlink()
         shutil.rmtree(new, ignore_errors=True)
+        new.mkdir()
         for rel, data in files.items():
-            (new / rel).parent.mkdir(parents=True, exist_ok=True)
+            _make_dirs((new / rel).parent)
             (new / rel).write_bytes(data)
+        set_tree_modes(new)
         shutil.rmtree(p, ignore_errors=True)
         new.rename(p)
 
     def python_info(self) -> PythonInfo:
-        python = self._p("/usr/bin/python3")
-        if not python.exists():
+        real = self._p("/usr/bin/python3")  # the interpreter the link names, inside the root
+        if not real.is_file():
             raise DeployError(
                 f"{self.name} has no /usr/bin/python3: install python3 on the Pi image"
             )
-        real = (
-            python.resolve()
-            if not python.is_symlink()
-            else self._p("/usr/bin") / os.readlink(python)
-        )
         m = re.fullmatch(r"python(3\.\d+)", real.name)
         if not m:
-            raise DeployError(f"cannot tell the Python version of {python} (-> {real.name})")
+            raise DeployError(
+                f"cannot tell the Python version of /usr/bin/python3 (-> {real.name})"
+            )
         head = real.read_bytes()[:20]
         machine = _ELF_MACHINES.get(int.from_bytes(head[18:20], "little"), "unknown")
-        libcs = sorted(self.root.glob("usr/lib/*-linux-gnu/libc.so.6")) + sorted(
-            self.root.glob("lib/*-linux-gnu/libc.so.6")
-        )
+        libcs = [
+            libc
+            for lib in ("/usr/lib", "/lib")
+            for name in self.listdir(lib) or []
+            if name.endswith("-linux-gnu")
+            and (libc := self._p(f"{lib}/{name}/libc.so.6")).is_file()
+        ]
         found = (
             re.search(rb"release version (\d+)\.(\d+)", libcs[0].read_bytes()) if libcs else None
         )
@@ -141,8 +220,8 @@ class RootfsTarget(Target):
 
     def _system_numpy(self) -> str | None:
         """The numpy version apt installed (python3-numpy), from its metadata in the rootfs."""
-        for dist in sorted(self.root.glob("usr/lib/python3/dist-packages/numpy-*.*-info")):
-            m = re.fullmatch(r"numpy-(\d[^-]*)\.(dist|egg)-info", dist.name)
+        for name in self.listdir("/usr/lib/python3/dist-packages") or []:
+            m = re.fullmatch(r"numpy-(\d[^-]*)\.(dist|egg)-info", name)
             if m:
                 return m.group(1)
         return None
@@ -151,7 +230,7 @@ class RootfsTarget(Target):
         # What `python3 -m venv --system-site-packages --without-pip` writes; that command would
         # need the Pi's CPU. Absolute links, as venv makes them: they resolve on the Pi.
         py = f"python{info.version}"
-        self._p(f"{venv}/lib/{py}/site-packages").mkdir(parents=True, exist_ok=True)
+        _make_dirs(self._p(f"{venv}/lib/{py}/site-packages"))
         self.symlink(f"{venv}/lib64", "lib")
         self.symlink(f"{venv}/bin/python", "/usr/bin/python3")
         self.symlink(f"{venv}/bin/python3", "python")
@@ -165,17 +244,19 @@ class RootfsTarget(Target):
 
     def install_wheels(self, wheel_dir: Path, venv: str, info: PythonInfo) -> None:
         site = self._p(f"{venv}/lib/python{info.version}/site-packages")
+        _make_dirs(site)
         if info.uses_system_numpy:
             # Exactly the staged wheels (resolved against the system's numpy, which is not
             # among them), and no numpy left over in the venv to shadow the system's.
             for pattern in NUMPY_IN_SITE:
                 for p in site.glob(pattern):
-                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+                    shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
             _pip(["install", "--upgrade", "--no-compile", "--target", str(site), "--no-deps",
                   *_platform_args(info), *(str(w) for w in sorted(wheel_dir.glob("*.whl")))])  # fmt: skip
-            return
-        _pip(["install", "--upgrade", "--no-compile", "--target", str(site), "--no-index",
-              "--find-links", str(wheel_dir), *_platform_args(info), *info.venv_requirements()])  # fmt: skip
+        else:
+            _pip(["install", "--upgrade", "--no-compile", "--target", str(site), "--no-index",
+                  "--find-links", str(wheel_dir), *_platform_args(info), *info.venv_requirements()])  # fmt: skip
+        set_tree_modes(site)  # pip creates files under this process's umask
 
     def build_native(self, dest: str, info: PythonInfo) -> None:
         # Cross-compile here: the rootfs has no compiler we could run, and needs none.
@@ -217,7 +298,9 @@ class SshTarget(Target):
     def _sh(
         self, script: str, *, data: bytes | None = None, check: bool = True
     ) -> subprocess.CompletedProcess:
-        remote = shlex.join(["sh", "-c", script])
+        # umask 022: what the deploy creates (folders, the venv, pip's files) is never writable
+        # by others, whatever the login's umask; secrets get their mode explicitly (write).
+        remote = shlex.join(["sh", "-c", f"umask 022; {script}"])
         if self.sudo:
             remote = "sudo -n " + remote
         try:
@@ -265,6 +348,19 @@ class SshTarget(Target):
     def symlink(self, path: str, dest: str) -> None:
         q = shlex.quote(path)
         self._sh(f"mkdir -p $(dirname {q}) && ln -sfn {shlex.quote(dest)} {q}")
+
+    def listdir(self, path: str) -> list[str] | None:
+        # NUL-separated: any name survives; the trailing / follows a link to a folder.
+        q, inside = shlex.quote(path), shlex.quote(path + "/")
+        script = f"test -d {q} && find {inside} -mindepth 1 -maxdepth 1 -printf '%f\\0'"
+        proc = self._sh(script, check=False)
+        if proc.returncode != 0:
+            return None
+        return sorted(n.decode(errors="surrogateescape") for n in proc.stdout.split(b"\0") if n)
+
+    def remove(self, path: str) -> None:
+        q = shlex.quote(path)
+        self._sh(f"if [ -L {q} ] || [ -f {q} ]; then rm -f {q}; fi")
 
     def replace_tree(self, path: str, files: dict[str, bytes]) -> None:
         q, new = shlex.quote(path), shlex.quote(path + ".new")

@@ -28,6 +28,11 @@ from ..errors import SourceError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".h264")
+# The largest frame edge.live takes: 2^25 pixels (32 MP; 8K UHD, 7680x4320, fits). A frame is
+# copied a few times per step (overlay, video, stream), so a 100 MP frame would need gigabytes.
+# edge.live also gives it to OpenCV's decoders (OPENCV_IO_MAX_IMAGE_PIXELS), which then refuse a
+# larger image from its header, before allocating it.
+MAX_FRAME_PIXELS = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,7 @@ register_source("demo", _open_demo)
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_FRAME_PIXELS",
     "VIDEO_SUFFIXES",
     "Frame",
     "FrameSource",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,9 +44,22 @@ class ImageSource(FrameSource):
         if self._count >= len(self.paths) and not self.loop:
             return None
         path = self.paths[self._count % len(self.paths)]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        try:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        except cv2.error as exc:
+            # OpenCV refuses an image over its pixel limit (OPENCV_IO_MAX_IMAGE_PIXELS) with an
+            # assertion, from the header, before decoding it.
+            if "MAX_IMAGE_PIXELS" in str(exc):
+                reason = f"over the limit of {_limit()} pixels"
+            else:
+                reason = "OpenCV failed to decode it"
+            raise SourceError(f"cannot read image {path}: {reason}") from None
         if image is None:
             raise SourceError(f"cannot read image {path} (not an image OpenCV can decode)")
         frame = Frame(image, self._count / self.fps, self._count)
         self._count += 1
         return frame
+
+
+def _limit() -> str:
+    return os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 30))
