@@ -13,7 +13,7 @@ import pytest
 
 import training  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
 from edge.skeletons import MPII16
-from training.evaluate import Predictions, score
+from training.scoring import Predictions, score
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -167,7 +167,8 @@ def test_evaluate_cli_errors_are_one_line(tmp_path):
 
 
 def test_face_protocols_are_picked_per_dataset():
-    from training.evaluate import DEFAULT_SPLITS, PROTOCOLS
+    from training.evaluate import DEFAULT_SPLITS
+    from training.scoring import PROTOCOLS
 
     assert PROTOCOLS["aflw2000-3d"] == PROTOCOLS["300w-lp"] == PROTOCOLS["aflw"] == "nme_box"
     assert PROTOCOLS["pifa"] == "nme_visible" and PROTOCOLS["300w"] == "nme"

@@ -8,11 +8,18 @@ the same normalisation (from the model's metadata), the same decoding (edge.code
 same metrics (training.metrics); only the call that turns a batch into heatmaps differs. So
 the difference between the two numbers is what conversion cost.
 
-Protocols: PCKh@0.5 per joint and total (mpii, synthetic-pose), PCK@0.2 of the torso (lsp),
-PCK@0.05 of the box (coco), NME / AUC@0.08 / failure rate@0.08 (300w, wflw, synthetic-face),
-NME by the landmarks' box sqrt(w * h) with AUC@0.07 / failure rate@0.07 and, where the set
-has head yaw, per |yaw| bin and their balanced mean (aflw2000-3d, 300w-lp, aflw), and the same
-over visible points only (pifa: AFLW-PIFA / LFPA).
+Protocols (:mod:`training.scoring`): PCKh@0.5 (mpii, synthetic-pose), PCK@0.2 of the torso
+(lsp), PCK@0.05 of the box (coco), inter-ocular NME (300w, wflw, synthetic-face), NME by the
+box with per-yaw bins (aflw2000-3d, 300w-lp, aflw) and over visible points (pifa).
+
+Beside every score: the **mean shape placed in the same crop** (the training split's mean
+landmarks in box coordinates, put in each evaluated sample's crop box), scored the same way;
+``--crop jitter`` moves and scales each crop as the device's tracker does between frames,
+by draws from the box changes measured on the data's own clips; with the label tool's
+``sources_<task>.json`` beside the data, the headline per activity group and per source.
+The protocol is written down in docs/validation.md and lives in :mod:`training.validation`
+(mean shape, sources index, tables) and :mod:`training.crop_jitter`; this module is the
+command line and the prediction.
 """
 
 from __future__ import annotations
@@ -22,8 +29,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,39 +47,36 @@ from edge.metadata import LandmarkMetadata, read_metadata
 from edge.skeletons import Skeleton, get_skeleton
 from edge.transform import apply_affine, invert_affine
 
-from . import metrics
+from .crop_jitter import CropJitter, crop_jitter
 from .data.augment import Normalisation, crop_sample
-from .data.base import (
-    CorruptSample,
-    DatasetError,
-    LandmarkDataset,
-    Sample,
-    iter_samples,
-    open_dataset,
-)
+from .data.base import DatasetError, LandmarkDataset, iter_samples, open_dataset
+from .scoring import PROTOCOLS, Predictions, Score, box_row, score
 from .segmentation.data import PARTS_DATASETS
+from .validation import (
+    BASELINE_LIMIT,
+    MeanShape,
+    breakdown,
+    breakdown_columns,
+    clearly_better,
+    collect_shapes,
+    evenly_spread,
+    find_source_index,
+    format_breakdown,
+    format_comparison,
+    load_samples,
+    mean_shape_of,
+    own_mean_shape,
+    side_notes,
+    sides,
+    training_set,
+    verdict_line,
+)
 
-PROTOCOLS = {
-    "mpii": "pckh",
-    "synthetic-pose": "pckh",
-    "lsp": "pck_torso",
-    "coco": "pck_box",
-    "300w": "nme",
-    "wflw": "nme",
-    "synthetic-face": "nme",
-    "aflw2000-3d": "nme_box",
-    "300w-lp": "nme_box",
-    "aflw": "nme_box",
-    "pifa": "nme_visible",
-}
 # The split each benchmark reports on, used when --split is not given.
 DEFAULT_SPLITS = {
     "300w": "full", "wflw": "test", "lsp": "test", "aflw2000-3d": "test", "300w-lp": "train",
     "aflw": "all", "pifa": "test",
 }  # fmt: skip
-# Error threshold of the AUC and failure rate for box-normalised NME: 7 % of sqrt(w * h), as
-# in the FAN / LS3D-W evaluations of the same authors (inter-ocular NME uses 8 %).
-BOX_THRESHOLD = 0.07
 
 
 class Predictor(abc.ABC):
@@ -164,35 +167,6 @@ def codec_of(meta: LandmarkMetadata, refine: str | None = None) -> HeatmapCodec:
     return meta.codec(refine)
 
 
-@dataclass
-class Predictions:
-    """Predicted and ground-truth landmarks in image pixels for every scored sample."""
-
-    points: np.ndarray  # (N, K, 2)
-    scores: np.ndarray  # (N, K) heatmap peak values
-    gt: np.ndarray  # (N, K, 2)
-    visible: np.ndarray  # (N, K)
-    head_size: np.ndarray  # (N,) NaN where the dataset has none
-    box_size: np.ndarray  # (N,)
-    ids: list[str] = field(default_factory=list)
-    skipped: int = 0
-    yaw: np.ndarray | None = None  # (N,) degrees, NaN where the dataset has none
-    occluded: np.ndarray | None = None  # (N, K) hidden points with a ground truth
-
-
-def _load_many(dataset: LandmarkDataset, indices: list[int], threads: int) -> list[Sample | str]:
-    def one(i: int) -> Sample | str:
-        try:
-            return dataset.load(i)
-        except CorruptSample as exc:
-            return str(exc)
-
-    if threads <= 1:
-        return [one(i) for i in indices]
-    with ThreadPoolExecutor(threads) as pool:  # OpenCV decodes and warps without the GIL
-        return list(pool.map(one, indices))
-
-
 def predict_dataset(
     predictor: Predictor,
     dataset: LandmarkDataset,
@@ -203,11 +177,14 @@ def predict_dataset(
     refine: str | None = None,
     threads: int = 4,
     progress: Callable[[Iterator], Iterator] | None = None,
+    jitter: CropJitter | None = None,
 ) -> Predictions:
     """Crop every sample's box, predict, decode and map back to image pixels.
 
     With ``flip_test`` the mirrored crop is predicted too; its heatmaps are mirrored back,
     their left/right channels swapped, and averaged with the plain ones before decoding.
+    With ``jitter`` each crop box is moved and scaled by :meth:`CropJitter.apply` (a draw
+    that depends on the seed and the record index only, so it is the same in every run).
     """
     meta = predictor.metadata
     skeleton = get_skeleton(meta.skeleton)
@@ -225,24 +202,24 @@ def predict_dataset(
     starts = range(0, n, batch_size)
     if progress is not None:
         starts = progress(starts)
-    out: dict[str, list] = {
-        k: [] for k in ("points", "scores", "gt", "visible", "head", "box", "ids", "yaw", "occ")
-    }
+    keys = ("points", "scores", "gt", "visible", "head", "box", "ids", "yaw", "occ", "crop", "own")
+    out: dict[str, list] = {k: [] for k in keys}
     skipped = 0
     for start in starts:
         indices = list(range(start, min(start + batch_size, n)))
-        samples = []
-        for i, item in zip(indices, _load_many(dataset, indices, threads), strict=True):
+        samples, crop_boxes = [], []
+        for i, item in zip(indices, load_samples(dataset, indices, threads), strict=True):
             if isinstance(item, str):
                 dataset.skipped.record(i, item)
                 skipped += 1
             else:
                 samples.append(item)
+                crop_boxes.append(item.box if jitter is None else jitter.apply(item.box, i))
         if not samples:
             continue
         crops, inverses = [], []
-        for s in samples:
-            crop, matrix, _, _ = crop_sample(s, size, dataset.skeleton)
+        for s, box in zip(samples, crop_boxes, strict=True):
+            crop, matrix, _, _ = crop_sample(replace(s, box=box), size, dataset.skeleton)
             crops.append(normalise(crop))
             inverses.append(invert_affine(matrix))
         batch = np.stack(crops)
@@ -253,7 +230,10 @@ def predict_dataset(
             # the heatmap array (j -> w-1-j) is exactly the crop mirror (x -> S-1-x).
             heatmaps = 0.5 * (heatmaps + mirrored[:, :, ::-1, :][..., perm])
         crop_points, scores = codec.decode(heatmaps)
-        for s, inv, p, sc in zip(samples, inverses, crop_points, scores, strict=True):
+        for s, box, inv, p, sc in zip(samples, crop_boxes, inverses, crop_points, scores,
+                                      strict=True):  # fmt: skip
+            out["crop"].append(box_row(box))
+            out["own"].append(box_row(s.box))
             out["points"].append(apply_affine(inv, p))
             out["scores"].append(sc)
             out["gt"].append(s.points)
@@ -276,121 +256,9 @@ def predict_dataset(
         skipped=skipped,
         yaw=np.asarray(out["yaw"], np.float64),
         occluded=np.stack(out["occ"]),
+        boxes=np.asarray(out["crop"], np.float64),
+        sample_boxes=np.asarray(out["own"], np.float64),
     )
-
-
-@dataclass
-class Score:
-    """The numbers of one protocol plus the curve that goes with them."""
-
-    protocol: str
-    headline: str  # the key of the one number a paper table reports
-    values: dict[str, float]  # headline and other summary numbers
-    per_joint: dict[str, float]  # empty for faces
-    curve_x: np.ndarray
-    curve_y: np.ndarray  # percent of landmarks (pose) or images (faces) within x
-    curve_label: str
-
-    def to_dict(self) -> dict:
-        return {
-            "protocol": self.protocol,
-            "headline": self.headline,
-            "values": self.values,
-            "per_joint": self.per_joint,
-            "curve": {
-                "label": self.curve_label,
-                "x": self.curve_x.tolist(),
-                "y": self.curve_y.tolist(),
-            },  # fmt: skip
-        }
-
-
-def _pck_curve(
-    pred: Predictions, norm: np.ndarray, visible: np.ndarray, skeleton: Skeleton, top: float
-) -> tuple[np.ndarray, np.ndarray]:
-    xs = np.linspace(0.0, top, 51)
-    include = np.ones(skeleton.num_landmarks, bool)
-    include[list(skeleton.excluded_from_mean)] = False
-    err = metrics.point_errors(pred.points, pred.gt) / norm[:, None]
-    e = err[visible & include[None, :]]
-    ys = np.array([100.0 * np.mean(e <= x) if len(e) else np.nan for x in xs])
-    return xs, ys
-
-
-def _box_nme_score(pred: Predictions, protocol: str) -> Score:
-    """``nme_box`` (all points with a ground truth) or ``nme_visible`` (visible points only,
-    normalised by the box of all of them), in percent, with per-yaw-bin NMEs when known."""
-    scored = pred.visible
-    if protocol == "nme_visible":
-        if pred.occluded is None:
-            raise DatasetError("nme_visible needs the dataset's visibility flags; it has none")
-        scored = pred.visible & ~pred.occluded
-    errors = metrics.nme_box(pred.points, pred.gt, scored, norm_visible=pred.visible)
-    finite = np.isfinite(errors)
-    auc, fr = metrics.auc_fr(errors, BOX_THRESHOLD)
-    values = {
-        "nme": 100.0 * float(np.mean(errors[finite])) if finite.any() else float("nan"),
-        f"auc@{BOX_THRESHOLD}": 100.0 * auc,
-        f"fr@{BOX_THRESHOLD}": 100.0 * fr,
-        "images": int(finite.sum()),
-    }
-    if pred.yaw is not None and np.isfinite(pred.yaw).any():
-        bins = metrics.nme_by_yaw(errors, pred.yaw)
-        for label, _, _ in metrics.YAW_BINS:
-            values[f"nme_yaw_{label}"] = 100.0 * bins[label]
-            values[f"images_yaw_{label}"] = bins[f"count_{label}"]
-        values["nme_balanced"] = 100.0 * bins["balanced"]
-    xs, ys = metrics.ced(errors, BOX_THRESHOLD)
-    label = "NME (box sqrt(w*h))" + (", visible points" if protocol == "nme_visible" else "")
-    return Score(protocol, "nme", values, {}, xs, 100.0 * ys, label)
-
-
-def score(pred: Predictions, protocol: str, skeleton: Skeleton) -> Score:
-    """Apply a protocol (see :data:`PROTOCOLS`) to predictions."""
-    if protocol in ("nme_box", "nme_visible"):
-        return _box_nme_score(pred, protocol)
-    if protocol == "nme":
-        meter = metrics.NMEMeter(skeleton)
-        meter.update(pred.points, pred.gt, pred.visible)
-        values = meter.result()
-        xs, ys = metrics.ced(meter.errors, 0.08)
-        values = {"nme": 100.0 * values["nme"], "auc@0.08": 100.0 * values["auc"],
-                  "fr@0.08": 100.0 * values["failure_rate"], "images": values["count"]}  # fmt: skip
-        return Score("nme", "nme", values, {}, xs, 100.0 * ys, "NME (inter-ocular)")
-    if protocol == "pckh":
-        if not np.all(np.isfinite(pred.head_size) & (pred.head_size > 0)):
-            raise DatasetError("PCKh needs a head size for every sample; this dataset has none")
-        result = metrics.pckh(pred.points, pred.gt, pred.visible, pred.head_size, skeleton)
-        norm, vis, top, label, key = (
-            pred.head_size,
-            pred.visible,
-            0.5,
-            "error / head size",
-            "pckh@0.5",
-        )
-    elif protocol == "pck_torso":
-        result = metrics.pck_torso(pred.points, pred.gt, pred.visible, skeleton, alpha=0.2)
-        norm = metrics.torso_size(pred.gt, skeleton)
-        vis = pred.visible & (norm > 0)[:, None]
-        norm = np.where(norm > 0, norm, 1.0)
-        top, label, key = 0.2, "error / torso size", "pck@0.2"
-    elif protocol == "pck_box":
-        result = metrics.pck_box(pred.points, pred.gt, pred.visible, pred.box_size, 0.05, skeleton)
-        norm, vis, top, label, key = (
-            pred.box_size,
-            pred.visible,
-            0.1,
-            "error / box side",
-            "pck@0.05",
-        )
-    else:
-        raise ValueError(f"unknown protocol {protocol!r}; known: {sorted(set(PROTOCOLS.values()))}")
-    xs, ys = _pck_curve(pred, norm, vis, skeleton, top)
-    per_joint = {
-        name: float(v) for name, v in zip(skeleton.landmarks, result.per_joint, strict=True)
-    }
-    values = {key: result.total, "samples": len(pred.points)}
-    return Score(protocol, key, values, per_joint, xs, ys, label)
 
 
 def format_table(result: Score, title: str = "") -> str:
@@ -506,6 +374,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pictures", type=int, default=6,
                    help="with --out: this many side-by-side pictures of reference vs model "
                    "landmarks, spread over the set (0: none)")  # fmt: skip
+    p.add_argument("--baseline-split", default=None, metavar="SPLIT|own",
+                   help="where the mean-shape baseline is averaged: this split of the same "
+                   "data (or the label tool's sibling file or folder, e.g. annot/train.json "
+                   "beside annot/valid.json), or 'own' for the evaluated set's own mean. "
+                   "Default: the train split if there is one, else the own mean")  # fmt: skip
+    p.add_argument("--baseline-limit", type=int, default=BASELINE_LIMIT, metavar="N",
+                   help="average the mean shape over at most N training samples, evenly "
+                   f"spread (default {BASELINE_LIMIT})")  # fmt: skip
+    p.add_argument("--crop", choices=("exact", "jitter"), default="exact",
+                   help="exact: the dataset's box around the landmarks; jitter: that box "
+                   "moved and scaled as the device's tracker moves it between frames, drawn "
+                   "from the box changes measured on the data's own clips (fallback constants "
+                   "when it has none; both said in the output). Default exact")  # fmt: skip
+    p.add_argument("--jitter-seed", type=int, default=0, metavar="INT",
+                   help="with --crop jitter: seed of the draws (a record's draw depends on "
+                   "the seed and its index only; default 0)")  # fmt: skip
+    p.add_argument("--sources", type=Path, default=None, metavar="JSON",
+                   help="the label tool's sources_<task>.json, for the per-group and "
+                   "per-source tables and for telling clips from photos (default: the one "
+                   "beside the data, if any)")  # fmt: skip
     return p
 
 
@@ -532,6 +420,35 @@ def _model_path(spec: str) -> Path:
     return path if path.exists() else resolve_model(spec)
 
 
+def _check_args(args) -> None:
+    if args.baseline_limit < 1:
+        raise DatasetError(f"--baseline-limit must be at least 1, got {args.baseline_limit}")
+    if args.jitter_seed < 0:
+        raise DatasetError(f"--jitter-seed must be a non-negative integer, got {args.jitter_seed}")
+    if args.limit is not None and args.limit < 1:
+        raise DatasetError(f"--limit must be at least 1, got {args.limit}")
+    if args.sources is not None and not args.sources.is_file():
+        raise DatasetError(f"--sources: no such file {args.sources}")
+
+
+def mean_shape_for(args, dataset_split: str, options: dict, threads: int = 4) -> MeanShape | None:
+    """The training split's mean shape (None: use the evaluated set's own, known only after
+    prediction)."""
+    train, where = training_set(args.dataset, args.data, dataset_split, options,
+                                args.baseline_split)  # fmt: skip
+    if train is None:
+        return None
+    shapes = collect_shapes(train, evenly_spread(len(train), args.baseline_limit), threads)
+    if not shapes.ids:
+        raise DatasetError(f"every sample read from {where} for the mean shape is corrupt; "
+                           "use --baseline-split own")  # fmt: skip
+    if len(shapes.ids) < len(train):
+        where += f", {len(shapes.ids)} of {len(train)} samples evenly spread"
+    else:
+        where += f", {len(shapes.ids)} samples"
+    return mean_shape_of(shapes, where)
+
+
 def run(args) -> int:
     from tqdm import tqdm
 
@@ -540,34 +457,79 @@ def run(args) -> int:
         from .segmentation.evaluate import run as run_segmentation
 
         return run_segmentation(args)
+    _check_args(args)
     args.split = args.split or DEFAULT_SPLITS.get(args.dataset, "val")
-    dataset = open_dataset(args.dataset, args.data, split=args.split, **_options(args.option))
+    options = _options(args.option)
+    dataset = open_dataset(args.dataset, args.data, split=args.split, **options)
+    mean = mean_shape_for(args, args.split, options)
     predictor = load_predictor(args.model, backend=args.backend, num_threads=args.threads)
     if predictor.metadata.task == "segmentation":
         raise ModelError(f"{args.model} is a segmentation model; score it on a segmentation "
                          f"dataset ({', '.join(sorted(PARTS_DATASETS))})")  # fmt: skip
     n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    index = jitter = None
+    if args.crop == "jitter":
+        # The clips' box changes are measured before any crop is made: a first pass over the
+        # evaluated records' landmarks (their images are read, then dropped).
+        shapes = collect_shapes(dataset, range(n))
+        index = find_source_index(args.data, args.sources, shapes.ids)
+        jitter = crop_jitter(dataset, index, predictor.metadata.box_margin, args.jitter_seed,
+                             shapes=shapes)  # fmt: skip
     preds = predict_dataset(
         predictor, dataset, batch_size=args.batch_size, flip_test=args.flip_test,
-        limit=args.limit, refine=args.refine,
+        limit=args.limit, refine=args.refine, jitter=jitter,
         progress=lambda it: tqdm(it, total=-(-n // args.batch_size), unit="batch",
                                  desc=f"evaluating {args.model.name}"),
     )  # fmt: skip
+    if mean is None:
+        mean = own_mean_shape(preds)
+    if index is None:
+        index = find_source_index(args.data, args.sources, preds.ids)
     skeleton = get_skeleton(predictor.metadata.skeleton)
     protocols = args.protocol or [PROTOCOLS[args.dataset]]
     results = [score(preds, protocol, skeleton) for protocol in protocols]
+    placed = mean.place(preds)
+    baselines = [score(placed, protocol, skeleton) for protocol in protocols]
+    crop_text = "crop: exact (the dataset's box)" if jitter is None else jitter.describe()
     title = (f"{args.model.name} [{predictor.description}] on {args.dataset}/{args.split}"
              f"{' with flip test' if args.flip_test else ''}: {len(preds.points)} samples"
-             f"{f', {preds.skipped} corrupt skipped' if preds.skipped else ''}")  # fmt: skip
-    for i, result in enumerate(results):
-        print(format_table(result, title if i == 0 else f"{result.protocol}:"))
+             f"{f', {preds.skipped} corrupt skipped' if preds.skipped else ''}, {args.crop} crop")  # fmt: skip
+    print(title)
+    print(crop_text)
+    print(f"{mean.label}: averaged over {mean.source}; placed in each sample's crop box")
+    for i, (result, base) in enumerate(zip(results, baselines, strict=True)):
+        print(format_comparison(result, base, "" if i == 0 else f"{result.protocol}:",
+                                mean.label))  # fmt: skip
+        print(verdict_line(result, base))
+    groups = sources = split_sides = None
+    if index is not None:
+        groups, sources = breakdown(preds, placed, protocols[0], skeleton, index)
+        split_sides = sides(preds, index)
+        print("sides of the split: " + ", ".join(f"{k} {v}" for k, v in split_sides.items()))
+        for note in side_notes(split_sides):
+            print(note)
+        columns = breakdown_columns(results[0])
+        print(f"per activity group ({index.path}), {', '.join(columns)}; ! = not clearly "
+              "better than the mean shape:")  # fmt: skip
+        print(format_breakdown(groups, columns, "group"))
+        print("per source:")
+        print(format_breakdown(sources, columns, "source", group_column=True))
     result = results[0]
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         report = {"model": str(args.model), "runtime": predictor.description,
                   "dataset": args.dataset, "split": args.split, "flip_test": args.flip_test,
                   "skipped": preds.skipped, **result.to_dict(),
-                  "also": {r.protocol: r.values for r in results[1:]}}  # fmt: skip
+                  "also": {r.protocol: r.values for r in results[1:]},
+                  "crop": {"mode": "exact"} if jitter is None else jitter.summary(),
+                  "baseline": {"kind": "mean shape in the same crop", **mean.to_dict(),
+                               "values": baselines[0].values,
+                               "per_joint": baselines[0].per_joint,
+                               "also": {b.protocol: b.values for b in baselines[1:]},
+                               "clearly_beaten": clearly_better(result, baselines[0])}}  # fmt: skip
+        if index is not None:
+            report.update(sources_index=str(index.path), sides=split_sides, groups=groups,
+                          sources=sources)  # fmt: skip
         (args.out / "metrics.json").write_text(json.dumps(report, indent=2))
         plot_curve(result, args.out / "curve.png", label=args.model.name)
         pictures = write_pictures(dataset, preds, skeleton, args.out, args.pictures)

@@ -28,6 +28,15 @@ Protocols:
 * **Visible-only NME (AFLW-PIFA / LFPA)**: the same box normaliser (the box of every
   annotated point), but only points visible in the image enter the mean error:
   ``nme_box(pred, gt, visible & ~occluded, norm_visible=visible)``.
+* **Inner-point NME**: the same per-image NME, same normaliser, over the brows, nose, eyes
+  and mouth only (:func:`inner_points`: iBUG-68 points 17-67, WFLW-98 points 33-97), i.e.
+  without the jaw line. A crop around the face already places the jaw line well, so the
+  all-points NME flatters a model whose eyes and mouth do not follow the face.
+
+Mean-shape baseline: :func:`to_box_frame` maps points into their crop box (centre 0, side 1,
+the box's rotation undone), :func:`mean_shape` averages each landmark there over the samples
+where it is visible, and :func:`from_box_frame` places that shape in any box. Scored with the
+same protocol in the same crop, it is what a model that learnt nothing but the box would get.
 """
 
 from __future__ import annotations
@@ -183,6 +192,68 @@ def nme_box(pred, gt, visible=None, norm_visible=None) -> np.ndarray:
     err = np.where(v, np.linalg.norm(p - g, axis=-1), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return err.sum(axis=1) / v.sum(axis=1) / norm
+
+
+# The points that are not the face's outline (jaw line / contour), per skeleton name.
+INNER_POINTS: dict[str, tuple[int, ...]] = {
+    "ibug68": tuple(range(17, 68)),  # 0-16 jaw; 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth
+    "wflw98": tuple(range(33, 98)),  # 0-32 contour; then brows, nose, eyes, mouth, pupils
+}
+
+
+def inner_points(skeleton: Skeleton) -> np.ndarray | None:
+    """(K,) bool mask of the inner points of a face skeleton (:data:`INNER_POINTS`), or None
+    for a skeleton without a defined outline (bodies, AFLW-21)."""
+    chosen = INNER_POINTS.get(skeleton.name)
+    if chosen is None:
+        return None
+    mask = np.zeros(skeleton.num_landmarks, bool)
+    mask[list(chosen)] = True
+    return mask
+
+
+def _box_parts(boxes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    b = np.asarray(boxes, np.float64).reshape(-1, np.shape(boxes)[-1])
+    if b.shape[1] not in (3, 4):
+        raise ValueError(f"boxes must be (N, 3) or (N, 4) [cx, cy, side, rotation], got {b.shape}")
+    if np.any(b[:, 2] <= 0):
+        raise ValueError("every box needs a positive side")
+    angle = np.deg2rad(b[:, 3]) if b.shape[1] == 4 else np.zeros(len(b))
+    # edge.transform.crop_matrix's rotation: crop = R (p - c) / side with R = [[c, s], [-s, c]].
+    cos, sin = np.cos(angle), np.sin(angle)
+    rot = np.stack([np.stack([cos, sin], -1), np.stack([-sin, cos], -1)], -2)  # (N, 2, 2)
+    return b[:, :2], b[:, 2], rot
+
+
+def to_box_frame(points, boxes) -> np.ndarray:
+    """Points (N, K, 2) in image pixels -> the unit frame of their box: the box centre at 0,
+    its side 1, its rotation undone; exactly edge.transform's crop with a 1-pixel output.
+    ``boxes`` is (N, 3) [cx, cy, side] or (N, 4) with the rotation in degrees."""
+    p = np.asarray(points, np.float64)
+    centre, side, rot = _box_parts(boxes)
+    return np.einsum("nij,nkj->nki", rot, p - centre[:, None]) / side[:, None, None]
+
+
+def from_box_frame(shape, boxes) -> np.ndarray:
+    """The inverse of :func:`to_box_frame`: a (K, 2) or (N, K, 2) shape in the unit box
+    frame placed in each of the (N, ...) boxes, (N, K, 2) image pixels."""
+    centre, side, rot = _box_parts(boxes)
+    s = np.broadcast_to(np.asarray(shape, np.float64), (len(centre), *np.shape(shape)[-2:]))
+    # R is orthonormal, so its inverse is its transpose.
+    return np.einsum("nji,nkj->nki", rot, s) * side[:, None, None] + centre[:, None]
+
+
+def mean_shape(points, visible, boxes) -> tuple[np.ndarray, np.ndarray]:
+    """The mean shape in the unit box frame, (K, 2), and how many samples each landmark was
+    averaged over, (K,). A landmark never visible sits at the box centre (0, 0): the
+    baseline then guesses the middle of the crop, as a model that learnt nothing would."""
+    unit = to_box_frame(points, boxes)
+    v = np.asarray(visible, bool).reshape(unit.shape[:2])
+    counts = v.sum(axis=0)
+    total = np.where(v[..., None], unit, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shape = np.where(counts[:, None] > 0, total / counts[:, None], 0.0)
+    return shape, counts
 
 
 # |yaw| bins of the AFLW2000-3D protocol, in degrees: (label, low exclusive, high inclusive).

@@ -294,7 +294,8 @@ def blend_with_start(config: TrainConfig, num_landmarks: int, model):
 def validation_score(config: TrainConfig, val_set, model) -> dict[str, float]:
     """``{"val_pckh": ...}``: the per-epoch validation (same split, limit and protocol) of
     ``model``."""
-    from .evaluate import PROTOCOLS, KerasPredictor, predict_dataset, score
+    from .evaluate import KerasPredictor, predict_dataset
+    from .scoring import PROTOCOLS, score
 
     metadata = landmark_metadata(config, val_set.skeleton.name)
     preds = predict_dataset(KerasPredictor(model, metadata), val_set,

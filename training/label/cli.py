@@ -44,9 +44,10 @@ from ..splits import load_split
 from . import mappings, writers
 from .sources import UnreadableSource, expand, frames, is_image
 
-# Bumped when a task's teacher-to-skeleton mapping changes, so a resumed run labels again
-# what the older mapping labelled (the options alone would not tell). face 2: to_ibug68's
-# human offsets.
+# The newest teacher-to-skeleton mapping of a task. Bumped when it changes, so a resumed run
+# labels again what an older mapping labelled (the options alone would not tell), and
+# --labels-version makes an older one's labels again (to reproduce a model's reported score).
+# face 1: the plain mesh table; 2: moved by to_ibug68's human offsets.
 LABELS_VERSION = {"face": 2}
 
 
@@ -110,6 +111,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--no-hair", action="store_true",
                    help="faceparts: leave hair out (background) instead of taking it from the "
                    "selfie segmenter")  # fmt: skip
+    p.add_argument("--labels-version", type=int, default=None, metavar="N",
+                   help="face: which teacher mapping to label with: 1 the plain mesh table, 2 "
+                   "(the default) moved to where people annotate (training.label.face."
+                   "HUMAN_VERTICAL_OFFSET); an older one reproduces an older model's labels")  # fmt: skip
     add_threads_argument(p, help="teacher interpreter threads")
     return p  # fmt: skip
 
@@ -222,7 +227,7 @@ class FaceLabeller:
         r = self.face(frame, counts)
         if r is None:
             return []
-        points = to_ibug68(r.points)
+        points = to_ibug68(r.points, human_offsets=a.labels_version >= 2)
         box = box_from_points(points, margin=a.box_margin)
         split_dir, _, stem = name.partition("/")
         rel = f"{split_dir}/{stem}.jpg"
@@ -243,6 +248,12 @@ def run(args) -> int:
 
     if args.every < 1 or args.box_px < 8 or args.context < 1.0:
         raise EdgeError("--every must be >= 1, --box-px >= 8 and --context >= 1")
+    newest = LABELS_VERSION.get(args.task)
+    if args.labels_version is None:
+        args.labels_version = newest
+    elif newest is None or not 1 <= args.labels_version <= newest:
+        raise EdgeError(f"--labels-version: {args.task} labels have "
+                        f"{f'versions 1 to {newest}' if newest else 'no versions'}")  # fmt: skip
     # Face parts come from the face clips, so they are held out as the face task's are.
     split_task = "face" if args.task == "faceparts" else args.task
     source_split = load_split(args.split)
@@ -261,9 +272,9 @@ def run(args) -> int:
     # What makes a finished source's labels reusable: the labelling options, not where the
     # split file lives (its effect, the source's side of the split, is compared on its own).
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                if k not in ("sources", "out", "threads", "split")}  # fmt: skip
-    if args.task in LABELS_VERSION:  # labels made by an older mapping are made again
-        settings["labels_version"] = LABELS_VERSION[args.task]
+                if k not in ("sources", "out", "threads", "split", "labels_version")}  # fmt: skip
+    if args.task in LABELS_VERSION:  # labels made by another mapping are made again
+        settings["labels_version"] = args.labels_version
     out: Path = args.out
     totals: Counter = Counter({"missing sources": len(missing)} if missing else {})
     per_split: dict[str, list[dict]] = {"train": [], "select": [], "valid": []}
