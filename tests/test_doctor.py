@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,9 @@ def test_doctor_names_the_native_library_and_its_simd_path(capsys) -> None:
     assert checks["native"]["status"] == "ok"
     assert str(library) in checks["native"]["detail"]
     assert native.simd_path(library) in checks["native"]["detail"]
+    # ... and what that path measured here, in binary MACs per second per core.
+    peak = re.search(r"measured peak ([\d,]+) G binary MACs/s per core", checks["native"]["detail"])
+    assert peak and int(peak.group(1).replace(",", "")) > 0, checks["native"]["detail"]
     assert checks["model"]["status"] == "skip"  # no --model and no deployed service here
 
 
