@@ -67,6 +67,9 @@ typedef struct partition {
   void** slots;
   int num_nodes; /* every node this partition replaced, fused builtins too */
   int* nodes;
+  /* For the memory budget (LCE_MEMORY_BUDGET), set by kernel_prepare: what the ops allocate
+   * for themselves plus the owned tensors' slots, and the most scratch one task takes. */
+  size_t fixed_bytes, task_scratch;
   int seq; /* order of first invoke, -1 before */
   double seconds, gap_seconds;
   long calls, gap_calls;
@@ -127,8 +130,10 @@ static int fusable_affine(const TfLiteContext* context, const TfLiteNode* node,
   return -1;
 }
 
+/* The runtime appends its own line ("Node number N ... failed to prepare") to ours with
+ * nothing between them: end ours with a newline (the Python side joins the lines). */
 static void report(TfLiteContext* context, const char* message) {
-  context->ReportError(context, "binland delegate: %s", message);
+  context->ReportError(context, "binland delegate: %s\n", message);
 }
 
 /* ---------------------------------------------------------- kernel (one
@@ -542,20 +547,30 @@ static void link_resize_add(partition* part, int index) {
   }
 }
 
+/* The partition's own memory with `threads` threads: what its ops allocate for themselves,
+ * the owned tensors' slots and each thread's scratch for the largest task. */
+static size_t memory_needed(const partition* part, int threads) {
+  size_t scratch;
+  if (__builtin_mul_overflow(part->task_scratch, (size_t)threads, &scratch)) return SIZE_MAX;
+  return part->fixed_bytes + scratch < scratch ? SIZE_MAX : part->fixed_bytes + scratch;
+}
+
 /* Memory for the tensors only this partition uses. Each lives from the first
  * to the last op that touches it (ops run one after the other), and tensors
  * whose lifetimes do not overlap share memory, as in TFLite's own arena: with
  * a buffer per tensor, every op wrote into memory no cache had seen for a
  * whole run. In order of first use, a tensor takes the smallest free slot
- * that fits, else the largest free slot (grown), else a new one. Returns 0,
- * or -1 if out of memory. */
-static int plan_owned_buffers(partition* part) {
+ * that fits, else the largest free slot (grown), else a new one. Nothing is
+ * allocated when the plan, with the ops' own memory and `threads` threads'
+ * scratch, exceeds LCE_MEMORY_BUDGET. Returns 0, -1 if out of memory, -2 over
+ * the budget (memory_needed then says how much it would take). */
+static int plan_owned_buffers(partition* part, int threads) {
   for (int i = 0; i < part->num_slots; ++i) free(part->slots[i]);
   free(part->slots);
   part->slots = NULL;
   part->num_slots = 0;
   const int n = part->num_owned;
-  if (n == 0) return 0;
+  if (n == 0) return memory_needed(part, threads) > LCE_MEMORY_BUDGET ? -2 : 0;
   int* first = malloc(sizeof(int) * (size_t)n);
   int* last = malloc(sizeof(int) * (size_t)n);
   int* placed = calloc((size_t)n, sizeof(int));
@@ -590,6 +605,10 @@ static int plan_owned_buffers(partition* part) {
     slot_end[k] = last[t];
     slot_of[t] = k;
   }
+  /* Each owned tensor is at most LCE_MEMORY_BUDGET (lce_op_prepare), so this cannot wrap. */
+  for (int k = 0; !failed && k < part->num_slots; ++k) part->fixed_bytes += slot_bytes[k] + 128;
+  int over = !failed && memory_needed(part, threads) > LCE_MEMORY_BUDGET;
+  if (over) failed = 1, part->num_slots = 0;
   for (int k = 0; !failed && k < part->num_slots; ++k) {
     /* Kernels may read a few words past a row end when it is cheaper. */
     part->slots[k] = aligned_alloc(64, (slot_bytes[k] + 64 + 63) / 64 * 64);
@@ -597,7 +616,13 @@ static int plan_owned_buffers(partition* part) {
   }
   for (int t = 0; !failed && t < n; ++t) part->owned[t].data = part->slots[slot_of[t]];
   free(first), free(last), free(placed), free(slot_of), free(slot_end), free(slot_bytes);
-  return failed ? -1 : 0;
+  return over ? -2 : failed ? -1 : 0;
+}
+
+static int wanted_threads(const delegate_state* state, const TfLiteContext* context) {
+  if (state->num_threads_option > 0) return state->num_threads_option;
+  if (context->recommended_num_threads > 0) return context->recommended_num_threads;
+  return 1;
 }
 
 /* Each op of `kind` takes the quantize that reads its output, where it can
@@ -639,7 +664,24 @@ static TfLiteStatus kernel_prepare(TfLiteContext* context, TfLiteNode* node) {
   for (int i = 0; i < part->num_ops; ++i) link_concat(part, i);
   absorb_quantizes(part, OP_CONCAT);
   for (int i = 0; i < part->num_ops; ++i) link_resize_add(part, i);
-  if (plan_owned_buffers(part)) {
+  part->fixed_bytes = part->task_scratch = 0;
+  for (int i = 0; i < part->num_ops; ++i) {
+    const lce_op* op = &part->ops[i];
+    part->fixed_bytes += op->own_bytes; /* each at most LCE_MEMORY_BUDGET */
+    if (op->scratch_bytes > part->task_scratch) part->task_scratch = op->scratch_bytes;
+  }
+  const int threads = wanted_threads(part->state, context);
+  const int planned = plan_owned_buffers(part, threads);
+  if (planned == -2) {
+    snprintf(part->error, sizeof(part->error),
+             "this model needs %zu MB of the delegate's own memory with %d thread(s), more "
+             "than its %zu MB limit", memory_needed(part, threads) >> 20, threads,
+             (size_t)LCE_MEMORY_BUDGET >> 20);
+    report(context, part->error);
+    part->error[0] = 0;
+    return kTfLiteError;
+  }
+  if (planned) {
     report(context, "out of memory");
     return kTfLiteError;
   }
@@ -651,12 +693,6 @@ static void* tensor_data(partition* part, TfLiteContext* context, int tensor) {
   if (own) return own->data;
   if (tensor < 0 || (size_t)tensor >= context->tensors_size) return NULL;
   return context->tensors[tensor].data;
-}
-
-static int wanted_threads(const delegate_state* state, const TfLiteContext* context) {
-  if (state->num_threads_option > 0) return state->num_threads_option;
-  if (context->recommended_num_threads > 0) return context->recommended_num_threads;
-  return 1;
 }
 
 static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
@@ -673,6 +709,11 @@ static TfLiteStatus kernel_invoke(TfLiteContext* context, TfLiteNode* node) {
     }
   }
   const int threads = wanted_threads(state, context);
+  if (memory_needed(part, threads) > LCE_MEMORY_BUDGET) { /* more threads than at prepare */
+    pthread_mutex_unlock(&state->lock);
+    report(context, "the delegate's scratch for this many threads exceeds its memory limit");
+    return kTfLiteError;
+  }
   if (!state->pool || pool_size(state->pool) != threads) {
     pool_destroy(state->pool);
     state->pool = pool_create(threads);
@@ -864,6 +905,43 @@ static int others_stay_builtin(TfLiteContext* context, const int* plan, int plan
   return 1;
 }
 
+/* Whether some node reads a tensor that only a node at or after it in the plan writes: a
+ * graph out of execution order (a cycle, in a crafted model). The runtime's partitioner, which
+ * ReplaceNodeSubsetsWithDelegateKernels calls, crashes on one, so nothing is claimed then.
+ * Variable tensors are state and may be read before they are assigned. Sets message. */
+static int out_of_order(TfLiteContext* context, const int* plan, int plan_size, char* message,
+                        size_t len) {
+  const size_t n = context->tensors_size;
+  int* first_write = malloc(sizeof(int) * (n ? n : 1));
+  if (!first_write) return 0; /* the runtime's own checks then decide */
+  for (size_t t = 0; t < n; ++t) first_write[t] = -1;
+  int found = 0;
+  for (int pass = 0; pass < 2 && !found; ++pass) {
+    for (int i = 0; i < plan_size && !found; ++i) {
+      TfLiteNode* node = NULL;
+      TfLiteRegistration* reg = NULL;
+      if (context->GetNodeAndRegistration(context, plan[i], &node, &reg) != kTfLiteOk || !node) {
+        continue;
+      }
+      const TfLiteIntArray* list = pass == 0 ? node->outputs : node->inputs;
+      for (int k = 0; list && k < list->size && !found; ++k) {
+        const int t = list->data[k];
+        if (t < 0 || (size_t)t >= n) continue;
+        if (pass == 0) {
+          if (first_write[t] < 0) first_write[t] = i;
+        } else if (first_write[t] >= i && !context->tensors[t].is_variable) {
+          snprintf(message, len, "binland delegate: node %d reads tensor %d before node %d "
+                   "writes it (the graph is not in execution order)", plan[i], t,
+                   plan[first_write[t]]);
+          found = 1;
+        }
+      }
+    }
+  }
+  free(first_write);
+  return found;
+}
+
 static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* delegate) {
   TfLiteIntArray* plan = NULL;
   if (context->GetExecutionPlan(context, &plan) != kTfLiteOk || !plan) return kTfLiteError;
@@ -879,6 +957,13 @@ static TfLiteStatus delegate_prepare(TfLiteContext* context, TfLiteDelegate* del
   }
   memcpy(plan_copy, plan->data, sizeof(int) * (size_t)plan_size);
   claimed->size = 0;
+  char message[256];
+  if (out_of_order(context, plan_copy, plan_size, message, sizeof(message))) {
+    free(plan_copy);
+    free(claimed);
+    context->ReportError(context, "%s\n", message);
+    return kTfLiteError;
+  }
   const delegate_state* state = delegate->data_;
   /* For fusion: who produces each tensor, and how many nodes read it. */
   const size_t num_tensors = context->tensors_size;

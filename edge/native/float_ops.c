@@ -56,8 +56,8 @@ int float_op_init(lce_op* op, int builtin_code, int node_index, const TfLiteNode
     const TfLitePoolParamsPrefix* p = node->builtin_data;
     op->filter_h = p->filter_height;
     op->filter_w = p->filter_width;
-    op->stride_h = p->stride_height;
-    op->stride_w = p->stride_width;
+    op->option_stride_h = op->stride_h = p->stride_height;
+    op->option_stride_w = op->stride_w = p->stride_width;
     op->padding_same = p->padding == kTfLitePaddingSame;
     op->activation = p->activation;
     if (op->activation < kTfLiteActNone || op->activation > kTfLiteActRelu6) {
@@ -100,31 +100,29 @@ int float_op_prepare(lce_op* op, const TfLiteContext* context, const TfLiteTenso
   op->channels = in->dims->data[3];
   op->out_h = out->dims->data[1];
   op->out_w = out->dims->data[2];
+  /* lce_op_prepare has checked both shapes: every dimension at least 1, sizes in the budget. */
   op->rows = op->batch * op->out_h * op->out_w;
-  if (out->dims->data[0] != op->batch || out->dims->data[3] != op->channels || op->out_h < 1 ||
-      op->out_w < 1 || op->in_h < 1 || op->in_w < 1) {
+  if (out->dims->data[0] != op->batch || out->dims->data[3] != op->channels) {
     snprintf(err, err_len, "%s (node %d): output shape does not match the input", op->name,
              op->node_index);
     return -1;
   }
   if (op->kind == OP_MAXPOOL) {
-    /* TFLite's ComputePaddingHeightWidth, one axis at a time. */
-    const int sizes[2] = {op->in_h, op->in_w}, filters[2] = {op->filter_h, op->filter_w};
-    const int strides[2] = {op->stride_h, op->stride_w}, outs[2] = {op->out_h, op->out_w};
-    int pads[2];
-    for (int a = 0; a < 2; ++a) {
-      const int expected = op->padding_same ? (sizes[a] + strides[a] - 1) / strides[a]
-                                            : (sizes[a] - filters[a] + strides[a]) / strides[a];
-      if (expected != outs[a]) {
-        snprintf(err, err_len, "%s (node %d): output shape does not match the window", op->name,
-                 op->node_index);
-        return -1;
-      }
-      const int total = (outs[a] - 1) * strides[a] + filters[a] - sizes[a];
-      pads[a] = total > 0 ? total / 2 : 0;
+    /* TFLite's ComputePaddingHeightWidth, one axis at a time, bounded by the input. */
+    int out_h, out_w;
+    op->stride_h = op->option_stride_h;
+    op->stride_w = op->option_stride_w;
+    if (lce_window_geometry(op, "height", op->in_h, op->filter_h, 1, op->padding_same,
+                            &op->stride_h, &out_h, &op->pad_top, err, err_len) ||
+        lce_window_geometry(op, "width", op->in_w, op->filter_w, 1, op->padding_same,
+                            &op->stride_w, &out_w, &op->pad_left, err, err_len)) {
+      return -1;
     }
-    op->pad_top = pads[0];
-    op->pad_left = pads[1];
+    if (out_h != op->out_h || out_w != op->out_w) {
+      snprintf(err, err_len, "%s (node %d): output shape does not match the window", op->name,
+               op->node_index);
+      return -1;
+    }
     return 0;
   }
   const int size = op->inputs[1];

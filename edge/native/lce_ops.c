@@ -23,7 +23,22 @@ static int fail(char* err, size_t err_len, const char* fmt, ...) {
   return -1;
 }
 
-static int packed_size(int channels) { return (channels + 31) / 32; }
+/* In 64 bits: channels_in comes from the model's options and may be INT_MAX. */
+static int packed_size(int channels) { return (int)(((int64_t)channels + 31) / 32); }
+
+static size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+/* a * b and a + b, saturating at SIZE_MAX: sizes computed from a crafted model's shapes must
+ * not wrap around before they are compared with the budgets. */
+static size_t mul_sat(size_t a, size_t b) {
+  size_t r;
+  return __builtin_mul_overflow(a, b, &r) ? SIZE_MAX : r;
+}
+
+static size_t add_sat(size_t a, size_t b) {
+  size_t r;
+  return __builtin_add_overflow(a, b, &r) ? SIZE_MAX : r;
+}
 
 static const TfLiteTensor* tensor_at(const TfLiteContext* context, int index) {
   if (index < 0 || (size_t)index >= context->tensors_size) return NULL;
@@ -256,6 +271,8 @@ int lce_op_init(lce_op* op, const char* custom_name, int node_index, const TfLit
                   node_index);
     }
   }
+  op->option_stride_h = op->stride_h;
+  op->option_stride_w = op->stride_w;
   return 0;
 }
 
@@ -305,8 +322,11 @@ static int dims_equal(const TfLiteIntArray* dims, int n, const int* expected) {
 
 static void format_dims(const TfLiteIntArray* dims, char* out, size_t len) {
   size_t used = (size_t)snprintf(out, len, "[");
-  for (int i = 0; dims && i < dims->size && used < len; ++i) {
+  for (int i = 0; dims && i < dims->size && i < LCE_MAX_RANK && used < len; ++i) {
     used += (size_t)snprintf(out + used, len - used, i ? ", %d" : "%d", dims->data[i]);
+  }
+  if (dims && dims->size > LCE_MAX_RANK && used < len) {
+    used += (size_t)snprintf(out + used, len - used, ", ...");
   }
   if (used < len) snprintf(out + used, len - used, "]");
 }
@@ -328,22 +348,100 @@ static int check_output_dims(const lce_op* op, const TfLiteTensor* out, int n, c
               op->name, op->node_index, have, want);
 }
 
+/* Only for tensors check_tensor has passed: their counts fit (under LCE_MEMORY_BUDGET). */
 static size_t element_count(const TfLiteIntArray* dims) {
   size_t n = 1;
   for (int i = 0; i < dims->size; ++i) n *= (size_t)(dims->data[i] > 0 ? dims->data[i] : 0);
   return n;
 }
 
-/* TFLite's ComputePaddingHeightWidth, one axis. */
-static int window_geometry(int in, int filter, int stride, int dilation, int same, int* out,
-                           int* pad_before) {
-  const int effective = (filter - 1) * dilation + 1;
-  const int out_size = same ? (in + stride - 1) / stride : (in - effective + stride) / stride;
-  if (out_size < 1) return -1;
-  int total = (out_size - 1) * stride + effective - in;
+/* Every tensor an op of ours touches passes this before any size is computed from it: rank
+ * min_rank..LCE_MAX_RANK (constants may be scalars), every dimension at least 1, at most
+ * LCE_MEMORY_BUDGET bytes. Then element counts, rows and pixels fit an int, and no product
+ * of its dimensions can wrap. */
+static int check_tensor(const lce_op* op, const TfLiteTensor* t, const char* what, int min_rank,
+                        char* err, size_t err_len) {
+  if (!t || !t->dims) {
+    return fail(err, err_len, "%s (node %d): the %s tensor is missing", op->name, op->node_index,
+                what);
+  }
+  const TfLiteIntArray* dims = t->dims;
+  if (dims->size < min_rank || dims->size > LCE_MAX_RANK) {
+    return fail(err, err_len, "%s (node %d): the %s tensor has rank %d (%d to %d supported)",
+                op->name, op->node_index, what, dims->size, min_rank, LCE_MAX_RANK);
+  }
+  size_t n = 1;
+  for (int i = 0; i < dims->size; ++i) {
+    if (dims->data[i] < 1) {
+      char shape[96];
+      format_dims(dims, shape, sizeof(shape));
+      return fail(err, err_len, "%s (node %d): the %s tensor has shape %s (every dimension must "
+                  "be at least 1)", op->name, op->node_index, what, shape);
+    }
+    n = mul_sat(n, (size_t)dims->data[i]);
+  }
+  const int size = type_size(t->type);
+  if (mul_sat(n, (size_t)(size ? size : 1)) > LCE_MEMORY_BUDGET) {
+    char shape[96];
+    format_dims(dims, shape, sizeof(shape));
+    return fail(err, err_len, "%s (node %d): the %s tensor %s is larger than the delegate's "
+                "%zu MB limit", op->name, op->node_index, what, shape, LCE_MEMORY_BUDGET >> 20);
+  }
+  return 0;
+}
+
+/* A constant operand (weights, multipliers, thresholds, a fused MUL/ADD's constant): of `type`,
+ * read-only memory of the model (it is read or packed once, so it must not change), holding at
+ * least `count` values. */
+static int check_constant(const lce_op* op, const TfLiteTensor* t, const char* what, int type,
+                          size_t count, char* err, size_t err_len) {
+  if (check_tensor(op, t, what, 0, err, err_len)) return -1;
+  if (t->type != type || t->allocation_type != kTfLiteMmapRo || !t->data) {
+    return fail(err, err_len, "%s (node %d): the %s must be a constant %s tensor", op->name,
+                op->node_index, what, type_name(type));
+  }
+  const size_t need = mul_sat(count, (size_t)type_size(type));
+  if (t->bytes < need) {
+    return fail(err, err_len, "%s (node %d): the %s holds %zu bytes, its shape needs %zu",
+                op->name, op->node_index, what, t->bytes, need);
+  }
+  return 0;
+}
+
+int lce_window_geometry(const lce_op* op, const char* axis, int in, int filter, int dilation,
+                        int same, int* stride, int* out, int* pad_before, char* err,
+                        size_t err_len) {
+  /* In 64 bits: filter, dilation and stride come from the model and may be INT_MAX. The
+   * options were checked at init; this keeps a division by zero out of reach regardless. */
+  if (filter < 1 || dilation < 1 || *stride < 1) {
+    return fail(err, err_len, "%s (node %d): filter, stride and dilation must be >= 1 in %s",
+                op->name, op->node_index, axis);
+  }
+  const int64_t extent = (int64_t)(filter - 1) * dilation + 1;
+  const int64_t s = *stride;
+  if (!same && extent > in) {
+    return fail(err, err_len, "%s (node %d): the window spans %lld pixels in %s (filter %d, "
+                "dilation %d), more than the input's %d (VALID padding)", op->name,
+                op->node_index, (long long)extent, axis, filter, dilation, in);
+  }
+  const int64_t n = same ? ((int64_t)in + s - 1) / s : ((int64_t)in - extent) / s + 1;
+  int64_t total = (n - 1) * s + extent - in;
   if (total < 0) total = 0;
-  *out = out_size;
-  *pad_before = total / 2;
+  /* The larger side is after. A real model pads about (filter - 1) / 2 a side (dilated:
+   * times the dilation), the input's size at most (a 3x3 window on a 1x1 map); a wider
+   * overhang is a window or a dilation beyond the input, and the direct convolution's
+   * scratch grows with it (2^29 was 24 GB). */
+  if (total - total / 2 > in) {
+    return fail(err, err_len, "%s (node %d): the window spans %lld pixels in %s (filter %d, "
+                "dilation %d) and would need %lld pixels of SAME padding on one side, more "
+                "than the input's %d", op->name, op->node_index, (long long)extent, axis,
+                filter, dilation, (long long)(total - total / 2), in);
+  }
+  *out = (int)n;
+  *pad_before = (int)(total / 2);
+  /* One output pixel: the stride is never applied, and the direct convolution's reads past
+   * a row's end (stride * words apart) stay small. */
+  if (n == 1) *stride = 1;
   return 0;
 }
 
@@ -358,21 +456,22 @@ static int prepare_quantize(lce_op* op, const TfLiteTensor* in, const TfLiteTens
                 op->node_index);
   }
   const int n = in->dims->size;
-  if (n < 1 || n > 8) return fail(err, err_len, "%s: unsupported rank %d", op->name, n);
-  int expected[8];
+  int expected[LCE_MAX_RANK];
   for (int i = 0; i < n; ++i) expected[i] = in->dims->data[i];
   op->channels = in->dims->data[n - 1];
   expected[n - 1] = packed_size(op->channels);
   if (check_output_dims(op, out, n, expected, err, err_len)) return -1;
-  op->rows = op->channels > 0 ? (int)(element_count(in->dims) / (size_t)op->channels) : 0;
+  op->rows = (int)(element_count(in->dims) / (size_t)op->channels);
   op->in_zero_point = in->params.zero_point;
+  op->scratch_bytes = round64(sizeof(float) * (size_t)op->channels);
   return 0;
 }
 
-/* A fused MUL / ADD operand: a float32 constant, a scalar or one value per channel. */
+/* A fused MUL / ADD operand: a float32 constant, a scalar or one value per channel; and,
+ * when the quantize also stores that op's output, a float32 tensor of the input's shape. */
 static int prepare_pre_constant(lce_op* op, const TfLiteContext* context, const TfLiteTensor* in,
-                                int tensor, int node, const char* what, int* len, char* err,
-                                size_t err_len) {
+                                int tensor, int stored, int node, const char* what, int* len,
+                                char* err, size_t err_len) {
   if (tensor < 0) {
     *len = 0;
     return 0;
@@ -386,6 +485,7 @@ static int prepare_pre_constant(lce_op* op, const TfLiteContext* context, const 
     return fail(err, err_len, "%s (node %d): the fused %s (node %d) needs a float32 constant",
                 op->name, op->node_index, what, node);
   }
+  if (check_tensor(op, c, what, 0, err, err_len)) return -1;
   const size_t n = element_count(c->dims);
   int ok = n == 1 || (n == (size_t)op->channels && c->dims->size >= 1 &&
                       c->dims->data[c->dims->size - 1] == op->channels);
@@ -394,6 +494,15 @@ static int prepare_pre_constant(lce_op* op, const TfLiteContext* context, const 
                 "%s (node %d): the fused %s (node %d) constant must be a scalar or one value "
                 "per channel (%d)",
                 op->name, op->node_index, what, node, op->channels);
+  }
+  if (check_constant(op, c, what, kTfLiteFloat32, n, err, err_len)) return -1;
+  if (stored >= 0) {
+    const TfLiteTensor* y = tensor_at(context, stored);
+    if (check_tensor(op, y, what, 1, err, err_len)) return -1;
+    if (y->type != kTfLiteFloat32 || !dims_equal(y->dims, in->dims->size, in->dims->data)) {
+      return fail(err, err_len, "%s (node %d): the fused %s (node %d) output must be float32 "
+                  "of the input's shape", op->name, op->node_index, what, node);
+    }
   }
   *len = (int)n;
   if (!strcmp(what, "MUL")) {
@@ -423,6 +532,20 @@ int lce_op_absorb(lce_op* op, lce_op* q) {
   return 1;
 }
 
+/* An int8 output's scale and zero point as TFLite requires them. */
+static int check_int8(const lce_op* op, float scale, int32_t zero_point, char* err,
+                      size_t err_len) {
+  if (!(scale > 0.0f) || !isfinite(scale)) {
+    return fail(err, err_len, "%s (node %d): int8 output needs a positive scale", op->name,
+                op->node_index);
+  }
+  if (zero_point < -128 || zero_point > 127) {
+    return fail(err, err_len, "%s (node %d): int8 zero point %d is outside -128..127", op->name,
+                op->node_index, (int)zero_point);
+  }
+  return 0;
+}
+
 static int prepare_dequantize(lce_op* op, const TfLiteTensor* in, const TfLiteTensor* out,
                               char* err, size_t err_len) {
   if (in->type != kTfLiteInt32) {
@@ -434,7 +557,7 @@ static int prepare_dequantize(lce_op* op, const TfLiteTensor* in, const TfLiteTe
                 op->node_index, type_name(out->type));
   }
   const int n = out->dims->size;
-  if (n < 1 || n > 8 || in->dims->size != n) {
+  if (in->dims->size != n) {
     return fail(err, err_len, "%s (node %d): input and output ranks differ", op->name,
                 op->node_index);
   }
@@ -449,12 +572,18 @@ static int prepare_dequantize(lce_op* op, const TfLiteTensor* in, const TfLiteTe
     return fail(err, err_len, "%s (node %d): %d packed words cannot hold %d channels", op->name,
                 op->node_index, in->dims->data[n - 1], op->channels);
   }
-  op->rows = op->channels > 0 ? (int)(element_count(out->dims) / (size_t)op->channels) : 0;
+  op->rows = (int)(element_count(out->dims) / (size_t)op->channels);
   op->out_scale = out->params.scale;
   op->out_zero_point = out->params.zero_point;
-  if (out->type == kTfLiteInt8 && !(op->out_scale > 0.0f)) {
-    return fail(err, err_len, "%s (node %d): int8 output needs a positive scale", op->name,
-                op->node_index);
+  if (out->type == kTfLiteInt8) {
+    if (check_int8(op, op->out_scale, op->out_zero_point, err, err_len)) return -1;
+    /* LCE: offset = round(1/scale); a 0 bit is zp + offset, a 1 bit zp - offset, saturated.
+     * From 256 up every offset saturates both, so larger ones (which would overflow the
+     * int conversion) are 256. */
+    const float offset = roundf(1.0f / op->out_scale);
+    const int32_t o = offset > 256.0f ? 256 : (int32_t)offset;
+    op->zero_bit = op->out_zero_point + o > 127 ? 127 : op->out_zero_point + o;
+    op->one_bit = op->out_zero_point - o < -128 ? -128 : op->out_zero_point - o;
   }
   return 0;
 }
@@ -473,15 +602,117 @@ static int prepare_bmaxpool(lce_op* op, const TfLiteTensor* in, const TfLiteTens
   op->in_h = in->dims->data[1];
   op->in_w = in->dims->data[2];
   op->in_words = in->dims->data[3];
-  if (window_geometry(op->in_h, op->filter_h, op->stride_h, 1, op->padding_same, &op->out_h,
-                      &op->pad_top) ||
-      window_geometry(op->in_w, op->filter_w, op->stride_w, 1, op->padding_same, &op->out_w,
-                      &op->pad_left)) {
-    return fail(err, err_len, "%s (node %d): the pooling window does not fit the input",
-                op->name, op->node_index);
+  if (lce_window_geometry(op, "height", op->in_h, op->filter_h, 1, op->padding_same,
+                          &op->stride_h, &op->out_h, &op->pad_top, err, err_len) ||
+      lce_window_geometry(op, "width", op->in_w, op->filter_w, 1, op->padding_same,
+                          &op->stride_w, &op->out_w, &op->pad_left, err, err_len)) {
+    return -1;
   }
   const int expected[4] = {op->batch, op->out_h, op->out_w, op->in_words};
   return check_output_dims(op, out, 4, expected, err, err_len);
+}
+
+/* The run's task geometry, shared by prepare (which sizes the scratch for the largest tasks,
+ * those of one thread, against the budget) and lce_op_run. */
+
+/* Direct convs: tasks per thread at least (when the rows allow). More, smaller
+ * tasks balance better when another process takes a core now and then; 8
+ * measured at least as fast as 4 on the paper model, quiet or loaded. */
+#define DIRECT_TASKS_PER_THREAD 8
+
+/* Output rows per direct task: the padded input rows they read around 24 KB (in L1 while
+ * every filter block streams past), and at least DIRECT_TASKS_PER_THREAD tasks per thread. */
+static int direct_rows_per_task(const lce_op* op, int threads) {
+  const size_t row_bytes = (size_t)op->pad_w * op->in_words * 4;
+  const int span_h = (op->filter_h - 1) * op->dilation_h;
+  int rows = (int)(24576 / row_bytes);
+  rows = rows > span_h + 1 ? (rows - span_h - 1) / op->stride_h + 1 : 1;
+  const int tasks = DIRECT_TASKS_PER_THREAD * threads;
+  const int balanced = (op->batch * op->out_h + tasks - 1) / tasks;
+  if (threads > 1 && rows > balanced) rows = balanced;
+  if (rows > op->out_h) rows = op->out_h;
+  return rows < 1 ? 1 : rows;
+}
+
+/* The padded input rows `rows` output rows read. */
+static int direct_input_rows(const lce_op* op, int rows) {
+  return (rows - 1) * op->stride_h + (op->filter_h - 1) * op->dilation_h + 1;
+}
+
+/* Row segments of a direct task: accumulators around 32 KB. */
+static int direct_segment(const lce_op* op) {
+  const int mr = op->gemm->mr;
+  const int seg = 32768 / (op->ldc * 4) / mr * mr;
+  return seg < mr ? mr : seg;
+}
+
+/* A direct task's windows: its padded rows, plus the slack the last kernel call of a row may
+ * read past its end (mr pixels, stride * words apart); and its accumulators. */
+static size_t direct_a_bytes(const lce_op* op, int in_rows) {
+  const size_t words = (size_t)op->in_words;
+  return round64(((size_t)in_rows * op->pad_w * words +
+                  (size_t)op->gemm->mr * op->stride_w * words) * 4);
+}
+
+static size_t direct_c_bytes(const lce_op* op, int seg) {
+  return round64(((size_t)seg + op->gemm->mr) * op->ldc * 4);
+}
+
+/* Pixels per im2col task: a task's im2col block around 24 KB so it stays in L1 while every
+ * filter block streams past it; at least 4 tasks per thread. */
+static int im2col_pixels_per_task(const lce_op* op, int pixels, int threads) {
+  const int mr = op->gemm->mr;
+  int per = 24576 / (op->kernel_words * 4);
+  per = (per / mr) * mr;
+  if (per < mr) per = mr;
+  if (per > 128) per = 128;
+  const int balanced = (pixels + 4 * threads - 1) / (4 * threads);
+  if (threads > 1 && per > balanced) per = ((balanced + mr - 1) / mr) * mr;
+  return per;
+}
+
+/* An im2col task of `count` pixels: its rows (a multiple of mr) of windows and of
+ * accumulators. */
+static size_t im2col_a_bytes(const lce_op* op, int count) {
+  const size_t rows = (size_t)((count + op->gemm->mr - 1) / op->gemm->mr) * op->gemm->mr;
+  return round64(rows * op->kernel_words * 4);
+}
+
+static size_t im2col_c_bytes(const lce_op* op, int count) {
+  const size_t rows = (size_t)((count + op->gemm->mr - 1) / op->gemm->mr) * op->gemm->mr;
+  return round64(rows * op->ldc * 4);
+}
+
+/* What a task's scratch holds besides windows and accumulators: the zero-padding tap sums,
+ * one or two float rows for the epilogue (carve_scratch). */
+static size_t epilogue_bytes(const lce_op* op, int with_rows) {
+  const size_t s_bytes = op->padding_same && op->pad_value == 0 ? 4 * (size_t)op->out_c : 0;
+  return s_bytes + (with_rows ? 2 * round64(4 * (size_t)op->out_c) : 0);
+}
+
+/* The constant operands of a float / int8 output: multiplier and bias, folded with the
+ * back-transformation (and an int8 output's scale and zero point) as LCE does, in double.
+ * Into op->multiplier / op->bias when `store`; otherwise only checked: an int8 output
+ * converts the result to an integer, which a NaN (from an infinite folded value) makes
+ * undefined. */
+static int fold_multiplier_bias(lce_op* op, const float* mul, const float* bias, int store,
+                                char* err, size_t err_len) {
+  const double scale = op->out_type == kTfLiteInt8 ? (double)op->out_scale : 1.0;
+  const double zero_point = op->out_type == kTfLiteInt8 ? (double)op->out_zero_point : 0.0;
+  for (int o = 0; o < op->out_c; ++o) {
+    const double m = mul[o];
+    const double b = bias[o];
+    const float fm = (float)(-1.0 * m / scale);
+    const float fb = (float)((b + (double)op->backtransform * m) / scale + zero_point);
+    if (store) {
+      op->multiplier[o] = fm;
+      op->bias[o] = fb;
+    } else if (op->out_type == kTfLiteInt8 && (!isfinite(fm) || !isfinite(fb))) {
+      return fail(err, err_len, "%s (node %d): int8 output: multiplier or bias of channel %d "
+                  "is not finite", op->name, op->node_index, o);
+    }
+  }
+  return 0;
 }
 
 static int prepare_bconv(lce_op* op, const TfLiteContext* context, const TfLiteTensor* in,
@@ -491,10 +722,11 @@ static int prepare_bconv(lce_op* op, const TfLiteContext* context, const TfLiteT
     return fail(err, err_len, "%s (node %d): input must be a 4-D int32 (bitpacked) tensor",
                 op->name, op->node_index);
   }
-  if (!filter || filter->type != kTfLiteInt32 || filter->dims->size != 4) {
+  if (!filter || !filter->dims || filter->type != kTfLiteInt32 || filter->dims->size != 4) {
     return fail(err, err_len, "%s (node %d): filter must be a 4-D int32 (bitpacked) tensor",
                 op->name, op->node_index);
   }
+  if (check_tensor(op, filter, "filter", 4, err, err_len)) return -1;
   if (out->type != kTfLiteFloat32 && out->type != kTfLiteInt8 && out->type != kTfLiteInt32) {
     return fail(err, err_len, "%s (node %d): output must be float32, int8 or int32, not %s",
                 op->name, op->node_index, type_name(out->type));
@@ -512,9 +744,6 @@ static int prepare_bconv(lce_op* op, const TfLiteContext* context, const TfLiteT
   op->filter_h = filter->dims->data[1];
   op->filter_w = filter->dims->data[2];
   op->words_per_group = filter->dims->data[3];
-  if (op->out_c < 1 || op->filter_h < 1 || op->filter_w < 1 || op->words_per_group < 1) {
-    return fail(err, err_len, "%s (node %d): empty filter", op->name, op->node_index);
-  }
   if (op->words_per_group == op->in_words) {
     op->groups = 1;
   } else {
@@ -533,8 +762,21 @@ static int prepare_bconv(lce_op* op, const TfLiteContext* context, const TfLiteT
     }
   }
   op->out_per_group = op->out_c / op->groups;
+  /* Both fit: the filter passed check_tensor, and channels_in matches the input's words. */
   op->kernel_words = op->filter_h * op->filter_w * op->words_per_group;
-  op->backtransform = op->filter_h * op->filter_w * (op->channels_in / op->groups);
+  const int64_t k_bits = (int64_t)op->filter_h * op->filter_w * (op->channels_in / op->groups);
+  /* The epilogue doubles the accumulator (at most K) and adds a zero-padding correction (at
+   * most K) in int32. */
+  if (k_bits > (1 << 29)) {
+    return fail(err, err_len, "%s (node %d): a %dx%d window over %d channels is more than "
+                "2^29 bits", op->name, op->node_index, op->filter_h, op->filter_w,
+                op->channels_in / op->groups);
+  }
+  op->backtransform = (int)k_bits;
+  if (check_constant(op, filter, "filter", kTfLiteInt32,
+                     (size_t)op->out_c * (size_t)op->kernel_words, err, err_len)) {
+    return -1;
+  }
 
   if (op->padding_same && op->pad_value == 0 &&
       (out->type != kTfLiteFloat32 || op->activation != 0)) {
@@ -546,56 +788,117 @@ static int prepare_bconv(lce_op* op, const TfLiteContext* context, const TfLiteT
 
   if (out->type == kTfLiteInt32) {
     const TfLiteTensor* thr = tensor_at(context, op->inputs[4]);
-    if (!thr || thr->type != kTfLiteInt32 || thr->dims->size != 1 ||
+    if (!thr || !thr->dims || thr->type != kTfLiteInt32 || thr->dims->size != 1 ||
         thr->dims->data[0] != op->out_c) {
       return fail(err, err_len, "%s (node %d): bitpacked output needs int32 thresholds [%d]",
                   op->name, op->node_index, op->out_c);
     }
+    if (check_constant(op, thr, "thresholds", kTfLiteInt32, (size_t)op->out_c, err, err_len)) {
+      return -1;
+    }
   } else {
     const TfLiteTensor* mul = tensor_at(context, op->inputs[2]);
     const TfLiteTensor* bias = tensor_at(context, op->inputs[3]);
-    if (!mul || !bias || mul->type != kTfLiteFloat32 || bias->type != kTfLiteFloat32 ||
-        mul->dims->size != 1 || bias->dims->size != 1 || mul->dims->data[0] != op->out_c ||
-        bias->dims->data[0] != op->out_c) {
+    if (!mul || !bias || !mul->dims || !bias->dims || mul->type != kTfLiteFloat32 ||
+        bias->type != kTfLiteFloat32 || mul->dims->size != 1 || bias->dims->size != 1 ||
+        mul->dims->data[0] != op->out_c || bias->dims->data[0] != op->out_c) {
       return fail(err, err_len,
                   "%s (node %d): float/int8 output needs float32 multiplier and bias [%d]",
                   op->name, op->node_index, op->out_c);
     }
+    if (check_constant(op, mul, "multiplier", kTfLiteFloat32, (size_t)op->out_c, err,
+                       err_len) ||
+        check_constant(op, bias, "bias", kTfLiteFloat32, (size_t)op->out_c, err, err_len)) {
+      return -1;
+    }
     if (out->type == kTfLiteInt8) {
       op->out_scale = out->params.scale;
       op->out_zero_point = out->params.zero_point;
-      if (!(op->out_scale > 0.0f)) {
-        return fail(err, err_len, "%s (node %d): int8 output needs a positive scale", op->name,
-                    op->node_index);
+      if (check_int8(op, op->out_scale, op->out_zero_point, err, err_len) ||
+          fold_multiplier_bias(op, mul->data, bias->data, 0, err, err_len)) {
+        return -1;
       }
     }
   }
 
-  if (window_geometry(op->in_h, op->filter_h, op->stride_h, op->dilation_h, op->padding_same,
-                      &op->out_h, &op->pad_top) ||
-      window_geometry(op->in_w, op->filter_w, op->stride_w, op->dilation_w, op->padding_same,
-                      &op->out_w, &op->pad_left)) {
-    return fail(err, err_len, "%s (node %d): the filter does not fit the input", op->name,
-                op->node_index);
+  op->stride_h = op->option_stride_h;
+  op->stride_w = op->option_stride_w;
+  if (lce_window_geometry(op, "height", op->in_h, op->filter_h, op->dilation_h,
+                          op->padding_same, &op->stride_h, &op->out_h, &op->pad_top, err,
+                          err_len) ||
+      lce_window_geometry(op, "width", op->in_w, op->filter_w, op->dilation_w, op->padding_same,
+                          &op->stride_w, &op->out_w, &op->pad_left, err, err_len)) {
+    return -1;
   }
   const int expected[4] = {op->batch, op->out_h, op->out_w,
                            out->type == kTfLiteInt32 ? packed_size(op->out_c) : op->out_c};
-  return check_output_dims(op, out, 4, expected, err, err_len);
+  if (check_output_dims(op, out, 4, expected, err, err_len)) return -1;
+
+  /* How the windows are read (see bconv_setup), and what that costs in memory. Everything
+   * here is bounded by the checks above (sizes under the budget, windows within the input),
+   * so none of it overflows before it is compared with the budgets. */
+  const int nr = op->gemm->nr;
+  op->blocks_per_group = (op->out_per_group + nr - 1) / nr;
+  const size_t ldc = (size_t)op->groups * op->blocks_per_group * nr;
+  if (ldc * 4 * (size_t)op->gemm->mr > LCE_SCRATCH_BUDGET) {
+    return fail(err, err_len, "%s (node %d): %d output channels in %d groups need more than "
+                "the %zu MB of scratch a task may take", op->name, op->node_index, op->out_c,
+                op->groups, LCE_SCRATCH_BUDGET >> 20);
+  }
+  op->ldc = (int)ldc;
+  /* Direct or im2col. Direct reads a row of output pixels' windows in place,
+   * mr pixels per kernel call, so a row shorter than mr computes more pixels
+   * past its end than in it; there im2col (which runs on across rows) is
+   * better. Measured: direct is faster from 8x8 up (and at every channel
+   * count), im2col at 4x4. */
+  op->direct = op->conv_path == BCONV_DIRECT ||
+               (op->conv_path == BCONV_AUTO && op->out_w >= op->gemm->mr);
+  size_t scratch;
+  if (op->direct) {
+    op->pad_w = (op->out_w - 1) * op->stride_w + (op->filter_w - 1) * op->dilation_w + 1;
+    scratch = direct_a_bytes(op, direct_input_rows(op, direct_rows_per_task(op, 1))) +
+              direct_c_bytes(op, direct_segment(op));
+  } else {
+    op->pad_w = 0;
+    const int pixels = op->batch * op->out_h * op->out_w;
+    const int per = im2col_pixels_per_task(op, pixels, 1);
+    scratch = add_sat(im2col_a_bytes(op, per), im2col_c_bytes(op, per));
+  }
+  op->scratch_bytes = add_sat(scratch, epilogue_bytes(op, 1));
+  if (op->scratch_bytes > LCE_SCRATCH_BUDGET) {
+    return fail(err, err_len, "%s (node %d): a task would need %zu MB of scratch, more than "
+                "the %zu MB limit", op->name, op->node_index, op->scratch_bytes >> 20,
+                LCE_SCRATCH_BUDGET >> 20);
+  }
+  /* bconv_setup's allocations: packed filter, word offsets, tap sums, per-channel values. */
+  const size_t k = (size_t)op->kernel_words;
+  size_t own = mul_sat(mul_sat(ldc, k), 4);
+  own = add_sat(own, op->direct ? 4 * (size_t)op->groups * k : 0);
+  own = add_sat(own, op->padding_same && op->pad_value == 0
+                         ? 4 * (size_t)op->filter_h * op->filter_w * op->out_c : 0);
+  op->own_bytes = add_sat(own, 5 * 4 * (size_t)op->out_c);
+  if (op->own_bytes > LCE_MEMORY_BUDGET) {
+    return fail(err, err_len, "%s (node %d): its packed weights would take %zu MB, more than "
+                "the delegate's %zu MB limit", op->name, op->node_index, op->own_bytes >> 20,
+                LCE_MEMORY_BUDGET >> 20);
+  }
+  return 0;
 }
 
 static int prepare_concat(lce_op* op, const TfLiteContext* context, const TfLiteTensor* out,
                           char* err, size_t err_len) {
   const int n = out->dims->size;
-  if (out->type != kTfLiteFloat32 || n < 1 || (op->axis != n - 1 && op->axis != -1)) {
+  if (out->type != kTfLiteFloat32 || (op->axis != n - 1 && op->axis != -1)) {
     return fail(err, err_len, "CONCATENATION (node %d): only float32 along the last axis is "
                 "supported", op->node_index);
   }
   op->channels = out->dims->data[n - 1];
-  op->rows = op->channels > 0 ? (int)(element_count(out->dims) / (size_t)op->channels) : 0;
-  int total = 0;
+  op->rows = (int)(element_count(out->dims) / (size_t)op->channels);
+  int64_t total = 0;
   for (int i = 0; i < op->cat_n; ++i) {
     const TfLiteTensor* in = tensor_at(context, op->cat_in[i]);
-    int ok = in && in->type == kTfLiteFloat32 && in->dims && in->dims->size == n;
+    if (check_tensor(op, in, "input", 1, err, err_len)) return -1;
+    int ok = in->type == kTfLiteFloat32 && in->dims->size == n;
     for (int d = 0; ok && d < n - 1; ++d) ok = in->dims->data[d] == out->dims->data[d];
     if (!ok) {
       return fail(err, err_len, "CONCATENATION (node %d): input %d does not match the output",
@@ -605,18 +908,28 @@ static int prepare_concat(lce_op* op, const TfLiteContext* context, const TfLite
     total += op->cat_channels[i];
   }
   if (total != op->channels) {
-    return fail(err, err_len, "CONCATENATION (node %d): %d input channels for %d output channels",
-                op->node_index, total, op->channels);
+    return fail(err, err_len,
+                "CONCATENATION (node %d): %lld input channels for %d output channels",
+                op->node_index, (long long)total, op->channels);
   }
-  if (op->add_other >= 0) {
-    const TfLiteTensor* other = tensor_at(context, op->add_other);
-    int ok = other && other->type == kTfLiteFloat32 && other->dims && other->dims->size == n;
-    for (int d = 0; ok && d < n; ++d) ok = other->dims->data[d] == out->dims->data[d];
-    if (!ok) {
+  /* The concat's own output, still stored under a fused ADD, has the ADD's shape. */
+  if (op->cat_out >= 0) {
+    const TfLiteTensor* cat = tensor_at(context, op->cat_out);
+    if (check_tensor(op, cat, "output", 1, err, err_len)) return -1;
+    if (cat->type != kTfLiteFloat32 || !dims_equal(cat->dims, n, out->dims->data)) {
       return fail(err, err_len, "ADD (node %d): both operands must be float32 of one shape",
                   op->add_node);
     }
   }
+  if (op->add_other >= 0) {
+    const TfLiteTensor* other = tensor_at(context, op->add_other);
+    if (check_tensor(op, other, "operand", 1, err, err_len)) return -1;
+    if (other->type != kTfLiteFloat32 || !dims_equal(other->dims, n, out->dims->data)) {
+      return fail(err, err_len, "ADD (node %d): both operands must be float32 of one shape",
+                  op->add_node);
+    }
+  }
+  op->scratch_bytes = round64(sizeof(float) * (size_t)op->channels);
   return 0;
 }
 
@@ -627,6 +940,10 @@ int lce_op_prepare(lce_op* op, const TfLiteContext* context, char* err, size_t e
     return fail(err, err_len, "%s (node %d): missing input or output tensor", op->name,
                 op->node_index);
   }
+  if (check_tensor(op, in, "input", 1, err, err_len) ||
+      check_tensor(op, out, "output", 1, err, err_len)) {
+    return -1;
+  }
   op->in_type = in->type;
   op->out_type = out->type;
   op->ready = 0;
@@ -636,17 +953,22 @@ int lce_op_prepare(lce_op* op, const TfLiteContext* context, char* err, size_t e
   op->into = NULL;
   op->in_place = 0;
   op->write_own = 0;
+  op->scratch_bytes = op->own_bytes = 0;
   int status;
   switch (op->kind) {
     case OP_QUANTIZE:
       status = prepare_quantize(op, in, out, err, err_len) ||
-               prepare_pre_constant(op, context, in, op->pre_mul, op->pre_mul_node, "MUL",
-                                    &op->pre_mul_len, err, err_len) ||
-               prepare_pre_constant(op, context, in, op->pre_add, op->pre_add_node, "ADD",
-                                    &op->pre_add_len, err, err_len);
+               prepare_pre_constant(op, context, in, op->pre_mul, op->pre_mul_out,
+                                    op->pre_mul_node, "MUL", &op->pre_mul_len, err, err_len) ||
+               prepare_pre_constant(op, context, in, op->pre_add, op->pre_add_out,
+                                    op->pre_add_node, "ADD", &op->pre_add_len, err, err_len);
       break;
     case OP_DEQUANTIZE: status = prepare_dequantize(op, in, out, err, err_len); break;
-    case OP_BMAXPOOL2D: status = prepare_bmaxpool(op, in, out, err, err_len); break;
+    case OP_BMAXPOOL2D:
+      op->stride_h = op->option_stride_h;
+      op->stride_w = op->option_stride_w;
+      status = prepare_bmaxpool(op, in, out, err, err_len);
+      break;
     case OP_CONCAT: status = prepare_concat(op, context, out, err, err_len); break;
     case OP_MAXPOOL:
     case OP_RESIZE: status = float_op_prepare(op, context, in, out, err, err_len); break;
@@ -777,12 +1099,7 @@ VECTOR_CLONES static void dequantize_task(void* arg, int task, int thread_id) {
       }
     }
   } else {
-    /* LCE: offset = round(1/scale); a 0 bit is zp + offset, a 1 bit zp - offset. */
-    const int32_t offset = (int32_t)roundf(1.0f / op->out_scale);
-    int32_t zero_bit = op->out_zero_point + offset;
-    int32_t one_bit = op->out_zero_point - offset;
-    if (zero_bit > 127) zero_bit = 127;
-    if (one_bit < -128) one_bit = -128;
+    const int32_t zero_bit = op->zero_bit, one_bit = op->one_bit; /* prepare_dequantize */
     int8_t* out = (int8_t*)job->output + (size_t)r0 * op->channels;
     for (int r = r0; r < r1; ++r, in += words, out += op->channels) {
       for (int c = 0; c < op->channels; ++c) {
@@ -876,10 +1193,10 @@ VECTOR_CLONES static void bmaxpool_task(void* arg, int task, int thread_id) {
     window_taps(x0, op->filter_w, op->in_w, &kx0, &kx1);
     for (int w = 0; w < words; ++w) out[w] = ~0u;
     for (int ky = ky0; ky < ky1; ++ky) {
-      const uint32_t* row =
-          job->input + (((size_t)n * op->in_h + (y0 + ky)) * op->in_w + x0) * words;
+      /* The row's start, then the in-image pixels: x0 may be negative (left padding). */
+      const uint32_t* row = job->input + ((size_t)n * op->in_h + (y0 + ky)) * op->in_w * words;
       for (int kx = kx0; kx < kx1; ++kx) {
-        const uint32_t* px = row + (size_t)kx * words;
+        const uint32_t* px = row + (size_t)(x0 + kx) * words;
         for (int w = 0; w < words; ++w) out[w] &= px[w];
       }
     }
@@ -897,7 +1214,6 @@ static int bconv_setup(lce_op* op, const TfLiteContext* context, char* err, size
   }
   const int nr = op->gemm->nr;
   const int k = op->kernel_words;
-  op->blocks_per_group = (op->out_per_group + nr - 1) / nr;
   free(op->packed_filter);
   const size_t packed_words = (size_t)op->groups * op->blocks_per_group * k * nr;
   op->packed_filter = aligned_alloc(64, ((packed_words * 4 + 63) / 64) * 64);
@@ -935,14 +1251,7 @@ static int bconv_setup(lce_op* op, const TfLiteContext* context, char* err, size
     if (!op->multiplier || !op->bias) return fail(err, err_len, "out of memory");
     /* Fold the back-transformation K - 2*accum (and the int8 scale and zero
      * point) into one multiplier and bias, in double, as LCE does. */
-    const double scale = op->out_type == kTfLiteInt8 ? (double)op->out_scale : 1.0;
-    const double zero_point = op->out_type == kTfLiteInt8 ? (double)op->out_zero_point : 0.0;
-    for (int o = 0; o < op->out_c; ++o) {
-      const double m = mul[o];
-      const double b = bias[o];
-      op->multiplier[o] = (float)(-1.0 * m / scale);
-      op->bias[o] = (float)((b + (double)op->backtransform * m) / scale + zero_point);
-    }
+    fold_multiplier_bias(op, mul, bias, 1, err, err_len);
     /* TFLite's int32 activation range, intersected with [-K, K], then mapped
      * onto the doubled accumulator 2*accum = K - y. */
     int32_t lo = INT32_MIN, hi = INT32_MAX;
@@ -982,18 +1291,11 @@ static int bconv_setup(lce_op* op, const TfLiteContext* context, char* err, size
     }
   }
 
-  /* Direct or im2col. Direct reads a row of output pixels' windows in place,
-   * mr pixels per kernel call, so a row shorter than mr computes more pixels
-   * past its end than in it; there im2col (which runs on across rows) is
-   * better. Measured: direct is faster from 8x8 up (and at every channel
-   * count), im2col at 4x4. */
+  /* The direct path's word offsets (prepare_bconv chose the path, and pad_w). */
   free(op->koff);
   op->koff = NULL;
-  op->direct = op->conv_path == BCONV_DIRECT ||
-               (op->conv_path == BCONV_AUTO && op->out_w >= op->gemm->mr);
   if (op->direct) {
     const int words = op->in_words;
-    op->pad_w = (op->out_w - 1) * op->stride_w + (op->filter_w - 1) * op->dilation_w + 1;
     const size_t row_words = (size_t)op->pad_w * words;
     op->koff = malloc(sizeof(int32_t) * (size_t)op->groups * k);
     if (!op->koff) return fail(err, err_len, "out of memory");
@@ -1449,10 +1751,10 @@ static void bconv_task(void* arg, int task, int thread_id) {
   const int count = p1 - p0;
   const int rows = ((count + mr - 1) / mr) * mr;
 
-  const size_t a_bytes = (((size_t)rows * k * 4) + 63) / 64 * 64;
-  const size_t c_bytes = (((size_t)rows * job->ldc * 4) + 63) / 64 * 64;
   bconv_scratch sc;
-  if (carve_scratch(job, thread_id, a_bytes, c_bytes, &sc)) return;
+  if (carve_scratch(job, thread_id, im2col_a_bytes(op, count), im2col_c_bytes(op, count), &sc)) {
+    return;
+  }
   uint32_t* a = sc.a;
   int32_t* c = sc.c;
 
@@ -1512,15 +1814,16 @@ static void bconv_direct_task(void* arg, int task, int thread_id) {
   const int oy0 = (task % job->tasks_per_image) * job->rows_per_task;
   const int oy1 = oy0 + job->rows_per_task < op->out_h ? oy0 + job->rows_per_task : op->out_h;
   const size_t row_words = (size_t)op->pad_w * words;
-  const int in_rows =
-      (oy1 - oy0 - 1) * op->stride_h + (op->filter_h - 1) * op->dilation_h + 1;
+  const int in_rows = direct_input_rows(op, oy1 - oy0);
   const size_t lda = (size_t)op->stride_w * words;
   const size_t slack = (size_t)mr * lda;
 
-  const size_t a_bytes = ((((size_t)in_rows * row_words + slack) * 4) + 63) / 64 * 64;
-  const size_t c_bytes = ((((size_t)job->seg_pixels + mr) * job->ldc * 4) + 63) / 64 * 64;
+  /* Within LCE_SCRATCH_BUDGET: prepare_bconv sized the largest task. */
   bconv_scratch sc;
-  if (carve_scratch(job, thread_id, a_bytes, c_bytes, &sc)) return;
+  if (carve_scratch(job, thread_id, direct_a_bytes(op, in_rows),
+                    direct_c_bytes(op, job->seg_pixels), &sc)) {
+    return;
+  }
   uint32_t* a = sc.a;
   int32_t* c = sc.c;
 
@@ -1579,11 +1882,6 @@ static void bconv_direct_task(void* arg, int task, int thread_id) {
 }
 
 /* ------------------------------------------------------------------- run */
-
-/* Direct convs: tasks per thread at least (when the rows allow). More, smaller
- * tasks balance better when another process takes a core now and then; 8
- * measured at least as fast as 4 on the paper model, quiet or loaded. */
-#define DIRECT_TASKS_PER_THREAD 8
 
 int lce_op_run(lce_op* op, const TfLiteContext* context, const void* input, void* output,
                thread_pool* pool, char* err, size_t err_len) {
@@ -1656,41 +1954,18 @@ int lce_op_run(lce_op* op, const TfLiteContext* context, const void* input, void
       job.output = output;
       job.pool = pool;
       job.pixels = op->batch * op->out_h * op->out_w;
-      job.ldc = op->groups * op->blocks_per_group * op->gemm->nr;
+      job.ldc = op->ldc;
       const int threads = pool_size(pool);
       if (op->direct) {
-        /* Output rows per task: the padded input rows they read around 24 KB
-         * (in L1 while every filter block streams past), and at least
-         * DIRECT_TASKS_PER_THREAD tasks per thread. */
-        const size_t row_bytes = (size_t)op->pad_w * op->in_words * 4;
-        const int span_h = (op->filter_h - 1) * op->dilation_h;
-        int rows = (int)(24576 / row_bytes);
-        rows = rows > span_h + 1 ? (rows - span_h - 1) / op->stride_h + 1 : 1;
-        const int tasks = DIRECT_TASKS_PER_THREAD * threads;
-        const int balanced = (op->batch * op->out_h + tasks - 1) / tasks;
-        if (threads > 1 && rows > balanced) rows = balanced;
-        if (rows > op->out_h) rows = op->out_h;
-        if (rows < 1) rows = 1;
+        const int rows = direct_rows_per_task(op, threads);
         job.rows_per_task = rows;
         job.tasks_per_image = (op->out_h + rows - 1) / rows;
-        /* Row segments: accumulators around 32 KB. */
-        int seg = 32768 / (job.ldc * 4);
-        seg = seg / op->gemm->mr * op->gemm->mr;
-        job.seg_pixels = seg < op->gemm->mr ? op->gemm->mr : seg;
+        job.seg_pixels = direct_segment(op);
         pool_run(pool, op->batch * job.tasks_per_image, bconv_direct_task, &job);
         if (job.failed) return fail(err, err_len, "%s: out of memory", op->name);
         return 0;
       }
-      /* Keep a task's im2col block around 24 KB so it stays in L1 while
-       * every filter block streams past it; at least 4 tasks per thread. */
-      int per = 24576 / (op->kernel_words * 4);
-      per = (per / op->gemm->mr) * op->gemm->mr;
-      if (per < op->gemm->mr) per = op->gemm->mr;
-      if (per > 128) per = 128;
-      const int balanced = (job.pixels + 4 * threads - 1) / (4 * threads);
-      if (threads > 1 && per > balanced) {
-        per = ((balanced + op->gemm->mr - 1) / op->gemm->mr) * op->gemm->mr;
-      }
+      const int per = im2col_pixels_per_task(op, job.pixels, threads);
       job.pixels_per_task = per;
       const int tasks = (job.pixels + per - 1) / per;
       pool_run(pool, tasks, bconv_task, &job);

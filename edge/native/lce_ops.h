@@ -62,6 +62,18 @@ enum { BCONV_AUTO = 0, BCONV_DIRECT = 1, BCONV_IM2COL = 2 };
 #define LCE_OP_KINDS 7
 #define CONCAT_MAX_INPUTS 16
 
+/* What a model may make the delegate use, checked in prepare so that a crafted model gets an
+ * error instead of a giant allocation, an endless run or an out-of-bounds read. Every tensor
+ * one of our ops reads or writes (activations and constants) holds at most LCE_MEMORY_BUDGET
+ * bytes; a partition's own memory (the tensors it owns, packed weights and tables, and each
+ * thread's scratch) is at most LCE_MEMORY_BUDGET in all; one task's scratch at most
+ * LCE_SCRATCH_BUDGET. Measured: the paper model at 256x256 holds 17 and 19 MB in its two
+ * partitions, with at most 62 KB of scratch a task. */
+#define LCE_MEMORY_BUDGET ((size_t)512 << 20)
+#define LCE_SCRATCH_BUDGET ((size_t)64 << 20)
+/* The largest tensor rank our ops take. */
+#define LCE_MAX_RANK 8
+
 typedef struct lce_op_s {
   lce_op_kind kind;
   char name[48];
@@ -70,7 +82,9 @@ typedef struct lce_op_s {
   int num_inputs;
   int output;
 
-  /* options */
+  /* options; stride_*: what the kernels use, the option's stride except where an axis has
+   * one output pixel (set to 1 there, which computes the same: lce_window_geometry) */
+  int option_stride_h, option_stride_w;
   int stride_h, stride_w, dilation_h, dilation_w;
   int padding_same; /* 1 SAME, 0 VALID */
   int pad_value;    /* bconv: what out-of-image taps count as: 1 (+1) or 0 */
@@ -86,10 +100,15 @@ typedef struct lce_op_s {
   int rows, channels; /* (de)quantize: rows and unpacked channels */
   float in_scale, out_scale;
   int32_t in_zero_point, out_zero_point;
+  int32_t zero_bit, one_bit; /* dequantize to int8: what a 0 and a 1 bit become */
   size_t out_bytes;
+  /* Set by prepare, for the partition's memory budget: the most scratch one task of this op
+   * takes, and what it allocates for itself (packed weights, tables). */
+  size_t scratch_bytes, own_bytes;
 
   /* bconv */
   int groups, words_per_group, kernel_words, out_per_group, blocks_per_group;
+  int ldc; /* accumulator row length: groups * blocks_per_group * nr */
   int backtransform; /* K */
   int32_t clamp_lo, clamp_hi;
   const bgemm_impl* gemm;
@@ -168,6 +187,14 @@ enum { PRE_MUL = 0, PRE_ADD = 1 };
  * `store_output` keeps writing the op's float output. Returns 0 or -1 + err. */
 int lce_op_fuse_pre(lce_op* op, int which, int node_index, int input, int constant,
                     int store_output, char* err, size_t err_len);
+
+/* TFLite's ComputePaddingHeightWidth for one axis ("height" or "width"), in 64-bit arithmetic
+ * and bounded by the input: VALID needs the window inside the input, SAME pads at most the
+ * input's size on either side. Sets *out and *pad_before, and *stride to 1 where the axis has a
+ * single output pixel (the stride then changes nothing). Returns 0, or -1 with err set. */
+int lce_window_geometry(const lce_op* op, const char* axis, int in, int filter, int dilation,
+                        int same, int* stride, int* out, int* pad_before, char* err,
+                        size_t err_len);
 
 /* The taps [*k0, *k1) of a pooling window starting at `origin` (negative in
  * the padding) that fall inside [0, size): padding never counts. */

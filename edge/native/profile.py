@@ -105,7 +105,11 @@ def profile_model(
             interpreter.set_tensor(index, x)
         start = time.perf_counter()  # outside begin/end: the delegate's sums never exceed it
         lib.binland_profile_begin(pointer)
-        interpreter.invoke()
+        try:
+            interpreter.invoke()
+        except RuntimeError as exc:  # the delegate refused at run time (edge.errors, one line)
+            reason = " ".join(str(exc).split())[:300]
+            raise BackendError(f"{runtime} failed while running {model_path}: {reason}") from None
         lib.binland_profile_end(pointer)
         return time.perf_counter() - start
 
