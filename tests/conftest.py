@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 TRAIN_MODULES = {
     "test_augment.py",
     "test_coco17_pipeline.py",
+    "test_config_errors.py",
     "test_convert.py",
     "test_distributed.py",
     "test_evaluate.py",

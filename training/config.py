@@ -10,6 +10,7 @@ being silently ignored. Command-line overrides use dotted keys with YAML values:
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -128,6 +129,26 @@ class TrainConfig:
     normalisation: NormalisationConfig = field(default_factory=NormalisationConfig)
 
     def __post_init__(self) -> None:
+        # The run folder is runs/<name> by default: a plain name, never a path out of it.
+        _check(
+            bool(self.name) and self.name not in (".", "..") and not set(self.name) & set("/\\"),
+            f"name must be a plain name (no / or \\), got {self.name!r}",
+        )
+        _check(self.seed >= 0, f"seed must be 0 or more, got {self.seed}")
+        _check(
+            math.isfinite(self.box_margin) and self.box_margin > 0,
+            f"box_margin must be a positive number, got {self.box_margin}",
+        )
+        _check(
+            self.model.features >= 1 and self.model.depth >= 1 and self.model.num_stacks >= 1,
+            "model.features, model.depth and model.num_stacks must be at least 1, got "
+            f"{self.model.features}, {self.model.depth}, {self.model.num_stacks}",
+        )
+        _check(
+            _positive(self.optimizer.learning_rate),
+            f"optimizer.learning_rate must be a positive number, got "
+            f"{self.optimizer.learning_rate}",
+        )
         _check(self.input_size % 4 == 0 and self.input_size >= 32,
                f"input_size must be a multiple of 4 and >= 32, got {self.input_size}")  # fmt: skip
         _check(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
@@ -172,6 +193,14 @@ class TrainConfig:
         for entry in self.optimizer.schedule:
             _check(isinstance(entry, (list, tuple)) and len(entry) == 2,
                    f"optimizer.schedule entries are [epoch, learning_rate], got {entry!r}")  # fmt: skip
+            epoch, rate = entry
+            _check(
+                isinstance(epoch, int)
+                and not isinstance(epoch, bool)
+                and epoch >= 0
+                and _positive(rate),
+                f"optimizer.schedule entries are [epoch >= 0, learning rate > 0], got {entry!r}",
+            )
 
     @property
     def heatmap_size(self) -> int:
@@ -179,6 +208,16 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _positive(value: Any) -> bool:
+    """A finite number above 0 (a NaN or an infinite rate trains a NaN model)."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def _check(ok: bool, message: str) -> None:
@@ -232,6 +271,10 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     )
 
 
+def _first_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())  # one line, whatever YAML's message spans
+
+
 def parse_overrides(overrides: list[str]) -> dict:
     """Turn ``["a.b=1", "c=adam"]`` into a nested mapping with YAML-typed values."""
     tree: dict = {}
@@ -242,7 +285,9 @@ def parse_overrides(overrides: list[str]) -> dict:
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"override {item!r} has a bad value: {exc}") from None
+            raise ConfigError(f"override {item!r} has a bad value: {_first_line(exc)}") from None
+        except RecursionError:
+            raise ConfigError(f"override {item!r} is nested too deeply") from None
         node = tree
         parts = key.split(".")
         for part in parts[:-1]:
@@ -268,9 +313,13 @@ def read_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config {path} is not valid YAML: {_first_line(exc)}") from None
+    except RecursionError:  # a bomb of nested brackets
+        raise ConfigError(f"config {path} is nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping at the top level")
     return data

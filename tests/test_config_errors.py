@@ -1,0 +1,70 @@
+"""Bad training configs are one-line errors, never a traceback, a NaN model or a folder
+outside runs/ (issue 25: found by trying to break `python -m training.train`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from training.config import ConfigError, load_config, make_config
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = {"dataset": {"name": "synthetic-pose"}}
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("name=/abs/path", "plain name"),  # wrote its run folder outside runs/
+        ("name=..", "plain name"),
+        ("seed=-1", "seed must be 0 or more"),
+        ("box_margin=-1", "box_margin must be a positive number"),
+        ("box_margin=.nan", "box_margin must be a positive number"),
+        ("model.features=0", "must be at least 1"),
+        ("model.depth=-2", "must be at least 1"),
+        ("optimizer.learning_rate=.inf", "learning_rate must be a positive number"),  # NaN model
+        ("optimizer.learning_rate=-0.001", "learning_rate must be a positive number"),
+        ("optimizer.schedule=[[2, .nan]]", "learning rate > 0"),
+        ("optimizer.schedule=[[-1, 0.1]]", "epoch >= 0"),
+        ("a=" + "[" * 3000 + "]" * 3000, "nested too deeply"),
+    ],
+)
+def test_bad_values_are_refused_in_one_line(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as caught:
+        make_config(BASE, [override])
+    assert "\n" not in str(caught.value)
+
+
+def test_a_config_file_that_is_not_utf8_or_nested_too_deeply(tmp_path):
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(latin)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("name: x\nmodel: " + "[" * 3000 + "]" * 3000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(deep)
+
+
+def test_the_command_line_says_it_in_one_line_and_exits_2(tmp_path):
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    for args in (
+        ["--config", str(latin)],
+        ["--config", str(REPO / "configs" / "synthetic_pose.yaml"), "optimizer.learning_rate=.inf"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "training.train", *args, "--out", str(tmp_path / "run")],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr[-2000:]
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-2000:]
+        assert not (tmp_path / "run").exists()
