@@ -9,7 +9,7 @@
 # 1. The exactness cases that loop over every available path (the delegate's
 #    `simd` option) against LCE's own interpreter, bit for bit; here it runs again with the
 #    path list printed, so the log says which paths this host checked.
-# 2. benchmarks/kernels.py --simd PATH on a small hourglass (64 px, 64 features, depth 2):
+# 2. python -m benchmarks.kernels --simd PATH on a small hourglass (64 px, 64 features, depth 2):
 #    the whole network end to end in both stock runtimes with the path forced, timed against
 #    its float twin and that path's measured popcount limit. The timings are for the log, not
 #    judged (the machine is shared); a path that crashes or gives a clean error fails CI.
@@ -23,7 +23,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for path in $paths; do
   echo "simd lane: kernel benchmark, path $path"
-  "$py" benchmarks/kernels.py --simd "$path" --size 64 --features 64 --depth 2 --runs 5 \
+  "$py" -m benchmarks.kernels --simd "$path" --size 64 --features 64 --depth 2 --runs 5 \
     --warmup 2 --rounds 1 --output "$out/kernels-$path.md" >/dev/null
   grep -E "kernel path|float twin / ours|binary ops only" "$out/kernels-$path.md"
 done

@@ -15,15 +15,15 @@ then converts each (``--format lce`` for binary, ``--format float`` for real-val
 the Keras model and the flatbuffer with ``training.evaluate``. Every step is one of the
 project's CLIs in its own process, one at a time::
 
-    python benchmarks/ablation.py                       # about 45 minutes on a 2-core CPU
-    python benchmarks/ablation.py --epochs 4 --steps-per-epoch 50 --out runs/ablation_quick
+    python -m benchmarks.ablation                       # about 45 minutes on a 2-core CPU
+    python -m benchmarks.ablation --epochs 4 --steps-per-epoch 50 --out runs/ablation_quick
 
 ``--wiring`` runs the released model's wiring variants instead (training.models.build_hourglass:
 binary skip 1x1 convs, a binary first head conv, a Sigmoid output with BCE or MSE, blocks per
 hourglass level): the binary HPM network of each task once per named wiring (see
 :data:`WIRINGS`), everything else as above, into ``benchmarks/results/ablation_wiring.md``::
 
-    python benchmarks/ablation.py --wiring paper binary_skip binary_head released --tasks pose
+    python -m benchmarks.ablation --wiring paper binary_skip binary_head released --tasks pose
 
 Results go to ``benchmarks/results/ablation.md`` and ``.json``, rewritten after every model, so
 an interrupted run still leaves a (partial, marked) table; rerunning continues where it
@@ -44,15 +44,13 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from benchmarks import REPO, RESULTS_DIR, child_env
 
-RESULTS = REPO / "benchmarks" / "results" / "ablation.md"
+RESULTS = RESULTS_DIR / "ablation.md"
 BASE_CONFIGS = {"pose": "configs/synthetic_pose.yaml", "face": "configs/synthetic_face.yaml"}
 DATASETS = {"pose": "synthetic-pose", "face": "synthetic-face"}
 BINARY_LABELS = {"binary": "yes", "binary_scaled": "yes, x mean abs W", "real": "no"}
-WIRING_RESULTS = REPO / "benchmarks" / "results" / "ablation_wiring.md"
+WIRING_RESULTS = RESULTS_DIR / "ablation_wiring.md"
 # The released model's wiring switches (config keys -> values), each alone and all together.
 # "paper" is the default network of the paper's size check.
 WIRINGS: dict[str, dict] = {
@@ -97,9 +95,8 @@ class Variant:
 
 
 def _env() -> dict:
-    env = dict(os.environ)
+    env = child_env()
     env.setdefault("TF_USE_LEGACY_KERAS", "1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -364,7 +361,7 @@ def write_results(rows: list[dict], meta: dict, path: Path, complete: bool) -> N
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python benchmarks/ablation.py",
+        prog="python -m benchmarks.ablation",
         description="Train real and binary HPM and bottleneck hourglasses at equal parameter "
         "budgets on the synthetic sets, convert and evaluate each, and write a table.",
     )
@@ -457,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--note" in shown[:-1]:  # the note is printed under the table; keep the command short
         shown[shown.index("--note") + 1] = '"(the note below)"'
     meta = {
-        "command": "python benchmarks/ablation.py " + " ".join(shown),
+        "command": "python -m benchmarks.ablation " + " ".join(shown),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
         "date": time.strftime("%Y-%m-%d"),
         "recipe": f"1 stack, depth {args.depth}, input {args.input_size}, sigma "

@@ -7,13 +7,13 @@ state where the binary model is ~25 % slower and the float twin ~6 % slower; rou
 classed "fast" or "slow" by the first build's time, and the table gives each build's median
 time and twin/ours ratio in each state.
 
-    python benchmarks/delegate_ab.py current                      # this checkout's sources
-    python benchmarks/delegate_ab.py /tmp/old/libbinland_lce-*.so current --seconds 300
+    python -m benchmarks.delegate_ab current                      # this checkout's sources
+    python -m benchmarks.delegate_ab /tmp/old/libbinland_lce-*.so current --seconds 300
 
 A build is a library path, or ``current`` (the working tree's sources, built into the user
 cache as ``edge.native.ensure_library`` does). To build another revision:
 ``git worktree add /tmp/old <rev> && (cd /tmp/old && python -m edge.native build --output
-/tmp/old-lib)``. Models come from ``benchmarks/kernels.py``'s cache (built on first use).
+/tmp/old-lib)``. Models come from ``benchmarks.kernels``'s cache (built on first use).
 """
 
 from __future__ import annotations
@@ -24,15 +24,12 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-for folder in (REPO, REPO / "benchmarks"):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
+from benchmarks import RESULTS_DIR
+from benchmarks.kernels import build_models
+from edge import cpu_name
+from edge.cli import ArgumentParser
 
-from edge import cpu_name  # noqa: E402
-from edge.cli import ArgumentParser  # noqa: E402
-
-RESULTS = REPO / "benchmarks" / "results" / "delegate_ab.md"
+RESULTS = RESULTS_DIR / "delegate_ab.md"
 
 
 def build_arg(text: str) -> str:
@@ -130,7 +127,7 @@ def table(names: list[str], rows: list[list[float]], slow_factor: float) -> tupl
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog="python benchmarks/delegate_ab.py",
+        prog="python -m benchmarks.delegate_ab",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
@@ -162,8 +159,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from kernels import build_models
-
     libraries = [resolve(b) for b in args.builds]
     names = [b if b == "current" else Path(b).name for b in args.builds]
     info = build_models(args.size, 256, 4, rebuild=False)
@@ -174,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     text, _ = table(names, rows, args.slow_factor)
     header = (
         f"# Delegate builds A/B: paper model {args.size}x{args.size}, ai-edge-litert, 2 threads\n\n"
-        f"`python benchmarks/delegate_ab.py {' '.join(args.builds)} --seconds {args.seconds:g}` "
+        f"`python -m benchmarks.delegate_ab {' '.join(args.builds)} --seconds {args.seconds:g}` "
         f"at {started} on {cpu_name()}; {len(rows)} rounds of {args.runs} runs per build and 3 "
         f"of the float twin; load average (1 min) {load_before:.1f} at the start, "
         f"{os.getloadavg()[0]:.1f} at the end (the benchmark's own 2 threads count).\n\n"

@@ -1,8 +1,8 @@
 """Does the input pipeline keep up? Input images per second against the model's training rate.
 
-    python benchmarks/input_pipeline.py                       # the demo configs + the paper's
-    python benchmarks/input_pipeline.py --config configs/demo_pose.yaml --seconds 30
-    python benchmarks/input_pipeline.py --out benchmarks/results/input_pipeline.md
+    python -m benchmarks.input_pipeline                       # the demo configs + the paper's
+    python -m benchmarks.input_pipeline --config configs/demo_pose.yaml --seconds 30
+    python -m benchmarks.input_pipeline --out benchmarks/results/input_pipeline.md
 
 For each config, on this machine and in one run (so read the ratios, not the absolute rates):
 
@@ -19,8 +19,8 @@ For each config, on this machine and in one run (so read the ratios, not the abs
 The paper's config (``mpii_binary_hpm``) needs MPII, which is not on this machine; its row
 reads ``data/real_pose`` through the same MPII reader (real JPEG files, but 320x320 crops
 where MPII's frames are 1280x720, so MPII decodes slower). On a GPU the model's rate is not
-measured here: the table gives the input rate per core, and the README's "Training at scale"
-estimates the GPU side from the network's arithmetic.
+measured here: the table gives the input rate per core, and "Training at scale" in
+docs/training.md estimates the GPU side from the network's arithmetic.
 
 The load average before and after each row is in the table: a busy machine slows both sides.
 """
@@ -34,10 +34,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from edge import cpu_name  # noqa: E402  (after the repository is on the path)
+from benchmarks import REPO
+from edge import cpu_name
 
 # config file, overrides, whether the 1.5x bar applies (the demo configs)
 CONFIGS: list[tuple[str, list[str], bool]] = [
@@ -125,7 +123,7 @@ def table(rows: list[Row], seconds: float) -> str:
         f"{seconds:g} s after a warm-up, in one run. Load average (1 min) before and after each "
         "row: other jobs on the machine slow both sides, so read the ratio.",
         "",
-        "Made by `python benchmarks/input_pipeline.py " + " ".join(sys.argv[1:]) + "`.",
+        "Made by `python -m benchmarks.input_pipeline " + " ".join(sys.argv[1:]) + "`.",
         "",
         "| config | data | batch | input px | input images/s | model steps/s | model images/s "
         "| input / model | load before, after |",
@@ -144,7 +142,7 @@ def table(rows: list[Row], seconds: float) -> str:
         "the paper's). The paper's row (mpii_binary_hpm) reads data/real_pose with the MPII "
         "reader, since MPII is not on this machine: 320x320 JPEG crops, where MPII's "
         "1280x720 frames take longer to decode. Its model rate is this CPU's; a GPU trains "
-        "far faster, and the input then needs more cores (see README, Training at scale).",
+        "far faster, and the input then needs more cores (see docs/training.md, Training at scale).",
     ]
     for r in rows:
         if not r.demo and r.name.startswith("mpii"):
@@ -153,7 +151,7 @@ def table(rows: list[Row], seconds: float) -> str:
                 "",
                 f"{r.name}: {per_core:.0f} input images/s per core here (the rate over this "
                 "machine's cores, which other jobs shared: a free core does at least this). "
-                "Feeding the README's GPU estimate of 100 to 600 images/s would take about "
+                "Feeding docs/training.md's GPU estimate of 100 to 600 images/s would take about "
                 f"{max(1, round(100 / per_core))} to {max(1, round(600 / per_core))} such cores, "
                 "more for MPII's larger frames (an estimate, not a measurement).",
             ]
@@ -161,7 +159,7 @@ def table(rows: list[Row], seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python benchmarks/input_pipeline.py",
+    p = argparse.ArgumentParser(prog="python -m benchmarks.input_pipeline",
                                 description=__doc__.split("\n\n")[0])  # fmt: skip
     p.add_argument("--config", action="append", default=None,
                    help="a config to measure (repeatable; default: the demo configs and the "

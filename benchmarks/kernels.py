@@ -7,8 +7,8 @@
 It also compares (a) with the arithmetic limit of this CPU: the binary MACs divided by the
 popcount throughput of the kernel path in use times the cores (see ``popcount_throughput``).
 
-    python benchmarks/kernels.py                  # 256x256, 2 threads, 2 rounds of 20 runs
-    python benchmarks/kernels.py --size 128 --runs 5 --rounds 3
+    python -m benchmarks.kernels                  # 256x256, 2 threads, 2 rounds of 20 runs
+    python -m benchmarks.kernels --size 128 --runs 5 --rounds 3
 
 Rounds interleave the configurations (each round times every configuration once), so a load
 change on a shared machine hits all of them; the table lists each round's ratios.
@@ -27,13 +27,10 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from benchmarks import RESULTS_DIR, child_env, module_command
+from edge import cache_dir, cpu_name
 
-from edge import cache_dir, cpu_name  # noqa: E402  (after the repository is on the path)
-
-RESULTS = REPO / "benchmarks" / "results" / "kernels.md"
+RESULTS = RESULTS_DIR / "kernels.md"
 CACHE = cache_dir("bench")
 
 
@@ -135,14 +132,14 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def run_config(runtime: str, model: str, library: str | None, args) -> dict:
-    cmd = [
-        sys.executable, __file__, "--worker", "--runtime", runtime, "--model", model,
+    cmd = module_command(
+        "benchmarks.kernels", "--worker", "--runtime", runtime, "--model", model,
         "--threads", str(args.threads), "--runs", str(args.runs), "--warmup", str(args.warmup),
         "--size", str(args.size),
-    ]  # fmt: skip
+    )  # fmt: skip
     if library:
         cmd += ["--library", library]
-    env = dict(os.environ, BINLAND_PROFILE="1", TF_CPP_MIN_LOG_LEVEL="3")
+    env = child_env(dict(os.environ, BINLAND_PROFILE="1", TF_CPP_MIN_LOG_LEVEL="3"))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{runtime} on {Path(model).name} failed:\n{proc.stderr[-2000:]}")
@@ -201,7 +198,7 @@ def popcount_throughput(path: str) -> tuple[float, str]:
 # ------------------------------------------------------------------------ main
 
 
-def _pool(results: list[dict]) -> dict:
+def pool(results: list[dict]) -> dict:
     times = sorted(t for r in results for t in r["times"])
     binary = [r["binary_ops_ms"] for r in results if r["binary_ops_ms"] is not None]
     float_ms = [r["delegate_float_ms"] for r in results if r["delegate_float_ms"] is not None]
@@ -222,7 +219,11 @@ def _ratio(name: str, slow: dict, fast: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.kernels",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     p.add_argument("--size", type=int, default=256, help="input size in pixels (default 256)")
     p.add_argument("--features", type=int, default=256, help="hourglass width (default 256)")
     p.add_argument("--depth", type=int, default=4, help="hourglass depth (default 4)")
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             per_round[name].append(run_config(runtime, model, lib, args))
             steps.update()
     steps.close()
-    rows = {name: _pool(results) for name, results in per_round.items()}
+    rows = {name: pool(results) for name, results in per_round.items()}
 
     clock = cpu_clock_ghz()
     per_cycle, why = popcount_throughput(simd)

@@ -1,8 +1,8 @@
 """A family of binary pose hourglasses against MediaPipe's BlazePose full, in one timed run.
 
-    python benchmarks/pose_family.py                       # the default grid + the bundled model
-    python benchmarks/pose_family.py --trained mine=runs/my_pose/pose.tflite
-    python benchmarks/pose_family.py --rows 128x96x3x1,256x128x4x1 --rounds 3
+    python -m benchmarks.pose_family                       # the default grid + the bundled model
+    python -m benchmarks.pose_family --trained mine=runs/my_pose/pose.tflite
+    python -m benchmarks.pose_family --rows 128x96x3x1,256x128x4x1 --rounds 3
 
 Each sweep row is a 1-bit HPM hourglass (training.models.build_hourglass, MPII-16), untrained:
 latency and size do not depend on the weights' values, as long as the BatchNorm statistics
@@ -14,7 +14,7 @@ building and conversion run under ``nice -n 19``.
 For every row, and for BlazePose full (``pose_landmark_full.tflite``, 256x256, from
 training.label's teacher cache) as the reference row:
 
-* latency: benchmarks/kernels.py's timer (one process per model and round, a stock runtime,
+* latency: the timer of benchmarks.kernels (one process per model and round, a stock runtime,
   ``--threads`` threads): ours with the binland native delegate, BlazePose under the
   runtime's XNNPACK. Rounds interleave all rows, so a load change hits every row alike;
   median and minimum over the pooled rounds, plus the delegate's own time in the binary ops;
@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -42,18 +41,14 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import ModuleType
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from edge import cache_dir, cpu_name  # noqa: E402  (after the repository is on the path)
-from edge.cli import ArgumentParser, positive_int, run_cli  # noqa: E402
-from edge.errors import EdgeError  # noqa: E402
+from benchmarks import REPO, RESULTS_DIR, child_env, kernels, module_command
+from edge import cache_dir, cpu_name
+from edge.cli import ArgumentParser, positive_int, run_cli
+from edge.errors import EdgeError
 
 CACHE = cache_dir("bench") / "pose_family"
-RESULTS = REPO / "benchmarks" / "results" / "pose_family.md"
+RESULTS = RESULTS_DIR / "pose_family.md"
 SIZE_LIMIT_MB = 1.3  # issue 13's bar for the recommended model (the paper's released size)
 NUM_LANDMARKS = 16  # MPII-16, as the bundled pose model
 BUNDLED_POSE = REPO / "edge" / "models" / "pose.tflite"
@@ -262,8 +257,9 @@ def build_all(sweep: list[Arch], trained: list[Trained], rebuild: bool) -> dict[
             json.dump(todo, f)
         try:
             # nice: building and converting must not steal the cores from the training job.
-            cmd = ["nice", "-n", "19", sys.executable, __file__, "--build-worker", f.name]
-            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+            worker = module_command("benchmarks.pose_family", "--build-worker", f.name)
+            cmd = ["nice", "-n", "19", *worker]
+            env = child_env(dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
             if subprocess.run(cmd, env=env).returncode != 0:
                 raise FamilyError("building the models failed (see above)")
         finally:
@@ -309,14 +305,6 @@ def evaluate(trained: Trained, data: Path, threads: int, reevaluate: bool) -> di
 
 
 # ------------------------------------------------------------------------ timing
-
-
-def _kernels() -> ModuleType:
-    """benchmarks/kernels.py, whose per-process timer every row here uses (not a second one)."""
-    spec = importlib.util.spec_from_file_location("kernels", REPO / "benchmarks" / "kernels.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _uptime() -> str:
@@ -399,7 +387,7 @@ def render(result: dict) -> str:
         f"model, runtime `{result['runtime']}` (ours: + binland native delegate, kernel path "
         f"`{result['simd']}`; BlazePose: the runtime's XNNPACK); {result['rounds']} "
         f"interleaved rounds of {result['runs']} timed runs after {result['warmup']} warm-up "
-        "per model, one process each (benchmarks/kernels.py's timer), pooled.",
+        "per model, one process each (the timer of benchmarks.kernels), pooled.",
         "",
         f"Load before: `{result['uptime_before']}`  ",
         f"Load after: `{result['uptime_after']}`",
@@ -459,7 +447,7 @@ def render(result: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
-        prog="python benchmarks/pose_family.py",
+        prog="python -m benchmarks.pose_family",
         description="Build a sweep of 1-bit pose hourglasses, convert them with the project's "
         "converter, and time them with trained models and MediaPipe's BlazePose full in one "
         "interleaved run: latency, size, MACs and (trained models) accuracy on the held-out "
@@ -564,7 +552,6 @@ def run(args: argparse.Namespace) -> int:
 
     import edge.native as native
 
-    kernels = _kernels()
     library = str(native.ensure_library())
     rows = []
     for a in sweep:
@@ -601,7 +588,7 @@ def run(args: argparse.Namespace) -> int:
     steps.close()
     uptime_after = _uptime()
     for r in [*rows, reference]:
-        pooled = kernels._pool(per_round[r["name"]])
+        pooled = kernels.pool(per_round[r["name"]])
         r.update(median_ms=pooled["median_ms"], min_ms=pooled["min_ms"],
                  binary_ops_ms=pooled["binary_ops_ms"],
                  rounds=[{"median_ms": x["median_ms"], "min_ms": x["min_ms"]}

@@ -1,6 +1,6 @@
 """Soak test: does ``edge.live`` keep its memory flat over a long run?
 
-    python benchmarks/soak.py --minutes 5
+    python -m benchmarks.soak --minutes 5
 
 Runs ``python -m edge.live --source demo --loop --no-display`` (the bundled pose model, the
 looping demo clip, serving the MJPEG stream on loopback while a viewer comes and goes every
@@ -32,13 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # run as a plain script from anywhere
+from benchmarks import REPO, RESULTS_DIR, child_env
+from edge import cpu_name
 
-from edge import cpu_name  # noqa: E402  (after the repository is on the path)
-
-RESULTS = REPO / "benchmarks" / "results" / "soak.md"
+RESULTS = RESULTS_DIR / "soak.md"
 
 
 def rss_bytes(pid: int) -> int | None:
@@ -103,7 +100,9 @@ def fit_bytes_per_frame(samples: list[tuple[float, int, int]], warmup_s: float) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--minutes", type=float, default=5.0, help="how long to run (default 5)")
     p.add_argument("--warmup", type=float, default=None, metavar="SECONDS",
                    help="seconds left out of the fit (default: a fifth of the run, at most 60)")  # fmt: skip
@@ -135,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_serve:
             command += ["--serve", "127.0.0.1:0"]
         log = open(Path(tmp) / "live.log", "w+")  # noqa: SIM115 - closed below
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = child_env()
         child = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                  env=env)  # fmt: skip
         load_start = os.getloadavg()
@@ -191,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if viewer is not None:
         print(f"viewer: {viewer.visits} visits, {viewer.failures} failed")
 
-    shown = " ".join(["python benchmarks/soak.py", *(argv if argv is not None else sys.argv[1:])])
+    shown = " ".join(["python -m benchmarks.soak", *(argv if argv is not None else sys.argv[1:])])
     rows = "\n".join(
         f"| {t:.0f} | {frames} | {rss / 2**20:.2f} |" + (" warm-up |" if t < warmup else " |")
         for t, frames, rss in samples

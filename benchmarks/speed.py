@@ -1,7 +1,7 @@
 """Speed targets that used to be wall-clock assertions in the tests: run them on a quiet machine.
 
-    python benchmarks/speed.py                    # the bundled pose model, 300 frames
-    python benchmarks/speed.py --model tests/fixtures/pose_float.tflite
+    python -m benchmarks.speed                    # the bundled pose model, 300 frames
+    python -m benchmarks.speed --model tests/fixtures/pose_float.tflite
 
 * The per-frame work around inference at 640x480 (``edge.bench``'s overhead: the real
   :class:`edge.pipeline.LandmarkPipeline` with the network's output held fixed, plus the
@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
 RENDER_TARGET_MS = 25.0
 
 
@@ -43,12 +41,11 @@ def render_ms(name: str, images: int = 30) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(REPO))
     from edge.bench import OVERHEAD_TARGET_MS, bench_overhead
     from edge.cli import ArgumentParser, add_model_argument, resolve_model
     from edge.model import LandmarkModel
 
-    p = ArgumentParser(prog="python benchmarks/speed.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
     add_model_argument(p)
     p.add_argument("--frames", type=int, default=300, help="overhead frames")
     p.add_argument("--no-render", action="store_true",

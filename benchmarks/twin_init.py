@@ -12,8 +12,8 @@ footage labelled by the teacher plus procedural figures) with a shorter schedule
 are scored by ``training.evaluate`` on the real held-out clips (PCK@0.2 of the torso against
 the teacher, Keras model). Every step is one of the project's CLIs in its own process::
 
-    python benchmarks/twin_init.py                       # about 20 minutes on a 2-core CPU
-    python benchmarks/twin_init.py --steps 2400 --out runs/twin_init_long
+    python -m benchmarks.twin_init                       # about 20 minutes on a 2-core CPU
+    python -m benchmarks.twin_init --steps 2400 --out runs/twin_init_long
 
 The table goes to ``benchmarks/results/twin_init.md`` (+ ``.json``). A finished run folder is
 reused, so an interrupted comparison continues where it stopped.
@@ -28,15 +28,12 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from edge.cli import ArgumentParser, HelpFormatter, run_cli  # noqa: E402
-from edge.errors import EdgeError  # noqa: E402
+from benchmarks import REPO, RESULTS_DIR, child_env
+from edge.cli import ArgumentParser, HelpFormatter, run_cli
+from edge.errors import EdgeError
 
 CONFIG = "configs/real_pose_96.yaml"
-RESULTS = REPO / "benchmarks" / "results" / "twin_init.md"
+RESULTS = RESULTS_DIR / "twin_init.md"
 EPOCH_STEPS = 150  # steps per epoch: one validation (and learning-rate step) per 150 steps
 
 
@@ -45,7 +42,7 @@ class BenchError(EdgeError):
 
 
 def _python(args: list[str], what: str) -> float:
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    env = child_env(dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, check=False)
     if done.returncode:
@@ -82,7 +79,7 @@ def write_table(rows: list[dict], meta: dict, path: Path) -> None:
     lines = [
         "# Real-valued twin -> binary student, at one step budget",
         "",
-        f"Made by `python benchmarks/twin_init.py --steps {meta['steps']}` on "
+        f"Made by `python -m benchmarks.twin_init --steps {meta['steps']}` on "
         f"{meta['date']}; load average {meta['load_before']} before, {meta['load_after']} "
         f"after (2 cores). Config `{CONFIG}` (1-stack binary HPM hourglass, 96 px, batch "
         f"{meta['batch_size']}), {meta['steps']} steps in all, seed 0. Scored by "
@@ -100,7 +97,7 @@ def write_table(rows: list[dict], meta: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = ArgumentParser(prog="python benchmarks/twin_init.py", description=__doc__.split("\n")[0],
+    p = ArgumentParser(prog="python -m benchmarks.twin_init", description=__doc__.split("\n")[0],
                        formatter_class=HelpFormatter)  # fmt: skip
     p.add_argument("--steps", type=int, default=1200, metavar="N",
                    help="training steps per recipe, a multiple of 300 (the twin recipe "
@@ -109,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "--data",
         default="data/real_pose",
         metavar="DIR",
-        help="teacher labels (python -m training.label pose ...; see README)",
+        help="teacher labels (python -m training.label pose ...; see docs/training.md)",
     )
     p.add_argument("--out", type=Path, default=Path("runs/twin_init"), metavar="DIR",
                    help="run folders (reused when finished)")  # fmt: skip
@@ -121,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         raise BenchError(f"--steps must be a positive multiple of {2 * EPOCH_STEPS}")
     if not (REPO / args.data).is_dir():
         raise BenchError(f"{args.data}: no teacher labels; make them with python -m "
-                         "training.label pose (README, 'Train on your own footage')")  # fmt: skip
+                         "training.label pose (docs/training.md, 'Train on your own footage')")  # fmt: skip
     from training.config import load_config
 
     epochs = args.steps // EPOCH_STEPS

@@ -49,7 +49,7 @@ def test_bench_json_reports_every_backend_and_thread_count(pose_model):
                                                "drawing"}  # fmt: skip
     assert overhead["size"] == [640, 480] and overhead["target_ms"] == 3.0
     # Every stage ran and was timed; whether the total meets the 3 ms target is for
-    # benchmarks/speed.py on a quiet machine (a shared CI machine's other jobs count too).
+    # python -m benchmarks.speed on a quiet machine (a shared CI machine's other jobs count too).
     assert all(v > 0 for v in overhead["stages_mean_ms"].values()), overhead
     assert 0 < overhead["total_p50_ms"] <= overhead["total_p90_ms"]
     assert overhead["total_cpu_p50_ms"] > 0

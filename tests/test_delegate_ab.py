@@ -1,18 +1,12 @@
-"""benchmarks/delegate_ab.py: a bad command line fails in one line before any slow work, and
+"""python -m benchmarks.delegate_ab: a bad command line fails in one line before any slow work, and
 rounds are classed fast or slow by the first build's time, each state with its own medians.
 The timing itself is a benchmark, never a test."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("delegate_ab", ROOT / "benchmarks" / "delegate_ab.py")
-delegate_ab = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(delegate_ab)
+from benchmarks import delegate_ab
 
 
 def _fails(argv: list[str], capsys) -> str:

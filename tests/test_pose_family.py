@@ -1,20 +1,12 @@
-"""benchmarks/pose_family.py: its command line fails in one line before any slow work, and its
+"""python -m benchmarks.pose_family: its command line fails in one line before any slow work, and its
 recommendation only ever picks a row that clears both of issue 13's bars (faster than BlazePose
 in the same run, at most 1.3 MB). The timing itself is a benchmark, never a test."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("pose_family", ROOT / "benchmarks" / "pose_family.py")
-pose_family = importlib.util.module_from_spec(spec)
-sys.modules["pose_family"] = pose_family  # its dataclasses look their module up there
-spec.loader.exec_module(pose_family)
+from benchmarks import pose_family
 
 
 def _fails(argv: list[str], capsys) -> str:
