@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     import tensorflow as tf
 
     from edge.backends import create_backend
+    from training.artifacts import load_keras_model, load_sidecar
 
     from . import keras_model as km
     from .fidelity import check_fidelity
@@ -112,10 +113,10 @@ def run(args: argparse.Namespace) -> int:
     output = args.output or default_output(args.model, args.format)
 
     started = time.perf_counter()
-    model = km.load_keras_model(args.model)
+    model = load_keras_model(args.model)
     km.check_float32(model)
     heatmaps = km.final_heatmap_model(model)
-    sidecar, sidecar_path = km.load_sidecar(args.model)
+    sidecar, sidecar_path = load_sidecar(args.model)
     overrides = {"model_name": args.name, "model_version": args.version,
                  "input_mean": args.input_mean, "input_std": args.input_std,
                  "input_color": args.input_color}  # fmt: skip

@@ -1,19 +1,16 @@
-"""Load a trained Keras landmark model and check that it is one the converters can export.
+"""Check that a trained Keras model is one the converters can export, and its metadata.
 
-The training code saves a tf-keras model (``.keras``, ``.h5`` or a SavedModel folder) whose
+Opening the model and its sidecar is :mod:`training.artifacts`' (the one loader and sidecar
+rule, shared with training.evaluate). The training code saves a tf-keras model (``.keras``, ``.h5`` or a SavedModel folder) whose
 outputs are the heatmaps of every hourglass stack, the last one being the final prediction.
 Only that last output is exported to the device.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-import larq  # noqa: F401  (registers larq's layers and quantizers as Keras custom objects)
 import tensorflow as tf
 
-from edge.errors import EdgeError, ModelError
+from edge.errors import EdgeError
 from edge.metadata import LandmarkMetadata
 from edge.skeletons import SKELETONS
 
@@ -23,32 +20,6 @@ SKELETON_BY_COUNT = {s.num_landmarks: s.name for s in SKELETONS.values()}
 
 class ConversionError(EdgeError):
     """The model cannot be exported as asked (unsupported layer, float16 weights...)."""
-
-
-def _register_project_layers() -> None:
-    # The project's own blocks may be custom Keras layers; importing the package registers them.
-    if importlib.util.find_spec("training.models") is not None:
-        import training.models  # noqa: F401
-
-
-def load_keras_model(path: str | Path) -> tf.keras.Model:
-    """Load a ``.keras``/``.h5`` file or SavedModel folder without its optimizer state."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelError(f"model file not found: {path}")
-    if path.is_dir() and not (path / "saved_model.pb").is_file():
-        raise ModelError(f"{path} is a folder but not a SavedModel (no saved_model.pb)")
-    if path.is_file() and path.suffix not in (".keras", ".h5", ".hdf5"):
-        raise ModelError(f"{path}: expected a .keras or .h5 file or a SavedModel folder")
-    _register_project_layers()
-    try:
-        model = tf.keras.models.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises many types for a bad file; all mean "cannot load".
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load {path} as a Keras model: {reason[:300]}") from None
-    if not isinstance(model, tf.keras.Model):
-        raise ModelError(f"{path} holds no Keras model")
-    return model
 
 
 def check_float32(model: tf.keras.Model) -> None:
@@ -100,22 +71,6 @@ def heatmap_shape(model: tf.keras.Model) -> tuple[int, int, int]:
     """(width, height, landmarks) of the final output."""
     _, h, w, k = model.outputs[-1].shape
     return int(w), int(h), int(k)
-
-
-def sidecar_paths(model_path: str | Path) -> list[Path]:
-    """Where training leaves the landmark record: ``pose.keras.landmarks.json`` or ``pose.landmarks.json``."""
-    p = Path(model_path)
-    return [p.with_name(p.name + ".landmarks.json"), p.with_suffix(".landmarks.json")]
-
-
-def load_sidecar(model_path: str | Path) -> tuple[LandmarkMetadata | None, Path | None]:
-    for candidate in sidecar_paths(model_path):
-        if candidate.is_file():
-            try:
-                return LandmarkMetadata.from_json(candidate.read_text()), candidate
-            except ModelError as exc:
-                raise ModelError(f"{candidate}: {exc}") from None
-    return None, None
 
 
 def build_metadata(

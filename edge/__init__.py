@@ -8,12 +8,9 @@
 >>> parts = edge.SegmentationModel("faceparts.tflite").predict(frame_bgr)  # class map
 """
 
-import os
-import platform
-from pathlib import Path
-
 from .codec import HeatmapCodec
 from .errors import BackendError, EdgeError, ModelError, OutputError, SourceError
+from .host import cache_dir, cpu_name
 from .metadata import LandmarkMetadata, read_metadata
 from .skeletons import SKELETONS, Skeleton, get_skeleton
 from .transform import CropBox
@@ -39,25 +36,6 @@ __all__ = [
     "get_skeleton",
     "read_metadata",
 ]
-
-
-def cache_dir(name: str = "") -> Path:
-    """This project's user cache, ``$XDG_CACHE_HOME/binland/NAME`` (else ``~/.cache/...``):
-    the native library's builds, benchmark models, test environments. Not created here."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "binland" / name
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux's /proc/cpuinfo), for the machine line of a benchmark
-    table; elsewhere what :mod:`platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def __getattr__(name: str):

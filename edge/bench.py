@@ -44,8 +44,8 @@ def _peak_rss_mb() -> float:
 
 def bench_inference(model_path: str, backend: str, threads: int, frames: int, warmup: int) -> dict:
     """Latency of ``predict_heatmaps`` on a real crop (the demo clip), in this process."""
-    from .segmentation import open_model
     from .sources.demo import render_demo_frame
+    from .tasks import open_model
     from .transform import full_frame_box, warp_crop
 
     started = time.perf_counter()
@@ -127,7 +127,6 @@ def bench_overhead(model, *, frames: int = 200, size: tuple[int, int] = (640, 48
     plus the overlay drawing. Wall-clock times per stage, plus the process CPU time per
     frame, which other programs competing for the cores do not inflate.
     """
-    from .pipeline import LandmarkPipeline
     from .smoothing import OneEuroFilter
     from .sources.demo import DemoSource
     from .timing import StageTimes
@@ -135,15 +134,13 @@ def bench_overhead(model, *, frames: int = 200, size: tuple[int, int] = (640, 48
 
     meta = model.metadata
     source = DemoSource(size=size, loop=True)
+    # edge.live's chain for the model's task: a segmentation chain has nothing to smooth.
+    pipeline = model.video_pipeline(
+        LandmarkTracker(margin=meta.box_margin), smoother=OneEuroFilter()
+    )
     stages = ("crop", "decode", "tracking", "smoothing", "drawing")
-    if meta.task == "segmentation":  # edge.live's segmentation chain: no smoother
-        from .segmentation import SegmentationPipeline
-
-        pipeline = SegmentationPipeline(model, tracker=LandmarkTracker(margin=meta.box_margin))
-        stages = ("crop", "decode", "tracking", "drawing")
-    else:
-        pipeline = LandmarkPipeline(model, tracker=LandmarkTracker(margin=meta.box_margin),
-                                    smoother=OneEuroFilter())  # fmt: skip
+    if not getattr(pipeline, "smoother", None):
+        stages = tuple(s for s in stages if s != "smoothing")
     held: list[np.ndarray] = []
 
     def infer_once(crops: np.ndarray) -> np.ndarray:
@@ -244,7 +241,7 @@ def _backends(spec: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> dict:
     from .metadata import read_metadata
-    from .segmentation import open_model
+    from .tasks import open_model
 
     if args.frames < 1 or args.warmup < 0 or args.overhead_frames < 0:
         raise EdgeError("--frames must be >= 1, --warmup and --overhead-frames >= 0")

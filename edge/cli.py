@@ -16,12 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from .backends.base import DEFAULT_THREADS
 from .errors import EdgeError, ModelError
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 BUNDLED = {"pose": MODELS_DIR / "pose.tflite", "face": MODELS_DIR / "face.tflite"}
-# Interpreter threads: a Pi has 4 cores, and the camera, encoder and stream need some.
-DEFAULT_THREADS = 2
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -150,9 +150,9 @@ def check_numpy() -> Check:
 
 def check_runtimes() -> Check:
     from .backends import LCEBackend
-    from .backends.tflite import _version, installed_runtimes
+    from .backends.tflite import installed_runtimes, runtime_version
 
-    found = [f"{name} {_version(name)}" for name in installed_runtimes()]
+    found = [f"{name} {runtime_version(name)}" for name in installed_runtimes()]
     if LCEBackend.is_available():
         found.append("LCE interpreter (larq-compute-engine)")
     if not found:

@@ -4,13 +4,15 @@
     python -m edge.live --model face --source 0 --serve 0.0.0.0:8080
     python -m edge.live --model pose.tflite --source clip.mp4 --jsonl clip.jsonl --no-display
 
-A thin CLI over :class:`edge.pipeline.LandmarkPipeline`: per frame the source gives a BGR
-frame, the pipeline crops (the tracker's box: the previous frame's landmarks, else the full
-frame or a face detector), infers, decodes, tracks and smooths, and the overlay goes to the
-window, video, MJPEG stream and JSONL log. A segmentation model (``--model faceparts.tflite``)
-runs :class:`edge.segmentation.SegmentationPipeline` instead: tracked like a face model, the
-coloured class map as overlay, per-class pixel areas (``--rle``: the map itself) in the
-JSONL. Ctrl-C (SIGINT), SIGTERM or SIGHUP (a closed ssh session) stops after the current
+A thin CLI over the model's own per-frame chain (:func:`edge.tasks.open_model`, then
+``model.video_pipeline``): per frame the source gives a BGR frame, the pipeline crops (the
+tracker's box: the previous frame's landmarks, else the full frame or a face detector),
+infers, decodes, tracks and (landmarks) smooths, then draws the overlay for the window,
+video and MJPEG stream and makes the JSONL record; the loop never asks which task it runs.
+A landmark model runs :class:`edge.pipeline.LandmarkPipeline`; a segmentation model
+(``--model faceparts.tflite``) :class:`edge.segmentation.SegmentationPipeline`: tracked like
+a face model, the coloured class map as overlay, per-class pixel areas (``--rle``: the map
+itself) in the JSONL. Ctrl-C (SIGINT), SIGTERM or SIGHUP (a closed ssh session) stops after the current
 frame with every file complete; a second one stops at once. Recordings never replace earlier
 ones and survive a kill but for the last video segment (see :mod:`edge.outputs`).
 """
@@ -22,7 +24,9 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .access import STREAM_USER, TOKEN_ENV
 from .cli import (
@@ -40,14 +44,17 @@ from .cli import (
     resolve_model,
     run_cli,
 )
-from .detectors import create_detector
 from .errors import EdgeError, ModelError, OutputError, SourceError
 from .pipeline import STAGES as PIPELINE_STAGES
 from .pipeline import FrameResult, LandmarkPipeline
 from .smoothing import OneEuroFilter
 from .sources import MAX_FRAME_PIXELS, open_source
 from .timing import RateMeter, StageTimes
-from .tracking import LandmarkTracker
+from .tracking import LandmarkTracker, tracker_for
+
+if TYPE_CHECKING:
+    from .metadata import LandmarkMetadata
+    from .network import VideoPipeline
 
 __all__ = ["BUNDLED", "FrameResult", "LivePipeline", "build_parser", "main", "resolve_model"]
 
@@ -60,15 +67,6 @@ MAX_INPUT_SIDE = 1024
 # Viewers of the stream at once: each one holds a thread and a socket.
 MAX_CLIENTS = 64
 DEFAULT_SEGMENT_SECONDS = 30.0
-
-
-def make_tracker(meta, args: argparse.Namespace) -> LandmarkTracker:
-    detector = None
-    if meta.task in ("face", "segmentation"):  # face parts: found and tracked like faces
-        detector = create_detector(args.face_detector, margin=meta.box_margin)
-    return LandmarkTracker(margin=meta.box_margin, min_score=args.min_score,
-                           lost_below=args.lost_below, detector=detector,
-                           probe_every=args.probe_every)  # fmt: skip
 
 
 class _StopFlag:
@@ -272,69 +270,91 @@ def _saved(outputs: list) -> str:
     return "saved: " + ", ".join(saved) if saved else "nothing saved"
 
 
-def run(args: argparse.Namespace) -> int:
+class Outputs:
+    """Where each frame goes: the video, the JSONL log, the MJPEG stream and the window, and
+    what must be closed at the end (in ``closers``, also on an error while opening)."""
+
+    def __init__(self) -> None:
+        self.video = self.jsonl = self.server = self.display = None
+        self.closers: list = []
+        self.recordings: list = []  # the video and JSONL outputs: what a failed write saved
+
+    def add(self, output, *, recording: bool = False):
+        self.closers.append(output)
+        if recording:
+            self.recordings.append(output)
+        return output
+
+    @property
+    def need_overlay(self) -> bool:
+        return any(o is not None for o in (self.video, self.server, self.display))
+
+    def write(
+        self,
+        pipeline: VideoPipeline,
+        result,
+        times: StageTimes,
+        *,
+        started: float,
+        fps: float,
+        show_box: bool,
+    ) -> bool:
+        """One frame (read at ``started``) to every output: the pipeline draws and records
+        it, whatever its task. False when the window was closed."""
+        open_window = True
+        with times.stage("output"):
+            if self.need_overlay:
+                overlay = pipeline.annotate(result, fps=fps, show_box=show_box)
+                if self.video is not None:
+                    self.video.write(overlay)
+                if self.server is not None:
+                    self.server.publish(overlay)
+                if self.display is not None:
+                    open_window = self.display.show(overlay)
+        times.add("total", time.perf_counter() - started)
+        if self.jsonl is not None:
+            latency = {s: round(v * 1e3, 3) for s, v in times.current.items()}
+            self.jsonl.write(pipeline.record(result, latency))
+        return open_window
+
+
+def _open_outputs(
+    args: argparse.Namespace, meta: LandmarkMetadata, fps: float, say, outputs: Outputs
+) -> list[str]:
+    """Open the recordings and the stream into ``outputs`` (before the model loads, so their
+    errors come first and alone); returns what to tell the user about them."""
+    said: list[str] = []
     from .access import is_loopback, new_token, read_token, stream_url
-    from .metadata import read_metadata
-    from .model import LandmarkModel
-    from .outputs import (
-        DiskBudget,
-        Display,
-        JsonlOutput,
-        MjpegServer,
-        VideoOutput,
-        display_available,
-        landmark_record,
-        parse_host_port,
-    )
+    from .outputs import DiskBudget, JsonlOutput, MjpegServer, VideoOutput, parse_host_port
 
-    model_path = resolve_model(args.model)
-    meta = read_metadata(model_path)  # a bad file fails here, before anything is opened
-    _check_model_input(meta, model_path)
-    segmentation = meta.task == "segmentation"
-    tracker = make_tracker(meta, args)
-    say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-
-    closers: list = []
-    recordings: list = []  # the video and JSONL outputs, for what a failed write saved
-    failure: OutputError | None = None
-    stop = _StopFlag()
-    times = StageTimes()
-    frames = 0
-    stopped = "end of source"
-    exit_code = 0
-    started = time.perf_counter()
-    try:
-        # Sources and outputs open before the model loads, so their errors come first and
-        # alone; the runtime may log to stderr while it builds the interpreter.
-        source = open_source(args.source, size=args.size, loop=args.loop)
-        closers.append(source)
-        video = jsonl = server = display = None
-        fps = source.fps or 30.0
-        segment = max(1, round(args.segment * fps)) if args.segment > 0 else None
-        budget = None
-        if args.keep_mb is not None:
-            series = [p for p in (args.output, args.jsonl) if p is not None]
-            budget = DiskBudget(series, int(args.keep_mb * 1e6), say=say)
-        if args.output is not None:
-            video = VideoOutput(args.output, fps=fps, segment_frames=segment, budget=budget)
-            closers.append(video)
-            recordings.append(video)
-        if args.jsonl is not None:
-            # Under a budget the JSONL is cut where the video is, so old files can go.
-            jsonl = JsonlOutput(
-                args.jsonl, budget=budget, segment_records=segment if budget is not None else None
-            )
-            closers.append(jsonl)
-            recordings.append(jsonl)
-        if args.serve is not None:
-            host, port = parse_host_port(args.serve)
-            token = read_token(args.token_file)
-            made_up = token is None and not is_loopback(host)
-            if made_up:
-                terminal = _open_terminal(args.serve)
-                closers.append(terminal)
-                token = new_token()
-            server = MjpegServer(
+    segment = max(1, round(args.segment * fps)) if args.segment > 0 else None
+    budget = None
+    if args.keep_mb is not None:
+        series = [p for p in (args.output, args.jsonl) if p is not None]
+        budget = DiskBudget(series, int(args.keep_mb * 1e6), say=say)
+    if args.output is not None:
+        outputs.video = outputs.add(
+            VideoOutput(args.output, fps=fps, segment_frames=segment, budget=budget),
+            recording=True,
+        )
+        every = f", a new file every {args.segment:g} s" if segment else ""
+        said.append(f"video: {outputs.video.first}{every}")
+    if args.jsonl is not None:
+        # Under a budget the JSONL is cut where the video is, so old files can go.
+        cut = segment if budget is not None else None
+        outputs.jsonl = outputs.add(
+            JsonlOutput(args.jsonl, budget=budget, segment_records=cut), recording=True
+        )
+        said.append(f"landmarks: {outputs.jsonl.current}")
+    if args.serve is not None:
+        host, port = parse_host_port(args.serve)
+        token = read_token(args.token_file)
+        made_up = token is None and not is_loopback(host)
+        if made_up:
+            terminal = outputs.add(_open_terminal(args.serve))
+            token = new_token()
+        server = outputs.add(
+            MjpegServer(
                 host,
                 port,
                 title=f"{meta.model_name} ({meta.skeleton})",
@@ -342,129 +362,174 @@ def run(args: argparse.Namespace) -> int:
                 max_clients=args.max_clients,
                 allowed_hosts=args.allow_host or (),
             )
-            closers.append(server)
-            if made_up:
-                # The terminal only: stdout and stderr may be a log that outlives this run.
-                print(f"edge.live: the stream's token is made up for this run (set {TOKEN_ENV} "
-                      f"to keep one); open:\n  {stream_url(server.host, server.port, token)}",
-                      file=terminal, flush=True)  # fmt: skip
-            del token
-        if segmentation:
-            from .segmentation import SegmentationModel, SegmentationPipeline
+        )
+        outputs.server = server
+        if made_up:
+            # The terminal only: stdout and stderr may be a log that outlives this run.
+            print(
+                f"edge.live: the stream's token is made up for this run (set {TOKEN_ENV} "
+                f"to keep one); open:\n  {stream_url(server.host, server.port, token)}",
+                file=terminal,
+                flush=True,
+            )
+        del token
+        said.append(
+            f"serving {server.url}"
+            + (
+                f" (token required: ?token=TOKEN, or user {STREAM_USER} and the token as password)"
+                if server.protected
+                else ""
+            )
+        )
+    return said
 
-            model = SegmentationModel(model_path, backend=args.backend, num_threads=args.threads)
-        else:
-            model = LandmarkModel(model_path, backend=args.backend, num_threads=args.threads)
-        outputs = (f"{meta.num_classes} classes" if segmentation
-                   else f"{meta.num_landmarks} landmarks")  # fmt: skip
-        say(f"model: {model_path.name} ({meta.skeleton}, {outputs}, "
-            f"input {meta.input_size[0]}x{meta.input_size[1]}) on "
-            f"{model.backend_description}, {model.num_threads} threads")  # fmt: skip
-        say(f"source: {source.name}")
-        if video is not None:
-            every = f", a new file every {args.segment:g} s" if segment else ""
-            say(f"video: {video.first}{every}")
-        if jsonl is not None:
-            say(f"landmarks: {jsonl.current}")
-        if server is not None:
-            say(f"serving {server.url}" + (f" (token required: ?token=TOKEN, or user {STREAM_USER} "
-                "and the token as password)" if server.protected else ""))  # fmt: skip
+
+def _open_pipeline(args: argparse.Namespace, model_path: Path, tracker: LandmarkTracker, say):
+    """The model (its task's class) and its per-frame chain for a video."""
+    from .tasks import open_model
+
+    model = open_model(model_path, backend=args.backend, num_threads=args.threads)
+    meta = model.metadata
+    say(
+        f"model: {model_path.name} ({meta.skeleton}, {model.output_description}, "
+        f"input {meta.input_size[0]}x{meta.input_size[1]}) on "
+        f"{model.backend_description}, {model.num_threads} threads"
+    )
+    smoother = None
+    if not args.no_smoothing:
+        smoother = OneEuroFilter(
+            min_cutoff=args.min_cutoff,
+            beta=args.beta,
+            d_cutoff=args.d_cutoff,
+            min_score=args.min_score,
+            hide=args.low_confidence == "hide",
+        )
+    return model.video_pipeline(tracker, smoother=smoother, min_score=args.min_score, rle=args.rle)
+
+
+@dataclass
+class _Progress:
+    """How far a run got and why it stopped."""
+
+    frames: int = 0
+    stopped: str = "end of source"
+    exit_code: int = 0
+    failure: OutputError | None = None
+
+
+def _loop(
+    args,
+    source,
+    pipeline: VideoPipeline,
+    outputs: Outputs,
+    times: StageTimes,
+    stop: _StopFlag,
+    progress: _Progress,
+) -> None:
+    """Frames from ``source`` through ``pipeline`` to ``outputs`` until the source ends, a
+    limit or a signal stops it, or a write fails (which keeps what the files hold)."""
+    rate = RateMeter()
+    while not stop.requested:
+        if args.max_frames is not None and progress.frames >= args.max_frames:
+            progress.stopped = f"--max-frames {args.max_frames}"
+            return
+        times.new_frame()
+        t0 = time.perf_counter()
+        try:
+            frame = source.read()
+            if frame is not None:
+                _check_frame_size(frame)
+        except SourceError as exc:
+            if progress.frames == 0:
+                raise
+            # A camera unplugged or a broken file mid-run: keep what was recorded.
+            print(f"error: {exc}", file=sys.stderr)
+            progress.stopped, progress.exit_code = "source failed", 1
+            return
+        if frame is None:
+            return
+        times.add("capture", time.perf_counter() - t0)
+        result = pipeline.process(frame, times, continuous=source.continuous)
+        fps = rate.tick() if source.continuous else 0.0  # stills have no frame rate
+        try:
+            if not outputs.write(
+                pipeline, result, times, started=t0, fps=fps, show_box=args.show_box
+            ):
+                stop.requested = True
+                progress.stopped = "window closed"
+        except OutputError as exc:
+            # A full disk or a file size limit: stop, and keep what the files hold.
+            progress.failure, progress.stopped = exc, "output failed"
+            return
+        progress.frames += 1
+    if progress.stopped == "end of source":
+        progress.stopped = "interrupted"
+
+
+def run(args: argparse.Namespace) -> int:
+    from .metadata import read_metadata
+    from .outputs import Display, display_available
+
+    model_path = resolve_model(args.model)
+    meta = read_metadata(model_path)  # a bad file fails here, before anything is opened
+    _check_model_input(meta, model_path)
+    tracker = tracker_for(
+        meta,
+        face_detector=args.face_detector,
+        min_score=args.min_score,
+        lost_below=args.lost_below,
+        probe_every=args.probe_every,
+    )
+    say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    outputs = Outputs()
+    progress = _Progress()
+    stop = _StopFlag()
+    times = StageTimes()
+    started = time.perf_counter()
+    try:
+        # Sources and outputs open before the model loads, so their errors come first and
+        # alone; the runtime may log to stderr while it builds the interpreter.
+        source = outputs.add(open_source(args.source, size=args.size, loop=args.loop))
+        said = _open_outputs(args, meta, source.fps or 30.0, say, outputs)
+        pipeline = _open_pipeline(args, model_path, tracker, say)
+        for line in [f"source: {source.name}", *said]:
+            say(line)
         if not args.no_display and display_available():
-            display = Display()
-            closers.append(display)
-        smoother = None
-        if not args.no_smoothing:
-            smoother = OneEuroFilter(min_cutoff=args.min_cutoff, beta=args.beta,
-                                     d_cutoff=args.d_cutoff, min_score=args.min_score,
-                                     hide=args.low_confidence == "hide")  # fmt: skip
-        if segmentation:  # a class map per frame: nothing to smooth
-            pipeline = SegmentationPipeline(model, tracker=tracker)
-        else:
-            pipeline = LandmarkPipeline(model, tracker=tracker, smoother=smoother,
-                                        min_score=args.min_score)  # fmt: skip
-        need_overlay = any(o is not None for o in (video, server, display))
-        rate = RateMeter()
+            outputs.display = outputs.add(Display())
         stop.install()
         started = time.perf_counter()
-        while not stop.requested:
-            if args.max_frames is not None and frames >= args.max_frames:
-                stopped = f"--max-frames {args.max_frames}"
-                break
-            times.new_frame()
-            t0 = time.perf_counter()
-            try:
-                frame = source.read()
-                if frame is not None:
-                    _check_frame_size(frame)
-            except SourceError as exc:
-                if frames == 0:
-                    raise
-                # A camera unplugged or a broken file mid-run: keep what was recorded.
-                print(f"error: {exc}", file=sys.stderr)
-                stopped, exit_code = "source failed", 1
-                break
-            if frame is None:
-                break
-            times.add("capture", time.perf_counter() - t0)
-            result = pipeline.process(frame, times, continuous=source.continuous)
-            try:
-                with times.stage("output"):
-                    fps = rate.tick() if source.continuous else 0.0  # stills have no frame rate
-                    if need_overlay:
-                        overlay = pipeline.annotate(result, fps=fps, show_box=args.show_box)
-                        if video is not None:
-                            video.write(overlay)
-                        if server is not None:
-                            server.publish(overlay)
-                        if display is not None and not display.show(overlay):
-                            stop.requested = True
-                            stopped = "window closed"
-                times.add("total", time.perf_counter() - t0)
-                if jsonl is not None:
-                    latency = {s: round(v * 1e3, 3) for s, v in times.current.items()}
-                    if segmentation:
-                        jsonl.write(pipeline.record(result, latency, rle=args.rle))
-                    else:
-                        record = landmark_record(
-                            frame.index,
-                            frame.timestamp,
-                            names=meta.landmarks,
-                            points=result.points,
-                            scores=result.scores,
-                            box=result.box,
-                            tracking=result.tracking,
-                            latency_ms=latency,
-                        )
-                        jsonl.write(record)
-            except OutputError as exc:
-                # A full disk or a file size limit: stop, and keep what the files hold.
-                failure, stopped = exc, "output failed"
-                break
-            frames += 1
-        if stop.requested and stopped == "end of source":
-            stopped = "interrupted"
+        _loop(args, source, pipeline, outputs, times, stop, progress)
     except KeyboardInterrupt:
-        stopped = "interrupted"
+        progress.stopped = "interrupted"
     finally:
         stop.restore()
         wall = time.perf_counter() - started
-        for closer in reversed(closers):
-            try:
-                closer.close()
-            except OutputError as exc:  # the last video segment did not reach the disk
-                if failure is None:
-                    failure, stopped = exc, "output failed"
-            except Exception as exc:  # keep closing the rest
-                print(f"warning: closing {type(closer).__name__}: {exc}", file=sys.stderr)
-    if failure is not None:
-        exit_code = 2  # like any error; the summary still follows
+        _close(outputs, progress)
+    if progress.failure is not None:
+        progress.exit_code = 2  # like any error; the summary still follows
     try:
-        if failure is not None:  # one line, with what the recordings hold
-            print(f"error: {failure}; {_saved(recordings)}", file=sys.stderr, flush=True)
-        print(_summary(frames, wall, times, stopped), flush=True)
+        if progress.failure is not None:  # one line, with what the recordings hold
+            print(
+                f"error: {progress.failure}; {_saved(outputs.recordings)}",
+                file=sys.stderr,
+                flush=True,
+            )
+        print(_summary(progress.frames, wall, times, progress.stopped), flush=True)
     except OSError:
         pass  # SIGHUP: the terminal is gone; the files are complete, which is what counts
-    return exit_code
+    return progress.exit_code
+
+
+def _close(outputs: Outputs, progress: _Progress) -> None:
+    """Close everything opened, the last first; a failed close is reported, never raised."""
+    for closer in reversed(outputs.closers):
+        try:
+            closer.close()
+        except OutputError as exc:  # the last video segment did not reach the disk
+            if progress.failure is None:
+                progress.failure, progress.stopped = exc, "output failed"
+        except Exception as exc:  # keep closing the rest
+            print(f"warning: closing {type(closer).__name__}: {exc}", file=sys.stderr)
 
 
 def _check_frame_size(frame) -> None:

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .cli import DEFAULT_THREADS
+from .backends.base import DEFAULT_THREADS
 from .codec import HeatmapCodec
 from .errors import ModelError
 from .network import Network
 from .transform import CropBox
+
+if TYPE_CHECKING:
+    from .pipeline import LandmarkPipeline
+    from .smoothing import OneEuroFilter
+    from .tracking import LandmarkTracker
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,14 +70,29 @@ class LandmarkModel(Network):
             raise ModelError(f"{self.path} is a segmentation model ({self.metadata.skeleton}), "
                              "not a landmark model: load it with edge.SegmentationModel")  # fmt: skip
 
+    output_kind = "landmarks"
+
     @property
     def output_channels(self) -> int:
         return self.metadata.num_landmarks
 
-    def _new_pipeline(self):
+    def _new_pipeline(self) -> LandmarkPipeline:
         from .pipeline import LandmarkPipeline
 
         return LandmarkPipeline(self)  # no tracking, no smoothing
+
+    def video_pipeline(
+        self,
+        tracker: LandmarkTracker | None,
+        *,
+        smoother: OneEuroFilter | None = None,
+        min_score: float = 0.3,
+        rle: bool = False,
+    ) -> LandmarkPipeline:
+        """Tracked and smoothed landmarks; ``rle`` is for class maps and has no say here."""
+        from .pipeline import LandmarkPipeline
+
+        return LandmarkPipeline(self, tracker=tracker, smoother=smoother, min_score=min_score)
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -12,14 +12,35 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from .backends import create_backend
-from .cli import DEFAULT_THREADS
+from .backends.base import DEFAULT_THREADS
 from .errors import ModelError
 from .metadata import LandmarkMetadata, model_bytes, read_metadata, verify_digest
 from .transform import CropBox, normalise_input
+
+if TYPE_CHECKING:
+    from .smoothing import OneEuroFilter
+    from .sources import Frame
+    from .timing import StageTimes
+    from .tracking import LandmarkTracker
+
+
+class VideoPipeline(Protocol):
+    """What ``edge.live`` runs per frame, whatever the task: each pipeline draws its own
+    overlay and writes its own JSONL record, so the loop never asks which task it runs."""
+
+    def process(self, frame: Frame, times: StageTimes | None = None, *, continuous: bool = True):
+        """One frame through the chain; the result is the task's own."""
+
+    def annotate(self, result, *, fps: float | None = None, show_box: bool = False) -> np.ndarray:
+        """A copy of the frame with the result drawn over it."""
+
+    def record(self, result, latency_ms: dict[str, float]) -> dict:
+        """The frame's JSONL record."""
 
 
 class Network(abc.ABC):
@@ -109,7 +130,33 @@ class Network(abc.ABC):
         crops = np.asarray(crop_batch)
         if crops.ndim != 4 or crops.shape[-1] != 3:
             raise ValueError(f"expected BGR crops (N, H, W, 3), got shape {crops.shape}")
-        return self._backend.run(self.preprocess(crops))
+        return self.run_input(self.preprocess(crops))
+
+    def run_input(self, batch: np.ndarray) -> np.ndarray:
+        """The network on a batch already in its input contract (:meth:`preprocess`'s
+        output): training.evaluate normalises and batches its crops itself, and scores a
+        .tflite through this, with the same load-time checks as the device."""
+        return self._backend.run(batch)
+
+    @property
+    def output_description(self) -> str:
+        """What the network returns, for a log line: "16 landmarks", "11 classes"."""
+        return f"{self.output_channels} {self.output_kind}"
+
+    output_kind: str = "outputs"  # the subclass names its channels
+
+    @abc.abstractmethod
+    def video_pipeline(
+        self,
+        tracker: LandmarkTracker | None,
+        *,
+        smoother: OneEuroFilter | None = None,
+        min_score: float = 0.3,
+        rle: bool = False,
+    ) -> VideoPipeline:
+        """The per-frame chain for a video, with its tracker. ``edge.live`` passes every
+        model the same options, so each task takes the ones it has a use for: a smoother and
+        a score threshold for points, run lengths (``rle``) for class maps."""
 
     def _process(self, image_bgr: np.ndarray, box: CropBox | None):
         """One image through :meth:`_new_pipeline`'s chain (created on first use)."""

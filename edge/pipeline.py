@@ -139,7 +139,23 @@ class LandmarkPipeline:
                     self.smoother.reset()
         return FrameResult(frame, box, points, raw, scores, tracking, timings)
 
-    def annotate(self, result: FrameResult, *, fps: float | None = None, show_box=False):
+    def record(self, result: FrameResult, latency_ms: dict[str, float]) -> dict:
+        """The JSONL record of one frame: named landmarks with scores (edge.outputs' format)."""
+        from .outputs import landmark_record
+
+        frame = result.frame
+        return landmark_record(
+            frame.index,
+            frame.timestamp,
+            names=self.meta.landmarks,
+            points=result.points,
+            scores=result.scores,
+            box=result.box,
+            tracking=result.tracking,
+            latency_ms=latency_ms,
+        )
+
+    def annotate(self, result: FrameResult, *, fps: float | None = None, show_box: bool = False):
         """A copy of the frame with the overlay drawn."""
         from .draw import draw_box, draw_fps, draw_landmarks
 

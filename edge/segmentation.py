@@ -22,14 +22,13 @@ times ``box_margin``, the same square training cropped around its labels.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from .errors import ModelError
-from .metadata import LandmarkMetadata, read_metadata
+from .metadata import LandmarkMetadata
 from .network import Network
 from .pipeline import pick_crop, start_frame  # the steps every per-frame chain shares
 from .sources import Frame
@@ -37,6 +36,7 @@ from .timing import StageTimes
 from .transform import CropBox, apply_affine, invert_affine
 
 if TYPE_CHECKING:
+    from .smoothing import OneEuroFilter
     from .tracking import LandmarkTracker
 
 # A class map with fewer pixels of the box classes than this says nothing about the subject.
@@ -181,12 +181,26 @@ class SegmentationModel(Network):
             raise ModelError(f"{self.path} is a {self.metadata.task} landmark model "
                              f"({self.metadata.skeleton}), not a segmentation model")  # fmt: skip
 
+    output_kind = "classes"
+
     @property
     def output_channels(self) -> int:
         return self.metadata.num_classes
 
     def _new_pipeline(self) -> SegmentationPipeline:
         return SegmentationPipeline(self)
+
+    def video_pipeline(
+        self,
+        tracker: LandmarkTracker | None,
+        *,
+        smoother: OneEuroFilter | None = None,
+        min_score: float = 0.3,
+        rle: bool = False,
+    ) -> SegmentationPipeline:
+        """A tracked class map per frame; a class map has no points to smooth or threshold,
+        so ``smoother`` and ``min_score`` have no say here."""
+        return SegmentationPipeline(self, tracker=tracker, rle=rle)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -223,12 +237,19 @@ class SegmentationPipeline:
     :meth:`process`, else the whole frame.
     """
 
-    def __init__(self, model: SegmentationModel, *, tracker: LandmarkTracker | None = None,
-                 alpha: float = 0.5) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: SegmentationModel,
+        *,
+        tracker: LandmarkTracker | None = None,
+        alpha: float = 0.5,
+        rle: bool = False,
+    ) -> None:
         self.model = model
         self.meta = model.metadata
         self.tracker = tracker
         self.alpha = alpha
+        self.rle = rle  # records carry the run-length class map too
         self.infer = model.predict_heatmaps  # edge.bench swaps it for a fixed output
 
     def reset(self) -> None:
@@ -279,9 +300,12 @@ class SegmentationPipeline:
             draw_fps(image, fps, "" if result.class_map is not None else "no subject")
         return image
 
-    def record(self, result: SegmentationResult, latency_ms: dict[str, float], *,
-               rle: bool = False) -> dict:  # fmt: skip
-        """The JSONL record of one frame: per-class pixel areas (and the run-length class map)."""
+    def record(
+        self, result: SegmentationResult, latency_ms: dict[str, float], *, rle: bool | None = None
+    ) -> dict:
+        """The JSONL record of one frame: per-class pixel areas (and the run-length class map,
+        with ``rle``; None: the pipeline's own setting)."""
+        rle = self.rle if rle is None else rle
         frame = result.frame
         rec: dict = {"frame": frame.index, "timestamp": round(float(frame.timestamp), 6),
                      "box": None if result.box is None else result.box.to_dict(),
@@ -293,13 +317,3 @@ class SegmentationPipeline:
                 rec["size"] = [int(result.class_map.shape[1]), int(result.class_map.shape[0])]
                 rec["rle"] = run_lengths(result.class_map)
         return rec
-
-
-def open_model(path: str | Path, **options):
-    """A :class:`SegmentationModel` or a :class:`~edge.model.LandmarkModel`, by the file's
-    metadata (``options`` go to either)."""
-    if read_metadata(path).task == "segmentation":
-        return SegmentationModel(path, **options)
-    from .model import LandmarkModel
-
-    return LandmarkModel(path, **options)

@@ -12,10 +12,14 @@ models, a face detector for face models (faces are small in the frame; see
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .transform import CropBox, box_from_points, full_frame_box
+
+if TYPE_CHECKING:
+    from .metadata import LandmarkMetadata
 
 Detector = Callable[[np.ndarray], "CropBox | None"]
 
@@ -177,3 +181,32 @@ class LandmarkTracker:
             box = None
         self._box = box
         return box is not None
+
+
+# Tasks whose subject is a face: when the track is lost, a face detector finds it again.
+FACE_TASKS = ("face", "segmentation")  # face parts are found and tracked like faces
+
+
+def tracker_for(
+    meta: LandmarkMetadata,
+    *,
+    face_detector: str = "haar",
+    min_score: float = 0.3,
+    lost_below: float = 0.3,
+    probe_every: int = 4,
+) -> LandmarkTracker:
+    """The tracker a model's task needs: faces (and face parts) fall back to
+    ``face_detector`` (edge.detectors' names, or a .tflite) when the track is lost, bodies
+    to the whole frame and the search boxes probed every ``probe_every`` frames."""
+    from .detectors import create_detector
+
+    detector = None
+    if meta.task in FACE_TASKS:
+        detector = create_detector(face_detector, margin=meta.box_margin)
+    return LandmarkTracker(
+        margin=meta.box_margin,
+        min_score=min_score,
+        lost_below=lost_below,
+        detector=detector,
+        probe_every=probe_every,
+    )

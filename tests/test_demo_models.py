@@ -58,7 +58,8 @@ def _open(section: dict, data: str | Path | None = None, **options):
 def _reproduce(task: str, section: dict, dataset) -> None:
     """training.evaluate's code path on ``dataset`` gives every number ``section`` reports
     for the .tflite (same data, weights and decoding; only the runtime may differ)."""
-    from training.evaluate import load_predictor, predict_dataset
+    from training.landmarks.evaluate import predict_dataset
+    from training.predictor import load_predictor
     from training.scoring import PROTOCOLS, score
 
     predictor = load_predictor(MODELS / f"{task}.tflite", num_threads=1)

@@ -143,8 +143,8 @@ def _losses(run: Path) -> list[float]:
 
 
 def _saved_digest(model_path: Path) -> str:
-    from training.evaluate import load_keras_model
-    from training.train import weights_digest
+    from training.artifacts import load_keras_model
+    from training.fit import weights_digest
 
     return weights_digest(load_keras_model(model_path).get_weights())
 

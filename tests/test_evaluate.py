@@ -146,7 +146,7 @@ class _DotFinder:
 def test_flip_test_mirrors_heatmaps_back_onto_the_crop():
     """With a perfect model, flip test must land on the same sub-pixel spot as the plain
     prediction: mirroring the heatmaps back one pixel (or one cell) off would shift it."""
-    from training.evaluate import predict_dataset
+    from training.landmarks.evaluate import predict_dataset
 
     data = _DotDataset([(60.3, 50.7), (81.8, 64.2), (47.5, 39.9)])
     plain = predict_dataset(_DotFinder(), data, batch_size=3, threads=1)
@@ -167,7 +167,7 @@ def test_evaluate_cli_errors_are_one_line(tmp_path):
 
 
 def test_face_protocols_are_picked_per_dataset():
-    from training.evaluate import DEFAULT_SPLITS
+    from training.landmarks.evaluate import DEFAULT_SPLITS
     from training.scoring import PROTOCOLS
 
     assert PROTOCOLS["aflw2000-3d"] == PROTOCOLS["300w-lp"] == PROTOCOLS["aflw"] == "nme_box"

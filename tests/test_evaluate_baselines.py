@@ -30,8 +30,9 @@ from edge.transform import CropBox
 from training.crop_jitter import crop_jitter
 from training.data.base import open_dataset
 from training.data.pts import write_pts
-from training.evaluate import load_predictor, predict_dataset
 from training.label.writers import mpii_record, write_json
+from training.landmarks.evaluate import predict_dataset
+from training.predictor import load_predictor
 from training.scoring import Predictions, score
 from training.validation import collect_shapes, find_source_index
 

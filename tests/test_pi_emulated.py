@@ -280,5 +280,8 @@ def test_trixie_service_gives_x86_landmarks_on_the_demo_clip(
     assert numpy_check["detail"].startswith("2.") and "from the system" in numpy_check["detail"]
     assert "/usr/lib/python3/dist-packages/numpy" in numpy_check["detail"]
     assert "ai_edge_litert 2.3" in checks["runtime"]["detail"]
-    assert "_lce_delegate.cpython-313-aarch64-linux-gnu.so (neon)" in checks["native"]["detail"]
+    assert (
+        "_lce_delegate.cpython-313-aarch64-linux-gnu.so (kernel path neon"
+        in checks["native"]["detail"]
+    )
     assert "native LCE delegate" in checks["load"]["detail"]

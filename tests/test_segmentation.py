@@ -172,7 +172,7 @@ def _run(module: str, *args: str, timeout: float = 400) -> subprocess.CompletedP
 def converted(tmp_path_factory) -> Path:
     """A tiny untrained binary segmenter, saved as training saves it and converted by the CLI."""
     from training.config import make_config
-    from training.segmentation.train import build_model, parts_metadata
+    from training.segmentation.task import build_model, parts_metadata
 
     folder = tmp_path_factory.mktemp("faceparts")
     config = make_config({"name": "tiny_parts", "task": "segmentation", "input_size": 32,

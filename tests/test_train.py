@@ -230,7 +230,7 @@ def test_released_wiring_trains_with_bce_and_saves_sigmoid_heatmaps(tmp_path):
     assert np.isfinite(line["loss"]) and "val_pckh" in line
     import tensorflow as tf
 
-    from training.evaluate import load_keras_model
+    from training.artifacts import load_keras_model
 
     model = load_keras_model(run / "model.keras")
     assert model.get_layer("stack0_sigmoid").activation is tf.keras.activations.sigmoid
@@ -256,14 +256,10 @@ def test_validation_set_of_another_format_and_unpaired_skeletons_are_checked(tmp
 
 
 def test_ablation_builds_wiring_variants_and_an_honest_table(tmp_path):
-    """benchmarks/ablation.py --wiring: one binary HPM model per wiring, trained with that
-    wiring's overrides, and a table whose sentences call small differences noise."""
-    import importlib.util
+    """python -m benchmarks.ablation --wiring: one binary HPM model per wiring, trained with
+    that wiring's overrides, and a table whose sentences call small differences noise."""
+    from benchmarks import ablation
 
-    spec = importlib.util.spec_from_file_location("ablation", ROOT / "benchmarks" / "ablation.py")
-    ablation = importlib.util.module_from_spec(spec)
-    sys.modules["ablation"] = ablation  # its dataclasses look their module up
-    spec.loader.exec_module(ablation)
     todo = ablation.wiring_variants(features=64, depth=2, input_size=64, tasks=["pose"],
                                     wirings=["paper", "binary_head", "released"])  # fmt: skip
     assert [v.name for v in todo] == ["pose_hpm_binary", "pose_hpm_binary_binary_head",
@@ -297,7 +293,7 @@ def test_saved_model_averages_the_last_checkpoints(tmp_path):
     statistics included), and the summary scores that averaged model."""
     import tensorflow as tf
 
-    from training.evaluate import load_keras_model
+    from training.artifacts import load_keras_model
     from training.train import build_model
 
     run = tmp_path / "averaged"
@@ -328,7 +324,7 @@ def test_blend_start_saves_a_soup_of_the_fine_tune_and_its_start(tmp_path):
     epochs) + 0.25 x the starting model, BatchNorm statistics included."""
     import tensorflow as tf
 
-    from training.evaluate import load_keras_model
+    from training.artifacts import load_keras_model
     from training.train import build_model
 
     start, run = tmp_path / "start", tmp_path / "blended"

@@ -10,6 +10,10 @@ import numpy as np
 from ..errors import BackendError
 from ..metadata import custom_op_names
 
+# Interpreter threads: a Pi has 4 cores, and the camera, encoder and stream need some. The
+# runtime's default, so every model, the deployed service and every CLI's --threads agree.
+DEFAULT_THREADS = 2
+
 
 def is_bitpacked(model: bytes) -> bool:
     """True if the flatbuffer uses LCE's bitpacked custom ops (LceQuantize, LceBconv2d...)."""

@@ -80,7 +80,7 @@ def installed_runtimes() -> list[str]:
     return [name for name in RUNTIMES if importlib.util.find_spec(name) is not None]
 
 
-def _interpreter_api(runtime: str) -> tuple[type, object]:
+def interpreter_api(runtime: str) -> tuple[type, object]:
     """(Interpreter class, load_delegate function) of a runtime module name."""
     if runtime == "tflite_runtime":
         module: ModuleType = importlib.import_module("tflite_runtime.interpreter")
@@ -128,7 +128,7 @@ class TFLiteBackend(Backend):
         library's ``load_delegate`` (see ``edge.native.delegate_options``)."""
         super().__init__(model, num_threads=num_threads)
         self.runtime = choose_runtime(runtime)
-        interpreter_cls, load_delegate = _interpreter_api(self.runtime)
+        interpreter_cls, load_delegate = interpreter_api(self.runtime)
         delegates = []
         self.native = None
         if is_bitpacked(self.model):
@@ -155,7 +155,7 @@ class TFLiteBackend(Backend):
         self._input = inputs[0]
         self._outputs = self._interpreter.get_output_details()
         self._output = self._outputs[-1]
-        version = _version(self.runtime)
+        version = runtime_version(self.runtime)
         self.description = f"tflite ({self.runtime} {version}" + (
             " + binland native LCE delegate)" if self.native else ")"
         )
@@ -196,7 +196,7 @@ class TFLiteBackend(Backend):
         return [self._interpreter.get_tensor(o["index"]) for o in self._outputs]
 
 
-def _version(runtime: str) -> str:
+def runtime_version(runtime: str) -> str:
     try:
         return importlib_metadata.version(_DISTRIBUTIONS[runtime])
     except importlib_metadata.PackageNotFoundError:

@@ -16,7 +16,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from ..access import STREAM_USER, TOKEN_ENV
-from ..cli import DEFAULT_THREADS
+from ..backends.base import DEFAULT_THREADS
 from ..errors import DeployError
 
 SERVICE_NAME = "binland.service"

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from ..errors import DeployError
-from .wheels import PythonInfo, _cross_compiler, _pip, _platform_args, parse_os_release
+from .wheels import PythonInfo, cross_compiler, parse_os_release, platform_args, run_pip
 
 _ELF_MACHINES = {0xB7: "aarch64", 0x3E: "x86_64", 0x28: "armv7l"}
 # Where a venv's own numpy lives (a wheel's files); removed when the system's numpy is used.
@@ -251,18 +251,18 @@ class RootfsTarget(Target):
             for pattern in NUMPY_IN_SITE:
                 for p in site.glob(pattern):
                     shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-            _pip(["install", "--upgrade", "--no-compile", "--target", str(site), "--no-deps",
-                  *_platform_args(info), *(str(w) for w in sorted(wheel_dir.glob("*.whl")))])  # fmt: skip
+            run_pip(["install", "--upgrade", "--no-compile", "--target", str(site), "--no-deps",
+                  *platform_args(info), *(str(w) for w in sorted(wheel_dir.glob("*.whl")))])  # fmt: skip
         else:
-            _pip(["install", "--upgrade", "--no-compile", "--target", str(site), "--no-index",
-                  "--find-links", str(wheel_dir), *_platform_args(info), *info.venv_requirements()])  # fmt: skip
+            run_pip(["install", "--upgrade", "--no-compile", "--target", str(site), "--no-index",
+                  "--find-links", str(wheel_dir), *platform_args(info), *info.venv_requirements()])  # fmt: skip
         set_tree_modes(site)  # pip creates files under this process's umask
 
     def build_native(self, dest: str, info: PythonInfo) -> None:
         # Cross-compile here: the rootfs has no compiler we could run, and needs none.
         from .. import native
 
-        cc = self.cross_cc or _cross_compiler(info.machine)
+        cc = self.cross_cc or cross_compiler(info.machine)
         with tempfile.TemporaryDirectory() as tmp:
             lib = native.build(tmp, cc=cc)
             self.write(dest, lib.read_bytes(), 0o755)

@@ -97,14 +97,14 @@ class PythonInfo:
         return [*tags, f"manylinux2014_{self.machine}"]
 
 
-def _platform_args(info: PythonInfo) -> list[str]:
+def platform_args(info: PythonInfo) -> list[str]:
     args = ["--only-binary=:all:", "--python-version", info.version, "--implementation", "cp"]
     for tag in info.platform_tags():
         args += ["--platform", tag]
     return args
 
 
-def _pip(args: list[str]) -> None:
+def run_pip(args: list[str]) -> None:
     cmd = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -112,7 +112,7 @@ def _pip(args: list[str]) -> None:
         raise DeployError(f"pip {args[0]} failed: {last[0]}")
 
 
-def _cross_compiler(machine: str) -> str:
+def cross_compiler(machine: str) -> str:
     """A C compiler on this machine that builds for ``machine`` (Debian's cross gcc names)."""
     for cc in (
         f"{machine}-linux-gnu-gcc",
@@ -160,13 +160,13 @@ def staged_wheels(info: PythonInfo) -> Iterator[Path]:
     check_system_numpy(info)
     cache = wheel_cache(info)
     cache.mkdir(parents=True, exist_ok=True)
-    wanted = [*_platform_args(info), *info.resolve_requirements()]
+    wanted = [*platform_args(info), *info.resolve_requirements()]
     with tempfile.TemporaryDirectory(prefix="binland-wheels-") as tmp:
         try:  # everything already cached: no index needed
-            _pip(["download", "--no-index", "--find-links", str(cache), "--dest", tmp, *wanted])
+            run_pip(["download", "--no-index", "--find-links", str(cache), "--dest", tmp, *wanted])
         except DeployError:
-            _pip(["download", "--dest", str(cache), *wanted])
-            _pip(["download", "--no-index", "--find-links", str(cache), "--dest", tmp, *wanted])
+            run_pip(["download", "--dest", str(cache), *wanted])
+            run_pip(["download", "--no-index", "--find-links", str(cache), "--dest", tmp, *wanted])
         if info.uses_system_numpy:  # resolved against the system's numpy; never installed
             for wheel in Path(tmp).glob("numpy-*.whl"):
                 wheel.unlink()

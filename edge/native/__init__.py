@@ -27,8 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edge import cache_dir
 from edge.errors import BackendError
+from edge.host import cache_dir
 
 __all__ = [
     "SOURCES",

@@ -76,14 +76,14 @@ def profile_model(
     """Run a bitpacked model ``warmup + runs`` times with profiling on; times per run in ms.
 
     ``options`` go to the delegate (``simd``, ``fuse``, ``num_threads``)."""
-    from edge.backends.tflite import _interpreter_api, _version, choose_runtime
+    from edge.backends.tflite import choose_runtime, interpreter_api, runtime_version
 
     from . import ensure_library
 
     if runs < 1 or warmup < 0 or threads < 1:
         raise BackendError("runs and threads must be >= 1, warmup >= 0")
     runtime = choose_runtime(runtime)
-    interpreter_cls, load_delegate = _interpreter_api(runtime)
+    interpreter_cls, load_delegate = interpreter_api(runtime)
     library = ensure_library(announce=True)
     try:
         delegate = load_delegate(str(library), dict(options or {}, profile="1"))
@@ -121,7 +121,7 @@ def profile_model(
     nodes = {d["index"]: d["op_name"] for d in interpreter._get_ops_details()
              if d["op_name"] != "DELEGATE"}  # fmt: skip
     report = _summarise(raw, nodes, times, runs)
-    report.update(model=str(model_path), runtime=f"{runtime} {_version(runtime)}",
+    report.update(model=str(model_path), runtime=f"{runtime} {runtime_version(runtime)}",
                   threads=threads, warmup=warmup, library=str(library))  # fmt: skip
     return report
 

@@ -12,7 +12,7 @@ import functools
 import cv2
 import numpy as np
 
-from . import Frame, FrameSource
+from .base import Frame, FrameSource
 
 DEMO_FPS = 30.0
 DEMO_FRAMES = 150  # five seconds: one walk across the frame

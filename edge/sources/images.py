@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 
 from ..errors import SourceError
-from . import IMAGE_SUFFIXES, Frame, FrameSource
+from .base import IMAGE_SUFFIXES, Frame, FrameSource
 
 
 class ImageSource(FrameSource):

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from ..errors import SourceError
-from . import Frame, FrameSource
+from .base import Frame, FrameSource
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from ..errors import SourceError
-from . import Frame, FrameSource
+from .base import Frame, FrameSource
 
 
 class PiCameraSource(FrameSource):

@@ -97,7 +97,7 @@ def record_batches(
     shard: tuple[int, int] = (0, 1),
 ) -> tf.data.Dataset:
     """The tf.data stream every training task shares (landmarks here, part segmentation in
-    training.segmentation.train): record indices reshuffled each pass, paired with their
+    training.segmentation.task): record indices reshuffled each pass, paired with their
     stream position, this pipeline's ``shard`` of them, ``loader`` on a parallel map (its
     skipped records dropped), whole batches, the targets once per stack. Not prefetched."""
     index, count = shard

@@ -24,7 +24,7 @@ import numpy as np
 from edge.parts import FACE_PARTS
 from edge.transform import apply_affine, box_from_points
 
-from .cli import FaceLabeller, context_crop
+from .labellers import FaceLabeller, LabelOptions, context_crop
 from .ssd import load_interpreter
 from .teacher_models import teacher_model
 
@@ -111,19 +111,19 @@ class FacePartsLabeller(FaceLabeller):
     """``python -m training.label faceparts``: one context crop and class map per frame,
     written in the ``label-map`` layout (``training.segmentation.data``)."""
 
-    def __init__(self, args) -> None:
-        super().__init__(args)
-        self.hair = None if args.no_hair else HairTeacher(num_threads=args.threads)
+    def __init__(self, options: LabelOptions) -> None:
+        super().__init__(options)
+        self.hair = None if options.no_hair else HairTeacher(num_threads=options.threads)
 
     def label(self, frame, still, name, out, counts) -> list[dict]:
         from training.segmentation.data import write_label_map
 
-        a = self.args
+        a = self.options
         r = self.face(frame, counts)
         if r is None:
             return []
         box = box_from_points(r.points[list(FACE_OVAL)], margin=a.box_margin)
-        crop, matrix, context = context_crop(frame, box, a)
+        crop, matrix, context = context_crop(frame, box, context=a.context, box_px=a.box_px)
         points = apply_affine(matrix, r.points)
         mask = mesh_class_map(points, crop.shape)
         if self.hair is not None:

@@ -53,9 +53,9 @@ def detect(
 
 def load_interpreter(path, num_threads: int = 1):
     """A stock-runtime interpreter for a float teacher model (no delegate needed)."""
-    from edge.backends.tflite import _interpreter_api, choose_runtime
+    from edge.backends.tflite import choose_runtime, interpreter_api
 
-    cls, _ = _interpreter_api(choose_runtime())
+    cls, _ = interpreter_api(choose_runtime())
     interpreter = cls(model_path=str(path), num_threads=num_threads)
     interpreter.allocate_tensors()
     return interpreter

@@ -4,7 +4,8 @@ Both formats go through the device's own decoding: each sample's box is cut by
 :func:`edge.transform.warp_crop`, the final logits are mapped back to image pixels by
 :func:`edge.segmentation.class_map_in_image`, and the class map is compared with the
 sample's label map pixel by pixel (:mod:`training.metrics`: per-class F1, Helen's overall
-F1, mIoU). ``python -m training.evaluate --dataset <segmentation set>`` lands here.
+F1, mIoU). ``python -m training.evaluate --dataset <segmentation set>`` lands in
+:func:`evaluate` (through :class:`training.segmentation.task.SegmentationTask`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from edge.transform import normalise_input, warp_crop
 
 from ..data.base import CorruptSample
 from ..metrics import class_f1, class_iou, confusion_matrix, mean_iou, overall_f1
+from ..predictor import Predictor, load_predictor
+from ..task import EvaluateOptions
 from .data import PartsDataset, PartsSample
 
 
@@ -63,7 +66,7 @@ def check_segmentation(metadata, where: str) -> None:
 
 
 def score_dataset(
-    predictor,
+    predictor: Predictor,
     dataset: PartsDataset,
     *,
     batch_size: int = 16,
@@ -137,36 +140,52 @@ def write_pictures(result: PartsScore, path: Path, colors, height: int = 160) ->
     return path
 
 
-def run(args) -> int:
-    """``python -m training.evaluate`` for a segmentation dataset (args as its parser's)."""
+def evaluate(options: EvaluateOptions) -> int:
+    """``python -m training.evaluate`` on a segmentation dataset: the per-class table, and
+    with ``options.out`` metrics.json (values and confusion matrix) and a picture."""
     from tqdm import tqdm
 
-    from ..evaluate import _options, load_predictor
     from .data import open_parts_dataset
 
-    split = args.split or "val"
-    dataset = open_parts_dataset(args.dataset, args.data, split=split, **_options(args.option))
-    predictor = load_predictor(args.model, backend=args.backend, num_threads=args.threads)
-    check_segmentation(predictor.metadata, str(args.model))
-    n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    split = options.split or "val"
+    dataset = open_parts_dataset(options.dataset, options.data, split=split, **options.options)
+    predictor = load_predictor(options.model, backend=options.backend, num_threads=options.threads)
+    check_segmentation(predictor.metadata, str(options.model))
+    n = len(dataset) if options.limit is None else min(options.limit, len(dataset))
     result = score_dataset(
-        predictor, dataset, batch_size=args.batch_size, limit=args.limit,
-        keep=args.pictures if args.out is not None else 0,
-        progress=lambda it: tqdm(it, total=-(-n // args.batch_size), unit="batch",
-                                 desc=f"evaluating {args.model.name}"),
-    )  # fmt: skip
-    title = (f"{args.model.name} [{predictor.description}] on {args.dataset}/{split}: "
-             f"{result.samples} samples"
-             f"{f', {result.skipped} corrupt skipped' if result.skipped else ''}")  # fmt: skip
+        predictor,
+        dataset,
+        batch_size=options.batch_size,
+        limit=options.limit,
+        keep=options.pictures if options.out is not None else 0,
+        progress=lambda it: tqdm(
+            it,
+            total=-(-n // options.batch_size),
+            unit="batch",
+            desc=f"evaluating {options.model.name}",
+        ),
+    )
+    title = (
+        f"{options.model.name} [{predictor.description}] on {options.dataset}/{split}: "
+        f"{result.samples} samples"
+        f"{f', {result.skipped} corrupt skipped' if result.skipped else ''}"
+    )
     print(result.table(title))
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        report = {"model": str(args.model), "runtime": predictor.description,
-                  "dataset": args.dataset, "split": split, "samples": result.samples,
-                  "skipped": result.skipped, "values": result.values(),
-                  "confusion": result.confusion.tolist()}  # fmt: skip
-        (args.out / "metrics.json").write_text(json.dumps(report, indent=2))
-        picture = write_pictures(result, args.out / "predictions.png",
-                                 predictor.metadata.class_colors)  # fmt: skip
-        print(f"wrote {args.out / 'metrics.json'}" + (f" and {picture}" if picture else ""))
+    if options.out is not None:
+        options.out.mkdir(parents=True, exist_ok=True)
+        report = {
+            "model": str(options.model),
+            "runtime": predictor.description,
+            "dataset": options.dataset,
+            "split": split,
+            "samples": result.samples,
+            "skipped": result.skipped,
+            "values": result.values(),
+            "confusion": result.confusion.tolist(),
+        }
+        (options.out / "metrics.json").write_text(json.dumps(report, indent=2))
+        picture = write_pictures(
+            result, options.out / "predictions.png", predictor.metadata.class_colors
+        )
+        print(f"wrote {options.out / 'metrics.json'}" + (f" and {picture}" if picture else ""))
     return 0
