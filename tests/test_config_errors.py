@@ -3,6 +3,7 @@ outside runs/ (issue 25: found by trying to break `python -m training.train`).""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,38 @@ def test_the_command_line_says_it_in_one_line_and_exits_2(tmp_path):
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-2000:]
         assert not (tmp_path / "run").exists()
+
+
+def test_out_naming_a_file_and_a_missing_init_from_are_one_line(tmp_path):
+    config = str(REPO / "configs" / "synthetic_pose.yaml")
+    afile = tmp_path / "a_file"
+    afile.write_text("not a run folder")
+    tiny = ["model.depth=1", "model.features=32", "input_size=64", "epochs=1", "steps_per_epoch=1"]
+    cases = [
+        (["--config", config, "--out", str(afile), *tiny], "is a file"),
+        (
+            [
+                "--config",
+                config,
+                "--out",
+                str(tmp_path / "run"),
+                *tiny,
+                f"init_from={tmp_path / 'missing.keras'}",
+            ],
+            "does not exist",
+        ),
+    ]
+    for args, message in cases:
+        done = subprocess.run(
+            [sys.executable, "-m", "training.train", *args],
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},  # TensorFlow's own start-up lines
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr[-2000:]
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert afile.read_text() == "not a run folder"

@@ -184,3 +184,16 @@ def test_label_tool_bad_input(tmp_path):
     bad = label("pose", str(blank), "--out", str(out), "--every", "0")
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error:")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+@needs_messi
+def test_a_resume_file_cut_short_is_labelled_again(teacher, tmp_path):
+    """A source's parts file cut short (a full disk, a kill) used to stop every later run."""
+    out = tmp_path / "set"
+    assert label("pose", str(MESSI), "--out", str(out)).returncode == 0
+    part = next((out / "parts" / "pose").glob("*.json"))
+    part.write_text(part.read_text()[:40])
+    again = label("pose", str(MESSI), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert "unreadable; labelling its source again" in again.stderr
+    assert "people labelled: 1" in again.stdout and "sources resumed" not in again.stdout

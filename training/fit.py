@@ -80,6 +80,10 @@ def weights_digest(weights: list) -> str:
 def init_weights(model, path: str) -> int:
     """Copy weights from a saved model into ``model`` where layer names and shapes agree;
     returns how many layers were copied (a real-valued twin starting its binary student)."""
+    if not Path(path).exists():
+        raise ConfigError(
+            f"init_from {path} does not exist: train that model first, or fix the path"
+        )
     source = {layer.name: layer for layer in load_keras_model(path).layers}
     copied = 0
     for layer in model.layers:

@@ -37,7 +37,10 @@ class RunFolder:
         self.logs = self.root / "logs"
 
     def refuse_to_overwrite(self, *, resume: bool) -> None:
-        """A new run (no ``--resume``) never starts over another run's checkpoints."""
+        """A new run (no ``--resume``) never starts over another run's checkpoints; ``--out``
+        must name a folder (or nothing yet)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"--out {self.root} is a file, not a run folder")
         if not resume and has_files(self.checkpoints):
             raise ConfigError(
                 f"{self.root} already holds checkpoints: pass --resume to "

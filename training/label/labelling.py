@@ -132,8 +132,15 @@ def _finished(part_file: Path, settings: dict, split: str) -> dict | None:
     """A source's earlier labels, when they were made with these settings on this side."""
     if not part_file.is_file():
         return None
-    done = json.loads(part_file.read_text(encoding="utf-8"))
-    stored = {k: v for k, v in done.get("settings", {}).items() if k != "split"}
+    try:
+        done = json.loads(part_file.read_text(encoding="utf-8"))
+        stored = {k: v for k, v in done.get("settings", {}).items() if k != "split"}
+        done["records"], done["counts"]  # noqa: B018 - both must be there to be reused
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, KeyError, TypeError):
+        # Cut short (a full disk, a kill mid-write of an older version) or edited by hand:
+        # the source is labelled again, not the run stopped on every later try.
+        print(f"note: {part_file} is unreadable; labelling its source again", file=sys.stderr)
+        return None
     return done if stored == settings and done.get("split") == split else None
 
 
