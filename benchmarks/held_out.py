@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge.cli import resolve_model
+from edge.cli import resolve_model, run_cli
 from edge.metadata import read_metadata
 from edge.skeletons import COCO17, MPII16
 
@@ -159,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--face", default="face", help="face model (.tflite or .keras; default: bundled)"
     )
     p.add_argument("--label", default=None, help="what to call the models in the table")
+    p.add_argument(
+        "--tasks",
+        default="pose,face",
+        help="which of pose and face to score (default both), e.g. --tasks pose",
+    )
     p.add_argument("--threads", type=int, default=2, help="interpreter threads (default 2)")
     p.add_argument(
         "--work",
@@ -172,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return run_cli(lambda: _main(args, argv), interrupted="interrupted: nothing was written")
+
+
+def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     pose = Path(args.pose) if Path(args.pose).exists() else resolve_model(args.pose)
     face = Path(args.face) if Path(args.face).exists() else resolve_model(args.face)
     skeleton = read_metadata(pose.read_bytes()).skeleton if pose.suffix == ".tflite" else "coco17"
@@ -183,12 +192,20 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    tasks = {t.strip() for t in args.tasks.split(",") if t.strip()}
+    if not tasks or tasks - {"pose", "face"}:
+        print(f"error: --tasks {args.tasks}: give pose, face or both", file=sys.stderr)
+        return 2
     work = args.work / (args.label or f"{pose.stem}+{face.stem}")
     results = {}
     for spec in _sets(skeleton):
+        if spec["task"] not in tasks:
+            continue
         model = pose if spec["task"] == "pose" else face
         results[spec["name"]] = evaluate(model, spec, work, args.threads)
-    label = args.label or f"{pose} + {face}"
+    label = args.label or " + ".join(
+        str(m) for t, m in (("pose", pose), ("face", face)) if t in tasks
+    )
     lines = [
         f"# Source-held-out validation: {label}",
         "",
@@ -200,8 +217,21 @@ def main(argv: list[str] | None = None) -> int:
         "steps; photos: the fallback constants). 'mean shape' = the training set's mean shape "
         "placed in the same crop (a model that learnt nothing but the box). Protocol: "
         "[docs/validation.md](../../docs/validation.md).",
+    ]
+    if "pose" in tasks:
+        lines += pose_section(pose.name, skeleton, results)
+    if "face" in tasks:
+        lines += face_section(face.name, results)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def pose_section(name: str, skeleton: str, results: dict) -> list[str]:
+    lines = [
         "",
-        f"## Pose ({pose.name}, {skeleton}): PCK@0.2 of the torso, against BlazePose",
+        f"## Pose ({name}, {skeleton}): PCK@0.2 of the torso, against BlazePose",
         "",
         f"Bars (issue 24): {POSE_BAR:g} overall and {POSE_GROUP_BAR:g} in every activity group. "
         "'limbs' = the mean per-joint PCK of the 12 limb joints MPII-16 and COCO-17 share.",
@@ -209,23 +239,24 @@ def main(argv: list[str] | None = None) -> int:
         "| set / group | samples | model | mean shape | model, limbs | mean shape, limbs |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name in ("pose clips", "pose photos"):
-        lines += pose_rows(name, results[name])
-    lines += [
+    for kind in ("pose clips", "pose photos"):
+        lines += pose_rows(kind, results[kind])
+    return lines
+
+
+def face_section(name: str, results: dict) -> list[str]:
+    lines = [
         "",
-        f"## Faces ({face.name}): NME % of the outer-eye-corner distance, against the face mesh",
+        f"## Faces ({name}): NME % of the outer-eye-corner distance, against the face mesh",
         "",
         f"Bar (issue 24): NME at most {FACE_RATIO_BAR:g} x the mean face's, inner points too.",
         "",
         "| set / group | faces | NME | mean face | ratio | inner NME | mean face | ratio |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in ("face clips", "face photos"):
-        lines += face_rows(name, results[name])
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.output}")
-    return 0
+    for kind in ("face clips", "face photos"):
+        lines += face_rows(kind, results[kind])
+    return lines
 
 
 if __name__ == "__main__":
