@@ -59,10 +59,14 @@ WIRINGS: dict[str, dict] = {
     "binary_head": {"model.binary_head": True},
     "sigmoid_mse": {"model.heatmap_activation": "sigmoid"},
     "sigmoid_bce": {"model.heatmap_activation": "sigmoid", "loss": "bce"},
-    "released": {"model.binary_skip": True, "model.binary_head": True,
-                 "model.heatmap_activation": "sigmoid", "loss": "bce"},
+    "released": {
+        "model.binary_skip": True,
+        "model.binary_head": True,
+        "model.heatmap_activation": "sigmoid",
+        "loss": "bce",
+    },
     "two_blocks": {"model.blocks_per_level": 2},
-}  # fmt: skip
+}
 
 
 class AblationError(Exception):
@@ -90,8 +94,10 @@ class Variant:
 
     def overrides(self) -> list[str]:
         """The wiring's config overrides, as key=value (YAML values)."""
-        return [f"{k}={str(v).lower() if isinstance(v, bool) else v}"
-                for k, v in WIRINGS[self.wiring].items()]  # fmt: skip
+        return [
+            f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+            for k, v in WIRINGS[self.wiring].items()
+        ]
 
 
 def _env() -> dict:
@@ -100,8 +106,9 @@ def _env() -> dict:
     return env
 
 
-def variants(*, features: int, depth: int, input_size: int, tasks: list[str],
-             weight_scale: bool = False) -> list[Variant]:  # fmt: skip
+def variants(
+    *, features: int, depth: int, input_size: int, tasks: list[str], weight_scale: bool = False
+) -> list[Variant]:
     """The models to train; the bottleneck width is solved for the HPM network's budget."""
     from edge.skeletons import get_skeleton
     from training.models import features_for_budget, hourglass_parameters
@@ -123,8 +130,15 @@ def variants(*, features: int, depth: int, input_size: int, tasks: list[str],
     return out
 
 
-def wiring_variants(*, features: int, depth: int, input_size: int, tasks: list[str],
-                    wirings: list[str], weight_scale: bool = False) -> list[Variant]:  # fmt: skip
+def wiring_variants(
+    *,
+    features: int,
+    depth: int,
+    input_size: int,
+    tasks: list[str],
+    wirings: list[str],
+    weight_scale: bool = False,
+) -> list[Variant]:
     """The binary HPM network of each task in each wiring (parameters differ where a wiring
     adds layers: a binary head's BatchNorm, more blocks per level)."""
     from edge.skeletons import get_skeleton
@@ -134,10 +148,20 @@ def wiring_variants(*, features: int, depth: int, input_size: int, tasks: list[s
     for task in tasks:
         k = get_skeleton("mpii16" if task == "pose" else "ibug68").num_landmarks
         for wiring in wirings:
-            model = {key.split(".", 1)[1]: v for key, v in WIRINGS[wiring].items()
-                     if key.startswith("model.")}  # fmt: skip
-            n = hourglass_parameters(num_stacks=1, depth=depth, features=features, num_landmarks=k,
-                                     block="hpm", binary=True, **model)  # fmt: skip
+            model = {
+                key.split(".", 1)[1]: v
+                for key, v in WIRINGS[wiring].items()
+                if key.startswith("model.")
+            }
+            n = hourglass_parameters(
+                num_stacks=1,
+                depth=depth,
+                features=features,
+                num_landmarks=k,
+                block="hpm",
+                binary=True,
+                **model,
+            )
             out.append(Variant(task, "hpm", True, features, n, weight_scale, wiring))
     return out
 
@@ -155,8 +179,9 @@ def frozen_config(task: str, out: Path, overrides: list[str], epochs: int | None
         if epochs is not None and epochs != config.epochs:
             # Keep the learning-rate drops at the same fraction of the run.
             ratio = epochs / config.epochs
-            config.optimizer.schedule = [[max(1, round(e * ratio)), lr]
-                                         for e, lr in config.optimizer.schedule]  # fmt: skip
+            config.optimizer.schedule = [
+                [max(1, round(e * ratio)), lr] for e, lr in config.optimizer.schedule
+            ]
             config.epochs = epochs
         dump_config(config, path)
     return path
@@ -167,8 +192,14 @@ def _run_logged(args: list[str], log: Path, what: str) -> float:
     with open(log, "a") as f:
         f.write(f"\n$ python -m {' '.join(args)}\n")
         f.flush()
-        done = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=_env(),
-                              stdout=f, stderr=subprocess.STDOUT, check=False)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", *args],
+            cwd=REPO,
+            env=_env(),
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
     if done.returncode != 0:
         raise AblationError(f"{what} failed (exit {done.returncode}); see {log}")
     return time.perf_counter() - started
@@ -181,16 +212,28 @@ def train(variant: Variant, config: Path, run_dir: Path, bar) -> float:
         bar.set_postfix_str("reused")
         return json.loads((run_dir / "train_seconds.json").read_text())["seconds"]
     shutil.rmtree(run_dir, ignore_errors=True)
-    args = ["training.train", "--config", str(config), "--out", str(run_dir), "--verbose", "0",
-            f"model.block={variant.block}", f"model.binary={str(variant.binary).lower()}",
-            f"model.features={variant.features}", f"name={variant.name}",
-            f"model.weight_scale={str(variant.weight_scale).lower()}", *variant.overrides()]  # fmt: skip
+    args = [
+        "training.train",
+        "--config",
+        str(config),
+        "--out",
+        str(run_dir),
+        "--verbose",
+        "0",
+        f"model.block={variant.block}",
+        f"model.binary={str(variant.binary).lower()}",
+        f"model.features={variant.features}",
+        f"name={variant.name}",
+        f"model.weight_scale={str(variant.weight_scale).lower()}",
+        *variant.overrides(),
+    ]
     started = time.perf_counter()
     with open(log, "w") as f:
         f.write(f"$ python -m {' '.join(args)}\n")
         f.flush()
-        child = subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=_env(),
-                                 stdout=f, stderr=subprocess.STDOUT)  # fmt: skip
+        child = subprocess.Popen(
+            [sys.executable, "-m", *args], cwd=REPO, env=_env(), stdout=f, stderr=subprocess.STDOUT
+        )
         seen = 0
         while child.poll() is None:
             time.sleep(2)
@@ -212,15 +255,28 @@ def _follow(run_dir: Path, bar, seen: int) -> int:
         bar.update(len(lines) - seen)
         last = lines[-1]
         val = {k: v for k, v in last.items() if k.startswith("val_") and k != "val_seconds"}
-        bar.set_postfix_str(f"loss {last['loss']:.4f} "
-                            + " ".join(f"{k} {v:.2f}" for k, v in val.items()))  # fmt: skip
+        bar.set_postfix_str(
+            f"loss {last['loss']:.4f} " + " ".join(f"{k} {v:.2f}" for k, v in val.items())
+        )
     return len(lines)
 
 
-def evaluate(model: Path, task: str, options: dict, out: Path, log: Path,
-             backend: str = "auto") -> dict:  # fmt: skip
-    args = ["training.evaluate", "--model", str(model), "--dataset", DATASETS[task],
-            "--split", "val", "--out", str(out), "--backend", backend]  # fmt: skip
+def evaluate(
+    model: Path, task: str, options: dict, out: Path, log: Path, backend: str = "auto"
+) -> dict:
+    args = [
+        "training.evaluate",
+        "--model",
+        str(model),
+        "--dataset",
+        DATASETS[task],
+        "--split",
+        "val",
+        "--out",
+        str(out),
+        "--backend",
+        backend,
+    ]
     for key, value in options.items():
         args += ["--option", f"{key}={value}"]
     _run_logged(args, log, f"evaluating {model}")
@@ -228,25 +284,43 @@ def evaluate(model: Path, task: str, options: dict, out: Path, log: Path,
     return {"runtime": report["runtime"], "headline": report["headline"], **report["values"]}
 
 
-def run_variant(variant: Variant, config: Path, out: Path, eval_options: dict, bar,
-                backend: str = "auto") -> dict:  # fmt: skip
+def run_variant(
+    variant: Variant, config: Path, out: Path, eval_options: dict, bar, backend: str = "auto"
+) -> dict:
     run_dir = out / variant.name
     seconds = train(variant, config, run_dir, bar)
     log = out / f"{variant.name}.log"
     fmt = "lce" if variant.binary else "float"
     flatbuffer = run_dir / f"{variant.name}.tflite"
     bar.set_description(f"{variant.name}: converting")
-    _run_logged(["converters.convert", str(run_dir / "model.keras"), "-o", str(flatbuffer),
-                 "--format", fmt], log, f"converting {variant.name}")  # fmt: skip
+    _run_logged(
+        [
+            "converters.convert",
+            str(run_dir / "model.keras"),
+            "-o",
+            str(flatbuffer),
+            "--format",
+            fmt,
+        ],
+        log,
+        f"converting {variant.name}",
+    )
     bar.set_description(f"{variant.name}: evaluating")
-    keras = evaluate(run_dir / "model.keras", variant.task, eval_options, run_dir / "eval_keras",
-                     log)  # fmt: skip
-    lite = evaluate(flatbuffer, variant.task, eval_options, run_dir / "eval_tflite", log,
-                    backend)  # fmt: skip
-    return {**asdict(variant), "name": variant.name, "kind": variant.kind, "format": fmt,
-            "overrides": variant.overrides(),
-            "flatbuffer_bytes": flatbuffer.stat().st_size, "keras": keras, "tflite": lite,
-            "train_minutes": round(seconds / 60, 2)}  # fmt: skip
+    keras = evaluate(
+        run_dir / "model.keras", variant.task, eval_options, run_dir / "eval_keras", log
+    )
+    lite = evaluate(flatbuffer, variant.task, eval_options, run_dir / "eval_tflite", log, backend)
+    return {
+        **asdict(variant),
+        "name": variant.name,
+        "kind": variant.kind,
+        "format": fmt,
+        "overrides": variant.overrides(),
+        "flatbuffer_bytes": flatbuffer.stat().st_size,
+        "keras": keras,
+        "tflite": lite,
+        "train_minutes": round(seconds / 60, 2),
+    }
 
 
 def _metric(row: dict, which: str) -> float:
@@ -274,8 +348,10 @@ def wiring_interpretation(rows: list[dict], spread: float | None) -> list[str]:
                 side = "within" if abs(delta) <= spread else "beyond"
                 verdict = f" ({side} the {spread:g}-point spread)"
             parts.append(f"{wiring} {delta:+.2f}{verdict}")
-        lines.append(f"{task.capitalize()} ({key}, Keras), each wiring minus the paper's "
-                     f"wiring ({base:.2f}): " + "; ".join(parts) + ".")  # fmt: skip
+        lines.append(
+            f"{task.capitalize()} ({key}, Keras), each wiring minus the paper's "
+            f"wiring ({base:.2f}): " + "; ".join(parts) + "."
+        )
     return lines
 
 
@@ -286,8 +362,12 @@ def interpretation(rows: list[dict]) -> list[str]:
     by = {r["name"]: r for r in rows}
     lines = []
     binary = next((r["kind"] for r in rows if r["binary"]), "binary")
-    names = [f"pose_hpm_{binary}", f"pose_bottleneck_{binary}", "pose_hpm_real",
-             "pose_bottleneck_real"]  # fmt: skip
+    names = [
+        f"pose_hpm_{binary}",
+        f"pose_bottleneck_{binary}",
+        "pose_hpm_real",
+        "pose_bottleneck_real",
+    ]
     if all(n in by for n in names):
         hb, bb, hr, br = (_metric(by[n], "keras") for n in names)
         verdict = "beats" if hb > bb else "does not beat"
@@ -305,19 +385,23 @@ def interpretation(rows: list[dict]) -> list[str]:
         )
     if f"face_hpm_{binary}" in by and "face_hpm_real" in by:
         fb, fr = _metric(by[f"face_hpm_{binary}"], "keras"), _metric(by["face_hpm_real"], "keras")
-        lines.append(f"Face (NME %, lower is better): binary HPM {fb:.2f} against real-valued "
-                     f"HPM {fr:.2f} ({fb - fr:+.2f}).")  # fmt: skip
+        lines.append(
+            f"Face (NME %, lower is better): binary HPM {fb:.2f} against real-valued "
+            f"HPM {fr:.2f} ({fb - fr:+.2f})."
+        )
     return lines
 
 
 def write_results(rows: list[dict], meta: dict, path: Path, complete: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps({**meta, "complete": complete,
-                                                     "rows": rows}, indent=2) + "\n")  # fmt: skip
+    path.with_suffix(".json").write_text(
+        json.dumps({**meta, "complete": complete, "rows": rows}, indent=2) + "\n"
+    )
     status = "" if complete else " (PARTIAL: the run stopped before every model finished)"
     wiring = any(r.get("wiring", "paper") != "paper" for r in rows) or meta.get("wiring")
-    title = ("Released-model wiring ablation" if wiring
-             else "Block ablation at equal parameter budgets")  # fmt: skip
+    title = (
+        "Released-model wiring ablation" if wiring else "Block ablation at equal parameter budgets"
+    )
     lines = [
         f"# {title}{status}",
         "",
@@ -350,9 +434,15 @@ def write_results(rows: list[dict], meta: dict, path: Path, complete: bool) -> N
             f"{_metric(r, 'keras'):.2f} | {_metric(r, 'tflite'):.2f} | {r['train_minutes']:.1f} |"
         )
     if wiring:
-        lines += ["", "Wirings (config overrides): " + "; ".join(
-            f"{w}: {', '.join(f'{k}={v}' for k, v in WIRINGS[w].items()) or 'none'}"
-            for w in dict.fromkeys(r.get("wiring", "paper") for r in rows)) + "."]  # fmt: skip
+        lines += [
+            "",
+            "Wirings (config overrides): "
+            + "; ".join(
+                f"{w}: {', '.join(f'{k}={v}' for k, v in WIRINGS[w].items()) or 'none'}"
+                for w in dict.fromkeys(r.get("wiring", "paper") for r in rows)
+            )
+            + ".",
+        ]
     lines += ["", *interpretation(rows), *wiring_interpretation(rows, meta.get("spread")), ""]
     if meta.get("note"):
         lines += [meta["note"], ""]
@@ -365,48 +455,102 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train real and binary HPM and bottleneck hourglasses at equal parameter "
         "budgets on the synthetic sets, convert and evaluate each, and write a table.",
     )
-    p.add_argument("--out", type=Path, default=Path("runs/ablation"),
-                   help="folder for the runs, flatbuffers and logs (default: runs/ablation); "
-                   "finished models there are reused")  # fmt: skip
-    p.add_argument("--tasks", nargs="+", choices=("pose", "face"), default=["pose", "face"],
-                   help="which sets to run (default: both)")  # fmt: skip
-    p.add_argument("--features", type=int, default=64,
-                   help="HPM features; sets the parameter budget (default 64)")  # fmt: skip
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/ablation"),
+        help="folder for the runs, flatbuffers and logs (default: runs/ablation); "
+        "finished models there are reused",
+    )
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        choices=("pose", "face"),
+        default=["pose", "face"],
+        help="which sets to run (default: both)",
+    )
+    p.add_argument(
+        "--features",
+        type=int,
+        default=64,
+        help="HPM features; sets the parameter budget (default 64)",
+    )
     p.add_argument("--depth", type=int, default=2, help="hourglass depth (default 2)")
     p.add_argument("--input-size", type=int, default=64, help="input crop size (default 64)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="epochs per model (default: the base config's; its learning-rate drops "
-                   "are rescaled to keep their place in the run)")  # fmt: skip
-    p.add_argument("--steps-per-epoch", type=int, default=100,
-                   help="training steps per epoch (default 100)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0,
-                   help="training seed (weight init, shuffles, augmentation; default 0): rerun "
-                   "with another seed and --out to see run-to-run spread")  # fmt: skip
-    p.add_argument("--models", nargs="+", default=None, metavar="NAME",
-                   help="train only these, e.g. pose_hpm_binary pose_bottleneck_binary "
-                   "(default: all)")  # fmt: skip
-    p.add_argument("--weight-scale", action="store_true",
-                   help="binary models scale each binary conv's output channels by mean|W| "
-                   "(larq's magnitude_aware_sign, the paper's XNOR-Net alpha); model names "
-                   "end in _binary_scaled (default: plain ste_sign weights)")  # fmt: skip
-    p.add_argument("--wiring", nargs="+", default=None, choices=list(WIRINGS), metavar="WIRING",
-                   help="train the binary HPM network in these wirings instead of the block "
-                   f"variants ({', '.join(WIRINGS)}); results default to "
-                   "benchmarks/results/ablation_wiring.md")  # fmt: skip
-    p.add_argument("--spread", type=float, default=None,
-                   help="run-to-run spread of the headline metric at this budget (e.g. from a "
-                   "second seed); wiring differences within it are reported as noise")  # fmt: skip
-    p.add_argument("--eval-size", type=int, default=300,
-                   help="validation samples scored per model (default 300)")  # fmt: skip
-    p.add_argument("--eval-backend", default="auto", choices=("auto", "lce", "tflite"),
-                   help="runtime that scores the flatbuffers (training.evaluate --backend; "
-                   "default auto: a stock runtime with the native library where it is built)")  # fmt: skip
-    p.add_argument("--results", type=Path, default=None,
-                   help="markdown table to write; a .json twin goes beside it "
-                   "(default: benchmarks/results/ablation.md, or ablation_wiring.md with "
-                   "--wiring)")  # fmt: skip
-    p.add_argument("--note", default="",
-                   help="a sentence appended to the markdown (e.g. why the run was shortened)")  # fmt: skip
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs per model (default: the base config's; its learning-rate drops "
+        "are rescaled to keep their place in the run)",
+    )
+    p.add_argument(
+        "--steps-per-epoch", type=int, default=100, help="training steps per epoch (default 100)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="training seed (weight init, shuffles, augmentation; default 0): rerun "
+        "with another seed and --out to see run-to-run spread",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="train only these, e.g. pose_hpm_binary pose_bottleneck_binary (default: all)",
+    )
+    p.add_argument(
+        "--weight-scale",
+        action="store_true",
+        help="binary models scale each binary conv's output channels by mean|W| "
+        "(larq's magnitude_aware_sign, the paper's XNOR-Net alpha); model names "
+        "end in _binary_scaled (default: plain ste_sign weights)",
+    )
+    p.add_argument(
+        "--wiring",
+        nargs="+",
+        default=None,
+        choices=list(WIRINGS),
+        metavar="WIRING",
+        help="train the binary HPM network in these wirings instead of the block "
+        f"variants ({', '.join(WIRINGS)}); results default to "
+        "benchmarks/results/ablation_wiring.md",
+    )
+    p.add_argument(
+        "--spread",
+        type=float,
+        default=None,
+        help="run-to-run spread of the headline metric at this budget (e.g. from a "
+        "second seed); wiring differences within it are reported as noise",
+    )
+    p.add_argument(
+        "--eval-size",
+        type=int,
+        default=300,
+        help="validation samples scored per model (default 300)",
+    )
+    p.add_argument(
+        "--eval-backend",
+        default="auto",
+        choices=("auto", "lce", "tflite"),
+        help="runtime that scores the flatbuffers (training.evaluate --backend; "
+        "default auto: a stock runtime with the native library where it is built)",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="markdown table to write; a .json twin goes beside it "
+        "(default: benchmarks/results/ablation.md, or ablation_wiring.md with "
+        "--wiring)",
+    )
+    p.add_argument(
+        "--note",
+        default="",
+        help="a sentence appended to the markdown (e.g. why the run was shortened)",
+    )
     return p
 
 
@@ -426,22 +570,37 @@ def main(argv: list[str] | None = None) -> int:
     from training.config import ConfigError
 
     out = args.out if args.out.is_absolute() else Path.cwd() / args.out
-    recipe_overrides = [f"input_size={args.input_size}", f"model.depth={args.depth}",
-                        "model.num_stacks=1", f"steps_per_epoch={args.steps_per_epoch}",
-                        f"seed={args.seed}"]  # fmt: skip
+    recipe_overrides = [
+        f"input_size={args.input_size}",
+        f"model.depth={args.depth}",
+        "model.num_stacks=1",
+        f"steps_per_epoch={args.steps_per_epoch}",
+        f"seed={args.seed}",
+    ]
     try:
         if args.wiring:
-            todo = wiring_variants(features=args.features, depth=args.depth,
-                                   input_size=args.input_size, tasks=args.tasks,
-                                   wirings=args.wiring, weight_scale=args.weight_scale)  # fmt: skip
+            todo = wiring_variants(
+                features=args.features,
+                depth=args.depth,
+                input_size=args.input_size,
+                tasks=args.tasks,
+                wirings=args.wiring,
+                weight_scale=args.weight_scale,
+            )
         else:
-            todo = variants(features=args.features, depth=args.depth, input_size=args.input_size,
-                            tasks=args.tasks, weight_scale=args.weight_scale)  # fmt: skip
+            todo = variants(
+                features=args.features,
+                depth=args.depth,
+                input_size=args.input_size,
+                tasks=args.tasks,
+                weight_scale=args.weight_scale,
+            )
         if args.models:
             unknown = sorted(set(args.models) - {v.name for v in todo})
             if unknown:
-                raise ValueError(f"unknown model {unknown[0]!r}; choose from "
-                                 + ", ".join(v.name for v in todo))  # fmt: skip
+                raise ValueError(
+                    f"unknown model {unknown[0]!r}; choose from " + ", ".join(v.name for v in todo)
+                )
             todo = [v for v in todo if v.name in args.models]
         configs = {t: frozen_config(t, out, recipe_overrides, args.epochs) for t in args.tasks}
     except (ValueError, ConfigError) as exc:
@@ -468,30 +627,42 @@ def main(argv: list[str] | None = None) -> int:
         "note": args.note,
         "wiring": bool(args.wiring),
         "spread": args.spread,
-    }  # fmt: skip
+    }
     rows: list[dict] = []
     models = tqdm(todo, desc="ablation", unit="model", position=0)
     try:
         for variant in models:
             task_recipe = yaml.safe_load(configs[variant.task].read_text())
             options = {**task_recipe["dataset"]["options"], "size": args.eval_size, "seed": 0}
-            with tqdm(total=task_recipe["epochs"], desc=f"{variant.name}: training", unit="epoch",
-                      position=1, leave=True) as bar:  # fmt: skip
-                rows.append(run_variant(variant, configs[variant.task], out, options, bar,
-                                        args.eval_backend))  # fmt: skip
+            with tqdm(
+                total=task_recipe["epochs"],
+                desc=f"{variant.name}: training",
+                unit="epoch",
+                position=1,
+                leave=True,
+            ) as bar:
+                rows.append(
+                    run_variant(
+                        variant, configs[variant.task], out, options, bar, args.eval_backend
+                    )
+                )
             r = rows[-1]
             key = r["keras"]["headline"]
-            tqdm.write(f"{variant.name}: {r['parameters']:,} parameters, "
-                       f"{r['flatbuffer_bytes'] / 1e6:.3f} MB, {key} Keras "
-                       f"{r['keras'][key]:.2f} / flatbuffer {r['tflite'][key]:.2f}, "
-                       f"{r['train_minutes']:.1f} min")  # fmt: skip
+            tqdm.write(
+                f"{variant.name}: {r['parameters']:,} parameters, "
+                f"{r['flatbuffer_bytes'] / 1e6:.3f} MB, {key} Keras "
+                f"{r['keras'][key]:.2f} / flatbuffer {r['tflite'][key]:.2f}, "
+                f"{r['train_minutes']:.1f} min"
+            )
             write_results(rows, meta, args.results, complete=len(rows) == len(todo))
     except AblationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted; {len(rows)} model(s) in {args.results}; rerun to continue",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"\ninterrupted; {len(rows)} model(s) in {args.results}; rerun to continue",
+            file=sys.stderr,
+        )
         return 130
     print(f"wrote {args.results} and {args.results.with_suffix('.json')}")
     return 0

@@ -110,8 +110,10 @@ def table(names: list[str], rows: list[list[float]], slow_factor: float) -> tupl
     reference = data[:, 0]
     fast_ms = float(np.percentile(reference, 10))
     slow = reference > slow_factor * fast_ms
-    lines = ["| state | rounds | build | median ms | float twin ms | twin / build | vs first |",
-             "|---|---:|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "| state | rounds | build | median ms | float twin ms | twin / build | vs first |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
     summary = {}
     for state, mask in (("fast", ~slow), ("slow", slow)):
         if not mask.any():
@@ -120,8 +122,10 @@ def table(names: list[str], rows: list[list[float]], slow_factor: float) -> tupl
         for i, name in enumerate(names):
             ratio = med[-1] / med[i]
             summary[(state, name)] = ratio
-            lines.append(f"| {state} | {int(mask.sum())} | {name} | {med[i]:.2f} | {med[-1]:.2f} | "
-                         f"{ratio:.2f}x | {med[i] / med[0]:.3f} |")  # fmt: skip
+            lines.append(
+                f"| {state} | {int(mask.sum())} | {name} | {med[i]:.2f} | {med[-1]:.2f} | "
+                f"{ratio:.2f}x | {med[i] / med[0]:.3f} |"
+            )
     return "\n".join(lines), summary
 
 
@@ -147,9 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--runs", type=positive(int), default=12, help="runs per build per round (default 12)"
     )
-    p.add_argument("--slow-factor", type=float, default=1.15,
-                   help="a round is 'slow' when the first build takes more than this times its "
-                        "10th-percentile round (default 1.15)")  # fmt: skip
+    p.add_argument(
+        "--slow-factor",
+        type=float,
+        default=1.15,
+        help="a round is 'slow' when the first build takes more than this times its "
+        "10th-percentile round (default 1.15)",
+    )
     p.add_argument(
         "--size", type=int, default=256, help="input size of the paper model (default 256)"
     )

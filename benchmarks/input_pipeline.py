@@ -109,9 +109,17 @@ def measure(path: str, overrides: list[str], demo: bool, seconds: float, progres
     model.train_on_batch(images, targets)  # traces the training step
     model.train_on_batch(images, targets)
     steps, took = _timed(lambda: model.train_on_batch(images, targets), seconds, 2)
-    return Row(config.name, f"{config.dataset.name}" + (" + mix" if config.dataset.mix else ""),
-               config.batch_size, config.input_size, input_rate, steps / took, demo,
-               load_before, os.getloadavg()[0])  # fmt: skip
+    return Row(
+        config.name,
+        f"{config.dataset.name}" + (" + mix" if config.dataset.mix else ""),
+        config.batch_size,
+        config.input_size,
+        input_rate,
+        steps / took,
+        demo,
+        load_before,
+        os.getloadavg()[0],
+    )
 
 
 def table(rows: list[Row], seconds: float) -> str:
@@ -159,27 +167,42 @@ def table(rows: list[Row], seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.input_pipeline",
-                                description=__doc__.split("\n\n")[0])  # fmt: skip
-    p.add_argument("--config", action="append", default=None,
-                   help="a config to measure (repeatable; default: the demo configs and the "
-                   "paper's)")  # fmt: skip
-    p.add_argument("--seconds", type=float, default=20.0,
-                   help="timed seconds per side and config (default 20)")  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.input_pipeline", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument(
+        "--config",
+        action="append",
+        default=None,
+        help="a config to measure (repeatable; default: the demo configs and the paper's)",
+    )
+    p.add_argument(
+        "--seconds", type=float, default=20.0, help="timed seconds per side and config (default 20)"
+    )
     p.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import training  # noqa: F401 - TF_USE_LEGACY_KERAS before TensorFlow loads
 
-    chosen = CONFIGS if not args.config else [
-        next(((c, o, d) for c, o, d in CONFIGS if Path(c) == Path(want)), (want, [], False))
-        for want in args.config
-    ]  # fmt: skip
+    chosen = (
+        CONFIGS
+        if not args.config
+        else [
+            next(((c, o, d) for c, o, d in CONFIGS if Path(c) == Path(want)), (want, [], False))
+            for want in args.config
+        ]
+    )
     rows = []
     for i, (path, overrides, demo) in enumerate(chosen, 1):
-        rows.append(measure(path, overrides, demo, args.seconds,
-                            lambda what, i=i: print(f"[{i}/{len(chosen)}] {what}",
-                                                    file=sys.stderr, flush=True)))  # fmt: skip
+        rows.append(
+            measure(
+                path,
+                overrides,
+                demo,
+                args.seconds,
+                lambda what, i=i: print(f"[{i}/{len(chosen)}] {what}", file=sys.stderr, flush=True),
+            )
+        )
     text = table(rows, args.seconds)
     print(text, end="")
     if args.out:

@@ -133,10 +133,21 @@ def worker(args: argparse.Namespace) -> int:
 
 def run_config(runtime: str, model: str, library: str | None, args) -> dict:
     cmd = module_command(
-        "benchmarks.kernels", "--worker", "--runtime", runtime, "--model", model,
-        "--threads", str(args.threads), "--runs", str(args.runs), "--warmup", str(args.warmup),
-        "--size", str(args.size),
-    )  # fmt: skip
+        "benchmarks.kernels",
+        "--worker",
+        "--runtime",
+        runtime,
+        "--model",
+        model,
+        "--threads",
+        str(args.threads),
+        "--runs",
+        str(args.runs),
+        "--warmup",
+        str(args.warmup),
+        "--size",
+        str(args.size),
+    )
     if library:
         cmd += ["--library", library]
     env = child_env(dict(os.environ, BINLAND_PROFILE="1", TF_CPP_MIN_LOG_LEVEL="3"))
@@ -230,9 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="threads for every runtime (default 2)")
     p.add_argument("--runs", type=int, default=20, help="timed runs per configuration")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs first")
-    p.add_argument("--rounds", type=int, default=2,
-                   help="interleaved rounds over all configurations (default 2); each round's "
-                   "ratios are listed, the main table pools the rounds")  # fmt: skip
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="interleaved rounds over all configurations (default 2); each round's "
+        "ratios are listed, the main table pools the rounds",
+    )
     p.add_argument("--rebuild", action="store_true", help="rebuild the cached models")
     p.add_argument(
         "--simd",
@@ -321,8 +336,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in rows.items():
         binary_ops = f"{r['binary_ops_ms']:.1f}" if r["binary_ops_ms"] is not None else "-"
         float_ops = f"{r['delegate_float_ms']:.1f}" if r["delegate_float_ms"] is not None else "-"
-        lines.append(f"| {name} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {binary_ops} "
-                     f"| {float_ops} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {binary_ops} | {float_ops} |"
+        )
     lines += [
         "",
         "| ratio | medians | minimums |",
@@ -343,9 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     for k in range(args.rounds):
         o, t = ours["rounds"][k], twin["rounds"][k]
         ot, tt = ours_tfl["rounds"][k], twin_tfl["rounds"][k]
-        lines.append(f"| {k + 1} | {t['median_ms'] / o['median_ms']:.1f}x "
-                     f"| {tt['median_ms'] / ot['median_ms']:.1f}x "
-                     f"| {o['binary_ops_ms'] / limit_ms:.1f}x |")  # fmt: skip
+        lines.append(
+            f"| {k + 1} | {t['median_ms'] / o['median_ms']:.1f}x "
+            f"| {tt['median_ms'] / ot['median_ms']:.1f}x "
+            f"| {o['binary_ops_ms'] / limit_ms:.1f}x |"
+        )
     lines += [
         "",
         f"Arithmetic limit: {info['binary_macs'] / 1e9:.2f} G binary MACs / ({peak / 1e9:.0f} G "

@@ -178,8 +178,9 @@ def _trained_like_batchnorm(model, seed: int) -> None:
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             n = layer.gamma.shape[0]
             gamma = rng.uniform(0.5, 2.0, n) * rng.choice([-1.0, 1.0], n, p=[0.1, 0.9])
-            layer.set_weights([gamma, rng.normal(size=n), rng.normal(size=n),
-                               rng.uniform(0.5, 2.0, n)])  # fmt: skip
+            layer.set_weights(
+                [gamma, rng.normal(size=n), rng.normal(size=n), rng.uniform(0.5, 2.0, n)]
+            )
 
 
 def _build_worker(jobs_path: Path) -> int:
@@ -206,27 +207,49 @@ def _build_worker(jobs_path: Path) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         if job["kind"] == "sweep":
             a = Arch(**job["arch"])
-            model = build_hourglass(num_stacks=a.stacks, depth=a.depth, features=a.features,
-                                    num_landmarks=NUM_LANDMARKS, input_size=a.input_size,
-                                    block="hpm", binary=True)  # fmt: skip
+            model = build_hourglass(
+                num_stacks=a.stacks,
+                depth=a.depth,
+                features=a.features,
+                num_landmarks=NUM_LANDMARKS,
+                input_size=a.input_size,
+                block="hpm",
+                binary=True,
+            )
         else:
             config = load_config(job["config"])
             model = build_model(config, NUM_LANDMARKS)
         if job["kind"] == "sweep":
             _trained_like_batchnorm(model, seed=0)
         binary_macs, float_macs = count_macs(model)
-        info = {"build": BUILD_VERSION, "params": int(model.count_params()),
-                "binary_macs": int(binary_macs),
-                "float_macs": int(float_macs), "input_size": int(model.input.shape[1])}  # fmt: skip
+        info = {
+            "build": BUILD_VERSION,
+            "params": int(model.count_params()),
+            "binary_macs": int(binary_macs),
+            "float_macs": int(float_macs),
+            "input_size": int(model.input.shape[1]),
+        }
         if job["kind"] == "sweep":
             keras_path, tflite = folder / "model.keras", folder / "model.tflite"
             model.save(keras_path)
             log = folder / "convert.log"
             # The converter's own report goes to a log: the progress bar stays readable.
             with log.open("w") as out, contextlib.redirect_stdout(out):
-                status = convert.main([str(keras_path), "-o", str(tflite), "--format", "lce",
-                                       "--skeleton", "mpii16", "--name", Arch(**job["arch"]).key,
-                                       "--check-inputs", "0"])  # fmt: skip
+                status = convert.main(
+                    [
+                        str(keras_path),
+                        "-o",
+                        str(tflite),
+                        "--format",
+                        "lce",
+                        "--skeleton",
+                        "mpii16",
+                        "--name",
+                        Arch(**job["arch"]).key,
+                        "--check-inputs",
+                        "0",
+                    ]
+                )
             keras_path.unlink()  # only the flatbuffer is timed; the weights are untrained
             if status != 0:
                 print(f"error: converting {job['arch']} failed, see {log}", file=sys.stderr)
@@ -285,11 +308,34 @@ def evaluate(trained: Trained, data: Path, threads: int, reevaluate: bool) -> di
     out = CACHE / "eval" / f"{_sha(trained.model)}-{stamp}"
     metrics = out / "metrics.json"
     if reevaluate or not metrics.is_file():
-        cmd = ["nice", "-n", "19", sys.executable, "-m", "training.evaluate",
-               "--model", str(trained.model), "--dataset", "mpii", "--data", str(data),
-               "--split", "val", "--protocol", "pck_torso", "--protocol", "pckh",
-               "--backend", "tflite", "--threads", str(threads), "--out", str(out),
-               "--pictures", "0"]  # fmt: skip
+        cmd = [
+            "nice",
+            "-n",
+            "19",
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            "--model",
+            str(trained.model),
+            "--dataset",
+            "mpii",
+            "--data",
+            str(data),
+            "--split",
+            "val",
+            "--protocol",
+            "pck_torso",
+            "--protocol",
+            "pckh",
+            "--backend",
+            "tflite",
+            "--threads",
+            str(threads),
+            "--out",
+            str(out),
+            "--pictures",
+            "0",
+        ]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
         proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
         if proc.returncode != 0 or not metrics.is_file():
@@ -325,8 +371,9 @@ def _fmt_macs(value: int | None) -> str:
 def _next_to_train(fits: list[dict], reference: dict) -> str:
     """The untrained row with the most binary MACs that still runs at least twice as fast as
     BlazePose here: the most capacity with room left for a slower device or a busier CPU."""
-    roomy = [r for r in fits if r["accuracy"] is None
-             and reference["median_ms"] / r["median_ms"] >= 2.0]  # fmt: skip
+    roomy = [
+        r for r in fits if r["accuracy"] is None and reference["median_ms"] / r["median_ms"] >= 2.0
+    ]
     if not roomy:
         return ""
     nxt = max(roomy, key=lambda r: r["binary_macs"])
@@ -343,15 +390,24 @@ def recommend(rows: list[dict], reference: dict) -> tuple[dict | None, str]:
     """Among rows that beat BlazePose's median in this run and are at most 1.3 MB: the
     fastest trained row within ACCURACY_TIE points of PCK@0.2 of the best trained one; else
     the fastest untrained row. Returns it and why."""
-    fits = [r for r in rows if r["median_ms"] < reference["median_ms"]
-            and r["size_bytes"] <= SIZE_LIMIT_MB * 1e6]  # fmt: skip
+    fits = [
+        r
+        for r in rows
+        if r["median_ms"] < reference["median_ms"] and r["size_bytes"] <= SIZE_LIMIT_MB * 1e6
+    ]
     trained = [r for r in fits if r["accuracy"] is not None]
     if trained:
         top = max(trained, key=lambda r: r["accuracy"]["pck@0.2"])
         # Within a point of the top score counts as a tie (two training runs of one network
         # differ by about that): then the faster model wins.
-        best = min((r for r in trained if r["accuracy"]["pck@0.2"] >= top["accuracy"]["pck@0.2"]
-                    - ACCURACY_TIE), key=lambda r: r["median_ms"])  # fmt: skip
+        best = min(
+            (
+                r
+                for r in trained
+                if r["accuracy"]["pck@0.2"] >= top["accuracy"]["pck@0.2"] - ACCURACY_TIE
+            ),
+            key=lambda r: r["median_ms"],
+        )
         speed = reference["median_ms"] / best["median_ms"]
         why = (
             f"**{best['name']}** ({best['arch']}): {speed:.1f}x faster than BlazePose full "
@@ -373,8 +429,10 @@ def recommend(rows: list[dict], reference: dict) -> tuple[dict | None, str]:
         return best, why + _next_to_train(fits, reference)
     if fits:
         best = min(fits, key=lambda r: r["median_ms"])
-        return best, (f"**{best['name']}**: the fastest row under both bars; no trained model "
-                      "meets them, so no accuracy can be claimed yet.")  # fmt: skip
+        return best, (
+            f"**{best['name']}**: the fastest row under both bars; no trained model "
+            "meets them, so no accuracy can be claimed yet."
+        )
     return None, "No binary row is both faster than BlazePose full and at most 1.3 MB here."
 
 
@@ -453,20 +511,33 @@ def build_parser() -> argparse.ArgumentParser:
         "interleaved run: latency, size, MACs and (trained models) accuracy on the held-out "
         "real clips; writes benchmarks/results/pose_family.md and .json.",
     )
-    p.add_argument("--rows", default=None, metavar="IxFxDxS[,...]",
-                   help="sweep rows as INPUTxFEATURESxDEPTHxSTACKS (default: the built-in grid "
-                   f"of {len(GRID)}: {', '.join(a.key for a in GRID)}); 'none' for trained "
-                   "models only")  # fmt: skip
-    p.add_argument("--trained", type=parse_trained, action="append", default=None,
-                   metavar="NAME=MODEL.tflite[:CONFIG.yaml]",
-                   help="a trained pose model to time and score (repeatable); CONFIG is the "
-                   "training config that built it (default: config.yaml next to the model). "
-                   "Default: bundled (edge/models/pose.tflite, configs/real_pose_arms.yaml) and, "
-                   "where examples/train_demo.py left it, its 96 px first stage "
-                   "runs/real_pose_96/pose.tflite as stage1-96")  # fmt: skip
-    p.add_argument("--reference", type=Path, default=None,
-                   help="BlazePose full .tflite (default: pose_landmark_full.tflite from "
-                   "training.label's teacher cache, fetched there if missing)")  # fmt: skip
+    p.add_argument(
+        "--rows",
+        default=None,
+        metavar="IxFxDxS[,...]",
+        help="sweep rows as INPUTxFEATURESxDEPTHxSTACKS (default: the built-in grid "
+        f"of {len(GRID)}: {', '.join(a.key for a in GRID)}); 'none' for trained "
+        "models only",
+    )
+    p.add_argument(
+        "--trained",
+        type=parse_trained,
+        action="append",
+        default=None,
+        metavar="NAME=MODEL.tflite[:CONFIG.yaml]",
+        help="a trained pose model to time and score (repeatable); CONFIG is the "
+        "training config that built it (default: config.yaml next to the model). "
+        "Default: bundled (edge/models/pose.tflite, configs/real_pose_arms.yaml) and, "
+        "where examples/train_demo.py left it, its 96 px first stage "
+        "runs/real_pose_96/pose.tflite as stage1-96",
+    )
+    p.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="BlazePose full .tflite (default: pose_landmark_full.tflite from "
+        "training.label's teacher cache, fetched there if missing)",
+    )
     p.add_argument(
         "--data",
         type=Path,
@@ -474,18 +545,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="teacher-labelled real clips in MPII layout, from python -m training.label "
         "(default: data/real_pose in the repository)",
     )
-    p.add_argument("--runtime", choices=("ai_edge_litert", "tflite_runtime"),
-                   default="ai_edge_litert", help="stock TFLite runtime for every row")  # fmt: skip
+    p.add_argument(
+        "--runtime",
+        choices=("ai_edge_litert", "tflite_runtime"),
+        default="ai_edge_litert",
+        help="stock TFLite runtime for every row",
+    )
     p.add_argument("--threads", type=positive_int, default=2, help="threads for every model")
     p.add_argument("--runs", type=positive_int, default=20, help="timed runs per model and round")
     p.add_argument("--warmup", type=positive_int, default=3, help="untimed runs first")
-    p.add_argument("--rounds", type=positive_int, default=2,
-                   help="interleaved rounds over all rows, pooled")  # fmt: skip
+    p.add_argument(
+        "--rounds", type=positive_int, default=2, help="interleaved rounds over all rows, pooled"
+    )
     p.add_argument("--rebuild", action="store_true", help="rebuild and reconvert cached models")
     p.add_argument("--reevaluate", action="store_true", help="rescore cached accuracies")
-    p.add_argument("--output", type=Path, default=RESULTS,
-                   help="markdown report; the .json goes next to it (default: "
-                   "benchmarks/results/pose_family.md)")  # fmt: skip
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS,
+        help="markdown report; the .json goes next to it (default: "
+        "benchmarks/results/pose_family.md)",
+    )
     p.add_argument("--build-worker", type=Path, default=None, help=argparse.SUPPRESS)
     return p
 
@@ -509,8 +589,10 @@ def _check_trained(t: Trained, info: dict) -> None:
 
     size = read_metadata(t.model).input_size[0]
     if size != info["input_size"]:
-        raise FamilyError(f"{t.name}: {t.config} builds a {info['input_size']}-pixel network, "
-                          f"but {t.model} takes {size} pixels: pass its own config")  # fmt: skip
+        raise FamilyError(
+            f"{t.name}: {t.config} builds a {info['input_size']}-pixel network, "
+            f"but {t.model} takes {size} pixels: pass its own config"
+        )
 
 
 def _sweep(spec: str | None) -> list[Arch]:
@@ -556,16 +638,37 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for a in sweep:
         info = infos[a.key]
-        rows.append({"name": a.key, "arch": a.label, "model": info["tflite"], "accuracy": None,
-                     "size": a.input_size, **info})  # fmt: skip
+        rows.append(
+            {
+                "name": a.key,
+                "arch": a.label,
+                "model": info["tflite"],
+                "accuracy": None,
+                "size": a.input_size,
+                **info,
+            }
+        )
     for t in trained:
         info = infos[t.name]
         arch = Arch(info["input_size"], *_network(t.config))
-        rows.append({"name": t.name, "arch": f"{arch.label}, trained", "model": str(t.model),
-                     "config": _shown(t.config), "accuracy": accuracy[t.name],
-                     "size": info["input_size"], **info})  # fmt: skip
-    reference = {"name": REFERENCE_NAME, "arch": "256px, float", "model": str(reference_path),
-                 "size": 256, "accuracy": "reference"}  # fmt: skip
+        rows.append(
+            {
+                "name": t.name,
+                "arch": f"{arch.label}, trained",
+                "model": str(t.model),
+                "config": _shown(t.config),
+                "accuracy": accuracy[t.name],
+                "size": info["input_size"],
+                **info,
+            }
+        )
+    reference = {
+        "name": REFERENCE_NAME,
+        "arch": "256px, float",
+        "model": str(reference_path),
+        "size": 256,
+        "accuracy": "reference",
+    }
     for r in [*rows, reference]:
         r["size_bytes"] = Path(r["model"]).stat().st_size
 
@@ -576,12 +679,14 @@ def run(args: argparse.Namespace) -> int:
     steps = tqdm(total=args.rounds * len(per_round), desc="timing", unit="model")
     for _ in range(args.rounds):
         for r in [*rows, reference]:
-            timer_args = argparse.Namespace(threads=args.threads, runs=args.runs,
-                                            warmup=args.warmup, size=r["size"])  # fmt: skip
+            timer_args = argparse.Namespace(
+                threads=args.threads, runs=args.runs, warmup=args.warmup, size=r["size"]
+            )
             lib = None if r is reference else library
             try:
-                per_round[r["name"]].append(kernels.run_config(args.runtime, r["model"], lib,
-                                                               timer_args))  # fmt: skip
+                per_round[r["name"]].append(
+                    kernels.run_config(args.runtime, r["model"], lib, timer_args)
+                )
             except RuntimeError as exc:
                 raise FamilyError(" ".join(str(exc).split())[:400]) from None
             steps.update()
@@ -589,10 +694,14 @@ def run(args: argparse.Namespace) -> int:
     uptime_after = _uptime()
     for r in [*rows, reference]:
         pooled = kernels.pool(per_round[r["name"]])
-        r.update(median_ms=pooled["median_ms"], min_ms=pooled["min_ms"],
-                 binary_ops_ms=pooled["binary_ops_ms"],
-                 rounds=[{"median_ms": x["median_ms"], "min_ms": x["min_ms"]}
-                         for x in per_round[r["name"]]])  # fmt: skip
+        r.update(
+            median_ms=pooled["median_ms"],
+            min_ms=pooled["min_ms"],
+            binary_ops_ms=pooled["binary_ops_ms"],
+            rounds=[
+                {"median_ms": x["median_ms"], "min_ms": x["min_ms"]} for x in per_round[r["name"]]
+            ],
+        )
 
     best, why = recommend(rows, reference)
     cpu = cpu_name()

@@ -104,18 +104,40 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--minutes", type=float, default=5.0, help="how long to run (default 5)")
-    p.add_argument("--warmup", type=float, default=None, metavar="SECONDS",
-                   help="seconds left out of the fit (default: a fifth of the run, at most 60)")  # fmt: skip
-    p.add_argument("--interval", type=float, default=10.0, metavar="SECONDS",
-                   help="seconds between samples (default 10)")  # fmt: skip
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds left out of the fit (default: a fifth of the run, at most 60)",
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds between samples (default 10)",
+    )
     p.add_argument("--model", default="pose", help="edge.live --model (default: bundled pose)")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
-    p.add_argument("--no-serve", action="store_true",
-                   help="no MJPEG server and no viewer: only the JSONL output")  # fmt: skip
-    p.add_argument("--viewer-every", type=float, default=5.0, metavar="SECONDS",
-                   help="seconds between a viewer's visits to the stream (default 5)")  # fmt: skip
-    p.add_argument("--limit", type=float, default=16.0,
-                   help="bytes per frame above which the run fails (default 16)")  # fmt: skip
+    p.add_argument(
+        "--no-serve",
+        action="store_true",
+        help="no MJPEG server and no viewer: only the JSONL output",
+    )
+    p.add_argument(
+        "--viewer-every",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between a viewer's visits to the stream (default 5)",
+    )
+    p.add_argument(
+        "--limit",
+        type=float,
+        default=16.0,
+        help="bytes per frame above which the run fails (default 16)",
+    )
     p.add_argument("--output", type=Path, default=RESULTS, help=f"report (default {RESULTS})")
     args = p.parse_args(argv)
     duration = args.minutes * 60
@@ -128,15 +150,26 @@ def main(argv: list[str] | None = None) -> int:
         os.mkfifo(fifo)
         counter = LineCounter(fifo)
         counter.start()
-        command = [sys.executable, "-m", "edge.live", "--source", "demo", "--loop",
-                   "--no-display", "--model", args.model, "--threads", str(args.threads),
-                   "--jsonl", str(fifo)]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "edge.live",
+            "--source",
+            "demo",
+            "--loop",
+            "--no-display",
+            "--model",
+            args.model,
+            "--threads",
+            str(args.threads),
+            "--jsonl",
+            str(fifo),
+        ]
         if not args.no_serve:
             command += ["--serve", "127.0.0.1:0"]
         log = open(Path(tmp) / "live.log", "w+")  # noqa: SIM115 - closed below
         env = child_env()
-        child = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                 env=env)  # fmt: skip
+        child = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env)
         load_start = os.getloadavg()
         samples: list[tuple[float, int, int]] = []
         viewer = None
@@ -148,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
                 if child.poll() is not None:
                     log.seek(0)
                     tail = log.read().strip().splitlines()[-1:] or ["(no output)"]
-                    print(f"error: edge.live exited with {child.returncode}: {tail[0]}",
-                          file=sys.stderr)  # fmt: skip
+                    print(
+                        f"error: edge.live exited with {child.returncode}: {tail[0]}",
+                        file=sys.stderr,
+                    )
                     return 2
                 if viewer is None and not args.no_serve:
                     log.seek(0)
@@ -184,9 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     growth = after[-1][2] - after[0][2]
     model_line = next((line for line in live_log.splitlines() if line.startswith("model:")), "")
     verdict = "PASS" if slope < args.limit else "FAIL"
-    print(f"\n{slope:.2f} bytes per frame after a {warmup:.0f} s warm-up "
-          f"({fit_frames} frames, RSS {growth / 2**20:+.2f} MiB): {verdict} "
-          f"(limit {args.limit:g})")  # fmt: skip
+    print(
+        f"\n{slope:.2f} bytes per frame after a {warmup:.0f} s warm-up "
+        f"({fit_frames} frames, RSS {growth / 2**20:+.2f} MiB): {verdict} "
+        f"(limit {args.limit:g})"
+    )
     if viewer is not None:
         print(f"viewer: {viewer.visits} visits, {viewer.failures} failed")
 
@@ -195,10 +232,13 @@ def main(argv: list[str] | None = None) -> int:
         f"| {t:.0f} | {frames} | {rss / 2**20:.2f} |" + (" warm-up |" if t < warmup else " |")
         for t, frames, rss in samples
     )
-    served = ("no MJPEG server" if args.no_serve else
-              f"MJPEG stream on loopback, a viewer visiting every {args.viewer_every:g} s "
-              f"({viewer.visits if viewer else 0} visits, {viewer.failures if viewer else 0} "
-              "failed)")  # fmt: skip
+    served = (
+        "no MJPEG server"
+        if args.no_serve
+        else f"MJPEG stream on loopback, a viewer visiting every {args.viewer_every:g} s "
+        f"({viewer.visits if viewer else 0} visits, {viewer.failures if viewer else 0} "
+        "failed)"
+    )
     report = f"""# Soak: memory of `edge.live` over a long run
 
 `{shown}`, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.

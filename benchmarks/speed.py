@@ -48,24 +48,31 @@ def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0])
     add_model_argument(p)
     p.add_argument("--frames", type=int, default=300, help="overhead frames")
-    p.add_argument("--no-render", action="store_true",
-                   help="skip the synthetic-data check (no train extra here)")  # fmt: skip
+    p.add_argument(
+        "--no-render",
+        action="store_true",
+        help="skip the synthetic-data check (no train extra here)",
+    )
     args = p.parse_args(argv)
     failed = False
     model = LandmarkModel(resolve_model(args.model), num_threads=1)
     o = bench_overhead(model, frames=args.frames)
     ok = o["total_cpu_p50_ms"] < OVERHEAD_TARGET_MS
     failed |= not ok
-    print(f"{'ok  ' if ok else 'FAIL'} overhead around inference at 640x480: CPU p50 "
-          f"{o['total_cpu_p50_ms']:.2f} ms (target < {OVERHEAD_TARGET_MS:.0f} ms), wall p50 "
-          f"{o['total_p50_ms']:.2f} ms")  # fmt: skip
+    print(
+        f"{'ok  ' if ok else 'FAIL'} overhead around inference at 640x480: CPU p50 "
+        f"{o['total_cpu_p50_ms']:.2f} ms (target < {OVERHEAD_TARGET_MS:.0f} ms), wall p50 "
+        f"{o['total_p50_ms']:.2f} ms"
+    )
     if not args.no_render:
         for name in ("synthetic-pose", "synthetic-face"):
             ms = render_ms(name)
             ok = ms < RENDER_TARGET_MS
             failed |= not ok
-            print(f"{'ok  ' if ok else 'FAIL'} {name}: {ms:.1f} ms CPU per 256x256 sample "
-                  f"(target < {RENDER_TARGET_MS:.0f} ms)")  # fmt: skip
+            print(
+                f"{'ok  ' if ok else 'FAIL'} {name}: {ms:.1f} ms CPU per 256x256 sample "
+                f"(target < {RENDER_TARGET_MS:.0f} ms)"
+            )
     return 1 if failed else 0
 
 

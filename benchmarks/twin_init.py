@@ -56,16 +56,48 @@ def train(out: Path, epochs: int, *overrides: str) -> float | None:
     if (out / "model.keras").is_file() and (out / "summary.json").is_file():
         return None
     drop = max(1, epochs - max(1, epochs // 4))
-    return _python(["training.train", "--config", CONFIG, "--out", str(out), "--verbose", "2",
-                    f"epochs={epochs}", f"steps_per_epoch={EPOCH_STEPS}",
-                    f"optimizer.schedule=[[{drop}, 5.0e-4]]", *overrides], f"training {out.name}")  # fmt: skip
+    return _python(
+        [
+            "training.train",
+            "--config",
+            CONFIG,
+            "--out",
+            str(out),
+            "--verbose",
+            "2",
+            f"epochs={epochs}",
+            f"steps_per_epoch={EPOCH_STEPS}",
+            f"optimizer.schedule=[[{drop}, 5.0e-4]]",
+            *overrides,
+        ],
+        f"training {out.name}",
+    )
 
 
 def evaluate(model: Path, data: str, threads: int) -> dict:
     out = model.parent / "eval_real"
-    _python(["training.evaluate", "--model", str(model), "--dataset", "mpii", "--data", data,
-             "--split", "val", "--protocol", "pck_torso", "--protocol", "pckh", "--out", str(out),
-             "--threads", str(threads)], f"evaluating {model.parent.name}")  # fmt: skip
+    _python(
+        [
+            "training.evaluate",
+            "--model",
+            str(model),
+            "--dataset",
+            "mpii",
+            "--data",
+            data,
+            "--split",
+            "val",
+            "--protocol",
+            "pck_torso",
+            "--protocol",
+            "pckh",
+            "--out",
+            str(out),
+            "--threads",
+            str(threads),
+        ],
+        f"evaluating {model.parent.name}",
+    )
     report = json.loads((out / "metrics.json").read_text())
     values = dict(report["values"])
     for extra in report.get("also", {}).values():
@@ -90,35 +122,57 @@ def write_table(rows: list[dict], meta: dict, path: Path) -> None:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['recipe']} | {r['real_steps']} | {r['binary_steps']} | "
-                     f"{r['pck@0.2']:.1f} | {r['pckh@0.5']:.1f} | {r['minutes']} |")  # fmt: skip
+        lines.append(
+            f"| {r['recipe']} | {r['real_steps']} | {r['binary_steps']} | "
+            f"{r['pck@0.2']:.1f} | {r['pckh@0.5']:.1f} | {r['minutes']} |"
+        )
     lines += ["", meta["reading"], ""]
     path.write_text("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = ArgumentParser(prog="python -m benchmarks.twin_init", description=__doc__.split("\n")[0],
-                       formatter_class=HelpFormatter)  # fmt: skip
-    p.add_argument("--steps", type=int, default=1200, metavar="N",
-                   help="training steps per recipe, a multiple of 300 (the twin recipe "
-                   "splits them in two halves of whole 150-step epochs)")  # fmt: skip
+    p = ArgumentParser(
+        prog="python -m benchmarks.twin_init",
+        description=__doc__.split("\n")[0],
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=1200,
+        metavar="N",
+        help="training steps per recipe, a multiple of 300 (the twin recipe "
+        "splits them in two halves of whole 150-step epochs)",
+    )
     p.add_argument(
         "--data",
         default="data/real_pose",
         metavar="DIR",
         help="teacher labels (python -m training.label pose ...; see docs/training.md)",
     )
-    p.add_argument("--out", type=Path, default=Path("runs/twin_init"), metavar="DIR",
-                   help="run folders (reused when finished)")  # fmt: skip
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/twin_init"),
+        metavar="DIR",
+        help="run folders (reused when finished)",
+    )
     p.add_argument("--threads", type=int, default=2, metavar="N", help="evaluation threads")
-    p.add_argument("--results", type=Path, default=RESULTS, metavar="FILE.md",
-                   help="table to write (a .json twin beside it)")  # fmt: skip
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        metavar="FILE.md",
+        help="table to write (a .json twin beside it)",
+    )
     args = p.parse_args(argv)
     if args.steps < 2 * EPOCH_STEPS or args.steps % (2 * EPOCH_STEPS):
         raise BenchError(f"--steps must be a positive multiple of {2 * EPOCH_STEPS}")
     if not (REPO / args.data).is_dir():
-        raise BenchError(f"{args.data}: no teacher labels; make them with python -m "
-                         "training.label pose (docs/training.md, 'Train on your own footage')")  # fmt: skip
+        raise BenchError(
+            f"{args.data}: no teacher labels; make them with python -m "
+            "training.label pose (docs/training.md, 'Train on your own footage')"
+        )
     from training.config import load_config
 
     epochs = args.steps // EPOCH_STEPS
@@ -128,28 +182,51 @@ def main(argv: list[str] | None = None) -> int:
         "binary": train(out / "binary", epochs),
         "twin": train(out / "twin", epochs // 2, "model.binary=false"),
     }
-    timed["student"] = train(out / "student", epochs // 2,
-                             f"init_from={out / 'twin' / 'model.keras'}")  # fmt: skip
+    timed["student"] = train(
+        out / "student", epochs // 2, f"init_from={out / 'twin' / 'model.keras'}"
+    )
     minutes = {k: "-" if v is None else round(v / 60, 1) for k, v in timed.items()}
     binary = evaluate(out / "binary" / "model.keras", args.data, args.threads)
     twin = evaluate(out / "twin" / "model.keras", args.data, args.threads)
     student = evaluate(out / "student" / "model.keras", args.data, args.threads)
     half = args.steps // 2
     rows = [
-        {"recipe": "binary from scratch", "real_steps": 0, "binary_steps": args.steps,
-         "minutes": minutes["binary"], **binary},
-        {"recipe": "real-valued twin alone (not binary: for reference)", "real_steps": half,
-         "binary_steps": 0, "minutes": minutes["twin"], **twin},
-        {"recipe": "twin -> binary student", "real_steps": half, "binary_steps": half,
-         "minutes": minutes["student"], **student},
-    ]  # fmt: skip
+        {
+            "recipe": "binary from scratch",
+            "real_steps": 0,
+            "binary_steps": args.steps,
+            "minutes": minutes["binary"],
+            **binary,
+        },
+        {
+            "recipe": "real-valued twin alone (not binary: for reference)",
+            "real_steps": half,
+            "binary_steps": 0,
+            "minutes": minutes["twin"],
+            **twin,
+        },
+        {
+            "recipe": "twin -> binary student",
+            "real_steps": half,
+            "binary_steps": half,
+            "minutes": minutes["student"],
+            **student,
+        },
+    ]
     gain = student["pck@0.2"] - binary["pck@0.2"]
-    reading = (f"Reading: at this budget the twin's start is worth {gain:+.1f} PCK@0.2 points "
-               "to the binary network. One seed and a short budget: differences of about a "
-               "point are within run-to-run noise.")  # fmt: skip
-    meta = {"steps": args.steps, "date": time.strftime("%Y-%m-%d"), "load_before": load_before,
-            "load_after": round(os.getloadavg()[0], 1),
-            "batch_size": load_config(REPO / CONFIG).batch_size, "reading": reading}  # fmt: skip
+    reading = (
+        f"Reading: at this budget the twin's start is worth {gain:+.1f} PCK@0.2 points "
+        "to the binary network. One seed and a short budget: differences of about a "
+        "point are within run-to-run noise."
+    )
+    meta = {
+        "steps": args.steps,
+        "date": time.strftime("%Y-%m-%d"),
+        "load_before": load_before,
+        "load_after": round(os.getloadavg()[0], 1),
+        "batch_size": load_config(REPO / CONFIG).batch_size,
+        "reading": reading,
+    }
     write_table(rows, meta, args.results)
     print(args.results.read_text())
     return 0

@@ -44,16 +44,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model", type=Path, help="the trained Keras model")
     p.add_argument(
-        "-o", "--output", type=Path, default=None,
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
         help="output .tflite path (default: next to MODEL, as NAME.tflite, or NAME.float.tflite "
         "with --format float)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--format", choices=FORMATS, default="lce",
+        "--format",
+        choices=FORMATS,
+        default="lce",
         help="lce: bitpacked 1-bit ops (LceBconv2d), smallest and fastest with the LCE "
         "interpreter or the binland native library; float: standard TFLite builtin ops with "
         "the same math, for any stock runtime (default: lce)",
-    )  # fmt: skip
+    )
     meta = p.add_argument_group(
         "metadata",
         "Stored in the .tflite. Defaults come from the sidecar that training writes next to the "
@@ -61,26 +66,54 @@ def build_parser() -> argparse.ArgumentParser:
         "if present; flags override it. With neither, the skeleton is guessed from the number "
         "of heatmaps (16 mpii16, 14 lsp14, 17 coco17, 68 ibug68, 98 wflw98).",
     )
-    meta.add_argument("--skeleton", choices=sorted(SKELETONS), default=None,
-                      help="landmark set the model predicts (names, edges, flip pairs)")  # fmt: skip
+    meta.add_argument(
+        "--skeleton",
+        choices=sorted(SKELETONS),
+        default=None,
+        help="landmark set the model predicts (names, edges, flip pairs)",
+    )
     meta.add_argument("--name", default=None, help="model name stored in the metadata")
     meta.add_argument("--version", default=None, help="model version stored in the metadata")
-    meta.add_argument("--input-mean", type=_triple, default=None, metavar="R,G,B",
-                      help="per-channel mean subtracted from 0-255 pixels (sidecar or 0,0,0)")  # fmt: skip
-    meta.add_argument("--input-std", type=_triple, default=None, metavar="R,G,B",
-                      help="per-channel divisor after the mean (sidecar or 255,255,255)")  # fmt: skip
-    meta.add_argument("--input-color", choices=("RGB", "BGR"), default=None,
-                      help="channel order the model expects (sidecar or RGB)")  # fmt: skip
+    meta.add_argument(
+        "--input-mean",
+        type=_triple,
+        default=None,
+        metavar="R,G,B",
+        help="per-channel mean subtracted from 0-255 pixels (sidecar or 0,0,0)",
+    )
+    meta.add_argument(
+        "--input-std",
+        type=_triple,
+        default=None,
+        metavar="R,G,B",
+        help="per-channel divisor after the mean (sidecar or 255,255,255)",
+    )
+    meta.add_argument(
+        "--input-color",
+        choices=("RGB", "BGR"),
+        default=None,
+        help="channel order the model expects (sidecar or RGB)",
+    )
     check = p.add_argument_group("check", "The comparison against Keras after converting.")
-    check.add_argument("--check-inputs", type=int, default=8, metavar="N",
-                       help="synthetic images to compare on; 0 skips the check (default: 8)")  # fmt: skip
     check.add_argument(
-        "--check-backend", choices=backend_names(), default=None,
+        "--check-inputs",
+        type=int,
+        default=8,
+        metavar="N",
+        help="synthetic images to compare on; 0 skips the check (default: 8)",
+    )
+    check.add_argument(
+        "--check-backend",
+        choices=backend_names(),
+        default=None,
         help="interpreter for the check (default: lce for --format lce, tflite for float)",
-    )  # fmt: skip
+    )
     add_threads_argument(check, help="interpreter threads for the check")
-    check.add_argument("--strict", action="store_true",
-                       help="exit with status 1 if fewer than 99%% of landmarks match Keras")  # fmt: skip
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 1 if fewer than 99%% of landmarks match Keras",
+    )
     return p
 
 
@@ -117,13 +150,20 @@ def run(args: argparse.Namespace) -> int:
     km.check_float32(model)
     heatmaps = km.final_heatmap_model(model)
     sidecar, sidecar_path = load_sidecar(args.model)
-    overrides = {"model_name": args.name, "model_version": args.version,
-                 "input_mean": args.input_mean, "input_std": args.input_std,
-                 "input_color": args.input_color}  # fmt: skip
+    overrides = {
+        "model_name": args.name,
+        "model_version": args.version,
+        "input_mean": args.input_mean,
+        "input_std": args.input_std,
+        "input_color": args.input_color,
+    }
     metadata, notes = km.build_metadata(
-        heatmaps, sidecar=sidecar, weights_format=args.format, skeleton=args.skeleton,
+        heatmaps,
+        sidecar=sidecar,
+        weights_format=args.format,
+        skeleton=args.skeleton,
         overrides=overrides,
-    )  # fmt: skip
+    )
     if sidecar_path is not None:
         notes.insert(0, f"metadata from {sidecar_path}")
     for note in notes:

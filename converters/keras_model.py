@@ -121,8 +121,17 @@ def build_metadata(
 
 
 # What a sidecar says about the outputs themselves (segmentation: classes and colours too).
-_SKELETON_KEYS = ("task", "skeleton", "landmarks", "edges", "flip_pairs", "classes",
-                  "class_colors", "box_classes", "format_version")  # fmt: skip
+_SKELETON_KEYS = (
+    "task",
+    "skeleton",
+    "landmarks",
+    "edges",
+    "flip_pairs",
+    "classes",
+    "class_colors",
+    "box_classes",
+    "format_version",
+)
 
 
 def _skeleton_fields(meta: LandmarkMetadata) -> dict:
@@ -130,6 +139,15 @@ def _skeleton_fields(meta: LandmarkMetadata) -> dict:
 
 
 def _sidecar_fields(meta: LandmarkMetadata) -> dict:
-    keep = ("input_mean", "input_std", "input_color", "heatmap_sigma", "refine", "model_name",
-            "model_version", "box_margin", "extra")  # fmt: skip
+    keep = (
+        "input_mean",
+        "input_std",
+        "input_color",
+        "heatmap_sigma",
+        "refine",
+        "model_name",
+        "model_version",
+        "box_margin",
+        "extra",
+    )
     return {key: getattr(meta, key) for key in keep}

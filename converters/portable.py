@@ -79,9 +79,12 @@ class PortableBinaryConv2D(tf.keras.layers.Layer):
             x = self._pad(x, kh, kw, self.pad_values)
         conv_padding = "VALID" if explicit_pad else self.padding.upper()
         y = tf.nn.conv2d(
-            x, self.kernel, strides=(1, *self.strides, 1), padding=conv_padding,
+            x,
+            self.kernel,
+            strides=(1, *self.strides, 1),
+            padding=conv_padding,
             dilations=(1, *self.dilation_rate, 1),
-        )  # fmt: skip
+        )
         if self.bias is not None:
             y = tf.nn.bias_add(y, self.bias)
         return self.activation(y)
@@ -136,8 +139,11 @@ def _check_supported(layer: tf.keras.layers.Layer) -> None:
             f"unsupported layer {layer.name!r} ({type(layer).__name__}): the float export "
             "rewrites QuantConv2D only"
         )
-    inner = [sub for sub in layer._flatten_layers(include_self=False, recursive=True)
-             if type(sub).__module__.startswith("larq.layers")]  # fmt: skip
+    inner = [
+        sub
+        for sub in layer._flatten_layers(include_self=False, recursive=True)
+        if type(sub).__module__.startswith("larq.layers")
+    ]
     if inner:
         raise ConversionError(
             f"unsupported layer {layer.name!r} ({type(layer).__name__}): it hides larq layer "

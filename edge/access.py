@@ -43,9 +43,11 @@ def check_token(token: str, origin: str) -> str:
     token itself)."""
     token = token.strip()
     if len(token) < MIN_TOKEN_LENGTH:
-        raise EdgeError(f"the stream token from {origin} is shorter than {MIN_TOKEN_LENGTH} "
-                        "characters; make one with: python -c 'import secrets; "
-                        "print(secrets.token_urlsafe(18))'")  # fmt: skip
+        raise EdgeError(
+            f"the stream token from {origin} is shorter than {MIN_TOKEN_LENGTH} "
+            "characters; make one with: python -c 'import secrets; "
+            "print(secrets.token_urlsafe(18))'"
+        )
     if not all(33 <= ord(c) < 127 for c in token):
         raise EdgeError(f"the stream token from {origin} must be printable ASCII without spaces")
     return token

@@ -52,8 +52,9 @@ def bench_inference(model_path: str, backend: str, threads: int, frames: int, wa
     model = open_model(model_path, backend=backend, num_threads=threads)  # landmarks or parts
     load_s = time.perf_counter() - started
     image = render_demo_frame(40)
-    crop, _ = warp_crop(image, full_frame_box(image.shape[1], image.shape[0]),
-                        model.metadata.input_size)  # fmt: skip
+    crop, _ = warp_crop(
+        image, full_frame_box(image.shape[1], image.shape[0]), model.metadata.input_size
+    )
     batch = crop[None]
     for _ in range(warmup):
         model.predict_heatmaps(batch)
@@ -92,8 +93,15 @@ _CHILD_CODE = (
 )
 
 
-def bench_in_child(model_path: str, backend: str, threads: int, frames: int, warmup: int,
-                   *, timeout_s: float = CHILD_TIMEOUT_S) -> dict:  # fmt: skip
+def bench_in_child(
+    model_path: str,
+    backend: str,
+    threads: int,
+    frames: int,
+    warmup: int,
+    *,
+    timeout_s: float = CHILD_TIMEOUT_S,
+) -> dict:
     """:func:`bench_inference` in a fresh Python process, so its peak RSS is its own.
 
     A plain subprocess with a deadline: a child that crashes or stalls becomes a row with an
@@ -108,8 +116,13 @@ def bench_in_child(model_path: str, backend: str, threads: int, frames: int, war
         "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])),
     }
     try:
-        proc = subprocess.run([sys.executable, "-c", _CHILD_CODE, args], capture_output=True,
-                              text=True, timeout=timeout_s, env=env)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", _CHILD_CODE, args],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
         return {**failed, "error": f"no result within {timeout_s:.0f} s"}
     lines = proc.stdout.strip().splitlines()
@@ -193,15 +206,27 @@ def build_parser() -> argparse.ArgumentParser:
         "count, plus the per-frame cost of everything around inference.",
     )
     add_model_argument(p)
-    p.add_argument("--backends", default="all",
-                   help=f"comma-separated backends to time ({', '.join(backend_names())}), "
-                   "or 'all' for every installed one")  # fmt: skip
-    p.add_argument("--threads", type=_int_list, default=[1, 2, 4], metavar="N[,N...]",
-                   help="interpreter thread counts to time (default: 1,2,4)")  # fmt: skip
+    p.add_argument(
+        "--backends",
+        default="all",
+        help=f"comma-separated backends to time ({', '.join(backend_names())}), "
+        "or 'all' for every installed one",
+    )
+    p.add_argument(
+        "--threads",
+        type=_int_list,
+        default=[1, 2, 4],
+        metavar="N[,N...]",
+        help="interpreter thread counts to time (default: 1,2,4)",
+    )
     p.add_argument("--frames", type=int, default=50, help="timed runs per configuration")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs before timing")
-    p.add_argument("--overhead-frames", type=int, default=200,
-                   help="frames for the around-inference overhead at 640x480; 0 skips it")  # fmt: skip
+    p.add_argument(
+        "--overhead-frames",
+        type=int,
+        default=200,
+        help="frames for the around-inference overhead at 640x480; 0 skips it",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     prof = p.add_argument_group(
         "per-op profile (bitpacked models)",
@@ -211,18 +236,23 @@ def build_parser() -> argparse.ArgumentParser:
         "runtime's builtin ops (XNNPACK) by difference, as the gaps between the delegate's "
         "partitions. A gap holding several op types is shown as that mix.",
     )
-    prof.add_argument("--profile", action="store_true",
-                      help="print the per-node and per-op-type profile instead of the latency "
-                      "table")  # fmt: skip
+    prof.add_argument(
+        "--profile",
+        action="store_true",
+        help="print the per-node and per-op-type profile instead of the latency table",
+    )
     prof.add_argument(
         "--runtime",
         choices=("ai_edge_litert", "tflite_runtime"),
         default=None,
         help="stock runtime for --profile (default: as the tflite backend picks)",
     )
-    prof.add_argument("--no-fuse", action="store_true",
-                      help="profile with the delegate's fusion off (each MUL/ADD before a "
-                      "quantize left to the runtime, every quantize run on its own)")  # fmt: skip
+    prof.add_argument(
+        "--no-fuse",
+        action="store_true",
+        help="profile with the delegate's fusion off (each MUL/ADD before a "
+        "quantize left to the runtime, every quantize run on its own)",
+    )
     prof.add_argument("--top", type=int, default=25, help="slowest nodes to list (default 25)")
     return p
 
@@ -279,9 +309,14 @@ def run_profile(args: argparse.Namespace) -> dict:
     path = resolve_model(args.model)
     if not is_bitpacked(model_bytes(path)):
         raise EdgeError(f"--profile needs a bitpacked (LCE) model; {path} has no Lce ops")
-    report = profile_model(path, runtime=args.runtime, threads=args.threads[0],
-                           runs=args.frames, warmup=args.warmup,
-                           options={"fuse": "0"} if args.no_fuse else None)  # fmt: skip
+    report = profile_model(
+        path,
+        runtime=args.runtime,
+        threads=args.threads[0],
+        runs=args.frames,
+        warmup=args.warmup,
+        options={"fuse": "0"} if args.no_fuse else None,
+    )
     report["machine"] = f"{platform.machine()}, {platform.python_version()}"
     report["load_average"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     return report
@@ -300,8 +335,10 @@ def format_table(report: dict) -> str:
         if "error" in r:
             lines.append(f"{r['backend']:<8} {r['threads']:>7}  unavailable: {r['error']}")
             continue
-        lines.append(f"{r['backend']:<8} {r['threads']:>7} {r['p50_ms']:8.2f} {r['p90_ms']:8.2f} "
-                     f"{r['fps']:7.1f} {r['peak_rss_mb']:12.0f}  {r['runtime']}")  # fmt: skip
+        lines.append(
+            f"{r['backend']:<8} {r['threads']:>7} {r['p50_ms']:8.2f} {r['p90_ms']:8.2f} "
+            f"{r['fps']:7.1f} {r['peak_rss_mb']:12.0f}  {r['runtime']}"
+        )
     if "overhead" in report:
         o = report["overhead"]
         parts = ", ".join(f"{k} {v:.2f}" for k, v in o["stages_mean_ms"].items())
@@ -331,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
             load = report["load_average"]
             text = format_profile(report, top=args.top) + (
                 f"\nload average {load[0]:.1f}: builtin times are gaps on a shared CPU"
-                if load else "")  # fmt: skip
+                if load
+                else ""
+            )
             print(json.dumps(report, indent=2) if args.json else text)
             return
         report = run(args)

@@ -84,23 +84,33 @@ def resolve_model(spec: str | Path | None) -> Path:
     raise ModelError(f"model file not found: {path}")
 
 
-def add_model_argument(parser, *, required: bool = False, what: str = "a .tflite from "
-                       "`python -m converters.convert`", default_help: str | None = None):  # fmt: skip
+def add_model_argument(
+    parser,
+    *,
+    required: bool = False,
+    what: str = "a .tflite from `python -m converters.convert`",
+    default_help: str | None = None,
+):
     """``--model PATH|pose|face``; the value stays a string: :func:`resolve_model` finds it."""
     help_text = f"{what}, or 'pose'/'face' for the bundled demo models"
     if not required:
         help_text += f" (default: {default_help or 'the bundled pose model'})"
-    return parser.add_argument("--model", required=required, default=None,
-                               metavar="PATH|pose|face", help=help_text)  # fmt: skip
+    return parser.add_argument(
+        "--model", required=required, default=None, metavar="PATH|pose|face", help=help_text
+    )
 
 
 def add_backend_argument(parser, *, flag: str = "--backend"):
     """``--backend`` with the registry's names (``auto`` first)."""
     from .backends import backend_names
 
-    return parser.add_argument(flag, choices=backend_names(), default="auto",
-                               help="inference backend (see edge.backends): auto picks the "
-                               "fastest installed one that runs the model")  # fmt: skip
+    return parser.add_argument(
+        flag,
+        choices=backend_names(),
+        default="auto",
+        help="inference backend (see edge.backends): auto picks the "
+        "fastest installed one that runs the model",
+    )
 
 
 def add_threads_argument(

@@ -127,12 +127,14 @@ class HaarFaceDetector(FaceDetector):
         f = min(1.0, self.work_width / w)
         grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if f < 1.0:
-            grey = cv2.resize(grey, (int(round(w * f)), int(round(h * f))),
-                              interpolation=cv2.INTER_AREA)  # fmt: skip
+            grey = cv2.resize(
+                grey, (int(round(w * f)), int(round(h * f))), interpolation=cv2.INTER_AREA
+            )
         grey = cv2.equalizeHist(grey)
         side = max(12, int(self.min_face_fraction * min(grey.shape[:2])))
-        found = self._cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
-                                               minSize=(side, side))  # fmt: skip
+        found = self._cascade.detectMultiScale(
+            grey, scaleFactor=1.1, minNeighbors=5, minSize=(side, side)
+        )
         rects = [tuple(float(v) / f for v in r) for r in np.asarray(found).reshape(-1, 4)]
         rects.sort(key=lambda r: r[2] * r[3], reverse=True)
         return [Face(1.0, r) for r in rects]
@@ -186,8 +188,9 @@ class BlazeFaceDetector(FaceDetector):
         outputs = sorted(self._backend.run_all(x), key=lambda o: o.shape[-1])
         logits, raw = outputs[0][:, 0], outputs[1]
         faces = []
-        for score, box, _ in decode_ssd(raw, logits, self.anchors, self.size,
-                                        min_score=self.min_score, overlap=self.overlap):  # fmt: skip
+        for score, box, _ in decode_ssd(
+            raw, logits, self.anchors, self.size, min_score=self.min_score, overlap=self.overlap
+        ):
             (x0, y0), (x1, y1) = letterbox_to_image(box.reshape(2, 2), frame_box)
             faces.append(Face(score, (float(x0), float(y0), float(x1 - x0), float(y1 - y0))))
         return faces

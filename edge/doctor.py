@@ -68,19 +68,31 @@ def check_os(os_release: str | os.PathLike | None = None) -> Check:
                 info[key] = value.strip().strip("\"'")
         name = info.get("PRETTY_NAME") or info.get("NAME", "unknown")
         return Check("os", OK, f"{name} ({path})")
-    return Check("os", WARN, "no /etc/os-release: cannot tell the OS release",
-                 "use Raspberry Pi OS (64-bit): Trixie or Bookworm")  # fmt: skip
+    return Check(
+        "os",
+        WARN,
+        "no /etc/os-release: cannot tell the OS release",
+        "use Raspberry Pi OS (64-bit): Trixie or Bookworm",
+    )
 
 
 def check_python() -> Check:
     version = platform.python_version()
     machine = platform.machine()
     if sys.version_info[:2] < (3, 10) or sys.version_info[:2] >= (3, 14):
-        return Check("python", FAIL, f"{version} on {machine}; the runtime needs Python 3.10 to 3.13",
-                     "use Raspberry Pi OS Trixie (Python 3.13) or Bookworm (Python 3.11)")  # fmt: skip
+        return Check(
+            "python",
+            FAIL,
+            f"{version} on {machine}; the runtime needs Python 3.10 to 3.13",
+            "use Raspberry Pi OS Trixie (Python 3.13) or Bookworm (Python 3.11)",
+        )
     if machine in ("armv7l", "armv6l"):
-        return Check("python", FAIL, f"{version} on 32-bit {machine}: no TFLite runtime wheels exist for it",
-                     "install the 64-bit Raspberry Pi OS (Trixie or Bookworm, arm64)")  # fmt: skip
+        return Check(
+            "python",
+            FAIL,
+            f"{version} on 32-bit {machine}: no TFLite runtime wheels exist for it",
+            "install the 64-bit Raspberry Pi OS (Trixie or Bookworm, arm64)",
+        )
     return Check("python", OK, f"{version} on {machine} ({sys.executable})")
 
 
@@ -101,8 +113,9 @@ def _numpy_version_at(folder: Path) -> str | None:
     return "unknown version"
 
 
-def numpy_origin(numpy_file: str | os.PathLike, path: list[str] | None = None,
-                 prefix: str | None = None) -> tuple[str, list[tuple[str, str]]]:  # fmt: skip
+def numpy_origin(
+    numpy_file: str | os.PathLike, path: list[str] | None = None, prefix: str | None = None
+) -> tuple[str, list[tuple[str, str]]]:
     """Where the imported numpy comes from ("this venv" or "the system"), and the other numpy
     installs on sys.path that it hides, as (folder, version) pairs."""
     path = sys.path if path is None else path
@@ -125,25 +138,37 @@ def check_numpy() -> Check:
     try:
         import numpy
     except ImportError:
-        return Check("numpy", FAIL, "numpy is not installed",
-                     "on Trixie: sudo apt install python3-numpy; on Bookworm: pip install 'numpy<2'")  # fmt: skip
+        return Check(
+            "numpy",
+            FAIL,
+            "numpy is not installed",
+            "on Trixie: sudo apt install python3-numpy; on Bookworm: pip install 'numpy<2'",
+        )
     version = numpy.__version__
     major = int(version.split(".")[0])
     origin, hidden = numpy_origin(numpy.__file__)
     detail = f"{version} from {origin} ({Path(numpy.__file__).parent})"
     if major >= 2 and importlib.util.find_spec("tflite_runtime"):
-        return Check("numpy", FAIL, f"{detail}: tflite-runtime 2.14 fails under numpy 2",
-                     "pip install 'numpy<2' (Bookworm), or use ai-edge-litert")  # fmt: skip
+        return Check(
+            "numpy",
+            FAIL,
+            f"{detail}: tflite-runtime 2.14 fails under numpy 2",
+            "pip install 'numpy<2' (Bookworm), or use ai-edge-litert",
+        )
     if hidden:
         folder, other = hidden[0]
         other_major = int(other.split(".")[0]) if other[:1].isdigit() else None
         shadow = f"{detail} shadows numpy {other} in {folder}"
         if other_major != major:
             # apt's compiled modules (picamera2's simplejpeg, ...) are built against the system's.
-            return Check("numpy", WARN, f"{shadow}: modules built against the system's numpy "
-                         f"{other} (python3-picamera2's) may fail",
-                         f"remove the venv's numpy: {sys.executable} -m pip uninstall numpy "
-                         "(edge.deploy does not install one on Trixie)")  # fmt: skip
+            return Check(
+                "numpy",
+                WARN,
+                f"{shadow}: modules built against the system's numpy "
+                f"{other} (python3-picamera2's) may fail",
+                f"remove the venv's numpy: {sys.executable} -m pip uninstall numpy "
+                "(edge.deploy does not install one on Trixie)",
+            )
         return Check("numpy", OK, f"{shadow} (same major version)")
     return Check("numpy", OK, detail)
 
@@ -156,8 +181,12 @@ def check_runtimes() -> Check:
     if LCEBackend.is_available():
         found.append("LCE interpreter (larq-compute-engine)")
     if not found:
-        return Check("runtime", FAIL, "no TFLite runtime is installed",
-                     "pip install tflite-runtime==2.14.0 (or ai-edge-litert)")  # fmt: skip
+        return Check(
+            "runtime",
+            FAIL,
+            "no TFLite runtime is installed",
+            "pip install tflite-runtime==2.14.0 (or ai-edge-litert)",
+        )
     return Check("runtime", OK, ", ".join(found))
 
 
@@ -178,8 +207,13 @@ def check_native() -> Check:
     except (AttributeError, OSError) as exc:
         return Check("native", WARN, f"cannot locate the native library ({exc})", fix)
     if path is None or not Path(path).is_file():
-        return Check("native", WARN, "the native LCE library is not built: bitpacked models cannot run "
-                     "in stock runtimes (float models are fine)", fix)  # fmt: skip
+        return Check(
+            "native",
+            WARN,
+            "the native LCE library is not built: bitpacked models cannot run "
+            "in stock runtimes (float models are fine)",
+            fix,
+        )
     try:
         simd = native.simd_path(path)
     except (OSError, AttributeError) as exc:  # a library for another CPU, or a broken build
@@ -199,8 +233,10 @@ def check_native() -> Check:
 
 
 def check_picamera2() -> Check:
-    fix = ("sudo apt install python3-picamera2; a venv must be made with --system-site-packages "
-           "to see it (edge.deploy does this)")  # fmt: skip
+    fix = (
+        "sudo apt install python3-picamera2; a venv must be made with --system-site-packages "
+        "to see it (edge.deploy does this)"
+    )
     if importlib.util.find_spec("picamera2") is None:
         return Check("picamera2", WARN, "picamera2 is not importable (only on a Raspberry Pi)", fix)
     try:
@@ -210,8 +246,12 @@ def check_picamera2() -> Check:
     except Exception as exc:  # libcamera raises many types; report whatever it says
         return Check("picamera2", WARN, f"picamera2 failed: {exc}", fix)
     if not cameras:
-        return Check("picamera2", WARN, "picamera2 works but finds no camera",
-                     "check the ribbon cable, then: rpicam-hello --list-cameras")  # fmt: skip
+        return Check(
+            "picamera2",
+            WARN,
+            "picamera2 works but finds no camera",
+            "check the ribbon cable, then: rpicam-hello --list-cameras",
+        )
     models = ", ".join(str(c.get("Model", "?")) for c in cameras)
     return Check("picamera2", OK, f"{len(cameras)} camera(s): {models}")
 
@@ -229,8 +269,12 @@ def check_opencv_camera(index: int = 0) -> Check:
     finally:
         cap.release()
     if not ok or frame is None:
-        return Check("opencv", WARN, f"OpenCV {cv2.__version__}: no camera at index {index}",
-                     "plug in a USB camera, or use --source picamera2 / a video file")  # fmt: skip
+        return Check(
+            "opencv",
+            WARN,
+            f"OpenCV {cv2.__version__}: no camera at index {index}",
+            "plug in a USB camera, or use --source picamera2 / a video file",
+        )
     return Check(
         "opencv",
         OK,
@@ -262,8 +306,12 @@ def check_stream(config: Path) -> Check:
     try:
         env = parse_env_file(config.read_text(errors="replace"))
     except PermissionError:
-        return Check("stream", WARN, f"cannot read {config}: only root can (it holds the "
-                     "stream's token)", f"sudo {sys.executable} -m edge.doctor")  # fmt: skip
+        return Check(
+            "stream",
+            WARN,
+            f"cannot read {config}: only root can (it holds the stream's token)",
+            f"sudo {sys.executable} -m edge.doctor",
+        )
     serve = env.get("BINLAND_SERVE", "")
     host, sep, _ = serve.rpartition(":")
     host = host.strip("[]") if sep else "127.0.0.1"
@@ -274,14 +322,22 @@ def check_stream(config: Path) -> Check:
         where = "--token-file" if "--token-file" in env.get("BINLAND_ARGS", "") else ""
     mode = config.stat().st_mode & 0o777
     if where and mode & 0o077:
-        return Check("stream", FAIL, f"{config} holds the stream's token but others can read it "
-                     f"(mode {mode:04o})", f"sudo chmod 600 {config}")  # fmt: skip
+        return Check(
+            "stream",
+            FAIL,
+            f"{config} holds the stream's token but others can read it (mode {mode:04o})",
+            f"sudo chmod 600 {config}",
+        )
     if where:
         return Check("stream", OK, f"protected: {serve} needs the token ({where}, mode {mode:04o})")
     if host and is_loopback(host):
         return Check("stream", OK, f"open, to this machine only ({serve})")
-    return Check("stream", FAIL, f"{serve} has no token: edge.live will not serve it open",
-                 f"run edge.deploy again (it makes a token), or set {TOKEN_ENV} in {config}")  # fmt: skip
+    return Check(
+        "stream",
+        FAIL,
+        f"{serve} has no token: edge.live will not serve it open",
+        f"run edge.deploy again (it makes a token), or set {TOKEN_ENV} in {config}",
+    )
 
 
 def check_service(unit: Path) -> Check:
@@ -316,14 +372,17 @@ def check_service(unit: Path) -> Check:
         named = ", ".join(missing[:3]) + (
             f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         )
-        return Check("service", WARN, f"{unit.name} runs as {user}{exists} without "
-                     f"{named}", fix)  # fmt: skip
+        return Check("service", WARN, f"{unit.name} runs as {user}{exists} without {named}", fix)
     # The first four name the essentials; the rest (devices, sockets, syscalls...) are counted.
-    return Check("service", OK, f"{unit.name} runs as {user}{exists}, group "
-                 f"{value('SupplementaryGroups', '-')}; {', '.join(HARDENING[:4])} and "
-                 f"{len(HARDENING) - 4} more sandbox settings, "
-                 f"writes only {value('ReadWritePaths', '-').lstrip('-')}; "
-                 f"Restart={value('Restart', 'no')}")  # fmt: skip
+    return Check(
+        "service",
+        OK,
+        f"{unit.name} runs as {user}{exists}, group "
+        f"{value('SupplementaryGroups', '-')}; {', '.join(HARDENING[:4])} and "
+        f"{len(HARDENING) - 4} more sandbox settings, "
+        f"writes only {value('ReadWritePaths', '-').lstrip('-')}; "
+        f"Restart={value('Restart', 'no')}",
+    )
 
 
 def check_integrity(path: Path) -> Check:
@@ -348,8 +407,14 @@ def check_integrity(path: Path) -> Check:
 def check_model(path: Path | None, *, backend: str, num_threads: int, frames: int) -> list[Check]:
     """Metadata, loading, and a latency measurement over ``frames`` frames."""
     if path is None:
-        return [Check("model", SKIP, "no model given and no deployed service found",
-                      "pass --model pose.tflite")]  # fmt: skip
+        return [
+            Check(
+                "model",
+                SKIP,
+                "no model given and no deployed service found",
+                "pass --model pose.tflite",
+            )
+        ]
     from .metadata import read_metadata
     from .model import LandmarkModel
 
@@ -357,8 +422,10 @@ def check_model(path: Path | None, *, backend: str, num_threads: int, frames: in
         meta = read_metadata(path)
     except EdgeError as exc:
         return [Check("model", FAIL, str(exc), "convert it with: python -m converters.convert")]
-    detail = (f"{path.name}: {meta.model_name} {meta.skeleton} ({meta.num_landmarks} points), "
-              f"input {meta.input_size[0]}x{meta.input_size[1]}, {meta.weights_format} weights")  # fmt: skip
+    detail = (
+        f"{path.name}: {meta.model_name} {meta.skeleton} ({meta.num_landmarks} points), "
+        f"input {meta.input_size[0]}x{meta.input_size[1]}, {meta.weights_format} weights"
+    )
     checks = [Check("model", OK, detail)]
     checks.append(check_integrity(path))
     if checks[-1].status == FAIL:  # it would not load
@@ -381,14 +448,27 @@ def check_model(path: Path | None, *, backend: str, num_threads: int, frames: in
         model.predict(frame)
         times.append((time.perf_counter() - start) * 1000)
     median = statistics.median(times)
-    checks.append(Check("latency", OK, f"{frames} frames, {num_threads} threads: median {median:.1f} ms, "
-                        f"max {max(times):.1f} ms ({1000 / median:.1f} fps)"))  # fmt: skip
+    checks.append(
+        Check(
+            "latency",
+            OK,
+            f"{frames} frames, {num_threads} threads: median {median:.1f} ms, "
+            f"max {max(times):.1f} ms ({1000 / median:.1f} fps)",
+        )
+    )
     return checks
 
 
-def run_checks(*, model: Path | None, backend: str = "auto", num_threads: int = 2, frames: int = 10,
-               camera: bool = True, config: Path | None = None,
-               unit: Path | None = None) -> list[Check]:  # fmt: skip
+def run_checks(
+    *,
+    model: Path | None,
+    backend: str = "auto",
+    num_threads: int = 2,
+    frames: int = 10,
+    camera: bool = True,
+    config: Path | None = None,
+    unit: Path | None = None,
+) -> list[Check]:
     checks: list[Check] = []
     steps: list[Callable[[], Check]] = [
         check_os,
@@ -425,14 +505,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check Python, TFLite runtimes, the native LCE library, cameras and a model "
         "on this machine, with a fix for anything missing.",
     )
-    add_model_argument(p, what="model to check and time",
-                       default_help=f"the one in {DEFAULT_CONFIG} if deployed")  # fmt: skip
-    p.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG),
-                   help=f"the service settings edge.deploy wrote (default {DEFAULT_CONFIG}); "
-                   "the stream check says whether it needs a token")  # fmt: skip
-    p.add_argument("--unit", type=Path, default=Path(DEFAULT_UNIT),
-                   help=f"the systemd unit edge.deploy wrote (default {DEFAULT_UNIT}); the "
-                   "service check says which user it runs as, and how it is hardened")  # fmt: skip
+    add_model_argument(
+        p, what="model to check and time", default_help=f"the one in {DEFAULT_CONFIG} if deployed"
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=Path(DEFAULT_CONFIG),
+        help=f"the service settings edge.deploy wrote (default {DEFAULT_CONFIG}); "
+        "the stream check says whether it needs a token",
+    )
+    p.add_argument(
+        "--unit",
+        type=Path,
+        default=Path(DEFAULT_UNIT),
+        help=f"the systemd unit edge.deploy wrote (default {DEFAULT_UNIT}); the "
+        "service check says which user it runs as, and how it is hardened",
+    )
     p.add_argument(
         "--frames",
         type=int,
@@ -457,9 +546,15 @@ def _doctor(args: argparse.Namespace) -> int:
     if args.model is not None:
         args.model = resolve_model(args.model)
     model = args.model or model_from_config(args.config)
-    checks = run_checks(model=model, backend=args.backend, num_threads=args.threads,
-                        frames=args.frames, camera=not args.no_camera, config=args.config,
-                        unit=args.unit)  # fmt: skip
+    checks = run_checks(
+        model=model,
+        backend=args.backend,
+        num_threads=args.threads,
+        frames=args.frames,
+        camera=not args.no_camera,
+        config=args.config,
+        unit=args.unit,
+    )
     if args.json:
         print(json.dumps([asdict(c) for c in checks], indent=1))
     else:

@@ -125,48 +125,93 @@ def build_parser() -> argparse.ArgumentParser:
         "with tracking, smoothing, an overlay and optional video/JSONL/MJPEG outputs.",
     )
     add_model_argument(p)
-    p.add_argument("--source", default=None,
-                   help="'picamera2', a camera index (0), a video file, an image, a folder or "
-                   "glob of images, or 'demo' (a built-in synthetic clip); default: the Pi "
-                   "camera if picamera2 is installed, else camera 0")  # fmt: skip
-    p.add_argument("--size", type=_size, default=(640, 480), metavar="WxH",
-                   help="capture size for cameras and the demo clip (default: 640x480)")  # fmt: skip
+    p.add_argument(
+        "--source",
+        default=None,
+        help="'picamera2', a camera index (0), a video file, an image, a folder or "
+        "glob of images, or 'demo' (a built-in synthetic clip); default: the Pi "
+        "camera if picamera2 is installed, else camera 0",
+    )
+    p.add_argument(
+        "--size",
+        type=_size,
+        default=(640, 480),
+        metavar="WxH",
+        help="capture size for cameras and the demo clip (default: 640x480)",
+    )
     p.add_argument("--loop", action="store_true", help="replay videos, images and the demo")
-    p.add_argument("--max-frames", type=positive_int, default=None, metavar="N",
-                   help="stop after N frames")  # fmt: skip
+    p.add_argument(
+        "--max-frames", type=positive_int, default=None, metavar="N", help="stop after N frames"
+    )
     run = p.add_argument_group("inference")
     add_backend_argument(run)
     add_threads_argument(run)
     track = p.add_argument_group("tracking and smoothing")
-    track.add_argument("--min-score", type=non_negative_float, default=0.3,
-                       help="landmarks scoring below this are not trusted: not drawn filled, "
-                       "not used for the next crop, held by the smoother")  # fmt: skip
-    track.add_argument("--lost-below", type=non_negative_float, default=0.3,
-                       help="mean landmark score below which the track is lost and the next "
-                       "frame starts from the full frame (pose) or the face detector (face)")  # fmt: skip
-    track.add_argument("--face-detector", default="haar", metavar="haar|none|PATH",
-                       help="how face models find a face when not tracking (edge.detectors): "
-                       "OpenCV's Haar cascade, none (use the full frame), or a short-range "
-                       "BlazeFace .tflite (e.g. MediaPipe's face_detection_short_range.tflite)")  # fmt: skip
-    track.add_argument("--probe-every", type=non_negative_int, default=4, metavar="N",
-                       help="pose models: every N frames also try one of a few fixed search "
-                       "boxes (whole frame, left/middle/right squares) and keep it if it "
-                       "scores higher than the track; recovers a track stuck on part of the "
-                       "subject at the cost of 1/N more inference; 0 turns it off")  # fmt: skip
+    track.add_argument(
+        "--min-score",
+        type=non_negative_float,
+        default=0.3,
+        help="landmarks scoring below this are not trusted: not drawn filled, "
+        "not used for the next crop, held by the smoother",
+    )
+    track.add_argument(
+        "--lost-below",
+        type=non_negative_float,
+        default=0.3,
+        help="mean landmark score below which the track is lost and the next "
+        "frame starts from the full frame (pose) or the face detector (face)",
+    )
+    track.add_argument(
+        "--face-detector",
+        default="haar",
+        metavar="haar|none|PATH",
+        help="how face models find a face when not tracking (edge.detectors): "
+        "OpenCV's Haar cascade, none (use the full frame), or a short-range "
+        "BlazeFace .tflite (e.g. MediaPipe's face_detection_short_range.tflite)",
+    )
+    track.add_argument(
+        "--probe-every",
+        type=non_negative_int,
+        default=4,
+        metavar="N",
+        help="pose models: every N frames also try one of a few fixed search "
+        "boxes (whole frame, left/middle/right squares) and keep it if it "
+        "scores higher than the track; recovers a track stuck on part of the "
+        "subject at the cost of 1/N more inference; 0 turns it off",
+    )
     track.add_argument("--no-smoothing", action="store_true", help="turn the One Euro filter off")
-    track.add_argument("--min-cutoff", type=positive_float, default=0.05,
-                       help="One Euro minimum cutoff (Hz): lower removes more jitter at rest")  # fmt: skip
-    track.add_argument("--beta", type=non_negative_float, default=80.0,
-                       help="One Euro speed coefficient (per object size per second): higher "
-                       "follows fast motion with less lag")  # fmt: skip
-    track.add_argument("--d-cutoff", type=positive_float, default=1.0,
-                       help="One Euro cutoff (Hz) for the speed estimate")  # fmt: skip
-    track.add_argument("--low-confidence", choices=("hold", "hide"), default="hold",
-                       help="what the smoother does with landmarks below --min-score: keep "
-                       "their last position, or hide them")  # fmt: skip
+    track.add_argument(
+        "--min-cutoff",
+        type=positive_float,
+        default=0.05,
+        help="One Euro minimum cutoff (Hz): lower removes more jitter at rest",
+    )
+    track.add_argument(
+        "--beta",
+        type=non_negative_float,
+        default=80.0,
+        help="One Euro speed coefficient (per object size per second): higher "
+        "follows fast motion with less lag",
+    )
+    track.add_argument(
+        "--d-cutoff",
+        type=positive_float,
+        default=1.0,
+        help="One Euro cutoff (Hz) for the speed estimate",
+    )
+    track.add_argument(
+        "--low-confidence",
+        choices=("hold", "hide"),
+        default="hold",
+        help="what the smoother does with landmarks below --min-score: keep "
+        "their last position, or hide them",
+    )
     out = p.add_argument_group("outputs")
-    out.add_argument("--no-display", action="store_true",
-                     help="never open a window (one opens only when $DISPLAY is set)")  # fmt: skip
+    out.add_argument(
+        "--no-display",
+        action="store_true",
+        help="never open a window (one opens only when $DISPLAY is set)",
+    )
     out.add_argument(
         "--output",
         type=Path,
@@ -203,16 +248,20 @@ def build_parser() -> argparse.ArgumentParser:
         "MB megabytes by deleting the oldest files; the JSONL then also starts a new file with "
         "every video segment. For a service that records around the clock",
     )
-    out.add_argument("--serve", default=None, metavar="[HOST:]PORT",
-                     help="serve the overlay as an MJPEG stream with a small web page; HOST "
-                     "(an IPv6 address in brackets: [::1]:8080) defaults to 127.0.0.1, open "
-                     "to this machine's users only (see --allow-host). Any other "
-                     "address (0.0.0.0 reaches it from other machines) needs a token, taken "
-                     f"from ${TOKEN_ENV} or --token-file: open http://HOST:PORT/?token=TOKEN, "
-                     f"or the page and sign in with user {STREAM_USER} and the token as "
-                     "password. With neither set, edge.live makes one up and prints the URL "
-                     "to open on the terminal (not on stdout or stderr); with no terminal "
-                     "(a service) it refuses to start")  # fmt: skip
+    out.add_argument(
+        "--serve",
+        default=None,
+        metavar="[HOST:]PORT",
+        help="serve the overlay as an MJPEG stream with a small web page; HOST "
+        "(an IPv6 address in brackets: [::1]:8080) defaults to 127.0.0.1, open "
+        "to this machine's users only (see --allow-host). Any other "
+        "address (0.0.0.0 reaches it from other machines) needs a token, taken "
+        f"from ${TOKEN_ENV} or --token-file: open http://HOST:PORT/?token=TOKEN, "
+        f"or the page and sign in with user {STREAM_USER} and the token as "
+        "password. With neither set, edge.live makes one up and prints the URL "
+        "to open on the terminal (not on stdout or stderr); with no terminal "
+        "(a service) it refuses to start",
+    )
     out.add_argument(
         "--token-file",
         type=Path,
@@ -240,9 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"at most N viewers (N up to {MAX_CLIENTS}) of the stream at once; the next one "
         "gets 503. A viewer that stops reading misses frames and never slows the camera",
     )
-    out.add_argument("--rle", action="store_true",
-                     help="segmentation models: also write each frame's class map, run-length "
-                     "encoded (row-major [class, run, class, run, ...]), into the JSONL")  # fmt: skip
+    out.add_argument(
+        "--rle",
+        action="store_true",
+        help="segmentation models: also write each frame's class map, run-length "
+        "encoded (row-major [class, run, class, run, ...]), into the JSONL",
+    )
     out.add_argument("--show-box", action="store_true", help="draw the crop box")
     out.add_argument("--quiet", action="store_true", help="print only the final summary")
     return p
@@ -250,8 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _summary(frames: int, wall: float, times: StageTimes, stopped: str) -> str:
     fps = frames / wall if wall > 0 and frames else 0.0
-    lines = [f"{frames} frames in {wall:.2f} s, mean {fps:.1f} FPS ({stopped})", times.table(
-        [s for s in STAGES if s in times])]  # fmt: skip
+    lines = [
+        f"{frames} frames in {wall:.2f} s, mean {fps:.1f} FPS ({stopped})",
+        times.table([s for s in STAGES if s in times]),
+    ]
     return "\n".join(lines)
 
 

@@ -81,9 +81,12 @@ class LandmarkMetadata:
         overrides the recorded refinement)."""
         from .codec import HeatmapCodec
 
-        return HeatmapCodec(input_size=tuple(self.input_size),
-                            heatmap_size=tuple(self.heatmap_size), sigma=self.heatmap_sigma,
-                            refine=refine or self.refine)  # fmt: skip
+        return HeatmapCodec(
+            input_size=tuple(self.input_size),
+            heatmap_size=tuple(self.heatmap_size),
+            sigma=self.heatmap_sigma,
+            refine=refine or self.refine,
+        )
 
     @property
     def heatmap_stride(self) -> float:
@@ -97,8 +100,14 @@ class LandmarkMetadata:
     def for_skeleton(cls, skeleton: str, **kwargs) -> LandmarkMetadata:
         """Metadata whose names, edges and flip pairs come from a registered skeleton."""
         s = get_skeleton(skeleton)
-        return cls(task=s.task, skeleton=s.name, landmarks=s.landmarks, edges=s.edges,
-                   flip_pairs=s.flip_pairs, **kwargs)  # fmt: skip
+        return cls(
+            task=s.task,
+            skeleton=s.name,
+            landmarks=s.landmarks,
+            edges=s.edges,
+            flip_pairs=s.flip_pairs,
+            **kwargs,
+        )
 
     @classmethod
     def for_parts(cls, labels: str, **kwargs) -> LandmarkMetadata:
@@ -106,9 +115,18 @@ class LandmarkMetadata:
         from .parts import get_part_labels
 
         p = get_part_labels(labels)
-        return cls(task="segmentation", skeleton=p.name, landmarks=(), edges=(),
-                   flip_pairs=p.flip_pairs, classes=p.classes, class_colors=p.colors,
-                   box_classes=p.box_classes, format_version=SEGMENTATION_FORMAT, **kwargs)  # fmt: skip
+        return cls(
+            task="segmentation",
+            skeleton=p.name,
+            landmarks=(),
+            edges=(),
+            flip_pairs=p.flip_pairs,
+            classes=p.classes,
+            class_colors=p.colors,
+            box_classes=p.box_classes,
+            format_version=SEGMENTATION_FORMAT,
+            **kwargs,
+        )
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -130,8 +148,15 @@ class LandmarkMetadata:
                     f"model metadata version {version} is newer than this runtime understands "
                     f"({NEWEST_FORMAT}); upgrade the edge package"
                 )
-            tuples = {"landmarks", "input_size", "heatmap_size", "input_mean", "input_std",
-                      "classes", "box_classes"}  # fmt: skip
+            tuples = {
+                "landmarks",
+                "input_size",
+                "heatmap_size",
+                "input_mean",
+                "input_std",
+                "classes",
+                "box_classes",
+            }
             for key in tuples & d.keys():
                 d[key] = tuple(d[key])
             for key in ("edges", "flip_pairs", "class_colors"):

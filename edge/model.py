@@ -67,8 +67,10 @@ class LandmarkModel(Network):
 
     def _check_task(self) -> None:
         if self.metadata.task == "segmentation":
-            raise ModelError(f"{self.path} is a segmentation model ({self.metadata.skeleton}), "
-                             "not a landmark model: load it with edge.SegmentationModel")  # fmt: skip
+            raise ModelError(
+                f"{self.path} is a segmentation model ({self.metadata.skeleton}), "
+                "not a landmark model: load it with edge.SegmentationModel"
+            )
 
     output_kind = "landmarks"
 
@@ -105,8 +107,12 @@ class LandmarkModel(Network):
         images are converted. ``box=None`` uses the whole frame.
         """
         result = self._process(image_bgr, box)
-        return Landmarks(points=result.points, scores=result.scores,
-                         names=self.metadata.landmarks, box=result.box)  # fmt: skip
+        return Landmarks(
+            points=result.points,
+            scores=result.scores,
+            names=self.metadata.landmarks,
+            box=result.box,
+        )
 
     def __repr__(self) -> str:
         meta = self.metadata

@@ -324,12 +324,14 @@ def landmark_record(
         p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         s = np.asarray(scores, dtype=np.float64).reshape(len(p))
         for i in range(len(p)):
-            landmarks.append({
-                "name": names[i] if names is not None else str(i),
-                "x": _finite_or_none(p[i, 0]),
-                "y": _finite_or_none(p[i, 1]),
-                "score": _finite_or_none(s[i]),
-            })  # fmt: skip
+            landmarks.append(
+                {
+                    "name": names[i] if names is not None else str(i),
+                    "x": _finite_or_none(p[i, 0]),
+                    "y": _finite_or_none(p[i, 1]),
+                    "score": _finite_or_none(s[i]),
+                }
+            )
     record = {
         "frame": int(frame_index),
         "timestamp": float(timestamp),
@@ -461,8 +463,9 @@ class Display:
             key = cv2.waitKey(1) & 0xFF
         except cv2.error:
             # opencv-python-headless has no GUI backend; carry on without a window.
-            print("warning: this OpenCV build cannot open windows; use --no-display",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                "warning: this OpenCV build cannot open windows; use --no-display", file=sys.stderr
+            )
             self._ok = False
             return True
         return key not in (ord("q"), 27)
@@ -615,8 +618,7 @@ class MjpegServer:
             raise EdgeError(
                 f"{shown}:{self.port} is reachable from other machines: the stream needs a token"
             )
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="mjpeg",
-                                        daemon=True)  # fmt: skip
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="mjpeg", daemon=True)
         self._thread.start()
 
     @property
@@ -699,14 +701,19 @@ class MjpegServer:
                     return False
                 if authorized(server._token, self.path, self.headers.get("Authorization")):
                     return True
-                self._send(HTTPStatus.UNAUTHORIZED, "text/plain; charset=utf-8", _UNAUTHORIZED,
-                           {"WWW-Authenticate": 'Basic realm="binland stream", charset="UTF-8"'})  # fmt: skip
+                self._send(
+                    HTTPStatus.UNAUTHORIZED,
+                    "text/plain; charset=utf-8",
+                    _UNAUTHORIZED,
+                    {"WWW-Authenticate": 'Basic realm="binland stream", charset="UTF-8"'},
+                )
                 return False
 
             def _other_method(self) -> None:
                 if self._allowed():
-                    self._send(HTTPStatus.METHOD_NOT_ALLOWED, "text/plain", b"only GET\n",
-                               {"Allow": "GET"})  # fmt: skip
+                    self._send(
+                        HTTPStatus.METHOD_NOT_ALLOWED, "text/plain", b"only GET\n", {"Allow": "GET"}
+                    )
 
             def do_GET(self):  # noqa: N802 - name fixed by http.server
                 if not self._allowed():
@@ -718,8 +725,9 @@ class MjpegServer:
                     query = ""
                     if server._token is not None and "token" in parse_qs(url.query):
                         query = "?token=" + quote(server._token.decode(), safe="")
-                    body = _PAGE.format(title=html.escape(server.title),
-                                        query=html.escape(query)).encode()  # fmt: skip
+                    body = _PAGE.format(
+                        title=html.escape(server.title), query=html.escape(query)
+                    ).encode()
                     self._send(HTTPStatus.OK, "text/html; charset=utf-8", body)
                 elif path == "/frame.jpg":
                     serial, jpeg = server.next_jpeg(0, timeout=2.0)
@@ -730,8 +738,12 @@ class MjpegServer:
                 elif path == "/stream.mjpg":
                     if not server._take_client():
                         body = f"503: {server.max_clients} viewers already; try again later\n"
-                        self._send(HTTPStatus.SERVICE_UNAVAILABLE, "text/plain", body.encode(),
-                                   {"Retry-After": "10"})  # fmt: skip
+                        self._send(
+                            HTTPStatus.SERVICE_UNAVAILABLE,
+                            "text/plain",
+                            body.encode(),
+                            {"Retry-After": "10"},
+                        )
                         return
                     try:
                         self._stream()

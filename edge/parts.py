@@ -42,15 +42,36 @@ class PartLabels:
 
 FACE_PARTS = PartLabels(
     name="face-parts-11",
-    classes=("background", "skin", "left_brow", "right_brow", "left_eye", "right_eye",
-             "nose", "upper_lip", "inner_mouth", "lower_lip", "hair"),
-    colors=((0, 0, 0), (255, 204, 153), (153, 51, 0), (204, 102, 0), (0, 102, 255),
-            (0, 204, 255), (255, 255, 0), (255, 0, 102), (102, 0, 51), (204, 0, 204),
-            (102, 51, 0)),
+    classes=(
+        "background",
+        "skin",
+        "left_brow",
+        "right_brow",
+        "left_eye",
+        "right_eye",
+        "nose",
+        "upper_lip",
+        "inner_mouth",
+        "lower_lip",
+        "hair",
+    ),
+    colors=(
+        (0, 0, 0),
+        (255, 204, 153),
+        (153, 51, 0),
+        (204, 102, 0),
+        (0, 102, 255),
+        (0, 204, 255),
+        (255, 255, 0),
+        (255, 0, 102),
+        (102, 0, 51),
+        (204, 0, 204),
+        (102, 51, 0),
+    ),
     flip_pairs=((2, 3), (4, 5)),
     box_classes=(1, 2, 3, 4, 5, 6, 7, 8, 9),
     overall=(2, 3, 4, 5, 6, 7, 8, 9),
-)  # fmt: skip
+)
 
 PART_LABELS: dict[str, PartLabels] = {FACE_PARTS.name: FACE_PARTS}
 

@@ -119,8 +119,12 @@ class LandmarkPipeline:
             if probe is not None:
                 probe_points, probe_scores = self.model.codec.decode(probe_heatmaps[0])
                 if float(np.mean(probe_scores)) > float(np.mean(scores)) + PROBE_GAIN:
-                    crop_points, scores, box, to_crop = (probe_points, probe_scores, probe,
-                                                         probe_to_crop)  # fmt: skip
+                    crop_points, scores, box, to_crop = (
+                        probe_points,
+                        probe_scores,
+                        probe,
+                        probe_to_crop,
+                    )
                     from_probe = True
             raw = apply_affine(invert_affine(to_crop), crop_points)
             scores = np.asarray(scores, dtype=np.float32)
@@ -163,8 +167,9 @@ class LandmarkPipeline:
         if result.points is not None:
             if show_box and result.box is not None:
                 draw_box(image, result.box)
-            draw_landmarks(image, result.points, result.scores, self.meta.edges,
-                           min_score=self.min_score)  # fmt: skip
+            draw_landmarks(
+                image, result.points, result.scores, self.meta.edges, min_score=self.min_score
+            )
         if fps is not None:
             draw_fps(image, fps, "" if result.points is not None else "no subject")
         return image

@@ -82,15 +82,24 @@ def class_map_in_image(
     roi_to_cells = _compose(to_cells, np.array([[1.0, 0, x0], [0, 1.0, y0]]))
     size = (x1 - x0, y1 - y0)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    up = cv2.warpAffine(np.ascontiguousarray(logits, np.float32), roi_to_cells, size,
-                        flags=flags, borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    up = cv2.warpAffine(
+        np.ascontiguousarray(logits, np.float32),
+        roi_to_cells,
+        size,
+        flags=flags,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
     if up.ndim == 2:  # OpenCV drops a single channel's axis
         up = up[..., None]
     # Which frame pixels lie inside the crop itself (its corners may be off the frame).
-    inside = cv2.warpAffine(np.ones((ch, cw), np.uint8), _compose(image_to_crop,
-                            np.array([[1.0, 0, x0], [0, 1.0, y0]])), size,
-                            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
+    inside = cv2.warpAffine(
+        np.ones((ch, cw), np.uint8),
+        _compose(image_to_crop, np.array([[1.0, 0, x0], [0, 1.0, y0]])),
+        size,
+        flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
     class_map[y0:y1, x0:x1] = np.where(inside > 0, np.argmax(up, axis=-1), 0).astype(np.uint8)
     return class_map
 
@@ -178,8 +187,10 @@ class SegmentationModel(Network):
 
     def _check_task(self) -> None:
         if self.metadata.task != "segmentation":
-            raise ModelError(f"{self.path} is a {self.metadata.task} landmark model "
-                             f"({self.metadata.skeleton}), not a segmentation model")  # fmt: skip
+            raise ModelError(
+                f"{self.path} is a {self.metadata.task} landmark model "
+                f"({self.metadata.skeleton}), not a segmentation model"
+            )
 
     output_kind = "classes"
 
@@ -213,8 +224,10 @@ class SegmentationModel(Network):
 
     def __repr__(self) -> str:
         meta = self.metadata
-        return (f"SegmentationModel({self.path.name!r}, {meta.num_classes} classes, input "
-                f"{meta.input_size}, {meta.weights_format}, backend={self.backend_description})")  # fmt: skip
+        return (
+            f"SegmentationModel({self.path.name!r}, {meta.num_classes} classes, input "
+            f"{meta.input_size}, {meta.weights_format}, backend={self.backend_description})"
+        )
 
 
 @dataclass
@@ -286,8 +299,9 @@ class SegmentationPipeline:
                 tracking = tracker.update(corners, scores)
         return SegmentationResult(frame, box, class_map, confidence, tracking, timings)
 
-    def annotate(self, result: SegmentationResult, *, fps: float | None = None,
-                 show_box: bool = False) -> np.ndarray:  # fmt: skip
+    def annotate(
+        self, result: SegmentationResult, *, fps: float | None = None, show_box: bool = False
+    ) -> np.ndarray:
         """A copy of the frame with the coloured class map blended over it."""
         from .draw import draw_box, draw_fps
 
@@ -307,10 +321,15 @@ class SegmentationPipeline:
         with ``rle``; None: the pipeline's own setting)."""
         rle = self.rle if rle is None else rle
         frame = result.frame
-        rec: dict = {"frame": frame.index, "timestamp": round(float(frame.timestamp), 6),
-                     "box": None if result.box is None else result.box.to_dict(),
-                     "tracking": result.tracking, "confidence": round(result.confidence, 4),
-                     "areas": None, "latency_ms": latency_ms}  # fmt: skip
+        rec: dict = {
+            "frame": frame.index,
+            "timestamp": round(float(frame.timestamp), 6),
+            "box": None if result.box is None else result.box.to_dict(),
+            "tracking": result.tracking,
+            "confidence": round(result.confidence, 4),
+            "areas": None,
+            "latency_ms": latency_ms,
+        }
         if result.class_map is not None:
             rec["areas"] = part_areas(result.class_map, self.meta.classes)
             if rle:

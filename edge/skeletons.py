@@ -64,7 +64,7 @@ MPII16 = Skeleton(
         "left_shoulder",
         "left_elbow",
         "left_wrist",
-    ),  # fmt: skip
+    ),
     edges=(
         (0, 1),
         (1, 2),
@@ -81,7 +81,7 @@ MPII16 = Skeleton(
         (7, 13),
         (13, 14),
         (14, 15),
-    ),  # fmt: skip
+    ),
     flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
     excluded_from_mean=(6, 7),
 )
@@ -104,7 +104,7 @@ LSP14 = Skeleton(
         "left_wrist",
         "neck",
         "head_top",
-    ),  # fmt: skip
+    ),
     edges=(
         (0, 1),
         (1, 2),
@@ -120,7 +120,7 @@ LSP14 = Skeleton(
         (12, 13),
         (2, 8),
         (3, 9),
-    ),  # fmt: skip
+    ),
     flip_pairs=((0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9)),
 )
 
@@ -145,7 +145,7 @@ COCO17 = Skeleton(
         "right_knee",
         "left_ankle",
         "right_ankle",
-    ),  # fmt: skip
+    ),
     edges=(
         (0, 1),
         (0, 2),
@@ -163,7 +163,7 @@ COCO17 = Skeleton(
         (13, 15),
         (12, 14),
         (14, 16),
-    ),  # fmt: skip
+    ),
     flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
 )
 
@@ -254,6 +254,7 @@ def _aflw21() -> Skeleton:
     "left" names. Flip pairs: brows 0<->5, 1<->4, 2<->3, eyes
     6<->11, 7<->10, 8<->9, ears 12<->16, nose wings 13<->15, mouth corners 17<->19.
     """
+    # A table: one row per feature (brows, eyes: left corner, center, right corner).
     names = (
         "left_brow_left_corner", "left_brow_center", "left_brow_right_corner",
         "right_brow_left_corner", "right_brow_center", "right_brow_right_corner",

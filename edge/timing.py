@@ -99,8 +99,12 @@ class StageTimes:
         out = {}
         for name in names:
             p50, p90 = self.percentiles(name)
-            out[name] = {"p50_ms": p50, "p90_ms": p90, "mean_ms": self.mean_ms(name),
-                         "count": self.count(name)}  # fmt: skip
+            out[name] = {
+                "p50_ms": p50,
+                "p90_ms": p90,
+                "mean_ms": self.mean_ms(name),
+                "count": self.count(name),
+            }
         return out
 
     def table(self, stages: list[str] | None = None) -> str:
@@ -136,9 +140,11 @@ class RateMeter:
         now = time.perf_counter() if now is None else now
         if self._last is not None:
             dt = max(now - self._last, 1e-9)
-            self._interval = dt if self._interval is None else (
-                self.smoothing * self._interval + (1 - self.smoothing) * dt
-            )  # fmt: skip
+            self._interval = (
+                dt
+                if self._interval is None
+                else (self.smoothing * self._interval + (1 - self.smoothing) * dt)
+            )
         self._last = now
         return self.fps
 

@@ -175,8 +175,14 @@ class LandmarkTracker:
         the landmarks have bunched onto one part of it.
         """
         previous = None if from_probe else self._box
-        box = next_crop(points, scores, margin=self.margin, min_score=self.min_score,
-                        lost_below=self.lost_below, frame_size=self._frame_size)  # fmt: skip
+        box = next_crop(
+            points,
+            scores,
+            margin=self.margin,
+            min_score=self.min_score,
+            lost_below=self.lost_below,
+            frame_size=self._frame_size,
+        )
         if box is not None and previous is not None and box.size < self.max_shrink * previous.size:
             box = None
         self._box = box

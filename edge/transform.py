@@ -25,8 +25,11 @@ class CropBox:
     rotation: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"center": [float(self.center[0]), float(self.center[1])], "size": float(self.size),
-                "rotation": float(self.rotation)}  # fmt: skip
+        return {
+            "center": [float(self.center[0]), float(self.center[1])],
+            "size": float(self.size),
+            "rotation": float(self.rotation),
+        }
 
 
 def crop_matrix(box: CropBox, output_size: tuple[int, int]) -> np.ndarray:

@@ -147,8 +147,16 @@ def label_args(task: str, media: Path, out: Path | None = None) -> list[str]:
     spec = TASKS[task]
     out = REPO / (label_dir(task) if out is None else out)
     sources = [_shown(media / s) for s in spec["sources"]]
-    return ["training.label", task, *sources, "--out", _shown(out), "--split", SPLIT_FILE,
-            *spec["label_options"]]  # fmt: skip
+    return [
+        "training.label",
+        task,
+        *sources,
+        "--out",
+        _shown(out),
+        "--split",
+        SPLIT_FILE,
+        *spec["label_options"],
+    ]
 
 
 def label_summary(task: str, out: Path | None = None) -> dict | None:
@@ -170,11 +178,16 @@ def find_media(given: Path | None, tasks: list[str], skip_label: bool) -> Path |
         missing = [str(label_dir(t)) for t in tasks if label_summary(t) is None]
         if missing:
             why = "--skip-label was given" if skip_label else f"{_shown(DEFAULT_MEDIA)} is absent"
-            raise DemoError(f"no labels in {', '.join(missing)} and {why}: pass --media DIR "
-                            "(the folder with pose/, face/ and images/)")  # fmt: skip
+            raise DemoError(
+                f"no labels in {', '.join(missing)} and {why}: pass --media DIR "
+                "(the folder with pose/, face/ and images/)"
+            )
         if media is None:
-            print(f"no media folder ({_shown(DEFAULT_MEDIA)}): using the labels already in "
-                  f"{', '.join(str(label_dir(t)) for t in tasks)}", flush=True)  # fmt: skip
+            print(
+                f"no media folder ({_shown(DEFAULT_MEDIA)}): using the labels already in "
+                f"{', '.join(str(label_dir(t)) for t in tasks)}",
+                flush=True,
+            )
             return None
     if skip_label:
         return media
@@ -183,8 +196,10 @@ def find_media(given: Path | None, tasks: list[str], skip_label: bool) -> Path |
         for source in TASKS[task]["sources"]:
             folder = (media / source).parent if "*" in source else media / source
             if not folder.is_dir():
-                raise DemoError(f"--media {_shown(media)} has no {folder.name}/ folder (it "
-                                "needs pose/, face/ and images/, see its SOURCES.md)")  # fmt: skip
+                raise DemoError(
+                    f"--media {_shown(media)} has no {folder.name}/ folder (it "
+                    "needs pose/, face/ and images/, see its SOURCES.md)"
+                )
     return media
 
 
@@ -234,41 +249,64 @@ def steps_for_budget(relative: str, out: Path, minutes: float) -> tuple[int, flo
     probe = out / f"{config.name}_probe"
     shutil.rmtree(probe, ignore_errors=True)
     # init_from is irrelevant to the step time, and its model may not exist yet.
-    seconds = _run(["training.train", "--config", relative, "--out", str(probe), "epochs=2",
-                    "steps_per_epoch=10", "init_from=null", "--verbose", "2"], "timing probe")  # fmt: skip
+    seconds = _run(
+        [
+            "training.train",
+            "--config",
+            relative,
+            "--out",
+            str(probe),
+            "epochs=2",
+            "steps_per_epoch=10",
+            "init_from=null",
+            "--verbose",
+            "2",
+        ],
+        "timing probe",
+    )
     last = _history(probe)[-1]
     shutil.rmtree(probe, ignore_errors=True)
     per_step = last["epoch_seconds"] / 10
     per_epoch_budget = (minutes * 60 - seconds) / config.epochs - last["val_seconds"]
     steps = int(per_epoch_budget / per_step)
     if steps < 10:
-        raise DemoError(f"{minutes} minutes leaves {max(steps, 0)} steps per epoch on this "
-                        f"machine ({per_step:.2f} s per step); give more --minutes")  # fmt: skip
-    print(f"timing probe: {per_step:.2f} s per step, {last['val_seconds']:.1f} s validation "
-          f"-> {steps} steps per epoch x {config.epochs} epochs", flush=True)  # fmt: skip
+        raise DemoError(
+            f"{minutes} minutes leaves {max(steps, 0)} steps per epoch on this "
+            f"machine ({per_step:.2f} s per step); give more --minutes"
+        )
+    print(
+        f"timing probe: {per_step:.2f} s per step, {last['val_seconds']:.1f} s validation "
+        f"-> {steps} steps per epoch x {config.epochs} epochs",
+        flush=True,
+    )
     return steps, seconds
 
 
-def train_config(task: str, relative: str, out: Path, minutes: float | None,
-                 init_from: Path | None = None) -> dict:  # fmt: skip
+def train_config(
+    task: str, relative: str, out: Path, minutes: float | None, init_from: Path | None = None
+) -> dict:
     """Train config ``relative`` into ``out/<its name>`` (reused when finished, resumed when
     interrupted); ``init_from`` replaces the config's own starting model."""
     config = _load_config(relative)
     run_dir = out / config.name
     model = run_dir / "model.keras"
     if model.is_file() and (run_dir / "summary.json").is_file():
-        print(f"{_shown(model)} exists: reusing it (delete {_shown(run_dir)} to retrain)",
-              flush=True)  # fmt: skip
+        print(
+            f"{_shown(model)} exists: reusing it (delete {_shown(run_dir)} to retrain)", flush=True
+        )
         return {"reused": True, "seconds": None}
     if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir()):
         _step(task, f"training continues in {_shown(run_dir)} (--resume)")
-        seconds = _run(["training.train", "--out", str(run_dir), "--resume", "--verbose", "2"],
-                       "training (resumed)")  # fmt: skip
+        seconds = _run(
+            ["training.train", "--out", str(run_dir), "--resume", "--verbose", "2"],
+            "training (resumed)",
+        )
         return {"reused": False, "seconds": seconds, "resumed": True}
     start = init_from or (REPO / config.init_from if config.init_from else None)
     if start is not None and not start.is_file():
-        raise DemoError(f"{relative} starts from {_shown(start)}, which does not exist: train "
-                        "that model first")  # fmt: skip
+        raise DemoError(
+            f"{relative} starts from {_shown(start)}, which does not exist: train that model first"
+        )
     overrides, probe_seconds = [], 0.0
     if init_from is not None:
         overrides.append(f"init_from={init_from}")
@@ -276,8 +314,19 @@ def train_config(task: str, relative: str, out: Path, minutes: float | None,
         steps, probe_seconds = steps_for_budget(relative, out, minutes)
         overrides.append(f"steps_per_epoch={steps}")
     _step(task, f"training {relative} into {_shown(run_dir)}")
-    seconds = _run(["training.train", "--config", relative, "--out", str(run_dir), *overrides,
-                    "--verbose", "2"], "training")  # fmt: skip
+    seconds = _run(
+        [
+            "training.train",
+            "--config",
+            relative,
+            "--out",
+            str(run_dir),
+            *overrides,
+            "--verbose",
+            "2",
+        ],
+        "training",
+    )
     return {"reused": False, "seconds": seconds + probe_seconds}
 
 
@@ -301,15 +350,20 @@ def _stage_summary(relative: str, out: Path) -> dict:
     """What an earlier stage was: its config, input size and training length."""
     config = _load_config(relative)
     state = _state(out / config.name)
-    return {"config": relative, "input_size": config.input_size, "epochs": config.epochs,
-            "steps_per_epoch": state.get("steps_per_epoch"),
-            "steps": state.get("optimizer_iterations")}  # fmt: skip
+    return {
+        "config": relative,
+        "input_size": config.input_size,
+        "epochs": config.epochs,
+        "steps_per_epoch": state.get("steps_per_epoch"),
+        "steps": state.get("optimizer_iterations"),
+    }
 
 
 def _stage_history(task: str, out: Path) -> list[dict]:
     """Every epoch of every stage of the task's training, in order."""
-    return [h for relative in _stage_configs(task)
-            for h in _history(out / _load_config(relative).name)]  # fmt: skip
+    return [
+        h for relative in _stage_configs(task) for h in _history(out / _load_config(relative).name)
+    ]
 
 
 # --- step 3: evaluation -----------------------------------------------------------------
@@ -319,26 +373,54 @@ def real_set(task: str) -> dict:
     """The real held-out set, as the config names it (dataset.name, val_path or path,
     val_split), and the protocols it is scored with."""
     data = _config(task).dataset
-    return {"dataset": data.name, "data": data.val_path or data.path, "split": data.val_split,
-            "protocols": list(TASKS[task]["protocols"]), "reference": TASKS[task]["teacher"]}  # fmt: skip
+    return {
+        "dataset": data.name,
+        "data": data.val_path or data.path,
+        "split": data.val_split,
+        "protocols": list(TASKS[task]["protocols"]),
+        "reference": TASKS[task]["teacher"],
+    }
 
 
 def synthetic_set(task: str, size: int) -> dict:
     """The synthetic validation split the earlier demo models reported (so numbers compare)."""
     relative = TASKS[task]["synthetic_config"]
     data = _load_config(relative).dataset
-    return {"dataset": data.name, "split": data.val_split, "config": relative,
-            "options": {**data.options, **data.val_options, "size": size}}  # fmt: skip
+    return {
+        "dataset": data.name,
+        "split": data.val_split,
+        "config": relative,
+        "options": {**data.options, **data.val_options, "size": size},
+    }
 
 
-def evaluate(model: Path, out: Path, dataset: dict, *, pictures: int = 0,
-             limit: int | None = None, threads: int = 2) -> dict:  # fmt: skip
+def evaluate(
+    model: Path,
+    out: Path,
+    dataset: dict,
+    *,
+    pictures: int = 0,
+    limit: int | None = None,
+    threads: int = 2,
+) -> dict:
     """``training.evaluate`` of ``model`` on ``dataset`` (a :func:`real_set` or
     :func:`synthetic_set`); returns the runtime, headline and every number, protocols past
     the first merged in (their ``samples`` agree)."""
-    args = ["training.evaluate", "--model", _shown(model), "--dataset", dataset["dataset"],
-            "--split", dataset["split"], "--out", _shown(out), "--pictures", str(pictures),
-            "--threads", str(threads)]  # fmt: skip
+    args = [
+        "training.evaluate",
+        "--model",
+        _shown(model),
+        "--dataset",
+        dataset["dataset"],
+        "--split",
+        dataset["split"],
+        "--out",
+        _shown(out),
+        "--pictures",
+        str(pictures),
+        "--threads",
+        str(threads),
+    ]
     if dataset.get("data"):
         args += ["--data", dataset["data"]]
     for key, value in dataset.get("options", {}).items():
@@ -355,12 +437,23 @@ def evaluate(model: Path, out: Path, dataset: dict, *, pictures: int = 0,
     for extra in report.get("also", {}).values():
         for key, value in extra.items():
             values.setdefault(key, value)
-    return {"runtime": report["runtime"], "headline": report["headline"], **values,
-            "skipped": report.get("skipped", 0)}  # fmt: skip
+    return {
+        "runtime": report["runtime"],
+        "headline": report["headline"],
+        **values,
+        "skipped": report.get("skipped", 0),
+    }
 
 
-def score_models(task: str, models: dict[str, Path], eval_root: Path, *, eval_size: int,
-                 limit: int | None = None, threads: int = 2) -> dict:  # fmt: skip
+def score_models(
+    task: str,
+    models: dict[str, Path],
+    eval_root: Path,
+    *,
+    eval_size: int,
+    limit: int | None = None,
+    threads: int = 2,
+) -> dict:
     """The report's "real" and "synthetic" sections for ``models`` ({"keras": path,
     "tflite": path}); evaluations go to ``eval_root/eval_<set>_<kind>/``. ``limit`` cuts the
     real set short (for a quick look; the report's numbers use all of it)."""
@@ -369,31 +462,55 @@ def score_models(task: str, models: dict[str, Path], eval_root: Path, *, eval_si
     for kind, model in models.items():
         pictures = PICTURES if kind == "tflite" else 0
         _step(task, f"scoring {kind} on the real held-out clips (reference: {real['reference']})")
-        real[kind] = evaluate(model, eval_root / f"eval_real_{kind}", real, pictures=pictures,
-                              limit=limit, threads=threads)  # fmt: skip
+        real[kind] = evaluate(
+            model,
+            eval_root / f"eval_real_{kind}",
+            real,
+            pictures=pictures,
+            limit=limit,
+            threads=threads,
+        )
         if pictures:
             real["pictures"] = _shown(eval_root / f"eval_real_{kind}")
         _step(task, f"scoring {kind} on the synthetic validation split ({eval_size} samples)")
-        synthetic[kind] = evaluate(model, eval_root / f"eval_synthetic_{kind}", synthetic,
-                                   threads=threads)  # fmt: skip
+        synthetic[kind] = evaluate(
+            model, eval_root / f"eval_synthetic_{kind}", synthetic, threads=threads
+        )
     return {"real": real, "synthetic": synthetic}
 
 
 # --- the whole pipeline -----------------------------------------------------------------
 
 
-def make_demo(task: str, out: Path, labels: dict, *, minutes: float | None, eval_size: int,
-              threads: int, install: bool, limit: int | None = None) -> dict:  # fmt: skip
+def make_demo(
+    task: str,
+    out: Path,
+    labels: dict,
+    *,
+    minutes: float | None,
+    eval_size: int,
+    threads: int,
+    install: bool,
+    limit: int | None = None,
+) -> dict:
     """Steps 1-4 for one task; ``limit`` cuts the real held-out set short (a quick check)."""
     config = _config(task)
     run_dir = out / config.name
     trained = train(task, out, minutes)
     tflite = run_dir / f"{task}.tflite"
     _step(task, "converting to a bitpacked .tflite")
-    _run(["converters.convert", str(run_dir / "model.keras"), "-o", str(tflite),
-          "--format", "lce"], "conversion")  # fmt: skip
-    scores = score_models(task, {"keras": run_dir / "model.keras", "tflite": tflite}, run_dir,
-                          eval_size=eval_size, limit=limit, threads=threads)  # fmt: skip
+    _run(
+        ["converters.convert", str(run_dir / "model.keras"), "-o", str(tflite), "--format", "lce"],
+        "conversion",
+    )
+    scores = score_models(
+        task,
+        {"keras": run_dir / "model.keras", "tflite": tflite},
+        run_dir,
+        eval_size=eval_size,
+        limit=limit,
+        threads=threads,
+    )
     m = config.model
     history = _stage_history(task, out)
     train_seconds = sum(h.get("epoch_seconds", 0.0) + h.get("val_seconds", 0.0) for h in history)
@@ -429,8 +546,9 @@ def _number(value) -> str:
 def _metric_keys(section: dict) -> list[str]:
     tflite = section["tflite"]
     keys = [tflite["headline"]]
-    keys += [k for k in tflite if k not in (*keys, "runtime", "headline", "samples", "images",
-                                              "skipped")]  # fmt: skip
+    keys += [
+        k for k in tflite if k not in (*keys, "runtime", "headline", "samples", "images", "skipped")
+    ]
     return keys
 
 
@@ -440,8 +558,11 @@ def write_report(results: dict[str, dict], path: Path) -> None:
     json_path = path.with_suffix(".json")
     merged = json.loads(json_path.read_text()) if json_path.is_file() else {}
     for task in [t for t, r in merged.items() if "real" not in r and t not in results]:
-        print(f"note: dropped the earlier {task} entry from {_shown(json_path)}; rerun with "
-              f"--task {task} to score it on real footage", file=sys.stderr)  # fmt: skip
+        print(
+            f"note: dropped the earlier {task} entry from {_shown(json_path)}; rerun with "
+            f"--task {task} to score it on real footage",
+            file=sys.stderr,
+        )
         del merged[task]
     merged.update(results)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -463,20 +584,27 @@ def write_report(results: dict[str, dict], path: Path) -> None:
         r = merged[task]
         for name in ("real", "synthetic"):
             s = r[name]
-            where = (f"real: {len(r['labels'].get('valid_sources', []))} held-out clips"
-                     if name == "real" else f"synthetic: {s['dataset']}/{s['split']}")  # fmt: skip
+            where = (
+                f"real: {len(r['labels'].get('valid_sources', []))} held-out clips"
+                if name == "real"
+                else f"synthetic: {s['dataset']}/{s['split']}"
+            )
             samples = s["tflite"].get("samples", s["tflite"].get("images"))
             for key in _metric_keys(s):
                 better = "lower" if key in LOWER_IS_BETTER else "higher"
-                lines.append(f"| {task} | {where} | {samples} | {key} ({better} is better) | "
-                             f"{_number(s['keras'].get(key))} | {_number(s['tflite'][key])} |")  # fmt: skip
+                lines.append(
+                    f"| {task} | {where} | {samples} | {key} ({better} is better) | "
+                    f"{_number(s['keras'].get(key))} | {_number(s['tflite'][key])} |"
+                )
     lines.append("")
     for task in sorted(merged):
         r = merged[task]
         records = r["labels"].get("records", {})
-        before = "".join(f"after `{st['config']}` (input {st['input_size']}, {st['epochs']} "
-                         f"epochs x {st['steps_per_epoch']} steps), "
-                         for st in r.get("stages", []))  # fmt: skip
+        before = "".join(
+            f"after `{st['config']}` (input {st['input_size']}, {st['epochs']} "
+            f"epochs x {st['steps_per_epoch']} steps), "
+            for st in r.get("stages", [])
+        )
         lines += [
             f"- **{task}**: {r['model']} (`{r['config']}`); {before}{r['epochs']} epochs x "
             f"{r['steps_per_epoch']} steps of {r['batch_size']} ({r['steps']} steps), "
@@ -485,12 +613,16 @@ def write_report(results: dict[str, dict], path: Path) -> None:
             f"  Labels: {records.get('train')} training / {records.get('valid')} held-out "
             f"records, teacher {r['real']['reference']}, from `{r['labels']['command']}`.",
         ]
-    pictures = [r["real"]["pictures"] for _, r in sorted(merged.items())
-                if r["real"].get("pictures")]  # fmt: skip
+    pictures = [
+        r["real"]["pictures"] for _, r in sorted(merged.items()) if r["real"].get("pictures")
+    ]
     if pictures:
-        lines += ["", "Side-by-side pictures (teacher | model) of held-out frames are written "
-                  f"to {', '.join(f'`{p}/`' for p in pictures)} by the run; they show people "
-                  "from the media and are not committed."]  # fmt: skip
+        lines += [
+            "",
+            "Side-by-side pictures (teacher | model) of held-out frames are written "
+            f"to {', '.join(f'`{p}/`' for p in pictures)} by the run; they show people "
+            "from the media and are not committed.",
+        ]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -503,34 +635,67 @@ def build_parser() -> ArgumentParser:
         "install them in edge/models/ with the report benchmarks/results/demo_models.md.",
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--task", choices=("pose", "face", "both"), default="both",
-                   help="which demo model to make")  # fmt: skip
-    p.add_argument("--media", type=Path, default=None, metavar="DIR",
-                   help="the real media folder (pose/, face/, images/; see its SOURCES.md) "
-                   f"(default: {_shown(DEFAULT_MEDIA)} when it exists; without it, the labels "
-                   "already in data/ are used)")  # fmt: skip
-    p.add_argument("--skip-label", action="store_true",
-                   help="use the labels already in data/real_* instead of running the label "
-                   "tool (which resumes, so running it again costs only a read-back)")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("runs"), metavar="DIR",
-                   help="folder for the training runs (<out>/<config name>, e.g. "
-                   "runs/real_pose), .tflite files and evaluations; a finished run there is "
-                   "reused, an interrupted one resumed")  # fmt: skip
-    p.add_argument("--minutes", type=float, default=None, metavar="M",
-                   help="training time per model on this machine: a short probe measures the "
-                   "step time and steps_per_epoch is set to fit; approximate, since a busy "
-                   "machine can run slower than the probe saw (default: the config as is)")  # fmt: skip
-    p.add_argument("--eval-size", type=positive_int, default=500, metavar="N",
-                   help="synthetic validation samples scored (the real held-out set is "
-                   "always scored whole)")  # fmt: skip
-    add_threads_argument(p, help="interpreter threads for the .tflite evaluations (1 on a "
-                         "busy machine)")  # fmt: skip
-    p.add_argument("--no-install", dest="install", action="store_false",
-                   help="do not copy the .tflite files to edge/models/ nor update the report "
-                   "(default: do both)")  # fmt: skip
-    p.add_argument("--report", type=Path, default=REPORT, metavar="FILE.md",
-                   help="markdown report to update (a .json twin is written beside it; "
-                   "default: benchmarks/results/demo_models.md)")  # fmt: skip
+    p.add_argument(
+        "--task", choices=("pose", "face", "both"), default="both", help="which demo model to make"
+    )
+    p.add_argument(
+        "--media",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the real media folder (pose/, face/, images/; see its SOURCES.md) "
+        f"(default: {_shown(DEFAULT_MEDIA)} when it exists; without it, the labels "
+        "already in data/ are used)",
+    )
+    p.add_argument(
+        "--skip-label",
+        action="store_true",
+        help="use the labels already in data/real_* instead of running the label "
+        "tool (which resumes, so running it again costs only a read-back)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs"),
+        metavar="DIR",
+        help="folder for the training runs (<out>/<config name>, e.g. "
+        "runs/real_pose), .tflite files and evaluations; a finished run there is "
+        "reused, an interrupted one resumed",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        metavar="M",
+        help="training time per model on this machine: a short probe measures the "
+        "step time and steps_per_epoch is set to fit; approximate, since a busy "
+        "machine can run slower than the probe saw (default: the config as is)",
+    )
+    p.add_argument(
+        "--eval-size",
+        type=positive_int,
+        default=500,
+        metavar="N",
+        help="synthetic validation samples scored (the real held-out set is always scored whole)",
+    )
+    add_threads_argument(
+        p, help="interpreter threads for the .tflite evaluations (1 on a busy machine)"
+    )
+    p.add_argument(
+        "--no-install",
+        dest="install",
+        action="store_false",
+        help="do not copy the .tflite files to edge/models/ nor update the report "
+        "(default: do both)",
+    )
+    p.add_argument(
+        "--report",
+        type=Path,
+        default=REPORT,
+        metavar="FILE.md",
+        help="markdown report to update (a .json twin is written beside it; "
+        "default: benchmarks/results/demo_models.md)",
+    )
     return p
 
 
@@ -547,9 +712,15 @@ def main(argv: list[str] | None = None) -> int:
         # Step 0 for every task first, so a labelling problem shows before hours of training.
         labels = {task: label(task, media, run=not args.skip_label) for task in tasks}
         for task in tasks:
-            results[task] = make_demo(task, out, labels[task], minutes=args.minutes,
-                                      eval_size=args.eval_size, threads=args.threads,
-                                      install=args.install)  # fmt: skip
+            results[task] = make_demo(
+                task,
+                out,
+                labels[task],
+                minutes=args.minutes,
+                eval_size=args.eval_size,
+                threads=args.threads,
+                install=args.install,
+            )
     except DemoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -562,8 +733,10 @@ def main(argv: list[str] | None = None) -> int:
     for task, r in results.items():
         for name in ("real", "synthetic"):
             key = r[name]["tflite"]["headline"]
-            print(f"{task} {name}: {key} Keras {_number(r[name]['keras'][key])}, .tflite "
-                  f"{_number(r[name]['tflite'][key])}")  # fmt: skip
+            print(
+                f"{task} {name}: {key} Keras {_number(r[name]['keras'][key])}, .tflite "
+                f"{_number(r[name]['tflite'][key])}"
+            )
         print(f"{task}: {r['tflite_bytes'] / 1e6:.3f} MB; pictures in {r['real'].get('pictures')}")
     return 0
 

@@ -45,8 +45,9 @@ def step(*args: str) -> None:
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python examples/train_faceparts.py",
-                       description=__doc__.split("\n\n")[0])  # fmt: skip
+    p = ArgumentParser(
+        prog="python examples/train_faceparts.py", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--media", type=Path, default=MEDIA, help="folder of real face clips")
     p.add_argument("--out", type=Path, default=Path("runs/faceparts"), help="run folder")
     p.add_argument("--install", action="store_true", help="copy the model into edge/models")
@@ -56,25 +57,66 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: make(args),
-                   interrupted=f"interrupted; rerun the same command to continue from {args.out}")  # fmt: skip
+    return run_cli(
+        lambda: make(args),
+        interrupted=f"interrupted; rerun the same command to continue from {args.out}",
+    )
 
 
 def make(args) -> None:
     if not args.media.is_dir():
         raise StepError(f"no face clips in {args.media} (pass --media)")
-    step("training.label", "faceparts", str(args.media), "--out", "data/real_faceparts",
-         "--split", "configs/splits/real_media.yaml", "--every", "3", "--max-per-source", "100")  # fmt: skip
+    step(
+        "training.label",
+        "faceparts",
+        str(args.media),
+        "--out",
+        "data/real_faceparts",
+        "--split",
+        "configs/splits/real_media.yaml",
+        "--every",
+        "3",
+        "--max-per-source",
+        "100",
+    )
     resume = ["--resume"] if (args.out / "checkpoints").is_dir() else []
-    step("training.train", "--config", "configs/faceparts.yaml", "--out", str(args.out),
-         *resume, *args.overrides)  # fmt: skip
+    step(
+        "training.train",
+        "--config",
+        "configs/faceparts.yaml",
+        "--out",
+        str(args.out),
+        *resume,
+        *args.overrides,
+    )
     model = args.out / "faceparts.tflite"
     step("converters.convert", str(args.out / "model.keras"), "-o", str(model))
-    step("training.evaluate", "--model", str(model), "--dataset", "label-map", "--data",
-         "data/real_faceparts", "--split", "valid", "--out", str(args.out / "eval_real"))  # fmt: skip
-    step("training.evaluate", "--model", str(model), "--dataset", "synthetic-faceparts",
-         "--option", "size=200", "--option", "image_size=160", "--out",
-         str(args.out / "eval_synthetic"))  # fmt: skip
+    step(
+        "training.evaluate",
+        "--model",
+        str(model),
+        "--dataset",
+        "label-map",
+        "--data",
+        "data/real_faceparts",
+        "--split",
+        "valid",
+        "--out",
+        str(args.out / "eval_real"),
+    )
+    step(
+        "training.evaluate",
+        "--model",
+        str(model),
+        "--dataset",
+        "synthetic-faceparts",
+        "--option",
+        "size=200",
+        "--option",
+        "image_size=160",
+        "--out",
+        str(args.out / "eval_synthetic"),
+    )
     if args.install:
         shutil.copyfile(model, REPO / "edge" / "models" / "faceparts.tflite")
         print(f"installed {REPO / 'edge' / 'models' / 'faceparts.tflite'}")

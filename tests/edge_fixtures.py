@@ -32,5 +32,11 @@ test_inputs.__test__ = False  # not a pytest test
 def run_python(code: str, *, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run Python code in a fresh interpreter (for runtimes that must not share a process)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -58,10 +58,15 @@ def _hand_built(binary: bool, *, pad_values: float = 1.0, num_landmarks: int = L
     def conv(filters, x):
         if binary:
             return lq.layers.QuantConv2D(
-                filters, 3, padding="same", pad_values=pad_values, use_bias=False,
-                input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+                filters,
+                3,
+                padding="same",
+                pad_values=pad_values,
+                use_bias=False,
+                input_quantizer="ste_sign",
+                kernel_quantizer="ste_sign",
                 kernel_constraint="weight_clip",
-            )(x)  # fmt: skip
+            )(x)
         return tf.keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
 
     bn = tf.keras.layers.BatchNormalization
@@ -85,8 +90,15 @@ def build_model(binary: bool, *, seed: int = 0) -> tf.keras.Model:
     tf.keras.utils.set_random_seed(seed)
     build = _hourglass_builder()
     if build is not None and binary:
-        model = build(num_stacks=2, depth=1, features=64, num_landmarks=LANDMARKS,
-                      input_size=INPUT, block="hpm", binary=True)  # fmt: skip
+        model = build(
+            num_stacks=2,
+            depth=1,
+            features=64,
+            num_landmarks=LANDMARKS,
+            input_size=INPUT,
+            block="hpm",
+            binary=True,
+        )
     else:
         model = _hand_built(binary)
     randomise_batchnorm(model, seed)
@@ -117,8 +129,9 @@ def converted(kind: str, fmt: str) -> Path:
     out = _WORK / f"{kind}_{fmt}.tflite"
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
-        status = main([str(saved_model(kind)), "-o", str(out), "--format", fmt,
-                       "--check-inputs", "4"])  # fmt: skip
+        status = main(
+            [str(saved_model(kind)), "-o", str(out), "--format", fmt, "--check-inputs", "4"]
+        )
     CLI_OUTPUT[(kind, fmt)] = text.getvalue()
     assert status == 0, text.getvalue()
     return out
@@ -150,14 +163,22 @@ def run_python(code: str, *, timeout: float = 300) -> subprocess.CompletedProces
     """Run Python code in a fresh interpreter (for runtimes that must not share a process)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
-    )  # fmt: skip
+    )
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "converters.convert", *args], cwd=REPO, env=env,
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        [sys.executable, "-m", "converters.convert", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

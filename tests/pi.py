@@ -202,8 +202,9 @@ def build_pi(dest: Path | None = None, release: str = BOOKWORM) -> Pi:
         )
     if release == BOOKWORM:
         return Pi(root=root, site=site)
-    return Pi(root=root, site=site, python_version=PYTHON_OF[release],
-              qemu=str(dest / "qemu-aarch64"))  # fmt: skip
+    return Pi(
+        root=root, site=site, python_version=PYTHON_OF[release], qemu=str(dest / "qemu-aarch64")
+    )
 
 
 _session_pis: dict[str, Pi] = {}
@@ -244,8 +245,15 @@ def save_tiny_landmark_keras(path: Path, *, binary: bool) -> Path:
 
     tf.keras.utils.set_random_seed(0)
     if build_hourglass is not None:
-        model = build_hourglass(num_stacks=1, depth=2, features=32, num_landmarks=16,
-                                input_size=64, block="hpm", binary=binary)  # fmt: skip
+        model = build_hourglass(
+            num_stacks=1,
+            depth=2,
+            features=32,
+            num_landmarks=16,
+            input_size=64,
+            block="hpm",
+            binary=binary,
+        )
     else:
         import larq as lq
 
@@ -253,10 +261,15 @@ def save_tiny_landmark_keras(path: Path, *, binary: bool) -> Path:
             if not binary:
                 return tf.keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
             return lq.layers.QuantConv2D(
-                filters, 3, padding="same", pad_values=1.0, use_bias=False,
-                input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+                filters,
+                3,
+                padding="same",
+                pad_values=1.0,
+                use_bias=False,
+                input_quantizer="ste_sign",
+                kernel_quantizer="ste_sign",
                 kernel_constraint="weight_clip",
-            )(x)  # fmt: skip
+            )(x)
 
         inp = tf.keras.Input((64, 64, 3))
         x = tf.keras.layers.Conv2D(32, 3, strides=2, padding="same")(inp)
@@ -274,8 +287,14 @@ def save_tiny_landmark_keras(path: Path, *, binary: bool) -> Path:
     for layer in model.submodules:
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.3, beta.shape),
-                               rng.normal(0, 0.3, mean.shape), rng.uniform(0.5, 2, var.shape)])  # fmt: skip
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape),
+                    rng.normal(0, 0.3, beta.shape),
+                    rng.normal(0, 0.3, mean.shape),
+                    rng.uniform(0.5, 2, var.shape),
+                ]
+            )
     path = Path(path)
     model.save(path)
     return path
@@ -284,10 +303,25 @@ def save_tiny_landmark_keras(path: Path, *, binary: bool) -> Path:
 def convert_model(keras_path: Path, out: Path, *, fmt: str) -> Path:
     """``python -m converters.convert`` (the project's converter CLI) on a tiny model."""
     proc = subprocess.run(
-        [sys.executable, "-m", "converters.convert", str(keras_path), "-o", str(out),
-         "--format", fmt, "--skeleton", "mpii16", "--check-inputs", "0"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "converters.convert",
+            str(keras_path),
+            "-o",
+            str(out),
+            "--format",
+            fmt,
+            "--skeleton",
+            "mpii16",
+            "--check-inputs",
+            "0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if proc.returncode != 0:
         raise AssertionError(f"converters.convert failed:\n{proc.stderr[-3000:]}")
     return out
@@ -341,16 +375,28 @@ def tiny_model(fmt: str) -> Path:
             " '--skeleton', 'mpii16', '--check-inputs', '0']))\n"
         )
         env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2")
-        proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=900)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         if proc.returncode != 0:
             raise AssertionError(f"building the tiny {fmt} model failed:\n{proc.stderr[-3000:]}")
         _tiny_models[fmt] = out
     return _tiny_models[fmt]
 
 
-def check_service_unit(unit: str, *, user: str, prefix: str, token: str | None = None,
-                       sysusers: str = "/etc/sysusers.d/binland.conf") -> None:  # fmt: skip
+def check_service_unit(
+    unit: str,
+    *,
+    user: str,
+    prefix: str,
+    token: str | None = None,
+    sysusers: str = "/etc/sysusers.d/binland.conf",
+) -> None:
     """Assert what ``edge.deploy``'s systemd unit must say: the unprivileged user in group
     video, the hardening that leaves the camera alone (its device groups allowed, /dev not
     hidden), the stream's sockets, only the output folder writable, restarts with a back-off
@@ -367,11 +413,20 @@ def check_service_unit(unit: str, *, user: str, prefix: str, token: str | None =
     assert any(x.startswith("ExecStartPre=-+/bin/sh -c ") for x in lines)  # the back-off wait
     assert any(x.startswith("ExecStopPost=-+/bin/sh -c ") for x in lines)  # ... and its count
     assert not any(x.startswith(("RestartSteps=", "RestartMaxDelaySec=")) for x in lines)
-    for line in (f"User={user}", "SupplementaryGroups=video", f"EnvironmentFile={prefix}/binland.env",
-                 "NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
-                 f"ReadWritePaths=-{prefix}/output", "Restart=always", "RestartSec=5",
-                 "StartLimitIntervalSec=0",
-                 f"ExecStartPre=+/usr/bin/install -d -o {user} -g video -m 2750 {prefix}/output"):  # fmt: skip
+    for line in (
+        f"User={user}",
+        "SupplementaryGroups=video",
+        f"EnvironmentFile={prefix}/binland.env",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        f"ReadWritePaths=-{prefix}/output",
+        "Restart=always",
+        "RestartSec=5",
+        "StartLimitIntervalSec=0",
+        f"ExecStartPre=+/usr/bin/install -d -o {user} -g video -m 2750 {prefix}/output",
+    ):
         assert line in lines, f"{line!r} missing from the unit:\n{unit}"
     assert [x for x in lines if x.startswith("User=")] == [f"User={user}"]
     assert not any(x.startswith(("PrivateDevices", "DynamicUser")) for x in lines)

@@ -98,8 +98,10 @@ def test_blur_and_occluder_change_pixels_not_labels():
     np.testing.assert_array_equal(p0, p1)
     np.testing.assert_array_equal(v0, v1)
     # Blur spreads the blobs' edges: neighbouring pixels differ less.
-    assert np.abs(np.diff(blurred.astype(int), axis=1)).max() < 0.8 * np.abs(
-        np.diff(plain.astype(int), axis=1)).max()  # fmt: skip
+    assert (
+        np.abs(np.diff(blurred.astype(int), axis=1)).max()
+        < 0.8 * np.abs(np.diff(plain.astype(int), axis=1)).max()
+    )
     covered, _, p2, _ = crop_sample(
         sample, 64, MPII16, AugmentParams(occluder=(0.25, 0.5, 0.5, 0.25, 77.0))
     )
@@ -110,8 +112,10 @@ def test_blur_and_occluder_change_pixels_not_labels():
 
 def test_real_footage_draws_are_off_by_default_and_follow_their_config():
     rng = np.random.default_rng(1)
-    assert all(d.blur == 0 and d.occluder is None
-               for d in (sample_params(rng, AugmentConfig()) for _ in range(200)))  # fmt: skip
+    assert all(
+        d.blur == 0 and d.occluder is None
+        for d in (sample_params(rng, AugmentConfig()) for _ in range(200))
+    )
     on = AugmentConfig(blur_prob=0.3, occlusion_prob=0.5, occlusion_max=0.3)
     draws = [sample_params(rng, on) for _ in range(3000)]
     assert abs(np.mean([d.blur > 0 for d in draws]) - 0.3) < 0.03
@@ -175,8 +179,15 @@ def test_pipeline_batches_and_skips_corrupt_records():
 
     data = _PartlyCorrupt(12)
     codec = HeatmapCodec((64, 64), (16, 16), sigma=1.0)
-    ds = training_dataset(data, codec=codec, normalise=Normalisation(), augment=AugmentConfig(),
-                          batch_size=4, num_stacks=2, seed=1)  # fmt: skip
+    ds = training_dataset(
+        data,
+        codec=codec,
+        normalise=Normalisation(),
+        augment=AugmentConfig(),
+        batch_size=4,
+        num_stacks=2,
+        seed=1,
+    )
     batches = list(ds.take(4))  # 16 examples: more than one pass over the 8 good records
     images, targets = batches[0]
     assert images.shape == (4, 64, 64, 3)

@@ -52,16 +52,22 @@ def without_native(tmp_path):
     that imports the copy.
     """
     copy = tmp_path / "site"
-    shutil.copytree(Path(edge.__file__).parent, copy / "edge",
-                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))  # fmt: skip
+    shutil.copytree(
+        Path(edge.__file__).parent,
+        copy / "edge",
+        ignore=shutil.ignore_patterns("*.so", "__pycache__"),
+    )
     # After a non-editable `pip install`, the installed distribution's library is found for
     # any copy of the same C sources (edge.native._distribution_library). A comment makes
     # the copy's sources another version, which no installed library was built from, so the
     # child sees no library in editable and non-editable installs alike.
     with open(copy / "edge" / "native" / "delegate.c", "a", encoding="utf-8") as f:
         f.write("\n/* a copy made by tests/test_backends.py: built from nothing installed */\n")
-    return {"PYTHONPATH": str(copy), "XDG_CACHE_HOME": str(tmp_path / "empty-cache"),
-            "CC": str(tmp_path / "no-such-compiler")}  # fmt: skip
+    return {
+        "PYTHONPATH": str(copy),
+        "XDG_CACHE_HOME": str(tmp_path / "empty-cache"),
+        "CC": str(tmp_path / "no-such-compiler"),
+    }
 
 
 @pytest.fixture
@@ -98,8 +104,14 @@ except BackendError as exc:
 print(json.dumps(out, default=str))
 """
     env = {**os.environ, **without_native}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["edge"].startswith(without_native["PYTHONPATH"])
@@ -125,8 +137,17 @@ print(auto_backend_name(data), backend.native)
 """
     env = {**os.environ, **without_native}
     del env["CC"]  # the system's compiler
-    runs = [subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
-                           capture_output=True, text=True, timeout=300) for _ in range(2)]  # fmt: skip
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        for _ in range(2)
+    ]
     for proc in runs:
         assert proc.returncode == 0, proc.stderr
     cache = tmp_path / "empty-cache" / "binland" / "native"
@@ -223,8 +244,9 @@ def test_landmark_model_predicts_in_image_pixels(fmt):
     to_crop = crop_matrix(box, model.metadata.input_size)
     crop = cv2.warpAffine(image, to_crop, model.metadata.input_size, flags=cv2.INTER_LINEAR)
     in_crop = model.predict(crop, full_frame_box(*model.metadata.input_size))
-    np.testing.assert_allclose(in_image.points, apply_affine(invert_affine(to_crop), in_crop.points),
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        in_image.points, apply_affine(invert_affine(to_crop), in_crop.points), atol=1e-6
+    )
     np.testing.assert_array_equal(in_image.scores, in_crop.scores)
 
     # Moving the object and its box together moves the landmarks by the same amount.

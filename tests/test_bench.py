@@ -21,15 +21,32 @@ def pose_model(tmp_path_factory) -> Path:
 
 def bench(*args) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "edge.bench", *map(str, args)], env=env,
-                          cwd=REPO, capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "edge.bench", *map(str, args)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_bench_json_reports_every_backend_and_thread_count(pose_model):
     from edge.backends import BACKENDS
 
-    proc = bench("--model", pose_model, "--threads", "1,2", "--frames", "20", "--warmup", "2",
-                 "--overhead-frames", "100", "--json")  # fmt: skip
+    proc = bench(
+        "--model",
+        pose_model,
+        "--threads",
+        "1,2",
+        "--frames",
+        "20",
+        "--warmup",
+        "2",
+        "--overhead-frames",
+        "100",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["model_size_mb"] == pytest.approx(pose_model.stat().st_size / 1e6)
@@ -45,8 +62,7 @@ def test_bench_json_reports_every_backend_and_thread_count(pose_model):
         assert r["fps"] == pytest.approx(1e3 / r["mean_ms"])
         assert 20 < r["peak_rss_mb"] < 2000  # a real process's memory, in MB
     overhead = report["overhead"]
-    assert set(overhead["stages_mean_ms"]) == {"crop", "decode", "tracking", "smoothing",
-                                               "drawing"}  # fmt: skip
+    assert set(overhead["stages_mean_ms"]) == {"crop", "decode", "tracking", "smoothing", "drawing"}
     assert overhead["size"] == [640, 480] and overhead["target_ms"] == 3.0
     # Every stage ran and was timed; whether the total meets the 3 ms target is for
     # python -m benchmarks.speed on a quiet machine (a shared CI machine's other jobs count too).
@@ -56,8 +72,18 @@ def test_bench_json_reports_every_backend_and_thread_count(pose_model):
 
 
 def test_bench_table_and_errors(pose_model, tmp_path):
-    proc = bench("--model", pose_model, "--backends", "tflite", "--threads", "1", "--frames", "5",
-                 "--overhead-frames", "0")  # fmt: skip
+    proc = bench(
+        "--model",
+        pose_model,
+        "--backends",
+        "tflite",
+        "--threads",
+        "1",
+        "--frames",
+        "5",
+        "--overhead-frames",
+        "0",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "p50 ms" in proc.stdout and "tflite" in proc.stdout
     assert "per-frame work" not in proc.stdout

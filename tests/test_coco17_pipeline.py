@@ -24,8 +24,14 @@ BASKETBALL = SAMPLES / "basketball1.png"
 
 
 def _run(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,22 +56,43 @@ def test_coco17_from_labels_to_live_jsonl_names(teacher_available, tmp_path):
     split = tmp_path / "split.yaml"
     split.write_text("valid:\n  pose: [pan]\n")
     data = tmp_path / "labels"
-    done = _run("training.label", "pose", str(clip), str(MESSI), str(BASKETBALL), "--out",
-                str(data), "--split", str(split), "--every", "2")  # fmt: skip
+    done = _run(
+        "training.label",
+        "pose",
+        str(clip),
+        str(MESSI),
+        str(BASKETBALL),
+        "--out",
+        str(data),
+        "--split",
+        str(split),
+        "--every",
+        "2",
+    )
     assert done.returncode == 0, done.stderr
     annotations = data / "annotations"
 
     run = tmp_path / "run"
     done = _run(
-        "training.train", "--config", str(REPO / "configs" / "pose_v2_96.yaml"), "--out", str(run),
+        "training.train",
+        "--config",
+        str(REPO / "configs" / "pose_v2_96.yaml"),
+        "--out",
+        str(run),
         f"dataset.path={annotations / 'person_keypoints_train.json'}",
         f"dataset.options={{images: {data / 'images'}}}",
         f"dataset.val_path={annotations / 'person_keypoints_valid.json'}",
         # the recipe's drawn figures (COCO-17 limbs), fewer; its other mix entries need data/
         "dataset.mix=[{name: synthetic-pose, options: {size: 16, image_size: 64, skeleton: coco17}}]",
-        "model.depth=1", "model.features=32", "input_size=64", "batch_size=4", "epochs=1",
-        "steps_per_epoch=3", "--verbose", "2",
-    )  # fmt: skip
+        "model.depth=1",
+        "model.features=32",
+        "input_size=64",
+        "batch_size=4",
+        "epochs=1",
+        "steps_per_epoch=3",
+        "--verbose",
+        "2",
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     sidecar = json.loads((run / "model.landmarks.json").read_text())
     assert sidecar["skeleton"] == "coco17" and tuple(sidecar["landmarks"]) == COCO17.landmarks
@@ -75,8 +102,18 @@ def test_coco17_from_labels_to_live_jsonl_names(teacher_available, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
 
     jsonl = tmp_path / "out.jsonl"
-    done = _run("edge.live", "--model", str(model), "--source", str(clip), "--jsonl", str(jsonl),
-                "--threads", "1", "--no-smoothing")  # fmt: skip
+    done = _run(
+        "edge.live",
+        "--model",
+        str(model),
+        "--source",
+        str(clip),
+        "--jsonl",
+        str(jsonl),
+        "--threads",
+        "1",
+        "--no-smoothing",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert len(records) == 8  # one per frame of the clip

@@ -76,14 +76,31 @@ def test_sidecar_metadata_and_flags_override_it(tmp_path):
     from edge.metadata import LandmarkMetadata
 
     sidecar = LandmarkMetadata.for_skeleton(
-        "mpii16", input_size=(1, 1), heatmap_size=(1, 1), model_name="from-sidecar",
-        model_version="7", input_mean=(1.0, 2.0, 3.0), box_margin=1.4, heatmap_sigma=2.0,
+        "mpii16",
+        input_size=(1, 1),
+        heatmap_size=(1, 1),
+        model_name="from-sidecar",
+        model_version="7",
+        input_mean=(1.0, 2.0, 3.0),
+        box_margin=1.4,
+        heatmap_sigma=2.0,
         refine="dark",
-    )  # fmt: skip
+    )
     (tmp_path / "face.keras.landmarks.json").write_text(sidecar.to_json())
     out = tmp_path / "face.tflite"
-    argv = [str(model_path), "-o", str(out), "--check-inputs", "0", "--name", "flagged",
-            "--input-std", "58,57,57", "--input-color", "BGR"]  # fmt: skip
+    argv = [
+        str(model_path),
+        "-o",
+        str(out),
+        "--check-inputs",
+        "0",
+        "--name",
+        "flagged",
+        "--input-std",
+        "58,57,57",
+        "--input-color",
+        "BGR",
+    ]
     assert main(argv) == 0
     meta = read_metadata(out)
     assert meta.model_name == "flagged" and meta.model_version == "7"
@@ -109,8 +126,9 @@ def _ternary_model(path):
     import larq as lq
 
     inputs = tf.keras.Input((32, 32, 3))
-    x = lq.layers.QuantConv2D(32, 3, padding="same", input_quantizer="ste_tern",
-                              kernel_quantizer="ste_sign")(inputs)  # fmt: skip
+    x = lq.layers.QuantConv2D(
+        32, 3, padding="same", input_quantizer="ste_tern", kernel_quantizer="ste_sign"
+    )(inputs)
     tf.keras.Model(inputs, tf.keras.layers.Conv2D(16, 1)(x)).save(path)
 
 
@@ -160,8 +178,9 @@ def test_sidecar_json_written_by_training_is_read_next_to_the_model(tmp_path):
     model_path.write_bytes(saved_model("real").read_bytes())
     from edge.metadata import LandmarkMetadata
 
-    meta = LandmarkMetadata.for_skeleton("mpii16", input_size=(256, 256), heatmap_size=(64, 64),
-                                         model_name="sidecar-name")  # fmt: skip
+    meta = LandmarkMetadata.for_skeleton(
+        "mpii16", input_size=(256, 256), heatmap_size=(64, 64), model_name="sidecar-name"
+    )
     (tmp_path / "pose.landmarks.json").write_text(meta.to_json())
     assert main([str(model_path), "--check-inputs", "0"]) == 0
     assert read_metadata(tmp_path / "pose.tflite").model_name == "sidecar-name"
@@ -178,9 +197,16 @@ def _mixed_binary_model() -> tf.keras.Model:
     x = tf.keras.layers.BatchNormalization()(x)
     x = lq.layers.QuantConv2D(64, 3, strides=2, padding="same", pad_values=1.0, **sign)(x)
     x = tf.keras.layers.BatchNormalization()(x)
-    x = lq.layers.QuantConv2D(64, 5, padding="same", pad_values=1.0, dilation_rate=2,
-                              input_quantizer="approx_sign",
-                              kernel_quantizer="magnitude_aware_sign", use_bias=True)(x)  # fmt: skip
+    x = lq.layers.QuantConv2D(
+        64,
+        5,
+        padding="same",
+        pad_values=1.0,
+        dilation_rate=2,
+        input_quantizer="approx_sign",
+        kernel_quantizer="magnitude_aware_sign",
+        use_bias=True,
+    )(x)
     x = tf.keras.layers.BatchNormalization()(x)
     x = lq.layers.QuantConv2D(32, 3, padding="same", pad_values=0.0, **sign)(x)
     x = tf.keras.layers.BatchNormalization()(x)
@@ -253,8 +279,14 @@ def test_wiring_variant_converts_to_lce_ops_and_runs_in_stock_runtimes(tmp_path,
 
     native.ensure_library()  # compiles once into the user cache if the install did not
     tf.keras.utils.set_random_seed(3)
-    model = build_hourglass(num_stacks=1, depth=1, features=64, num_landmarks=lm.LANDMARKS,
-                            input_size=lm.INPUT, **WIRINGS[wiring])  # fmt: skip
+    model = build_hourglass(
+        num_stacks=1,
+        depth=1,
+        features=64,
+        num_landmarks=lm.LANDMARKS,
+        input_size=lm.INPUT,
+        **WIRINGS[wiring],
+    )
     lm.randomise_batchnorm(model, seed=3)
     x = test_inputs(12)
     if "heatmap_activation" in WIRINGS[wiring]:

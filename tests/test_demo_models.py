@@ -112,8 +112,11 @@ def test_landmark_model_finds_the_landmarks_of_validation_samples(task):
         assert result.points.shape == (k, 2) and result.names == get_skeleton(skeleton).landmarks
         assert np.all(np.isfinite(result.points))
         err = np.linalg.norm(result.points - sample.points, axis=1)
-        norm = sample.head_size if task == "pose" else np.linalg.norm(
-            sample.points[36] - sample.points[45])  # fmt: skip
+        norm = (
+            sample.head_size
+            if task == "pose"
+            else np.linalg.norm(sample.points[36] - sample.points[45])
+        )
         scored = sample.visible.copy()
         scored[list(get_skeleton(skeleton).excluded_from_mean)] = False  # pelvis, thorax
         errors.append(err[scored] / norm)
@@ -156,13 +159,17 @@ def test_training_evaluate_reproduces_the_real_held_out_number(task):
     _, out = _label_command(report)
     summary = REPO / out / f"summary_{task}.json"
     if not data.exists() or not summary.is_file():
-        pytest.skip(f"{real['data']} is not here (teacher labels of the media, never committed): "
-                    f"make it with {report['labels']['command']}")  # fmt: skip
+        pytest.skip(
+            f"{real['data']} is not here (teacher labels of the media, never committed): "
+            f"make it with {report['labels']['command']}"
+        )
     held_out = json.loads(summary.read_text())["records"]["valid"]
     if held_out != report["labels"]["records"]["valid"]:
-        pytest.skip(f"{out} holds {held_out} held-out records, the report "
-                    f"{report['labels']['records']['valid']}: it was labelled differently; "
-                    f"relabel with {report['labels']['command']}")  # fmt: skip
+        pytest.skip(
+            f"{out} holds {held_out} held-out records, the report "
+            f"{report['labels']['records']['valid']}: it was labelled differently; "
+            f"relabel with {report['labels']['command']}"
+        )
     _reproduce(task, real, _open(real, data))
 
 
@@ -179,8 +186,10 @@ def test_real_held_out_number_reproduces_from_the_media(task, tmp_path):
     stems = set(report["labels"]["valid_sources"])
     clips = [p for p in expand([str(MEDIA)]) if p.stem in stems]
     if not MEDIA.is_dir() or len(clips) != len(stems):
-        pytest.skip(f"the media folder {MEDIA} (never committed) with the report's "
-                    f"{len(stems)} held-out clips is not here")  # fmt: skip
+        pytest.skip(
+            f"the media folder {MEDIA} (never committed) with the report's "
+            f"{len(stems)} held-out clips is not here"
+        )
     try:
         for name in MEMBERS:
             teacher_model(name)
@@ -191,11 +200,23 @@ def test_real_held_out_number_reproduces_from_the_media(task, tmp_path):
         # Made before face labels had versions: with the plain mesh table (version 1).
         options += ["--labels-version", "1"]
     done = subprocess.run(
-        [sys.executable, "-m", "training.label", task, *map(str, clips), *options,
-         "--out", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=1800, check=False,
+        [
+            sys.executable,
+            "-m",
+            "training.label",
+            task,
+            *map(str, clips),
+            *options,
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
         env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((tmp_path / f"summary_{task}.json").read_text())
     assert summary["records"]["valid"] == report["labels"]["records"]["valid"]

@@ -72,8 +72,9 @@ def test_sysusers_snippet_makes_a_system_user_in_group_video(tmp_path: Path) -> 
     (root / "etc/group").write_text("root:x:0:\nvideo:x:44:pi\n")
     snippet = tmp_path / "binland.conf"
     snippet.write_text(render_sysusers(ServiceSettings(model_name="pose.tflite")))
-    proc = subprocess.run(["systemd-sysusers", f"--root={root}", str(snippet)],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        ["systemd-sysusers", f"--root={root}", str(snippet)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     user = next(
         line
@@ -87,8 +88,9 @@ def test_sysusers_snippet_makes_a_system_user_in_group_video(tmp_path: Path) -> 
         "pi",
         "binland",
     }
-    again = subprocess.run(["systemd-sysusers", f"--root={root}", str(snippet)],
-                           capture_output=True, text=True)  # fmt: skip
+    again = subprocess.run(
+        ["systemd-sysusers", f"--root={root}", str(snippet)], capture_output=True, text=True
+    )
     assert again.returncode == 0 and (root / "etc/passwd").read_text().count("binland:") == 1
 
 
@@ -100,8 +102,9 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     (prefix / "binland.env").write_text(render_env(ServiceSettings(model_name="p.tflite")))
     unit = tmp_path / "binland.service"
     unit.write_text(render_unit(ServiceSettings(model_name="p.tflite", prefix=str(prefix))))
-    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     # No key this systemd ignores (RestartSteps= and RestartMaxDelaySec= were, before 254).
     complaints = [line for line in (proc.stdout + proc.stderr).splitlines() if str(unit) in line]
@@ -515,17 +518,38 @@ def test_absolute_symlinks_in_the_rootfs_resolve_inside_it(tmp_path: Path, capsy
 
 
 def test_exec_start_is_the_command_systemd_runs() -> None:
-    s = ServiceSettings(model_name="pose.tflite", prefix="/srv/bl", source="/media/my clip.mp4",
-                        serve="127.0.0.1:9000", extra_args=("--jsonl", "/srv/bl/out.jsonl"))  # fmt: skip
+    s = ServiceSettings(
+        model_name="pose.tflite",
+        prefix="/srv/bl",
+        source="/media/my clip.mp4",
+        serve="127.0.0.1:9000",
+        extra_args=("--jsonl", "/srv/bl/out.jsonl"),
+    )
     env = parse_env_file(render_env(s))
     assert env["BINLAND_SOURCE"] == "/media/my clip.mp4"
     argv = exec_start_argv(render_unit(s), env)
     assert argv == [
-        "/srv/bl/venv/bin/python", "-m", "edge.live", "--model", "/srv/bl/models/pose.tflite",
-        "--source", "/media/my clip.mp4", "--serve", "127.0.0.1:9000", "--threads", "2", "--min-score", "0.3",
-        "--lost-below", "0.3", "--keep-mb", "1000.0", "--no-display",
-        "--jsonl", "/srv/bl/out.jsonl",
-    ]  # fmt: skip
+        "/srv/bl/venv/bin/python",
+        "-m",
+        "edge.live",
+        "--model",
+        "/srv/bl/models/pose.tflite",
+        "--source",
+        "/media/my clip.mp4",
+        "--serve",
+        "127.0.0.1:9000",
+        "--threads",
+        "2",
+        "--min-score",
+        "0.3",
+        "--lost-below",
+        "0.3",
+        "--keep-mb",
+        "1000.0",
+        "--no-display",
+        "--jsonl",
+        "/srv/bl/out.jsonl",
+    ]
     # No extra flags: $BINLAND_ARGS expands to no word at all, not an empty argument.
     plain = ServiceSettings(model_name="pose.tflite")
     assert (
@@ -550,8 +574,9 @@ def test_runtime_requirements_are_the_edge_extra_of_pyproject(python: str) -> No
     assert got == {str(requirements.Requirement(r)) for r in wanted}
 
 
-def _fake_rootfs(root: Path, python: str, glibc: str, os_release: str | None,
-                 numpy: str | None) -> Path:  # fmt: skip
+def _fake_rootfs(
+    root: Path, python: str, glibc: str, os_release: str | None, numpy: str | None
+) -> Path:
     """Just what RootfsTarget.python_info reads: the python3 link and its ELF header, the C
     library's version string, /etc/os-release and apt's numpy metadata."""
     (root / "usr/bin").mkdir(parents=True)
@@ -892,9 +917,20 @@ def sshd(tmp_path: Path):
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.1)
-        yield ["--ssh", f"{getpass.getuser()}@127.0.0.1", "--port", str(port), "--identity", str(d / "client"),
-               "--ssh-option", "StrictHostKeyChecking=no", "--ssh-option", "UserKnownHostsFile=/dev/null",
-               "--ssh-option", "LogLevel=ERROR"]  # fmt: skip
+        yield [
+            "--ssh",
+            f"{getpass.getuser()}@127.0.0.1",
+            "--port",
+            str(port),
+            "--identity",
+            str(d / "client"),
+            "--ssh-option",
+            "StrictHostKeyChecking=no",
+            "--ssh-option",
+            "UserKnownHostsFile=/dev/null",
+            "--ssh-option",
+            "LogLevel=ERROR",
+        ]
     finally:
         pid = (d / "sshd.pid").read_text().strip() if (d / "sshd.pid").exists() else ""
         if pid:
@@ -908,8 +944,17 @@ def test_ssh_deploy_installs_a_working_venv_and_is_idempotent(
     if shutil.which("python3") is None:
         pytest.skip("the ssh target needs python3")
     prefix, units = tmp_path / "opt" / "binland", tmp_path / "systemd"
-    args = ["--model", str(float_model), *sshd, "--prefix", str(prefix), "--unit-dir", str(units),
-            "--sysusers-dir", str(tmp_path / "sysusers.d")]  # fmt: skip
+    args = [
+        "--model",
+        str(float_model),
+        *sshd,
+        "--prefix",
+        str(prefix),
+        "--unit-dir",
+        str(units),
+        "--sysusers-dir",
+        str(tmp_path / "sysusers.d"),
+    ]
     if getpass.getuser() != "root":
         args.append("--no-sudo")
     assert deploy.main([*args, "--dry-run"]) == 0, capsys.readouterr().err
@@ -924,17 +969,28 @@ def test_ssh_deploy_installs_a_working_venv_and_is_idempotent(
     token = parse_env_file(env_file.read_text())["BINLAND_STREAM_TOKEN"]
     assert token in out
     assert (units / "binland.service").is_file()
-    pi_lane.check_service_unit((units / "binland.service").read_text(), user="binland",
-                               prefix=str(prefix), token=token,
-                               sysusers=str(tmp_path / "sysusers.d/binland.conf"))  # fmt: skip
+    pi_lane.check_service_unit(
+        (units / "binland.service").read_text(),
+        user="binland",
+        prefix=str(prefix),
+        token=token,
+        sysusers=str(tmp_path / "sysusers.d/binland.conf"),
+    )
     assert "m binland video" in (tmp_path / "sysusers.d/binland.conf").read_text()
     assert (units / "multi-user.target.wants" / "binland.service").is_symlink()
     # The venv on the "Pi" (here this machine) runs the deployed runtime on the deployed model.
-    code = ("import sys, edge; from edge.model import LandmarkModel; import numpy as np;"
-            f"m = LandmarkModel({str(prefix / 'models' / float_model.name)!r});"
-            "print(edge.__file__); print(m.predict(np.zeros((48, 64, 3), np.uint8)).points.shape)")  # fmt: skip
-    proc = subprocess.run([str(prefix / "venv/bin/python"), "-c", code], cwd=tmp_path,
-                          capture_output=True, text=True, env={"PATH": os.environ["PATH"]})  # fmt: skip
+    code = (
+        "import sys, edge; from edge.model import LandmarkModel; import numpy as np;"
+        f"m = LandmarkModel({str(prefix / 'models' / float_model.name)!r});"
+        "print(edge.__file__); print(m.predict(np.zeros((48, 64, 3), np.uint8)).points.shape)"
+    )
+    proc = subprocess.run(
+        [str(prefix / "venv/bin/python"), "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ["PATH"]},
+    )
     assert proc.returncode == 0, proc.stderr
     edge_file, shape = proc.stdout.splitlines()[-2:]
     assert edge_file.startswith(str(prefix / "venv"))  # the copy, not this checkout
@@ -964,23 +1020,50 @@ def run_deployed_service(root: Path, tmp: Path, video: Path, frames: int) -> Pat
     unit = (root / "etc/systemd/system/binland.service").read_text()
     env = parse_env_file((root / "opt/binland/binland.env").read_text())
     out = tmp / "pi.jsonl"
-    env.update(BINLAND_SOURCE=str(video), BINLAND_SERVE="127.0.0.1:0",
-               BINLAND_ARGS=f"--jsonl {out} --max-frames {frames}")  # fmt: skip
+    env.update(
+        BINLAND_SOURCE=str(video),
+        BINLAND_SERVE="127.0.0.1:0",
+        BINLAND_ARGS=f"--jsonl {out} --max-frames {frames}",
+    )
     env["PYTHONUNBUFFERED"] = "1"  # the unit's Environment= line
     argv = exec_start_argv(unit, env)
     assert argv[0] == "/opt/binland/venv/bin/python" and argv[1:3] == ["-m", "edge.live"]
     token = env["BINLAND_STREAM_TOKEN"]
     assert len(token) >= 20 and token not in " ".join(argv)  # ps never shows it
-    proc = pi.run(argv[1:], program=pi_lane.guest_path(root, argv[0]), argv0=argv[0],
-                  pythonpath=[], env=env, cwd=root / "opt/binland", timeout=600)  # fmt: skip
+    proc = pi.run(
+        argv[1:],
+        program=pi_lane.guest_path(root, argv[0]),
+        argv0=argv[0],
+        pythonpath=[],
+        env=env,
+        cwd=root / "opt/binland",
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return out
 
 
 def run_x86(model: Path, video: Path, out: Path, frames: int, *, threads: int) -> Path:
-    cmd = [sys.executable, "-m", "edge.live", "--model", str(model), "--source", str(video),
-           "--threads", str(threads), "--min-score", "0.3", "--lost-below", "0.3", "--no-display",
-           "--jsonl", str(out), "--max-frames", str(frames)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge.live",
+        "--model",
+        str(model),
+        "--source",
+        str(video),
+        "--threads",
+        str(threads),
+        "--min-score",
+        "0.3",
+        "--lost-below",
+        "0.3",
+        "--no-display",
+        "--jsonl",
+        str(out),
+        "--max-frames",
+        str(frames),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
@@ -1014,9 +1097,14 @@ def test_deployed_service_on_emulated_pi_gives_x86_landmarks(lce_model, rootfs, 
     # On the Pi, the doctor finds the deployed model through the default settings path.
     pi = dataclasses.replace(pi_lane.session_pi(), root=rootfs)
     venv_python = "/opt/binland/venv/bin/python"
-    proc = pi.run(["-m", "edge.doctor", "--threads", "1", "--frames", "2", "--json"],
-                  program=pi_lane.guest_path(rootfs, venv_python), argv0=venv_python,
-                  pythonpath=[], cwd=rootfs / "opt/binland", timeout=600)  # fmt: skip
+    proc = pi.run(
+        ["-m", "edge.doctor", "--threads", "1", "--frames", "2", "--json"],
+        program=pi_lane.guest_path(rootfs, venv_python),
+        argv0=venv_python,
+        pythonpath=[],
+        cwd=rootfs / "opt/binland",
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     checks = {c["name"]: c for c in json.loads(proc.stdout)}
     assert "on aarch64" in checks["python"]["detail"]

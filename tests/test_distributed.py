@@ -61,8 +61,14 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _env(tf_config: dict | None = None, **extra: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
-               CUDA_VISIBLE_DEVICES="", **extra)  # fmt: skip
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        TF_USE_LEGACY_KERAS="1",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        CUDA_VISIBLE_DEVICES="",
+        **extra,
+    )
     env.pop("TF_CONFIG", None)
     if tf_config is not None:
         env["TF_CONFIG"] = json.dumps(tf_config)
@@ -70,8 +76,19 @@ def _env(tf_config: dict | None = None, **extra: str) -> dict:
 
 
 def _cmd(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "training.train", "--config", str(CONFIG), "--out", str(out),
-            "--verbose", "2", *TINY, *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "training.train",
+        "--config",
+        str(CONFIG),
+        "--out",
+        str(out),
+        "--verbose",
+        "2",
+        *TINY,
+        *extra,
+    ]
 
 
 class Cluster:
@@ -80,8 +97,10 @@ class Cluster:
     def __init__(self, tmp: Path, out: Path, *extra: str) -> None:
         addresses = [f"127.0.0.1:{p}" for p in _free_ports(2)]
         self.tmp, self.out, self.extra = tmp, out, extra
-        self.configs = [{"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}}
-                        for i in range(2)]  # fmt: skip
+        self.configs = [
+            {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}}
+            for i in range(2)
+        ]
         self.scratch = [tmp / f"tmp{i}" for i in range(2)]  # each worker's TMPDIR
         for d in self.scratch:
             d.mkdir(exist_ok=True)
@@ -95,10 +114,12 @@ class Cluster:
         self.logs[i] = self.tmp / f"w{i}.{self.starts}.log"
         with open(self.logs[i], "w") as log:
             self.procs[i] = subprocess.Popen(
-                _cmd(self.out, *self.extra, "--strategy", "multiworker"), cwd=ROOT,
-                env=_env(self.configs[i], TMPDIR=str(self.scratch[i])), stdout=log,
+                _cmd(self.out, *self.extra, "--strategy", "multiworker"),
+                cwd=ROOT,
+                env=_env(self.configs[i], TMPDIR=str(self.scratch[i])),
+                stdout=log,
                 stderr=subprocess.STDOUT,
-            )  # fmt: skip
+            )
 
     def wait(self, i: int, timeout: float = TIMEOUT) -> int:
         try:
@@ -174,8 +195,14 @@ def test_two_workers_match_one_and_only_the_chief_writes(tmp_path, cluster_facto
     )
 
     single = tmp_path / "single"
-    proc = subprocess.run(_cmd(single, *float_model), cwd=ROOT, env=_env(), capture_output=True,
-                          text=True, timeout=TIMEOUT)  # fmt: skip
+    proc = subprocess.run(
+        _cmd(single, *float_model),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 replica(s)" in proc.stdout
     ours, reference = _losses(multi), _losses(single)
@@ -185,8 +212,7 @@ def test_two_workers_match_one_and_only_the_chief_writes(tmp_path, cluster_facto
 
 
 @pytest.mark.slow
-def test_a_killed_worker_restarts_and_training_completes_from_the_backup(tmp_path,
-                                                                          cluster_factory):  # fmt: skip
+def test_a_killed_worker_restarts_and_training_completes_from_the_backup(tmp_path, cluster_factory):
     epochs, steps = 4, 6
     run = tmp_path / "run"
     cluster = cluster_factory(run, f"epochs={epochs}", f"steps_per_epoch={steps}")
@@ -236,8 +262,14 @@ def test_bad_tf_config_is_one_line_and_a_nonzero_exit(tmp_path):
         env = _env()
         if text is not None:
             env["TF_CONFIG"] = text
-        proc = subprocess.run(_cmd(tmp_path / "r", "--strategy", "multiworker"), cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        proc = subprocess.run(
+            _cmd(tmp_path / "r", "--strategy", "multiworker"),
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 2, proc.stdout + proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert lines[-1].startswith("error: ") and needle in lines[-1], proc.stderr
@@ -253,8 +285,9 @@ def test_tf_config_parsing():
         json.dumps({"cluster": two, "task": {"type": "worker", "index": 0}})
     ).is_chief
     with_chief = {"chief": ["h0:1"], "worker": ["h1:1"]}
-    assert not parse_tf_config(json.dumps({"cluster": with_chief,
-                                           "task": {"type": "worker", "index": 0}})).is_chief  # fmt: skip
+    assert not parse_tf_config(
+        json.dumps({"cluster": with_chief, "task": {"type": "worker", "index": 0}})
+    ).is_chief
     chief = parse_tf_config(
         json.dumps({"cluster": with_chief, "task": {"type": "chief", "index": 0}})
     )
@@ -263,13 +296,15 @@ def test_tf_config_parsing():
         ("[1, 2]", "JSON object"),
         ('{"task": {"type": "worker", "index": 0}}', 'no "cluster"'),
         (json.dumps({"cluster": {"ps": ["h:1"]}, "task": {"type": "ps", "index": 0}}), "'ps' job"),
-        (json.dumps({"cluster": {"worker": ["nohost"]}, "task": {"type": "worker", "index": 0}}),
-         "host:port"),
+        (
+            json.dumps({"cluster": {"worker": ["nohost"]}, "task": {"type": "worker", "index": 0}}),
+            "host:port",
+        ),
         (json.dumps({"cluster": two, "task": {"type": "chief", "index": 0}}), "not a job"),
         (json.dumps({"cluster": two, "task": {"type": "worker", "index": 2}}), "index 2"),
         (json.dumps({"cluster": two, "task": {"type": "worker"}}), "index None"),
         ("", "needs TF_CONFIG"),
-    ]  # fmt: skip
+    ]
     for text, needle in bad:
         with pytest.raises(ClusterError, match=needle):
             parse_tf_config(text)
@@ -286,9 +321,17 @@ def test_worker_shards_together_make_the_global_batch():
     codec = HeatmapCodec((32, 32), (8, 8), sigma=1.5)
 
     def batches(shard, batch_size, n):
-        data = training_dataset(ds, codec=codec, normalise=Normalisation(), augment=AugmentConfig(),
-                                batch_size=batch_size, num_stacks=1, seed=3, deterministic=True,
-                                shard=shard)  # fmt: skip
+        data = training_dataset(
+            ds,
+            codec=codec,
+            normalise=Normalisation(),
+            augment=AugmentConfig(),
+            batch_size=batch_size,
+            num_stacks=1,
+            seed=3,
+            deterministic=True,
+            shard=shard,
+        )
         return [images.numpy() for images, _ in data.take(n)]
 
     whole = batches((0, 1), 4, 5)  # 5 batches of 4: crosses a pass over the 12 records

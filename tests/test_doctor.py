@@ -70,8 +70,9 @@ def test_doctor_names_the_native_library_and_its_simd_path(capsys) -> None:
 def test_doctor_finds_the_deployed_model_through_the_service_settings(
     float_model: Path, tmp_path, capsys
 ) -> None:
-    settings = ServiceSettings(model_name=float_model.name, prefix=str(tmp_path),
-                               token="a-deployed-token-0123")  # fmt: skip
+    settings = ServiceSettings(
+        model_name=float_model.name, prefix=str(tmp_path), token="a-deployed-token-0123"
+    )
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / float_model.name).write_bytes(float_model.read_bytes())
     config = tmp_path / "binland.env"
@@ -109,8 +110,11 @@ def test_doctor_camera_checks_give_a_fix_when_there_is_no_camera(capsys, monkeyp
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(cv2, "VideoCapture", NoCamera)
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "picamera2" else real_find_spec(name, *a))  # fmt: skip
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "picamera2" else real_find_spec(name, *a),
+    )
     _, checks = _checks(capsys, "--frames", "0")
     assert checks["opencv"]["status"] == "warn"
     assert "no camera at index 0" in checks["opencv"]["detail"]
@@ -175,8 +179,14 @@ def test_doctor_says_whether_the_stream_is_protected_and_who_runs_the_service(
     assert checks["stream"]["detail"].startswith("protected: 0.0.0.0:8080 needs the token")
     service = checks["service"]
     assert service["status"] == "ok" and "binland.service runs as binland" in service["detail"]
-    for word in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
-                 f"writes only {tmp_path}/output", "Restart=always"):  # fmt: skip
+    for word in (
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        f"writes only {tmp_path}/output",
+        "Restart=always",
+    ):
         assert word in service["detail"], word
     assert token not in json.dumps(checks)
 
@@ -197,8 +207,16 @@ def test_doctor_says_whether_the_stream_is_protected_and_who_runs_the_service(
     _, checks = _checks(capsys, *args)
     assert checks["stream"]["status"] == "ok" and "this machine only" in checks["stream"]["detail"]
     # Nothing deployed: both skipped.
-    _, checks = _checks(capsys, "--config", str(tmp_path / "none.env"), "--unit",
-                        str(tmp_path / "none.service"), "--frames", "0", "--no-camera")  # fmt: skip
+    _, checks = _checks(
+        capsys,
+        "--config",
+        str(tmp_path / "none.env"),
+        "--unit",
+        str(tmp_path / "none.service"),
+        "--frames",
+        "0",
+        "--no-camera",
+    )
     assert checks["stream"]["status"] == checks["service"]["status"] == "skip"
 
 
@@ -226,11 +244,13 @@ def test_doctor_says_where_numpy_comes_from_and_warns_when_the_venv_shadows_the_
     system = tmp_path / "usr/lib/python3/dist-packages"
     ours = _numpy_install(venv_site, "1.26.4")
     _numpy_install(system, "2.2.4")
-    origin, hidden = doctor.numpy_origin(ours, [str(venv_site), str(system)],
-                                         prefix=str(tmp_path / "venv"))  # fmt: skip
+    origin, hidden = doctor.numpy_origin(
+        ours, [str(venv_site), str(system)], prefix=str(tmp_path / "venv")
+    )
     assert origin == "this venv" and hidden == [(str(system.resolve()), "2.2.4")]
-    origin, hidden = doctor.numpy_origin(system / "numpy/__init__.py", [str(system)],
-                                         prefix=str(tmp_path / "venv"))  # fmt: skip
+    origin, hidden = doctor.numpy_origin(
+        system / "numpy/__init__.py", [str(system)], prefix=str(tmp_path / "venv")
+    )
     assert origin == "the system" and hidden == []
 
     # The real numpy here, shadowing a system numpy of the other major version: a warning.

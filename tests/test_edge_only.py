@@ -52,8 +52,9 @@ def edge_python() -> Path:
 def _run(python: Path, *args: str, cwd: Path, **env_extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "CC")}
     env.update(env_extra)
-    return subprocess.run([str(python), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    return subprocess.run(
+        [str(python), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_edge_imports_and_predicts_without_tensorflow(edge_python, tmp_path):
@@ -85,8 +86,19 @@ def test_live_cli_runs_in_the_edge_only_environment(edge_python, tmp_path):
     image_path = tmp_path / "frame.png"
     cv2.imwrite(str(image_path), np.full((96, 128, 3), 127, np.uint8))
     out = tmp_path / "out.jsonl"
-    proc = _run(edge_python, "-m", "edge.live", "--model", str(model), "--source", str(image_path),
-                "--no-display", "--jsonl", str(out), cwd=tmp_path)  # fmt: skip
+    proc = _run(
+        edge_python,
+        "-m",
+        "edge.live",
+        "--model",
+        str(model),
+        "--source",
+        str(image_path),
+        "--no-display",
+        "--jsonl",
+        str(out),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 1
@@ -98,10 +110,21 @@ def test_a_checkout_that_shadows_the_install_finds_or_builds_the_native_library(
     """The README's first command: ``pip install .`` then ``python -m edge.live`` from the
     clone's root, where ``edge/`` shadows the installed package and holds no library."""
     clone = tmp_path / "clone"
-    shutil.copytree(REPO / "edge", clone / "edge",
-                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))  # fmt: skip
-    live = ("-m", "edge.live", "--source", "demo", "--no-display", "--max-frames", "2",
-            "--threads", "1", "--quiet")  # fmt: skip
+    shutil.copytree(
+        REPO / "edge", clone / "edge", ignore=shutil.ignore_patterns("*.so", "__pycache__")
+    )
+    live = (
+        "-m",
+        "edge.live",
+        "--source",
+        "demo",
+        "--no-display",
+        "--max-frames",
+        "2",
+        "--threads",
+        "1",
+        "--quiet",
+    )
 
     def run(cache: str, **env: str) -> subprocess.CompletedProcess:
         return _run(edge_python, *live, cwd=clone, XDG_CACHE_HOME=str(tmp_path / cache), **env)

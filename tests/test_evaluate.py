@@ -19,13 +19,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _env() -> dict:
-    return dict(os.environ, PYTHONPATH=str(ROOT), TF_USE_LEGACY_KERAS="1",
-                TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")  # fmt: skip
+    return dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        TF_USE_LEGACY_KERAS="1",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        CUDA_VISIBLE_DEVICES="",
+    )
 
 
 def _cli(*argv: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", *argv],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_pckh_score_counts_hits_by_head_size():
@@ -50,8 +61,9 @@ def test_nme_score_is_in_percent_of_the_outer_eye_corner_distance():
     gt[:, 36], gt[:, 45] = (50.0, 100.0), (150.0, 100.0)  # outer eye corners 100 px apart
     pred = gt + np.array([3.0, 4.0])  # every point 5 px off: NME 5 %
     pred[2] = gt[2] + np.array([0.0, 10.0])  # one face 10 px off: a failure at 0.08
-    p = Predictions(pred, np.ones((3, 68)), gt, np.ones((3, 68), bool), np.full(3, np.nan),
-                    np.ones(3))  # fmt: skip
+    p = Predictions(
+        pred, np.ones((3, 68)), gt, np.ones((3, 68), bool), np.full(3, np.nan), np.ones(3)
+    )
     result = score(p, "nme", IBUG68)
     assert result.values["nme"] == pytest.approx((5 + 5 + 10) / 3)
     assert result.values["fr@0.08"] == pytest.approx(100 / 3)
@@ -63,10 +75,22 @@ def test_nme_score_is_in_percent_of_the_outer_eye_corner_distance():
 def trained(tmp_path_factory) -> Path:
     """A tiny model trained for 2 epochs, then converted to a bitpacked .tflite."""
     run = tmp_path_factory.mktemp("eval") / "run"
-    proc = _cli("training.train", "--config", str(ROOT / "configs" / "synthetic_pose.yaml"),
-                "--out", str(run), "--verbose", "0", "epochs=2", "steps_per_epoch=20",
-                "model.depth=1", "model.features=32", "batch_size=8",
-                "dataset.options.image_size=64", "dataset.val_options.size=8")  # fmt: skip
+    proc = _cli(
+        "training.train",
+        "--config",
+        str(ROOT / "configs" / "synthetic_pose.yaml"),
+        "--out",
+        str(run),
+        "--verbose",
+        "0",
+        "epochs=2",
+        "steps_per_epoch=20",
+        "model.depth=1",
+        "model.features=32",
+        "batch_size=8",
+        "dataset.options.image_size=64",
+        "dataset.val_options.size=8",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     proc = _cli("converters.convert", str(run / "model.keras"), "-o", str(run / "model.tflite"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -74,9 +98,22 @@ def trained(tmp_path_factory) -> Path:
 
 
 def _evaluate(model: Path, out: Path) -> dict:
-    proc = _cli("training.evaluate", "--model", str(model), "--dataset", "synthetic-pose",
-                "--option", "size=24", "--option", "image_size=64", "--flip-test",
-                "--backend", "lce", "--out", str(out))  # fmt: skip
+    proc = _cli(
+        "training.evaluate",
+        "--model",
+        str(model),
+        "--dataset",
+        "synthetic-pose",
+        "--option",
+        "size=24",
+        "--option",
+        "image_size=64",
+        "--flip-test",
+        "--backend",
+        "lce",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "pckh@0.5" in proc.stdout and "right_ankle" in proc.stdout
     assert (out / "curve.png").stat().st_size > 1000
@@ -157,11 +194,19 @@ def test_flip_test_mirrors_heatmaps_back_onto_the_crop():
 
 
 def test_evaluate_cli_errors_are_one_line(tmp_path):
-    proc = _cli("training.evaluate", "--model", str(tmp_path / "nope.keras"),
-                "--dataset", "synthetic-pose")  # fmt: skip
+    proc = _cli(
+        "training.evaluate", "--model", str(tmp_path / "nope.keras"), "--dataset", "synthetic-pose"
+    )
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: model file not found")
-    proc = _cli("training.evaluate", "--model", str(tmp_path / "m.tflite"), "--dataset", "mpii",
-                "--data", str(tmp_path / "no_such_dir"))  # fmt: skip
+    proc = _cli(
+        "training.evaluate",
+        "--model",
+        str(tmp_path / "m.tflite"),
+        "--dataset",
+        "mpii",
+        "--data",
+        str(tmp_path / "no_such_dir"),
+    )
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in proc.stderr
 
@@ -188,8 +233,16 @@ def test_box_nme_score_reports_yaw_bins_and_visible_only_nme():
     occluded = np.zeros((3, 68), bool)
     occluded[2, :34] = True
     pred[2, :34] += 50.0  # hidden points far off: only the box protocol counts them
-    p = Predictions(pred, np.ones((3, 68)), gt, np.ones((3, 68), bool), np.full(3, np.nan),
-                    np.ones(3), yaw=np.array([5.0, -40.0, 80.0]), occluded=occluded)  # fmt: skip
+    p = Predictions(
+        pred,
+        np.ones((3, 68)),
+        gt,
+        np.ones((3, 68), bool),
+        np.full(3, np.nan),
+        np.ones(3),
+        yaw=np.array([5.0, -40.0, 80.0]),
+        occluded=occluded,
+    )
     box = score(p, "nme_box", IBUG68)
     hidden = np.hypot(56.0, 50.0)
     third = (34 * hidden + 34 * 6.0) / 68
@@ -215,15 +268,27 @@ def test_evaluate_cli_scores_aflw2000_3d_by_box_and_yaw(tmp_path):
 
     rng = np.random.default_rng(0)
     for i, yaw in enumerate((10.0, -45.0, 70.0, 20.0)):
-        cv2.imwrite(str(tmp_path / f"image{i:05d}.jpg"),
-                    rng.integers(0, 255, (120, 120, 3), dtype=np.uint8))  # fmt: skip
+        cv2.imwrite(
+            str(tmp_path / f"image{i:05d}.jpg"), rng.integers(0, 255, (120, 120, 3), dtype=np.uint8)
+        )
         pts = np.vstack([rng.uniform(30, 90, (2, 68)), np.zeros((1, 68))])
         pose = [[0.0, np.radians(yaw), 0.0, 0.0, 0.0, 0.0, 1.0]]
         savemat(tmp_path / f"image{i:05d}.mat", {"pt3d_68": pts, "Pose_Para": pose})
     (tmp_path / "image00009.mat").write_text("broken")
     out = tmp_path / "eval"
-    proc = _cli("training.evaluate", "--model", str(FACE_FLOAT), "--dataset", "aflw2000-3d",
-                "--data", str(tmp_path), "--out", str(out), "--pictures", "0")  # fmt: skip
+    proc = _cli(
+        "training.evaluate",
+        "--model",
+        str(FACE_FLOAT),
+        "--dataset",
+        "aflw2000-3d",
+        "--data",
+        str(tmp_path),
+        "--out",
+        str(out),
+        "--pictures",
+        "0",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "on aflw2000-3d/test" in proc.stdout and "1 corrupt skipped" in proc.stdout
     report = json.loads((out / "metrics.json").read_text())

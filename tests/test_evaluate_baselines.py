@@ -40,17 +40,45 @@ ROOT = Path(__file__).resolve().parents[1]
 SIDE = 96  # stored crop width of the test sets (the label tool's is 320)
 
 # A standing person in a 96 px crop, MPII-16 order.
-PERSON = np.array([
-    [40, 85], [41, 70], [42, 55], [54, 55], [55, 70], [56, 85], [48, 55], [48, 32],
-    [48, 27], [48, 15], [34, 50], [36, 40], [40, 31], [56, 31], [60, 40], [62, 50],
-], np.float64)  # fmt: skip
+PERSON = np.array(
+    [
+        [40, 85],
+        [41, 70],
+        [42, 55],
+        [54, 55],
+        [55, 70],
+        [56, 85],
+        [48, 55],
+        [48, 32],
+        [48, 27],
+        [48, 15],
+        [34, 50],
+        [36, 40],
+        [40, 31],
+        [56, 31],
+        [60, 40],
+        [62, 50],
+    ],
+    np.float64,
+)
 
 
 def _cli(*argv: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_USE_LEGACY_KERAS="1",
-               TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")  # fmt: skip
-    return subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        TF_USE_LEGACY_KERAS="1",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        CUDA_VISIBLE_DEVICES="",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _image(path: Path, seed: int) -> None:
@@ -92,13 +120,23 @@ def test_mean_shape_is_the_training_splits_mean_in_crop_coordinates(tmp_path):
     hidden = np.ones((3, 16), bool)
     hidden[0, 10] = hidden[2, [10, 15]] = False  # wrists unlabelled in some samples
     valid = [PERSON + rng.normal(0, 3, PERSON.shape) for _ in range(2)]
-    sources = {"photos-1": {"path": "p/a.jpg", "split": "train", "group": "standing"},
-               "held-2": {"path": "p/b.jpg", "split": "valid", "group": "standing"}}  # fmt: skip
-    _write_pose_set(tmp_path, {
-        "train": [_pose_record(tmp_path, "photos-1", f"00000{i}_0", p, hidden[i])
-                  for i, p in enumerate(train)],
-        "valid": [_pose_record(tmp_path, "held-2", f"00000{i}_0", p) for i, p in enumerate(valid)],
-    }, sources)  # fmt: skip
+    sources = {
+        "photos-1": {"path": "p/a.jpg", "split": "train", "group": "standing"},
+        "held-2": {"path": "p/b.jpg", "split": "valid", "group": "standing"},
+    }
+    _write_pose_set(
+        tmp_path,
+        {
+            "train": [
+                _pose_record(tmp_path, "photos-1", f"00000{i}_0", p, hidden[i])
+                for i, p in enumerate(train)
+            ],
+            "valid": [
+                _pose_record(tmp_path, "held-2", f"00000{i}_0", p) for i, p in enumerate(valid)
+            ],
+        },
+        sources,
+    )
 
     # By hand, from the file's own numbers (the JSON keeps 2 decimals, 1-based).
     written = json.loads((tmp_path / "annot" / "train.json").read_text())
@@ -113,9 +151,21 @@ def test_mean_shape_is_the_training_splits_mean_in_crop_coordinates(tmp_path):
         expected[k] = np.mean(rows, axis=0)
 
     out = tmp_path / "eval"
-    proc = _cli("training.evaluate", "--model", str(POSE_FLOAT), "--dataset", "mpii",
-                "--data", str(tmp_path), "--split", "valid", "--out", str(out),
-                "--pictures", "0")  # fmt: skip
+    proc = _cli(
+        "training.evaluate",
+        "--model",
+        str(POSE_FLOAT),
+        "--dataset",
+        "mpii",
+        "--data",
+        str(tmp_path),
+        "--split",
+        "valid",
+        "--out",
+        str(out),
+        "--pictures",
+        "0",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((out / "metrics.json").read_text())
     baseline = report["baseline"]
@@ -131,8 +181,17 @@ def test_mean_shape_is_the_training_splits_mean_in_crop_coordinates(tmp_path):
 
     # Without a train split the evaluated set's own mean is used, and said so.
     (tmp_path / "annot" / "train.json").unlink()
-    proc = _cli("training.evaluate", "--model", str(POSE_FLOAT), "--dataset", "mpii",
-                "--data", str(tmp_path), "--split", "valid")  # fmt: skip
+    proc = _cli(
+        "training.evaluate",
+        "--model",
+        str(POSE_FLOAT),
+        "--dataset",
+        "mpii",
+        "--data",
+        str(tmp_path),
+        "--split",
+        "valid",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "mean shape (own mean): averaged over the evaluated set, 2 samples" in proc.stdout
 
@@ -168,9 +227,21 @@ def _write_face_set(root: Path, shape: np.ndarray, n: dict[str, int], moves=None
 def test_a_set_of_mean_shapes_scores_zero_for_the_baseline(tmp_path):
     _write_face_set(tmp_path, _face(np.random.default_rng(0)), {"train": 4, "valid": 3})
     out = tmp_path / "eval"
-    proc = _cli("training.evaluate", "--model", str(FACE_FLOAT), "--dataset", "300w",
-                "--data", str(tmp_path / "valid"), "--split", "all", "--out", str(out),
-                "--pictures", "0")  # fmt: skip
+    proc = _cli(
+        "training.evaluate",
+        "--model",
+        str(FACE_FLOAT),
+        "--dataset",
+        "300w",
+        "--data",
+        str(tmp_path / "valid"),
+        "--split",
+        "all",
+        "--out",
+        str(out),
+        "--pictures",
+        "0",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((out / "metrics.json").read_text())
     base = report["baseline"]
@@ -185,9 +256,23 @@ def test_a_set_of_mean_shapes_scores_zero_for_the_baseline(tmp_path):
     assert "WARNING: the model does not clearly beat the mean shape" in proc.stdout
 
     # The same baseline in a jittered crop is off by the jitter.
-    proc = _cli("training.evaluate", "--model", str(FACE_FLOAT), "--dataset", "300w",
-                "--data", str(tmp_path / "valid"), "--split", "all", "--out", str(out),
-                "--pictures", "0", "--crop", "jitter")  # fmt: skip
+    proc = _cli(
+        "training.evaluate",
+        "--model",
+        str(FACE_FLOAT),
+        "--dataset",
+        "300w",
+        "--data",
+        str(tmp_path / "valid"),
+        "--split",
+        "all",
+        "--out",
+        str(out),
+        "--pictures",
+        "0",
+        "--crop",
+        "jitter",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((out / "metrics.json").read_text())
     assert report["crop"]["measured"] and report["crop"]["pairs"] == 2
@@ -199,25 +284,41 @@ def test_inner_nme_leaves_the_jaw_line_out():
     gt = _face(rng)[None].repeat(2, axis=0)
     pred = gt.copy()
     pred[:, :17] += np.array([5.0, -3.0])  # only the jaw line is wrong
-    p = Predictions(pred, np.ones((2, 68)), gt, np.ones((2, 68), bool), np.full(2, np.nan),
-                    np.ones(2))  # fmt: skip
+    p = Predictions(
+        pred, np.ones((2, 68)), gt, np.ones((2, 68), bool), np.full(2, np.nan), np.ones(2)
+    )
     for protocol in ("nme", "nme_box"):
         values = score(p, protocol, IBUG68).values
         assert values["nme_inner"] == pytest.approx(0.0) and values["nme"] > 0.5
     pred[:, 40] += 3.2  # an eye point too: inner NME is its error over the 51 inner points
     values = score(p, "nme", IBUG68).values
     assert values["nme_inner"] == pytest.approx(100 * np.hypot(3.2, 3.2) / 51 / 32)
-    assert "nme_inner" not in score(Predictions(gt[:, :16] * 1, np.ones((2, 16)), gt[:, :16],
-                                   np.ones((2, 16), bool), np.full(2, 10.0), np.ones(2)),
-                                   "pckh", MPII16).values  # fmt: skip
+    assert (
+        "nme_inner"
+        not in score(
+            Predictions(
+                gt[:, :16] * 1,
+                np.ones((2, 16)),
+                gt[:, :16],
+                np.ones((2, 16), bool),
+                np.full(2, 10.0),
+                np.ones(2),
+            ),
+            "pckh",
+            MPII16,
+        ).values
+    )
 
 
 def _clip_records(root: Path, key: str, frames: list[int], centres, sizes) -> list[dict]:
     """A clip as the label tool stores it: each frame's crop centred on the person (so the
     crop points are the same), its frame_box where that crop sat in the frame."""
-    return [_pose_record(root, key, f"{f:06d}_0", PERSON,
-                         frame_box=CropBox(tuple(map(float, c)), float(s)))
-            for f, c, s in zip(frames, centres, sizes, strict=True)]  # fmt: skip
+    return [
+        _pose_record(
+            root, key, f"{f:06d}_0", PERSON, frame_box=CropBox(tuple(map(float, c)), float(s))
+        )
+        for f, c, s in zip(frames, centres, sizes, strict=True)
+    ]
 
 
 def _expected_steps(frames, centres, sizes, max_gap: int = 8) -> np.ndarray:
@@ -241,11 +342,15 @@ def _jitter_set(root: Path) -> tuple[list[int], np.ndarray, np.ndarray]:
     centres = np.cumsum(rng.normal(0, 6, (len(frames), 2)), axis=0) + 300
     sizes = 200 * np.exp(np.cumsum(rng.normal(0, 0.05, len(frames))))
     records = _clip_records(root, "squat_clip-1", frames, centres, sizes)
-    photos = [_pose_record(root, "photo-2", "000000_0", PERSON * 0.9 + 4),
-              _pose_record(root, "photo-2", "000000_1", PERSON * 0.8 + 9),
-              _pose_record(root, "unindexed-3", "000000_0", PERSON)]  # fmt: skip
-    sources = {"squat_clip-1": {"path": "m/squat_clip.mp4", "split": "valid", "group": "squats"},
-               "photo-2": {"path": "m/photo.jpg", "split": "select", "group": "standing"}}  # fmt: skip
+    photos = [
+        _pose_record(root, "photo-2", "000000_0", PERSON * 0.9 + 4),
+        _pose_record(root, "photo-2", "000000_1", PERSON * 0.8 + 9),
+        _pose_record(root, "unindexed-3", "000000_0", PERSON),
+    ]
+    sources = {
+        "squat_clip-1": {"path": "m/squat_clip.mp4", "split": "valid", "group": "squats"},
+        "photo-2": {"path": "m/photo.jpg", "split": "select", "group": "standing"},
+    }
     _write_pose_set(root, {"valid": records + photos}, sources)
     return frames, centres, sizes
 
@@ -260,8 +365,9 @@ def test_crop_jitter_draws_from_the_measured_tracker_steps(tmp_path):
     assert index is not None and index.path == tmp_path / "sources_pose.json"
     jitter = crop_jitter(dataset, index, 1.25, seed=3, shapes=shapes)
     assert jitter.clips == 1 and list(jitter.gaps) == [2] * 6
-    np.testing.assert_allclose(np.sort(jitter.offsets, axis=0), np.sort(expected, axis=0),
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        np.sort(jitter.offsets, axis=0), np.sort(expected, axis=0), atol=1e-6
+    )
 
     predictor = load_predictor(POSE_FLOAT)
     first = predict_dataset(predictor, dataset, jitter=jitter, threads=1)
@@ -270,8 +376,9 @@ def test_crop_jitter_draws_from_the_measured_tracker_steps(tmp_path):
     np.testing.assert_array_equal(first.points, again.points)
     # Each crop is its sample's box moved by one of the measured steps.
     own, crop = first.sample_boxes, first.boxes
-    applied = np.column_stack([(crop[:, :2] - own[:, :2]) / own[:, 2:3],
-                               np.log(crop[:, 2] / own[:, 2])])  # fmt: skip
+    applied = np.column_stack(
+        [(crop[:, :2] - own[:, :2]) / own[:, 2:3], np.log(crop[:, 2] / own[:, 2])]
+    )
     distance = np.abs(applied[:, None, :] - expected[None]).max(axis=-1).min(axis=1)
     assert distance.max() < 1e-6
     other = crop_jitter(dataset, index, 1.25, seed=4, shapes=shapes)
@@ -284,10 +391,27 @@ def test_crop_jitter_draws_from_the_measured_tracker_steps(tmp_path):
     runs = []
     for _ in range(2):
         out = tmp_path / f"eval{len(runs)}"
-        proc = _cli("training.evaluate", "--model", str(POSE_FLOAT), "--dataset", "mpii",
-                    "--data", str(tmp_path), "--split", "valid", "--crop", "jitter",
-                    "--jitter-seed", "3", "--baseline-split", "own", "--out", str(out),
-                    "--pictures", "0")  # fmt: skip
+        proc = _cli(
+            "training.evaluate",
+            "--model",
+            str(POSE_FLOAT),
+            "--dataset",
+            "mpii",
+            "--data",
+            str(tmp_path),
+            "--split",
+            "valid",
+            "--crop",
+            "jitter",
+            "--jitter-seed",
+            "3",
+            "--baseline-split",
+            "own",
+            "--out",
+            str(out),
+            "--pictures",
+            "0",
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         runs.append(json.loads((out / "metrics.json").read_text()))
     assert runs[0] == runs[1]
@@ -301,8 +425,10 @@ def test_crop_jitter_draws_from_the_measured_tracker_steps(tmp_path):
 
 def test_photos_only_fall_back_to_the_documented_constants(tmp_path):
     records = [_pose_record(tmp_path, f"photo-{i}", "000000_0", PERSON + i) for i in range(3)]
-    sources = {f"photo-{i}": {"path": f"m/p{i}.png", "split": "valid", "group": "standing"}
-               for i in range(3)}  # fmt: skip
+    sources = {
+        f"photo-{i}": {"path": f"m/p{i}.png", "split": "valid", "group": "standing"}
+        for i in range(3)
+    }
     _write_pose_set(tmp_path, {"valid": records}, sources)
     dataset = open_dataset("mpii", tmp_path, split="valid")
     index = find_source_index(tmp_path, None, [f"photo-{i}/000000_0.jpg#{i}" for i in range(3)])
@@ -317,9 +443,19 @@ def test_photos_only_fall_back_to_the_documented_constants(tmp_path):
 def test_group_and_source_tables_add_up_to_the_whole_set(tmp_path):
     _jitter_set(tmp_path)
     out = tmp_path / "eval"
-    proc = _cli("training.evaluate", "--model", str(POSE_FLOAT), "--dataset", "mpii",
-                "--data", str(tmp_path / "annot" / "valid.json"), "--out", str(out),
-                "--pictures", "0")  # fmt: skip
+    proc = _cli(
+        "training.evaluate",
+        "--model",
+        str(POSE_FLOAT),
+        "--dataset",
+        "mpii",
+        "--data",
+        str(tmp_path / "annot" / "valid.json"),
+        "--out",
+        str(out),
+        "--pictures",
+        "0",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((out / "metrics.json").read_text())
     total = report["values"]["samples"]
@@ -342,8 +478,17 @@ def test_group_and_source_tables_add_up_to_the_whole_set(tmp_path):
 
 def test_new_options_fail_in_one_line(tmp_path):
     _jitter_set(tmp_path)
-    base = ["training.evaluate", "--model", str(POSE_FLOAT), "--dataset", "mpii",
-            "--data", str(tmp_path), "--split", "valid"]  # fmt: skip
+    base = [
+        "training.evaluate",
+        "--model",
+        str(POSE_FLOAT),
+        "--dataset",
+        "mpii",
+        "--data",
+        str(tmp_path),
+        "--split",
+        "valid",
+    ]
     for extra, message in (
         (["--baseline-limit", "0"], "error: --baseline-limit must be at least 1"),
         (["--jitter-seed", "-1"], "error: --jitter-seed must be a non-negative integer"),
@@ -385,13 +530,43 @@ def test_label_tool_clip_measures_its_pan_as_crop_jitter(tmp_path):
     split = tmp_path / "split.yaml"
     split.write_text("valid:\n  pose: [pan]\ngroups:\n  pose:\n    kicking: ['pa*']\n")
     out = tmp_path / "set"
-    done = subprocess.run([sys.executable, "-m", "training.label", "pose", str(clip), "--out",
-                           str(out), "--split", str(split), "--every", "1"],
-                          capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.label",
+            "pose",
+            str(clip),
+            "--out",
+            str(out),
+            "--split",
+            str(split),
+            "--every",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
-    proc = _cli("training.evaluate", "--model", str(POSE_FLOAT), "--dataset", "mpii",
-                "--data", str(out), "--split", "valid", "--crop", "jitter",
-                "--out", str(out / "eval"), "--pictures", "0")  # fmt: skip
+    proc = _cli(
+        "training.evaluate",
+        "--model",
+        str(POSE_FLOAT),
+        "--dataset",
+        "mpii",
+        "--data",
+        str(out),
+        "--split",
+        "valid",
+        "--crop",
+        "jitter",
+        "--out",
+        str(out / "eval"),
+        "--pictures",
+        "0",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((out / "eval" / "metrics.json").read_text())
     crop = report["crop"]

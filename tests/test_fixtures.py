@@ -19,8 +19,11 @@ from edge.model import LandmarkModel
 
 
 def test_fixtures_are_tiny_real_models_with_metadata():
-    for path, skeleton, bitpacked in ((POSE_FLOAT, "mpii16", False), (POSE_LCE, "mpii16", True),
-                                      (FACE_FLOAT, "ibug68", False)):  # fmt: skip
+    for path, skeleton, bitpacked in (
+        (POSE_FLOAT, "mpii16", False),
+        (POSE_LCE, "mpii16", True),
+        (FACE_FLOAT, "ibug68", False),
+    ):
         assert path.stat().st_size < 150_000, path
         meta = read_metadata(path)
         assert meta.skeleton == skeleton and meta.model_name == f"fixture-{path.stem}"
@@ -36,8 +39,9 @@ def test_runtime_decodes_with_the_recorded_sigma_and_refinement():
     model = LandmarkModel(POSE_FLOAT, num_threads=1)
     assert model.codec == HeatmapCodec((64, 64), (16, 16), sigma=1.5, refine="quarter")
     assert LandmarkModel(POSE_FLOAT, num_threads=1, refine="dark").codec.refine == "dark"
-    dark = LandmarkMetadata.for_skeleton("mpii16", input_size=(64, 64), heatmap_size=(16, 16),
-                                         heatmap_sigma=2.0, refine="dark")  # fmt: skip
+    dark = LandmarkMetadata.for_skeleton(
+        "mpii16", input_size=(64, 64), heatmap_size=(16, 16), heatmap_sigma=2.0, refine="dark"
+    )
     assert dark.codec() == HeatmapCodec((64, 64), (16, 16), sigma=2.0, refine="dark")
     # A recorded DARK model decodes a Gaussian peak at its exact sub-cell position.
     maps, _ = dark.codec().encode(np.array([[20.3, 41.7]] * 16))
@@ -60,9 +64,13 @@ def test_version_1_records_still_load_and_newer_ones_are_refused():
 
 @pytest.mark.tensorflow
 def test_the_script_makes_exactly_the_committed_fixtures(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "make_fixtures.py"), "--out",
-                           str(tmp_path)], cwd=REPO, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "make_fixtures.py"), "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     made = sorted(p.name for p in tmp_path.glob("*.tflite"))
     assert made == sorted(p.name for p in FIXTURES.glob("*.tflite"))

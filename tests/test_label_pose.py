@@ -34,8 +34,13 @@ def teacher():
 
 
 def label(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "training.label", *args],
-                          capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "training.label", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 @needs_messi
@@ -88,16 +93,30 @@ def test_label_tool_writes_what_our_readers_read(teacher, tmp_path):
     split = tmp_path / "split.yaml"
     split.write_text("valid:\n  pose: [pan.avi]\n")
     out = tmp_path / "set"
-    done = label("pose", str(clip), str(MESSI), str(BASKETBALL), "--out", str(out),
-                 "--split", str(split), "--every", "2")  # fmt: skip
+    done = label(
+        "pose",
+        str(clip),
+        str(MESSI),
+        str(BASKETBALL),
+        "--out",
+        str(out),
+        "--split",
+        str(split),
+        "--every",
+        "2",
+    )
     assert done.returncode == 0, done.stderr
     assert "people labelled: 5" in done.stdout  # 3 clip frames (every 2nd), 2 photos
     summary = json.loads((out / "summary_pose.json").read_text())
     assert summary["records"] == {"train": 2, "valid": 3}
 
     mpii = open_dataset("mpii", out, split="val")
-    coco = open_dataset("coco", out / "annotations" / "person_keypoints_valid.json",
-                        split="val", images=out / "images")  # fmt: skip
+    coco = open_dataset(
+        "coco",
+        out / "annotations" / "person_keypoints_valid.json",
+        split="val",
+        images=out / "images",
+    )
     assert len(mpii) == len(coco) == 3
     ok, frame0 = cv2.VideoCapture(str(clip)).read()  # the clip's first frame, as decoded
     assert ok
@@ -111,8 +130,9 @@ def test_label_tool_writes_what_our_readers_read(teacher, tmp_path):
     # pixels through it and compare with the teacher run on the frame directly.
     fb = record["frame_box"]
     side = s.image.shape[1]
-    back = apply_affine(invert_affine(crop_matrix(CropBox(tuple(fb["center"]), fb["size"]),
-                                                  (side, side))), s.points)  # fmt: skip
+    back = apply_affine(
+        invert_affine(crop_matrix(CropBox(tuple(fb["center"]), fb["size"]), (side, side))), s.points
+    )
     np.testing.assert_array_equal(s.visible, conf >= 0.5)
     assert np.abs(back - expected)[s.visible].max() < 0.05  # pixels (2 decimals in the JSON)
     c = coco.load(0)
@@ -120,8 +140,18 @@ def test_label_tool_writes_what_our_readers_read(teacher, tmp_path):
     assert np.all([sample.head_size > 0 for sample in iter_samples(mpii)])
 
     # A second run finds every source done and rewrites the same files.
-    again = label("pose", str(clip), str(MESSI), str(BASKETBALL), "--out", str(out),
-                  "--split", str(split), "--every", "2")  # fmt: skip
+    again = label(
+        "pose",
+        str(clip),
+        str(MESSI),
+        str(BASKETBALL),
+        "--out",
+        str(out),
+        "--split",
+        str(split),
+        "--every",
+        "2",
+    )
     assert again.returncode == 0 and "sources resumed: 3" in again.stdout
     assert len(open_dataset("mpii", out, split="train")) == 2
 
@@ -133,9 +163,12 @@ def test_training_crop_is_the_device_crop(teacher, tmp_path):
         pytest.skip("needs opencv-doc's messi5.jpg")
     out = tmp_path / "set"
     assert label("pose", str(MESSI), "--out", str(out)).returncode == 0
-    for ds in (open_dataset("mpii", out, split="train"),
-               open_dataset("coco", out / "annotations" / "person_keypoints_train.json",
-                            images=out / "images")):  # fmt: skip
+    for ds in (
+        open_dataset("mpii", out, split="train"),
+        open_dataset(
+            "coco", out / "annotations" / "person_keypoints_train.json", images=out / "images"
+        ),
+    ):
         s = ds.load(0)
         device = crop_from_landmarks(s.points, s.visible.astype(float), margin=1.25)
         _same_box(device, s.box)
@@ -148,8 +181,9 @@ def test_training_crop_is_the_device_crop(teacher, tmp_path):
     pts.mkdir()
     cv2.imwrite(str(pts / "a.png"), cv2.imread(str(MESSI)))
     face = np.stack([np.linspace(200, 260, 68), np.linspace(80, 150, 68) ** 1.01], axis=1)
-    (pts / "a.pts").write_text("version: 1\nn_points: 68\n{\n"
-                               + "\n".join(f"{x + 1} {y + 1}" for x, y in face) + "\n}\n")  # fmt: skip
+    (pts / "a.pts").write_text(
+        "version: 1\nn_points: 68\n{\n" + "\n".join(f"{x + 1} {y + 1}" for x, y in face) + "\n}\n"
+    )
     s = open_dataset("300w", pts, split="all").load(0)
     _same_box(crop_from_landmarks(s.points, np.ones(68), margin=1.25), s.box)
 

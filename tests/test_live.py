@@ -38,8 +38,15 @@ def face_model(tmp_path_factory) -> Path:
 def live(*args, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("DISPLAY", None)
-    return subprocess.run([sys.executable, "-m", "edge.live", *map(str, args)], env=env,
-                          cwd=REPO, capture_output=True, text=True, timeout=300, **kwargs)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "edge.live", *map(str, args)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kwargs,
+    )
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -179,8 +186,9 @@ def _one_line_error(proc: subprocess.CompletedProcess, expected: str) -> None:
 
 
 def test_clean_exits_with_one_line_messages(pose_model, tmp_path):
-    _one_line_error(live("--model", tmp_path / "missing.tflite", "--source", "demo"),
-                    "model file not found")  # fmt: skip
+    _one_line_error(
+        live("--model", tmp_path / "missing.tflite", "--source", "demo"), "model file not found"
+    )
     corrupt = tmp_path / "corrupt.tflite"
     corrupt.write_bytes(os.urandom(4096))
     _one_line_error(live("--model", corrupt, "--source", "demo"), "not a TFLite flatbuffer")
@@ -191,15 +199,17 @@ def test_clean_exits_with_one_line_messages(pose_model, tmp_path):
     broken_video = tmp_path / "broken.mp4"
     broken_video.write_bytes(b"\x00" * 2048)
     _one_line_error(live("--model", pose_model, "--source", broken_video), "cannot read video")
-    _one_line_error(live("--model", pose_model, "--source", tmp_path / "nothing.avi"),
-                    "is not a file, folder")  # fmt: skip
+    _one_line_error(
+        live("--model", pose_model, "--source", tmp_path / "nothing.avi"), "is not a file, folder"
+    )
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
     holder.listen(1)
     try:
         port = holder.getsockname()[1]
-        _one_line_error(live("--model", pose_model, "--source", "demo", "--serve", port),
-                        "port is busy")  # fmt: skip
+        _one_line_error(
+            live("--model", pose_model, "--source", "demo", "--serve", port), "port is busy"
+        )
     finally:
         holder.close()
     _one_line_error(live("--model", pose_model, "--frobnicate"), "unrecognized arguments")
@@ -217,8 +227,22 @@ def test_default_model_is_the_bundled_pose_model(tmp_path):
 
 def test_serve_and_video_from_the_demo_clip(pose_model, tmp_path):
     video = tmp_path / "demo.mp4"
-    proc = live("--model", pose_model, "--source", "demo", "--no-display", "--output", video,
-                "--max-frames", "30", "--serve", "127.0.0.1:0", "--show-box", "--threads", "1")  # fmt: skip
+    proc = live(
+        "--model",
+        pose_model,
+        "--source",
+        "demo",
+        "--no-display",
+        "--output",
+        video,
+        "--max-frames",
+        "30",
+        "--serve",
+        "127.0.0.1:0",
+        "--show-box",
+        "--threads",
+        "1",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "serving http://127.0.0.1:" in proc.stderr
     assert count_video_frames(video) == 30
@@ -226,13 +250,25 @@ def test_serve_and_video_from_the_demo_clip(pose_model, tmp_path):
     ok, first = cap.read()
     assert ok and first.shape == (480, 640, 3)
     # The summary a user reads: frames, wall time, mean rate and why it stopped.
-    assert re.search(r"^30 frames in \d+\.\d\d s, mean \d+\.\d FPS \(--max-frames 30\)$",
-                     proc.stdout, re.MULTILINE), proc.stdout  # fmt: skip
+    assert re.search(
+        r"^30 frames in \d+\.\d\d s, mean \d+\.\d FPS \(--max-frames 30\)$",
+        proc.stdout,
+        re.MULTILINE,
+    ), proc.stdout
 
 
 def test_face_detector_flag(face_model, tmp_path):
-    _one_line_error(live("--model", face_model, "--source", "demo", "--face-detector",
-                         tmp_path / "missing.tflite"), "face detector file not found")  # fmt: skip
+    _one_line_error(
+        live(
+            "--model",
+            face_model,
+            "--source",
+            "demo",
+            "--face-detector",
+            tmp_path / "missing.tflite",
+        ),
+        "face detector file not found",
+    )
     from peer_models import blazeface_model
 
     blazeface = blazeface_model()
@@ -241,15 +277,26 @@ def test_face_detector_flag(face_model, tmp_path):
     image = tmp_path / "face.png"
     cv2.imwrite(str(image), cv2.resize(cv2.imread(str(MESSI))[20:200, 140:330], None, fx=2, fy=2))
     log = tmp_path / "face.jsonl"
-    proc = live("--model", face_model, "--source", image, "--no-display", "--jsonl", log,
-                "--face-detector", blazeface)  # fmt: skip
+    proc = live(
+        "--model",
+        face_model,
+        "--source",
+        image,
+        "--no-display",
+        "--jsonl",
+        log,
+        "--face-detector",
+        blazeface,
+    )
     assert proc.returncode == 0, proc.stderr
     cx, cy = read_jsonl(log)[0]["box"]["center"]
     assert abs(cx - 200) < 25 and abs(cy - 187) < 25  # the face in the enlarged crop
 
 
-@pytest.mark.skipif(not (REPO / "edge/models/pose.tflite").is_file(),
-                    reason="the bundled demo pose model edge/models/pose.tflite is not built yet")  # fmt: skip
+@pytest.mark.skipif(
+    not (REPO / "edge/models/pose.tflite").is_file(),
+    reason="the bundled demo pose model edge/models/pose.tflite is not built yet",
+)
 def test_bundled_pose_model_follows_the_demo_figure():
     """The README's first command: the bundled model on the demo clip finds the figure."""
     from edge.model import LandmarkModel
@@ -295,8 +342,21 @@ def test_a_still_image_overlay_shows_no_frame_rate(pose_model, tmp_path):
     cv2.imwrite(str(still), np.full((240, 320, 3), 120, np.uint8))
     for source, frames in ((still, 1), ("demo", 3)):
         video = tmp_path / f"{frames}.mp4"
-        proc = live("--model", pose_model, "--source", source, "--no-display", "--output", video,
-                    "--max-frames", frames, "--threads", "1", "--size", "320x240")  # fmt: skip
+        proc = live(
+            "--model",
+            pose_model,
+            "--source",
+            source,
+            "--no-display",
+            "--output",
+            video,
+            "--max-frames",
+            frames,
+            "--threads",
+            "1",
+            "--size",
+            "320x240",
+        )
         assert proc.returncode == 0, proc.stderr
         cap = cv2.VideoCapture(str(video))
         last = [cap.read()[1] for _ in range(frames)][-1]

@@ -33,10 +33,18 @@ from edge.metadata import (
 )
 
 META = LandmarkMetadata.for_skeleton(
-    "ibug68", input_size=(256, 256), heatmap_size=(64, 64), input_mean=(127.5, 127.5, 127.5),
-    input_std=(128.0, 128.0, 128.0), input_color="BGR", model_name="faces", model_version="3",
-    weights_format="lce", box_margin=1.3, extra={"trained_on": "300W", "nme": 3.26},
-)  # fmt: skip
+    "ibug68",
+    input_size=(256, 256),
+    heatmap_size=(64, 64),
+    input_mean=(127.5, 127.5, 127.5),
+    input_std=(128.0, 128.0, 128.0),
+    input_color="BGR",
+    model_name="faces",
+    model_version="3",
+    weights_format="lce",
+    box_margin=1.3,
+    extra={"trained_on": "300W", "nme": 3.26},
+)
 
 
 def _entries(data: bytes) -> list[str]:

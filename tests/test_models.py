@@ -46,10 +46,14 @@ def randomise(model: tf.keras.Model, seed: int = 0) -> None:
     for layer in model.layers:
         if isinstance(layer, tf.keras.layers.BatchNormalization):
             gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([
-                rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.3, beta.shape),
-                rng.normal(0, 0.3, mean.shape), rng.uniform(0.5, 1.5, var.shape),
-            ])  # fmt: skip
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape),
+                    rng.normal(0, 0.3, beta.shape),
+                    rng.normal(0, 0.3, mean.shape),
+                    rng.uniform(0.5, 1.5, var.shape),
+                ]
+            )
 
 
 def inputs_of(layer: tf.keras.layers.Layer) -> list:
@@ -66,8 +70,10 @@ def test_hpm_block_splits_channels_in_half_quarter_quarter_and_concatenates(bina
     model = block_model("hpm", cin=32, channels=64, binary=binary)
     convs = [model.get_layer(f"b_conv{i}_conv") for i in (1, 2, 3)]
     assert [c.kernel.shape.as_list() for c in convs] == [
-        [3, 3, 32, 32], [3, 3, 32, 16], [3, 3, 16, 16],
-    ]  # fmt: skip
+        [3, 3, 32, 32],
+        [3, 3, 32, 16],
+        [3, 3, 16, 16],
+    ]
     # A chain: each conv reads the previous conv's output through its own BatchNorm.
     assert inputs_of(convs[1]) == [model.get_layer("b_conv2_bn" if binary else "b_conv2_relu")]
     assert inputs_of(model.get_layer("b_conv2_bn")) == [convs[0]]
@@ -76,8 +82,11 @@ def test_hpm_block_splits_channels_in_half_quarter_quarter_and_concatenates(bina
     assert inputs_of(concat) == convs
     assert concat.output.shape[-1] == 64
     # No 1x1 conv in the main path; the only 1x1 conv is the skip's.
-    one_by_one = [lyr.name for lyr in model.layers
-                  if isinstance(lyr, tf.keras.layers.Conv2D) and lyr.kernel.shape[0] == 1]  # fmt: skip
+    one_by_one = [
+        lyr.name
+        for lyr in model.layers
+        if isinstance(lyr, tf.keras.layers.Conv2D) and lyr.kernel.shape[0] == 1
+    ]
     assert one_by_one == ["b_skip_conv"]
     assert all(is_binary_conv(c) == binary for c in convs)
 
@@ -267,10 +276,16 @@ def test_binary_network_binarizes_every_block_conv_except_the_skips():
     real = {c.name for c in convs if not is_binary_conv(c)}
     # stem conv, 2 stem skips, per stack head + heatmaps, re-injection (2 convs) once
     assert real == {
-        "stem_conv", "stem_block1_skip_conv", "stem_block3_skip_conv",
-        "stack0_head_conv", "stack0_heatmaps", "stack1_head_conv", "stack1_heatmaps",
-        "stack0_reinject_features", "stack0_reinject_heatmaps",
-    }  # fmt: skip
+        "stem_conv",
+        "stem_block1_skip_conv",
+        "stem_block3_skip_conv",
+        "stack0_head_conv",
+        "stack0_heatmaps",
+        "stack1_head_conv",
+        "stack1_heatmaps",
+        "stack0_reinject_features",
+        "stack0_reinject_heatmaps",
+    }
     # 3 stem blocks + per stack (3 * depth + 1) hourglass blocks + 1 head block, 3 convs each
     assert len(binary) == 3 * (3 + 2 * (3 * 2 + 1 + 1))
     for c in convs:
@@ -367,8 +382,10 @@ def test_stacks_are_joined_by_1x1_reinjection():
     model = build_hourglass(num_stacks=2, depth=2, features=32, input_size=64, binary=False)
     add = model.get_layer("stack0_reinject_add")
     assert {lyr.name for lyr in inputs_of(add)} == {
-        "stem_block3_add", "stack0_reinject_features", "stack0_reinject_heatmaps",
-    }  # fmt: skip
+        "stem_block3_add",
+        "stack0_reinject_features",
+        "stack0_reinject_heatmaps",
+    }
     assert inputs_of(model.get_layer("stack0_reinject_heatmaps")) == [
         model.get_layer("stack0_heatmaps")
     ]
@@ -516,8 +533,11 @@ def test_training_step_updates_latent_binary_weights_and_keeps_them_clipped():
 
 
 def _float_convs(model: tf.keras.Model) -> set[str]:
-    return {lyr.name for lyr in model.layers
-            if isinstance(lyr, tf.keras.layers.Conv2D) and not is_binary_conv(lyr)}  # fmt: skip
+    return {
+        lyr.name
+        for lyr in model.layers
+        if isinstance(lyr, tf.keras.layers.Conv2D) and not is_binary_conv(lyr)
+    }
 
 
 SMALL = {"num_stacks": 2, "depth": 2, "features": 64, "num_landmarks": 5, "input_size": 64}
@@ -583,8 +603,11 @@ def test_sigmoid_heatmaps_lie_in_zero_one_and_feed_the_reinjection():
 
 def test_blocks_per_level_repeats_each_hourglass_block():
     two = build_hourglass(**SMALL, blocks_per_level=2)
-    adds = [lyr.name for lyr in two.layers if lyr.name.startswith("hg0_level2_up")
-            and lyr.name.endswith("_add")]  # fmt: skip
+    adds = [
+        lyr.name
+        for lyr in two.layers
+        if lyr.name.startswith("hg0_level2_up") and lyr.name.endswith("_add")
+    ]
     assert adds == ["hg0_level2_up_add", "hg0_level2_up_1_add"]
     per_block = block_parameters("hpm", 64, 64)
     hourglass_blocks = 2 * (3 * 2 + 1)  # two stacks, 3 per level + 1 at the bottom
@@ -643,9 +666,17 @@ def test_heatmap_bce_against_a_hand_computed_case_and_weights():
 def test_config_checks_the_wiring_switches():
     from training.config import ConfigError, make_config
 
-    config = make_config({"model": {"binary_skip": True, "binary_head": True,
-                                    "heatmap_activation": "sigmoid", "blocks_per_level": 2},
-                          "loss": "bce"})  # fmt: skip
+    config = make_config(
+        {
+            "model": {
+                "binary_skip": True,
+                "binary_head": True,
+                "heatmap_activation": "sigmoid",
+                "blocks_per_level": 2,
+            },
+            "loss": "bce",
+        }
+    )
     assert config.model.binary_head and config.loss == "bce"
     for bad, message in [
         ({"loss": "bce"}, "needs probabilities"),

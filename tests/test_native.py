@@ -362,8 +362,10 @@ def test_every_kernel_path_and_thread_count_gives_identical_bits(layers, workspa
         for path in native.simd_paths_available(library)
         for conv in ("direct", "im2col")
     ]
-    cases += [dict(case, key=f"direct-threads-{n}", num_threads=n, options={"conv": "direct"})
-              for n in (1, 3)]  # fmt: skip
+    cases += [
+        dict(case, key=f"direct-threads-{n}", num_threads=n, options={"conv": "direct"})
+        for n in (1, 3)
+    ]
     cases += [dict(case, key=f"threads-{n}", num_threads=n) for n in (1, 3)]
     cases.append(dict(case, key="option-threads", num_threads=1, options={"num_threads": "2"}))
     results = workspace.run("tflite_runtime", cases)
@@ -393,8 +395,9 @@ def grouped(workspace):
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_grouped_convolutions_match_keras(workspace, grouped, runtime):
     expected, case = grouped
-    cases = [case] + [dict(case, key=f"grouped-{conv}", options={"conv": conv})
-                      for conv in ("direct", "im2col")]  # fmt: skip
+    cases = [case] + [
+        dict(case, key=f"grouped-{conv}", options={"conv": conv}) for conv in ("direct", "im2col")
+    ]
     results = workspace.run(runtime, cases)
     for c in cases:
         ours = outputs_of(results, c["key"], len(expected))
@@ -460,9 +463,13 @@ def test_bad_models_and_options_raise_python_errors(workspace):
         }
     )
     cases.append(
-        {"key": "badfuse", "model": str(good_path), "inputs": str(good_data),
-         "options": {"fuse": "yes"}}
-    )  # fmt: skip
+        {
+            "key": "badfuse",
+            "model": str(good_path),
+            "inputs": str(good_data),
+            "options": {"fuse": "yes"},
+        }
+    )
     cases.append(
         {
             "key": "badsimd",
@@ -472,9 +479,13 @@ def test_bad_models_and_options_raise_python_errors(workspace):
         }
     )
     cases.append(
-        {"key": "badconv", "model": str(good_path), "inputs": str(good_data),
-         "options": {"conv": "sideways"}}
-    )  # fmt: skip
+        {
+            "key": "badconv",
+            "model": str(good_path),
+            "inputs": str(good_data),
+            "options": {"conv": "sideways"},
+        }
+    )
     expected = {
         "pad7": "pad_values must be 0 or 1",
         "tanh": "fused activation 4 is not supported",
@@ -537,8 +548,7 @@ def fusion(workspace):
     inputs = random_inputs(content, seed=18)
     reference = lce_outputs(content, inputs)
     path, data = workspace.add_model("fusion", content, inputs)
-    case = {"model": str(path), "inputs": str(data), "num_threads": 2, "repeat": 2,
-            "profile": True}  # fmt: skip
+    case = {"model": str(path), "inputs": str(data), "num_threads": 2, "repeat": 2, "profile": True}
     return content, reference, case
 
 
@@ -560,13 +570,21 @@ def test_fused_ops_match_lce_and_the_unfused_delegate(fusion, workspace, library
     content, reference, case = fusion
     assert {"LceQuantize", "LceBconv2d", "builtin"} <= set(op_names(content))
     cases = [dict(case, key="fused"), dict(case, key="unfused", options={"fuse": "0"})]
-    cases += [dict(case, key=f"fused-{path}", options={"simd": path}, profile=False)
-              for path in native.simd_paths_available(library)]  # fmt: skip
+    cases += [
+        dict(case, key=f"fused-{path}", options={"simd": path}, profile=False)
+        for path in native.simd_paths_available(library)
+    ]
     # The one-pass epilogue (quantize, concat, ADD) after either way of reading windows.
-    cases += [dict(case, key=f"fused-{conv}-{path}", options={"simd": path, "conv": conv},
-                   profile=conv == "direct")
-              for path in native.simd_paths_available(library)
-              for conv in ("direct", "im2col")]  # fmt: skip
+    cases += [
+        dict(
+            case,
+            key=f"fused-{conv}-{path}",
+            options={"simd": path, "conv": conv},
+            profile=conv == "direct",
+        )
+        for path in native.simd_paths_available(library)
+        for conv in ("direct", "im2col")
+    ]
     cases += [dict(case, key=f"fused-threads-{n}", num_threads=n) for n in (1, 3)]
     results = workspace.run(runtime, cases)
     assert_fused_runs_agree(results, cases, reference, runtime)
@@ -591,7 +609,9 @@ def test_fused_ops_match_lce_and_the_unfused_delegate(fusion, workspace, library
     assert forms.get("CONCATENATION", 0) == 1, forms
     assert in_place[0] == "CONCATENATION+ADD (in place)" or forms.get("ADD") == 1, forms
     assert _fusions(json.loads(str(results["unfused/profile"]))) == {
-        "LceQuantize": 7, "LceBconv2d": 7}  # fmt: skip
+        "LceQuantize": 7,
+        "LceBconv2d": 7,
+    }
 
 
 def float_ops_suite() -> tf.keras.Model:
@@ -643,10 +663,12 @@ def test_float_ops_between_binary_convs_match_lce(workspace, runtime):
     inputs = random_inputs(content, seed=28)
     reference = lce_outputs(content, inputs)
     path, data = workspace.add_model("float_ops", content, inputs)
-    case = {"model": str(path), "inputs": str(data), "num_threads": 2, "repeat": 2,
-            "profile": True}  # fmt: skip
-    cases = [dict(case, key="fused"), dict(case, key="unfused", options={"fuse": "0"}),
-             dict(case, key="fused-threads-3", num_threads=3, profile=False)]  # fmt: skip
+    case = {"model": str(path), "inputs": str(data), "num_threads": 2, "repeat": 2, "profile": True}
+    cases = [
+        dict(case, key="fused"),
+        dict(case, key="unfused", options={"fuse": "0"}),
+        dict(case, key="fused-threads-3", num_threads=3, profile=False),
+    ]
     # A flatbuffer whose upsampling size (11x9) disagrees with its output's shape: the
     # runtime would resize the output, the delegate (whose outputs have fixed shapes) refuses.
     at = _size_constant_at(content, (11, 9))
@@ -762,8 +784,7 @@ def shared_bits(workspace):
     inputs = random_inputs(content, seed=24)
     reference = lce_outputs(content, inputs)
     path, data = workspace.add_model("shared-bits", content, inputs)
-    case = {"model": str(path), "inputs": str(data), "num_threads": 2, "repeat": 2,
-            "profile": True}  # fmt: skip
+    case = {"model": str(path), "inputs": str(data), "num_threads": 2, "repeat": 2, "profile": True}
     return reference, case
 
 
@@ -786,10 +807,27 @@ def test_bench_profile_times_every_node_once(workspace, fusion, tmp_path):
     """python -m edge.bench --profile: each node of the model in exactly one row, as JSON."""
     _, _, case = fusion
     proc = subprocess.run(
-        [sys.executable, "-m", "edge.bench", "--profile", "--model", case["model"], "--json",
-         "--frames", "2", "--warmup", "1", "--threads", "2", "--runtime", "tflite_runtime"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "edge.bench",
+            "--profile",
+            "--model",
+            case["model"],
+            "--json",
+            "--frames",
+            "2",
+            "--warmup",
+            "1",
+            "--threads",
+            "2",
+            "--runtime",
+            "tflite_runtime",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     content = Path(case["model"]).read_bytes()
@@ -800,23 +838,41 @@ def test_bench_profile_times_every_node_once(workspace, fusion, tmp_path):
     assert timed == {"delegate", "by difference"}
     assert {"mean_ms", "delegate_ms", "builtin_ms"} <= set(report["total"])
     table = subprocess.run(
-        [sys.executable, "-m", "edge.bench", "--profile", "--model", case["model"], "--frames",
-         "1", "--warmup", "0", "--threads", "1", "--no-fuse"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "edge.bench",
+            "--profile",
+            "--model",
+            case["model"],
+            "--frames",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--no-fuse",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert table.returncode == 0, table.stderr[-2000:]
     assert "fusion off" in table.stdout and "by difference" in table.stdout
     float_only = tmp_path / "float.tflite"
     float_only.write_bytes(b"not a model")
     bad = subprocess.run(
         [sys.executable, "-m", "edge.bench", "--profile", "--model", str(float_only)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
 
 
-def _hourglass_case(workspace, *, size: int, features: int, depth: int, name: str,
-                    trained_bn: bool = True):  # fmt: skip
+def _hourglass_case(
+    workspace, *, size: int, features: int, depth: int, name: str, trained_bn: bool = True
+):
     from training.models import build_hourglass
 
     model = build_hourglass(
@@ -883,8 +939,11 @@ def test_layers_on_emulated_raspberry_pi(layers, fusion, workspace, tmp_path):
         "num_threads": 2,
     }
     cases = [dict(case, key=f"arm-{simd}", options={"simd": simd}) for simd in ("neon", "portable")]
-    cases += [dict(case, key=f"arm-{simd}-{conv}", options={"simd": simd, "conv": conv})
-              for simd in ("neon", "portable") for conv in ("direct", "im2col")]  # fmt: skip
+    cases += [
+        dict(case, key=f"arm-{simd}-{conv}", options={"simd": simd, "conv": conv})
+        for simd in ("neon", "portable")
+        for conv in ("direct", "im2col")
+    ]
     # No simd option: the delegate picks its kernel itself, and says which in its profile.
     cases.append(dict(case, key="arm-default", profile=True))
     fused = [dict(fusion_case, key="arm-fusion", repeat=1)]

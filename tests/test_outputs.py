@@ -146,8 +146,17 @@ def test_jsonl_records_are_whole_lines(tmp_path):
     path = tmp_path / "log.jsonl"
     log = JsonlOutput(path)
     pts = np.array([[1.5, 2.0], [np.nan, np.nan]])
-    log.write(landmark_record(0, 0.0, names=["a", "b"], points=pts, scores=np.array([0.9, 0.1]),
-                              box=CropBox((5.0, 6.0), 10.0), tracking=True))  # fmt: skip
+    log.write(
+        landmark_record(
+            0,
+            0.0,
+            names=["a", "b"],
+            points=pts,
+            scores=np.array([0.9, 0.1]),
+            box=CropBox((5.0, 6.0), 10.0),
+            tracking=True,
+        )
+    )
     # Flushed at once: readable while the writer is still open.
     first = json.loads(path.read_text().splitlines()[0])
     assert first["landmarks"][0] == {"name": "a", "x": 1.5, "y": 2.0, "score": pytest.approx(0.9)}
@@ -323,12 +332,25 @@ def test_page_renders_the_stream_in_headless_chromium(tmp_path):
     shot = tmp_path / "page.png"
     try:
         subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-             f"--screenshot={shot}", "--window-size=800,600", server.url],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                f"--screenshot={shot}",
+                "--window-size=800,600",
+                server.url,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     finally:
         stop.set()
         thread.join()

@@ -49,11 +49,24 @@ def run_both(
     crops_path = tmp / "crops.npy"
     np.save(crops_path, crops)
     env = dict(os.environ, BINLAND_TFLITE_RUNTIME="tflite_runtime")  # the Pi's runtime on both
-    host = subprocess.run([sys.executable, "-c", RUNNER, str(model), str(crops_path), str(tmp / "x86.npy")],
-                          cwd=pi_lane.REPO, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    host = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(model), str(crops_path), str(tmp / "x86.npy")],
+        cwd=pi_lane.REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert host.returncode == 0, host.stderr[-3000:]
-    out = pi.run_python(RUNNER, str(model), str(crops_path), str(tmp / "pi.npy"),
-                        env={"BINLAND_TFLITE_RUNTIME": "tflite_runtime"}, pythonpath=pi_path, cwd=tmp)  # fmt: skip
+    out = pi.run_python(
+        RUNNER,
+        str(model),
+        str(crops_path),
+        str(tmp / "pi.npy"),
+        env={"BINLAND_TFLITE_RUNTIME": "tflite_runtime"},
+        pythonpath=pi_path,
+        cwd=tmp,
+    )
     info = json.loads(out.splitlines()[-1])
     assert info["machine"] == "aarch64"
     return np.load(tmp / "x86.npy"), np.load(tmp / "pi.npy"), info
@@ -117,12 +130,15 @@ def test_bitpacked_model_runs_in_aarch64_tflite_runtime_with_the_native_delegate
 def test_service_unit_made_on_the_pi_runs_unprivileged_and_hardened(pi: pi_lane.Pi) -> None:
     """The unit edge.deploy writes, rendered by the Pi's own Python 3.11: the service runs as
     the system user binland in group video, hardened, restarted with a back-off."""
-    code = ("from edge.deploy import ServiceSettings, render_sysusers, render_unit\n"
-            "s = ServiceSettings(model_name='pose.tflite', token='pi-lane-token-0123456789')\n"
-            "print(render_unit(s) + '----\\n' + render_sysusers(s), end='')\n")  # fmt: skip
+    code = (
+        "from edge.deploy import ServiceSettings, render_sysusers, render_unit\n"
+        "s = ServiceSettings(model_name='pose.tflite', token='pi-lane-token-0123456789')\n"
+        "print(render_unit(s) + '----\\n' + render_sysusers(s), end='')\n"
+    )
     unit, sysusers = pi.run_python(code).split("----\n")
-    pi_lane.check_service_unit(unit, user="binland", prefix="/opt/binland",
-                               token="pi-lane-token-0123456789")  # fmt: skip
+    pi_lane.check_service_unit(
+        unit, user="binland", prefix="/opt/binland", token="pi-lane-token-0123456789"
+    )
     assert "m binland video" in sysusers.splitlines()
 
 
@@ -168,8 +184,17 @@ def trixie_deployed(trixie: pi_lane.Pi, tmp_path_factory) -> tuple[Path, str]:
 
     root = tmp_path_factory.mktemp("trixie") / "root"
     shutil.copytree(trixie.root, root, symlinks=True)
-    argv = [sys.executable, "-m", "edge.deploy", "--model", str(bundled_pose_model()),
-            "--rootfs", str(root), "--threads", "1"]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "edge.deploy",
+        "--model",
+        str(bundled_pose_model()),
+        "--rootfs",
+        str(root),
+        "--threads",
+        "1",
+    ]
     outputs = []
     for _ in range(2):  # the second deploy must change nothing
         proc = subprocess.run(argv, cwd=pi_lane.REPO, capture_output=True, text=True, timeout=900)
@@ -192,11 +217,18 @@ def test_trixie_deploy_uses_the_system_numpy_ai_edge_litert_and_a_cp313_native_l
     # In the service's venv exactly one numpy is importable: the system's 2.x.
     pi = dataclasses.replace(pi_lane.session_pi(pi_lane.TRIXIE), root=root)
     venv_python = "/opt/binland/venv/bin/python"
-    code = ("import sys, os, numpy\n"
-            "found = [p for p in sys.path if os.path.isfile(os.path.join(p or '.', 'numpy', '__init__.py'))]\n"
-            "print(numpy.__version__, numpy.__file__, len(found))\n")  # fmt: skip
-    proc = pi.run(["-c", code], program=pi_lane.guest_path(root, venv_python), argv0=venv_python,
-                  pythonpath=[], cwd=root / "opt/binland")  # fmt: skip
+    code = (
+        "import sys, os, numpy\n"
+        "found = [p for p in sys.path if os.path.isfile(os.path.join(p or '.', 'numpy', '__init__.py'))]\n"
+        "print(numpy.__version__, numpy.__file__, len(found))\n"
+    )
+    proc = pi.run(
+        ["-c", code],
+        program=pi_lane.guest_path(root, venv_python),
+        argv0=venv_python,
+        pythonpath=[],
+        cwd=root / "opt/binland",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     version, numpy_file, count = proc.stdout.split()
     assert version.startswith("2.") and count == "1"
@@ -226,10 +258,26 @@ SEARCH_BOXES_ONLY = "2.0"
 def x86_demo_landmarks(tmp_path_factory) -> np.ndarray:
     """The bundled pose model on the demo clip on this machine (computed now, never stored)."""
     out = tmp_path_factory.mktemp("x86") / "x86.jsonl"
-    cmd = [sys.executable, "-m", "edge.live", "--model", str(bundled_pose_model()),
-           "--source", "demo", "--threads", "1", "--min-score", "0.3",
-           "--lost-below", SEARCH_BOXES_ONLY,
-           "--no-display", "--jsonl", str(out), "--max-frames", str(DEMO_FRAMES)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge.live",
+        "--model",
+        str(bundled_pose_model()),
+        "--source",
+        "demo",
+        "--threads",
+        "1",
+        "--min-score",
+        "0.3",
+        "--lost-below",
+        SEARCH_BOXES_ONLY,
+        "--no-display",
+        "--jsonl",
+        str(out),
+        "--max-frames",
+        str(DEMO_FRAMES),
+    ]
     proc = subprocess.run(cmd, cwd=pi_lane.REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return _landmarks(out)
@@ -250,13 +298,24 @@ def test_trixie_service_gives_x86_landmarks_on_the_demo_clip(
     unit = (root / "etc/systemd/system/binland.service").read_text()
     env = parse_env_file((root / "opt/binland/binland.env").read_text())
     out = tmp_path / "pi.jsonl"
-    env.update(BINLAND_SOURCE="demo", BINLAND_SERVE="127.0.0.1:0",
-               BINLAND_LOST_BELOW=SEARCH_BOXES_ONLY,
-               BINLAND_ARGS=f"--jsonl {out} --max-frames {DEMO_FRAMES}", PYTHONUNBUFFERED="1")  # fmt: skip
+    env.update(
+        BINLAND_SOURCE="demo",
+        BINLAND_SERVE="127.0.0.1:0",
+        BINLAND_LOST_BELOW=SEARCH_BOXES_ONLY,
+        BINLAND_ARGS=f"--jsonl {out} --max-frames {DEMO_FRAMES}",
+        PYTHONUNBUFFERED="1",
+    )
     argv = exec_start_argv(unit, env)
     assert argv[:3] == ["/opt/binland/venv/bin/python", "-m", "edge.live"]
-    proc = pi.run(argv[1:], program=pi_lane.guest_path(root, argv[0]), argv0=argv[0],
-                  pythonpath=[], env=env, cwd=root / "opt/binland", timeout=600)  # fmt: skip
+    proc = pi.run(
+        argv[1:],
+        program=pi_lane.guest_path(root, argv[0]),
+        argv0=argv[0],
+        pythonpath=[],
+        env=env,
+        cwd=root / "opt/binland",
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     arm = _landmarks(out)
     x86 = x86_demo_landmarks
@@ -265,9 +324,14 @@ def test_trixie_service_gives_x86_landmarks_on_the_demo_clip(
     assert np.ptp(x86[..., :2], axis=1).max() > 1  # landmarks spread out: a real prediction
 
     venv_python = "/opt/binland/venv/bin/python"
-    proc = pi.run(["-m", "edge.doctor", "--threads", "1", "--frames", "2", "--json"],
-                  program=pi_lane.guest_path(root, venv_python), argv0=venv_python,
-                  pythonpath=[], cwd=root / "opt/binland", timeout=600)  # fmt: skip
+    proc = pi.run(
+        ["-m", "edge.doctor", "--threads", "1", "--frames", "2", "--json"],
+        program=pi_lane.guest_path(root, venv_python),
+        argv0=venv_python,
+        pythonpath=[],
+        cwd=root / "opt/binland",
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     checks = {c["name"]: c for c in json.loads(proc.stdout)}
     assert "Debian GNU/Linux 13 (trixie)" in checks["os"]["detail"]

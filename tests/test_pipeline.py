@@ -89,9 +89,11 @@ def test_tracking_and_smoothing_are_switched_by_arguments(model):
 
 
 def test_unrelated_stills_are_neither_tracked_nor_smoothed(model):
-    pipeline = LandmarkPipeline(model, tracker=LandmarkTracker(margin=1.25, min_score=0.0,
-                                                               lost_below=0.0),
-                                smoother=OneEuroFilter())  # fmt: skip
+    pipeline = LandmarkPipeline(
+        model,
+        tracker=LandmarkTracker(margin=1.25, min_score=0.0, lost_below=0.0),
+        smoother=OneEuroFilter(),
+    )
     pipeline.infer = Oracle(model, [[30.0, 30.0]] * 16)
     image = np.zeros((100, 100, 3), np.uint8)
     for i in range(3):

@@ -37,7 +37,7 @@ def test_trained_model_needs_its_config(tmp_path, capsys):
         ("128x96x3", "INPUTxFEATURESxDEPTHxSTACKS"),
         ("96x96x4x1", "multiple of 64"),
         ("128x90x3x1", "multiple of 4"),
-    ],  # fmt: skip
+    ],
 )
 def test_bad_rows_are_one_line(rows, why, capsys):
     # Checked before any model is built: the rules are build_hourglass's own.
@@ -48,8 +48,14 @@ def test_bad_rows_are_one_line(rows, why, capsys):
 
 def _row(name: str, ms: float, mb: float, pck: float | None) -> dict:
     accuracy = None if pck is None else {"pck@0.2": pck, "pckh@0.5": pck - 5}
-    return {"name": name, "arch": name, "median_ms": ms, "size_bytes": mb * 1e6,
-            "binary_macs": int(ms * 1e8), "accuracy": accuracy}  # fmt: skip
+    return {
+        "name": name,
+        "arch": name,
+        "median_ms": ms,
+        "size_bytes": mb * 1e6,
+        "binary_macs": int(ms * 1e8),
+        "accuracy": accuracy,
+    }
 
 
 def test_recommendation_clears_both_bars():

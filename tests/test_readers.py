@@ -499,8 +499,9 @@ def test_300w_lp_landmarks_folder_mat_files_and_flipped_copies(tmp_path):
     # The mirrored image's pt2d stored in mirror order (not relabelled): auto relabels it.
     savemat(root / "AFW_Flip" / "AFW_134212_1_0.mat", {"pt2d": mirrored.T, "Pose_Para": -pose})
     (root / "landmarks" / "AFW").mkdir(parents=True)
-    savemat(root / "landmarks" / "AFW" / "AFW_134212_1_0_pts.mat",
-            {"pts_2d": pts2d, "pts_3d": pts3d})  # fmt: skip
+    savemat(
+        root / "landmarks" / "AFW" / "AFW_134212_1_0_pts.mat", {"pts_2d": pts2d, "pts_3d": pts3d}
+    )
     # HELEN: an image in iBUG order in its _Flip folder, a missing image, a broken file.
     img2 = _image(root / "HELEN" / "HELEN_1_0.jpg", w, h, seed=1)
     assert cv2.imwrite(str(root / "HELEN_Flip" / "HELEN_1_0.jpg"), img2[:, ::-1])
@@ -534,8 +535,12 @@ def test_300w_lp_landmarks_folder_mat_files_and_flipped_copies(tmp_path):
 
     mat = open_dataset("300w-lp", root, points="mat")
     ids = [mat.load(i).id for i in range(len(mat))]
-    assert ids == ["AFW/AFW_134212_1_0", "AFW_Flip/AFW_134212_1_0",
-                   "HELEN/HELEN_1_0", "HELEN_Flip/HELEN_1_0"]  # fmt: skip
+    assert ids == [
+        "AFW/AFW_134212_1_0",
+        "AFW_Flip/AFW_134212_1_0",
+        "HELEN/HELEN_1_0",
+        "HELEN_Flip/HELEN_1_0",
+    ]
     # Mirror order (AFW_Flip) and iBUG order (HELEN_Flip) both come out in iBUG order.
     _mirror_check(mat.load(0), mat.load(1), IBUG68)
     _mirror_check(mat.load(2), mat.load(3), IBUG68)
@@ -570,8 +575,10 @@ def _aflw_database(path: Path, faces, coords, poses) -> None:
     for face_id, filepath in faces:
         file_id = f"file{face_id}"
         conn.execute("INSERT INTO Faces VALUES (?, ?, 'flickr')", (face_id, file_id))
-        conn.execute("INSERT INTO FaceImages (db_id, file_id, filepath) VALUES ('flickr', ?, ?)",
-                     (file_id, filepath))  # fmt: skip
+        conn.execute(
+            "INSERT INTO FaceImages (db_id, file_id, filepath) VALUES ('flickr', ?, ?)",
+            (file_id, filepath),
+        )
     conn.executemany("INSERT INTO FeatureCoords VALUES (?, ?, ?, ?, 1)", coords)
     conn.executemany("INSERT INTO FacePose VALUES (?, 0.1, -0.2, ?, 1)", poses)
     conn.commit()
@@ -583,9 +590,13 @@ def test_aflw_sqlite_21_points_with_visibility_and_yaw(tmp_path):
     _image(root / "flickr" / "0" / "image00002.jpg", 100, 90)
     _image(root / "flickr" / "0" / "image00013.jpg", 100, 90)
     _truncate(root / "flickr" / "0" / "image00013.jpg")
-    faces = [(39341, "0/image00002.jpg"), (39342, "0/image00013.jpg"),
-             (39343, "0/image00002.jpg"), (39344, "0/image00002.jpg"),
-             (39345, "2/missing.jpg")]  # fmt: skip
+    faces = [
+        (39341, "0/image00002.jpg"),
+        (39342, "0/image00013.jpg"),
+        (39343, "0/image00002.jpg"),
+        (39344, "0/image00002.jpg"),
+        (39345, "2/missing.jpg"),
+    ]
     good = [(39341, f, 20.0 + 2 * f, 30.0 + f) for f in (1, 2, 3, 7, 8, 9, 15, 18, 20, 21)]
     coords = good + [(39342, 1, 20, 30), (39342, 21, 60, 80)]
     coords += [(39343, 1, 20, 30), (39343, 25, 60, 80)]  # feature 25 does not exist
@@ -610,8 +621,9 @@ def test_aflw_sqlite_21_points_with_visibility_and_yaw(tmp_path):
 
     (root / "test.txt").write_text("39342\n39341\n")
     assert [f for f, _ in open_dataset("aflw", root / "aflw.sqlite", split="test").faces] == [
-        39341, 39342,
-    ]  # fmt: skip
+        39341,
+        39342,
+    ]
     with pytest.raises(DatasetError, match="train.txt"):
         open_dataset("aflw", root, split="train")
 

@@ -39,8 +39,9 @@ def test_the_head_gives_class_logits_on_every_stack_and_trains_them_all():
 
     from training.models import build_segmenter, is_binary_conv, segmentation_losses
 
-    model = build_segmenter(num_classes=11, num_stacks=2, depth=1, features=32, input_size=32,
-                            block="hpm", binary=True)  # fmt: skip
+    model = build_segmenter(
+        num_classes=11, num_stacks=2, depth=1, features=32, input_size=32, block="hpm", binary=True
+    )
     assert [tuple(o.shape) for o in model.outputs] == [(None, 8, 8, 11)] * 2
     assert any(is_binary_conv(layer) for layer in model.layers)
     with pytest.raises(TypeError, match="num_classes"):
@@ -164,8 +165,14 @@ def test_metrics_against_hand_computed_values():
 
 def _run(module: str, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -175,13 +182,27 @@ def converted(tmp_path_factory) -> Path:
     from training.segmentation.task import build_model, parts_metadata
 
     folder = tmp_path_factory.mktemp("faceparts")
-    config = make_config({"name": "tiny_parts", "task": "segmentation", "input_size": 32,
-                          "model": {"num_stacks": 1, "depth": 1, "features": 32}})  # fmt: skip
+    config = make_config(
+        {
+            "name": "tiny_parts",
+            "task": "segmentation",
+            "input_size": 32,
+            "model": {"num_stacks": 1, "depth": 1, "features": 32},
+        }
+    )
     model = build_model(config, 11)
     model.save(str(folder / "model.keras"))
     (folder / "model.landmarks.json").write_text(parts_metadata(config, FACE_PARTS.name).to_json())
-    done = _run("converters.convert", str(folder / "model.keras"), "-o",
-                str(folder / "parts.tflite"), "--check-inputs", "2", "--threads", "1")  # fmt: skip
+    done = _run(
+        "converters.convert",
+        str(folder / "model.keras"),
+        "-o",
+        str(folder / "parts.tflite"),
+        "--check-inputs",
+        "2",
+        "--threads",
+        "1",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "cell classes identical" in done.stdout
     return folder / "parts.tflite"
@@ -212,10 +233,25 @@ def test_the_bitpacked_model_runs_in_the_stock_runtime_and_gives_a_class_map(con
 def test_live_writes_a_record_per_frame_and_the_overlay(converted, tmp_path):
     if not FACE_CLIP.is_file():
         pytest.skip(f"needs the shared face clip {FACE_CLIP}")
-    done = _run("edge.live", "--model", str(converted), "--source", str(FACE_CLIP),
-                "--no-display", "--output", str(tmp_path / "out.mp4"), "--jsonl",
-                str(tmp_path / "out.jsonl"), "--max-frames", "6", "--threads", "1", "--rle",
-                "--backend", "tflite")  # fmt: skip
+    done = _run(
+        "edge.live",
+        "--model",
+        str(converted),
+        "--source",
+        str(FACE_CLIP),
+        "--no-display",
+        "--output",
+        str(tmp_path / "out.mp4"),
+        "--jsonl",
+        str(tmp_path / "out.jsonl"),
+        "--max-frames",
+        "6",
+        "--threads",
+        "1",
+        "--rle",
+        "--backend",
+        "tflite",
+    )
     assert done.returncode == 0, done.stderr
     records = [json.loads(t) for t in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(6))
@@ -231,17 +267,38 @@ def test_bad_input_gets_one_line(converted, tmp_path):
 
     m = face_mask()
     write_label_map(tmp_path, "val", "a", image_for(m), m)
-    done = _run("training.evaluate", "--model", str(POSE_FLOAT), "--dataset", "label-map",
-                "--data", str(tmp_path))  # fmt: skip
+    done = _run(
+        "training.evaluate",
+        "--model",
+        str(POSE_FLOAT),
+        "--dataset",
+        "label-map",
+        "--data",
+        str(tmp_path),
+    )
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error:")
     assert "landmark model" in done.stderr and "Traceback" not in done.stderr
-    done = _run("training.evaluate", "--model", str(converted), "--dataset", "synthetic-face",
-                "--option", "size=4")  # fmt: skip
+    done = _run(
+        "training.evaluate",
+        "--model",
+        str(converted),
+        "--dataset",
+        "synthetic-face",
+        "--option",
+        "size=4",
+    )
     assert done.returncode == 2 and "is a segmentation model" in done.stderr
     assert "Traceback" not in done.stderr
     write_label_map(tmp_path, "val", "b", image_for(m), m[:20])
-    done = _run("training.evaluate", "--model", str(converted), "--dataset", "label-map",
-                "--data", str(tmp_path))  # fmt: skip
+    done = _run(
+        "training.evaluate",
+        "--model",
+        str(converted),
+        "--dataset",
+        "label-map",
+        "--data",
+        str(tmp_path),
+    )
     assert done.returncode == 2 and "does not match" not in done.stdout
     assert "mask is 40x20 but the image is 40x40" in done.stderr
     assert "Traceback" not in done.stderr

@@ -57,11 +57,22 @@ def test_coco17_arm_angle_uses_the_hips_and_shoulders_midpoints():
 
 
 def test_a_mix_entry_repeats_only_the_drawn_figures_with_a_raised_arm():
-    config = make_config({
-        "dataset": {"name": "synthetic-pose", "train_options": {"size": 120, "image_size": 64},
-                    "mix": [{"name": "synthetic-pose", "options": {"size": 120, "image_size": 64},
-                             "select": {"raised_arm": 90}, "repeat": 3}]},
-    })  # fmt: skip
+    config = make_config(
+        {
+            "dataset": {
+                "name": "synthetic-pose",
+                "train_options": {"size": 120, "image_size": 64},
+                "mix": [
+                    {
+                        "name": "synthetic-pose",
+                        "options": {"size": 120, "image_size": 64},
+                        "select": {"raised_arm": 90},
+                        "repeat": 3,
+                    }
+                ],
+            },
+        }
+    )
     mixed = open_training_set(config)
     chosen = mixed.parts[1]
     assert 10 <= len(chosen) <= 80  # some figures wave, most do not
@@ -72,22 +83,33 @@ def test_a_mix_entry_repeats_only_the_drawn_figures_with_a_raised_arm():
         down = p[J["pelvis"]] - p[J["thorax"]]
         # An upper arm raised 90 degrees or more has its elbow level with the shoulder or
         # above it, measured along the torso: a check independent of the angle's arithmetic.
-        down_axis.append(min((p[J[f"{s}_elbow"]] - p[J[f"{s}_shoulder"]]) @ down
-                             for s in ("left", "right")))  # fmt: skip
+        down_axis.append(
+            min((p[J[f"{s}_elbow"]] - p[J[f"{s}_shoulder"]]) @ down for s in ("left", "right"))
+        )
     assert max(down_axis) <= 1e-3
     # The records left out include figures with both arms down.
     picked = set(chosen.indices)
     full = open_dataset("synthetic-pose", split="train", size=120, image_size=64)
     left_out = [full.load(i).points for i in range(120) if i not in picked]
-    assert any(all((p[J[f"{s}_elbow"]] - p[J[f"{s}_shoulder"]]) @ (p[J["pelvis"]] - p[J["thorax"]])
-                   > 0 for s in ("left", "right")) for p in left_out)  # fmt: skip
+    assert any(
+        all(
+            (p[J[f"{s}_elbow"]] - p[J[f"{s}_shoulder"]]) @ (p[J["pelvis"]] - p[J["thorax"]]) > 0
+            for s in ("left", "right")
+        )
+        for p in left_out
+    )
 
 
 def test_a_mix_entry_without_a_name_selects_from_the_training_set_itself():
-    config = make_config({
-        "dataset": {"name": "synthetic-pose", "train_options": {"size": 60, "image_size": 64},
-                    "mix": [{"select": {"raised_arm": 90}, "repeat": 2}]},
-    })  # fmt: skip
+    config = make_config(
+        {
+            "dataset": {
+                "name": "synthetic-pose",
+                "train_options": {"size": 60, "image_size": 64},
+                "mix": [{"select": {"raised_arm": 90}, "repeat": 2}],
+            },
+        }
+    )
     mixed = open_training_set(config)
     training_set, chosen = mixed.parts
     assert chosen.dataset is training_set and 0 < len(chosen) < 60

@@ -96,9 +96,23 @@ def test_a_malformed_file_is_a_one_line_error(tmp_path, text, message):
 def test_a_missing_file_is_a_one_line_error_through_the_label_cli(tmp_path):
     with pytest.raises(EdgeError, match="cannot read the split file"):
         load_split(tmp_path / "none.yaml")
-    proc = subprocess.run([sys.executable, "-m", "training.label", "pose", str(tmp_path),
-                           "--out", str(tmp_path / "out"), "--split", str(tmp_path / "no.yaml")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.label",
+            "pose",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+            "--split",
+            str(tmp_path / "no.yaml"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: cannot read the split file")
     assert "Traceback" not in proc.stderr

@@ -51,8 +51,14 @@ def basic(password: str, user: str = "binland") -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def request(port: int, path: str, headers: dict | None = None, *, host: str = "127.0.0.1",
-            method: str = "GET") -> tuple[int, http.client.HTTPResponse, bytes]:  # fmt: skip
+def request(
+    port: int,
+    path: str,
+    headers: dict | None = None,
+    *,
+    host: str = "127.0.0.1",
+    method: str = "GET",
+) -> tuple[int, http.client.HTTPResponse, bytes]:
     """One request; the body is read whole unless it is a stream (then only the status)."""
     conn = http.client.HTTPConnection(host, port, timeout=60)
     conn.request(method, path, headers=headers or {})
@@ -99,8 +105,19 @@ def live_env(**extra: str) -> dict[str, str]:
 
 
 def live_cmd(model: Path, *args) -> list[str]:
-    return [sys.executable, "-m", "edge.live", "--model", str(model), "--source", "demo",
-            "--no-display", "--threads", "1", *map(str, args)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "edge.live",
+        "--model",
+        str(model),
+        "--source",
+        "demo",
+        "--no-display",
+        "--threads",
+        "1",
+        *map(str, args),
+    ]
 
 
 class LiveRun:
@@ -148,11 +165,25 @@ def test_serving_all_addresses_needs_the_token_on_every_path(pose_model, tmp_pat
     with LiveRun(pose_model, "--jsonl", log) as run:
         port = run.port
         assert "token required" in run.serving_line and TOKEN not in run.serving_line
-        wrong = [{}, basic("not-the-token-at-all"), basic(TOKEN[:-1]), {"Authorization": "Bearer nope"},
-                 {"Authorization": "Basic !!!"}]  # fmt: skip
-        paths = ["/", "/index.html", "/stream.mjpg", "/frame.jpg", "/favicon.ico",
-                 f"/{secrets.token_hex(6)}", "/frame.jpg?token=", "/stream.mjpg?token=wrong",
-                 f"/frame.jpg?token={quote(TOKEN[:-1])}", f"/frame.jpg?tok={quote(TOKEN)}"]  # fmt: skip
+        wrong = [
+            {},
+            basic("not-the-token-at-all"),
+            basic(TOKEN[:-1]),
+            {"Authorization": "Bearer nope"},
+            {"Authorization": "Basic !!!"},
+        ]
+        paths = [
+            "/",
+            "/index.html",
+            "/stream.mjpg",
+            "/frame.jpg",
+            "/favicon.ico",
+            f"/{secrets.token_hex(6)}",
+            "/frame.jpg?token=",
+            "/stream.mjpg?token=wrong",
+            f"/frame.jpg?token={quote(TOKEN[:-1])}",
+            f"/frame.jpg?tok={quote(TOKEN)}",
+        ]
         hosts = ["127.0.0.1"] + ([own_address()] if own_address() else [])
         for host in hosts:
             for path in paths:
@@ -170,8 +201,11 @@ def test_serving_all_addresses_needs_the_token_on_every_path(pose_model, tmp_pat
         assert f'src="/stream.mjpg?token={quote(TOKEN, safe="")}"'.encode() in page
         status, _, page = request(port, "/", basic(TOKEN, user="anyone"))
         assert status == 200 and b'src="/stream.mjpg"' in page  # the browser re-sends basic auth
-        for headers, path in [(basic(TOKEN), "/frame.jpg"), ({}, f"/frame.jpg?token={quote(TOKEN)}"),
-                              ({"Authorization": f"Bearer {TOKEN}"}, "/frame.jpg")]:  # fmt: skip
+        for headers, path in [
+            (basic(TOKEN), "/frame.jpg"),
+            ({}, f"/frame.jpg?token={quote(TOKEN)}"),
+            ({"Authorization": f"Bearer {TOKEN}"}, "/frame.jpg"),
+        ]:
             status, resp, jpeg = request(port, path, headers)
             assert status == 200 and resp.getheader("Content-Type") == "image/jpeg"
             image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -331,8 +365,9 @@ def _run_frames(model: Path, log: Path, *, stalled_viewer: bool) -> tuple[int, i
 
 def test_a_viewer_that_stops_reading_costs_the_camera_loop_no_frame(pose_model, tmp_path) -> None:
     alone = _run_frames(pose_model, tmp_path / "alone.jsonl", stalled_viewer=False)
-    frames, records, viewers = _run_frames(pose_model, tmp_path / "stalled.jsonl",
-                                           stalled_viewer=True)  # fmt: skip
+    frames, records, viewers = _run_frames(
+        pose_model, tmp_path / "stalled.jsonl", stalled_viewer=True
+    )
     assert alone[:2] == (frames, records) == (300, 300)
     # The stalled viewer was admitted while the loop ran, then stopped reading: it holds only
     # the few frames its socket buffers took; the run went on without it.
@@ -354,9 +389,16 @@ def test_a_made_up_token_is_shown_on_the_terminal_only(pose_model, tmp_path) -> 
     env = live_env()
     env.pop(TOKEN_ENV, None)
     with open(out_path, "w") as out, open(err_path, "w") as err:
-        proc = subprocess.Popen(live_cmd(pose_model, "--loop", "--serve", "0.0.0.0:0", "--jsonl", log),
-                                env=env, cwd=REPO, stdin=slave, stdout=out, stderr=err,
-                                start_new_session=True, preexec_fn=_take_terminal)  # fmt: skip
+        proc = subprocess.Popen(
+            live_cmd(pose_model, "--loop", "--serve", "0.0.0.0:0", "--jsonl", log),
+            env=env,
+            cwd=REPO,
+            stdin=slave,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            preexec_fn=_take_terminal,
+        )
     os.close(slave)
     try:
         shown = b""
@@ -395,15 +437,23 @@ def test_no_token_and_no_terminal_means_no_open_stream(pose_model, tmp_path) -> 
     env.pop(TOKEN_ENV, None)
 
     def run(*args, **extra) -> subprocess.CompletedProcess:
-        return subprocess.run(live_cmd(pose_model, "--max-frames", "3", *args),
-                              env={**env, **extra}, cwd=REPO, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=300,
-                              start_new_session=True)  # fmt: skip
+        return subprocess.run(
+            live_cmd(pose_model, "--max-frames", "3", *args),
+            env={**env, **extra},
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            start_new_session=True,
+        )
 
     _one_line_error(run("--serve", "0.0.0.0:0"), f"set {TOKEN_ENV} or --token-file")
     _one_line_error(run("--serve", "0.0.0.0:0", **{TOKEN_ENV: "short"}), "shorter than 12")
-    _one_line_error(run("--serve", "0.0.0.0:0", "--token-file", tmp_path / "missing"),
-                    "cannot read the token file")  # fmt: skip
+    _one_line_error(
+        run("--serve", "0.0.0.0:0", "--token-file", tmp_path / "missing"),
+        "cannot read the token file",
+    )
     _one_line_error(run("--serve", "127.0.0.1:0", "--max-clients", "0"), "--max-clients")
     # A token file works like the variable; loopback without one stays open.
     token_file = tmp_path / "token"
@@ -530,12 +580,23 @@ def test_serve_on_ipv6_loopback(pose_model) -> None:
 
 
 def test_help_says_how_to_open_a_protected_stream() -> None:
-    proc = subprocess.run([sys.executable, "-m", "edge.live", "--help"], env=live_env(), cwd=REPO,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.live", "--help"],
+        env=live_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     text = " ".join(proc.stdout.split())
     assert proc.returncode == 0
-    for words in (TOKEN_ENV, "--token-file", "?token=TOKEN", "sign in with user binland",
-                  "--max-clients"):  # fmt: skip
+    for words in (
+        TOKEN_ENV,
+        "--token-file",
+        "?token=TOKEN",
+        "sign in with user binland",
+        "--max-clients",
+    ):
         assert words in text, words
 
 

@@ -23,8 +23,11 @@ def test_deterministic_per_seed_split_index(name):
     s1, s2 = a.load(4), b.load(4)
     assert np.array_equal(s1.image, s2.image) and np.array_equal(s1.points, s2.points)
     assert np.array_equal(s1.visible, s2.visible) and s1.box == s2.box
-    for other in (a.load(5), open_dataset(name, split="val", size=10, seed=1, image_size=96).load(4),
-                  open_dataset(name, split="train", size=10, seed=2, image_size=96).load(4)):  # fmt: skip
+    for other in (
+        a.load(5),
+        open_dataset(name, split="val", size=10, seed=1, image_size=96).load(4),
+        open_dataset(name, split="train", size=10, seed=2, image_size=96).load(4),
+    ):
         assert not np.array_equal(other.points, s1.points)
     assert a.load(-1).id == a.load(9).id
     with pytest.raises(IndexError):

@@ -60,8 +60,9 @@ def test_tensorflows_own_reader_reads_the_same_records(exported):
         parsed = tf.io.parse_single_example(raw, spec)
         sample = ours.load(j)
         assert parsed["id"].numpy().decode() == sample.id
-        np.testing.assert_array_equal(tf.sparse.to_dense(parsed["points"]).numpy(),
-                                      sample.points.ravel())  # fmt: skip
+        np.testing.assert_array_equal(
+            tf.sparse.to_dense(parsed["points"]).numpy(), sample.points.ravel()
+        )
 
 
 def test_damaged_records_are_skipped_and_counted(exported, tmp_path):
@@ -95,21 +96,45 @@ def test_workers_read_disjoint_shares_through_the_training_pipeline(exported):
     codec = HeatmapCodec((32, 32), (8, 8), sigma=1.5)
     seen = []
     for worker in range(2):
-        data = training_dataset(ds, codec=codec, normalise=Normalisation(),
-                                augment=AugmentConfig(enabled=False), batch_size=1, num_stacks=1,
-                                deterministic=True, shard=(worker, 2))  # fmt: skip
+        data = training_dataset(
+            ds,
+            codec=codec,
+            normalise=Normalisation(),
+            augment=AugmentConfig(enabled=False),
+            batch_size=1,
+            num_stacks=1,
+            deterministic=True,
+            shard=(worker, 2),
+        )
         seen.append({float(images.numpy().sum()) for images, _ in data.take(3)})
     assert seen[0] and seen[1] and not seen[0] & seen[1]  # no record read by both
 
 
 def test_cli_exports_and_explains_errors(tmp_path):
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "training.data.tfrecord", "synthetic-pose", "--option", "size=4",
-           "--option", "image_size=64", "--out", str(out), "--shards", "2"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "training.data.tfrecord",
+        "synthetic-pose",
+        "--option",
+        "size=4",
+        "--option",
+        "image_size=64",
+        "--out",
+        str(out),
+        "--shards",
+        "2",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "wrote 4 records in 2 shards" in proc.stdout
     assert len(open_dataset("tfrecord", out)) == 4
-    bad = subprocess.run([*cmd[:3], "nosuchset", "--out", str(tmp_path / "x")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    bad = subprocess.run(
+        [*cmd[:3], "nosuchset", "--out", str(tmp_path / "x")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")

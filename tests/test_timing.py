@@ -28,8 +28,9 @@ def test_percentiles_cover_the_window_and_means_cover_everything():
         times.add("inference", v)
     assert "inference" in times and "crop" not in times
     np.testing.assert_array_equal(times.recent("inference"), values[-300:])
-    np.testing.assert_allclose(times.percentiles("inference", (50, 90)),
-                               np.percentile(values[-300:], (50, 90)) * 1e3)  # fmt: skip
+    np.testing.assert_allclose(
+        times.percentiles("inference", (50, 90)), np.percentile(values[-300:], (50, 90)) * 1e3
+    )
     assert times.mean_ms("inference") == pytest.approx(values.mean() * 1e3)
     summary = times.summary()["inference"]
     assert summary["count"] == 1000 and summary["mean_ms"] == pytest.approx(values.mean() * 1e3)
@@ -99,8 +100,11 @@ def test_the_live_loop_keeps_nothing_per_frame(tmp_path):
 
     model = LandmarkModel(BUNDLED_POSE, num_threads=1)
     meta = model.metadata
-    pipeline = LandmarkPipeline(model, tracker=LandmarkTracker(margin=meta.box_margin, probe_every=4),
-                            smoother=OneEuroFilter(min_score=0.3))  # fmt: skip
+    pipeline = LandmarkPipeline(
+        model,
+        tracker=LandmarkTracker(margin=meta.box_margin, probe_every=4),
+        smoother=OneEuroFilter(min_score=0.3),
+    )
     source = DemoSource(size=(320, 240), loop=True)
     times, rate = StageTimes(window=256), RateMeter()
     jsonl = JsonlOutput(tmp_path / "live.jsonl")
@@ -114,9 +118,18 @@ def test_the_live_loop_keeps_nothing_per_frame(tmp_path):
             pipeline.annotate(result, fps=rate.tick(), show_box=True)
         times.add("total", 2e-3)
         latency = {s: round(v * 1e3, 3) for s, v in times.current.items()}
-        jsonl.write(landmark_record(frame.index, frame.timestamp, names=meta.landmarks,
-                                    points=result.points, scores=result.scores, box=result.box,
-                                    tracking=result.tracking, latency_ms=latency))  # fmt: skip
+        jsonl.write(
+            landmark_record(
+                frame.index,
+                frame.timestamp,
+                names=meta.landmarks,
+                points=result.points,
+                scores=result.scores,
+                box=result.box,
+                tracking=result.tracking,
+                latency_ms=latency,
+            )
+        )
 
     frames = 2500  # 16 passes of the clip, 10 windows
     try:

@@ -67,9 +67,13 @@ def test_tracked_box_cannot_run_away():
     for _ in range(100):
         box = tracker.box_for(image)
         half = box.size / 2
-        corners = np.array([[box.center[0] - half, box.center[1] - half],
-                            [box.center[0] + half, box.center[1] + half],
-                            [box.center[0] + 3 * half, box.center[1]]])  # fmt: skip
+        corners = np.array(
+            [
+                [box.center[0] - half, box.center[1] - half],
+                [box.center[0] + half, box.center[1] + half],
+                [box.center[0] + 3 * half, box.center[1]],
+            ]
+        )
         assert tracker.update(corners, np.ones(3))
     box = tracker.box_for(image)
     assert box.size == pytest.approx(1.5 * 640)
@@ -189,9 +193,11 @@ def test_blazeface_agrees_with_haar_on_a_real_face(blazeface):
 def test_search_boxes_and_probing():
     boxes = search_boxes(640, 480)
     assert [(b.center, b.size) for b in boxes] == [
-        ((319.5, 239.5), 640.0), ((239.5, 239.5), 480.0), ((319.5, 239.5), 480.0),
+        ((319.5, 239.5), 640.0),
+        ((239.5, 239.5), 480.0),
+        ((319.5, 239.5), 480.0),
         ((399.5, 239.5), 480.0),
-    ]  # fmt: skip
+    ]
     assert search_boxes(480, 640)[1].center == (239.5, 239.5)  # portrait: along the height
     tracker = LandmarkTracker(margin=1.25, probe_every=2)
     image = np.zeros((480, 640, 3), np.uint8)

@@ -36,8 +36,19 @@ def _env() -> dict:
 
 
 def _train_cmd(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "training.train", "--config", str(CONFIG), "--out", str(out),
-            "--verbose", "2", *TINY, *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "training.train",
+        "--config",
+        str(CONFIG),
+        "--out",
+        str(out),
+        "--verbose",
+        "2",
+        *TINY,
+        *extra,
+    ]
 
 
 def _history(run: Path) -> list[dict]:
@@ -66,13 +77,26 @@ def test_cli_errors_are_one_line(tmp_path):
     cases = [
         (["--config", str(tmp_path / "missing.yaml")], "config file not found"),
         (["--config", str(CONFIG), "--out", str(tmp_path / "r"), "modle.depth=2"], "'modle'"),
-        (["--config", str(ROOT / "configs" / "mpii_binary_hpm.yaml"), "--out", str(tmp_path / "m")],
-         "mpii"),
+        (
+            [
+                "--config",
+                str(ROOT / "configs" / "mpii_binary_hpm.yaml"),
+                "--out",
+                str(tmp_path / "m"),
+            ],
+            "mpii",
+        ),
         (["--out", str(tmp_path / "nothing"), "--resume"], "nothing to resume"),
-    ]  # fmt: skip
+    ]
     for argv, needle in cases:
-        proc = subprocess.run([sys.executable, "-m", "training.train", *argv], cwd=ROOT,
-                              env=_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "training.train", *argv],
+            cwd=ROOT,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert lines[-1].startswith("error: ") and needle in lines[-1], proc.stderr
@@ -83,9 +107,14 @@ def test_cli_errors_are_one_line(tmp_path):
 def test_resume_after_kill_continues_from_the_saved_epoch(tmp_path):
     run = tmp_path / "run"
     steps, epochs = 30, 4
-    proc = subprocess.Popen(_train_cmd(run, f"epochs={epochs}", f"steps_per_epoch={steps}"),
-                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        _train_cmd(run, f"epochs={epochs}", f"steps_per_epoch={steps}"),
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     state = run / "state.json"
     deadline = time.time() + 240
     while not state.exists() and proc.poll() is None and time.time() < deadline:
@@ -97,9 +126,14 @@ def test_resume_after_kill_continues_from_the_saved_epoch(tmp_path):
     assert 1 <= saved < epochs, "the run finished before it could be killed"
     assert not (run / "model.keras").exists()
 
-    resumed = subprocess.run([sys.executable, "-m", "training.train", "--out", str(run),
-                              "--resume", "--verbose", "2"], cwd=ROOT, env=_env(),
-                             capture_output=True, text=True, timeout=300)  # fmt: skip
+    resumed = subprocess.run(
+        [sys.executable, "-m", "training.train", "--out", str(run), "--resume", "--verbose", "2"],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"resuming from {run / 'checkpoints' / 'epoch'}-{saved} (epoch {saved} of {epochs})" in (
         resumed.stdout
@@ -114,9 +148,23 @@ def test_resume_after_kill_continues_from_the_saved_epoch(tmp_path):
     assert (run / "model.keras").is_file() and (run / "model.landmarks.json").is_file()
 
     # Resuming with a different network is refused in one line, and the run's config survives.
-    wrong = subprocess.run([sys.executable, "-m", "training.train", "--out", str(run), "--resume",
-                            "epochs=5", "model.features=64"], cwd=ROOT, env=_env(),
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    wrong = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.train",
+            "--out",
+            str(run),
+            "--resume",
+            "epochs=5",
+            "model.features=64",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert wrong.returncode == 2
     assert wrong.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "does not fit the model" in wrong.stderr and "WARNING" not in wrong.stderr
@@ -133,8 +181,14 @@ def test_mirrored_strategy_runs_one_step_on_two_replicas(tmp_path):
         "sys.exit(main(sys.argv[1:]))\n"
     )
     argv = _train_cmd(run, "epochs=1", "steps_per_epoch=1", "--strategy", "mirrored")[3:]
-    proc = subprocess.run([sys.executable, "-c", script, *argv], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 replica(s)" in proc.stdout
     state = json.loads((run / "state.json").read_text())
@@ -188,9 +242,11 @@ def test_short_synthetic_run_learns_well_above_chance(tmp_path):
     # circle, 0.5 * head size (about 0.1 of the crop side here) in radius.
     uniform = _uniform_guess_pckh(val_size, config.dataset.options["image_size"])
     last = history[-1]["val_pckh"]
-    print(f"\nchance: uniform guess {uniform:.1f}, mean pose {mean_pose:.1f}; val PCKh per epoch "
-          f"{[round(h['val_pckh'], 1) for h in history]}; epoch seconds "
-          f"{[round(h['epoch_seconds'], 1) for h in history]}; {minutes:.1f} min")  # fmt: skip
+    print(
+        f"\nchance: uniform guess {uniform:.1f}, mean pose {mean_pose:.1f}; val PCKh per epoch "
+        f"{[round(h['val_pckh'], 1) for h in history]}; epoch seconds "
+        f"{[round(h['epoch_seconds'], 1) for h in history]}; {minutes:.1f} min"
+    )
     assert summary["final"]["val_pckh"] == last
     assert uniform < 3 and last > 5 * uniform
     # Above the best image-blind guess too: the model reads the pixels.
@@ -221,10 +277,21 @@ def test_released_wiring_trains_with_bce_and_saves_sigmoid_heatmaps(tmp_path):
     """The released model's wiring end to end: binary skips and head, Sigmoid + BCE."""
     run = tmp_path / "released"
     proc = subprocess.run(
-        _train_cmd(run, "epochs=1", "steps_per_epoch=4", "model.binary_skip=true",
-                   "model.binary_head=true", "model.heatmap_activation=sigmoid", "loss=bce"),
-        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        _train_cmd(
+            run,
+            "epochs=1",
+            "steps_per_epoch=4",
+            "model.binary_skip=true",
+            "model.binary_head=true",
+            "model.heatmap_activation=sigmoid",
+            "loss=bce",
+        ),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (line,) = _history(run)
     assert np.isfinite(line["loss"]) and "val_pckh" in line
@@ -249,8 +316,16 @@ def test_validation_set_of_another_format_and_unpaired_skeletons_are_checked(tmp
     from scipy.io import savemat
 
     savemat(tmp_path / "test" / "a.mat", {"pts": np.ones((2, 34)), "visibility": np.ones(34)})
-    pifa = make_config({"dataset": {"name": "pifa", "path": str(tmp_path), "train_split": "test",
-                                    "val_split": "test"}})  # fmt: skip
+    pifa = make_config(
+        {
+            "dataset": {
+                "name": "pifa",
+                "path": str(tmp_path),
+                "train_split": "test",
+                "val_split": "test",
+            }
+        }
+    )
     with pytest.raises(ConfigError, match="flip_prob: 0"):
         train_run(pifa, tmp_path / "b")
 
@@ -260,24 +335,51 @@ def test_ablation_builds_wiring_variants_and_an_honest_table(tmp_path):
     that wiring's overrides, and a table whose sentences call small differences noise."""
     from benchmarks import ablation
 
-    todo = ablation.wiring_variants(features=64, depth=2, input_size=64, tasks=["pose"],
-                                    wirings=["paper", "binary_head", "released"])  # fmt: skip
-    assert [v.name for v in todo] == ["pose_hpm_binary", "pose_hpm_binary_binary_head",
-                                      "pose_hpm_binary_released"]  # fmt: skip
+    todo = ablation.wiring_variants(
+        features=64,
+        depth=2,
+        input_size=64,
+        tasks=["pose"],
+        wirings=["paper", "binary_head", "released"],
+    )
+    assert [v.name for v in todo] == [
+        "pose_hpm_binary",
+        "pose_hpm_binary_binary_head",
+        "pose_hpm_binary_released",
+    ]
     assert todo[0].parameters == 446_960 and todo[1].parameters == 446_960 + 2 * 64
-    assert todo[2].overrides() == ["model.binary_skip=true", "model.binary_head=true",
-                                   "model.heatmap_activation=sigmoid", "loss=bce"]  # fmt: skip
+    assert todo[2].overrides() == [
+        "model.binary_skip=true",
+        "model.binary_head=true",
+        "model.heatmap_activation=sigmoid",
+        "loss=bce",
+    ]
     released = make_config({}, todo[2].overrides())  # every wiring is a valid config
     assert released.model.binary_skip and released.model.binary_head and released.loss == "bce"
 
     def row(v, score):
         metric = {"headline": "pckh@0.5", "pckh@0.5": score, "runtime": "x"}
-        return {**ablation.asdict(v), "name": v.name, "kind": v.kind, "flatbuffer_bytes": 1e5,
-                "keras": metric, "tflite": metric, "train_minutes": 1.0}  # fmt: skip
+        return {
+            **ablation.asdict(v),
+            "name": v.name,
+            "kind": v.kind,
+            "flatbuffer_bytes": 1e5,
+            "keras": metric,
+            "tflite": metric,
+            "train_minutes": 1.0,
+        }
 
     rows = [row(todo[0], 20.0), row(todo[1], 21.0), row(todo[2], 14.0)]
-    meta = {"command": "c", "machine": "m", "date": "d", "recipe": "r", "eval": "e", "note": "",
-            "wiring": True, "spread": 2.0}  # fmt: skip
+    meta = {
+        "command": "c",
+        "machine": "m",
+        "date": "d",
+        "recipe": "r",
+        "eval": "e",
+        "note": "",
+        "wiring": True,
+        "spread": 2.0,
+    }
     out = tmp_path / "wiring.md"
     ablation.write_results(rows, meta, out, complete=True)
     text = out.read_text()
@@ -297,8 +399,14 @@ def test_saved_model_averages_the_last_checkpoints(tmp_path):
     from training.train import build_model
 
     run = tmp_path / "averaged"
-    proc = subprocess.run(_train_cmd(run, "epochs=3", "steps_per_epoch=3", "average_last=3"),
-                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        _train_cmd(run, "epochs=3", "steps_per_epoch=3", "average_last=3"),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "the mean of epoch-1, epoch-2, epoch-3" in proc.stdout
     config = load_config(run / "config.yaml")
@@ -310,8 +418,9 @@ def test_saved_model_averages_the_last_checkpoints(tmp_path):
     saved = load_keras_model(run / "model.keras").get_weights()
     assert any(not np.array_equal(a, b) for a, b in zip(per_epoch[1], per_epoch[2], strict=True))
     for i, weights in enumerate(saved):
-        np.testing.assert_allclose(weights, np.mean([w[i] for w in per_epoch], axis=0),
-                                   rtol=1e-5, atol=1e-6)  # fmt: skip
+        np.testing.assert_allclose(
+            weights, np.mean([w[i] for w in per_epoch], axis=0), rtol=1e-5, atol=1e-6
+        )
     summary = json.loads((run / "summary.json").read_text())
     assert summary["averaged"]["checkpoints"] == ["epoch-1", "epoch-2", "epoch-3"]
     assert 0 <= summary["averaged"]["val_pckh"] <= 100
@@ -328,12 +437,30 @@ def test_blend_start_saves_a_soup_of_the_fine_tune_and_its_start(tmp_path):
     from training.train import build_model
 
     start, run = tmp_path / "start", tmp_path / "blended"
-    proc = subprocess.run(_train_cmd(start, "epochs=1", "steps_per_epoch=2"), cwd=ROOT,
-                          env=_env(), capture_output=True, text=True, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        _train_cmd(start, "epochs=1", "steps_per_epoch=2"),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    proc = subprocess.run(_train_cmd(run, "epochs=2", "steps_per_epoch=3", "average_last=2",
-                                     f"init_from={start / 'model.keras'}", "blend_start=0.25"),
-                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        _train_cmd(
+            run,
+            "epochs=2",
+            "steps_per_epoch=3",
+            "average_last=2",
+            f"init_from={start / 'model.keras'}",
+            "blend_start=0.25",
+        ),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0.75 x the mean of epoch-1, epoch-2 + 0.25 x" in proc.stdout
     config = load_config(run / "config.yaml")

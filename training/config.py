@@ -149,50 +149,80 @@ class TrainConfig:
             f"optimizer.learning_rate must be a positive number, got "
             f"{self.optimizer.learning_rate}",
         )
-        _check(self.input_size % 4 == 0 and self.input_size >= 32,
-               f"input_size must be a multiple of 4 and >= 32, got {self.input_size}")  # fmt: skip
+        _check(
+            self.input_size % 4 == 0 and self.input_size >= 32,
+            f"input_size must be a multiple of 4 and >= 32, got {self.input_size}",
+        )
         _check(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
-        _check(self.task in ("landmarks", "segmentation"),
-               f"task must be landmarks or segmentation, got {self.task!r}")  # fmt: skip
+        _check(
+            self.task in ("landmarks", "segmentation"),
+            f"task must be landmarks or segmentation, got {self.task!r}",
+        )
         _check(
             self.precision in ("float32", "float64"),
             f"precision must be float32 or float64, got {self.precision!r}",
         )
         _check(self.epochs > 0, f"epochs must be positive, got {self.epochs}")
-        _check(self.steps_per_epoch is None or self.steps_per_epoch > 0,
-               f"steps_per_epoch must be positive, got {self.steps_per_epoch}")  # fmt: skip
+        _check(
+            self.steps_per_epoch is None or self.steps_per_epoch > 0,
+            f"steps_per_epoch must be positive, got {self.steps_per_epoch}",
+        )
         _check(self.sigma > 0, f"sigma must be positive, got {self.sigma}")
-        _check(1 <= self.average_last <= self.epochs,
-               f"average_last must be between 1 and epochs, got {self.average_last}")  # fmt: skip
-        _check(0 <= self.blend_start < 1,
-               f"blend_start must be at least 0 and below 1, got {self.blend_start}")  # fmt: skip
-        _check(not self.blend_start or self.init_from,
-               "blend_start needs init_from: the model to blend the trained weights with")  # fmt: skip
-        _check(self.optimizer.name in ("rmsprop", "adam"),
-               f"optimizer.name must be rmsprop or adam, got {self.optimizer.name!r}")  # fmt: skip
-        _check(self.model.block in ("hpm", "bottleneck", "wide"),
-               f"model.block must be hpm, bottleneck or wide, got {self.model.block!r}")  # fmt: skip
-        _check(self.model.binary or not self.model.weight_scale,
-               "model.weight_scale applies to binary convs: set model.binary: true or drop it")  # fmt: skip
-        _check(self.model.binary or not (self.model.binary_skip or self.model.binary_head),
-               "model.binary_skip and model.binary_head apply to binary networks: set "
-               "model.binary: true or drop them")  # fmt: skip
-        _check(self.model.heatmap_activation in ("linear", "sigmoid"),
-               "model.heatmap_activation must be linear or sigmoid, got "
-               f"{self.model.heatmap_activation!r}")  # fmt: skip
-        _check(self.model.blocks_per_level >= 1,
-               f"model.blocks_per_level must be at least 1, got {self.model.blocks_per_level}")  # fmt: skip
+        _check(
+            1 <= self.average_last <= self.epochs,
+            f"average_last must be between 1 and epochs, got {self.average_last}",
+        )
+        _check(
+            0 <= self.blend_start < 1,
+            f"blend_start must be at least 0 and below 1, got {self.blend_start}",
+        )
+        _check(
+            not self.blend_start or self.init_from,
+            "blend_start needs init_from: the model to blend the trained weights with",
+        )
+        _check(
+            self.optimizer.name in ("rmsprop", "adam"),
+            f"optimizer.name must be rmsprop or adam, got {self.optimizer.name!r}",
+        )
+        _check(
+            self.model.block in ("hpm", "bottleneck", "wide"),
+            f"model.block must be hpm, bottleneck or wide, got {self.model.block!r}",
+        )
+        _check(
+            self.model.binary or not self.model.weight_scale,
+            "model.weight_scale applies to binary convs: set model.binary: true or drop it",
+        )
+        _check(
+            self.model.binary or not (self.model.binary_skip or self.model.binary_head),
+            "model.binary_skip and model.binary_head apply to binary networks: set "
+            "model.binary: true or drop them",
+        )
+        _check(
+            self.model.heatmap_activation in ("linear", "sigmoid"),
+            "model.heatmap_activation must be linear or sigmoid, got "
+            f"{self.model.heatmap_activation!r}",
+        )
+        _check(
+            self.model.blocks_per_level >= 1,
+            f"model.blocks_per_level must be at least 1, got {self.model.blocks_per_level}",
+        )
         _check(self.loss in ("mse", "bce"), f"loss must be mse or bce, got {self.loss!r}")
-        _check(self.loss != "bce" or self.model.heatmap_activation == "sigmoid",
-               "loss: bce needs probabilities: set model.heatmap_activation: sigmoid")  # fmt: skip
-        _check(self.normalisation.color in ("RGB", "BGR"),
-               f"normalisation.color must be RGB or BGR, got {self.normalisation.color!r}")  # fmt: skip
+        _check(
+            self.loss != "bce" or self.model.heatmap_activation == "sigmoid",
+            "loss: bce needs probabilities: set model.heatmap_activation: sigmoid",
+        )
+        _check(
+            self.normalisation.color in ("RGB", "BGR"),
+            f"normalisation.color must be RGB or BGR, got {self.normalisation.color!r}",
+        )
         for key in ("mean", "std"):
             v = getattr(self.normalisation, key)
             _check(len(v) == 3, f"normalisation.{key} needs 3 values, got {v!r}")
         for entry in self.optimizer.schedule:
-            _check(isinstance(entry, (list, tuple)) and len(entry) == 2,
-                   f"optimizer.schedule entries are [epoch, learning_rate], got {entry!r}")  # fmt: skip
+            _check(
+                isinstance(entry, (list, tuple)) and len(entry) == 2,
+                f"optimizer.schedule entries are [epoch, learning_rate], got {entry!r}",
+            )
             epoch, rate = entry
             _check(
                 isinstance(epoch, int)

@@ -52,8 +52,10 @@ def label_frame_boxes(root: Path) -> dict[tuple[str, str], CropBox]:
             try:
                 image, box = Path(str(record["image"])), record["frame_box"]
                 found[(image.parent.name, image.stem)] = CropBox(
-                    (float(box["center"][0]), float(box["center"][1])), float(box["size"]),
-                    float(box.get("rotation", 0.0)))  # fmt: skip
+                    (float(box["center"][0]), float(box["center"][1])),
+                    float(box["size"]),
+                    float(box.get("rotation", 0.0)),
+                )
             except (KeyError, TypeError, ValueError, IndexError):
                 continue
     return found
@@ -93,28 +95,38 @@ class CropJitter:
     def summary(self) -> dict:
         out: dict = {"mode": "jitter", "seed": self.seed, "measured": self.offsets is not None}
         if self.offsets is None:
-            out.update(fallback_shift_sd=FALLBACK_SHIFT_SD,
-                       fallback_log_scale_sd=FALLBACK_LOG_SCALE_SD,
-                       reason=self.measured_from)  # fmt: skip
+            out.update(
+                fallback_shift_sd=FALLBACK_SHIFT_SD,
+                fallback_log_scale_sd=FALLBACK_LOG_SCALE_SD,
+                reason=self.measured_from,
+            )
             return out
-        out.update(measured_from=self.measured_from, pairs=len(self.offsets), clips=self.clips,
-                   median_frame_gap=float(np.median(self.gaps)) if len(self.gaps) else None,
-                   **jitter_magnitudes(self.offsets))  # fmt: skip
+        out.update(
+            measured_from=self.measured_from,
+            pairs=len(self.offsets),
+            clips=self.clips,
+            median_frame_gap=float(np.median(self.gaps)) if len(self.gaps) else None,
+            **jitter_magnitudes(self.offsets),
+        )
         return out
 
     def describe(self) -> str:
         if self.offsets is None:
-            return (f"crop: jitter (seed {self.seed}) from the fallback constants, no clip to "
-                    f"measure on ({self.measured_from}): centre shift N(0, "
-                    f"{FALLBACK_SHIFT_SD:g}) per axis of the box side, log scale N(0, "
-                    f"{FALLBACK_LOG_SCALE_SD:g})")  # fmt: skip
+            return (
+                f"crop: jitter (seed {self.seed}) from the fallback constants, no clip to "
+                f"measure on ({self.measured_from}): centre shift N(0, "
+                f"{FALLBACK_SHIFT_SD:g}) per axis of the box side, log scale N(0, "
+                f"{FALLBACK_LOG_SCALE_SD:g})"
+            )
         m = jitter_magnitudes(self.offsets)
-        return (f"crop: jitter (seed {self.seed}), drawn from {len(self.offsets)} frame pairs "
-                f"of {self.clips} clip{'s' if self.clips != 1 else ''} (median gap "
-                f"{np.median(self.gaps):g} frames) in "
-                f"{self.measured_from}: centre shift median {100 * m['shift_median']:.1f} %, "
-                f"p90 {100 * m['shift_p90']:.1f} % of the box side; |log scale| median "
-                f"{m['log_scale_median']:.3f}, p90 {m['log_scale_p90']:.3f}")  # fmt: skip
+        return (
+            f"crop: jitter (seed {self.seed}), drawn from {len(self.offsets)} frame pairs "
+            f"of {self.clips} clip{'s' if self.clips != 1 else ''} (median gap "
+            f"{np.median(self.gaps):g} frames) in "
+            f"{self.measured_from}: centre shift median {100 * m['shift_median']:.1f} %, "
+            f"p90 {100 * m['shift_p90']:.1f} % of the box side; |log scale| median "
+            f"{m['log_scale_median']:.3f}, p90 {m['log_scale_p90']:.3f}"
+        )
 
 
 def jitter_magnitudes(offsets: np.ndarray) -> dict[str, float]:
@@ -122,9 +134,12 @@ def jitter_magnitudes(offsets: np.ndarray) -> dict[str, float]:
     absolute log scale change of ``[dx, dy, log_scale]`` rows."""
     o = np.asarray(offsets, np.float64).reshape(-1, 3)
     shift, scale = np.hypot(o[:, 0], o[:, 1]), np.abs(o[:, 2])
-    return {"shift_median": float(np.median(shift)), "shift_p90": float(np.percentile(shift, 90)),
-            "log_scale_median": float(np.median(scale)),
-            "log_scale_p90": float(np.percentile(scale, 90))}  # fmt: skip
+    return {
+        "shift_median": float(np.median(shift)),
+        "shift_p90": float(np.percentile(shift, 90)),
+        "log_scale_median": float(np.median(scale)),
+        "log_scale_p90": float(np.percentile(scale, 90)),
+    }
 
 
 def frame_of(sample_id: str) -> tuple[str, int, int] | None:
@@ -176,9 +191,13 @@ def measure_tracker_steps(
         for (f0, prev), (f1, box) in zip(track, track[1:], strict=False):
             if not 0 < f1 - f0 <= max_gap:
                 continue
-            offsets.append([(prev.center[0] - box.center[0]) / box.size,
-                            (prev.center[1] - box.center[1]) / box.size,
-                            math.log(prev.size / box.size)])  # fmt: skip
+            offsets.append(
+                [
+                    (prev.center[0] - box.center[0]) / box.size,
+                    (prev.center[1] - box.center[1]) / box.size,
+                    math.log(prev.size / box.size),
+                ]
+            )
             gaps.append(f1 - f0)
             clips.add(key)
     return np.asarray(offsets, np.float64).reshape(-1, 3), len(clips), np.asarray(gaps, float)
@@ -197,14 +216,19 @@ def crop_jitter(
     """Measure the tracker's steps on the evaluated set's clips (:func:`measure_tracker_steps`)
     and return the jitter that draws from them; the fallback constants when it has none."""
     if index is None:
-        return CropJitter(None, seed, "no sources_<task>.json beside the data to tell clips "
-                          "from photos")  # fmt: skip
+        return CropJitter(
+            None, seed, "no sources_<task>.json beside the data to tell clips from photos"
+        )
     if shapes is None:
         n = len(dataset) if limit is None else min(limit, len(dataset))
         shapes = collect_shapes(dataset, range(n), threads)
     boxes = label_frame_boxes(index.path.parent)
     offsets, clips, gaps = measure_tracker_steps(shapes, index, margin, boxes)
     if not len(offsets):
-        return CropJitter(None, seed, f"no two labelled frames of one clip within {MAX_FRAME_GAP} "
-                          f"frames in {index.path.parent}")  # fmt: skip
+        return CropJitter(
+            None,
+            seed,
+            f"no two labelled frames of one clip within {MAX_FRAME_GAP} "
+            f"frames in {index.path.parent}",
+        )
     return CropJitter(offsets, seed, str(index.path.parent), clips, gaps)

@@ -46,8 +46,9 @@ class Task:
     @property
     def is_chief(self) -> bool:
         # TF's rule: the "chief" task if the cluster has one, else worker 0.
-        return self.type == "chief" or (self.type == "worker" and self.index == 0
-                                        and not self.has_chief)  # fmt: skip
+        return self.type == "chief" or (
+            self.type == "worker" and self.index == 0 and not self.has_chief
+        )
 
 
 SINGLE = Task("worker", 0, 1)
@@ -56,9 +57,11 @@ SINGLE = Task("worker", 0, 1)
 def parse_tf_config(text: str | None) -> Task:
     """Check a TF_CONFIG value and return this task; :class:`ClusterError` says what is wrong."""
     if text is None or not text.strip():
-        raise ClusterError("--strategy multiworker needs TF_CONFIG, e.g. "
-                           '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-                           '"task": {"type": "worker", "index": 0}}')  # fmt: skip
+        raise ClusterError(
+            "--strategy multiworker needs TF_CONFIG, e.g. "
+            '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+            '"task": {"type": "worker", "index": 0}}'
+        )
     try:
         config = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -70,12 +73,18 @@ def parse_tf_config(text: str | None) -> Task:
         raise ClusterError('TF_CONFIG has no "cluster" (a map of task type to "host:port" list)')
     for kind, addresses in cluster.items():
         if kind not in ("chief", "worker"):
-            raise ClusterError(f'TF_CONFIG cluster has a {kind!r} job; multiworker training '
-                               'uses only "chief" and "worker"')  # fmt: skip
-        if (not isinstance(addresses, list) or not addresses or
-                not all(isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses)):  # fmt: skip
-            raise ClusterError(f'TF_CONFIG cluster["{kind}"] must be a list of "host:port", '
-                               f"got {addresses!r}")  # fmt: skip
+            raise ClusterError(
+                f"TF_CONFIG cluster has a {kind!r} job; multiworker training "
+                'uses only "chief" and "worker"'
+            )
+        if (
+            not isinstance(addresses, list)
+            or not addresses
+            or not all(isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses)
+        ):
+            raise ClusterError(
+                f'TF_CONFIG cluster["{kind}"] must be a list of "host:port", got {addresses!r}'
+            )
     if len(cluster.get("chief", [])) > 1:
         raise ClusterError("TF_CONFIG cluster may have at most one chief")
     task = config.get("task")
@@ -83,11 +92,14 @@ def parse_tf_config(text: str | None) -> Task:
         raise ClusterError('TF_CONFIG has no "task" (this process\'s {"type": ..., "index": ...})')
     kind, index = task.get("type"), task.get("index")
     if kind not in cluster:
-        raise ClusterError(f"TF_CONFIG task type {kind!r} is not a job of the cluster "
-                           f"({', '.join(cluster)})")  # fmt: skip
+        raise ClusterError(
+            f"TF_CONFIG task type {kind!r} is not a job of the cluster ({', '.join(cluster)})"
+        )
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[kind]):
-        raise ClusterError(f"TF_CONFIG task index {index!r} is not one of the "
-                           f"{len(cluster[kind])} {kind} address(es)")  # fmt: skip
+        raise ClusterError(
+            f"TF_CONFIG task index {index!r} is not one of the "
+            f"{len(cluster[kind])} {kind} address(es)"
+        )
     workers = sum(len(v) for v in cluster.values())
     return Task(kind, index, workers, has_chief="chief" in cluster)
 

@@ -127,8 +127,14 @@ def torso_size(
     return np.linalg.norm(g[:, a] - g[:, b], axis=-1)
 
 
-def pck_torso(pred, gt, visible, skeleton: Skeleton, alpha: float = 0.2,
-              torso_pair: tuple[str, str] = ("right_hip", "left_shoulder")) -> PCKResult:  # fmt: skip
+def pck_torso(
+    pred,
+    gt,
+    visible,
+    skeleton: Skeleton,
+    alpha: float = 0.2,
+    torso_pair: tuple[str, str] = ("right_hip", "left_shoulder"),
+) -> PCKResult:
     """LSP PCK@``alpha`` of torso size. Images with a zero torso score nothing."""
     _, _, v = _arrays(pred, gt, visible)
     torso = torso_size(gt, skeleton, torso_pair)

@@ -86,7 +86,7 @@ class Score:
                 "label": self.curve_label,
                 "x": self.curve_x.tolist(),
                 "y": self.curve_y.tolist(),
-            },  # fmt: skip
+            },
         }
 
 
@@ -124,8 +124,13 @@ def _box_nme_score(pred: Predictions, protocol: str, skeleton: Skeleton) -> Scor
         values["nme_inner"] = _mean_percent(
             metrics.nme_box(pred.points, pred.gt, scored & inner, norm_visible=pred.visible)
         )
-    values.update({f"auc@{BOX_THRESHOLD}": 100.0 * auc, f"fr@{BOX_THRESHOLD}": 100.0 * fr,
-                   "images": int(finite.sum())})  # fmt: skip
+    values.update(
+        {
+            f"auc@{BOX_THRESHOLD}": 100.0 * auc,
+            f"fr@{BOX_THRESHOLD}": 100.0 * fr,
+            "images": int(finite.sum()),
+        }
+    )
     if pred.yaw is not None and np.isfinite(pred.yaw).any():
         bins = metrics.nme_by_yaw(errors, pred.yaw)
         for label, _, _ in metrics.YAW_BINS:
@@ -152,8 +157,12 @@ def score(pred: Predictions, protocol: str, skeleton: Skeleton) -> Score:
             summary["nme_inner"] = _mean_percent(
                 metrics.nme(pred.points, pred.gt, skeleton, pred.visible & inner)
             )
-        values = {**summary, "auc@0.08": 100.0 * values["auc"],
-                  "fr@0.08": 100.0 * values["failure_rate"], "images": values["count"]}  # fmt: skip
+        values = {
+            **summary,
+            "auc@0.08": 100.0 * values["auc"],
+            "fr@0.08": 100.0 * values["failure_rate"],
+            "images": values["count"],
+        }
         return Score("nme", "nme", values, {}, xs, 100.0 * ys, "NME (inter-ocular)")
     if protocol == "pckh":
         if not np.all(np.isfinite(pred.head_size) & (pred.head_size > 0)):

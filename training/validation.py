@@ -125,8 +125,13 @@ class MeanShape:
         return replace(pred, points=points, scores=np.ones(points.shape[:2]))
 
     def to_dict(self) -> dict:
-        return {"from": self.source, "samples": self.samples, "own_mean": self.own,
-                "shape": np.round(self.shape, 5).tolist(), "counts": self.counts.tolist()}  # fmt: skip
+        return {
+            "from": self.source,
+            "samples": self.samples,
+            "own_mean": self.own,
+            "shape": np.round(self.shape, 5).tolist(),
+            "counts": self.counts.tolist(),
+        }
 
 
 def mean_shape_of(shapes: Shapes, source: str, own: bool = False) -> MeanShape:
@@ -193,9 +198,11 @@ def training_set(
             continue
         return found, f"{name}/{wanted}" + ("" if path is None else f" ({path})")
     if baseline_split is not None and not itself:
-        raise DatasetError(f"--baseline-split {baseline_split}: no such split beside the data"
-                           f"{f' ({problem})' if problem else ''}; use --baseline-split own for "
-                           "the evaluated set's own mean")  # fmt: skip
+        raise DatasetError(
+            f"--baseline-split {baseline_split}: no such split beside the data"
+            f"{f' ({problem})' if problem else ''}; use --baseline-split own for "
+            "the evaluated set's own mean"
+        )
     return None, "the evaluated set"
 
 
@@ -302,10 +309,15 @@ def verdict_line(model: Score, base: Score) -> str:
     text = "model vs mean shape in the same crop: " + "; ".join(parts)
     clear = clearly_better(model, base)
     if clear is False:
-        rule = (f"NME above {CLEAR_NME_RATIO:g} x" if _lower_is_better(model.headline)
-                else f"less than {CLEAR_PCK_POINTS:g} points above")  # fmt: skip
-        text += (f"\nWARNING: the model does not clearly beat the mean shape ({rule} it): it "
-                 "has learned little beyond where the crop box puts the points")  # fmt: skip
+        rule = (
+            f"NME above {CLEAR_NME_RATIO:g} x"
+            if _lower_is_better(model.headline)
+            else f"less than {CLEAR_PCK_POINTS:g} points above"
+        )
+        text += (
+            f"\nWARNING: the model does not clearly beat the mean shape ({rule} it): it "
+            "has learned little beyond where the crop box puts the points"
+        )
     return text
 
 
@@ -377,16 +389,23 @@ def breakdown(
     def row(chosen: list[int]) -> dict:
         model = score(subset(pred, chosen), protocol, skeleton)
         mean = score(subset(base, chosen), protocol, skeleton)
-        return {"samples": len(chosen), "model": model.values, "mean_shape": mean.values,
-                "clearly_better": clearly_better(model, mean)}  # fmt: skip
+        return {
+            "samples": len(chosen),
+            "model": model.values,
+            "mean_shape": mean.values,
+            "clearly_better": clearly_better(model, mean),
+        }
 
     groups = {g: row(by_group[g]) for g in sorted(by_group)}
     sources = {}
     for key in sorted(by_source, key=lambda k: (index.group_of(None if k == UNKNOWN else k), k)):
         info = index.sources.get(key, {})
-        sources[key] = {"group": index.group_of(None if key == UNKNOWN else key),
-                        "split": info.get("split"), "path": info.get("path"),
-                        **row(by_source[key])}  # fmt: skip
+        sources[key] = {
+            "group": index.group_of(None if key == UNKNOWN else key),
+            "split": info.get("split"),
+            "path": info.get("path"),
+            **row(by_source[key]),
+        }
     return groups, sources
 
 
@@ -405,16 +424,21 @@ def side_notes(counts: dict[str, int]) -> list[str]:
     """Warnings for a score that is not a held-out, unchosen one (docs/validation.md)."""
     notes = []
     if counts.get("train"):
-        notes.append(f"WARNING: {counts['train']} samples come from sources on the training "
-                     "side of the split: not a held-out score")  # fmt: skip
+        notes.append(
+            f"WARNING: {counts['train']} samples come from sources on the training "
+            "side of the split: not a held-out score"
+        )
     if counts.get("select"):
-        notes.append(f"note: {counts['select']} samples come from 'select' sources: use them to "
-                     "choose models and recipes, report 'valid'")  # fmt: skip
+        notes.append(
+            f"note: {counts['select']} samples come from 'select' sources: use them to "
+            "choose models and recipes, report 'valid'"
+        )
     return notes
 
 
-def format_breakdown(rows: dict[str, dict], columns: list[str], first: str,
-                     group_column: bool = False) -> str:  # fmt: skip
+def format_breakdown(
+    rows: dict[str, dict], columns: list[str], first: str, group_column: bool = False
+) -> str:
     """A table of :func:`breakdown`'s rows: name, (group), n, then model and mean shape per
     column; ``!`` marks a row where the model does not clearly beat the mean shape."""
     width = max([len(first), *(len(name) for name in rows)])

@@ -24,8 +24,11 @@ from .base import Backend, is_bitpacked
 # tflite-runtime 2.14 stalled for hundreds of ms per frame where ai-edge-litert did not
 # (measured here on the paper model and the demo model, with and without our delegate).
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
-_DISTRIBUTIONS = {"tflite_runtime": "tflite-runtime", "ai_edge_litert": "ai-edge-litert",
-                  "tensorflow": "tensorflow"}  # fmt: skip
+_DISTRIBUTIONS = {
+    "tflite_runtime": "tflite-runtime",
+    "ai_edge_litert": "ai-edge-litert",
+    "tensorflow": "tensorflow",
+}
 RUNTIME_ENV = "BINLAND_TFLITE_RUNTIME"
 
 NATIVE_MISSING = (

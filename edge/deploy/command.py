@@ -45,9 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_argument(p, required=True, what="the .tflite landmark model to serve")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--ssh", metavar="USER@HOST", help="deploy to a running Pi over ssh")
-    where.add_argument("--rootfs", metavar="PATH", type=Path,
-                       help="deploy into a Pi root filesystem at PATH (SD card or image mounted "
-                       "here); nothing runs on the Pi's CPU")  # fmt: skip
+    where.add_argument(
+        "--rootfs",
+        metavar="PATH",
+        type=Path,
+        help="deploy into a Pi root filesystem at PATH (SD card or image mounted "
+        "here); nothing runs on the Pi's CPU",
+    )
     add(
         "--dry-run",
         action="store_true",
@@ -59,42 +63,90 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"install folder on the Pi (default {DEFAULT_PREFIX})",
     )
     svc = p.add_argument_group("service settings (written to PREFIX/binland.env)")
-    svc.add_argument("--source", default=DEFAULT_SOURCE,
-                     help=f"what the service reads: picamera2, a camera index, a video file (default {DEFAULT_SOURCE})")  # fmt: skip
-    svc.add_argument("--serve", default=DEFAULT_SERVE, metavar="HOST:PORT",
-                     help=f"where edge.live serves the MJPEG stream and page (default {DEFAULT_SERVE})")  # fmt: skip
+    svc.add_argument(
+        "--source",
+        default=DEFAULT_SOURCE,
+        help=f"what the service reads: picamera2, a camera index, a video file (default {DEFAULT_SOURCE})",
+    )
+    svc.add_argument(
+        "--serve",
+        default=DEFAULT_SERVE,
+        metavar="HOST:PORT",
+        help=f"where edge.live serves the MJPEG stream and page (default {DEFAULT_SERVE})",
+    )
     # The Pi's own CPUs (a Pi 4 or 5 has 4 cores), not this machine's, bound the threads.
     add_threads_argument(svc, cpus=PI_CPUS, help="interpreter threads")
-    svc.add_argument("--min-score", type=non_negative_float, default=0.3,
-                     help="edge.live --min-score: landmarks below it are not trusted (default 0.3)")  # fmt: skip
-    svc.add_argument("--lost-below", type=non_negative_float, default=0.3,
-                     help="edge.live --lost-below: mean score that restarts tracking (default 0.3)")  # fmt: skip
-    svc.add_argument("--keep-mb", type=positive_float, default=DEFAULT_KEEP_MB, metavar="MB",
-                     help="edge.live --keep-mb: the recordings under PREFIX/output are kept "
-                     f"under MB megabytes, the oldest deleted first (default {DEFAULT_KEEP_MB:g})")  # fmt: skip
-    svc.add_argument("--live-arg", action="append", default=[], metavar="ARG",
-                     help="one more `python -m edge.live` argument (repeatable), e.g. "
-                     "--live-arg=--jsonl --live-arg=/opt/binland/output/landmarks.jsonl (the "
-                     "service may write only under PREFIX/output)")  # fmt: skip
-    svc.add_argument("--user", default=DEFAULT_USER,
-                     help=f"run the service as this existing user, in group video, instead of "
-                     f"the system user {DEFAULT_USER} that the deploy creates (default {DEFAULT_USER})")  # fmt: skip
-    svc.add_argument("--new-token", action="store_true",
-                     help="replace the stream's token (links with the old one stop working); "
-                     "otherwise a second deploy keeps it. A new token's URL is printed once")  # fmt: skip
-    svc.add_argument("--unit-dir", default=DEFAULT_UNIT_DIR,
-                     help=f"where the systemd unit goes (default {DEFAULT_UNIT_DIR})")  # fmt: skip
-    svc.add_argument("--sysusers-dir", default=DEFAULT_SYSUSERS_DIR,
-                     help=f"where the sysusers.d snippet that creates the user goes (default {DEFAULT_SYSUSERS_DIR})")  # fmt: skip
-    svc.add_argument("--cc", help="--rootfs only: the cross C compiler for the native library "
-                     "(default aarch64-linux-gnu-gcc for an arm64 rootfs)")  # fmt: skip
+    svc.add_argument(
+        "--min-score",
+        type=non_negative_float,
+        default=0.3,
+        help="edge.live --min-score: landmarks below it are not trusted (default 0.3)",
+    )
+    svc.add_argument(
+        "--lost-below",
+        type=non_negative_float,
+        default=0.3,
+        help="edge.live --lost-below: mean score that restarts tracking (default 0.3)",
+    )
+    svc.add_argument(
+        "--keep-mb",
+        type=positive_float,
+        default=DEFAULT_KEEP_MB,
+        metavar="MB",
+        help="edge.live --keep-mb: the recordings under PREFIX/output are kept "
+        f"under MB megabytes, the oldest deleted first (default {DEFAULT_KEEP_MB:g})",
+    )
+    svc.add_argument(
+        "--live-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more `python -m edge.live` argument (repeatable), e.g. "
+        "--live-arg=--jsonl --live-arg=/opt/binland/output/landmarks.jsonl (the "
+        "service may write only under PREFIX/output)",
+    )
+    svc.add_argument(
+        "--user",
+        default=DEFAULT_USER,
+        help=f"run the service as this existing user, in group video, instead of "
+        f"the system user {DEFAULT_USER} that the deploy creates (default {DEFAULT_USER})",
+    )
+    svc.add_argument(
+        "--new-token",
+        action="store_true",
+        help="replace the stream's token (links with the old one stop working); "
+        "otherwise a second deploy keeps it. A new token's URL is printed once",
+    )
+    svc.add_argument(
+        "--unit-dir",
+        default=DEFAULT_UNIT_DIR,
+        help=f"where the systemd unit goes (default {DEFAULT_UNIT_DIR})",
+    )
+    svc.add_argument(
+        "--sysusers-dir",
+        default=DEFAULT_SYSUSERS_DIR,
+        help=f"where the sysusers.d snippet that creates the user goes (default {DEFAULT_SYSUSERS_DIR})",
+    )
+    svc.add_argument(
+        "--cc",
+        help="--rootfs only: the cross C compiler for the native library "
+        "(default aarch64-linux-gnu-gcc for an arm64 rootfs)",
+    )
     ssh = p.add_argument_group("ssh")
     ssh.add_argument("--port", type=int, help="ssh port (default: ssh's own, usually 22)")
     ssh.add_argument("--identity", help="ssh private key file")
-    ssh.add_argument("--ssh-option", action="append", default=[], metavar="OPT",
-                     help="extra `ssh -o` option (repeatable), e.g. StrictHostKeyChecking=accept-new")  # fmt: skip
-    ssh.add_argument("--no-sudo", action="store_true",
-                     help="the ssh user can write --prefix and --unit-dir itself: do not use sudo")  # fmt: skip
+    ssh.add_argument(
+        "--ssh-option",
+        action="append",
+        default=[],
+        metavar="OPT",
+        help="extra `ssh -o` option (repeatable), e.g. StrictHostKeyChecking=accept-new",
+    )
+    ssh.add_argument(
+        "--no-sudo",
+        action="store_true",
+        help="the ssh user can write --prefix and --unit-dir itself: do not use sudo",
+    )
     return p
 
 
@@ -123,19 +175,39 @@ def _deploy(args: argparse.Namespace) -> None:
     if args.rootfs:
         target: Target = RootfsTarget(args.rootfs, cross_cc=args.cc)
     else:
-        target = SshTarget(args.ssh, port=args.port, identity=args.identity,
-                           ssh_options=args.ssh_option, sudo=False if args.no_sudo else None)  # fmt: skip
+        target = SshTarget(
+            args.ssh,
+            port=args.port,
+            identity=args.identity,
+            ssh_options=args.ssh_option,
+            sudo=False if args.no_sudo else None,
+        )
     settings = ServiceSettings(
-        model_name=args.model.name, prefix=prefix, source=args.source, serve=args.serve,
-        threads=args.threads, min_score=args.min_score, lost_below=args.lost_below,
-        keep_mb=args.keep_mb, extra_args=tuple(args.live_arg), user=args.user,
+        model_name=args.model.name,
+        prefix=prefix,
+        source=args.source,
+        serve=args.serve,
+        threads=args.threads,
+        min_score=args.min_score,
+        lost_below=args.lost_below,
+        keep_mb=args.keep_mb,
+        extra_args=tuple(args.live_arg),
+        user=args.user,
         sysusers_dir=args.sysusers_dir.rstrip("/"),
-    )  # fmt: skip
+    )
     print(f"{'plan for' if args.dry_run else 'deploying to'} {target.name}:")
-    report = deploy(target, settings, args.model, dry_run=args.dry_run,
-                    unit_dir=args.unit_dir.rstrip("/"), renew_token=args.new_token)  # fmt: skip
+    report = deploy(
+        target,
+        settings,
+        args.model,
+        dry_run=args.dry_run,
+        unit_dir=args.unit_dir.rstrip("/"),
+        renew_token=args.new_token,
+    )
     total = len(report.changed) + len(report.unchanged)
     print(f"{'would change' if args.dry_run else 'changed'} {len(report.changed)} of {total} steps")
     if report.open_url:  # a new token: the only time its URL is shown
-        print(f"open {report.open_url} to watch the stream (shown once; the token is kept "
-              f"in {settings.env_path}, readable by root only)")  # fmt: skip
+        print(
+            f"open {report.open_url} to watch the stream (shown once; the token is kept "
+            f"in {settings.env_path}, readable by root only)"
+        )

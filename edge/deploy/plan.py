@@ -227,8 +227,10 @@ def plan(
         if info.uses_system_numpy
         else "numpy<2 in the venv (tflite-runtime 2.14 needs it)"
     )
-    notes = [f"the Pi runs {info.os_name}, Python {info.version} on {info.machine}: {numpy_note}",
-             apt_note(missing_apt_packages(target, info), info)]  # fmt: skip
+    notes = [
+        f"the Pi runs {info.os_name}, Python {info.version} on {info.machine}: {numpy_note}",
+        apt_note(missing_apt_packages(target, info), info),
+    ]
     # What an earlier deploy installed: the only files this one replaces or deletes.
     manifest = Manifest.load(target, s)
     notes += check_prefix(target, s, manifest)
@@ -356,33 +358,71 @@ def plan(
         target.write(f"{stamps}/native", runtime_id.encode())
 
     steps = [
-        Step("venv", f"{s.venv} (python{info.version}, {info.machine}, --system-site-packages)",
-             lambda: b"include-system-site-packages = true" in (target.read(f"{s.venv}/pyvenv.cfg") or b""),
-             installed(s.venv, lambda: target.make_venv(s.venv, info))),
-        Step("wheels", f"{', '.join(info.venv_requirements())} for {info.platform_tags()[0]} into {site}"
-             + (f" (with the system's numpy {info.system_numpy})" if info.uses_system_numpy else ""),
-             same(f"{stamps}/wheels", wheels_id.encode()), install_wheels),
-        Step("runtime", f"the edge package ({len(runtime)} files, {runtime_id}) into {site}/edge",
-             same(f"{stamps}/runtime", runtime_id.encode()), install_runtime),
-        Step("native", f"the bitpacked-op library ({'needed by' if needs_native else 'optional for'} "
-             f"this model) to {native_dest}",
-             lambda: target.read(f"{stamps}/native") == runtime_id.encode() and target.exists(native_dest),
-             build_native),
-        Step("model", f"{model.name} ({len(model_bytes)} bytes) to {s.model_path}",
-             lambda: same(s.model_path, model_bytes)() and s.model_path in manifest.files
-             and not stale_models(),
-             install_model),
+        Step(
+            "venv",
+            f"{s.venv} (python{info.version}, {info.machine}, --system-site-packages)",
+            lambda: (
+                b"include-system-site-packages = true"
+                in (target.read(f"{s.venv}/pyvenv.cfg") or b"")
+            ),
+            installed(s.venv, lambda: target.make_venv(s.venv, info)),
+        ),
+        Step(
+            "wheels",
+            f"{', '.join(info.venv_requirements())} for {info.platform_tags()[0]} into {site}"
+            + (f" (with the system's numpy {info.system_numpy})" if info.uses_system_numpy else ""),
+            same(f"{stamps}/wheels", wheels_id.encode()),
+            install_wheels,
+        ),
+        Step(
+            "runtime",
+            f"the edge package ({len(runtime)} files, {runtime_id}) into {site}/edge",
+            same(f"{stamps}/runtime", runtime_id.encode()),
+            install_runtime,
+        ),
+        Step(
+            "native",
+            f"the bitpacked-op library ({'needed by' if needs_native else 'optional for'} "
+            f"this model) to {native_dest}",
+            lambda: (
+                target.read(f"{stamps}/native") == runtime_id.encode()
+                and target.exists(native_dest)
+            ),
+            build_native,
+        ),
+        Step(
+            "model",
+            f"{model.name} ({len(model_bytes)} bytes) to {s.model_path}",
+            lambda: (
+                same(s.model_path, model_bytes)()
+                and s.model_path in manifest.files
+                and not stale_models()
+            ),
+            install_model,
+        ),
         # Root only: it holds the stream's token.
         Step("config", config_detail, config_done, write_config),
-    ]  # fmt: skip
+    ]
     if s.creates_user:
-        steps.append(Step("user", f"system user {s.user} in group video ({s.sysusers_path})",
-                          lambda: target.read(s.sysusers_path) == sysusers_text
-                          and (not target.systemd_running() or user_exists()),
-                          installed(s.sysusers_path, make_user)))  # fmt: skip
-    steps.append(Step("unit", f"{unit_path} (runs python -m edge.live as {s.user}, hardened, "
-                      "Restart=always)", same(unit_path, unit_text),
-                      installed(unit_path, lambda: target.write(unit_path, unit_text))))  # fmt: skip
+        steps.append(
+            Step(
+                "user",
+                f"system user {s.user} in group video ({s.sysusers_path})",
+                lambda: (
+                    target.read(s.sysusers_path) == sysusers_text
+                    and (not target.systemd_running() or user_exists())
+                ),
+                installed(s.sysusers_path, make_user),
+            )
+        )
+    steps.append(
+        Step(
+            "unit",
+            f"{unit_path} (runs python -m edge.live as {s.user}, hardened, Restart=always)",
+            same(unit_path, unit_text),
+            installed(unit_path, lambda: target.write(unit_path, unit_text)),
+        )
+    )
     if target.systemd_running():
 
         def enable() -> None:
@@ -395,9 +435,14 @@ def plan(
         )
     else:
         # What `systemctl enable` would do; systemd starts the service at the next boot.
-        steps.append(Step("enable", f"{wants_link} -> {unit_path} (starts at boot)",
-                          lambda: target.readlink(wants_link) == unit_path,
-                          installed(wants_link, lambda: target.symlink(wants_link, unit_path))))  # fmt: skip
+        steps.append(
+            Step(
+                "enable",
+                f"{wants_link} -> {unit_path} (starts at boot)",
+                lambda: target.readlink(wants_link) == unit_path,
+                installed(wants_link, lambda: target.symlink(wants_link, unit_path)),
+            )
+        )
     return steps, notes
 
 
@@ -424,9 +469,16 @@ def stream_address(target: Target, settings: ServiceSettings, token: str) -> str
     return stream_url(host, int(port), token)
 
 
-def deploy(target: Target, settings: ServiceSettings, model: Path, *, dry_run: bool = False,
-           unit_dir: str = DEFAULT_UNIT_DIR, log: Callable[[str], None] = print,
-           renew_token: bool = False) -> Report:  # fmt: skip
+def deploy(
+    target: Target,
+    settings: ServiceSettings,
+    model: Path,
+    *,
+    dry_run: bool = False,
+    unit_dir: str = DEFAULT_UNIT_DIR,
+    log: Callable[[str], None] = print,
+    renew_token: bool = False,
+) -> Report:
     """Bring ``target`` to the wanted state; with ``dry_run`` only report what would change.
 
     The stream's token is kept from an earlier deploy unless ``renew_token``; a new one is
@@ -458,6 +510,8 @@ def deploy(target: Target, settings: ServiceSettings, model: Path, *, dry_run: b
     elif fresh:
         report.open_url = stream_address(target, settings, settings.token)
     else:
-        log(f"note: the stream needs the token in {settings.env_path} (root only); to see it: "
-            f"sudo grep {TOKEN_ENV} {settings.env_path}")  # fmt: skip
+        log(
+            f"note: the stream needs the token in {settings.env_path} (root only); to see it: "
+            f"sudo grep {TOKEN_ENV} {settings.env_path}"
+        )
     return report

@@ -215,8 +215,13 @@ class RootfsTarget(Target):
             raise DeployError(f"cannot find the GNU C library version in {self.name}")
         release = self.read("/etc/os-release") or self.read("/usr/lib/os-release") or b""
         os_release = parse_os_release(release.decode(errors="replace"))
-        return PythonInfo(m.group(1), machine, (int(found.group(1)), int(found.group(2))),
-                          tuple(os_release.items()), self._system_numpy())  # fmt: skip
+        return PythonInfo(
+            m.group(1),
+            machine,
+            (int(found.group(1)), int(found.group(2))),
+            tuple(os_release.items()),
+            self._system_numpy(),
+        )
 
     def _system_numpy(self) -> str | None:
         """The numpy version apt installed (python3-numpy), from its metadata in the rootfs."""
@@ -251,11 +256,33 @@ class RootfsTarget(Target):
             for pattern in NUMPY_IN_SITE:
                 for p in site.glob(pattern):
                     shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-            run_pip(["install", "--upgrade", "--no-compile", "--target", str(site), "--no-deps",
-                  *platform_args(info), *(str(w) for w in sorted(wheel_dir.glob("*.whl")))])  # fmt: skip
+            run_pip(
+                [
+                    "install",
+                    "--upgrade",
+                    "--no-compile",
+                    "--target",
+                    str(site),
+                    "--no-deps",
+                    *platform_args(info),
+                    *(str(w) for w in sorted(wheel_dir.glob("*.whl"))),
+                ]
+            )
         else:
-            run_pip(["install", "--upgrade", "--no-compile", "--target", str(site), "--no-index",
-                  "--find-links", str(wheel_dir), *platform_args(info), *info.venv_requirements()])  # fmt: skip
+            run_pip(
+                [
+                    "install",
+                    "--upgrade",
+                    "--no-compile",
+                    "--target",
+                    str(site),
+                    "--no-index",
+                    "--find-links",
+                    str(wheel_dir),
+                    *platform_args(info),
+                    *info.venv_requirements(),
+                ]
+            )
         set_tree_modes(site)  # pip creates files under this process's umask
 
     def build_native(self, dest: str, info: PythonInfo) -> None:
@@ -281,8 +308,15 @@ class RootfsTarget(Target):
 class SshTarget(Target):
     """A live Pi reached with ssh; root-owned paths are written through `sudo -n`."""
 
-    def __init__(self, dest: str, *, port: int | None = None, identity: str | None = None,
-                 ssh_options: Iterable[str] = (), sudo: bool | None = None):  # fmt: skip
+    def __init__(
+        self,
+        dest: str,
+        *,
+        port: int | None = None,
+        identity: str | None = None,
+        ssh_options: Iterable[str] = (),
+        sudo: bool | None = None,
+    ):
         self.dest = dest
         self.name = f"ssh {dest}"
         self.ssh = ["ssh", "-o", "BatchMode=yes"]
@@ -406,20 +440,26 @@ class SshTarget(Target):
             # among them): pip cannot pull a second numpy into the venv.
             site = shlex.quote(f"{venv}/lib/python{info.version}/site-packages")
             drop = " ".join(f"{site}/{p}" for p in NUMPY_IN_SITE)
-            install = (f"rm -rf {drop} && {venv_q}/bin/python -m pip install -q --upgrade --no-index "
-                       f"--no-deps {dir_q}/*.whl")  # fmt: skip
+            install = (
+                f"rm -rf {drop} && {venv_q}/bin/python -m pip install -q --upgrade --no-index "
+                f"--no-deps {dir_q}/*.whl"
+            )
         else:
             reqs = " ".join(shlex.quote(r) for r in info.venv_requirements())
-            install = (f"{venv_q}/bin/python -m pip install -q --upgrade --no-index "
-                       f"--find-links {dir_q} {reqs}")  # fmt: skip
+            install = (
+                f"{venv_q}/bin/python -m pip install -q --upgrade --no-index "
+                f"--find-links {dir_q} {reqs}"
+            )
         # The wheels are only a transfer medium: remove them once installed (SD cards are small).
         self._sh(f"{install} && rm -rf {dir_q}")
 
     def build_native(self, dest: str, info: PythonInfo) -> None:
         # Built on the Pi with its own gcc, from the sources the runtime step just copied.
-        code = ("import shutil, sys, tempfile\nfrom edge import native\n"
-                "with tempfile.TemporaryDirectory() as d:\n"
-                "    shutil.copy(native.build(d), sys.argv[1])\n")  # fmt: skip
+        code = (
+            "import shutil, sys, tempfile\nfrom edge import native\n"
+            "with tempfile.TemporaryDirectory() as d:\n"
+            "    shutil.copy(native.build(d), sys.argv[1])\n"
+        )
         venv_python = dest.split("/lib/python")[0] + "/bin/python"
         proc = self._sh(shlex.join([venv_python, "-c", code, dest]), check=False)
         if proc.returncode != 0:

@@ -159,12 +159,17 @@ def _distribution_library() -> Path | None:
             files = {str(f): f for f in dist.files or ()}
         except OSError:
             continue
-        built = [f for key, f in sorted(files.items())
-                 if key.startswith(f"edge/native/{INSTALLED_STEM}") and key.endswith(".so")]  # fmt: skip
+        built = [
+            f
+            for key, f in sorted(files.items())
+            if key.startswith(f"edge/native/{INSTALLED_STEM}") and key.endswith(".so")
+        ]
         if not built:
             continue
-        if not all(_same_file(files.get(f"edge/native/{name}"), PACKAGE_DIR / name)
-                   for name in SOURCES + HEADERS):  # fmt: skip
+        if not all(
+            _same_file(files.get(f"edge/native/{name}"), PACKAGE_DIR / name)
+            for name in SOURCES + HEADERS
+        ):
             continue  # built from other sources: another version, or edited since
         for f in built:
             path = Path(f.locate()).resolve()
@@ -241,8 +246,12 @@ def ensure_library(*, announce: bool = False) -> Path:
     if cc is None:
         raise BackendError(f"the binland native library is not built, and there is {NO_COMPILER}")
     if announce:
-        print(f"binland: building the native library for bitpacked models with {cc} into "
-              f"{_cache_dir()} (once)", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"binland: building the native library for bitpacked models with {cc} into "
+            f"{_cache_dir()} (once)",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         return build(cc=cc)
     except OSError as exc:  # a cache folder that cannot be written

@@ -90,8 +90,9 @@ def profile_model(
     except (ValueError, OSError, RuntimeError) as exc:
         raise BackendError(f"cannot load {library} into {runtime}: {exc}") from None
     try:
-        interpreter = interpreter_cls(model_path=str(model_path), experimental_delegates=[delegate],
-                                      num_threads=threads)  # fmt: skip
+        interpreter = interpreter_cls(
+            model_path=str(model_path), experimental_delegates=[delegate], num_threads=threads
+        )
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
@@ -118,11 +119,19 @@ def profile_model(
     lib.binland_profile_reset(pointer)
     times = np.array([run_once() for _ in range(runs)]) * 1e3
     raw = _read_profile(lib, pointer)
-    nodes = {d["index"]: d["op_name"] for d in interpreter._get_ops_details()
-             if d["op_name"] != "DELEGATE"}  # fmt: skip
+    nodes = {
+        d["index"]: d["op_name"]
+        for d in interpreter._get_ops_details()
+        if d["op_name"] != "DELEGATE"
+    }
     report = _summarise(raw, nodes, times, runs)
-    report.update(model=str(model_path), runtime=f"{runtime} {runtime_version(runtime)}",
-                  threads=threads, warmup=warmup, library=str(library))  # fmt: skip
+    report.update(
+        model=str(model_path),
+        runtime=f"{runtime} {runtime_version(runtime)}",
+        threads=threads,
+        warmup=warmup,
+        library=str(library),
+    )
     return report
 
 
@@ -145,8 +154,15 @@ def _summarise(raw: dict, names: dict[int, str], times: np.ndarray, runs: int) -
         if members or gap_ms > 0.0:
             types = sorted({names[i] for i in members}) or ["(none)"]
             label = "+".join(types)
-            rows.append({"nodes": members, "op": label, "ms": gap_ms, "timed": "by difference",
-                         "where": "runtime (XNNPACK)" if members else "runtime"})  # fmt: skip
+            rows.append(
+                {
+                    "nodes": members,
+                    "op": label,
+                    "ms": gap_ms,
+                    "timed": "by difference",
+                    "where": "runtime (XNNPACK)" if members else "runtime",
+                }
+            )
             entry = by_type[label if len(types) == 1 else f"mixed: {label}"]
             entry["ms"] += gap_ms
             entry["nodes"] += len(members)
@@ -170,9 +186,15 @@ def _summarise(raw: dict, names: dict[int, str], times: np.ndarray, runs: int) -
                     label += " (in place)"
             else:  # the MUL/ADD before it
                 label, members = "+".join(fused + [op["op"]]), fused_nodes + [op["node"]]
-            row = {"nodes": members, "op": label, "ms": ms,
-                   "timed": "delegate", "where": f"binland ({raw['kernel']})",
-                   "output": op["output"], "shape": op["shape"]}  # fmt: skip
+            row = {
+                "nodes": members,
+                "op": label,
+                "ms": ms,
+                "timed": "delegate",
+                "where": f"binland ({raw['kernel']})",
+                "output": op["output"],
+                "shape": op["shape"],
+            }
             if op["binary_macs"]:
                 row["binary_macs"] = op["binary_macs"]
                 row["gmacs_per_s"] = op["binary_macs"] / (ms * 1e6) if ms > 0 else None
@@ -185,14 +207,27 @@ def _summarise(raw: dict, names: dict[int, str], times: np.ndarray, runs: int) -
     mean_ms = float(times.mean())
     delegate_ms = sum(p["seconds"] for p in parts) * per_run
     builtin_ms = (sum(p["gap_seconds"] for p in parts) + raw["tail_seconds"]) * per_run
-    total = {"mean_ms": mean_ms, "median_ms": float(np.median(times)),
-             "min_ms": float(times.min()), "delegate_ms": delegate_ms,
-             "builtin_ms": builtin_ms,
-             "unaccounted_ms": mean_ms - delegate_ms - builtin_ms}  # fmt: skip
-    types = [{"op": k, **v, "share": v["ms"] / mean_ms if mean_ms else 0.0}
-             for k, v in sorted(by_type.items(), key=lambda kv: -kv[1]["ms"])]  # fmt: skip
-    return {"kernel": raw["kernel"], "fuse": bool(raw["fuse"]), "runs": runs,
-            "partitions": len(parts), "total": total, "op_types": types, "nodes": rows}  # fmt: skip
+    total = {
+        "mean_ms": mean_ms,
+        "median_ms": float(np.median(times)),
+        "min_ms": float(times.min()),
+        "delegate_ms": delegate_ms,
+        "builtin_ms": builtin_ms,
+        "unaccounted_ms": mean_ms - delegate_ms - builtin_ms,
+    }
+    types = [
+        {"op": k, **v, "share": v["ms"] / mean_ms if mean_ms else 0.0}
+        for k, v in sorted(by_type.items(), key=lambda kv: -kv[1]["ms"])
+    ]
+    return {
+        "kernel": raw["kernel"],
+        "fuse": bool(raw["fuse"]),
+        "runs": runs,
+        "partitions": len(parts),
+        "total": total,
+        "op_types": types,
+        "nodes": rows,
+    }
 
 
 def format_profile(report: dict, top: int = 25) -> str:
@@ -209,10 +244,15 @@ def format_profile(report: dict, top: int = 25) -> str:
         f"{'op type':<44} {'nodes':>5} {'ms/run':>8} {'share':>6}  timed",
     ]
     for r in report["op_types"]:
-        lines.append(f"{r['op'][:44]:<44} {r['nodes']:>5} {r['ms']:8.3f} {100 * r['share']:5.1f}%"
-                     f"  {r['timed']}")  # fmt: skip
-    lines += ["", f"slowest {top} nodes (or groups of builtin nodes timed together):",
-              f"{'nodes':<22} {'op':<30} {'ms/run':>8} {'GMAC/s':>8}  shape"]  # fmt: skip
+        lines.append(
+            f"{r['op'][:44]:<44} {r['nodes']:>5} {r['ms']:8.3f} {100 * r['share']:5.1f}%"
+            f"  {r['timed']}"
+        )
+    lines += [
+        "",
+        f"slowest {top} nodes (or groups of builtin nodes timed together):",
+        f"{'nodes':<22} {'op':<30} {'ms/run':>8} {'GMAC/s':>8}  shape",
+    ]
     for r in sorted(report["nodes"], key=lambda r: -r["ms"])[:top]:
         nodes = ",".join(str(n) for n in r["nodes"])
         nodes = nodes if len(nodes) <= 22 else nodes[:19] + "..."

@@ -106,8 +106,17 @@ def render_demo_frame(index: int, size: tuple[int, int] = (640, 480)) -> np.ndar
     centre = j[NECK] + 0.5 * axis
     length = float(np.linalg.norm(axis))
     angle = float(np.degrees(np.arctan2(axis[1], axis[0])))
-    cv2.ellipse(img, (int(round(centre[0])), int(round(centre[1]))),
-                (int(length * 0.55), int(length * 0.42)), angle, 0, 360, skin, -1, cv2.LINE_AA)  # fmt: skip
+    cv2.ellipse(
+        img,
+        (int(round(centre[0])), int(round(centre[1]))),
+        (int(length * 0.55), int(length * 0.42)),
+        angle,
+        0,
+        360,
+        skin,
+        -1,
+        cv2.LINE_AA,
+    )
     # A little deterministic sensor noise, so the clip exercises smoothing like a camera does.
     brighten, darken = _noise(size, index % _NOISE_FIELDS)
     return cv2.subtract(cv2.add(img, brighten), darken)  # saturating uint8 arithmetic
@@ -138,7 +147,8 @@ class DemoSource(FrameSource):
     def read(self) -> Frame | None:
         if self._count >= DEMO_FRAMES and not self.loop:
             return None
-        frame = Frame(render_demo_frame(self._count, self.size), self._count / DEMO_FPS,
-                      self._count)  # fmt: skip
+        frame = Frame(
+            render_demo_frame(self._count, self.size), self._count / DEMO_FPS, self._count
+        )
         self._count += 1
         return frame

@@ -97,8 +97,10 @@ class AFLWDataset(LandmarkDataset):
                 Path(split_file) if split_file is not None else database.with_name(f"{split}.txt")
             )
             if not listing.is_file():
-                raise DatasetError(f"aflw: split {split!r} needs a list of face ids: {listing} "
-                                   "does not exist (or use split='all')")  # fmt: skip
+                raise DatasetError(
+                    f"aflw: split {split!r} needs a list of face ids: {listing} "
+                    "does not exist (or use split='all')"
+                )
             wanted = {int(t) for t in listing.read_text().split() if t.strip()}
             faces = [f for f in faces if int(f[0]) in wanted]
         self.faces = [(int(face_id), str(filepath)) for face_id, filepath in faces]

@@ -214,8 +214,9 @@ class W300LPDataset(LandmarkDataset):
             use_mirror = flipped and mirror_dir.is_dir()
             if points == "mat":
                 for folder in [root / subset] + ([mirror_dir] if use_mirror else []):
-                    self.records += [(m, m.with_suffix(""), False)
-                                     for m in sorted(folder.glob("*.mat"))]  # fmt: skip
+                    self.records += [
+                        (m, m.with_suffix(""), False) for m in sorted(folder.glob("*.mat"))
+                    ]
                 continue
             for m in sorted((root / "landmarks" / subset).glob("*_pts.mat")):
                 stem = m.name[: -len("_pts.mat")]

@@ -145,8 +145,12 @@ class MixedRecords(RecordDataset):
     def __init__(self, parts: list, repeats: list[int] | None = None) -> None:
         repeats = repeats or [1] * len(parts)
         self.parts = parts
-        self._index = [(i, j) for i, (p, r) in enumerate(zip(parts, repeats, strict=True))
-                       for _ in range(max(int(r), 0)) for j in range(len(p))]  # fmt: skip
+        self._index = [
+            (i, j)
+            for i, (p, r) in enumerate(zip(parts, repeats, strict=True))
+            for _ in range(max(int(r), 0))
+            for j in range(len(p))
+        ]
 
     def __len__(self) -> int:
         return len(self._index)

@@ -21,8 +21,14 @@ from .base import DatasetError, LandmarkDataset, RecordLoader
 class _Loader(RecordLoader):
     """The per-record work of the map step: an augmented crop and its packed heatmap targets."""
 
-    def __init__(self, dataset: LandmarkDataset, codec: HeatmapCodec, normalise: Normalisation,
-                 augment: AugmentConfig, seed: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        dataset: LandmarkDataset,
+        codec: HeatmapCodec,
+        normalise: Normalisation,
+        augment: AugmentConfig,
+        seed: int,
+    ) -> None:
         k = dataset.skeleton.num_landmarks
         s, (hw, hh) = codec.input_size[0], codec.heatmap_size
         empty = (np.zeros((s, s, 3), np.float32), np.zeros((hh, hw, 2 * k), np.float32))
@@ -34,9 +40,12 @@ class _Loader(RecordLoader):
     def make(self, sample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         params = sample_params(rng, self.augment)
         image, heatmaps, weights = make_example(
-            sample, codec=self.codec, skeleton=self.dataset.skeleton, normalise=self.normalise,
+            sample,
+            codec=self.codec,
+            skeleton=self.dataset.skeleton,
+            normalise=self.normalise,
             params=params,
-        )  # fmt: skip
+        )
         return image, pack_targets(heatmaps, weights)
 
 
@@ -71,17 +80,23 @@ def training_dataset(
     """
     count = shard[1]
     ds = record_batches(
-        _Loader(dataset, codec, normalise, augment, seed), tf.float32, seed=seed,
-        batch_size=batch_size, num_stacks=num_stacks, workers=workers,
-        deterministic=deterministic, shard=shard,
-    )  # fmt: skip
+        _Loader(dataset, codec, normalise, augment, seed),
+        tf.float32,
+        seed=seed,
+        batch_size=batch_size,
+        num_stacks=num_stacks,
+        workers=workers,
+        deterministic=deterministic,
+        shard=shard,
+    )
     options = tf.data.Options()
     # Records come from Python, not files: a strategy that shards this dataset itself must
     # shard by element. (Multi-worker training passes ``shard`` and no sharding is left to do.)
     options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.OFF if count > 1
+        tf.data.experimental.AutoShardPolicy.OFF
+        if count > 1
         else tf.data.experimental.AutoShardPolicy.DATA
-    )  # fmt: skip
+    )
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 

@@ -248,8 +248,14 @@ def draw_landmarks(
             if "right" in names
             else (0, 220, 220)
         )
-        cv2.line(out, tuple(np.round(p[a]).astype(int)), tuple(np.round(p[b]).astype(int)), c,
-                 scale, cv2.LINE_AA)  # fmt: skip
+        cv2.line(
+            out,
+            tuple(np.round(p[a]).astype(int)),
+            tuple(np.round(p[b]).astype(int)),
+            c,
+            scale,
+            cv2.LINE_AA,
+        )
     for q, v in zip(p, visible, strict=True):
         center = tuple(np.round(q).astype(int))
         if v:

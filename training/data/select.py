@@ -86,9 +86,12 @@ def select(dataset: LandmarkDataset, rules: dict) -> SelectedDataset:
     if unknown:
         raise DatasetError(f"unknown select rule(s) {sorted(unknown)}; known: {sorted(SELECTORS)}")
     tests = [SELECTORS[name](value) for name, value in rules.items()]
-    kept = [i for i in range(len(dataset))
-            for sample in iter_samples(dataset, [i])
-            if all(test(sample, dataset.skeleton) for test in tests)]  # fmt: skip
+    kept = [
+        i
+        for i in range(len(dataset))
+        for sample in iter_samples(dataset, [i])
+        if all(test(sample, dataset.skeleton) for test in tests)
+    ]
     if not kept:
         raise DatasetError(f"select {rules} kept no record of {len(dataset)}")
     return SelectedDataset(dataset, kept)

@@ -96,8 +96,13 @@ def build_preview_parser(dataset_name: str) -> ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="dataset seed")
     parser.add_argument("--start", type=int, default=0, help="first sample index")
     parser.add_argument("--image-size", type=int, default=256, help="rendered image side in pixels")
-    parser.add_argument("--time", type=int, default=0, metavar="N",
-                        help="render N samples and print the mean time per image")  # fmt: skip
+    parser.add_argument(
+        "--time",
+        type=int,
+        default=0,
+        metavar="N",
+        help="render N samples and print the mean time per image",
+    )
     return parser
 
 
@@ -108,8 +113,13 @@ def preview_main(argv: list[str] | None, dataset_name: str) -> int:
     args = build_preview_parser(dataset_name).parse_args(argv)
 
     def body() -> None:
-        ds = open_dataset(dataset_name, split=args.split, seed=args.seed, image_size=args.image_size,
-                          size=max(args.start + args.count, args.start + args.time, 1))  # fmt: skip
+        ds = open_dataset(
+            dataset_name,
+            split=args.split,
+            seed=args.seed,
+            image_size=args.image_size,
+            size=max(args.start + args.count, args.start + args.time, 1),
+        )
         if args.preview:
             samples = [ds.load(args.start + i) for i in range(args.count)]
             out = render.contact_sheet(samples, ds.skeleton, args.preview)

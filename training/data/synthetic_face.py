@@ -42,8 +42,19 @@ R_EYE, L_EYE = np.arange(36, 42), np.arange(42, 48)
 OUTER_LIP, INNER_LIP = np.arange(48, 60), np.arange(60, 68)
 N_FOREHEAD = 9
 # Face-part classes (edge.parts.FACE_PARTS) of the class map render_sample can draw.
-(BACKGROUND, SKIN, LEFT_BROW, RIGHT_BROW, LEFT_EYE, RIGHT_EYE, NOSE, UPPER_LIP, INNER_MOUTH,
- LOWER_LIP, HAIR) = range(11)  # fmt: skip
+(
+    BACKGROUND,
+    SKIN,
+    LEFT_BROW,
+    RIGHT_BROW,
+    LEFT_EYE,
+    RIGHT_EYE,
+    NOSE,
+    UPPER_LIP,
+    INNER_MOUTH,
+    LOWER_LIP,
+    HAIR,
+) = range(11)
 
 
 def _eye(cx: float, sign: int) -> np.ndarray:
@@ -230,10 +241,26 @@ def draw_face(
 
     # Ears, then the face over them (a far ear ends up hidden behind the face).
     for ear in EARS:
-        cv2.ellipse(img, _pt(xy[ear]), (max(1, int(unit * 0.14)), max(1, int(unit * 0.25))), roll, 0, 360,
-                    render.jitter(rng, skin, 10), -1)  # fmt: skip
-        cv2.ellipse(parts, _pt(xy[ear]), (max(1, int(unit * 0.14)), max(1, int(unit * 0.25))),
-                    roll, 0, 360, SKIN, -1)  # fmt: skip
+        cv2.ellipse(
+            img,
+            _pt(xy[ear]),
+            (max(1, int(unit * 0.14)), max(1, int(unit * 0.25))),
+            roll,
+            0,
+            360,
+            render.jitter(rng, skin, 10),
+            -1,
+        )
+        cv2.ellipse(
+            parts,
+            _pt(xy[ear]),
+            (max(1, int(unit * 0.14)), max(1, int(unit * 0.25))),
+            roll,
+            0,
+            360,
+            SKIN,
+            -1,
+        )
     face = np.zeros((h, w), np.uint8)
     cv2.fillConvexPoly(face, cv2.convexHull(_poly(xy[outline])), 255)
     parts[face > 0] = SKIN

@@ -110,8 +110,9 @@ def sample_figure(rng: np.random.Generator) -> Figure:
     # Spine bends a little relative to the legs' frame.
     spine = _rot(up, np.deg2rad(rng.normal(0, 10)))
     j[THORAX] = spine * length["torso"] * fore(0.15)
-    shoulder_dir = _rot(_rot(spine, -np.pi / 2) if facing else _rot(spine, np.pi / 2),
-                        np.deg2rad(rng.normal(0, 6)))  # fmt: skip
+    shoulder_dir = _rot(
+        _rot(spine, -np.pi / 2) if facing else _rot(spine, np.pi / 2), np.deg2rad(rng.normal(0, 6))
+    )
     drop = -spine * 0.03
     j[R_SHO] = j[THORAX] + shoulder_dir * length["shoulder"] * view + drop
     j[L_SHO] = j[THORAX] - shoulder_dir * length["shoulder"] * view + drop
@@ -168,14 +169,16 @@ def draw_figure(
         foot_dir = _rot(
             foot_dir / (np.linalg.norm(foot_dir) + 1e-9), np.pi / 2 * rng.choice([-1, 1])
         )
-        render.capsule(labels, j[ank], j[ank] + foot_dir * t["shin"] * 1.2, t["shin"] * 0.8,
-                       SHOES + shade)  # fmt: skip
+        render.capsule(
+            labels, j[ank], j[ank] + foot_dir * t["shin"] * 1.2, t["shin"] * 0.8, SHOES + shade
+        )
         render.capsule(labels, j[sho], j[elb], t["upper_arm"], TOP + shade)
         render.capsule(
             labels, j[elb], j[wri], t["forearm"], (TOP if long_sleeves else SKIN) + shade
         )
-        cv2.circle(labels, tuple(np.round(j[wri]).astype(int)), int(t["forearm"] * 0.7),
-                   SKIN + shade, -1)  # fmt: skip
+        cv2.circle(
+            labels, tuple(np.round(j[wri]).astype(int)), int(t["forearm"] * 0.7), SKIN + shade, -1
+        )
 
     limb_set(-fig.front_side, SHADED)
     # Torso: a quadrilateral from shoulders to hips, widened to the body's outline.
@@ -212,9 +215,16 @@ def draw_figure(
                 labels, tuple(np.round(eye).astype(int)), max(1, int(head_len * 0.06)), FEATURE, -1
             )
         mouth = center - u * head_len * 0.3
-        cv2.ellipse(labels, tuple(np.round(mouth).astype(int)),
-                    (max(1, int(semi_short * 0.3)), max(1, int(head_len * 0.04))),
-                    angle + 90, 0, 360, FEATURE, -1)  # fmt: skip
+        cv2.ellipse(
+            labels,
+            tuple(np.round(mouth).astype(int)),
+            (max(1, int(semi_short * 0.3)), max(1, int(head_len * 0.04))),
+            angle + 90,
+            0,
+            360,
+            FEATURE,
+            -1,
+        )
     else:
         cv2.ellipse(labels, c, axes, angle, 0, 360, HAIR, -1)
 
@@ -249,8 +259,13 @@ def paint_figure(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray
                 )
 
 
-def place(rng: np.random.Generator, joints: np.ndarray, size: int, fraction: tuple[float, float],
-          spread: float) -> tuple[np.ndarray, float]:  # fmt: skip
+def place(
+    rng: np.random.Generator,
+    joints: np.ndarray,
+    size: int,
+    fraction: tuple[float, float],
+    spread: float,
+) -> tuple[np.ndarray, float]:
     """Scale and move unit-height joints so their 1.25x box is ``fraction`` of the image."""
     lo, hi = joints.min(axis=0), joints.max(axis=0)
     extent = float(max(hi - lo)) * 1.25

@@ -83,8 +83,16 @@ def _example(sample: Sample, encoded: bytes):
     return tf.train.Example(features=tf.train.Features(feature=features))
 
 
-def export(dataset: LandmarkDataset, out: Path, *, shards: int = 8, image_format: str = "jpg",
-           quality: int = 95, source: str = "", progress=None) -> dict:  # fmt: skip
+def export(
+    dataset: LandmarkDataset,
+    out: Path,
+    *,
+    shards: int = 8,
+    image_format: str = "jpg",
+    quality: int = 95,
+    source: str = "",
+    progress=None,
+) -> dict:
     """Write ``dataset`` as ``shards`` TFRecord files plus ``index.json``; return the index.
 
     Corrupt source records are skipped and counted in the index (and in
@@ -138,8 +146,10 @@ class TFRecordDataset(LandmarkDataset):
 
     def __init__(self, path: str | Path | None, split: str = "train") -> None:
         if path is None:
-            raise DatasetError("tfrecord: dataset.path must be the folder written by "
-                               "python -m training.data.tfrecord")  # fmt: skip
+            raise DatasetError(
+                "tfrecord: dataset.path must be the folder written by "
+                "python -m training.data.tfrecord"
+            )
         folder = Path(path)
         folder = folder.parent if folder.name == INDEX else folder
         try:
@@ -149,8 +159,10 @@ class TFRecordDataset(LandmarkDataset):
         except (OSError, json.JSONDecodeError) as exc:
             raise DatasetError(f"tfrecord: cannot read {folder / INDEX}: {exc}") from None
         if index.get("format") != FORMAT:
-            raise DatasetError(f"tfrecord: {folder / INDEX} is format {index.get('format')!r}, "
-                               f"this reader reads {FORMAT}")  # fmt: skip
+            raise DatasetError(
+                f"tfrecord: {folder / INDEX} is format {index.get('format')!r}, "
+                f"this reader reads {FORMAT}"
+            )
         self.skeleton = get_skeleton(index["skeleton"])
         self.folder = folder
         self.files: list[Path] = []
@@ -179,9 +191,10 @@ class TFRecordDataset(LandmarkDataset):
                 offset = end
         if len(found) < expected:
             # Counted like corrupt records: the missing ones simply are not offered.
-            self.skipped.record(len(self._where) + len(found),
-                                f"{path.name}: {expected - len(found)} record(s) missing or "
-                                "truncated")  # fmt: skip
+            self.skipped.record(
+                len(self._where) + len(found),
+                f"{path.name}: {expected - len(found)} record(s) missing or truncated",
+            )
         return found
 
     def __len__(self) -> int:
@@ -217,27 +230,55 @@ class TFRecordDataset(LandmarkDataset):
         if image is None:
             raise CorruptSample(f"record {index}: the image does not decode")
         if len(points) != self.skeleton.num_landmarks or len(visible) != len(points):
-            raise CorruptSample(f"record {index}: {len(points)} points, {len(visible)} "
-                                f"flags for {self.skeleton.num_landmarks} landmarks")  # fmt: skip
-        return Sample(image, points, visible, CropBox((cx, cy), side, rotation),
-                      head_size=None if head < 0 else float(head), id=name, **extra)  # fmt: skip
+            raise CorruptSample(
+                f"record {index}: {len(points)} points, {len(visible)} "
+                f"flags for {self.skeleton.num_landmarks} landmarks"
+            )
+        return Sample(
+            image,
+            points,
+            visible,
+            CropBox((cx, cy), side, rotation),
+            head_size=None if head < 0 else float(head),
+            id=name,
+            **extra,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="python -m training.data.tfrecord",
-                       description="Export a landmark dataset as sharded TFRecord files that "
-                       "training reads with dataset.name=tfrecord dataset.path=OUT.")  # fmt: skip
+    p = ArgumentParser(
+        prog="python -m training.data.tfrecord",
+        description="Export a landmark dataset as sharded TFRecord files that "
+        "training reads with dataset.name=tfrecord dataset.path=OUT.",
+    )
     p.add_argument("dataset", help="dataset name, as in training configs (mpii, coco, 300w, ...)")
-    p.add_argument("data", nargs="?", default=None,
-                   help="annotation file or dataset root (none for synthetic sets)")  # fmt: skip
+    p.add_argument(
+        "data",
+        nargs="?",
+        default=None,
+        help="annotation file or dataset root (none for synthetic sets)",
+    )
     p.add_argument("--split", default="train", help="which split to export")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="reader option, e.g. size=500 for synthetic sets (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="reader option, e.g. size=500 for synthetic sets (repeatable)",
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for the shards and index.json")
-    p.add_argument("--shards", type=positive_int, default=8,
-                   help="number of files (at least one per worker and more for big sets)")  # fmt: skip
-    p.add_argument("--format", choices=("jpg", "png"), default="jpg",
-                   help="image encoding: jpg (small) or png (exact pixels)")  # fmt: skip
+    p.add_argument(
+        "--shards",
+        type=positive_int,
+        default=8,
+        help="number of files (at least one per worker and more for big sets)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("jpg", "png"),
+        default="jpg",
+        help="image encoding: jpg (small) or png (exact pixels)",
+    )
     p.add_argument("--quality", type=int, default=95, help="JPEG quality")
     return p
 
@@ -256,10 +297,15 @@ def main(argv: list[str] | None = None) -> int:
                 raise DatasetError(f"--option {item!r} must look like key=value")
             options[key] = yaml.safe_load(value)
         dataset = open_dataset(args.dataset, args.data, split=args.split, **options)
-        index = export(dataset, args.out, shards=args.shards, image_format=args.format,
-                       quality=args.quality, source=f"{args.dataset} {args.data or ''} "
-                       f"split={args.split}".strip(),
-                       progress=lambda it: tqdm(it, desc="export", unit="record"))  # fmt: skip
+        index = export(
+            dataset,
+            args.out,
+            shards=args.shards,
+            image_format=args.format,
+            quality=args.quality,
+            source=f"{args.dataset} {args.data or ''} split={args.split}".strip(),
+            progress=lambda it: tqdm(it, desc="export", unit="record"),
+        )
         skipped = f", skipped {index['skipped']} corrupt" if index["skipped"] else ""
         print(f"wrote {index['records']} records in {args.shards} shards to {args.out}{skipped}")
         return 0

@@ -41,10 +41,11 @@ def build_parser() -> ArgumentParser:
         "MediaPipe's face mesh for faces) and write a dataset our readers read.",
     )
     p.add_argument(
-        "task", choices=("pose", "face", "faceparts"),
+        "task",
+        choices=("pose", "face", "faceparts"),
         help="bodies (MPII-16 + COCO-17), faces (iBUG-68) or face parts (11-class label maps, "
         "training.label.faceparts; --box-margin applies to the face oval)",
-    )  # fmt: skip
+    )
     p.add_argument(
         "sources", nargs="+", help="videos, images, folders (searched recursively) or globs"
     )
@@ -91,15 +92,23 @@ def build_parser() -> ArgumentParser:
     )
     p.add_argument("--context", type=float, default=2.0, help="stored crop = box x this")
     p.add_argument("--box-px", type=int, default=160, help="landmark box width in stored pixels")
-    p.add_argument("--no-hair", action="store_true",
-                   help="faceparts: leave hair out (background) instead of taking it from the "
-                   "selfie segmenter")  # fmt: skip
-    p.add_argument("--labels-version", type=int, default=None, metavar="N",
-                   help="face: which teacher mapping to label with: 1 the plain mesh table, 2 "
-                   "(the default) moved to where people annotate (training.label.face."
-                   "HUMAN_VERTICAL_OFFSET); an older one reproduces an older model's labels")  # fmt: skip
+    p.add_argument(
+        "--no-hair",
+        action="store_true",
+        help="faceparts: leave hair out (background) instead of taking it from the "
+        "selfie segmenter",
+    )
+    p.add_argument(
+        "--labels-version",
+        type=int,
+        default=None,
+        metavar="N",
+        help="face: which teacher mapping to label with: 1 the plain mesh table, 2 "
+        "(the default) moved to where people annotate (training.label.face."
+        "HUMAN_VERTICAL_OFFSET); an older one reproduces an older model's labels",
+    )
     add_threads_argument(p, help="teacher interpreter threads")
-    return p  # fmt: skip
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,6 +72,7 @@ ROI_SCALE = 1.5
 EYE_CORNERS = (33, 263)  # the subject's right and left outer eye corners in the mesh
 
 # iBUG-68 point -> the mesh vertices whose mean it is (see the module docstring).
+# A table: one row per face region under its comment, in iBUG-68 order (kept as laid out).
 MESH_TO_IBUG68: tuple[tuple[int, ...], ...] = (
     # jaw 0-16: the subject's right ear root, down the right cheek, the chin (8), up the left
     (127,), (234, 93), (132,), (58,), (172, 136), (150,), (149,), (148,), (152,),

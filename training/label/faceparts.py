@@ -28,6 +28,7 @@ from .labellers import FaceLabeller, LabelOptions, context_crop
 from .ssd import load_interpreter
 from .teacher_models import teacher_model
 
+# Hand-wrapped table of mesh ids, like the contours below (formatting would give one per line).
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378,
              400, 377, 152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54,
              103, 67, 109)  # fmt: skip
@@ -37,13 +38,17 @@ LEFT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387
 # Brows: the lower row outwards-in, then the upper row back.
 RIGHT_BROW = (46, 53, 52, 65, 55, 107, 66, 105, 63, 70)
 LEFT_BROW = (276, 283, 282, 295, 285, 336, 296, 334, 293, 300)
+# Hand-wrapped table of mesh ids, like the contours around it (not one id per line).
 NOSE = (168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 97, 326, 327, 294, 278, 344, 440, 275, 45,
         220, 115, 48, 64, 193, 417)  # fmt: skip
 # Lips: outer contour corner to corner, then the inner contour back.
+# A table: row 1 the outer contour, row 2 the inner one (kept as laid out).
 UPPER_LIP = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291,
              308, 415, 310, 311, 312, 13, 82, 81, 80, 191, 78)  # fmt: skip
+# A table: row 1 the outer contour, row 2 the inner one (kept as laid out).
 LOWER_LIP = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291,
              308, 324, 318, 402, 317, 14, 87, 178, 88, 95, 78)  # fmt: skip
+# A table: row 1 the upper inner lip, row 2 the lower one (kept as laid out).
 INNER_MOUTH = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308,
                324, 318, 402, 317, 14, 87, 178, 88, 95)  # fmt: skip
 MOUTH_CORNERS = (61, 291)
@@ -65,10 +70,15 @@ def mesh_class_map(points468: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     mask = np.zeros(shape[:2], np.uint8)
     _fill(mask, p[list(FACE_OVAL)], _C["skin"])
     _fill(mask, p[list(NOSE)], _C["nose"], hull=True)
-    for ids, name in ((RIGHT_BROW, "right_brow"), (LEFT_BROW, "left_brow"),
-                      (RIGHT_EYE, "right_eye"), (LEFT_EYE, "left_eye"),
-                      (UPPER_LIP, "upper_lip"), (LOWER_LIP, "lower_lip"),
-                      (INNER_MOUTH, "inner_mouth")):  # fmt: skip
+    for ids, name in (
+        (RIGHT_BROW, "right_brow"),
+        (LEFT_BROW, "left_brow"),
+        (RIGHT_EYE, "right_eye"),
+        (LEFT_EYE, "left_eye"),
+        (UPPER_LIP, "upper_lip"),
+        (LOWER_LIP, "lower_lip"),
+        (INNER_MOUTH, "inner_mouth"),
+    ):
         _fill(mask, p[list(ids)], _C[name])
     return mask
 
@@ -132,8 +142,14 @@ class FacePartsLabeller(FaceLabeller):
         stem = stem.replace("/", "_")
         write_label_map(out, split, stem, crop, mask)
         counts["faces labelled"] += 1
-        return [{"image": f"{split}/images/{stem}.jpg", "presence": round(float(r.presence), 3),
-                 "source": name, "frame_box": context.to_dict()}]  # fmt: skip
+        return [
+            {
+                "image": f"{split}/images/{stem}.jpg",
+                "presence": round(float(r.presence), 3),
+                "source": name,
+                "frame_box": context.to_dict(),
+            }
+        ]
 
     def finish(self, out, parts: dict[str, list[dict]]) -> None:
         from .writers import write_json

@@ -28,10 +28,19 @@ from edge.skeletons import COCO17, MPII16
 BLAZEPOSE_TO_COCO17 = (0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28)
 # MPII-16 points that are BlazePose points; the others are derived (see the module docstring).
 _MPII_DIRECT = {
-    "right_ankle": 28, "right_knee": 26, "right_hip": 24, "left_hip": 23, "left_knee": 25,
-    "left_ankle": 27, "right_wrist": 16, "right_elbow": 14, "right_shoulder": 12,
-    "left_shoulder": 11, "left_elbow": 13, "left_wrist": 15,
-}  # fmt: skip
+    "right_ankle": 28,
+    "right_knee": 26,
+    "right_hip": 24,
+    "left_hip": 23,
+    "left_knee": 25,
+    "left_ankle": 27,
+    "right_wrist": 16,
+    "right_elbow": 14,
+    "right_shoulder": 12,
+    "left_shoulder": 11,
+    "left_elbow": 13,
+    "left_wrist": 15,
+}
 UPPER_NECK_FRACTION = 0.6
 
 

@@ -103,8 +103,9 @@ class BlazePoseTeacher(TrackingTeacher[BlazePoseResult]):
         mask = None
         if self.with_mask:
             mask = sigmoid(self._landmarker.get_tensor(self._out_mask)[0, :, :, 0])
-        return BlazePoseResult(points[:33], sigmoid(raw[:33, 3]), presence, roi,
-                               points[33:35], mask)  # fmt: skip
+        return BlazePoseResult(
+            points[:33], sigmoid(raw[:33, 3]), presence, roi, points[33:35], mask
+        )
 
     def next_roi(self, result: BlazePoseResult) -> CropBox:
         return roi_from_alignment(result.auxiliary[0], result.auxiliary[1])

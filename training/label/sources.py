@@ -28,9 +28,10 @@ def expand(items: list[str], missing: list[str] | None = None) -> list[Path]:
         path = Path(item)
         if path.is_dir():
             found += sorted(
-                p for p in path.rglob("*")
+                p
+                for p in path.rglob("*")
                 if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES | IMAGE_SUFFIXES
-            )  # fmt: skip
+            )
         elif path.exists():
             found.append(path)
         else:

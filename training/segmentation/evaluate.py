@@ -40,8 +40,10 @@ class PartsScore:
     def values(self) -> dict[str, float]:
         f1 = class_f1(self.confusion)
         iou = class_iou(self.confusion)
-        out = {"overall_f1": overall_f1(self.confusion, self.labels.overall),
-               "miou": mean_iou(self.confusion)}  # fmt: skip
+        out = {
+            "overall_f1": overall_f1(self.confusion, self.labels.overall),
+            "miou": mean_iou(self.confusion),
+        }
         for i, name in enumerate(self.labels.classes):
             out[f"f1/{name}"] = float(f1[i])
             out[f"iou/{name}"] = float(iou[i])
@@ -50,8 +52,10 @@ class PartsScore:
     def table(self, title: str = "") -> str:
         v = self.values()
         lines = [title] if title else []
-        lines.append(f"  overall F1 (brows, eyes, nose, mouth) {100 * v['overall_f1']:6.2f}   "
-                     f"mIoU {100 * v['miou']:6.2f}")  # fmt: skip
+        lines.append(
+            f"  overall F1 (brows, eyes, nose, mouth) {100 * v['overall_f1']:6.2f}   "
+            f"mIoU {100 * v['miou']:6.2f}"
+        )
         lines.append(f"  {'class':<12} {'F1':>7} {'IoU':>7}")
         for name in self.labels.classes:
             f1, iou = v[f"f1/{name}"], v[f"iou/{name}"]
@@ -61,8 +65,10 @@ class PartsScore:
 
 def check_segmentation(metadata, where: str) -> None:
     if metadata.task != "segmentation":
-        raise ModelError(f"{where} is a {metadata.task} landmark model ({metadata.skeleton}); "
-                         "a segmentation dataset needs a segmentation model")  # fmt: skip
+        raise ModelError(
+            f"{where} is a {metadata.task} landmark model ({metadata.skeleton}); "
+            "a segmentation dataset needs a segmentation model"
+        )
 
 
 def score_dataset(
@@ -80,8 +86,10 @@ def score_dataset(
     meta = predictor.metadata
     labels = dataset.labels
     if tuple(meta.classes) != labels.classes:
-        raise ModelError(f"the model's classes ({', '.join(meta.classes)}) are not the "
-                         f"dataset's ({', '.join(labels.classes)})")  # fmt: skip
+        raise ModelError(
+            f"the model's classes ({', '.join(meta.classes)}) are not the "
+            f"dataset's ({', '.join(labels.classes)})"
+        )
     n = len(dataset) if limit is None else min(limit, len(dataset))
     keep_at = set(np.linspace(0, n - 1, keep).round().astype(int).tolist()) if keep and n else set()
     confusion = np.zeros((labels.num_classes,) * 2, np.int64)
@@ -132,8 +140,11 @@ def write_pictures(result: PartsScore, path: Path, colors, height: int = 160) ->
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]
     sheet = np.vstack(rows)
-    for x, text in ((4, "image"), (sheet.shape[1] // 3 + 4, "label"),
-                    (2 * sheet.shape[1] // 3 + 4, "model")):  # fmt: skip
+    for x, text in (
+        (4, "image"),
+        (sheet.shape[1] // 3 + 4, "label"),
+        (2 * sheet.shape[1] // 3 + 4, "model"),
+    ):
         cv2.putText(sheet, text, (x, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
     if not cv2.imwrite(str(path), sheet):
         raise OSError(f"cannot write {path}")
