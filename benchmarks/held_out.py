@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from edge.cli import resolve_model, run_cli
+from benchmarks import REPO, RESULTS_DIR, child_env, module_command
+from edge.cli import ArgumentParser, add_threads_argument, resolve_model, run_cli
+from edge.errors import EdgeError
 from edge.metadata import read_metadata
 from edge.skeletons import COCO17, MPII16
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "held_out.md"
+RESULTS = RESULTS_DIR / "held_out.md"
 LIMBS = tuple(name for name in COCO17.landmarks if name in MPII16.landmarks)  # the 12 limb joints
 # Pass bars of issue 24 on this validation (against the teacher).
 POSE_BAR, POSE_GROUP_BAR, FACE_RATIO_BAR = 75.0, 60.0, 0.5
@@ -80,9 +80,7 @@ def _sets(pose_skeleton: str) -> list[dict]:
 def evaluate(model: Path, spec: dict, work: Path, threads: int) -> dict:
     """Run training.evaluate on one set; its metrics.json."""
     out = work / spec["name"].replace(" ", "_")
-    command = [
-        sys.executable,
-        "-m",
+    command = module_command(
         "training.evaluate",
         "--model",
         str(model),
@@ -95,17 +93,13 @@ def evaluate(model: Path, spec: dict, work: Path, threads: int) -> dict:
         str(out),
         "--pictures",
         "8",
-    ]
+    )
     for protocol in spec["protocols"]:
         command += ["--protocol", protocol]
     print(f"$ {' '.join(command)}", flush=True)
-    done = subprocess.run(
-        command, cwd=REPO, check=False, env={**os.environ, "PYTHONPATH": str(REPO)}
-    )
+    done = subprocess.run(command, cwd=REPO, check=False, env=child_env())
     if done.returncode != 0:
-        raise SystemExit(
-            f"error: training.evaluate failed on {spec['name']} (exit {done.returncode})"
-        )
+        raise EdgeError(f"training.evaluate failed on {spec['name']} (exit {done.returncode})")
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -146,12 +140,25 @@ def face_rows(name: str, m: dict) -> list[str]:
     return rows
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.held_out",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _model(spec: str) -> Path:
+    """A model file, or the bundled one by name (pose, face)."""
+    return Path(spec) if Path(spec).exists() else resolve_model(spec)
+
+
+def _skeleton(model: Path) -> str:
+    """The pose model's landmark set: from a .tflite's metadata, or a .keras model's sidecar."""
+    if model.suffix == ".tflite":
+        return read_metadata(model.read_bytes()).skeleton
+    from training.artifacts import load_sidecar
+
+    meta, _ = load_sidecar(model)
+    if meta is None:
+        raise EdgeError(f"{model} has no landmark metadata sidecar")
+    return meta.skeleton
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m benchmarks.held_out", description=__doc__)
     p.add_argument(
         "--pose", default="pose", help="pose model (.tflite or .keras; default: bundled)"
     )
@@ -164,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="pose,face",
         help="which of pose and face to score (default both), e.g. --tasks pose",
     )
-    p.add_argument("--threads", type=int, default=2, help="interpreter threads (default 2)")
+    add_threads_argument(p)
     p.add_argument(
         "--work",
         type=Path,
@@ -181,31 +188,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
-    pose = Path(args.pose) if Path(args.pose).exists() else resolve_model(args.pose)
-    face = Path(args.face) if Path(args.face).exists() else resolve_model(args.face)
-    skeleton = read_metadata(pose.read_bytes()).skeleton if pose.suffix == ".tflite" else "coco17"
-    missing = [str(s["root"]) for s in _sets(skeleton) if not s["root"].is_dir()]
-    if missing:
-        print(
-            f"error: no labels in {', '.join(missing)}: make them with python -m training.label "
-            "(see configs/pose_v2_96.yaml and configs/face_v2.yaml)",
-            file=sys.stderr,
-        )
-        return 2
     tasks = {t.strip() for t in args.tasks.split(",") if t.strip()}
     if not tasks or tasks - {"pose", "face"}:
-        print(f"error: --tasks {args.tasks}: give pose, face or both", file=sys.stderr)
-        return 2
-    work = args.work / (args.label or f"{pose.stem}+{face.stem}")
+        raise EdgeError(f"--tasks {args.tasks}: give pose, face or both")
+    pose = _model(args.pose) if "pose" in tasks else None
+    face = _model(args.face) if "face" in tasks else None
+    skeleton = _skeleton(pose) if pose is not None else "coco17"
+    chosen = [s for s in _sets(skeleton) if s["task"] in tasks]
+    missing = [str(s["root"]) for s in chosen if not s["root"].is_dir()]
+    if missing:
+        raise EdgeError(
+            f"no labels in {', '.join(missing)}: make them with python -m training.label "
+            "(see configs/pose_v2_96.yaml and configs/face_v2.yaml)"
+        )
+    work = args.work / (args.label or "+".join(m.stem for m in (pose, face) if m is not None))
     results = {}
-    for spec in _sets(skeleton):
-        if spec["task"] not in tasks:
-            continue
+    for spec in chosen:
         model = pose if spec["task"] == "pose" else face
         results[spec["name"]] = evaluate(model, spec, work, args.threads)
-    label = args.label or " + ".join(
-        str(m) for t, m in (("pose", pose), ("face", face)) if t in tasks
-    )
+    label = args.label or " + ".join(str(m) for m in (pose, face) if m is not None)
     lines = [
         f"# Source-held-out validation: {label}",
         "",

@@ -213,3 +213,5 @@ finite_float = float_in_range()
 positive_float = float_in_range(0.0, low_open=True)
 non_negative_float = float_in_range(0.0)
 unit_float = float_in_range(0.0, 1.0)  # scores and fractions
+# edge.live --keep-mb, and edge.deploy's, which the service passes on: at least one megabyte.
+keep_mb_type = float_in_range(1.0)

@@ -35,8 +35,8 @@ from .cli import (
     add_backend_argument,
     add_model_argument,
     add_threads_argument,
-    float_in_range,
     int_in_range,
+    keep_mb_type,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.add_argument(
         "--keep-mb",
-        type=float_in_range(1.0),
+        type=keep_mb_type,
         default=None,
         metavar="MB",
         help="keep the recordings of --output and --jsonl (this run's and earlier ones) under "

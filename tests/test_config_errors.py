@@ -31,6 +31,11 @@ BASE = {"dataset": {"name": "synthetic-pose"}}
         ("optimizer.schedule=[[2, .nan]]", "learning rate > 0"),
         ("optimizer.schedule=[[-1, 0.1]]", "epoch >= 0"),
         ("a=" + "[" * 3000 + "]" * 3000, "nested too deeply"),
+        # augmentation the draws would turn into NaN pixels or a failure mid-run
+        ("augment.noise_prob=1.5", "augment.noise_prob is a probability"),
+        ("augment.shift_sigma=.nan", "augment.shift_sigma must be a number of 0 or more"),
+        ("augment.dark_min=0", "augment.dark_min must be above 0"),
+        ("augment.jpeg_quality_min=95", "augment.jpeg_quality_min must be 1 to 90"),
     ],
 )
 def test_bad_values_are_refused_in_one_line(override, message):

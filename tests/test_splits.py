@@ -83,6 +83,8 @@ def test_unused_patterns_are_the_ones_no_source_matches(split):
         ("groups:\n  pose:\n    yoga: yoga_*\n", "groups.pose.yoga must be a list"),
         ("- valid\n", "must be a mapping with 'valid:'"),
         ("valid: [unclosed\n", "cannot read the split file"),
+        # a typo would train on what was meant to be held out
+        ("vaild:\n  pose: [squats_*]\n", "unknown key 'vaild'"),
     ],
 )
 def test_a_malformed_file_is_a_one_line_error(tmp_path, text, message):

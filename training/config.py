@@ -232,6 +232,64 @@ class TrainConfig:
                 f"optimizer.schedule entries are [epoch >= 0, learning rate > 0], got {entry!r}",
             )
 
+        self._check_augment()
+
+    def _check_augment(self) -> None:
+        """Values the random draws would turn into NaN pixels or a failure mid-run."""
+        a = self.augment
+        for key in (
+            "flip_prob",
+            "rotation_zero_prob",
+            "blur_prob",
+            "occlusion_prob",
+            "wide_rotation_prob",
+            "noise_prob",
+            "jpeg_prob",
+            "dark_prob",
+        ):
+            value = getattr(a, key)
+            _check(
+                math.isfinite(value) and 0 <= value <= 1,
+                f"augment.{key} is a probability (0 to 1), got {value}",
+            )
+        for key in (
+            "scale_sigma",
+            "rotation_sigma",
+            "rotation_max",
+            "shift_sigma",
+            "shift_max",
+            "blur_sigma_max",
+            "occlusion_max",
+            "wide_rotation_max",
+        ):
+            value = getattr(a, key)
+            _check(
+                math.isfinite(value) and value >= 0,
+                f"augment.{key} must be a number of 0 or more, got {value}",
+            )
+        _check(
+            0 < a.scale_min <= a.scale_max,
+            "augment.scale_min must be above 0 and at most "
+            f"scale_max, got {a.scale_min} and {a.scale_max}",
+        )
+        _check(
+            0 <= a.colour_min <= a.colour_max,
+            "augment.colour_min must be 0 or more and at "
+            f"most colour_max, got {a.colour_min} and {a.colour_max}",
+        )
+        _check(
+            math.isfinite(a.noise_sigma_max) and a.noise_sigma_max >= 2,
+            f"augment.noise_sigma_max must be at least 2, got {a.noise_sigma_max}",
+        )
+        _check(
+            1 <= a.jpeg_quality_min <= 90,
+            f"augment.jpeg_quality_min must be 1 to 90, got {a.jpeg_quality_min}",
+        )
+        _check(
+            0 < a.dark_min <= 0.8,
+            f"augment.dark_min must be above 0 and at most 0.8, got {a.dark_min}",
+        )
+
     @property
     def heatmap_size(self) -> int:
         return self.input_size // 4

@@ -104,6 +104,11 @@ def load_split(path: Path | str | None) -> SourceSplit:
         raise EdgeError(f"cannot read the split file {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise EdgeError(f"the split file {path} must be a mapping with 'valid:' (and 'groups:')")
+    unknown = sorted(set(data) - {"valid", "select", "groups"})
+    if unknown:  # a typo ("vaild:") would silently train on what was meant to be held out
+        raise EdgeError(
+            f"{path}: unknown key {unknown[0]!r}; a split file has valid, select and groups"
+        )
     valid_in, select_in = data.get("valid") or {}, data.get("select") or {}
     groups_in = data.get("groups") or {}
     if not all(isinstance(d, dict) for d in (valid_in, select_in, groups_in)):

@@ -10,8 +10,8 @@ from ..cli import (
     ArgumentParser,
     add_model_argument,
     add_threads_argument,
+    keep_mb_type,
     non_negative_float,
-    positive_float,
     resolve_model,
     run_cli,
 )
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     svc.add_argument(
         "--keep-mb",
-        type=positive_float,
+        type=keep_mb_type,
         default=DEFAULT_KEEP_MB,
         metavar="MB",
         help="edge.live --keep-mb: the recordings under PREFIX/output are kept "

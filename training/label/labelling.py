@@ -11,9 +11,11 @@ and ``sources_<task>.json`` record what was read, kept and dropped, and where ea
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import json
 import re
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -112,6 +114,7 @@ def label(options: LabelOptions) -> int:
             totals.counts["sources resumed"] += 1
             continue
         bar.set_postfix_str(path.name[:40])
+        _forget(options.out, key)
         records, counts = _label_source(labeller, options, path, key, split, tqdm.write)
         writers.write_json(
             part_file,
@@ -126,6 +129,24 @@ def label(options: LabelOptions) -> int:
         totals.add(split, records, counts)
     _finish(labeller, options, settings, totals, paths, source_split, split_task)
     return 0
+
+
+SIDES = ("train", "select", "valid")
+
+
+def _forget(out: Path, key: str) -> None:
+    """Delete every crop an earlier run stored for source ``key``, on any side of the split.
+
+    The face reader takes every .pts under a side's folder, so a source labelled again on
+    another side (the split file changed) or with other frames (the options changed) would
+    otherwise leave its old crops behind, a held-out face among the training ones."""
+    folders = [out / "images" / key, *(out / side / key for side in SIDES)]  # pose, face
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    for side in SIDES:  # face parts: <side>/images/<key>_<frame>.jpg and labels/...png
+        for kind in ("images", "labels"):
+            for stale in (out / side / kind).glob(f"{glob.escape(key)}_*"):
+                stale.unlink(missing_ok=True)
 
 
 def _finished(part_file: Path, settings: dict, split: str) -> dict | None:
