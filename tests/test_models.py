@@ -622,7 +622,7 @@ def test_blocks_per_level_repeats_each_hourglass_block():
 def test_paper_network_in_the_released_wiring_has_its_own_counts():
     """The size check for the released model's wiring (binary skips, binary first head conv,
     Sigmoid): the paper's network, with the float MACs that remain the stem 7x7 conv and the
-    final heatmap conv. README's size check table lists these beside the paper's wiring."""
+    final heatmap conv. docs/training.md's size check table lists these beside the paper's wiring."""
     released = build_hourglass(binary_skip=True, binary_head=True, heatmap_activation="sigmoid")
     assert count_parameters(released) == 6_236_048 + 2 * 256 == 6_236_560
     binary, real = count_macs(released)

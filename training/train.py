@@ -13,7 +13,7 @@ record ``model.landmarks.json``, which ``python -m converters.convert`` and ``py
 training.evaluate`` read.
 
 ``--strategy multiworker`` trains on several processes or machines (see
-:mod:`training.distribute` and the README's "Training at scale"): the chief alone writes
+:mod:`training.distribute` and docs/training.md, "Training at scale"): the chief alone writes
 the run folder, and a ``backup/`` of the last finished epoch lets a killed worker rejoin
 when it is restarted with the same command.
 """

@@ -17,8 +17,10 @@ person_keypoints_{train,valid}.json`` (COCO-17, read by ``--dataset coco`` with
 ``--option images=<out>/images``). Faces: ``train/`` and ``valid/`` hold each crop with its
 68-point ``.pts`` (read by ``--dataset 300w --split all``). Face parts: the ``label-map``
 layout of :mod:`training.segmentation.data` (``classes.txt``, ``<split>/images/*.jpg``,
-``<split>/labels/*.png``). ``summary.json`` counts what was
-read, kept and dropped, and why. Sources already finished (``parts/``) are skipped when a run
+``<split>/labels/*.png``). A split file (``--split``) adds a third side, ``select`` (models
+are chosen there, never reported), beside ``train`` and ``valid``, and
+``sources_<task>.json`` names each source's path, side and activity group.
+``summary_<task>.json`` counts what was read, kept and dropped, and why. Sources already finished (``parts/``) are skipped when a run
 is repeated, so an interrupted run resumes where it stopped. Each record keeps its
 ``source`` (``<clip>/<frame>``) and ``frame_box``, the stored crop's square in the original
 frame's pixels, so every label traces back to where it came from.
@@ -54,8 +56,10 @@ def build_parser() -> ArgumentParser:
         "--split",
         type=Path,
         default=None,
-        help="YAML naming the sources (file stems) that go to validation, under "
-        "'<task>:'; every other source goes to training. Default: all to training",
+        help="YAML of whole sources held out (training/splits.py): under 'valid: <task>:' the "
+        "reported ones, under 'select: <task>:' those that choose models; names or fnmatch "
+        "patterns on a file's stem or <folder>/<stem>; every other source trains. Default: all "
+        "train",
     )
     p.add_argument("--every", type=int, default=2, help="label every N-th video frame")
     p.add_argument(

@@ -27,7 +27,7 @@ section 9) differs in three places, each a switch here, all off by default:
 ``binary_head`` (each stack's first head conv binary, with a BatchNorm before its sign) and
 ``heatmap_activation="sigmoid"`` (a Sigmoid on the heatmaps, trained with BCE or MSE, see
 losses.py). ``blocks_per_level`` puts that many blocks in a row at each of a level's four
-places (Newell's ``nModules``; 1 in the paper's size check). README "The paper's size check"
+places (Newell's ``nModules``; 1 in the paper's size check). docs/training.md "The paper's size check"
 lists parameters, MACs and flatbuffer size of both wirings.
 
 Biases: only the stem conv, the final heatmap conv and the re-injection convs have one; a conv

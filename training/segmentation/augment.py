@@ -2,7 +2,9 @@
 its class map.
 
 The random draw is :func:`training.data.augment.sample_params` (scale, rotation, flip,
-colour, blur, occluder); the crop is :func:`edge.transform.warp_crop` of the sample's box.
+colour, blur, occluder, and where a config turns them on, crop shift, wide rotation, noise,
+JPEG and low light); the crop is :func:`edge.transform.warp_crop` of the drawn box
+(``AugmentParams.crop_box``).
 The class map goes through the same image -> crop affine, then :func:`edge.segmentation.
 crop_to_heatmap`'s step to heatmap cells, sampled at each cell's centre (nearest pixel), so
 a target cell and the device's decoding agree on where it lies. A flip mirrors both and
