@@ -691,6 +691,8 @@ def test_runtime_copy_is_the_edge_package_without_caches() -> None:
         (["--model", "pose", "--rootfs", "/", "--min-score", "nan"], "finite number"),
         (["--model", "pose", "--rootfs", "/", "--lost-below", "-1"], "at least 0"),
         (["--model", "pose", "--rootfs", "/", "--keep-mb", "0.5"], "at least 1"),
+        # systemd splits $BINLAND_ARGS on whitespace: the value would arrive in two pieces
+        (["--model", "pose", "--rootfs", "/", "--live-arg=/opt/my file.jsonl"], "hold a space"),
         # bounded by the Pi's 4 cores, not this machine's
         (["--model", "pose", "--rootfs", "/", "--threads", "17"], "4 there"),
     ],

@@ -495,7 +495,11 @@ def test_new_options_fail_in_one_line(tmp_path):
         (["--sources", str(tmp_path / "none.json")], "error: --sources: no such file"),
         (["--baseline-split", "test"], "error: --baseline-split test: no such split"),
         (["--crop", "wobbly"], "argument --crop: invalid choice"),
+        # found before scoring, not after it (a traceback then)
+        (["--batch-size", "0"], "error: --batch-size must be at least 1"),
+        (["--out", str(tmp_path / "a_file")], "is a file, not a folder"),
     ):
+        (tmp_path / "a_file").write_text("")
         proc = _cli(*base, *extra)
         assert proc.returncode == 2, (extra, proc.stdout + proc.stderr)
         assert "Traceback" not in proc.stderr, proc.stderr

@@ -69,6 +69,10 @@ class TrainOptions:
         )
 
 
+# The top-level packages of the train extra (pyproject.toml).
+TRAIN_DEPENDENCIES = {"tensorflow", "tf_keras", "larq", "larq_compute_engine", "yaml", "keras"}
+
+
 def resolve_config(options: TrainOptions) -> tuple[TrainConfig, Path]:
     """The config (the given file, else the resumed run's own) and the run folder."""
     if options.config is None:
@@ -156,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
                 verbose=options.verbose,
             )
         except ImportError as exc:
+            # Only a missing training dependency is the user's to install; any other failed
+            # import is a bug to see in full.
+            if (exc.name or "").split(".")[0] not in TRAIN_DEPENDENCIES:
+                raise
             raise EdgeError(
                 f"{exc} (install the training extra: pip install -e '.[train]')"
             ) from None

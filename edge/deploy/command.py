@@ -191,7 +191,7 @@ def _deploy(args: argparse.Namespace) -> None:
         min_score=args.min_score,
         lost_below=args.lost_below,
         keep_mb=args.keep_mb,
-        extra_args=tuple(args.live_arg),
+        extra_args=_live_args(args.live_arg),
         user=args.user,
         sysusers_dir=args.sysusers_dir.rstrip("/"),
     )
@@ -211,3 +211,15 @@ def _deploy(args: argparse.Namespace) -> None:
             f"open {report.open_url} to watch the stream (shown once; the token is kept "
             f"in {settings.env_path}, readable by root only)"
         )
+
+
+def _live_args(values: list[str]) -> tuple[str, ...]:
+    """--live-arg values as the service passes them: systemd splits $BINLAND_ARGS on
+    whitespace alone (no quoting), so a value with a space would reach edge.live in pieces."""
+    for value in values:
+        if not value or any(c.isspace() for c in value):
+            raise DeployError(
+                f"--live-arg {value!r}: the service passes each argument as one "
+                "word, so it may not be empty or hold a space"
+            )
+    return tuple(values)

@@ -263,6 +263,11 @@ def check(options: EvaluateOptions) -> None:
         raise DatasetError(f"--limit must be at least 1, got {options.limit}")
     if options.sources is not None and not options.sources.is_file():
         raise DatasetError(f"--sources: no such file {options.sources}")
+    if options.batch_size < 1:
+        raise DatasetError(f"--batch-size must be at least 1, got {options.batch_size}")
+    if options.out is not None and options.out.exists() and not options.out.is_dir():
+        # Found now, not after the whole set has been scored.
+        raise DatasetError(f"--out {options.out} is a file, not a folder")
 
 
 def mean_shape_for(options: EvaluateOptions, split: str, threads: int = 4) -> MeanShape | None:
