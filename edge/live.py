@@ -613,7 +613,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_FRAME_PIXELS))
     args = build_parser().parse_args(argv)
     quiet_opencv()
-    # Ctrl-C while loading, before the loop took over: "error: interrupted", 130.
+    # Ctrl-C before run() took over (resolving the model, reading its metadata): "error:
+    # interrupted", 130; from loading on, run() ends the outputs and reports what was saved.
     return run_cli(lambda: run(args))
 
 

@@ -415,7 +415,9 @@ def _finish(run: _Training, history: list[dict]) -> dict:
     final_model = run.snapshot()  # on every worker: a collective step
     averaged = []
     if config.average_last > 1:
-        # Every worker averages its own checkpoints (equal weights), so digests still agree.
+        # Every worker averages the checkpoints it saved itself (equal weights), so their digests
+        # agree on a run that was never resumed; after --resume or a restart a non-chief has
+        # fewer of them (its scratch folder is new), and only the chief's saved model counts.
         averaged = run.manager.checkpoints[-config.average_last :]
         final_model = average_checkpoints(task, config, data.outputs, averaged)
     if config.blend_start:
