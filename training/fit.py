@@ -80,10 +80,6 @@ def weights_digest(weights: list) -> str:
 def init_weights(model, path: str) -> int:
     """Copy weights from a saved model into ``model`` where layer names and shapes agree;
     returns how many layers were copied (a real-valued twin starting its binary student)."""
-    if not Path(path).exists():
-        raise ConfigError(
-            f"init_from {path} does not exist: train that model first, or fix the path"
-        )
     source = {layer.name: layer for layer in load_keras_model(path).layers}
     copied = 0
     for layer in model.layers:
@@ -211,6 +207,13 @@ def _prepare(task: Task, config: TrainConfig, folder: RunFolder, options: FitOpt
         )
     # A bad TF_CONFIG fails here, in one line, before anything is read or written.
     worker = current_task(options.strategy)
+    # init_from starts a new run and, with blend_start, is blended in at the very end (a
+    # resumed run too): a missing one is found now, not after the data or the training.
+    needs_start = config.init_from and (not options.resume or config.blend_start)
+    if needs_start and not Path(config.init_from).exists():
+        raise ConfigError(
+            f"init_from {config.init_from} does not exist: train that model first, or fix the path"
+        )
     data = task.open_data(config)
     steps = config.steps_per_epoch or len(data.train) // config.batch_size
     if steps < 1:

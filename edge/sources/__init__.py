@@ -124,14 +124,3 @@ def _open_demo(*, size: tuple[int, int], loop: bool) -> FrameSource:
 
 register_source("picamera2", _open_picamera2)
 register_source("demo", _open_demo)
-
-__all__ = [
-    "IMAGE_SUFFIXES",
-    "MAX_FRAME_PIXELS",
-    "VIDEO_SUFFIXES",
-    "Frame",
-    "FrameSource",
-    "open_source",
-    "picamera2_available",
-    "register_source",
-]
