@@ -362,7 +362,9 @@ def test_a_still_image_overlay_shows_no_frame_rate(pose_model, tmp_path):
         last = [cap.read()[1] for _ in range(frames)][-1]
         cap.release()
         if source == "demo":  # the check can see text: a video's third frame shows its rate
-            assert _white_pixels(last) > 50
+            # After mp4v compression a 320x240 frame's " x.x FPS" leaves 37-49 such pixels
+            # (rates 0.5-100 measured; the 1-pixel strokes blur below 200), the still 0.
+            assert _white_pixels(last) > 15
         else:
             assert _white_pixels(last) == 0
 
