@@ -412,7 +412,7 @@ def macs(op: Op) -> int:
 
 
 def kernel_calls(op: Op, mr: int, nr: int) -> tuple[int, bool]:
-    """(calls, direct) the delegate makes for a binary conv (lce_ops.c's rule: direct when an
+    """(calls, direct) the delegate makes for a binary conv (op_bconv2d.c's rule: direct when an
     output row is at least mr pixels wide, else im2col with rows padded to mr)."""
     n, h, w, c = op.out_shape
     blocks = -(-c // nr)

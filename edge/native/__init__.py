@@ -43,8 +43,39 @@ __all__ = [
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-SOURCES = ("delegate.c", "lce_ops.c", "float_ops.c", "bgemm.c", "threadpool.c", "flexbuf.c")
-HEADERS = ("tflite_abi.h", "lce_ops.h", "float_ops.h", "bgemm.h", "threadpool.h", "flexbuf.h")
+# The delegate (entry points, partitions, fusion planning, options, profiling), the op table
+# and one file per op over their shared core, the GEMM kernels, the thread pool, the
+# flexbuffer reader. pyproject.toml's ext-modules lists the same files.
+SOURCES = (
+    "delegate.c",
+    "partition.c",
+    "fusion.c",
+    "options.c",
+    "profile.c",
+    "op_table.c",
+    "op_core.c",
+    "op_quantize.c",
+    "op_dequantize.c",
+    "op_bconv2d.c",
+    "bconv_core.c",
+    "op_bmaxpool.c",
+    "op_concat.c",
+    "float_ops.c",
+    "bgemm.c",
+    "threadpool.c",
+    "flexbuf.c",
+)
+HEADERS = (
+    "tflite_abi.h",
+    "delegate.h",
+    "lce_ops.h",
+    "op_core.h",
+    "bconv_core.h",
+    "float_ops.h",
+    "bgemm.h",
+    "threadpool.h",
+    "flexbuf.h",
+)
 # The name setuptools gives the extension built at install time (plus an ABI suffix).
 INSTALLED_STEM = "_lce_delegate"
 # -ffp-contract=off: no fused multiply-add in the output transform, so float

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "op_core.h"
+
 static int is_float4d(const TfLiteContext* context, int t) {
   if (t < 0 || (size_t)t >= context->tensors_size) return 0;
   const TfLiteTensor* x = &context->tensors[t];

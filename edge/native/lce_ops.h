@@ -25,6 +25,12 @@
  * RESIZE_NEAREST_NEIGHBOR (float_ops.h). They are exact (a max, a copy), and
  * the delegate takes them only next to its other ops, so that the hourglass's
  * pooling and upsampling no longer split it into many partitions.
+ *
+ * This header is what the delegate sees of the ops. Each op has its own file
+ * (op_quantize.c, op_dequantize.c, op_bconv2d.c with its tasks in
+ * bconv_core.c, op_bmaxpool.c, op_concat.c, float_ops.c for the two builtin
+ * float ops), over the helpers they share (op_core.h); op_table.c hands
+ * lce_op_init / _prepare / _run / _release to the op of each kind.
  */
 #ifndef BINLAND_LCE_OPS_H_
 #define BINLAND_LCE_OPS_H_
@@ -35,18 +41,6 @@
 #include "bgemm.h"
 #include "tflite_abi.h"
 #include "threadpool.h"
-
-/* The loops around the GEMM (im2col, output transform, pooling, unpacking)
- * are plain C that GCC vectorizes well; on x86 compile them for AVX-512 and
- * AVX2 too and pick at load time. Results are identical on every clone: no
- * FMA contraction (-ffp-contract=off), same IEEE operations. The one
- * exception, the float epilogue with the avx512-vpopcntdq kernel, is written
- * with intrinsics (epilogue_fast_avx512), with those same operations. */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
-#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define VECTOR_CLONES
-#endif
 
 typedef enum {
   OP_QUANTIZE,
@@ -182,29 +176,7 @@ typedef struct lce_op_s {
 
 enum { PRE_MUL = 0, PRE_ADD = 1 };
 
-/* Fuses a builtin MUL or ADD (`which`) of `input` by the constant tensor
- * `constant` into a quantize op whose current input is that op's output.
- * `store_output` keeps writing the op's float output. Returns 0 or -1 + err. */
-int lce_op_fuse_pre(lce_op* op, int which, int node_index, int input, int constant,
-                    int store_output, char* err, size_t err_len);
-
-/* TFLite's ComputePaddingHeightWidth for one axis ("height" or "width"), in 64-bit arithmetic
- * and bounded by the input: VALID needs the window inside the input, SAME pads at most the
- * input's size on either side. Sets *out and *pad_before, and *stride to 1 where the axis has a
- * single output pixel (the stride then changes nothing). Returns 0, or -1 with err set. */
-int lce_window_geometry(const lce_op* op, const char* axis, int in, int filter, int dilation,
-                        int same, int* stride, int* out, int* pad_before, char* err,
-                        size_t err_len);
-
-/* The taps [*k0, *k1) of a pooling window starting at `origin` (negative in
- * the padding) that fall inside [0, size): padding never counts. */
-static inline void window_taps(int origin, int filter, int size, int* k0, int* k1) {
-  *k0 = origin < 0 ? -origin : 0;
-  *k1 = filter < size - origin ? filter : size - origin;
-}
-
-/* An empty op (no inputs, no fusion) named `name` for node `node_index`. */
-void lce_op_reset(lce_op* op, const char* name, int node_index, const bgemm_impl* gemm);
+/* The op table (op_table.c). */
 
 /* Parses options and copies tensor indices; returns 0, or -1 with err set. */
 int lce_op_init(lce_op* op, const char* custom_name, int node_index, const TfLiteNode* node,
@@ -217,6 +189,10 @@ int lce_op_prepare(lce_op* op, const TfLiteContext* context, char* err, size_t e
  * `input` and `output` are the activation buffers (possibly our own). */
 int lce_op_run(lce_op* op, const TfLiteContext* context, const void* input, void* output,
                thread_pool* pool, char* err, size_t err_len);
+
+void lce_op_release(lce_op* op);
+
+/* Concat and ADD (op_concat.c). */
 
 /* A builtin CONCATENATION node as an OP_CONCAT. Returns 0 or -1 + err. */
 int lce_op_init_concat(lce_op* op, int node_index, const TfLiteNode* node, const bgemm_impl* gemm,
@@ -236,6 +212,14 @@ int lce_op_fuse_add(lce_op* concat, int node_index, int other, int output, int s
  * `slot`; call for every input, then set write_own. Returns 1 if it can. */
 int lce_op_write_into(lce_op* bconv, lce_op* concat, int slot);
 
+/* Quantize fusion (op_quantize.c). */
+
+/* Fuses a builtin MUL or ADD (`which`) of `input` by the constant tensor
+ * `constant` into a quantize op whose current input is that op's output.
+ * `store_output` keeps writing the op's float output. Returns 0 or -1 + err. */
+int lce_op_fuse_pre(lce_op* op, int which, int node_index, int input, int constant,
+                    int store_output, char* err, size_t err_len);
+
 /* Lets `op` compute `quantize` as it writes each output row, when it can: a
  * binary conv with float output (in its epilogue) or an ADD on its own (not
  * written in place), whose output is the quantize's input. Returns 1 if
@@ -244,7 +228,5 @@ int lce_op_absorb(lce_op* op, lce_op* quantize);
 
 /* Where a fused quantize also stores its MUL / ADD output (NULL: not stored). */
 void lce_op_set_pre_outputs(lce_op* op, void* mul_out, void* add_out);
-
-void lce_op_release(lce_op* op);
 
 #endif
