@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
     report = check_fidelity(heatmaps, backend, metadata, num_inputs=args.check_inputs)
     _say(report.summary() + f" [{time.perf_counter() - started:.1f} s]")
     if report.same_landmarks < 0.99:
-        _say("warning: fewer than 99% of landmarks decode as in Keras")
+        _say(f"warning: fewer than 99% of {report.unit} decode as in Keras")
         if args.strict:
             return 1
     return 0

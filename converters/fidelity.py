@@ -12,6 +12,7 @@ import numpy as np
 
 from edge.backends import Backend
 from edge.codec import HeatmapCodec
+from edge.finder_codec import FinderCodec
 from edge.metadata import LandmarkMetadata
 from edge.transform import normalise_input
 
@@ -30,7 +31,7 @@ class FidelityReport:
     # rounding difference right at a sign() threshold into a flipped bit, so an occasional
     # input differs visibly even though the conversion is exact.
     inputs_close: int
-    unit: str = "landmarks"  # what same_landmarks counts: landmarks, or cells' top classes
+    unit: str = "landmarks"  # what same_landmarks counts: landmarks, cells' top classes, finds
 
     @property
     def max_rel_diff(self) -> float:
@@ -76,15 +77,39 @@ def sample_images(size: tuple[int, int], count: int, seed: int = 0) -> np.ndarra
     return np.stack(images)
 
 
+def _same_finds(codec: FinderCodec, reference: np.ndarray, candidate: np.ndarray) -> bool:
+    """Whether two finder outputs decode to the same finds: the same classes in the same
+    order, their corners within half an input pixel or a thousandth of their value (an
+    untrained network's boxes can be thousands of pixels long)."""
+    a, b = codec.decode(reference), codec.decode(candidate)
+    if [f.class_id for f in a] != [f.class_id for f in b]:
+        return False
+    return all(
+        np.allclose(f.corners, g.corners, rtol=1e-3, atol=0.5) for f, g in zip(a, b, strict=True)
+    )
+
+
 def compare(
-    reference: np.ndarray, candidate: np.ndarray, codec: HeatmapCodec | None, backend: str
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    codec: HeatmapCodec | FinderCodec | None,
+    backend: str,
 ) -> FidelityReport:
-    """Compare two heatmap batches (N, h, w, K); ``codec`` None compares class logits by
-    each cell's top class (then ``same_landmarks`` is the share of cells that agree)."""
+    """Compare two output batches (N, h, w, K); ``codec`` None compares class logits by
+    each cell's top class (then ``same_landmarks`` is the share of cells that agree); a
+    :class:`FinderCodec` compares each input's decoded finds (the share of inputs whose finds
+    are the same boxes)."""
     reference = np.asarray(reference, np.float32)
     candidate = np.asarray(candidate, np.float32)
+    unit = "landmarks"
     if codec is None:  # class logits: does every cell keep its class?
         same = reference.argmax(axis=-1) == candidate.argmax(axis=-1)
+        unit = "cell classes"
+    elif isinstance(codec, FinderCodec):
+        same = np.array(
+            [_same_finds(codec, r, c) for r, c in zip(reference, candidate, strict=True)]
+        )
+        unit = "inputs' finds"
     else:
         points_ref, _ = codec.decode(reference)
         points_new, _ = codec.decode(candidate)
@@ -99,7 +124,7 @@ def compare(
         same_landmarks=float(same.mean()),
         num_landmarks=int(same.size),
         inputs_close=int(np.sum(per_input <= CLOSE * heatmap_range)),
-        unit="landmarks" if codec is not None else "cell classes",
+        unit=unit,
     )
 
 
@@ -118,6 +143,8 @@ def check_fidelity(
     rows = tqdm(x, desc=f"checking on {backend.name}", unit="input", leave=False, disable=None)
     candidate = np.stack([backend.run(row) for row in rows])
     codec = None
-    if metadata.task != "segmentation":
+    if metadata.task == "finder":
+        codec = metadata.finder_codec()
+    elif metadata.task != "segmentation":
         codec = HeatmapCodec(input_size=metadata.input_size, heatmap_size=metadata.heatmap_size)
     return compare(np.asarray(reference), candidate, codec, backend.description)

@@ -108,7 +108,7 @@ def build_metadata(
     except KeyError as exc:
         raise ConversionError(str(exc).strip("\"'")) from None
     if meta.num_outputs != k:
-        what = "classes" if meta.task == "segmentation" else "landmarks"
+        what = {"segmentation": "classes", "finder": "finder channels"}.get(meta.task, "landmarks")
         raise ConversionError(
             f"the model predicts {k} maps but {meta.skeleton!r} has {meta.num_outputs} {what}"
         )
@@ -120,7 +120,8 @@ def build_metadata(
     return meta, notes
 
 
-# What a sidecar says about the outputs themselves (segmentation: classes and colours too).
+# What a sidecar says about the outputs themselves (segmentation: classes and colours too;
+# a finder: classes and its decoding).
 _SKELETON_KEYS = (
     "task",
     "skeleton",
@@ -130,6 +131,7 @@ _SKELETON_KEYS = (
     "classes",
     "class_colors",
     "box_classes",
+    "finder",
     "format_version",
 )
 

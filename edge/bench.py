@@ -5,7 +5,8 @@ For every backend and thread count: inference latency (p50/p90 over ``--frames``
 fresh process that loaded the model and ran it. Each configuration runs in its own child
 process, so memory numbers don't leak from one into the next. Then the per-frame work
 around inference at 640x480 (crop, decode, tracking, smoothing, drawing), which should
-stay well under the inference time (target: under 3 ms).
+stay well under the inference time (target: under 3 ms). Then, for landmark models, the cost
+of following 1, 2 and 4 people (``--people``), with real inference, and the finder's own.
 
 ``--profile`` instead shows where the time of a bitpacked (LCE) model goes, per node and per
 op type, in one stock runtime with the native delegate (see ``edge.native.profile``): the
@@ -29,6 +30,7 @@ import numpy as np
 from .backends import backend_names
 from .cli import ArgumentParser, add_model_argument, resolve_model, run_cli
 from .errors import BackendError, EdgeError
+from .host import cpu_name
 
 OVERHEAD_TARGET_MS = 3.0
 # A configuration that has not finished in this long is reported as an error row, not waited
@@ -189,6 +191,104 @@ def bench_overhead(model, *, frames: int = 200, size: tuple[int, int] = (640, 48
     }
 
 
+# The people benchmark's scene: four demo figures in a 2x2 grid of 320x240 tiles.
+PEOPLE_TILE = (320, 240)
+PEOPLE_COUNTS = (1, 2, 4)
+
+
+class _TileFinder:
+    """The people benchmark's finder: the first ``count`` tiles of the grid, each found as
+    a whole (as edge.live's demo figure is in a whole frame), so that it costs nothing and
+    every count sees people of the same size."""
+
+    def __init__(self, count: int) -> None:
+        from .finders.base import Found
+        from .transform import CropBox
+
+        w, h = PEOPLE_TILE
+        self.found = []
+        for i in range(count):
+            x, y = (i % 2) * w, (i // 2) * h
+            box = CropBox((x + (w - 1) / 2, y + (h - 1) / 2), float(max(w, h)))
+            self.found.append(Found(1.0, (x, y, w, h), box))
+
+    def find(self, image: np.ndarray) -> list:
+        return list(self.found)
+
+
+def _people_frame(index: int) -> np.ndarray:
+    """Four demo figures, each at another point of the clip, in a 2x2 grid."""
+    from .sources.demo import render_demo_frame
+
+    tiles = [render_demo_frame(index + 37 * i, PEOPLE_TILE) for i in range(4)]
+    return np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])])
+
+
+def bench_people(
+    model, *, counts: tuple[int, ...] = PEOPLE_COUNTS, frames: int = 50, finder=None
+) -> dict:
+    """Milliseconds per frame of ``edge.live --max-people N`` for each N in ``counts``, with
+    real inference: :class:`edge.multipipeline.MultiLandmarkPipeline` following N demo figures
+    (a 640x480 frame of four 320x240 tiles), One Euro smoothing and the overlay included.
+    The tiles are handed over as finds, so no finder's time is in these numbers; ``finder``
+    (an :mod:`edge.finders` finder, or None) is timed on its own on the same frame: it runs
+    every ``--find-every`` frames while fewer than N are followed, and after a loss."""
+    from .multipipeline import STAGES as MULTI_STAGES
+    from .multitrack import MultiTracker
+    from .smoothing import OneEuroFilter
+    from .sources import Frame
+    from .timing import StageTimes
+
+    meta = model.metadata
+    rows = []
+    warmup = 5
+    for count in counts:
+        tracker = MultiTracker(_TileFinder(count), max_tracks=count, margin=meta.box_margin)
+        pipeline = model.video_pipeline(tracker, smoother=OneEuroFilter())
+        times, followed, cpu = StageTimes(), [], []
+        for i in range(frames + warmup):
+            if i == warmup:
+                times, followed, cpu = StageTimes(window=max(frames, 1)), [], []
+            frame = Frame(_people_frame(i), i / 30.0, i)
+            cpu_start = time.process_time()
+            result = pipeline.process(frame, times)
+            with times.stage("drawing"):
+                pipeline.annotate(result, fps=30.0)
+            cpu.append(time.process_time() - cpu_start)
+            followed.append(len(result.people))
+        stages = [s for s in (*MULTI_STAGES, "drawing") if s in times]
+        totals = np.sum([times.recent(s) for s in stages], axis=0) * 1e3
+        rows.append(
+            {
+                "people": count,
+                "tracked_mean": float(np.mean(followed)),
+                "total_p50_ms": float(np.percentile(totals, 50)),
+                "total_mean_ms": float(totals.mean()),
+                "inference_mean_ms": times.mean_ms("inference"),
+                "around_mean_ms": float(totals.mean()) - times.mean_ms("inference"),
+                "fps": float(1e3 / np.percentile(totals, 50)),
+                # Process CPU time, which other programs on the machine do not inflate.
+                "cpu_p50_ms": float(np.percentile(cpu, 50)) * 1e3,
+            }
+        )
+    report: dict = {"size": [2 * PEOPLE_TILE[0], 2 * PEOPLE_TILE[1]], "rows": rows}
+    if finder is not None:
+        image = _people_frame(0)
+        finder.find(image)  # the first run allocates
+        ms, cpu_ms = [], []
+        for _ in range(max(frames // 2, 3)):
+            t0, c0 = time.perf_counter(), time.process_time()
+            finder.find(image)
+            ms.append((time.perf_counter() - t0) * 1e3)
+            cpu_ms.append((time.process_time() - c0) * 1e3)
+        report["finder"] = {
+            "name": finder.name,
+            "p50_ms": float(np.percentile(ms, 50)),
+            "cpu_p50_ms": float(np.percentile(cpu_ms, 50)),
+        }
+    return report
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -226,6 +326,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=200,
         help="frames for the around-inference overhead at 640x480; 0 skips it",
+    )
+    p.add_argument(
+        "--people",
+        type=_int_list,
+        default=list(PEOPLE_COUNTS),
+        metavar="N[,N...]",
+        help="landmark models: also time edge.live --max-people N (--max-faces N) for each N, "
+        "with real inference per person (1 thread, the first backend), and the finder "
+        "that picks people up (blazepose for pose models, haar for faces) on its own",
+    )
+    p.add_argument(
+        "--people-frames",
+        type=int,
+        default=50,
+        help="frames per --people count; 0 skips the people benchmark",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     prof = p.add_argument_group(
@@ -273,8 +388,10 @@ def run(args: argparse.Namespace) -> dict:
     from .metadata import read_metadata
     from .tasks import open_model
 
-    if args.frames < 1 or args.warmup < 0 or args.overhead_frames < 0:
-        raise EdgeError("--frames must be >= 1, --warmup and --overhead-frames >= 0")
+    if args.frames < 1 or args.warmup < 0 or args.overhead_frames < 0 or args.people_frames < 0:
+        raise EdgeError(
+            "--frames must be >= 1, --warmup, --overhead-frames and --people-frames >= 0"
+        )
     path = resolve_model(args.model)
     meta = read_metadata(path)
     backends = _backends(args.backends)
@@ -286,7 +403,7 @@ def run(args: argparse.Namespace) -> dict:
         "weights_format": meta.weights_format,
         "skeleton": meta.skeleton,
         "input_size": list(meta.input_size),
-        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "machine": f"{cpu_name()} ({platform.machine()}), {platform.python_version()}",
         "inference": [],
     }
     for backend in backends:
@@ -296,7 +413,28 @@ def run(args: argparse.Namespace) -> dict:
     if args.overhead_frames:
         model = open_model(path, backend=backends[0], num_threads=1)
         report["overhead"] = bench_overhead(model, frames=args.overhead_frames)
+    if args.people_frames and args.people and meta.task != "segmentation":
+        model = open_model(path, backend=backends[0], num_threads=1)
+        finder, failed = _default_finder(meta)
+        report["people"] = bench_people(
+            model, counts=tuple(args.people), frames=args.people_frames, finder=finder
+        )
+        if failed is not None:
+            report["people"]["finder"] = failed
     return report
+
+
+def _default_finder(meta) -> tuple[object | None, dict | None]:
+    """The finder edge.live uses for several subjects of this model's task, or why not."""
+    from .finders import create_finder
+    from .tracking import subject_of
+
+    subject = subject_of(meta)
+    name = "haar" if subject == "face" else "blazepose"
+    try:
+        return create_finder(name, subject=subject, margin=meta.box_margin), None
+    except EdgeError as exc:
+        return None, {"name": name, "error": str(exc)}
 
 
 def run_profile(args: argparse.Namespace) -> dict:
@@ -351,7 +489,34 @@ def format_table(report: dict) -> str:
             f"(target p50 < {o['target_ms']:.0f} ms: {verdict})",
             f"  ms per stage: {parts}",
         ]
+    if "people" in report:
+        lines += ["", *_people_table(report["people"])]
     return "\n".join(lines)
+
+
+def _people_table(people: dict) -> list[str]:
+    w, h = people["size"]
+    lines = [
+        f"several people (edge.live --max-people N) at {w}x{h}, 1 thread, real inference:",
+        f"{'people':>6} {'tracked':>8} {'p50 ms':>8} {'inference':>10} {'around':>8} {'FPS':>7}"
+        f" {'CPU p50 ms':>11}",
+    ]
+    for r in people["rows"]:
+        lines.append(
+            f"{r['people']:>6} {r['tracked_mean']:>8.1f} {r['total_p50_ms']:>8.2f} "
+            f"{r['inference_mean_ms']:>10.2f} {r['around_mean_ms']:>8.2f} {r['fps']:>7.1f}"
+            f" {r['cpu_p50_ms']:>11.2f}"
+        )
+    finder = people.get("finder")
+    if finder is not None and "error" in finder:
+        lines.append(f"finder {finder['name']}: unavailable: {finder['error']}")
+    elif finder is not None:
+        lines.append(
+            f"finder {finder['name']}: p50 {finder['p50_ms']:.2f} ms a run (CPU "
+            f"{finder['cpu_p50_ms']:.2f} ms) at {w}x{h}, every --find-every frames while fewer "
+            "than N are followed, and while one is lost"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""The machine this runs on: the project's user cache folder and the CPU's name.
+"""The machine this runs on: the project's user cache folder (and the MediaPipe models in
+it), and the CPU's name.
 
 Its own module so that every part (edge.native's builds, the benchmarks, the tests) reaches
 them without importing the package's public API, which loads models on demand.
@@ -16,6 +17,18 @@ def cache_dir(name: str = "") -> Path:
     the native library's builds, benchmark models, test environments. Not created here."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "binland" / name
+
+
+# A folder that already holds MediaPipe's .tflite files (a machine with no index access).
+TEACHERS_ENV = "BINLAND_TEACHERS"
+
+
+def teacher_dir() -> Path:
+    """Where MediaPipe's models live on this machine: ``$BINLAND_TEACHERS``, else the cache
+    folder ``teachers`` that ``training.label`` fills from the mediapipe wheel. The device's
+    BlazePose and BlazeFace finders look for their files here too."""
+    override = os.environ.get(TEACHERS_ENV)
+    return Path(override) if override else cache_dir("teachers")
 
 
 def cpu_name() -> str:

@@ -3,13 +3,17 @@
     python -m edge.live --source demo --no-display --output demo.mp4
     python -m edge.live --model face --source 0 --serve 0.0.0.0:8080
     python -m edge.live --model pose.tflite --source clip.mp4 --jsonl clip.jsonl --no-display
+    python -m edge.live --source clip.mp4 --max-people 4 --jsonl people.jsonl --no-display
 
 A thin CLI over the model's own per-frame chain (:func:`edge.tasks.open_model`, then
 ``model.video_pipeline``): per frame the source gives a BGR frame, the pipeline crops (the
 tracker's box: the previous frame's landmarks, else the full frame or a face detector),
 infers, decodes, tracks and (landmarks) smooths, then draws the overlay for the window,
 video and MJPEG stream and makes the JSONL record; the loop never asks which task it runs.
-A landmark model runs :class:`edge.pipeline.LandmarkPipeline`; a segmentation model
+A landmark model runs :class:`edge.pipeline.LandmarkPipeline`, or with ``--max-people N``
+(``--max-faces N``) above 1 :class:`edge.multipipeline.MultiLandmarkPipeline`: a finder
+(:mod:`edge.finders`) picks people up, each is tracked under its own ID
+(:mod:`edge.multitrack`), drawn in its own colour and listed in the JSONL; a segmentation model
 (``--model faceparts.tflite``) :class:`edge.segmentation.SegmentationPipeline`: tracked like
 a face model, the coloured class map as overlay, per-class pixel areas (``--rle``: the map
 itself) in the JSONL. Ctrl-C (SIGINT), SIGTERM or SIGHUP (a closed ssh session) stops after the current
@@ -45,12 +49,21 @@ from .cli import (
     run_cli,
 )
 from .errors import EdgeError, ModelError, OutputError, SourceError
+from .host import TEACHERS_ENV
+from .multipipeline import STAGES as MULTI_STAGES
+from .multitrack import (
+    DEFAULT_DROP_AFTER,
+    DEFAULT_FIND_EVERY,
+    MAX_TRACKS,
+    MultiTracker,
+    multi_tracker_for,
+)
 from .pipeline import STAGES as PIPELINE_STAGES
 from .pipeline import FrameResult, LandmarkPipeline
 from .smoothing import OneEuroFilter
 from .sources import MAX_FRAME_PIXELS, open_source
 from .timing import RateMeter, StageTimes
-from .tracking import LandmarkTracker, tracker_for
+from .tracking import LandmarkTracker, subject_of, tracker_for
 
 if TYPE_CHECKING:
     from .metadata import LandmarkMetadata
@@ -60,7 +73,8 @@ __all__ = ["BUNDLED", "FrameResult", "LivePipeline", "build_parser", "main", "re
 
 # The name edge.live's pipeline had before it moved to edge.pipeline.
 LivePipeline = LandmarkPipeline
-STAGES = ("capture", *PIPELINE_STAGES, "output", "total")
+# Every stage a summary may list, in order: the finder's only with several subjects.
+STAGES = ("capture", *dict.fromkeys((*MULTI_STAGES, *PIPELINE_STAGES)), "output", "total")
 # The largest model input edge.live loads, per side. The runtime's buffers grow with the input
 # area: a 175 KB model with a 2048x2048 input took 0.7 to 2.4 GB, more than a Pi may have.
 MAX_INPUT_SIDE = 1024
@@ -164,10 +178,57 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument(
         "--face-detector",
         default="haar",
-        metavar="haar|none|PATH",
-        help="how face models find a face when not tracking (edge.detectors): "
-        "OpenCV's Haar cascade, none (use the full frame), or a short-range "
-        "BlazeFace .tflite (e.g. MediaPipe's face_detection_short_range.tflite)",
+        metavar="haar|blazeface|none|PATH",
+        help="how face models find faces when not tracking, and newcomers with --max-faces "
+        "(edge.finders): OpenCV's Haar cascade, MediaPipe's short-range BlazeFace from the "
+        f"teacher cache (${TEACHERS_ENV} or ~/.cache/binland/teachers), none (use the full "
+        "frame), or the path of a short-range BlazeFace .tflite "
+        "(face_detection_short_range.tflite)",
+    )
+    track.add_argument(
+        "--person-finder",
+        default=None,
+        metavar="blazepose|none|PATH",
+        help="how pose models find people (edge.finders): blazepose is MediaPipe's person "
+        f"detector, pose_detection.tflite, from the teacher cache (${TEACHERS_ENV} or "
+        "~/.cache/binland/teachers); PATH: that file elsewhere; none: the whole frame and the "
+        "search boxes. Default: none with --max-people 1, blazepose above",
+    )
+    track.add_argument(
+        "--max-people",
+        type=int_in_range(1, MAX_TRACKS),
+        default=1,
+        metavar="N",
+        help=f"pose models: follow up to N people (N up to {MAX_TRACKS}), each with its own ID, "
+        "colour and entry in the JSONL record's 'people' list; each costs one inference a "
+        "frame. 1 follows one person (the whole frame and --probe-every's search boxes when "
+        "lost) with the single-person JSONL record",
+    )
+    track.add_argument(
+        "--max-faces",
+        type=int_in_range(1, MAX_TRACKS),
+        default=1,
+        metavar="N",
+        help=f"face landmark models: follow up to N faces (N up to {MAX_TRACKS}), found with "
+        "--face-detector, as --max-people does people",
+    )
+    track.add_argument(
+        "--find-every",
+        type=int_in_range(1, None),
+        default=DEFAULT_FIND_EVERY,
+        metavar="K",
+        help="with --max-people or --max-faces above 1: run the finder every K frames to pick "
+        "up newcomers; it also runs every frame while a track is lost (to find them again) or "
+        "nobody is tracked, and never while N are tracked",
+    )
+    track.add_argument(
+        "--drop-after",
+        type=non_negative_float,
+        default=DEFAULT_DROP_AFTER,
+        metavar="SECONDS",
+        help="with --max-people or --max-faces above 1: forget a person lost for this many "
+        "seconds; until then the finder may pick them up again under the same ID. IDs are "
+        "never reused",
     )
     track.add_argument(
         "--probe-every",
@@ -228,8 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="OUT.jsonl",
         help="write one JSON record per frame (index, timestamp, crop box, landmarks with "
-        "names and scores, stage latencies) to a new file: OUT.jsonl, or when that exists the "
-        "next free OUT.NNNN.jsonl (never appended to, never overwritten)",
+        "names and scores, stage latencies; with --max-people or --max-faces above 1 a list "
+        "'people' of id, box, score and landmarks instead) to a new file: OUT.jsonl, or when "
+        "that exists the next free OUT.NNNN.jsonl (never appended to, never overwritten)",
     )
     out.add_argument(
         "--segment",
@@ -307,6 +369,40 @@ def _summary(frames: int, wall: float, times: StageTimes, stopped: str) -> str:
         times.table([s for s in STAGES if s in times]),
     ]
     return "\n".join(lines)
+
+
+def _tracker(args: argparse.Namespace, meta: LandmarkMetadata) -> LandmarkTracker | MultiTracker:
+    """One subject's tracker, or with --max-people / --max-faces above 1 the tracker of
+    several with its finder; a count flag for the other kind of model is refused."""
+    counts = {"person": args.max_people, "face": args.max_faces}
+    flags = {"person": "--max-people", "face": "--max-faces"}
+    subject = subject_of(meta)
+    other = "face" if subject == "person" else "person"
+    if counts[other] != 1:
+        kind = "pose" if other == "person" else "face"
+        raise EdgeError(
+            f"{flags[other]} is for {kind} models; this {meta.task} model takes {flags[subject]}"
+        )
+    count = counts[subject]
+    if count == 1:
+        return tracker_for(
+            meta,
+            face_detector=args.face_detector,
+            person_finder=args.person_finder,
+            min_score=args.min_score,
+            lost_below=args.lost_below,
+            probe_every=args.probe_every,
+        )
+    return multi_tracker_for(
+        meta,
+        count,
+        face_detector=args.face_detector,
+        person_finder=args.person_finder,
+        min_score=args.min_score,
+        lost_below=args.lost_below,
+        find_every=args.find_every,
+        drop_after=args.drop_after,
+    )
 
 
 def _check_model_input(meta, path: Path) -> None:
@@ -438,7 +534,9 @@ def _open_outputs(
     return said
 
 
-def _open_pipeline(args: argparse.Namespace, model_path: Path, tracker: LandmarkTracker, say):
+def _open_pipeline(
+    args: argparse.Namespace, model_path: Path, tracker: LandmarkTracker | MultiTracker, say
+):
     """The model (its task's class) and its per-frame chain for a video."""
     from .tasks import open_model
 
@@ -527,13 +625,7 @@ def run(args: argparse.Namespace) -> int:
     model_path = resolve_model(args.model)
     meta = read_metadata(model_path)  # a bad file fails here, before anything is opened
     _check_model_input(meta, model_path)
-    tracker = tracker_for(
-        meta,
-        face_detector=args.face_detector,
-        min_score=args.min_score,
-        lost_below=args.lost_below,
-        probe_every=args.probe_every,
-    )
+    tracker = _tracker(args, meta)
     say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     outputs = Outputs()
     progress = _Progress()

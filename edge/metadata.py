@@ -32,13 +32,18 @@ FORMAT_VERSION = 2
 # 3: segmentation models (task "segmentation": classes, class_colors, box_classes). Landmark
 # records stay at 2 and leave those fields out, so older runtimes still read them.
 SEGMENTATION_FORMAT = 3
-NEWEST_FORMAT = SEGMENTATION_FORMAT
+# 4: finders (task "finder": classes, and "finder", the decoding of edge.finder_codec). Other
+# records leave "finder" out, so runtimes from before it still read them.
+FINDER_FORMAT = 4
+NEWEST_FORMAT = FINDER_FORMAT
 _SEGMENTATION_FIELDS = ("classes", "class_colors", "box_classes")
+# What a finder record's "finder" entry must hold (edge.finder_codec.FinderCodec.to_dict).
+_FINDER_KEYS = ("stride", "sigma_scale", "min_sigma", "min_score", "top_k", "regressions")
 
 
 @dataclass(frozen=True)
 class LandmarkMetadata:
-    task: str  # "pose", "face" or "segmentation"
+    task: str  # "pose", "face", "segmentation" or "finder"
     skeleton: str  # key into edge.skeletons.SKELETONS
     landmarks: tuple[str, ...]
     edges: tuple[tuple[int, int], ...]
@@ -66,6 +71,11 @@ class LandmarkMetadata:
     classes: tuple[str, ...] = ()
     class_colors: tuple[tuple[int, int, int], ...] = ()
     box_classes: tuple[int, ...] = ()
+    # Finder models only (edge.finder): what they find (``classes``, e.g. ("person",)) and
+    # how their output grid decodes (edge.finder_codec.FinderCodec.to_dict: stride, the
+    # regression channels, the default score threshold and top-k, the training heatmaps'
+    # sigma rule). Their output is (grid, grid, classes + 9) at heatmap resolution.
+    finder: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -73,8 +83,26 @@ class LandmarkMetadata:
 
     @property
     def num_outputs(self) -> int:
-        """Channels of the network's output: classes for segmentation, else landmarks."""
+        """Channels of the network's output: classes for segmentation, the heatmaps and
+        regressions of a finder, else landmarks."""
+        if self.task == "finder":
+            return self.num_classes + len(self.finder.get("regressions", ()))
         return self.num_classes if self.task == "segmentation" else self.num_landmarks
+
+    def finder_codec(self):
+        """The :class:`~edge.finder_codec.FinderCodec` a finder model was trained with."""
+        from .finder_codec import FinderCodec
+
+        f = self.finder
+        return FinderCodec(
+            input_size=int(self.input_size[0]),
+            stride=int(f["stride"]),
+            num_classes=self.num_classes,
+            sigma_scale=float(f["sigma_scale"]),
+            min_sigma=float(f["min_sigma"]),
+            min_score=float(f["min_score"]),
+            top_k=int(f["top_k"]),
+        )
 
     def codec(self, refine: str | None = None):
         """The :class:`~edge.codec.HeatmapCodec` this model was trained with (``refine``
@@ -128,12 +156,33 @@ class LandmarkMetadata:
             **kwargs,
         )
 
+    @classmethod
+    def for_finder(cls, classes: tuple[str, ...], codec, **kwargs) -> LandmarkMetadata:
+        """Finder metadata: the ``classes`` it finds and its
+        :class:`~edge.finder_codec.FinderCodec` (input size, stride, decoding)."""
+        classes = tuple(classes)
+        return cls(
+            task="finder",
+            skeleton="+".join(classes),
+            landmarks=(),
+            edges=(),
+            flip_pairs=(),
+            classes=classes,
+            finder=codec.to_dict(),
+            format_version=FINDER_FORMAT,
+            **kwargs,
+        )
+
     def to_json(self) -> str:
         d = asdict(self)
         d["heatmap_stride"] = self.heatmap_stride
         if self.task != "segmentation":
-            for key in _SEGMENTATION_FIELDS:
+            for key in _SEGMENTATION_FIELDS[1:]:
                 d.pop(key)
+            if self.task != "finder":
+                d.pop("classes")
+        if self.task != "finder":
+            d.pop("finder")
         return json.dumps(d, sort_keys=True)
 
     @classmethod
@@ -170,6 +219,24 @@ class LandmarkMetadata:
             not meta.classes or len(meta.class_colors) != len(meta.classes)
         ):
             raise ModelError("segmentation metadata needs class names and one colour per class")
+        if meta.task == "finder":
+            missing = [key for key in _FINDER_KEYS if key not in meta.finder]
+            if not meta.classes or missing:
+                raise ModelError(
+                    "finder metadata needs class names and its decoding"
+                    + (f" (missing {', '.join(missing)})" if missing else "")
+                )
+            from .finder_codec import REGRESSIONS
+
+            if tuple(meta.finder["regressions"]) != REGRESSIONS:
+                raise ModelError(
+                    f"this finder's output channels ({', '.join(meta.finder['regressions'])}) "
+                    "are not the ones this runtime decodes; upgrade the edge package"
+                )
+            try:
+                meta.finder_codec()
+            except (ValueError, TypeError) as exc:
+                raise ModelError(f"finder metadata is malformed: {exc}") from None
         return meta
 
 

@@ -3,23 +3,27 @@
 >>> model = LandmarkModel("pose.tflite")            # backend="auto", num_threads=2
 >>> result = model.predict(frame_bgr, box)          # box: CropBox, or None for the whole frame
 >>> result.points                                   # (K, 2) x, y in frame pixels
+>>> people = model.predict(frame_bgr, finder="blazepose")  # every person found: [Landmarks]
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
 from .backends.base import DEFAULT_THREADS
 from .codec import HeatmapCodec
 from .errors import ModelError
-from .network import Network
+from .network import Network, as_bgr
 from .transform import CropBox
 
 if TYPE_CHECKING:
+    from .finders.base import Finder
+    from .multipipeline import MultiLandmarkPipeline
+    from .multitrack import MultiTracker
     from .pipeline import LandmarkPipeline
     from .smoothing import OneEuroFilter
     from .tracking import LandmarkTracker
@@ -64,12 +68,19 @@ class LandmarkModel(Network):
     ) -> None:
         super().__init__(path, backend=backend, num_threads=num_threads, **backend_options)
         self.codec: HeatmapCodec = self.metadata.codec(refine)
+        self._finders: dict[str, Finder] = {}  # predict's finders by name, loaded once
 
     def _check_task(self) -> None:
         if self.metadata.task == "segmentation":
             raise ModelError(
                 f"{self.path} is a segmentation model ({self.metadata.skeleton}), "
                 "not a landmark model: load it with edge.SegmentationModel"
+            )
+        if self.metadata.task == "finder":
+            raise ModelError(
+                f"{self.path} is a finder ({', '.join(self.metadata.classes)}), not a landmark "
+                "model: load it with edge.FinderModel, or give it to --person-finder / "
+                "--face-detector"
             )
 
     output_kind = "landmarks"
@@ -85,13 +96,21 @@ class LandmarkModel(Network):
 
     def video_pipeline(
         self,
-        tracker: LandmarkTracker | None,
+        tracker: LandmarkTracker | MultiTracker | None,
         *,
         smoother: OneEuroFilter | None = None,
         min_score: float = 0.3,
         rle: bool = False,
-    ) -> LandmarkPipeline:
-        """Tracked and smoothed landmarks; ``rle`` is for class maps and has no say here."""
+    ) -> LandmarkPipeline | MultiLandmarkPipeline:
+        """Tracked and smoothed landmarks: one subject with a
+        :class:`~edge.tracking.LandmarkTracker`, several (each with its ID) with a
+        :class:`~edge.multitrack.MultiTracker`. ``rle`` is for class maps and has no say."""
+        from .multitrack import MultiTracker
+
+        if isinstance(tracker, MultiTracker):
+            from .multipipeline import MultiLandmarkPipeline
+
+            return MultiLandmarkPipeline(self, tracker, smoother=smoother, min_score=min_score)
         from .pipeline import LandmarkPipeline
 
         return LandmarkPipeline(self, tracker=tracker, smoother=smoother, min_score=min_score)
@@ -100,19 +119,73 @@ class LandmarkModel(Network):
     def names(self) -> tuple[str, ...]:
         return self.metadata.landmarks
 
-    def predict(self, image_bgr: np.ndarray, box: CropBox | None = None) -> Landmarks:
+    @overload
+    def predict(self, image_bgr: np.ndarray, box: CropBox | None = None) -> Landmarks: ...
+
+    @overload
+    def predict(
+        self,
+        image_bgr: np.ndarray,
+        box: None = None,
+        *,
+        finder: Finder | str,
+        max_people: int | None = None,
+    ) -> list[Landmarks]: ...
+
+    def predict(
+        self,
+        image_bgr: np.ndarray,
+        box: CropBox | None = None,
+        *,
+        finder: Finder | str | None = None,
+        max_people: int | None = None,
+    ) -> Landmarks | list[Landmarks]:
         """Landmarks of the object in ``box`` (a square crop of the image) in image pixels.
 
         ``image_bgr`` is an OpenCV image (H, W, 3) uint8 in BGR order; greyscale and BGRA
         images are converted. ``box=None`` uses the whole frame.
+
+        With a ``finder`` (an :mod:`edge.finders` name such as ``"blazepose"`` or ``"haar"``,
+        a .tflite path, or a :class:`~edge.finders.base.Finder`) it returns a list instead:
+        the landmarks of every subject the finder finds (at most ``max_people``), in the
+        finder's order (best first), two finds of one subject counted once; [] when it
+        finds nobody.
         """
-        result = self._process(image_bgr, box)
-        return Landmarks(
-            points=result.points,
-            scores=result.scores,
-            names=self.metadata.landmarks,
-            box=result.box,
+        if finder is None:
+            result = self._process(image_bgr, box)
+            return Landmarks(
+                points=result.points,
+                scores=result.scores,
+                names=self.metadata.landmarks,
+                box=result.box,
+            )
+        if box is not None:
+            raise ValueError("predict takes a box or a finder, not both")
+        from .multipipeline import MultiLandmarkPipeline
+        from .multitrack import MultiTracker
+
+        tracker = MultiTracker(
+            self._finder(finder), max_tracks=max_people, margin=self.metadata.box_margin
         )
+        stills = MultiLandmarkPipeline(self, tracker)
+        people = stills.process(as_bgr(image_bgr), continuous=False).people
+        return [Landmarks(p.points, p.scores, self.metadata.landmarks, p.box) for p in people]
+
+    def _finder(self, finder: Finder | str) -> Finder:
+        """A finder object; a name or path is loaded once per model."""
+        if not isinstance(finder, str):
+            return finder
+        if finder not in self._finders:
+            from .finders import create_finder
+            from .tracking import subject_of
+
+            found = create_finder(
+                finder, subject=subject_of(self.metadata), margin=self.metadata.box_margin
+            )
+            if found is None:
+                raise ModelError("predict's finder cannot be 'none': pass a finder, or a box")
+            self._finders[finder] = found
+        return self._finders[finder]
 
     def __repr__(self) -> str:
         meta = self.metadata

@@ -23,6 +23,7 @@ from .metadata import LandmarkMetadata, model_bytes, read_metadata, verify_diges
 from .transform import CropBox, normalise_input
 
 if TYPE_CHECKING:
+    from .multitrack import MultiTracker
     from .smoothing import OneEuroFilter
     from .sources import Frame
     from .timing import StageTimes
@@ -148,15 +149,17 @@ class Network(abc.ABC):
     @abc.abstractmethod
     def video_pipeline(
         self,
-        tracker: LandmarkTracker | None,
+        tracker: LandmarkTracker | MultiTracker | None,
         *,
         smoother: OneEuroFilter | None = None,
         min_score: float = 0.3,
         rle: bool = False,
     ) -> VideoPipeline:
-        """The per-frame chain for a video, with its tracker. ``edge.live`` passes every
-        model the same options, so each task takes the ones it has a use for: a smoother and
-        a score threshold for points, run lengths (``rle``) for class maps."""
+        """The per-frame chain for a video, with its tracker (a
+        :class:`~edge.multitrack.MultiTracker`: several subjects, where the task has them).
+        ``edge.live`` passes every model the same options, so each task takes the ones it has
+        a use for: a smoother and a score threshold for points, run lengths (``rle``) for
+        class maps."""
 
     def _process(self, image_bgr: np.ndarray, box: CropBox | None):
         """One image through :meth:`_new_pipeline`'s chain (created on first use)."""

@@ -306,19 +306,11 @@ def _finite_or_none(v: float) -> float | None:
     return float(v) if math.isfinite(v) else None
 
 
-def landmark_record(
-    frame_index: int,
-    timestamp: float,
-    *,
-    names: tuple[str, ...] | list[str] | None = None,
-    points: np.ndarray | None = None,
-    scores: np.ndarray | None = None,
-    box=None,
-    tracking: bool = False,
-    **extra,
-) -> dict:
-    """One JSONL record. Landmarks are ``{"name", "x", "y", "score"}`` in image pixels;
-    a hidden landmark has ``x`` and ``y`` null. No subject in the frame: ``landmarks`` is []."""
+def landmark_list(
+    names: tuple[str, ...] | list[str] | None, points: np.ndarray | None, scores: np.ndarray | None
+) -> list[dict]:
+    """Landmarks as ``{"name", "x", "y", "score"}`` in image pixels; a hidden landmark has
+    ``x`` and ``y`` null. No points: []."""
     landmarks = []
     if points is not None:
         p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
@@ -332,13 +324,59 @@ def landmark_record(
                     "score": _finite_or_none(s[i]),
                 }
             )
+    return landmarks
+
+
+def landmark_record(
+    frame_index: int,
+    timestamp: float,
+    *,
+    names: tuple[str, ...] | list[str] | None = None,
+    points: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
+    box=None,
+    tracking: bool = False,
+    **extra,
+) -> dict:
+    """One JSONL record of one subject (:func:`landmark_list`). No subject in the frame:
+    ``landmarks`` is []."""
     record = {
         "frame": int(frame_index),
         "timestamp": float(timestamp),
         "box": box.to_dict() if box is not None else None,
         "tracking": bool(tracking),
-        "landmarks": landmarks,
+        "landmarks": landmark_list(names, points, scores),
     }
+    record.update(extra)
+    return record
+
+
+def people_record(
+    frame_index: int,
+    timestamp: float,
+    people,
+    *,
+    names: tuple[str, ...] | list[str] | None = None,
+    **extra,
+) -> dict:
+    """One JSONL record of several tracked subjects (``--max-people``/``--max-faces`` above
+    1): ``people`` is a list, by ID, of ``{"id", "box", "score", "tracking", "landmarks"}``
+    (``score``: the mean landmark score; ``box``: the crop; ``landmarks`` as
+    :func:`landmark_list`). ``people`` items need ``id``, ``box``, ``points``, ``scores`` and
+    ``tracking`` attributes. Nobody in the frame: ``people`` is []."""
+    listed = []
+    for person in people:
+        scores = np.asarray(person.scores, np.float64)
+        listed.append(
+            {
+                "id": int(person.id),
+                "box": person.box.to_dict() if person.box is not None else None,
+                "score": _finite_or_none(float(scores.mean())) if scores.size else None,
+                "tracking": bool(person.tracking),
+                "landmarks": landmark_list(names, person.points, person.scores),
+            }
+        )
+    record = {"frame": int(frame_index), "timestamp": float(timestamp), "people": listed}
     record.update(extra)
     return record
 

@@ -29,6 +29,7 @@ from .timing import StageTimes
 from .transform import CropBox, apply_affine, full_frame_box, invert_affine, warp_crop
 
 if TYPE_CHECKING:
+    from .codec import HeatmapCodec
     from .model import LandmarkModel
     from .smoothing import OneEuroFilter
     from .tracking import LandmarkTracker
@@ -114,20 +115,15 @@ class LandmarkPipeline:
                 probe_crop, probe_to_crop = warp_crop(image, probe, self.meta.input_size)
                 probe_heatmaps = self.infer(probe_crop[None])
         with stage("decode"):
-            crop_points, scores = self.model.codec.decode(heatmaps[0])
+            raw, scores = landmarks_in_frame(self.model.codec, heatmaps[0], to_crop)
             from_probe = False
             if probe is not None:
-                probe_points, probe_scores = self.model.codec.decode(probe_heatmaps[0])
+                probe_raw, probe_scores = landmarks_in_frame(
+                    self.model.codec, probe_heatmaps[0], probe_to_crop
+                )
                 if float(np.mean(probe_scores)) > float(np.mean(scores)) + PROBE_GAIN:
-                    crop_points, scores, box, to_crop = (
-                        probe_points,
-                        probe_scores,
-                        probe,
-                        probe_to_crop,
-                    )
+                    raw, scores, box = probe_raw, probe_scores, probe
                     from_probe = True
-            raw = apply_affine(invert_affine(to_crop), crop_points)
-            scores = np.asarray(scores, dtype=np.float32)
         tracking = False
         if tracker is not None and continuous:
             with stage("tracking"):
@@ -175,10 +171,19 @@ class LandmarkPipeline:
         return image
 
 
+def landmarks_in_frame(
+    codec: HeatmapCodec, heatmaps: np.ndarray, to_crop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One crop's heatmaps (h, w, K) -> landmarks (K, 2) in frame pixels and their scores
+    (K,) float32, through the inverse of the image -> crop affine ``to_crop``."""
+    crop_points, scores = codec.decode(heatmaps)
+    return apply_affine(invert_affine(to_crop), crop_points), np.asarray(scores, np.float32)
+
+
 def start_frame(frame: Frame | np.ndarray, times: StageTimes | None):
-    """The first step of every per-frame chain (this one and edge.segmentation's): the
-    frame (a bare image becomes frame 0 at time 0), this frame's timings, and the stage
-    timer that fills them and ``times``."""
+    """The first step of every per-frame chain (this one, edge.segmentation's and
+    edge.multipipeline's): the frame (a bare image becomes frame 0 at time 0), this frame's
+    timings, and the stage timer that fills them and ``times``."""
     if not isinstance(frame, Frame):
         frame = Frame(frame, 0.0, 0)
     timings: dict[str, float] = {}

@@ -36,6 +36,7 @@ from .timing import StageTimes
 from .transform import CropBox, apply_affine, invert_affine
 
 if TYPE_CHECKING:
+    from .multitrack import MultiTracker
     from .smoothing import OneEuroFilter
     from .tracking import LandmarkTracker
 
@@ -203,14 +204,22 @@ class SegmentationModel(Network):
 
     def video_pipeline(
         self,
-        tracker: LandmarkTracker | None,
+        tracker: LandmarkTracker | MultiTracker | None,
         *,
         smoother: OneEuroFilter | None = None,
         min_score: float = 0.3,
         rle: bool = False,
     ) -> SegmentationPipeline:
         """A tracked class map per frame; a class map has no points to smooth or threshold,
-        so ``smoother`` and ``min_score`` have no say here."""
+        so ``smoother`` and ``min_score`` have no say here. One face: a
+        :class:`~edge.multitrack.MultiTracker` is refused in one line."""
+        from .tracking import LandmarkTracker
+
+        if tracker is not None and not isinstance(tracker, LandmarkTracker):
+            raise ModelError(
+                f"{self.path.name} is a segmentation model, which follows one face: "
+                "--max-faces more than 1 is for face landmark models"
+            )
         return SegmentationPipeline(self, tracker=tracker, rle=rle)
 
     @property

@@ -5,8 +5,8 @@ little between frames, so the next crop is the square around the current confide
 landmarks (enlarged by the model's ``box_margin``); that is far cheaper and steadier than
 detecting the subject anew. When the mean landmark confidence drops below a threshold the
 track is *lost*, and the next frame starts again from a fallback: the full frame for pose
-models, a face detector for face models (faces are small in the frame; see
-:mod:`edge.detectors`).
+models, a face finder for face models (faces are small in the frame; see
+:mod:`edge.finders`). Several subjects at once, each with its own ID: :mod:`edge.multitrack`.
 """
 
 from __future__ import annotations
@@ -137,6 +137,15 @@ class LandmarkTracker:
     def tracking(self) -> bool:
         return self._box is not None
 
+    @property
+    def box(self) -> CropBox | None:
+        """The crop the next frame is cut at, from the last landmarks; None while lost."""
+        return self._box
+
+    def start(self, box: CropBox) -> None:
+        """Follow a subject from ``box`` (a finder's crop): the next frame is cut there."""
+        self._box = box
+
     def reset(self) -> None:
         self._box = None
 
@@ -189,26 +198,35 @@ class LandmarkTracker:
         return box is not None
 
 
-# Tasks whose subject is a face: when the track is lost, a face detector finds it again.
+# Tasks whose subject is a face: when the track is lost, a face finder finds it again.
 FACE_TASKS = ("face", "segmentation")  # face parts are found and tracked like faces
+
+
+def subject_of(meta: LandmarkMetadata) -> str:
+    """What a model's finder must find: "face" for face and face-part models, else "person"."""
+    return "face" if meta.task in FACE_TASKS else "person"
 
 
 def tracker_for(
     meta: LandmarkMetadata,
     *,
     face_detector: str = "haar",
+    person_finder: str | None = None,
     min_score: float = 0.3,
     lost_below: float = 0.3,
     probe_every: int = 4,
 ) -> LandmarkTracker:
-    """The tracker a model's task needs: faces (and face parts) fall back to
-    ``face_detector`` (edge.detectors' names, or a .tflite) when the track is lost, bodies
-    to the whole frame and the search boxes probed every ``probe_every`` frames."""
-    from .detectors import create_detector
+    """The single-subject tracker a model's task needs: faces (and face parts) fall back to
+    ``face_detector`` (a finder name of :mod:`edge.finders`, or a .tflite) when the track is
+    lost; bodies to ``person_finder`` when one is named, else to the whole frame and the
+    search boxes probed every ``probe_every`` frames."""
+    from .finders import create_finder
 
-    detector = None
-    if meta.task in FACE_TASKS:
-        detector = create_detector(face_detector, margin=meta.box_margin)
+    if subject_of(meta) == "face":
+        detector = create_finder(face_detector, subject="face", margin=meta.box_margin)
+    else:
+        spec = person_finder or "none"
+        detector = create_finder(spec, subject="person", margin=meta.box_margin)
     return LandmarkTracker(
         margin=meta.box_margin,
         min_score=min_score,

@@ -91,6 +91,22 @@ def warp_crop(
     return crop, m
 
 
+def shrink(image: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` made smaller by area averaging so its long side is at most ``max_side``
+    (never enlarged), and the 2x3 affine from its pixels to the result's (pixel-centre
+    convention: x -> (x + 0.5) * f - 0.5)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    f = max_side / max(h, w)
+    size = (max(1, int(round(w * f))), max(1, int(round(h * f))))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    fx, fy = size[0] / w, size[1] / h
+    return small, np.array([[fx, 0.0, 0.5 * fx - 0.5], [0.0, fy, 0.5 * fy - 0.5]])
+
+
 def box_from_points(
     points: np.ndarray, valid: np.ndarray | None = None, margin: float = 1.25
 ) -> CropBox | None:

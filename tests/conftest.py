@@ -28,6 +28,7 @@ TRAIN_MODULES = {
     "test_distributed.py",
     "test_evaluate.py",
     "test_evaluate_baselines.py",
+    "test_finder.py",
     "test_label_face.py",
     "test_label_pose.py",
     "test_metadata.py",

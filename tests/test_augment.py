@@ -13,9 +13,11 @@ from training.data import CorruptSample, LandmarkDataset, Sample, open_dataset
 from training.data.augment import (
     AugmentConfig,
     AugmentParams,
+    BackgroundDraw,
     Normalisation,
     crop_sample,
     make_example,
+    place_background,
     sample_params,
 )
 
@@ -265,3 +267,165 @@ def test_noise_jpeg_and_low_light_change_pixels_not_geometry():
     a, _, _, _ = crop_sample(sample, 64, MPII16, AugmentParams(noise=8.0))
     b, _, _, _ = crop_sample(sample, 64, MPII16, AugmentParams(noise=8.0))
     np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------------- background swaps
+
+
+def _masked_blob_sample() -> Sample:
+    """The blob sample with a person mask: a disk over the middle blobs (the person), the rest
+    background; the mask's edge is soft, as the teacher's is."""
+    sample = _blob_sample()
+    yy, xx = np.mgrid[0:320, 0:320]
+    distance = np.hypot(xx - 160.0, yy - 160.0)
+    sample.mask = np.clip((110.0 - distance) / 6.0 + 0.5, 0.0, 1.0).astype(np.float32)
+    return sample
+
+
+def _stripes(seed: int = 0) -> np.ndarray:
+    """A background that looks like nothing in the blob image: bright diagonal stripes."""
+    yy, xx = np.mgrid[0:240, 0:300]
+    tint = np.random.default_rng(seed).integers(120, 255, 3)
+    return (((xx + yy) // 9 % 2)[..., None] * tint).astype(np.uint8)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_background_swap_keeps_the_person_and_replaces_the_rest(flip):
+    sample = _masked_blob_sample()
+    draw = BackgroundDraw(record=0.3, window=0.7, x=0.2, y=0.9, flip=True)
+    params = AugmentParams(scale=1.1, rotation=15.0, flip=flip, background=draw)
+    plain, m0, p0, v0 = crop_sample(sample, 96, MPII16, params)
+    swapped, m1, p1, v1 = crop_sample(sample, 96, MPII16, params, _stripes())
+    # Geometry and labels are the draw's, whatever is behind the person.
+    np.testing.assert_array_equal(m0, m1)
+    np.testing.assert_array_equal(p0, p1)
+    np.testing.assert_array_equal(v0, v1)
+    # The mask in crop pixels: the disk around the sample's centre, mirrored with the crop.
+    from edge.transform import warp_crop
+
+    person = warp_crop(sample.mask, params.crop_box(sample.box), (96, 96))[0]
+    person = person[:, ::-1] if flip else person
+    inside = person >= 0.5
+    assert 0.2 < inside.mean() < 0.8
+    np.testing.assert_array_equal(swapped[inside], plain[inside])  # the person, untouched
+    # Away from the seam the crop shows the new background, placed as the draw says.
+    yy, xx = np.mgrid[0:96, 0:96]
+    centre = np.array(person.shape) / 2
+    far = np.hypot(*(np.stack([yy, xx]) - centre[:, None, None])) > 0.5 * 96 * 110 / 160 + 6
+    far &= person == 0
+    assert far.sum() > 500
+    behind = place_background(_stripes(), draw, 96)
+    assert np.abs(swapped[far].astype(int) - behind[far]).max() <= 1
+    assert np.abs(plain[far].astype(int) - behind[far]).mean() > 40  # it was not there before
+    # The seam fades: between person and background, pixels lie between the two.
+    seam = (person < 0.5) & ~far
+    mix = swapped[seam].astype(int)
+    low = np.minimum(plain[seam], behind[seam]).astype(int)
+    high = np.maximum(plain[seam], behind[seam]).astype(int)
+    assert ((mix >= low - 1) & (mix <= high + 1)).all()
+
+
+def test_a_background_never_shows_the_black_padding_of_a_context_crop():
+    # The label tool pads a crop that reaches past its frame with black: the top and left.
+    padded = np.zeros((320, 320, 3), np.uint8)
+    padded[90:, 40:] = _stripes(3)[:230, :280] // 2 + 100  # 100 to ~227, never dark
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        x, y, window = rng.uniform(0, 1, 3)
+        draw = BackgroundDraw(0.0, 0.4 + 0.6 * window, x, y, bool(x < 0.5))
+        assert place_background(padded, draw, 64).min() >= 90
+    # A dark scene is still a background: the whole image.
+    night = np.full((100, 120, 3), 5, np.uint8)
+    assert place_background(night, BackgroundDraw(0.0, 1.0, 0.5, 0.5, False), 32).max() == 5
+
+
+def test_no_swap_without_a_mask_or_a_background():
+    sample = _blob_sample()  # no mask
+    params = AugmentParams(background=BackgroundDraw(0.5, 1.0, 0.5, 0.5, False))
+    plain, _, _, _ = crop_sample(sample, 64, MPII16, AugmentParams())
+    np.testing.assert_array_equal(crop_sample(sample, 64, MPII16, params, _stripes())[0], plain)
+    masked = _masked_blob_sample()
+    np.testing.assert_array_equal(
+        crop_sample(masked, 64, MPII16, params)[0],
+        crop_sample(masked, 64, MPII16, AugmentParams())[0],
+    )
+
+
+def test_background_draws_are_off_by_default_and_leave_the_other_draws_alone():
+    config = dict(blur_prob=0.3, noise_prob=0.2, dark_prob=0.2, shift_sigma=0.05)
+    rng = np.random.default_rng(4)
+    assert all(sample_params(rng, AugmentConfig(**config)).background is None for _ in range(200))
+    # Drawn last: every other draw of a recipe is what it was without swaps.
+    for seed in range(20):
+        old = sample_params(np.random.default_rng(seed), AugmentConfig(**config))
+        new = sample_params(
+            np.random.default_rng(seed), AugmentConfig(**config, background_prob=0.5)
+        )
+        assert new == AugmentParams(**{**old.__dict__, "background": new.background})
+    draws = [sample_params(rng, AugmentConfig(background_prob=0.4)).background for _ in range(3000)]
+    made = [d for d in draws if d is not None]
+    assert abs(len(made) / len(draws) - 0.4) < 0.03
+    windows = np.array([d.window for d in made])
+    assert windows.min() >= 0.4 and windows.max() <= 1.0
+    assert 0.4 < np.mean([d.flip for d in made]) < 0.6
+    records = np.array([d.record for d in made])
+    assert records.min() >= 0 and records.max() < 1 and abs(records.mean() - 0.5) < 0.03
+
+
+class _MaskedFigures(LandmarkDataset):
+    """Blob samples, each on its own stripes with a person mask (every third without one):
+    what the label tool's records give the pipeline."""
+
+    skeleton = MPII16
+
+    def __init__(self, figure: Sample) -> None:
+        self.figure = figure
+
+    def __len__(self) -> int:
+        return 6
+
+    def load(self, index: int) -> Sample:
+        f = self.figure
+        person = f.mask[..., None] >= 0.5
+        return Sample(
+            np.where(person, f.image, _big_stripes(index)),
+            f.points,
+            f.visible,
+            f.box,
+            id=f"figure{index}",
+            mask=None if index % 3 == 2 else f.mask,
+        )
+
+
+def _big_stripes(seed: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:320, 0:320]
+    tint = np.random.default_rng(seed).integers(60, 255, 3)
+    return (((xx * (seed + 1) + yy) // 7 % 2)[..., None] * tint).astype(np.uint8)
+
+
+def test_pipeline_swaps_backgrounds_from_other_records_repeatably():
+    from training.data.pipeline import training_dataset
+
+    def first_batches(prob: float, data: LandmarkDataset) -> np.ndarray:
+        ds = training_dataset(
+            data,
+            codec=HeatmapCodec((64, 64), (16, 16), sigma=1.0),
+            normalise=Normalisation(),
+            augment=AugmentConfig(background_prob=prob),
+            batch_size=6,
+            num_stacks=1,
+            seed=2,
+            deterministic=True,
+        )
+        return np.concatenate([images.numpy() for images, _ in ds.take(2)])
+
+    figure = _masked_blob_sample()
+    data = _MaskedFigures(figure)
+    once, again = first_batches(1.0, data), first_batches(1.0, _MaskedFigures(figure))
+    np.testing.assert_array_equal(once, again)  # the seed decides every swap
+    unswapped = first_batches(0.0, _MaskedFigures(figure))
+    changed = np.abs(once - unswapped).reshape(12, -1).max(axis=1) > 0.1
+    assert changed.sum() == 8  # two passes over 6 records: all but the 2 without a mask
+    # Counted (the parallel map may have run ahead of the two batches taken).
+    assert data.swaps_missed.count >= 4
+    assert "no person mask" in data.swaps_missed.reasons[0]

@@ -45,6 +45,10 @@ def test_bench_json_reports_every_backend_and_thread_count(pose_model):
         "2",
         "--overhead-frames",
         "100",
+        "--people",
+        "1,2",
+        "--people-frames",
+        "8",
         "--json",
     )
     assert proc.returncode == 0, proc.stderr
@@ -69,6 +73,15 @@ def test_bench_json_reports_every_backend_and_thread_count(pose_model):
     assert all(v > 0 for v in overhead["stages_mean_ms"].values()), overhead
     assert 0 < overhead["total_p50_ms"] <= overhead["total_p90_ms"]
     assert overhead["total_cpu_p50_ms"] > 0
+    # Following 1 and 2 people: each tracked, the second costing a second inference.
+    people = report["people"]
+    assert [r["people"] for r in people["rows"]] == [1, 2]
+    assert [r["tracked_mean"] for r in people["rows"]] == [1.0, 2.0]
+    for r in people["rows"]:
+        assert r["inference_mean_ms"] > 0 and r["total_p50_ms"] > 0 and r["cpu_p50_ms"] > 0
+    finder = people["finder"]
+    assert finder["name"] == "blazepose"
+    assert finder.get("p50_ms", 0) > 0 or "pose_detection.tflite" in finder["error"]
 
 
 def test_bench_table_and_errors(pose_model, tmp_path):
@@ -83,10 +96,16 @@ def test_bench_table_and_errors(pose_model, tmp_path):
         "5",
         "--overhead-frames",
         "0",
+        "--people",
+        "1",
+        "--people-frames",
+        "5",
     )
     assert proc.returncode == 0, proc.stderr
     assert "p50 ms" in proc.stdout and "tflite" in proc.stdout
     assert "per-frame work" not in proc.stdout
+    assert "several people (edge.live --max-people N)" in proc.stdout
+    assert "finder blazepose: " in proc.stdout
     bad = bench("--model", tmp_path / "missing.tflite")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [

@@ -36,11 +36,22 @@ BASE = {"dataset": {"name": "synthetic-pose"}}
         ("augment.shift_sigma=.nan", "augment.shift_sigma must be a number of 0 or more"),
         ("augment.dark_min=0", "augment.dark_min must be above 0"),
         ("augment.jpeg_quality_min=95", "augment.jpeg_quality_min must be 1 to 90"),
+        ("augment.background_prob=1.5", "augment.background_prob is a probability"),
+        ("augment.background_prob=.nan", "augment.background_prob is a probability"),
+        ("augment.background_prob=often", "augment.background_prob must be float"),
     ],
 )
 def test_bad_values_are_refused_in_one_line(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")) as caught:
         make_config(BASE, [override])
+    assert "\n" not in str(caught.value)
+
+
+def test_background_swaps_are_for_landmark_models_only():
+    # A part segmentation's class map (or a finder's boxes) would not follow the new background.
+    make_config(BASE, ["augment.background_prob=0.5"])  # landmarks: fine
+    with pytest.raises(ConfigError, match="background_prob applies to task: landmarks") as caught:
+        make_config(BASE, ["task=segmentation", "augment.background_prob=0.5"])
     assert "\n" not in str(caught.value)
 
 

@@ -14,9 +14,9 @@ from opencv_samples import MESSI, SAMPLES, needs_messi
 
 from edge.skeletons import COCO17, MPII16
 from edge.tracking import crop_from_landmarks
-from edge.transform import CropBox, apply_affine, crop_matrix, invert_affine
-from training.data.augment import crop_sample
-from training.data.base import iter_samples, open_dataset
+from edge.transform import CropBox, apply_affine, crop_matrix, invert_affine, warp_crop
+from training.data.augment import AugmentParams, BackgroundDraw, crop_sample
+from training.data.base import iter_samples, mask_path, open_dataset
 from training.label import mappings
 from training.label.teacher_models import TeacherUnavailable
 
@@ -231,3 +231,59 @@ def test_a_resume_file_cut_short_is_labelled_again(teacher, tmp_path):
     assert again.returncode == 0, again.stderr
     assert "unreadable; labelling its source again" in again.stderr
     assert "people labelled: 1" in again.stdout and "sources resumed" not in again.stdout
+
+
+@needs_messi
+def test_the_person_mask_lands_on_the_person_and_a_swap_keeps_them(teacher, tmp_path):
+    """Each labelled person's crop has the teacher's mask beside it, in the crop's pixels: it
+    covers the labelled landmarks, not the crop's corners; a background swap on it keeps the
+    person's pixels and changes the rest."""
+    out = tmp_path / "set"
+    assert label("pose", str(MESSI), str(BASKETBALL), "--out", str(out)).returncode == 0
+    ds = open_dataset(
+        "coco", out / "annotations" / "person_keypoints_train.json", images=out / "images"
+    )
+    samples = {s.id.split("-")[0]: s for s in iter_samples(ds)}
+    assert set(samples) == {"messi5", "basketball1"} and ds.bad_masks.count == 0
+    for s in samples.values():
+        assert s.mask is not None and s.mask.shape == s.image.shape[:2]
+        x, y = np.round(s.points[s.visible]).astype(int).T
+        on_person = s.mask[y, x]
+        assert np.mean(on_person >= 0.5) >= 0.9, on_person  # hands at the edge may miss
+        for corner in (s.mask[:24, :24], s.mask[:24, -24:], s.mask[-24:, :24], s.mask[-24:, -24:]):
+            assert corner.max() < 0.1
+        # A person covers a fair share of their context crop, not all of it.
+        assert 0.03 < np.mean(s.mask >= 0.5) < 0.5
+    messi, basketball = samples["messi5"], samples["basketball1"]
+    params = AugmentParams(background=BackgroundDraw(0.0, 0.8, 0.3, 0.6, True))
+    plain, _, points, _ = crop_sample(messi, 128, COCO17, params)
+    swapped, _, same_points, _ = crop_sample(messi, 128, COCO17, params, basketball.image)
+    np.testing.assert_array_equal(points, same_points)
+    person = warp_crop(messi.mask, messi.box, (128, 128))[0] >= 0.5
+    np.testing.assert_array_equal(swapped[person], plain[person])
+    background = warp_crop(messi.mask, messi.box, (128, 128))[0] == 0
+    changed = np.abs(swapped.astype(int) - plain).max(axis=-1) > 30
+    assert changed[background].mean() > 0.5  # a stadium crowd became an office
+
+
+@needs_messi
+def test_labels_made_without_masks_are_made_again_with_them(tmp_path):
+    """A dataset labelled before masks existed (as --no-masks labels) gets them on the next
+    run, never some records with masks and some without; --no-masks resumes such labels."""
+    out = tmp_path / "set"
+    first = label("pose", str(MESSI), "--out", str(out), "--no-masks")
+    if "teacher models" in first.stderr and first.returncode == 2:
+        pytest.skip(first.stderr.strip())
+    assert first.returncode == 0, first.stderr
+    crops = sorted((out / "images").rglob("*.jpg"))
+    assert len(crops) == 1 and not mask_path(crops[0]).exists()
+    again = label("pose", str(MESSI), "--out", str(out), "--no-masks")
+    assert "sources resumed: 1" in again.stdout
+    with_masks = label("pose", str(MESSI), "--out", str(out))
+    assert with_masks.returncode == 0, with_masks.stderr
+    assert "sources resumed" not in with_masks.stdout and "people labelled: 1" in with_masks.stdout
+    assert mask_path(crops[0]).is_file()
+    assert "sources resumed: 1" in label("pose", str(MESSI), "--out", str(out)).stdout
+    # Back to no masks: labelled again, and the old masks go with the old crops.
+    assert "people labelled: 1" in label("pose", str(MESSI), "--out", str(out), "--no-masks").stdout
+    assert not list((out / "images").rglob("*.mask.png"))

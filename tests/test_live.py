@@ -672,6 +672,17 @@ BAD_INPUTS = [
     (["--threads", str(4 * (os.cpu_count() or 1) + 1)], "argument --threads: must be at most"),
     (["--output", "/dev/full"], "cannot write video /dev/full: not a regular file"),
     (["--serve", "[::1:8080"], "--serve expects HOST:PORT"),
+    (["--max-people", "0"], "argument --max-people: must be at least 1"),
+    (["--max-faces", "17"], "argument --max-faces: must be at most 16"),
+    (["--find-every", "0"], "argument --find-every: must be at least 1"),
+    (["--drop-after", "nan"], "argument --drop-after: must be a finite number"),
+    (["--max-faces", "2"], "--max-faces is for face models; this pose model takes --max-people"),
+    (
+        ["--max-people", "2", "--person-finder", "missing.tflite"],
+        "BlazePose's person detector file not found: missing.tflite",
+    ),
+    (["--max-people", "2", "--person-finder", "haar"], "haar finds faces, not people"),
+    (["--max-people", "2", "--person-finder", "none"], "following several people needs a finder"),
 ]
 
 

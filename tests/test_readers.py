@@ -415,13 +415,60 @@ def test_coco_keypoints_json(tmp_path):
     ds = open_dataset("coco", tmp_path, split="val")
     assert len(ds) == 4
     s = ds.load(0)
-    assert s.id == "000000000001.jpg#7"
+    assert s.id == "000000000001.jpg#0"  # the record index, which evaluation looks records up by
     np.testing.assert_allclose(s.points, kp[:, :2])
     assert not s.visible[3] and s.visible[4] and s.visible.sum() == 16
     # The device's crop from the 16 labelled keypoints (x from 20 to 68, all at y 40), not bbox.
     assert s.box.center == pytest.approx((44.0, 40.0)) and s.box.size == pytest.approx(48 * 1.25)
     assert ds.skeleton.name == "coco17" and (5, 6) in ds.skeleton.flip_pairs
     assert len(list(iter_samples(ds))) == 1 and ds.skipped.count == 3
+
+
+def test_coco_and_mpii_read_the_person_masks_beside_their_images(tmp_path):
+    """The label tool's <stem>.mask.png gives a sample its person mask; no file, no mask; an
+    unusable one (undecodable, another size) is counted and the record still reads."""
+    images = tmp_path / "images"
+    names = ["with_mask.jpg", "without.jpg", "garbage_mask.jpg", "small_mask.jpg"]
+    for k, name in enumerate(names):
+        _image(images / name, 100, 80, seed=k)
+    mask = np.zeros((80, 100), np.uint8)
+    mask[20:70, 30:60] = 255  # the person
+    mask[20:70, 60] = 128  # the teacher's soft edge
+    assert cv2.imwrite(str(images / "with_mask.mask.png"), mask)
+    (images / "garbage_mask.mask.png").write_bytes(b"\x89PNG not really")
+    assert cv2.imwrite(str(images / "small_mask.mask.png"), mask[::2, ::2])
+    kp = np.zeros((17, 3))
+    kp[:, 0], kp[:, 1], kp[:, 2] = np.arange(17) * 2 + 35, 45, 2
+    coco = {
+        "images": [{"id": k + 1, "file_name": name} for k, name in enumerate(names)],
+        "annotations": [
+            {"id": k + 1, "image_id": k + 1, "keypoints": kp.reshape(-1).tolist()}
+            | {"bbox": [30.0, 20.0, 30.0, 50.0], "iscrowd": 0, "num_keypoints": 17}
+            for k in range(len(names))
+        ],
+    }
+    coco_file = tmp_path / "person_keypoints_train.json"
+    coco_file.write_text(json.dumps(coco))
+    joints = np.column_stack([np.arange(16) * 2 + 36.0, np.full(16, 46.0)])  # 1-based
+    mpii = [
+        {"image": name, "center": [45.0, 45.0], "scale": 0.3, "joints": joints.tolist()}
+        for name in names
+    ]
+    mpii_file = tmp_path / "train.json"
+    mpii_file.write_text(json.dumps(mpii))
+    for ds in (
+        open_dataset("coco", coco_file, images=images),
+        open_dataset("mpii", mpii_file, images=images),
+    ):
+        samples = list(iter_samples(ds))
+        assert len(samples) == 4 and ds.skipped.count == 0  # every record still trains
+        masked = samples[0].mask
+        assert masked.shape == (80, 100) and masked.dtype == np.float32
+        assert masked[20:70, 30:60].min() == 1.0 and masked[:20].max() == 0.0
+        assert masked[40, 60] == pytest.approx(128 / 255)
+        assert [s.mask is None for s in samples[1:]] == [True, True, True]
+        assert ds.bad_masks.count == 2
+        assert "undecodable" in ds.bad_masks.reasons[0] and "50x40" in ds.bad_masks.reasons[1]
 
 
 # ------------------------------------------------------- AFLW2000-3D and 300W-LP (3DDFA .mat)

@@ -1,4 +1,4 @@
-"""Tracking: next crop from landmarks, fallback when lost, the Haar face detector on a real photo."""
+"""Tracking: next crop from landmarks, fallback when lost, the face finders on a real photo."""
 
 from __future__ import annotations
 
@@ -8,16 +8,15 @@ import pytest
 from opencv_samples import MESSI, needs_messi
 from peer_models import blazeface_model
 
-from edge.detectors import (
-    DETECTORS,
-    BlazeFaceDetector,
-    FaceDetector,
-    HaarFaceDetector,
-    create_detector,
-    decode_ssd,
-    ssd_anchors,
-)
 from edge.errors import ModelError
+from edge.finders import (
+    FINDERS,
+    BlazeFaceFinder,
+    Finder,
+    HaarFinder,
+    create_finder,
+)
+from edge.finders.ssd import decode_ssd, ssd_anchors
 from edge.tracking import (
     LandmarkTracker,
     clamp_box,
@@ -105,23 +104,34 @@ def test_tracker_uses_detector_when_lost():
 
 
 def test_face_box_from_rect():
-    haar = HaarFaceDetector(margin=1.5)
+    haar = HaarFinder(margin=1.5)
     box = haar.box_from_rect((100, 50, 80, 80))
     assert box.center == pytest.approx((139.5, 89.5 + 6.4))  # Haar sits high: shifted down
     assert box.size == pytest.approx(120.0)
 
 
-def test_detectors_are_chosen_by_name():
-    assert set(DETECTORS) == {"haar", "blazeface"}
-    assert all(issubclass(cls, FaceDetector) for cls in DETECTORS.values())
-    assert isinstance(create_detector("haar", margin=1.1), HaarFaceDetector)
-    assert create_detector("none") is None
-    with pytest.raises(ModelError, match="unknown face detector 'yolo'"):
-        create_detector("yolo")
+def test_finders_are_chosen_by_name_and_subject(tmp_path, monkeypatch):
+    assert set(FINDERS) == {"haar", "blazeface", "blazepose"}
+    assert all(issubclass(cls, Finder) for cls in FINDERS.values())
+    assert isinstance(create_finder("haar", subject="face", margin=1.1), HaarFinder)
+    assert create_finder("none", subject="face") is None
+    assert create_finder("none", subject="person") is None
+    with pytest.raises(ModelError, match="unknown face finder 'yolo'"):
+        create_finder("yolo", subject="face")
     with pytest.raises(ModelError, match="not found"):
-        create_detector("missing.tflite")
-    with pytest.raises(ModelError, match="blazeface needs its model file"):
-        create_detector("blazeface")
+        create_finder("missing.tflite", subject="face")
+    with pytest.raises(ModelError, match="haar finds faces, not people"):
+        create_finder("haar", subject="person")
+    # The MediaPipe finders look in the teacher cache; an empty one says where it looked.
+    monkeypatch.setenv("BINLAND_TEACHERS", str(tmp_path))
+    with pytest.raises(
+        ModelError, match=f"face_detection_short_range.tflite, not found in {tmp_path}"
+    ):
+        create_finder("blazeface", subject="face")
+    with pytest.raises(
+        ModelError, match=r"pose_detection.tflite, not found .*\(--person-finder PATH\)"
+    ):
+        create_finder("blazepose", subject="person")
 
 
 def test_ssd_decoding_merges_overlapping_boxes_by_score():
@@ -141,19 +151,20 @@ def test_ssd_decoding_merges_overlapping_boxes_by_score():
 @needs_messi
 def test_haar_detector_finds_the_face_in_a_real_photo():
     image = cv2.imread(str(MESSI))
-    detector = HaarFaceDetector(margin=1.25)
-    faces = detector.detect(image)
+    detector = HaarFinder(margin=1.25)
+    faces = detector.find(image)
     assert faces, "no face found in messi5.jpg"
     x, y, w, h = faces[0].rect
     # Messi's face in messi5.jpg (548x342) is at about x 200-250, y 60-120.
     assert 180 < x + w / 2 < 270 and 50 < y + h / 2 < 130, faces[0]
     box = detector(image)
     assert box is not None and box.size == pytest.approx(max(w, h) * 1.25)
+    assert faces[0].box == box
     assert detector(np.full((240, 320, 3), 128, np.uint8)) is None
 
 
 def test_blazeface_anchor_layout():
-    anchors = ssd_anchors(128, BlazeFaceDetector.strides)
+    anchors = ssd_anchors(128, BlazeFaceFinder.strides)
     assert anchors.shape == (896, 2)
     # 16x16 cells with 2 anchors, then 8x8 cells with 6; centres of cells in [0, 1].
     np.testing.assert_allclose(anchors[0], anchors[1])
@@ -178,16 +189,16 @@ def blazeface():
 def test_blazeface_agrees_with_haar_on_a_real_face(blazeface):
     image = cv2.imread(str(MESSI))[20:200, 140:330]  # short range: the face must be large
     image = cv2.resize(image, None, fx=2, fy=2)
-    detector = create_detector(str(blazeface), margin=1.25)
-    assert isinstance(detector, BlazeFaceDetector)
-    faces = detector.detect(image)
+    detector = create_finder(str(blazeface), subject="face", margin=1.25)
+    assert isinstance(detector, BlazeFaceFinder)
+    faces = detector.find(image)
     assert faces and faces[0].score > 0.8
     x, y, w, h = faces[0].rect
-    hx, hy, hw, hh = HaarFaceDetector().detect(image)[0].rect
+    hx, hy, hw, hh = HaarFinder().find(image)[0].rect
     assert abs((x + w / 2) - (hx + hw / 2)) < 15 and abs((y + h / 2) - (hy + hh / 2)) < 15
     assert 0.7 < w / hw < 1.3
     assert detector(image).size == pytest.approx(max(w, h) * 1.25)
-    assert detector.detect(np.full((240, 320, 3), 128, np.uint8)) == []
+    assert detector.find(np.full((240, 320, 3), 128, np.uint8)) == []
 
 
 def test_search_boxes_and_probing():

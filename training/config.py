@@ -66,6 +66,29 @@ class ModelConfig:
     binary_head: bool = False  # each stack's first head conv binary
     heatmap_activation: str = "linear"  # or "sigmoid" (pair with loss: bce or mse)
     blocks_per_level: int = 1  # blocks in a row at each place of an hourglass level
+    # The stem's widths: its 7x7 conv's output, and its first two blocks' (the paper's 64 and
+    # 128; the finders narrow them, since a small network does most of its work there).
+    stem_channels: int = 64
+    stem_block_channels: int = 128
+
+
+@dataclass
+class FinderConfig:
+    """The finders' targets, loss, decoding and evaluation (``task: finder``; see
+    edge.finder_codec and training.finder)."""
+
+    # What it finds, in the label tool's class order: ["person"] or ["face"] (checked
+    # against the dataset's finder_<split>.json).
+    classes: list = field(default_factory=lambda: ["person"])
+    sigma_scale: float = 0.1  # heatmap sigma = this x sqrt(box area) / stride, in cells
+    min_sigma: float = 0.8  # ... at least this many cells
+    regression_weight: float = 1.0  # L1 of the box and crop regressions against the focal loss
+    min_score: float = 0.3  # decoding: a find needs this score (recorded in the metadata)
+    top_k: int = 20  # decoding: at most this many finds per frame
+    # Evaluation: only subjects at least this tall (a share of the frame's height) count; a
+    # find that matches a smaller one, or is smaller itself and matches nothing, is ignored.
+    min_height: float = 1.0 / 6.0
+    iou: float = 0.5  # a find matches a label at this IoU
 
 
 @dataclass
@@ -88,8 +111,10 @@ class NormalisationConfig:
 @dataclass
 class TrainConfig:
     name: str = "run"
-    # "landmarks" (heatmaps, MSE) or "segmentation" (class logits, softmax cross-entropy;
-    # dataset names from training.segmentation.data.PARTS_DATASETS)
+    # "landmarks" (heatmaps, MSE), "segmentation" (class logits, softmax cross-entropy;
+    # dataset names from training.segmentation.data.PARTS_DATASETS) or "finder" (every person
+    # or face in a whole frame: centre heatmaps, focal loss, box and crop regressions;
+    # dataset "finder", training.finder)
     task: str = "landmarks"
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -127,6 +152,7 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     normalisation: NormalisationConfig = field(default_factory=NormalisationConfig)
+    finder: FinderConfig = field(default_factory=FinderConfig)
 
     def __post_init__(self) -> None:
         # The run folder is runs/<name> by default: a plain name, never a path out of it.
@@ -155,8 +181,8 @@ class TrainConfig:
         )
         _check(self.batch_size > 0, f"batch_size must be positive, got {self.batch_size}")
         _check(
-            self.task in ("landmarks", "segmentation"),
-            f"task must be landmarks or segmentation, got {self.task!r}",
+            self.task in ("landmarks", "segmentation", "finder"),
+            f"task must be landmarks, segmentation or finder, got {self.task!r}",
         )
         _check(
             self.precision in ("float32", "float64"),
@@ -206,6 +232,14 @@ class TrainConfig:
             self.model.blocks_per_level >= 1,
             f"model.blocks_per_level must be at least 1, got {self.model.blocks_per_level}",
         )
+        _check(
+            self.model.stem_channels >= 1
+            and self.model.stem_block_channels >= 4
+            and self.model.stem_block_channels % 4 == 0,
+            "model.stem_channels must be at least 1 and model.stem_block_channels a positive "
+            f"multiple of 4, got {self.model.stem_channels} and {self.model.stem_block_channels}",
+        )
+        self._check_finder()
         _check(self.loss in ("mse", "bce"), f"loss must be mse or bce, got {self.loss!r}")
         _check(
             self.loss != "bce" or self.model.heatmap_activation == "sigmoid",
@@ -234,6 +268,22 @@ class TrainConfig:
 
         self._check_augment()
 
+    def _check_finder(self) -> None:
+        f = self.finder
+        _check(
+            bool(f.classes) and all(isinstance(c, str) and c for c in f.classes),
+            f"finder.classes must be a list of class names, got {f.classes!r}",
+        )
+        for key in ("sigma_scale", "min_sigma", "regression_weight"):
+            _check(_positive(getattr(f, key)), f"finder.{key} must be a positive number")
+        for key in ("min_score", "min_height", "iou"):
+            value = getattr(f, key)
+            _check(
+                math.isfinite(value) and 0 <= value <= 1,
+                f"finder.{key} must be between 0 and 1, got {value}",
+            )
+        _check(f.top_k >= 1, f"finder.top_k must be at least 1, got {f.top_k}")
+
     def _check_augment(self) -> None:
         """Values the random draws would turn into NaN pixels or a failure mid-run."""
         a = self.augment
@@ -246,6 +296,7 @@ class TrainConfig:
             "noise_prob",
             "jpeg_prob",
             "dark_prob",
+            "background_prob",
         ):
             value = getattr(a, key)
             _check(
@@ -288,6 +339,11 @@ class TrainConfig:
         _check(
             0 < a.dark_min <= 0.8,
             f"augment.dark_min must be above 0 and at most 0.8, got {a.dark_min}",
+        )
+        _check(
+            not a.background_prob or self.task == "landmarks",
+            "augment.background_prob applies to task: landmarks (their crops keep the person's "
+            "mask; the other tasks' targets would not follow the swap)",
         )
 
     @property

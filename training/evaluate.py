@@ -8,7 +8,8 @@ that scores ``--dataset`` (:mod:`training.tasks`) does the rest. Landmark datase
 :mod:`training.landmarks.evaluate` (each benchmark's protocol beside the mean shape placed in
 the same crop, ``--crop jitter``, per-group and per-source tables; docs/validation.md).
 Segmentation datasets: :mod:`training.segmentation.evaluate` (per-class F1, overall F1,
-mIoU). A Keras model and its .tflite go through the same crop, decoding and metrics, so the
+mIoU). Finder frames (``--dataset finder``): :mod:`training.finder.evaluate` (recall and
+precision at IoU 0.5). A Keras model and its .tflite go through the same crop, decoding and metrics, so the
 difference between their numbers is what conversion cost.
 """
 
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=eval_datasets(),
         help="dataset format; decides the protocol (helen-parts, label-map and "
         "synthetic-faceparts score a segmentation model: per-class F1, overall "
-        "F1, mIoU)",
+        "F1, mIoU; finder scores a finder on the label tool's whole frames: recall and "
+        "precision at IoU 0.5, --option min_height=0.1667 iou=0.5 change the bars)",
     )
     p.add_argument(
         "--data", default=None, help="annotation file or dataset root (none for synthetic)"

@@ -415,6 +415,15 @@ def _finish(run: _Training, history: list[dict]) -> dict:
             f"{data.train.skipped.reasons[0]}",
             flush=True,
         )
+    missed = data.train.swaps_missed if config.augment.background_prob else None
+    if missed is not None and missed.count:
+        # Records without a person mask (drawn figures, a set labelled without masks) keep
+        # their background: the swaps they drew did not happen.
+        print(
+            f"{missed.count} background swap(s) were not made (no person mask, or a corrupt "
+            f"background record); first: {missed.reasons[0]}",
+            flush=True,
+        )
     final_model = run.snapshot()  # on every worker: a collective step
     averaged = []
     if config.average_last > 1:

@@ -1,19 +1,22 @@
 """Every training task by name: the config's ``task:`` and evaluate's ``--dataset`` pick one.
 
-A new task (the person/face finder) implements :class:`training.task.Task` in its own
-package and is added to :data:`TASKS`; the fit loop, the run folder and the command lines
-need no change.
+Each task implements :class:`training.task.Task` in its own package (landmarks,
+segmentation, finder) and is listed in :data:`TASKS`; the fit loop, the run folder and the
+command lines need no change for a new one.
 """
 
 from __future__ import annotations
 
 from .config import ConfigError, TrainConfig
 from .data.base import DatasetError
+from .finder.task import FinderTask
 from .landmarks.task import LandmarksTask
 from .segmentation.task import SegmentationTask
 from .task import Task
 
-TASKS: dict[str, Task] = {task.name: task for task in (LandmarksTask(), SegmentationTask())}
+TASKS: dict[str, Task] = {
+    task.name: task for task in (LandmarksTask(), SegmentationTask(), FinderTask())
+}
 
 
 def task_for_config(config: TrainConfig) -> Task:

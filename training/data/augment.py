@@ -15,7 +15,14 @@ on, and drawn only then, so an older config draws exactly what it always did):
 * a wide rotation, uniform over +-180 degrees, now and then (lying and upside-down people,
   which the paper's +-60 never shows);
 * sensor noise, JPEG re-encoding and low light (brightness and gamma), which cheap cameras,
-  streams and dim rooms produce.
+  streams and dim rooms produce;
+* a background swap: where the record's person mask (``Sample.mask``, the label tool's
+  teacher mask) is below 0.5, the crop shows another record's image instead, placed, scaled
+  and mirrored at random (:func:`swap_background`). A clip's person otherwise always stands in
+  front of the same wall, and a model learns the wall. The person's pixels stay exactly as
+  they were; the seam is feathered, and the camera draws above come after it, so neither a
+  hard edge nor a change of noise marks where the person ends. The pipeline loads the
+  background record (:mod:`training.data.pipeline`); records without a mask keep theirs.
 
 Geometry goes through :mod:`edge.transform` (the crop) and :mod:`edge.codec` (the targets),
 the same two functions the evaluation and the device use, so a training target and a
@@ -61,6 +68,28 @@ class AugmentConfig:
     jpeg_quality_min: int = 20  # quality ~ U[min, 90]
     dark_prob: float = 0.0  # low light: brightness x U[dark_min, 0.8], then gamma U[1, 1.8]
     dark_min: float = 0.25
+    # Another record's image behind the person (where its mask is below 0.5); landmarks only.
+    background_prob: float = 0.0
+
+
+# The seam of a background swap is blurred by a Gaussian of this sigma, as a fraction of the
+# crop side (1 pixel at 96x96): the swap cuts the mask at 0.5, and a hard cut-out outline
+# would be a cue that real footage never has.
+BACKGROUND_FEATHER = 0.01
+# The background is a square window of the other record's image, its side this fraction of
+# the image's shorter side (U[min, 1]): from its whole context to a close-up of part of it.
+BACKGROUND_WINDOW_MIN = 0.4
+
+
+@dataclass(frozen=True)
+class BackgroundDraw:
+    """Which record's image becomes the background and which part of it the crop shows."""
+
+    record: float  # U[0, 1): the record at this fraction of the dataset's records
+    window: float  # the window's side, a fraction of the image's shorter side
+    x: float  # U[0, 1]: the window's place between the image's left and right edges
+    y: float  # ... and between its top and bottom edges
+    flip: bool  # mirrored
 
 
 @dataclass(frozen=True)
@@ -78,6 +107,7 @@ class AugmentParams:
     noise: float = 0.0  # Gaussian noise sigma in grey levels; 0: none
     jpeg_quality: int = 0  # re-encode the crop at this JPEG quality; 0: none
     dark: tuple[float, float] = (1.0, 1.0)  # (brightness factor, gamma); (1, 1): none
+    background: BackgroundDraw | None = None  # a background swap; None: none
 
     def crop_box(self, box: CropBox) -> CropBox:
         """``box`` moved, scaled and rotated by this draw: the crop the model is shown."""
@@ -125,6 +155,16 @@ def sample_params(rng: np.random.Generator, config: AugmentConfig) -> AugmentPar
     dark = (1.0, 1.0)
     if config.dark_prob > 0 and rng.random() < config.dark_prob:
         dark = (float(rng.uniform(config.dark_min, 0.8)), float(rng.uniform(1.0, 1.8)))
+    background = None
+    if config.background_prob > 0 and rng.random() < config.background_prob:
+        record, window, x, y = rng.uniform(0.0, 1.0, 4)
+        background = BackgroundDraw(
+            float(record),
+            float(BACKGROUND_WINDOW_MIN + window * (1.0 - BACKGROUND_WINDOW_MIN)),
+            float(x),
+            float(y),
+            bool(rng.random() < 0.5),
+        )
     return AugmentParams(
         scale,
         rotation,
@@ -136,6 +176,7 @@ def sample_params(rng: np.random.Generator, config: AugmentConfig) -> AugmentPar
         noise,
         jpeg_quality,
         dark,
+        background,
     )
 
 
@@ -155,24 +196,86 @@ def crop_sample(
     input_size: int,
     skeleton: Skeleton,
     params: AugmentParams = AugmentParams(),  # noqa: B008 - frozen, so a shared default is safe
+    background: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Crop (uint8 BGR), image->crop matrix, crop points (K, 2) and visibility after ``params``.
 
     A flip mirrors the crop and relabels landmarks: after the mirror the subject's left arm
     sits where its right arm was, so point ``i`` takes the mirrored point of ``perm[i]``.
+    ``background`` (a BGR image, e.g. another record's) replaces the crop's background when
+    ``params.background`` is drawn and the sample has a person mask; else it is not used.
     """
-    crop, matrix = warp_crop(sample.image, params.crop_box(sample.box), (input_size, input_size))
+    box = params.crop_box(sample.box)
+    crop, matrix = warp_crop(sample.image, box, (input_size, input_size))
     points = apply_affine(matrix, sample.points)
     visible = sample.visible.copy()
+    swap = params.background is not None and background is not None and sample.mask is not None
+    person = warp_crop(sample.mask, box, (input_size, input_size))[0] if swap else None
     if params.flip:
         crop = np.ascontiguousarray(crop[:, ::-1])
+        person = None if person is None else person[:, ::-1]
         mirror = flip_matrix(input_size)
         matrix = compose(mirror, matrix)
         perm = skeleton.flip_permutation()
         points = apply_affine(mirror, points)[perm]
         visible = visible[perm]
+    if person is not None:
+        # Before the camera draws, which then cover the seam as they cover the whole crop.
+        crop = swap_background(crop, person, background, params.background)
     crop = photometric(crop, params)
     return crop, matrix, points.astype(np.float32), visible
+
+
+def swap_background(
+    crop: np.ndarray, person: np.ndarray, image: np.ndarray, draw: BackgroundDraw
+) -> np.ndarray:
+    """``crop`` with ``image`` (placed by ``draw``) where ``person`` (the crop's mask, 0 to 1)
+    is below 0.5. Pixels at 0.5 or more keep their value exactly; outside them the new
+    background fades in over a few pixels (:data:`BACKGROUND_FEATHER`)."""
+    import cv2
+
+    size = crop.shape[0]
+    behind = place_background(image, draw, size)
+    inside = (person >= 0.5).astype(np.float32)
+    # Blurring the binary mask puts its edge at 0.5; doubled, the fade lies outside the person.
+    fade = cv2.GaussianBlur(inside, (0, 0), max(BACKGROUND_FEATHER * size, 0.3))
+    keep = np.maximum(inside, np.clip(2.0 * fade, 0.0, 1.0))[..., None]
+    mixed = keep * crop.astype(np.float32) + (1.0 - keep) * behind.astype(np.float32)
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+
+
+def place_background(image: np.ndarray, draw: BackgroundDraw, size: int) -> np.ndarray:
+    """The ``size`` x ``size`` background ``draw`` cuts from ``image``: a square window of
+    ``draw.window`` times the shorter side of its content (:func:`content_box`), at
+    ``(draw.x, draw.y)`` between the content's edges, mirrored on ``draw.flip``."""
+    x0, y0, x1, y1 = content_box(image)
+    w, h = x1 - x0 + 1, y1 - y0 + 1
+    side = draw.window * min(h, w)
+    # The window's centre, so that the window lies inside the content (pixel-centre convention).
+    cx = x0 + side / 2 - 0.5 + draw.x * (w - side)
+    cy = y0 + side / 2 - 0.5 + draw.y * (h - side)
+    behind, _ = warp_crop(image, CropBox((cx, cy), side), (size, size))
+    return np.ascontiguousarray(behind[:, ::-1]) if draw.flip else behind
+
+
+def content_box(image: np.ndarray, dark: int = 12) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1), inclusive: ``image`` less the dark rows and columns along its edges.
+    The label tool's context crops are padded with black where they reach past the frame; a
+    background cut from the padding would be a black band no camera shows. A pixel's width
+    more is left out on each side, so interpolation never reaches the padding. The whole
+    image when less than a quarter of its side would be left (a dark scene)."""
+    h, w = image.shape[:2]
+    # Reduced along the memory order (rows first): numpy's max over axes (0, 2) at once
+    # takes 80 times longer.
+    lit_rows = np.flatnonzero(image.reshape(h, -1).max(axis=1) > dark)
+    lit_cols = np.flatnonzero(image.max(axis=0).reshape(w, -1).max(axis=1) > dark)
+    if len(lit_rows) < 2 or len(lit_cols) < 2:
+        return 0, 0, w - 1, h - 1
+    x0, x1 = int(lit_cols[0]) + 1, int(lit_cols[-1]) - 1
+    y0, y1 = int(lit_rows[0]) + 1, int(lit_rows[-1]) - 1
+    if min(x1 - x0, y1 - y0) + 1 < min(h, w) / 4:
+        return 0, 0, w - 1, h - 1
+    return x0, y0, x1, y1
 
 
 def photometric(crop: np.ndarray, params: AugmentParams) -> np.ndarray:
@@ -233,8 +336,12 @@ def make_example(
     skeleton: Skeleton,
     normalise: Normalisation,
     params: AugmentParams = AugmentParams(),  # noqa: B008
+    background: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Model input (S, S, 3) float32, target heatmaps (h, w, K) and landmark weights (K,)."""
-    crop, _, points, visible = crop_sample(sample, codec.input_size[0], skeleton, params)
+    """Model input (S, S, 3) float32, target heatmaps (h, w, K) and landmark weights (K,);
+    ``background``: see :func:`crop_sample`."""
+    crop, _, points, visible = crop_sample(
+        sample, codec.input_size[0], skeleton, params, background
+    )
     heatmaps, weights = codec.encode(points, visible)
     return normalise(crop), heatmaps, weights

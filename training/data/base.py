@@ -10,6 +10,12 @@ A record whose image or annotation is broken raises :class:`CorruptSample`;
 :func:`iter_samples` skips it and counts it, so one bad file never stops a training run.
 Problems that make the whole dataset unusable (no annotation file, unknown name) raise
 :class:`DatasetError`, which the command-line tools print as a one-line error.
+
+A record may also carry its subject's *person mask* (``Sample.mask``): the label tool stores
+the teacher's mask beside each stored image (:func:`mask_path`), and augmentation's
+background swap keeps the pixels it covers. A missing mask is normal (a dataset labelled
+without them); an unusable one only costs its record the swap, counted in
+``dataset.bad_masks``.
 """
 
 from __future__ import annotations
@@ -52,6 +58,10 @@ class Sample:
     # (K,) bool: points with a ground truth that are hidden in the image (self-occluded), where
     # the dataset says so (AFLW-PIFA/LFPA); visible-only protocols score visible & ~occluded.
     occluded: np.ndarray | None = None
+    # (H, W) float32 in [0, 1], the image's size: how surely each pixel shows the subject (the
+    # label tool's teacher mask); None where the dataset has none. Augmentation replaces the
+    # background (below 0.5) and keeps the rest.
+    mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.points = np.asarray(self.points, dtype=np.float32).reshape(-1, 2)
@@ -68,6 +78,8 @@ class Sample:
             raise ValueError(
                 f"image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}"
             )
+        if self.mask is not None and self.mask.shape != self.image.shape[:2]:
+            raise ValueError(f"mask {self.mask.shape} is not the image's {self.image.shape[:2]}")
 
 
 class SkipCounter:
@@ -75,17 +87,20 @@ class SkipCounter:
 
     The first skip is logged as a warning with its reason; later ones only add to the count
     and to :attr:`reasons` (kept up to ``keep`` of them), so a dataset with many bad files
-    does not flood the log.
+    does not flood the log. ``action`` is what the warning says happens to such a record.
     """
 
-    def __init__(self, name: str = "dataset", keep: int = 20) -> None:
+    def __init__(
+        self, name: str = "dataset", keep: int = 20, action: str = "skipping record"
+    ) -> None:
         self.name = name
+        self.action = action
         self.count = 0
         self.reasons: list[str] = []
         self._keep = keep
         self._lock = threading.Lock()
 
-    def record(self, index: int, reason: str) -> None:
+    def record(self, index: int | str, reason: str) -> None:
         with self._lock:
             self.count += 1
             first = self.count == 1
@@ -93,8 +108,9 @@ class SkipCounter:
                 self.reasons.append(f"{index}: {reason}")
         if first:
             log.warning(
-                "%s: skipping record %d: %s (further skips are counted, not logged)",
+                "%s: %s %s: %s (further ones are counted, not logged)",
                 self.name,
+                self.action,
                 index,
                 reason,
             )
@@ -112,10 +128,26 @@ class RecordDataset(abc.ABC):
 
     @property
     def skipped(self) -> SkipCounter:
+        """Records left out because they are corrupt."""
+        return self._counter("_skipped", "skipping record")
+
+    @property
+    def bad_masks(self) -> SkipCounter:
+        """Records whose stored person mask is unreadable or of another size than the
+        image: they are read without one (no background swap)."""
+        return self._counter("_bad_masks", "ignoring the person mask of record")
+
+    @property
+    def swaps_missed(self) -> SkipCounter:
+        """Background swaps drawn that could not be made: the record has no person mask, or
+        the record drawn for the background is corrupt. Such a crop keeps its background."""
+        return self._counter("_swaps_missed", "no background swap for record")
+
+    def _counter(self, key: str, action: str) -> SkipCounter:
         # Created on first use so subclasses need not call a base __init__.
-        counter = self.__dict__.get("_skipped")
+        counter = self.__dict__.get(key)
         if counter is None:
-            counter = self.__dict__["_skipped"] = SkipCounter(type(self).__name__)
+            counter = self.__dict__[key] = SkipCounter(type(self).__name__, action=action)
         return counter
 
     @abc.abstractmethod
@@ -246,6 +278,39 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None or image.size == 0:
         raise CorruptSample(f"cannot decode image {path}")
     return image
+
+
+MASK_SUFFIX = ".mask.png"
+
+
+def mask_path(image_path: str | Path) -> Path:
+    """Where a stored image's person mask lies: ``<image stem>.mask.png`` beside it (an 8-bit
+    PNG of the image's size, 255 where the teacher is sure the pixel shows the subject)."""
+    return Path(image_path).with_suffix(MASK_SUFFIX)
+
+
+def read_mask(
+    image_path: str | Path, shape: tuple[int, int], bad: SkipCounter, index: int
+) -> np.ndarray | None:
+    """The person mask stored beside ``image_path`` (:func:`mask_path`) as float32 in [0, 1],
+    or None: when there is none, and when it is unreadable or not ``shape`` (counted in
+    ``bad``): a record without a usable mask still trains, only without background swaps."""
+    import cv2
+
+    path = mask_path(image_path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        bad.record(index, f"cannot read {path}: {exc.strerror or exc}")
+        return None
+    mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) if data else None
+    if mask is None or mask.shape != tuple(shape):
+        got = "undecodable" if mask is None else f"{mask.shape[1]}x{mask.shape[0]}"
+        bad.record(index, f"{path} is {got}, not the image's {shape[1]}x{shape[0]}")
+        return None
+    return mask.astype(np.float32) / 255.0
 
 
 def find_annotation(

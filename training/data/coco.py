@@ -17,6 +17,10 @@ pixel-centre convention is ``(x + w/2 - 0.5, y + h/2 - 0.5)``.
 ``annotations/person_keypoints_{split}2017.json`` and ``{split}2017/`` (split ``train`` or
 ``val``). ``images=`` overrides the image folder; by default it is ``<root>/<split>2017``
 (for a JSON path: the ``<name>`` of ``person_keypoints_<name>.json`` beside ``annotations/``).
+
+Person masks: an image with a ``<stem>.mask.png`` beside it (the label tool writes one per
+stored crop) gives its sample that mask (:func:`training.data.base.read_mask`); COCO's own
+images have none.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from .base import (
     Sample,
     find_annotation,
     read_image,
+    read_mask,
 )
 
 
@@ -112,5 +117,8 @@ class COCODataset(LandmarkDataset):
         else:
             box = CropBox((x + w / 2 - 0.5, y + h / 2 - 0.5), max(w, h) * self.margin)
         image = read_image(self.images / file_name)
-        ident = f"{file_name}#{ann.get('id', index)}"
-        return Sample(image, kp[:, :2].astype(np.float32), visible, box, id=ident)
+        mask = read_mask(self.images / file_name, image.shape[:2], self.bad_masks, index)
+        # "#<record index>", as every reader that can hold one image twice: evaluation finds a
+        # prediction's record again by it (COCO's own annotation id is not a record index).
+        ident = f"{file_name}#{index}"
+        return Sample(image, kp[:, :2].astype(np.float32), visible, box, id=ident, mask=mask)

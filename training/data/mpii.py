@@ -27,7 +27,8 @@ the record has one, else from the ``headboxes_src`` array of HRNet's ``gt_valid.
 
 ``path`` is the JSON file, or the MPII root with ``annot/{train,valid,trainval,test}.json``
 (``split`` = train, val/valid, trainval, test). Images are looked up in ``images=``, by
-default ``<root>/images``.
+default ``<root>/images``. An image with a ``<stem>.mask.png`` beside it (the label tool's
+person mask) gives its sample that mask (:func:`training.data.base.read_mask`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from .base import (
     Sample,
     find_annotation,
     read_image,
+    read_mask,
 )
 
 SPLIT_FILES = {
@@ -157,4 +159,7 @@ class MPIIDataset(LandmarkDataset):
         index = self._check_index(index)
         name, points, visible, box, head_size = self._parse(index)
         image = read_image(self.images / name)
-        return Sample(image, points, visible, box, head_size=head_size, id=f"{name}#{index}")
+        mask = read_mask(self.images / name, image.shape[:2], self.bad_masks, index)
+        return Sample(
+            image, points, visible, box, head_size=head_size, id=f"{name}#{index}", mask=mask
+        )

@@ -4,6 +4,12 @@ Readers and augmentation are NumPy/OpenCV code (see :mod:`training.data.augment`
 inside ``tf.numpy_function`` on tf.data's parallel map, and OpenCV releases the GIL while it
 warps, so several records are prepared at once while the accelerator trains on the previous
 batch (``prefetch``). A corrupt record is skipped and counted in ``dataset.skipped``.
+
+A background swap (``augment.background_prob``) loads a second record, the one the draw
+picked, for its image: a record of the same training set (mix included), so the backgrounds
+are the footage's own rooms, streets and fields, other people in them included. A swap that
+cannot be made (no person mask, a corrupt background record) is counted in
+``dataset.swaps_missed`` and the crop keeps its own background.
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ import tensorflow as tf
 from edge.codec import HeatmapCodec
 
 from ..losses import pack_targets
-from .augment import AugmentConfig, Normalisation, make_example, sample_params
-from .base import DatasetError, LandmarkDataset, RecordLoader
+from .augment import AugmentConfig, AugmentParams, Normalisation, make_example, sample_params
+from .base import CorruptSample, DatasetError, LandmarkDataset, RecordLoader, Sample
 
 
 class _Loader(RecordLoader):
@@ -45,8 +51,25 @@ class _Loader(RecordLoader):
             skeleton=self.dataset.skeleton,
             normalise=self.normalise,
             params=params,
+            background=self.background(sample, params),
         )
         return image, pack_targets(heatmaps, weights)
+
+    def background(self, sample: Sample, params: AugmentParams) -> np.ndarray | None:
+        """The image of the record ``params`` drew as ``sample``'s new background, or None:
+        none drawn, or one that cannot be made (counted in ``dataset.swaps_missed``)."""
+        if params.background is None:
+            return None
+        if sample.mask is None:  # checked first: a record without a mask costs no second read
+            self.dataset.swaps_missed.record(sample.id, "it has no person mask")
+            return None
+        n = len(self.dataset)
+        index = min(int(params.background.record * n), n - 1)
+        try:
+            return self.dataset.load(index).image
+        except CorruptSample as exc:
+            self.dataset.swaps_missed.record(sample.id, f"background record {index}: {exc}")
+            return None
 
 
 def training_dataset(

@@ -4,6 +4,8 @@
         --split configs/splits/real_media.yaml
     python -m training.label face ../shared/media/face --out data/real_face --split ...
     python -m training.label faceparts ../shared/media/face --out data/real_faceparts --split ...
+    python -m training.label person-finder ../shared/media/pose ../shared/media/images \
+        ../shared/media/images2/body --out data/person_finder --split ...
 
 Each labelled person (or face) is stored as a *context crop*: the square around its landmarks'
 box (``box_margin`` x their extent, the crop the device's tracker makes), enlarged
@@ -19,9 +21,16 @@ person_keypoints_{train,valid}.json`` (COCO-17, read by ``--dataset coco`` with
 layout of :mod:`training.segmentation.data` (``classes.txt``, ``<split>/images/*.jpg``,
 ``<split>/labels/*.png``). A split file (``--split``) adds a third side, ``select`` (models
 are chosen there, never reported), beside ``train`` and ``valid``, and
-``sources_<task>.json`` names each source's path, side and activity group.
-``summary_<task>.json`` counts what was read, kept and dropped, and why. Sources already finished (``parts/``) are skipped when a run
-is repeated, so an interrupted run resumes where it stopped. Each record keeps its
+``sources_<task>.json`` names each source's path, side and activity group. The finders'
+labels (``person-finder``, ``face-finder``) are whole frames instead, at most ``--frame-px``
+on the long side, each with every person's (face's) box and landmark crop:
+``<side>/<source>/<frame>.jpg`` and ``finder_<side>.json`` (training.label.finder).
+Pose crops have their person mask beside them (``<frame>_<person>.mask.png``: the teacher's
+segmentation in the crop's pixels, 8-bit; ``--no-masks`` leaves them out), which training's
+background swap needs. ``summary_<task>.json`` counts what was read, kept and dropped, and
+why. Sources already finished (``parts/``) with the same settings are skipped when a run is
+repeated, so an interrupted run resumes where it stopped; pose sources labelled without masks
+are labelled again by a run with them. Each record keeps its
 ``source`` (``<clip>/<frame>``) and ``frame_box``, the stored crop's square in the original
 frame's pixels, so every label traces back to where it came from.
 """
@@ -32,7 +41,7 @@ from pathlib import Path
 
 from edge.cli import ArgumentParser, add_threads_argument, run_cli
 
-from .labellers import LabelOptions
+from .labellers import FINDER_TASKS, LabelOptions
 from .labelling import label
 
 
@@ -44,9 +53,11 @@ def build_parser() -> ArgumentParser:
     )
     p.add_argument(
         "task",
-        choices=("pose", "face", "faceparts"),
-        help="bodies (MPII-16 + COCO-17), faces (iBUG-68) or face parts (11-class label maps, "
-        "training.label.faceparts; --box-margin applies to the face oval)",
+        choices=("pose", "face", "faceparts", *FINDER_TASKS),
+        help="bodies (MPII-16 + COCO-17), faces (iBUG-68), face parts (11-class label maps, "
+        "training.label.faceparts; --box-margin applies to the face oval), or whole frames "
+        "for the finders: person-finder (every person's box and BlazePose ROI) and "
+        "face-finder (every face's box and face-mesh ROI)",
     )
     p.add_argument(
         "sources", nargs="+", help="videos, images, folders (searched recursively) or globs"
@@ -97,10 +108,24 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--context", type=float, default=2.0, help="stored crop = box x this")
     p.add_argument("--box-px", type=int, default=160, help="landmark box width in stored pixels")
     p.add_argument(
+        "--frame-px",
+        type=int,
+        default=320,
+        help="person-finder, face-finder: the stored frame's long side at most, in pixels "
+        "(frames are only ever made smaller; default 320, twice a 160-px finder's input)",
+    )
+    p.add_argument(
         "--no-hair",
         action="store_true",
         help="faceparts: leave hair out (background) instead of taking it from the "
         "selfie segmenter",
+    )
+    p.add_argument(
+        "--no-masks",
+        dest="masks",
+        action="store_false",
+        help="pose: store no person masks (by default the teacher's mask of each person is "
+        "written beside its crop as <crop>.mask.png, for augment.background_prob)",
     )
     p.add_argument(
         "--labels-version",

@@ -58,15 +58,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.detectors import iou
+from edge.finders.faces import BlazeFaceFinder
+from edge.finders.ssd import SsdModel, iou
 from edge.transform import CropBox, apply_affine, crop_matrix, invert_affine, normalise_input
 
-from .ssd import detect, load_interpreter, ssd_anchors
-from .teacher_models import teacher_model
+from .teacher_models import load_interpreter, teacher_model
 from .tracking import TrackingTeacher, sigmoid
 
-DETECTOR_STRIDES = (8, 16, 16, 16)
-DETECTOR_SIZE = 128
 MESH_SIZE = 192
 ROI_SCALE = 1.5
 EYE_CORNERS = (33, 263)  # the subject's right and left outer eye corners in the mesh
@@ -198,13 +196,17 @@ class FaceMeshTeacher(TrackingTeacher[FaceMeshResult]):
     def __init__(
         self, *, min_detection: float = 0.5, min_presence: float = 0.5, num_threads: int = 1
     ) -> None:
-        self._detector = load_interpreter(teacher_model("face_detection_short_range"), num_threads)
+        self._detector = SsdModel(
+            teacher_model("face_detection_short_range"),
+            BlazeFaceFinder.strides,
+            min_score=min_detection,
+            num_threads=num_threads,
+            what="a short-range BlazeFace model",
+        )
         self._mesh = load_interpreter(teacher_model("face_landmark"), num_threads)
-        self._anchors = ssd_anchors(DETECTOR_SIZE, DETECTOR_STRIDES)
         outs = sorted(self._mesh.get_output_details(), key=lambda d: -int(np.prod(d["shape"])))
         self._out_points, self._out_presence = outs[0]["index"], outs[1]["index"]
         self._input = self._mesh.get_input_details()[0]["index"]
-        self.min_detection = min_detection
         self.min_presence = min_presence
 
     def detect(self, image_bgr: np.ndarray) -> CropBox | None:
@@ -222,15 +224,13 @@ class FaceMeshTeacher(TrackingTeacher[FaceMeshResult]):
         """
         h, w = image_bgr.shape[:2]
         for side in (max(h, w), max(h, w) // 2, max(h, w) // 4):
-            if side < DETECTOR_SIZE:
+            if side < self._detector.size:
                 break
             found = []
             for y0 in _tile_starts(h, side):
                 for x0 in _tile_starts(w, side):
                     tile = image_bgr[y0 : y0 + side, x0 : x0 + side]
-                    for d in detect(
-                        self._detector, tile, self._anchors, min_score=self.min_detection
-                    ):
+                    for d in self._detector.detect(tile):
                         found.append((d.score, d.box + (x0, y0, x0, y0), d.keypoints + (x0, y0)))
             kept: list[tuple[float, np.ndarray, np.ndarray]] = []
             for score, box, kps in sorted(found, key=lambda f: -f[0]):

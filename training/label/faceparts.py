@@ -25,8 +25,7 @@ from edge.parts import FACE_PARTS
 from edge.transform import apply_affine, box_from_points
 
 from .labellers import FaceLabeller, LabelOptions, context_crop
-from .ssd import load_interpreter
-from .teacher_models import teacher_model
+from .teacher_models import load_interpreter, teacher_model
 
 # Hand-wrapped table of mesh ids, like the contours below (formatting would give one per line).
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378,

@@ -27,19 +27,28 @@ from edge.errors import EdgeError
 from ..splits import load_split
 from . import writers
 from .faceparts import FacePartsLabeller
-from .labellers import FaceLabeller, Labeller, LabelOptions, PoseLabeller
+from .finder import FaceFinderLabeller, PersonFinderLabeller
+from .labellers import FINDER_TASKS, FaceLabeller, Labeller, LabelOptions, PoseLabeller
 from .sources import UnreadableSource, expand, frames, is_image
 
 # The newest teacher-to-skeleton mapping of a task. Bumped when it changes, so a resumed run
 # labels again what an older mapping labelled (the options alone would not tell), and
 # --labels-version makes an older one's labels again (to reproduce a model's reported score).
 # face 1: the plain mesh table; 2: moved by to_ibug68's human offsets.
-LABELS_VERSION = {"face": 2}
+# The face finder's crop is the face labeller's (the iBUG-68 mapping), so it shares the versions.
+LABELS_VERSION = {"face": 2, "face-finder": 2}
 LABELLERS: dict[str, type[Labeller]] = {
     "pose": PoseLabeller,
     "face": FaceLabeller,
     "faceparts": FacePartsLabeller,
+    "person-finder": PersonFinderLabeller,
+    "face-finder": FaceFinderLabeller,
 }
+# Which task's held-out sources (--split) a labelling task keeps out: face parts come from
+# the face clips, and each finder from its landmark task's footage.
+SPLIT_TASK = {"faceparts": "face", "person-finder": "pose", "face-finder": "face"}
+# Tasks whose stored files carry their side of the split in their path (<side>/<key>/...).
+SIDE_FOLDERS = ("face", "faceparts", *FINDER_TASKS)
 
 
 def source_key(path: Path) -> str:
@@ -51,6 +60,8 @@ def checked(options: LabelOptions) -> LabelOptions:
     """``options`` with their ranges checked and the labels version filled in."""
     if options.every < 1 or options.box_px < 8 or options.context < 1.0:
         raise EdgeError("--every must be >= 1, --box-px >= 8 and --context >= 1")
+    if options.frame_px < 32:
+        raise EdgeError("--frame-px must be >= 32")
     newest = LABELS_VERSION.get(options.task)
     if options.labels_version is None:
         return dataclasses.replace(options, labels_version=newest)
@@ -82,8 +93,7 @@ def label(options: LabelOptions) -> int:
     from tqdm import tqdm
 
     options = checked(options)
-    # Face parts come from the face clips, so they are held out as the face task's are.
-    split_task = "face" if options.task == "faceparts" else options.task
+    split_task = SPLIT_TASK.get(options.task, options.task)
     source_split = load_split(options.split)
     missing: list[str] = []
     paths = expand(list(options.sources), missing)
@@ -179,7 +189,7 @@ def _label_source(
             if chosen is not None and index not in chosen:
                 continue
             counts["frames read"] += 1
-            folder = f"{split}/{key}" if options.task in ("face", "faceparts") else key
+            folder = f"{split}/{key}" if options.task in SIDE_FOLDERS else key
             records += labeller.label(frame, still, f"{folder}/{index:06d}", options.out, counts)
     except UnreadableSource as exc:
         say(f"skipped: {exc}", file=sys.stderr)

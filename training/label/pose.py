@@ -4,12 +4,11 @@ The ROI rules are MediaPipe's published graph files (``pose_detection_to_roi.pbt
 ``pose_landmarks_to_roi.pbtxt``): the detector's keypoint 0 (mid hip) is the ROI centre and
 keypoint 1 encodes size and rotation; the box side is twice their distance, turned so that
 the hip-to-scale-point vector points up (``rotation = 90 deg - atan2(-dy, dx)``), then
-enlarged 1.25x. In video the next ROI comes the same way from the landmark model's two
+enlarged 1.25x (:func:`edge.finders.people.roi_from_alignment`). The person detector is the
+device's own BlazePose finder (:class:`edge.finders.people.BlazePoseFinder`: one copy of its
+anchors and decoding). In video the next ROI comes the same way from the landmark model's two
 auxiliary points (33: hip centre, 34: scale point) until its pose presence drops below
 ``min_presence``, when the detector runs again.
-
-MediaPipe's rotation and :class:`edge.transform.CropBox`'s agree: a positive angle turns the
-content counter-clockwise in the crop, which makes a body leaning clockwise upright.
 """
 
 from __future__ import annotations
@@ -18,14 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.finders.people import BlazePoseFinder, roi_from_alignment
 from edge.transform import CropBox, apply_affine, invert_affine, normalise_input, warp_crop
 
-from .ssd import detect, load_interpreter, ssd_anchors
-from .teacher_models import teacher_model
+from .teacher_models import load_interpreter, teacher_model
 from .tracking import TrackingTeacher, sigmoid
-
-DETECTOR_STRIDES = (8, 16, 32, 32, 32)
-ROI_SCALE = 1.25
 
 
 @dataclass(frozen=True)
@@ -36,17 +32,6 @@ class BlazePoseResult:
     roi: CropBox  # the crop the landmarks came from
     auxiliary: np.ndarray  # (2, 2) hip centre and scale point: the next frame's ROI
     mask: np.ndarray | None = None  # (256, 256) person mask in ROI crop coordinates
-
-
-def roi_from_alignment(centre: np.ndarray, scale_point: np.ndarray) -> CropBox:
-    """MediaPipe's AlignmentPointsRects + RectTransformation(1.25, square_long) rule."""
-    d = np.asarray(scale_point, np.float64) - np.asarray(centre, np.float64)
-    size = 2.0 * float(np.hypot(*d)) * ROI_SCALE
-    rotation = np.pi / 2 - np.arctan2(-d[1], d[0])
-    rotation = (rotation + np.pi) % (2 * np.pi) - np.pi
-    return CropBox(
-        (float(centre[0]), float(centre[1])), max(size, 1.0), float(np.degrees(rotation))
-    )
 
 
 class BlazePoseTeacher(TrackingTeacher[BlazePoseResult]):
@@ -66,14 +51,14 @@ class BlazePoseTeacher(TrackingTeacher[BlazePoseResult]):
         num_threads: int = 1,
         with_mask: bool = False,
     ) -> None:
-        self._detector = load_interpreter(teacher_model("pose_detection"), num_threads)
+        self._finder = BlazePoseFinder(
+            teacher_model("pose_detection"), min_score=min_detection, num_threads=num_threads
+        )
         self._landmarker = load_interpreter(teacher_model("pose_landmark_full"), num_threads)
-        self._anchors = ssd_anchors(224, DETECTOR_STRIDES)
         out = {d["name"]: d["index"] for d in self._landmarker.get_output_details()}
         self._out_landmarks, self._out_presence = out["Identity"], out["Identity_1"]
         self._out_mask = out["Identity_2"]
         self._input = self._landmarker.get_input_details()[0]["index"]
-        self.min_detection = min_detection
         self.min_presence = min_presence
         self.with_mask = with_mask
 
@@ -84,7 +69,7 @@ class BlazePoseTeacher(TrackingTeacher[BlazePoseResult]):
 
     def detect_all(self, image_bgr: np.ndarray) -> list[CropBox]:
         """ROIs of every person the detector finds, the most confident first."""
-        found = detect(self._detector, image_bgr, self._anchors, min_score=self.min_detection)
+        found = self._finder.detections(image_bgr)
         return [roi_from_alignment(d.keypoints[0], d.keypoints[1]) for d in found]
 
     def landmarks(self, image_bgr: np.ndarray, roi: CropBox) -> BlazePoseResult:

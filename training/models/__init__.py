@@ -1,5 +1,6 @@
-"""Landmark networks: the stacked hourglass with HPM, bottleneck or wide residual blocks,
-binary (larq, converted by LCE to bitpacked ops) or real-valued.
+"""Landmark networks, and the finders and segmenters built on them: the stacked hourglass
+with HPM, bottleneck or wide residual blocks, binary (larq, converted by LCE to bitpacked
+ops) or real-valued.
 
 Importing this package imports TensorFlow; ``training`` (its parent) sets TF_USE_LEGACY_KERAS
 first, as larq needs Keras 2.
@@ -13,6 +14,7 @@ from .blocks import (
     residual_block,
     wide_block,
 )
+from .finder import FinderLoss, build_finder, finder_losses
 from .hourglass import (
     block_parameters,
     build_hourglass,
@@ -28,15 +30,18 @@ from .segmentation import build_segmenter, segmentation_losses
 __all__ = [
     "BINARY_CONV_KWARGS",
     "BLOCK_TYPES",
+    "FinderLoss",
     "binary_conv",
     "block_parameters",
     "bottleneck_block",
+    "build_finder",
     "build_hourglass",
     "build_segmenter",
     "conv",
     "count_macs",
     "count_parameters",
     "features_for_budget",
+    "finder_losses",
     "get_block",
     "hourglass_parameters",
     "hpm_block",

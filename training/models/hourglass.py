@@ -143,6 +143,8 @@ def build_hourglass(
     binary_head: bool = False,
     heatmap_activation: str = "linear",
     blocks_per_level: int = 1,
+    stem_channels: int = STEM_CHANNELS,
+    stem_block_channels: int = STEM_BLOCK_CHANNELS,
     name: str | None = None,
 ) -> tf.keras.Model:
     """The stacked hourglass as a functional Keras model.
@@ -157,7 +159,16 @@ def build_hourglass(
     The released model's wiring (module docstring; binary networks only): ``binary_skip``,
     ``binary_head`` and ``heatmap_activation="sigmoid"`` (heatmaps in (0, 1) instead of
     linear). ``blocks_per_level`` blocks at each place of every hourglass level.
+
+    ``stem_channels`` (the 7x7 conv's output) and ``stem_block_channels`` (the first two stem
+    blocks') narrow the stem, where most of a small network's work is, at a half and a quarter
+    of the input size (the finders: 32 and 64); the defaults are the paper's 64 and 128.
     """
+    if stem_channels < 1 or stem_block_channels < 1 or stem_block_channels % 4:
+        raise ValueError(
+            "stem_channels must be positive and stem_block_channels a positive multiple of 4, "
+            f"got {stem_channels} and {stem_block_channels}"
+        )
     _check_arguments(
         num_stacks=num_stacks,
         depth=depth,
@@ -191,12 +202,12 @@ def build_hourglass(
         )
 
     inputs = tf.keras.Input((input_size, input_size, 3), dtype="float32", name="image")
-    x = real_conv(STEM_CHANNELS, 7, strides=2, use_bias=True, name="stem_conv")(inputs)
+    x = real_conv(stem_channels, 7, strides=2, use_bias=True, name="stem_conv")(inputs)
     x = tf.keras.layers.BatchNormalization(name="stem_bn")(x)
     x = tf.keras.layers.ReLU(name="stem_relu")(x)
-    x = res(x, STEM_BLOCK_CHANNELS, "stem_block1")
+    x = res(x, stem_block_channels, "stem_block1")
     x = tf.keras.layers.MaxPool2D(2, name="stem_pool")(x)
-    x = res(x, STEM_BLOCK_CHANNELS, "stem_block2")
+    x = res(x, stem_block_channels, "stem_block2")
     x = res(x, features, "stem_block3")
 
     outputs = []
@@ -328,6 +339,8 @@ def hourglass_parameters(
     binary_head: bool = False,
     heatmap_activation: str = "linear",
     blocks_per_level: int = 1,
+    stem_channels: int = STEM_CHANNELS,
+    stem_block_channels: int = STEM_BLOCK_CHANNELS,
 ) -> int:
     """Closed-form trainable parameter count of :func:`build_hourglass` (no model is built).
 
@@ -340,10 +353,11 @@ def hourglass_parameters(
     """
     del input_size, weight_scale, binary_skip, heatmap_activation  # see the docstring
     f, k = features, num_landmarks
-    stem = (7 * 7 * 3 * STEM_CHANNELS + STEM_CHANNELS) + 2 * STEM_CHANNELS
-    stem += block_parameters(block, STEM_CHANNELS, STEM_BLOCK_CHANNELS)
-    stem += block_parameters(block, STEM_BLOCK_CHANNELS, STEM_BLOCK_CHANNELS)
-    stem += block_parameters(block, STEM_BLOCK_CHANNELS, f)
+    c0, c1 = stem_channels, stem_block_channels
+    stem = (7 * 7 * 3 * c0 + c0) + 2 * c0
+    stem += block_parameters(block, c0, c1)
+    stem += block_parameters(block, c1, c1)
+    stem += block_parameters(block, c1, f)
     per_block = block_parameters(block, f, f)
     # up, low1, low3 per level, plus low2 at the bottom; blocks_per_level of each
     hourglass = (3 * depth + 1) * blocks_per_level * per_block

@@ -122,6 +122,8 @@ def build_model(config: TrainConfig, num_classes: int):
         block=m.block,
         binary=m.binary,
         weight_scale=m.weight_scale,
+        stem_channels=m.stem_channels,
+        stem_block_channels=m.stem_block_channels,
     )
 
 

@@ -1,0 +1,377 @@
+"""Several people, each tracked: ``edge.live --max-people`` against the teacher, frame by frame.
+
+    python -m benchmarks.multi_person [--clips a.mp4,b.avi] [--max-frames N] [--max-people 4]
+
+Runs the bundled pose model through :class:`edge.multipipeline.MultiLandmarkPipeline` exactly
+as ``python -m edge.live --max-people N`` does (the BlazePose person finder, ``--find-every``
+10, ``--drop-after`` 1 s, One Euro smoothing) over clips with several people in
+``../shared/media/pose`` (read in place, never copied), and scores it against the teacher's
+people in every frame: ``training.label``'s BlazePose (``detect_all``: every person its
+detector finds, then the 33 landmarks of each, mapped to MPII-16; people whose landmark model
+is unsure, presence < 0.5, are left out). Writes benchmarks/results/multi_person.md.
+
+What it reports, per clip and over all:
+
+* **recall / precision at IoU 0.5** for people taller than a sixth of the frame: the box of a
+  person is the box of their confident landmarks (ours: score >= 0.3; the teacher's:
+  visibility >= 0.5), matched greedily by IoU. A prediction on a shorter teacher person is
+  neither right nor wrong (ignored);
+* **ID switches per 100 frames**: the teacher has no IDs, so its people are linked from frame
+  to frame by box IoU (>= 0.3, across gaps of up to 1 s: its detector misses people for
+  several frames); a switch is a teacher person matched to another of our IDs than the last
+  time (CLEAR-MOT's IDSW);
+* **PCK@0.2** of the torso (LSP's: right hip to left shoulder), per matched person and frame,
+  over the landmarks the teacher sees, averaged per person;
+* **frames to acquire** each person who walks in (first seen tall more than 1 s into the
+  clip): frames from their first tall frame to our first match; and **time to drop** each
+  person who leaves (last seen more than 1 s before the end, after we followed them): seconds
+  from their last frame to the last frame the ID they last had is listed (it is then
+  forgotten after --drop-after). Only people the teacher sees tall in at least 1 s of frames
+  count: its detector's one- and two-frame blips as people enter are no one to acquire. A
+  person it misses for over a second counts as leaving and walking in again;
+* CPU milliseconds per frame of our chain (process time, which other programs on the machine
+  do not inflate as they do wall-clock time), in frames where the finder ran and in the
+  others, on the CPU named.
+
+With the interim finder these are the numbers *before the 1-bit finder* (issue 27 part 1).
+The finder is the teacher's own person detector here, so the detection numbers say how well
+our landmarks and tracking follow the people that detector finds, not how good a finder is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import REPO, RESULTS_DIR
+from edge import cpu_name
+
+MEDIA = REPO.parent / "shared" / "media" / "pose"
+RESULTS = RESULTS_DIR / "multi_person.md"
+CLIPS = (
+    "lab_two_people_cam1_pose2sim.mp4",
+    "lab_two_people_cam3_pose2sim.mp4",
+    "lab_two_people_ntu_mmaction.mp4",
+    "office_two_walking_gastnet.avi",
+    "outdoor_two_people_mmhuman3d.mp4",
+    "office_two_walking_intel.gif",
+    "office_three_people_pause_intel.gif",
+    "room_one_by_one_high_angle_intel.mp4",
+)
+MATCH_IOU = 0.5
+TALL = 1 / 6  # of the frame's height
+LINK_IOU, LINK_GAP_S = 0.3, 1.0  # the teacher's detector misses people for several frames
+EDGE_S = 1.0  # walk-ins appear, leavers go, this long after the start or before the end
+LIFE_S = 1.0  # a walk-in or leaver is seen (tall) at least this long: not a detector's blip
+OUR_MIN_SCORE, TEACHER_MIN_VISIBILITY = 0.3, 0.5
+
+
+@dataclass(eq=False)
+class Person:
+    box: np.ndarray  # (x0, y0, x1, y1) of the confident landmarks
+    points: np.ndarray  # (16, 2) MPII-16
+    visible: np.ndarray  # (16,) bool
+    id: int = -1  # ours: the track's ID; the teacher's: linked by linking()
+
+
+@dataclass
+class ClipScore:
+    name: str
+    frames: int
+    fps: float
+    tall: int = 0  # teacher people taller than TALL, summed over frames
+    hits: int = 0
+    predictions: int = 0  # ours, those on short teacher people left out
+    switches: int = 0
+    pck: dict[int, list[float]] = field(default_factory=dict)  # teacher person -> per frame
+    acquire: list[int | None] = field(default_factory=list)  # frames; None: never
+    drop: list[float] = field(default_factory=list)  # seconds
+    our_ms: list[float] = field(default_factory=list)  # CPU ms, frames without the finder
+    finder_ms: list[float] = field(default_factory=list)  # CPU ms, frames where it ran
+
+
+def landmark_box(points: np.ndarray, ok: np.ndarray) -> np.ndarray | None:
+    if ok.sum() < 3:
+        return None
+    p = points[ok]
+    return np.concatenate([p.min(axis=0), p.max(axis=0)])
+
+
+def teacher_people(teacher, image: np.ndarray) -> list[Person]:
+    from training.label import mappings
+
+    people = []
+    for roi in teacher.detect_all(image):
+        result = teacher.landmarks(image, roi)
+        if result.presence < 0.5:
+            continue
+        points, confidence = mappings.to_mpii16(result.points, result.visibility)
+        visible = confidence >= TEACHER_MIN_VISIBILITY
+        box = landmark_box(points, visible)
+        if box is not None:
+            people.append(Person(box, points, visible))
+    return people
+
+
+def our_people(result) -> list[Person]:
+    people = []
+    for tracked in result.people:
+        points = np.asarray(tracked.points, np.float64)
+        ok = (np.asarray(tracked.scores) >= OUR_MIN_SCORE) & np.isfinite(points).all(axis=1)
+        box = landmark_box(points, ok)
+        if box is not None:
+            people.append(Person(box, points, ok, tracked.id))
+    return people
+
+
+def link(frames: list[list[Person]], gap: int) -> None:
+    """Give the teacher's people IDs: each joins the person it overlaps most (IoU >=
+    LINK_IOU) among those seen in the last ``gap`` frames, else starts a new one."""
+    from edge.multitrack import match_boxes
+
+    recent: dict[int, tuple[int, np.ndarray]] = {}  # id -> (frame, box)
+    next_id = 0
+    for index, people in enumerate(frames):
+        live = [(i, box) for i, (f, box) in recent.items() if index - f <= gap]
+        pairs = match_boxes([box for _, box in live], [p.box for p in people], LINK_IOU)
+        for li, pi in pairs:
+            people[pi].id = live[li][0]
+        for person in people:
+            if person.id < 0:
+                person.id, next_id = next_id, next_id + 1
+            recent[person.id] = (index, person.box)
+
+
+def score_clip(name: str, fps: float, height: int, teacher_frames, our_frames, times) -> ClipScore:
+    from edge.multitrack import match_boxes
+    from edge.skeletons import MPII16
+    from training.metrics import pck_torso
+
+    score = ClipScore(name, len(teacher_frames), fps)
+    last_match: dict[int, int] = {}  # teacher person -> our ID it was last matched to
+    first_tall: dict[int, int] = {}
+    last_seen: dict[int, int] = {}
+    seen_frames: dict[int, int] = {}
+    acquired: dict[int, int] = {}
+    listed: dict[int, int] = {}  # our ID -> last frame listed
+    for index, (truth, ours) in enumerate(zip(teacher_frames, our_frames, strict=True)):
+        tall = [p for p in truth if p.box[3] - p.box[1] > TALL * height]
+        for p in tall:
+            first_tall.setdefault(p.id, index)
+            last_seen[p.id] = index
+            seen_frames[p.id] = seen_frames.get(p.id, 0) + 1
+        for p in ours:
+            listed[p.id] = index
+        pairs = match_boxes([p.box for p in truth], [p.box for p in ours], MATCH_IOU)
+        on_short = {oi for ti, oi in pairs if truth[ti] not in tall}
+        score.tall += len(tall)
+        score.predictions += len(ours) - len(on_short)
+        for ti, oi in pairs:
+            t, o = truth[ti], ours[oi]
+            if t not in tall:
+                continue
+            score.hits += 1
+            acquired.setdefault(t.id, index)
+            if t.id in last_match and last_match[t.id] != o.id:
+                score.switches += 1
+            last_match[t.id] = o.id
+            result = pck_torso(o.points[None], t.points[None], t.visible[None], MPII16, 0.2)
+            if np.isfinite(result.total):
+                score.pck.setdefault(t.id, []).append(result.total)
+    margin, life = round(EDGE_S * fps), round(LIFE_S * fps)
+    for person, first in first_tall.items():
+        if first > margin and seen_frames[person] >= life:  # walked in
+            found = acquired.get(person)
+            score.acquire.append(None if found is None else found - first)
+    for person, last in last_seen.items():
+        stayed = seen_frames[person] >= life and person in last_match  # and we followed them
+        if stayed and last < len(teacher_frames) - 1 - margin:  # left
+            ghost = listed.get(last_match[person], last) - last
+            score.drop.append(max(ghost, 0) / fps)
+    score.our_ms = [t["cpu_ms"] for t in times if not t["found"]]
+    score.finder_ms = [t["cpu_ms"] for t in times if t["found"]]
+    return score
+
+
+def run_clip(path: Path, args, model, teacher) -> ClipScore:
+    from edge.multitrack import multi_tracker_for
+    from edge.smoothing import OneEuroFilter
+    from edge.sources import open_source
+
+    tracker = multi_tracker_for(
+        model.metadata, args.max_people, find_every=args.find_every, drop_after=args.drop_after
+    )
+    pipeline = model.video_pipeline(tracker, smoother=OneEuroFilter(min_score=OUR_MIN_SCORE))
+    source = open_source(str(path))
+    teacher_frames, our_frames, times = [], [], []
+    height = 0
+    try:
+        while args.max_frames is None or len(our_frames) < args.max_frames:
+            frame = source.read()
+            if frame is None:
+                break
+            height = frame.image.shape[0]
+            started = time.process_time()
+            result = pipeline.process(frame)
+            cpu_ms = (time.process_time() - started) * 1e3
+            times.append({"cpu_ms": cpu_ms, "found": result.found is not None})
+            our_frames.append(our_people(result))
+            teacher_frames.append(teacher_people(teacher, frame.image))
+        fps = source.fps or 30.0
+    finally:
+        source.close()
+    link(teacher_frames, max(1, round(LINK_GAP_S * fps)))
+    return score_clip(path.name, fps, height, teacher_frames, our_frames, times)
+
+
+def _pct(a: float, b: float) -> str:
+    return f"{100 * a / b:.1f}" if b else "-"
+
+
+def _mean(values) -> str:
+    values = [v for v in values if v is not None]
+    return f"{np.mean(values):.1f}" if values else "-"
+
+
+def _person_pck(score: ClipScore) -> list[float]:
+    return [float(np.mean(v)) for v in score.pck.values()]
+
+
+def table(scores: list[ClipScore]) -> list[str]:
+    lines = [
+        "| clip | frames | teacher people (tall) | recall % | precision % | ID switches / 100 "
+        "frames | PCK@0.2 per person | frames to acquire a walk-in | s to drop a leaver | "
+        "CPU ms / frame (mean) | with the finder |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in [*scores, _total(scores)]:
+        acquire = ", ".join("never" if a is None else str(a) for a in s.acquire) or "-"
+        drop = ", ".join(f"{d:.1f}" for d in s.drop) or "-"
+        bold = "**" if s.name == "all" else ""
+        lines.append(
+            f"| {bold}{s.name}{bold} | {s.frames} | {s.tall} | {_pct(s.hits, s.tall)} | "
+            f"{_pct(s.hits, s.predictions)} | {100 * s.switches / max(s.frames, 1):.2f} | "
+            f"{_mean(_person_pck(s))} | {acquire if s.name != 'all' else _mean(s.acquire)} | "
+            f"{drop if s.name != 'all' else _mean(s.drop)} | {_mean(s.our_ms)} | "
+            f"{_mean(s.finder_ms)} |"
+        )
+    return lines
+
+
+def _total(scores: list[ClipScore]) -> ClipScore:
+    total = ClipScore("all", sum(s.frames for s in scores), 0.0)
+    for s in scores:
+        total.tall += s.tall
+        total.hits += s.hits
+        total.predictions += s.predictions
+        total.switches += s.switches
+        for values in s.pck.values():
+            total.pck[len(total.pck)] = values
+        total.acquire += s.acquire
+        total.drop += s.drop
+        total.our_ms += s.our_ms
+        total.finder_ms += s.finder_ms
+    return total
+
+
+def report(scores: list[ClipScore], args, model) -> str:
+    never = sum(a is None for s in scores for a in s.acquire)
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Several people, each tracked: before the 1-bit finder",
+        "",
+        f"`python -m benchmarks.multi_person` ({now}) on **{cpu_name()}** "
+        f"({platform.machine()}), Python {platform.python_version()}, "
+        f"{model.backend_description}, {model.num_threads} thread.",
+        "",
+        f"Ours: the bundled `edge/models/pose.tflite` as `python -m edge.live --max-people "
+        f"{args.max_people} --find-every {args.find_every} --drop-after {args.drop_after:g}` "
+        "runs it, with the **interim finder: MediaPipe BlazePose's person detector** "
+        "(`--person-finder blazepose`). The 1-bit finder (issue 27 part 1) replaces it; "
+        "these are the numbers to beat.",
+        "",
+        "Against: the teacher in every frame, `training.label`'s BlazePose (`detect_all`: "
+        "every person the same person detector finds, then BlazePose's own landmarks, mapped "
+        "to MPII-16). Because our finder is the teacher's detector, recall and precision say "
+        "how well our landmarks and tracking follow the people that detector finds; a person "
+        "it misses in a frame is missing from both sides. How the numbers are made: the "
+        "module docstring of benchmarks/multi_person.py.",
+        "",
+        *table(scores),
+        "",
+        f"Walk-ins never acquired: {never}. CPU ms / frame: our chain's process time per "
+        "frame (every followed person's crop, inference, decode, tracking and smoothing; no "
+        "drawing), in frames where the finder did not run and, last column, where it did; "
+        "the machine was shared with a training job (2 cores).",
+        "",
+        "What limits these numbers with the interim finder: BlazePose's person detector was "
+        "made for one person, and often finds one of two people standing close together; it "
+        "assumes a whole body, so on people cut off at the waist (close to the camera) its "
+        "crops are several times too large, match no track by IoU and start new ones (ID "
+        "switches); and our box is our landmarks' box, so a person we follow with imprecise "
+        "landmarks counts as missed (and as a false find) at IoU 0.5.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.multi_person",
+        description="edge.live --max-people against the BlazePose teacher on clips with "
+        "several people; writes benchmarks/results/multi_person.md.",
+    )
+    p.add_argument(
+        "--clips",
+        default=",".join(CLIPS),
+        help=f"comma-separated clip names in {MEDIA} (default: the {len(CLIPS)} listed in "
+        "the module)",
+    )
+    p.add_argument("--max-frames", type=int, default=None, help="at most N frames per clip")
+    p.add_argument("--max-people", type=int, default=4, help="edge.live --max-people (4)")
+    p.add_argument("--find-every", type=int, default=10, help="edge.live --find-every (10)")
+    p.add_argument("--drop-after", type=float, default=1.0, help="edge.live --drop-after (1)")
+    p.add_argument("--out", type=Path, default=RESULTS, help="the results file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edge.cli import BUNDLED
+    from edge.model import LandmarkModel
+    from training.label.pose import BlazePoseTeacher
+
+    args = build_parser().parse_args(argv)
+    clips = [MEDIA / name.strip() for name in args.clips.split(",") if name.strip()]
+    missing = [str(c) for c in clips if not c.is_file()]
+    if missing:
+        print(f"error: clips not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    model = LandmarkModel(BUNDLED["pose"], num_threads=1)
+    teacher = BlazePoseTeacher(num_threads=1)
+    scores = []
+    for clip in clips:
+        started = time.perf_counter()
+        scores.append(run_clip(clip, args, model, teacher))
+        s = scores[-1]
+        print(
+            f"{clip.name}: {s.frames} frames, recall {_pct(s.hits, s.tall)} %, precision "
+            f"{_pct(s.hits, s.predictions)} %, {s.switches} ID switches "
+            f"({time.perf_counter() - started:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+    text = report(scores, args, model)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

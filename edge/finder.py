@@ -1,0 +1,202 @@
+"""The 1-bit finder on the device: every person (or face) in a frame, with its landmark crop.
+
+>>> finder = FinderModel("person_finder.tflite")       # or edge.tasks.open_model(path)
+>>> for found in finder.find(frame_bgr):               # best first
+...     found.score, found.rect, found.box             # rect: x, y, w, h; box: the crop
+
+A finder model (metadata task ``finder``, written by ``python -m converters.convert`` from a
+``training.finder`` run) takes the whole frame letterboxed into its square input and returns
+one output grid that :class:`edge.finder_codec.FinderCodec` decodes: per class a centre
+heatmap, and at each centre the box and the landmark crop (centre, side, rotation). The
+objects come back in frame pixels, each with ``score``, ``rect`` and ``box`` (the fields of
+:class:`edge.finders.base.Found`). Loading, the checks and the network call are
+:class:`edge.network.Network`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .backends.base import DEFAULT_THREADS
+from .errors import ModelError
+from .finder_codec import FinderCodec, Found, letterbox, letterbox_input
+from .network import Network, as_bgr
+from .pipeline import start_frame
+from .sources import Frame
+from .timing import StageTimes
+from .transform import CropBox
+
+if TYPE_CHECKING:
+    from .multitrack import MultiTracker
+    from .smoothing import OneEuroFilter
+    from .tracking import LandmarkTracker
+
+STAGES = ("crop", "inference", "decode")
+
+
+class FinderModel(Network):
+    """A finder converted by ``python -m converters.convert``: :meth:`find` returns every
+    object in a frame, best first.
+
+    ``min_score`` and ``top_k`` override the decoding defaults the metadata records.
+    ``backend``, ``num_threads`` and backend options are :class:`~edge.network.Network`'s.
+    """
+
+    output_kind = "channels (finder heatmaps and regressions)"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        backend: str = "auto",
+        num_threads: int = DEFAULT_THREADS,
+        min_score: float | None = None,
+        top_k: int | None = None,
+        **backend_options,
+    ) -> None:
+        super().__init__(path, backend=backend, num_threads=num_threads, **backend_options)
+        self.codec: FinderCodec = self.metadata.finder_codec()
+        self.min_score = self.codec.min_score if min_score is None else float(min_score)
+        self.top_k = self.codec.top_k if top_k is None else int(top_k)
+        if not 0.0 <= self.min_score <= 1.0 or self.top_k < 1:
+            raise ModelError(
+                f"min_score must be in [0, 1] and top_k >= 1, got {min_score}, {top_k}"
+            )
+
+    def _check_task(self) -> None:
+        if self.metadata.task != "finder":
+            raise ModelError(
+                f"{self.path} is a {self.metadata.task} model ({self.metadata.skeleton}), "
+                "not a finder"
+            )
+
+    @property
+    def output_channels(self) -> int:
+        return self.metadata.num_outputs
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """What it finds, e.g. ("person",); a find's ``class_id`` indexes this."""
+        return self.metadata.classes
+
+    def find(self, image_bgr: np.ndarray) -> list[Found]:
+        """Every object in ``image_bgr`` (H, W, 3 BGR; greyscale and BGRA are converted),
+        best first, in image pixels."""
+        image = as_bgr(image_bgr)
+        frame_box = letterbox(image.shape)
+        crop, _ = letterbox_input(image, self.codec.input_size, frame_box)
+        output = self.predict_heatmaps(crop[None])[0]
+        return self.codec.decode(output, frame_box, min_score=self.min_score, top_k=self.top_k)
+
+    def predict(self, image_bgr: np.ndarray, box: CropBox | None = None) -> list[Found]:
+        """:meth:`find` (a finder always looks at the whole frame: ``box`` must be None)."""
+        if box is not None:
+            raise ValueError("a finder looks at the whole frame; call find(image)")
+        return self.find(image_bgr)
+
+    def _new_pipeline(self) -> FinderPipeline:
+        return FinderPipeline(self)
+
+    def video_pipeline(
+        self,
+        tracker: LandmarkTracker | MultiTracker | None,
+        *,
+        smoother: OneEuroFilter | None = None,
+        min_score: float = 0.3,
+        rle: bool = False,
+    ) -> FinderPipeline:
+        """Every frame searched whole: the finder has no track to keep (``tracker`` is not
+        used), no points to smooth and its own score threshold (:attr:`min_score`), so the
+        options have no say here."""
+        return FinderPipeline(self)
+
+    def __repr__(self) -> str:
+        meta = self.metadata
+        return (
+            f"FinderModel({self.path.name!r}, {'+'.join(meta.classes)}, input "
+            f"{meta.input_size}, {meta.weights_format}, backend={self.backend_description})"
+        )
+
+
+@dataclass
+class FinderResult:
+    frame: Frame
+    found: list[Found]  # best first, frame pixels
+    timings: dict[str, float] = field(default_factory=dict)
+    # As LandmarkPipeline's FrameResult, for code that draws or logs any kind.
+    box: CropBox | None = None
+    points: np.ndarray | None = None
+    tracking: bool = False
+
+
+class FinderPipeline:
+    """One frame in, every object found out (what ``edge.live`` runs for a finder model)."""
+
+    def __init__(self, model: FinderModel) -> None:
+        self.model = model
+        self.meta = model.metadata
+        self.infer = model.predict_heatmaps  # edge.bench swaps it for a fixed output
+
+    def reset(self) -> None:
+        """Nothing is carried between frames."""
+
+    def process(
+        self,
+        frame: Frame | np.ndarray,
+        times: StageTimes | None = None,
+        *,
+        box: CropBox | None = None,
+        continuous: bool = True,
+    ) -> FinderResult:
+        frame, timings, stage = start_frame(frame, times)
+        model = self.model
+        with stage("crop"):
+            image = as_bgr(frame.image)
+            frame_box = letterbox(image.shape)
+            crop, _ = letterbox_input(image, model.codec.input_size, frame_box)
+        with stage("inference"):
+            output = self.infer(crop[None])[0]
+        with stage("decode"):
+            found = model.codec.decode(
+                output, frame_box, min_score=model.min_score, top_k=model.top_k
+            )
+        return FinderResult(frame, found, timings)
+
+    def annotate(
+        self, result: FinderResult, *, fps: float | None = None, show_box: bool = False
+    ) -> np.ndarray:
+        """A copy of the frame with each find's rectangle and score (and, with ``show_box``,
+        its landmark crop)."""
+        import cv2
+
+        from .draw import draw_box, draw_fps
+
+        image = result.frame.image.copy()
+        for f in result.found:
+            x0, y0, x1, y1 = (int(round(v)) for v in f.corners)
+            cv2.rectangle(image, (x0, y0), (x1, y1), (0, 255, 0), 2)
+            label = f"{self.meta.classes[f.class_id]} {f.score:.2f}"
+            cv2.putText(
+                image, label, (x0, max(y0 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 255, 0), 1
+            )
+            if show_box:
+                draw_box(image, f.box)
+        if fps is not None:
+            draw_fps(image, fps, f"{len(result.found)} found")
+        return image
+
+    def record(self, result: FinderResult, latency_ms: dict[str, float]) -> dict:
+        """The JSONL record of one frame: every find (class name, score, rect, crop)."""
+        frame = result.frame
+        return {
+            "frame": frame.index,
+            "timestamp": round(float(frame.timestamp), 6),
+            "found": [
+                {**f.to_dict(), "class": self.meta.classes[f.class_id]} for f in result.found
+            ],
+            "latency_ms": latency_ms,
+        }

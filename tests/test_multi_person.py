@@ -1,0 +1,215 @@
+"""Several people (and faces) at once with the bundled models, real finders and real clips:
+``edge.live --max-people`` / ``--max-faces``, the JSONL list of people, the per-person
+colours, and ``LandmarkModel.predict(image, finder=...)``.
+
+The clips are the project's shared media (../shared/media, never copied into the repository);
+BlazePose's person detector and BlazeFace come from the teacher cache that training.label
+fills. Without either, the tests that need them skip and say why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.cli import BUNDLED
+from edge.draw import track_colour
+from edge.host import teacher_dir
+
+REPO = Path(__file__).resolve().parents[1]
+MEDIA = REPO.parent / "shared" / "media"
+# 40 frames, 1080x1920: a man on the left, a woman on the right, shaking hands.
+TWO_PEOPLE = MEDIA / "pose" / "outdoor_two_people_mmhuman3d.mp4"
+TWO_FACES = MEDIA / "face" / "webcam_headpose_two_people_intel.gif"  # 56 frames, 480x270
+
+
+def needs_media(path: Path):
+    return pytest.mark.skipif(
+        not path.is_file(), reason=f"shared media missing: {path} (see ../shared/media)"
+    )
+
+
+def teacher(name: str) -> Path:
+    path = teacher_dir() / f"{name}.tflite"
+    if not path.is_file():
+        pytest.skip(
+            f"no {path.name} in the teacher cache {path.parent}: run `python -m training.label` "
+            "once (it fetches the mediapipe wheel) or set BINLAND_TEACHERS"
+        )
+    return path
+
+
+def frames(path: Path, count: int | None = None) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while count is None or len(out) < count:
+        ok, image = cap.read()
+        if not ok:
+            break
+        out.append(image)
+    cap.release()
+    return out
+
+
+def live(*args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("DISPLAY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "edge.live", "--no-display", "--threads", "1", *map(str, args)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@needs_media(TWO_PEOPLE)
+def test_blazepose_finder_finds_both_people_of_a_real_clip():
+    from edge.finders import BlazePoseFinder, create_finder
+
+    teacher("pose_detection")
+    finder = create_finder("blazepose", subject="person", margin=1.25)
+    assert isinstance(finder, BlazePoseFinder)
+    image = frames(TWO_PEOPLE, 26)[25]
+    found = finder.find(image)
+    assert len(found) == 2 and all(f.score > 0.5 for f in found)
+    assert found[0].score >= found[1].score  # best first
+    # One person each side of the frame, each crop about a body tall (they fill ~60% of it).
+    xs = sorted(f.box.center[0] for f in found)
+    assert xs[0] < 540 < xs[1]
+    for f in found:
+        x, y, w, h = f.rect
+        assert f.box.size == pytest.approx(w * 1.25) and f.box.rotation == 0
+        assert 600 < h < 1300 and 400 < f.box.center[1] < 1200
+    assert finder(image) == found[0].box  # the single-person fallback: the best one's crop
+    assert finder.find(np.full((480, 640, 3), 127, np.uint8)) == []
+
+
+@needs_media(TWO_PEOPLE)
+def test_live_follows_two_people_each_with_an_id(tmp_path):
+    teacher("pose_detection")
+    log, video = tmp_path / "people.jsonl", tmp_path / "people.mp4"
+    people = ["--max-people", "2", "--jsonl", log, "--output", video, "--segment", "0"]
+    proc = live("--model", "pose", "--source", TWO_PEOPLE, *people)
+    assert proc.returncode == 0, proc.stderr
+    records = read_jsonl(log)
+    assert len(records) == 40 == int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT))
+    assert "finding" in proc.stdout  # the finder's time is in the summary
+    two = [r for r in records if len(r["people"]) == 2]
+    assert len(two) >= 30, [len(r["people"]) for r in records]
+    for record in records:
+        assert "landmarks" not in record and {"frame", "timestamp", "people"} <= set(record)
+        ids = [p["id"] for p in record["people"]]
+        assert ids == sorted(set(ids))  # by ID, never one ID twice
+        for person in record["people"]:
+            assert set(person) == {"id", "box", "score", "tracking", "landmarks"}
+            assert len(person["landmarks"]) == 16
+            assert person["landmarks"][0]["name"] == "right_ankle"
+    # Each ID stays on its person, on their side of the frame.
+    sides = {}
+    for record in two:
+        for person in record["people"]:
+            sides.setdefault(person["id"], set()).add(person["box"]["center"][0] > 540)
+    assert len(sides) == 2 and all(len(s) == 1 for s in sides.values()), sides
+
+
+@needs_media(TWO_PEOPLE)
+def test_each_person_is_drawn_in_their_own_colour():
+    from edge.model import LandmarkModel
+    from edge.multitrack import multi_tracker_for
+    from edge.smoothing import OneEuroFilter
+    from edge.sources import Frame
+
+    teacher("pose_detection")
+    model = LandmarkModel(BUNDLED["pose"], num_threads=1)
+    tracker = multi_tracker_for(model.metadata, 2)
+    video = model.video_pipeline(tracker, smoother=OneEuroFilter())
+    for i, image in enumerate(frames(TWO_PEOPLE, 3)):
+        result = video.process(Frame(image, i / 12.0, i))
+    assert [p.id for p in result.people] == [1, 2]
+    overlay = video.annotate(result, fps=12.0)
+    for person in result.people:
+        colour = np.array(track_colour(person.id))
+        # The skeleton of each person is drawn in their colour, around their own landmarks.
+        x0, y0 = np.nanmin(person.points, axis=0).astype(int)
+        x1, y1 = np.nanmax(person.points, axis=0).astype(int)
+        region = overlay[max(y0, 0) : y1 + 1, max(x0, 0) : x1 + 1]
+        assert (region == colour).all(axis=-1).sum() > 200, person.id
+    assert track_colour(1) != track_colour(2)
+    record = video.record(result, {"total": 1.0})
+    assert [p["id"] for p in record["people"]] == [1, 2] and record["found"] in (None, 2)
+
+
+@needs_media(TWO_FACES)
+def test_live_follows_two_faces(tmp_path):
+    teacher("face_detection_short_range")
+    log = tmp_path / "faces.jsonl"
+    faces = ["--max-faces", "2", "--face-detector", "blazeface", "--jsonl", log]
+    proc = live("--model", "face", "--source", TWO_FACES, *faces)
+    assert proc.returncode == 0, proc.stderr
+    records = read_jsonl(log)
+    assert len(records) == 56
+    counts = [len(r["people"]) for r in records]
+    assert sum(c == 2 for c in counts) > 40, counts
+    assert all(len(p["landmarks"]) == 68 for r in records for p in r["people"])
+    # The man on the left and the woman on the right keep their IDs.
+    left = {p["id"] for r in records for p in r["people"] if p["box"]["center"][0] < 240}
+    right = {p["id"] for r in records for p in r["people"] if p["box"]["center"][0] >= 240}
+    assert left and right and not left & right
+
+
+@needs_media(TWO_FACES)
+def test_predict_with_a_finder_returns_every_face():
+    from edge.model import LandmarkModel, Landmarks
+
+    model = LandmarkModel(BUNDLED["face"], num_threads=1)
+    image = frames(TWO_FACES, 1)[0]
+    faces = model.predict(image, finder="haar")  # Haar finds both in the first frame
+    assert len(faces) == 2 and all(isinstance(f, Landmarks) for f in faces)
+    assert all(f.points.shape == (68, 2) for f in faces)
+    xs = sorted(float(np.median(f.points[:, 0])) for f in faces)
+    assert xs[0] < 240 <= xs[1]  # one face each side
+    assert model.predict(image, finder="haar", max_people=1)[0].box == faces[0].box
+    single = model.predict(image)  # the single-box call is unchanged
+    assert isinstance(single, Landmarks) and single.box.size == 480
+    assert model.predict(np.full((120, 160, 3), 90, np.uint8), finder="haar") == []
+    with pytest.raises(ValueError, match="a box or a finder"):
+        model.predict(image, faces[0].box, finder="haar")
+
+
+def test_several_faces_refused_for_a_segmentation_model():
+    faceparts = BUNDLED["pose"].with_name("faceparts.tflite")
+    proc = live("--model", faceparts, "--source", "demo", "--max-faces", "2")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: a segmentation model follows one face: --max-faces more than 1 is for face "
+        "landmark models"
+    )
+
+
+@needs_media(TWO_PEOPLE)
+def test_one_person_can_fall_back_to_the_person_finder():
+    from edge.finders import create_finder
+    from edge.metadata import read_metadata
+    from edge.tracking import search_boxes, tracker_for
+
+    teacher("pose_detection")
+    meta = read_metadata(BUNDLED["pose"])
+    image = frames(TWO_PEOPLE, 26)[25]
+    finder = create_finder("blazepose", subject="person", margin=meta.box_margin)
+    tracker = tracker_for(meta, person_finder="blazepose")  # --max-people 1 --person-finder
+    assert tracker.box_for(image) == finder(image)
+    assert tracker.probe_for(image) is None  # the finder replaces the search boxes
+    assert tracker_for(meta).box_for(image) in search_boxes(1080, 1920)  # the default

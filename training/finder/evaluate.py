@@ -1,0 +1,342 @@
+"""Scoring a finder (Keras or .tflite) against the teacher's labels: recall and precision.
+
+Each frame goes through the device's own steps: letterboxed (:func:`edge.finder_codec.
+letterbox`), normalised (:func:`edge.transform.normalise_input`), run, and decoded by the
+model's :class:`~edge.finder_codec.FinderCodec` back to frame pixels. Then, per class, the
+finds are matched to the labels best find first, each to the unmatched label it overlaps most
+at IoU >= ``iou`` (0.5):
+
+* only labels at least ``min_height`` of the frame's height tall count (a sixth: the
+  acceptance bar of the finder issue); smaller ones, and the teacher's weak finds the label
+  tool set aside (``ignore``), are *ignored*: a find on one is neither right nor wrong, and
+  missing one costs nothing;
+* a find that matches no counted label is false, unless it overlaps an ignored one, or is
+  itself under ``min_height`` tall (it might be one of the small people nobody counts);
+* recall = matched labels / counted labels, precision = matched finds / (matched + false).
+
+For the matched pairs the landmark crop is compared too: its centre error and its side's
+error as a share of the label's side, and the rotation error in degrees. The same numbers
+are given for the frames with several counted people alone, where a finder has to separate
+them. ``python -m training.evaluate --dataset finder`` lands in :func:`evaluate`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.errors import ModelError
+from edge.finder_codec import FinderCodec, Found, letterbox, letterbox_input
+from edge.transform import normalise_input
+
+from ..data.base import CorruptSample
+from ..predictor import Predictor, load_predictor
+from ..task import EvaluateOptions
+from .data import FinderDataset, FinderSample
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes ``a`` (N, 4) with ``b`` (M, 4), corners (x0, y0, x1, y1): (N, M)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(axis=-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+@dataclass
+class FrameMatch:
+    """One frame's outcome: counts and the matched (find, label) pairs."""
+
+    matched: int = 0
+    missed: int = 0
+    false: int = 0
+    ignored: int = 0
+    pairs: list[tuple[Found, Found]] = field(default_factory=list)
+
+    @property
+    def labels(self) -> int:
+        return self.matched + self.missed
+
+
+def match_frame(
+    found: list[Found],
+    labels: list[Found],
+    ignore: list[Found],
+    frame_height: int,
+    *,
+    min_height: float = 1.0 / 6.0,
+    iou: float = 0.5,
+) -> FrameMatch:
+    """Match one frame's finds to its labels (see the module docstring)."""
+    bar = min_height * frame_height
+    counted = [o for o in labels if o.rect[3] >= bar]
+    ignored = list(ignore) + [o for o in labels if o.rect[3] < bar]
+    result = FrameMatch()
+    taken: set[int] = set()
+    for f in sorted(found, key=lambda f: -f.score):
+        same = [i for i, o in enumerate(counted) if o.class_id == f.class_id and i not in taken]
+        if same:
+            overlaps = box_iou(f.corners, np.stack([counted[i].corners for i in same]))[0]
+            best = int(np.argmax(overlaps))
+            if overlaps[best] >= iou:
+                taken.add(same[best])
+                result.matched += 1
+                result.pairs.append((f, counted[same[best]]))
+                continue
+        others = [o for o in ignored if o.class_id == f.class_id]
+        if others and box_iou(f.corners, np.stack([o.corners for o in others])).max() >= iou:
+            result.ignored += 1
+        elif f.rect[3] < bar:
+            result.ignored += 1
+        else:
+            result.false += 1
+    result.missed = len(counted) - len(taken)
+    return result
+
+
+def crop_errors(pairs: list[tuple[Found, Found]]) -> dict[str, float]:
+    """Median crop errors of matched (find, label) pairs: centre distance and side
+    difference over the label's side, rotation difference in degrees."""
+    if not pairs:
+        return {}
+    centre, side, turn = [], [], []
+    for f, o in pairs:
+        size = o.box.size
+        centre.append(float(np.hypot(*(np.subtract(f.box.center, o.box.center)))) / size)
+        side.append(abs(f.box.size - size) / size)
+        turn.append(abs((f.box.rotation - o.box.rotation + 180.0) % 360.0 - 180.0))
+    return {
+        "crop_centre_error": float(np.median(centre)),
+        "crop_size_error": float(np.median(side)),
+        "crop_rotation_error_deg": float(np.median(turn)),
+    }
+
+
+@dataclass
+class FinderScore:
+    """Totals over a set: recall, precision and the crop errors, overall and on the frames
+    with several counted subjects."""
+
+    frames: int = 0
+    skipped: int = 0
+    all: FrameMatch = field(default_factory=FrameMatch)
+    crowded: FrameMatch = field(default_factory=FrameMatch)
+    crowded_frames: int = 0
+    kept: list = field(default_factory=list)  # (sample, finds) for pictures
+
+    def add(self, match: FrameMatch) -> None:
+        self.frames += 1
+        for total in (self.all, self.crowded) if match.labels >= 2 else (self.all,):
+            total.matched += match.matched
+            total.missed += match.missed
+            total.false += match.false
+            total.ignored += match.ignored
+            total.pairs += match.pairs
+        self.crowded_frames += match.labels >= 2
+
+    @staticmethod
+    def _rates(m: FrameMatch) -> dict[str, float]:
+        recall = m.matched / m.labels if m.labels else float("nan")
+        finds = m.matched + m.false
+        precision = m.matched / finds if finds else float("nan")
+        f1 = 2 * recall * precision / (recall + precision) if recall + precision > 0 else 0.0
+        return {"recall": recall, "precision": precision, "f1": f1}
+
+    def values(self) -> dict[str, float]:
+        out = {**self._rates(self.all), **crop_errors(self.all.pairs)}
+        out.update({f"several/{k}": v for k, v in self._rates(self.crowded).items()})
+        out.update(
+            labels=self.all.labels,
+            matched=self.all.matched,
+            false=self.all.false,
+            ignored=self.all.ignored,
+            frames=self.frames,
+            several_frames=self.crowded_frames,
+        )
+        return out
+
+    def table(self, title: str = "") -> str:
+        v = self.values()
+        lines = [title] if title else []
+        lines.append(
+            f"  all frames ({self.frames}): recall {100 * v['recall']:6.2f}  precision "
+            f"{100 * v['precision']:6.2f}  ({v['matched']} of {v['labels']} labels found, "
+            f"{v['false']} false, {v['ignored']} on ignored or small subjects)"
+        )
+        lines.append(
+            f"  frames with several ({self.crowded_frames}): recall "
+            f"{100 * v['several/recall']:6.2f}  precision {100 * v['several/precision']:6.2f}"
+        )
+        if "crop_centre_error" in v:
+            lines.append(
+                f"  landmark crop (median, matched): centre {100 * v['crop_centre_error']:.1f}% "
+                f"and side {100 * v['crop_size_error']:.1f}% of its side, rotation "
+                f"{v['crop_rotation_error_deg']:.1f} deg"
+            )
+        return "\n".join(lines)
+
+
+def check_finder(metadata, where: str, classes: tuple[str, ...]) -> None:
+    if metadata.task != "finder":
+        raise ModelError(
+            f"{where} is a {metadata.task} model ({metadata.skeleton}); a finder dataset "
+            "needs a finder model"
+        )
+    if tuple(metadata.classes) != tuple(classes):
+        raise ModelError(
+            f"{where} finds {', '.join(metadata.classes)}; the dataset's labels are "
+            f"{', '.join(classes)}"
+        )
+
+
+def score_dataset(
+    predictor: Predictor,
+    dataset: FinderDataset,
+    *,
+    codec: FinderCodec | None = None,
+    min_height: float = 1.0 / 6.0,
+    iou: float = 0.5,
+    batch_size: int = 16,
+    limit: int | None = None,
+    keep: int = 0,
+    progress: Callable | None = None,
+) -> FinderScore:
+    """Recall and precision of ``predictor`` (a finder) over ``dataset`` (see the module
+    docstring); ``codec``: the decoding (default: the model's metadata's). Corrupt records are
+    skipped and counted; ``keep`` frames, spread over the set, are kept for pictures."""
+    meta = predictor.metadata
+    check_finder(meta, "the model", dataset.classes)
+    codec = codec or meta.finder_codec()
+    size = codec.input_size
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    keep_at = set(np.linspace(0, n - 1, keep).round().astype(int).tolist()) if keep and n else set()
+    result = FinderScore()
+    batches = range(0, n, batch_size)
+    for start in progress(batches) if progress else batches:
+        items: list[tuple[int, FinderSample]] = []
+        crops = []
+        for i in range(start, min(start + batch_size, n)):
+            try:
+                sample = dataset.load(i)
+            except CorruptSample as exc:
+                dataset.skipped.record(i, str(exc))
+                continue
+            crop, _ = letterbox_input(sample.image, size)
+            items.append((i, sample))
+            crops.append(crop)
+        if not crops:
+            continue
+        x = normalise_input(np.stack(crops), meta.input_color, meta.input_mean, meta.input_std)
+        outputs = predictor.heatmaps(x)
+        for (i, sample), out in zip(items, outputs, strict=True):
+            found = codec.decode(out, letterbox(sample.image.shape))
+            result.add(
+                match_frame(
+                    found,
+                    sample.objects,
+                    sample.ignore,
+                    sample.image.shape[0],
+                    min_height=min_height,
+                    iou=iou,
+                )
+            )
+            if i in keep_at:
+                result.kept.append((sample, found))
+    result.skipped = dataset.skipped.count
+    return result
+
+
+def write_pictures(result: FinderScore, path, height: int = 200):
+    """One picture: a row per kept frame, labels (white; ignored: grey) beside the finds
+    (green, with their crops in yellow)."""
+    import cv2
+
+    from edge.draw import draw_box
+
+    rows = []
+    for sample, found in result.kept:
+        left, right = sample.image.copy(), sample.image.copy()
+        for objects, colour in (
+            (sample.objects, (255, 255, 255)),
+            (sample.ignore, (128, 128, 128)),
+        ):
+            for o in objects:
+                x0, y0, x1, y1 = (int(round(v)) for v in o.corners)
+                cv2.rectangle(left, (x0, y0), (x1, y1), colour, 2)
+        for f in found:
+            x0, y0, x1, y1 = (int(round(v)) for v in f.corners)
+            cv2.rectangle(right, (x0, y0), (x1, y1), (0, 255, 0), 2)
+            draw_box(right, f.box, (0, 255, 255))
+        pair = np.hstack([left, right])
+        scale = height / pair.shape[0]
+        rows.append(cv2.resize(pair, (max(1, round(pair.shape[1] * scale)), height)))
+    if not rows:
+        return None
+    width = max(r.shape[1] for r in rows)
+    sheet = np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
+    if not cv2.imwrite(str(path), sheet):
+        raise OSError(f"cannot write {path}")
+    return path
+
+
+def evaluate(options: EvaluateOptions) -> int:
+    """``python -m training.evaluate --dataset finder``: the recall/precision table, and with
+    ``options.out`` metrics.json and a picture. Reader options ``min_height`` and ``iou``
+    (``--option``) change the protocol's bars."""
+    from tqdm import tqdm
+
+    from ..config import FinderConfig
+
+    reader = dict(options.options)
+    defaults = FinderConfig()
+    min_height = float(reader.pop("min_height", defaults.min_height))
+    iou = float(reader.pop("iou", defaults.iou))
+    split = options.split or "valid"
+    dataset = FinderDataset(options.data, split=split, **reader)
+    predictor = load_predictor(options.model, backend=options.backend, num_threads=options.threads)
+    n = len(dataset) if options.limit is None else min(options.limit, len(dataset))
+    result = score_dataset(
+        predictor,
+        dataset,
+        min_height=min_height,
+        iou=iou,
+        batch_size=options.batch_size,
+        limit=options.limit,
+        keep=options.pictures if options.out is not None else 0,
+        progress=lambda it: tqdm(
+            it,
+            total=-(-n // options.batch_size),
+            unit="batch",
+            desc=f"evaluating {options.model.name}",
+        ),
+    )
+    title = (
+        f"{options.model.name} [{predictor.description}] on finder/{split} "
+        f"(subjects taller than {min_height:.3g} of the frame, IoU {iou:g})"
+        f"{f', {result.skipped} corrupt skipped' if result.skipped else ''}"
+    )
+    print(result.table(title))
+    if options.out is not None:
+        options.out.mkdir(parents=True, exist_ok=True)
+        report = {
+            "model": str(options.model),
+            "runtime": predictor.description,
+            "dataset": "finder",
+            "data": str(options.data),
+            "split": split,
+            "min_height": min_height,
+            "iou": iou,
+            "skipped": result.skipped,
+            "values": result.values(),
+        }
+        (options.out / "metrics.json").write_text(json.dumps(report, indent=2))
+        picture = write_pictures(result, options.out / "finds.png")
+        print(f"wrote {options.out / 'metrics.json'}" + (f" and {picture}" if picture else ""))
+    return 0
