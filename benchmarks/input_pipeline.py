@@ -6,7 +6,7 @@
 
 For each config, on this machine and in one run (so read the ratios, not the absolute rates):
 
-* **input**: the config's own tf.data pipeline (``training.train.input_pipeline``: read,
+* **input**: the config's own tf.data pipeline (``training.landmarks.task.input_pipeline``: read,
   decode, augment, encode targets, batch, prefetch; parallel map as in training) is drained
   for ``--seconds`` after a warm-up, alone: images per second.
 * **model**: the config's model, compiled as ``training.train`` compiles it, trains on one
@@ -84,8 +84,9 @@ def measure(path: str, overrides: list[str], demo: bool, seconds: float, progres
     import tensorflow as tf
 
     from training.config import load_config
+    from training.fit import make_optimizer
+    from training.landmarks.task import build_model, input_pipeline, open_training_set
     from training.losses import stack_losses
-    from training.train import build_model, input_pipeline, make_optimizer, open_training_set
 
     config = load_config(REPO / path, overrides)
     load_before = os.getloadavg()[0]

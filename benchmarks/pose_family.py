@@ -198,8 +198,8 @@ def _build_worker(jobs_path: Path) -> int:
 
     from converters import convert
     from training.config import load_config
+    from training.landmarks.task import build_model
     from training.models import build_hourglass, count_macs
-    from training.train import build_model
 
     jobs = json.loads(jobs_path.read_text())
     for job in tqdm(jobs, desc="building models (nice 19)", unit="model"):

@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(edge.finders): OpenCV's Haar cascade, MediaPipe's short-range BlazeFace from the "
         f"teacher cache (${TEACHERS_ENV} or ~/.cache/binland/teachers), none (use the full "
         "frame), or the path of a short-range BlazeFace .tflite "
-        "(face_detection_short_range.tflite)",
+        "(face_detection_short_range.tflite) or of our 1-bit face finder",
     )
     track.add_argument(
         "--person-finder",
@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="blazepose|none|PATH",
         help="how pose models find people (edge.finders): blazepose is MediaPipe's person "
         f"detector, pose_detection.tflite, from the teacher cache (${TEACHERS_ENV} or "
-        "~/.cache/binland/teachers); PATH: that file elsewhere; none: the whole frame and the "
+        "~/.cache/binland/teachers); PATH: that file elsewhere, or our 1-bit finder (a .tflite "
+        "converted from a training.finder run); none: the whole frame and the "
         "search boxes. Default: none with --max-people 1, blazepose above",
     )
     track.add_argument(

@@ -10,7 +10,7 @@ from edge.skeletons import MPII16, SKELETONS
 from training.config import ConfigError, make_config
 from training.data.base import DatasetError, open_dataset
 from training.data.select import arm_raise_degrees, select
-from training.train import open_training_set
+from training.landmarks.task import open_training_set
 
 J = {name: i for i, name in enumerate(MPII16.landmarks)}
 

@@ -396,7 +396,7 @@ def test_saved_model_averages_the_last_checkpoints(tmp_path):
     import tensorflow as tf
 
     from training.artifacts import load_keras_model
-    from training.train import build_model
+    from training.landmarks.task import build_model
 
     run = tmp_path / "averaged"
     proc = subprocess.run(
@@ -434,7 +434,7 @@ def test_blend_start_saves_a_soup_of_the_fine_tune_and_its_start(tmp_path):
     import tensorflow as tf
 
     from training.artifacts import load_keras_model
-    from training.train import build_model
+    from training.landmarks.task import build_model
 
     start, run = tmp_path / "start", tmp_path / "blended"
     proc = subprocess.run(

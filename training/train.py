@@ -31,23 +31,10 @@ from edge.errors import EdgeError
 
 from .config import ConfigError, TrainConfig, load_config, make_config, read_yaml
 from .distribute import STRATEGIES
-from .fit import FitOptions, fit, make_optimizer, weights_digest
-from .landmarks.task import build_model, input_pipeline, open_training_set
+from .fit import FitOptions, fit
 from .tasks import task_for_config
 
-# The landmark task's parts that benchmarks/ (input_pipeline.py, pose_family.py) and
-# earlier scripts import from here; their home is training.landmarks.task and training.fit.
-__all__ = [
-    "TrainOptions",
-    "build_model",
-    "build_parser",
-    "input_pipeline",
-    "main",
-    "make_optimizer",
-    "open_training_set",
-    "run",
-    "weights_digest",
-]
+__all__ = ["TrainOptions", "build_parser", "main", "run"]
 
 
 @dataclass(frozen=True)
