@@ -55,6 +55,27 @@ def test_background_swaps_are_for_landmark_models_only():
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("task", "override", "message"),
+    [
+        ("segmentation", "sigma=2.0", "sigma is for task: landmarks"),
+        ("finder", "refine=dark", "refine is for task: landmarks"),
+        ("segmentation", "loss=bce", "task: segmentation trains class logits"),
+        ("segmentation", "model.heatmap_activation=sigmoid", "task: segmentation trains class"),
+    ],
+)
+def test_a_landmark_only_key_in_another_task_is_refused_not_ignored(task, override, message):
+    make_config(BASE, [override.replace("loss=bce", "sigma=2.0")])  # landmarks: fine
+    with pytest.raises(ConfigError, match=message) as caught:
+        make_config(BASE, [f"task={task}", override])
+    assert "\n" not in str(caught.value)
+
+
+def test_every_shipped_segmentation_and_finder_config_still_loads():
+    for name in ("faceparts", "person_finder", "face_finder"):
+        assert load_config(REPO / "configs" / f"{name}.yaml").task != "landmarks"
+
+
 def test_a_config_file_that_is_not_utf8_or_nested_too_deeply(tmp_path):
     latin = tmp_path / "latin.yaml"
     latin.write_bytes("name: caf\xe9\n".encode("latin-1"))

@@ -240,6 +240,7 @@ class TrainConfig:
             f"multiple of 4, got {self.model.stem_channels} and {self.model.stem_block_channels}",
         )
         self._check_finder()
+        self._check_landmark_only()
         _check(self.loss in ("mse", "bce"), f"loss must be mse or bce, got {self.loss!r}")
         _check(
             self.loss != "bce" or self.model.heatmap_activation == "sigmoid",
@@ -267,6 +268,25 @@ class TrainConfig:
             )
 
         self._check_augment()
+
+    def _check_landmark_only(self) -> None:
+        """Keys only the landmark heatmap codec reads: another task would train as if they
+        were unset, so a value there is refused rather than silently ignored."""
+        if self.task == "landmarks":
+            return
+        defaults = TrainConfig.__dataclass_fields__
+        for key in ("sigma", "refine"):
+            _check(
+                getattr(self, key) == defaults[key].default,
+                f"{key} is for task: landmarks (the heatmap codec); task: {self.task} does "
+                "not read it: drop it",
+            )
+        if self.task == "segmentation":  # the finder checks these itself, with its reason
+            _check(
+                self.loss == "mse" and self.model.heatmap_activation == "linear",
+                "loss and model.heatmap_activation are for heatmaps: task: segmentation "
+                "trains class logits with softmax cross-entropy: drop them",
+            )
 
     def _check_finder(self) -> None:
         f = self.finder
