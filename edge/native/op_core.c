@@ -263,6 +263,21 @@ int rows_per_task(int rows, int row_cost, thread_pool* pool) {
   return per > 0 ? per : 1;
 }
 
+int run_rows(lce_op* op, const void* input, void* output, thread_pool* pool,
+             pool_task_fn task, char* err, size_t err_len) {
+  rows_job job;
+  memset(&job, 0, sizeof(job));
+  job.op = op;
+  job.input = input;
+  job.output = output;
+  job.pool = pool;
+  job.rows_per_task = rows_per_task(op->rows, op->channels, pool);
+  const int tasks = (op->rows + job.rows_per_task - 1) / job.rows_per_task;
+  pool_run(pool, tasks, task, &job);
+  if (job.failed) return fail(err, err_len, "%s: out of memory", op->name);
+  return 0;
+}
+
 /* y = x * m (+ a): the runtime's MUL then ADD, one IEEE operation each (no
  * contraction, -ffp-contract=off), so the signs are the runtime's bit for bit. */
 VECTOR_CLONES static void affine_row(const float* x, int channels, const float* m, int m_len,

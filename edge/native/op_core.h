@@ -123,6 +123,12 @@ typedef struct {
 
 int rows_per_task(int rows, int row_cost, thread_pool* pool);
 
+/* Runs `task` over the op's rows (a rows_job of `op`, `input`, `output`, split by
+ * rows_per_task at one row costing `channels`); 0, or -1 with "NAME: out of memory" in
+ * `err` when a task could not get its scratch. */
+int run_rows(lce_op* op, const void* input, void* output, thread_pool* pool,
+             pool_task_fn task, char* err, size_t err_len);
+
 /* Row r of a float quantize (with its fused MUL/ADD, if any) from `in`;
  * y: scratch for `channels` floats. */
 void quantize_float_row(const lce_op* q, const float* in, size_t r, float* y, uint32_t* out);

@@ -74,16 +74,5 @@ VECTOR_CLONES static void dequantize_task(void* arg, int task, int thread_id) {
 
 int dequantize_run(lce_op* op, const void* input, void* output, thread_pool* pool, char* err,
                    size_t err_len) {
-  rows_job job;
-  memset(&job, 0, sizeof(job));
-  job.op = op;
-  job.input = input;
-  job.output = output;
-  job.pool = pool;
-  const int row_cost = op->channels;
-  job.rows_per_task = rows_per_task(op->rows, row_cost, pool);
-  const int tasks = (op->rows + job.rows_per_task - 1) / job.rows_per_task;
-  pool_run(pool, tasks, dequantize_task, &job);
-  if (job.failed) return fail(err, err_len, "%s: out of memory", op->name);
-  return 0;
+  return run_rows(op, input, output, pool, dequantize_task, err, err_len);
 }

@@ -173,21 +173,10 @@ static void quantize_task(void* arg, int task, int thread_id) {
 
 int quantize_run(lce_op* op, const void* input, void* output, thread_pool* pool, char* err,
                  size_t err_len) {
-  rows_job job;
-  memset(&job, 0, sizeof(job));
-  job.op = op;
-  job.input = input;
-  job.output = output;
-  job.pool = pool;
   if ((op->pre_mul_out >= 0 && !op->pre_mul_data) ||
       (op->pre_add_out >= 0 && !op->pre_add_data)) {
     return fail(err, err_len, "%s (node %d): a fused op's output has no buffer", op->name,
                 op->node_index);
   }
-  const int row_cost = op->channels;
-  job.rows_per_task = rows_per_task(op->rows, row_cost, pool);
-  const int tasks = (op->rows + job.rows_per_task - 1) / job.rows_per_task;
-  pool_run(pool, tasks, quantize_task, &job);
-  if (job.failed) return fail(err, err_len, "%s: out of memory", op->name);
-  return 0;
+  return run_rows(op, input, output, pool, quantize_task, err, err_len);
 }
