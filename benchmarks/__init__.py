@@ -10,7 +10,9 @@ and ``child_env``, so the child imports this checkout's packages wherever it was
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,3 +33,23 @@ def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
     paths = [str(REPO), *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return env
+
+
+def uptime() -> str:
+    """The machine's load as ``uptime`` prints it, for the tables' "Load before/after"
+    lines (the machine is shared, so every timing table says how busy it was)."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        load = os.getloadavg()
+        return f"load average: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}"
+
+
+def write_result(output: Path, text: str, result: dict) -> None:
+    """Print the markdown table ``text``, write it to ``output`` and ``result`` to the .json
+    beside it (the committed pair in benchmarks/results/)."""
+    print(text)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {output} and {output.with_suffix('.json').name}")

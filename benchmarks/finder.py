@@ -22,14 +22,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks import REPO, RESULTS_DIR, child_env, kernels, module_command
+from benchmarks import (
+    REPO,
+    RESULTS_DIR,
+    child_env,
+    kernels,
+    module_command,
+    uptime,
+    write_result,
+)
 from edge import cache_dir, cpu_name
 from edge.cli import ArgumentParser, int_in_range, run_cli
 from edge.errors import EdgeError
@@ -110,14 +117,6 @@ def untrained_finder(kind: str, rebuild: bool) -> Path:
     if subprocess.run(cmd, env=env).returncode != 0 or not out.is_file():
         raise BenchError(f"building the untrained {kind} finder failed (see above)")
     return out
-
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        load = os.getloadavg()
-        return f"load average: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}"
 
 
 def budget_verdicts(rows: list[dict], kinds: list[str]) -> list[str]:
@@ -289,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
     library = str(native.ensure_library())
     from tqdm import tqdm
 
-    uptime_before = _uptime()
+    uptime_before = uptime()
     per_round: dict[str, list[dict]] = {r["name"]: [] for r in rows}
     steps = tqdm(total=args.rounds * len(rows), desc="timing", unit="model")
     for _ in range(args.rounds):
@@ -307,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
                 raise BenchError(" ".join(str(exc).split())[:400]) from None
             steps.update()
     steps.close()
-    uptime_after = _uptime()
+    uptime_after = uptime()
     for r in rows:
         pooled = kernels.pool(per_round[r["name"]])
         r.update(
@@ -332,12 +331,7 @@ def run(args: argparse.Namespace) -> int:
         "rows": rows,
         "verdicts": verdicts,
     }
-    text = render(result)
-    print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    args.output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.output} and {args.output.with_suffix('.json').name}")
+    write_result(args.output, render(result), result)
     return 0
 
 

@@ -42,7 +42,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks import REPO, RESULTS_DIR, child_env, kernels, module_command
+from benchmarks import REPO, RESULTS_DIR, child_env, kernels, module_command, uptime, write_result
 from edge import cache_dir, cpu_name
 from edge.cli import ArgumentParser, positive_int, run_cli
 from edge.errors import EdgeError
@@ -351,14 +351,6 @@ def evaluate(trained: Trained, data: Path, threads: int, reevaluate: bool) -> di
 
 
 # ------------------------------------------------------------------------ timing
-
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        load = os.getloadavg()
-        return f"load average: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}"
 
 
 # ------------------------------------------------------------------------ report
@@ -674,7 +666,7 @@ def run(args: argparse.Namespace) -> int:
 
     # One interleaved run: every round times every row once, BlazePose included, so a change
     # of load on the shared cores hits all rows of a round alike.
-    uptime_before = _uptime()
+    uptime_before = uptime()
     per_round: dict[str, list[dict]] = {r["name"]: [] for r in [*rows, reference]}
     steps = tqdm(total=args.rounds * len(per_round), desc="timing", unit="model")
     for _ in range(args.rounds):
@@ -691,7 +683,7 @@ def run(args: argparse.Namespace) -> int:
                 raise FamilyError(" ".join(str(exc).split())[:400]) from None
             steps.update()
     steps.close()
-    uptime_after = _uptime()
+    uptime_after = uptime()
     for r in [*rows, reference]:
         pooled = kernels.pool(per_round[r["name"]])
         r.update(
@@ -723,12 +715,7 @@ def run(args: argparse.Namespace) -> int:
         "recommended": best["name"] if best else None,
         "recommendation": why,
     }
-    text = render(result)
-    print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
-    args.output.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.output} and {args.output.with_suffix('.json').name}")
+    write_result(args.output, render(result), result)
     return 0
 
 

@@ -18,6 +18,8 @@ Nothing here imports TensorFlow; the tasks import it inside their methods.
 from __future__ import annotations
 
 import abc
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -67,6 +69,60 @@ class EvaluateOptions:
     crop: str = "exact"  # or "jitter"
     jitter_seed: int = 0
     sources: Path | None = None
+
+    def batch_progress(self, samples: int) -> Callable[[Iterable], Iterable]:
+        """A progress bar over the batches that score ``samples`` samples, named after the
+        model (what every task's scoring loop takes as ``progress``)."""
+        from tqdm import tqdm
+
+        batches = -(-samples // self.batch_size)
+        return lambda it: tqdm(
+            it, total=batches, unit="batch", desc=f"evaluating {self.model.name}"
+        )
+
+    def write_metrics(self, report: dict) -> Path:
+        """``report`` as ``<out>/metrics.json`` (the folder made if needed); its path."""
+        assert self.out is not None, "no --out folder to write metrics.json to"
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / "metrics.json"
+        path.write_text(json.dumps(report, indent=2))
+        return path
+
+
+def metadata_fields(config: TrainConfig) -> dict[str, Any]:
+    """The metadata every task's model carries, from its config: input and heatmap sizes,
+    the input normalisation, the name, the weights' format and the crop margin. A task's
+    metadata constructor (``LandmarkMetadata.for_skeleton``, ``for_parts``, ``for_finder``)
+    adds what only it has."""
+    h, norm = config.heatmap_size, config.normalisation
+    return {
+        "input_size": (config.input_size, config.input_size),
+        "heatmap_size": (h, h),
+        "input_mean": tuple(float(v) for v in norm.mean),
+        "input_std": tuple(float(v) for v in norm.std),
+        "input_color": norm.color,
+        "model_name": config.name,
+        "weights_format": "lce" if config.model.binary else "float",
+        "box_margin": config.box_margin,
+    }
+
+
+def network_options(config: TrainConfig) -> dict[str, Any]:
+    """The hourglass options every task's network builder takes from ``config.model``
+    (``build_hourglass``, ``build_segmenter``, ``build_finder``); a task adds the options
+    only its head has."""
+    m = config.model
+    return {
+        "num_stacks": m.num_stacks,
+        "depth": m.depth,
+        "features": m.features,
+        "input_size": config.input_size,
+        "block": m.block,
+        "binary": m.binary,
+        "weight_scale": m.weight_scale,
+        "stem_channels": m.stem_channels,
+        "stem_block_channels": m.stem_block_channels,
+    }
 
 
 class Task(abc.ABC):

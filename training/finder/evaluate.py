@@ -22,7 +22,6 @@ them. ``python -m training.evaluate --dataset finder`` lands in :func:`evaluate`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -290,8 +289,6 @@ def evaluate(options: EvaluateOptions) -> int:
     """``python -m training.evaluate --dataset finder``: the recall/precision table, and with
     ``options.out`` metrics.json and a picture. Reader options ``min_height`` and ``iou``
     (``--option``) change the protocol's bars."""
-    from tqdm import tqdm
-
     from ..config import FinderConfig
 
     reader = dict(options.options)
@@ -310,12 +307,7 @@ def evaluate(options: EvaluateOptions) -> int:
         batch_size=options.batch_size,
         limit=options.limit,
         keep=options.pictures if options.out is not None else 0,
-        progress=lambda it: tqdm(
-            it,
-            total=-(-n // options.batch_size),
-            unit="batch",
-            desc=f"evaluating {options.model.name}",
-        ),
+        progress=options.batch_progress(n),
     )
     title = (
         f"{options.model.name} [{predictor.description}] on finder/{split} "
@@ -324,19 +316,19 @@ def evaluate(options: EvaluateOptions) -> int:
     )
     print(result.table(title))
     if options.out is not None:
-        options.out.mkdir(parents=True, exist_ok=True)
-        report = {
-            "model": str(options.model),
-            "runtime": predictor.description,
-            "dataset": "finder",
-            "data": str(options.data),
-            "split": split,
-            "min_height": min_height,
-            "iou": iou,
-            "skipped": result.skipped,
-            "values": result.values(),
-        }
-        (options.out / "metrics.json").write_text(json.dumps(report, indent=2))
+        metrics = options.write_metrics(
+            {
+                "model": str(options.model),
+                "runtime": predictor.description,
+                "dataset": "finder",
+                "data": str(options.data),
+                "split": split,
+                "min_height": min_height,
+                "iou": iou,
+                "skipped": result.skipped,
+                "values": result.values(),
+            }
+        )
         picture = write_pictures(result, options.out / "finds.png")
-        print(f"wrote {options.out / 'metrics.json'}" + (f" and {picture}" if picture else ""))
+        print(f"wrote {metrics}" + (f" and {picture}" if picture else ""))
     return 0

@@ -20,7 +20,7 @@ from edge.metadata import LandmarkMetadata
 from ..config import ConfigError, TrainConfig
 from ..data.base import RecordLoader
 from ..predictor import KerasPredictor
-from ..task import EvaluateOptions, Task, TaskData
+from ..task import EvaluateOptions, Task, TaskData, metadata_fields, network_options
 from .data import FinderDataset, MixedFinderDataset
 
 DATASETS = ("finder",)
@@ -138,19 +138,8 @@ def training_dataset(
 def finder_metadata(
     config: TrainConfig, classes: tuple[str, ...], extra: dict | None = None
 ) -> LandmarkMetadata:
-    h, norm = config.heatmap_size, config.normalisation
     return LandmarkMetadata.for_finder(
-        classes,
-        finder_codec(config, len(classes)),
-        input_size=(config.input_size,) * 2,
-        heatmap_size=(h, h),
-        input_mean=tuple(float(v) for v in norm.mean),
-        input_std=tuple(float(v) for v in norm.std),
-        input_color=norm.color,
-        model_name=config.name,
-        weights_format="lce" if config.model.binary else "float",
-        box_margin=config.box_margin,
-        extra=extra or {},
+        classes, finder_codec(config, len(classes)), **metadata_fields(config), extra=extra or {}
     )
 
 
@@ -160,18 +149,10 @@ def build_model(config: TrainConfig, num_classes: int):
     m = config.model
     return build_finder(
         num_classes=num_classes,
-        num_stacks=m.num_stacks,
-        depth=m.depth,
-        features=m.features,
-        input_size=config.input_size,
-        block=m.block,
-        binary=m.binary,
-        weight_scale=m.weight_scale,
+        **network_options(config),
         binary_skip=m.binary_skip,
         binary_head=m.binary_head,
         blocks_per_level=m.blocks_per_level,
-        stem_channels=m.stem_channels,
-        stem_block_channels=m.stem_block_channels,
     )
 
 

@@ -21,7 +21,6 @@ The protocol is written down in docs/validation.md and lives in :mod:`training.v
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -295,8 +294,6 @@ def mean_shape_for(options: EvaluateOptions, split: str, threads: int = 4) -> Me
 def evaluate(options: EvaluateOptions) -> int:
     """Score a landmark model on a landmark dataset: tables on stdout, and with
     ``options.out`` metrics.json, the curve and pictures."""
-    from tqdm import tqdm
-
     check(options)
     split = options.split or DEFAULT_SPLITS.get(options.dataset, "val")
     dataset = open_dataset(options.dataset, options.data, split=split, **options.options)
@@ -325,12 +322,7 @@ def evaluate(options: EvaluateOptions) -> int:
         limit=options.limit,
         refine=options.refine,
         jitter=jitter,
-        progress=lambda it: tqdm(
-            it,
-            total=-(-n // options.batch_size),
-            unit="batch",
-            desc=f"evaluating {options.model.name}",
-        ),
+        progress=options.batch_progress(n),
     )
     if mean is None:
         mean = own_mean_shape(preds)
@@ -415,7 +407,6 @@ class _Report:
 
     def write(self, dataset: LandmarkDataset) -> None:
         o, result, base = self.options, self.results[0], self.baselines[0]
-        o.out.mkdir(parents=True, exist_ok=True)
         report = {
             "model": str(o.model),
             "runtime": self.predictor.description,
@@ -436,10 +427,10 @@ class _Report:
             },
             **self.sources,
         }
-        (o.out / "metrics.json").write_text(json.dumps(report, indent=2))
+        metrics = o.write_metrics(report)
         plot_curve(result, o.out / "curve.png", label=o.model.name)
         pictures = write_pictures(dataset, self.preds, self.skeleton, o.out, o.pictures)
         print(
-            f"wrote {o.out / 'metrics.json'}, {o.out / 'curve.png'}"
+            f"wrote {metrics}, {o.out / 'curve.png'}"
             f"{f' and {len(pictures)} pictures' if pictures else ''}"
         )

@@ -15,7 +15,7 @@ from edge.metadata import LandmarkMetadata
 from ..config import ConfigError, TrainConfig
 from ..predictor import KerasPredictor
 from ..scoring import PROTOCOLS
-from ..task import EvaluateOptions, Task, TaskData
+from ..task import EvaluateOptions, Task, TaskData, metadata_fields, network_options
 
 
 def build_model(config: TrainConfig, num_landmarks: int):
@@ -24,38 +24,21 @@ def build_model(config: TrainConfig, num_landmarks: int):
 
     m = config.model
     return build_hourglass(
-        num_stacks=m.num_stacks,
-        depth=m.depth,
-        features=m.features,
+        **network_options(config),
         num_landmarks=num_landmarks,
-        input_size=config.input_size,
-        block=m.block,
-        binary=m.binary,
-        weight_scale=m.weight_scale,
         binary_skip=m.binary_skip,
         binary_head=m.binary_head,
         heatmap_activation=m.heatmap_activation,
         blocks_per_level=m.blocks_per_level,
-        stem_channels=m.stem_channels,
-        stem_block_channels=m.stem_block_channels,
     )
 
 
 def landmark_metadata(
     config: TrainConfig, skeleton_name: str, extra: dict | None = None
 ) -> LandmarkMetadata:
-    h = config.heatmap_size
-    norm = config.normalisation
     return LandmarkMetadata.for_skeleton(
         skeleton_name,
-        input_size=(config.input_size, config.input_size),
-        heatmap_size=(h, h),
-        input_mean=tuple(float(v) for v in norm.mean),
-        input_std=tuple(float(v) for v in norm.std),
-        input_color=norm.color,
-        model_name=config.name,
-        weights_format="lce" if config.model.binary else "float",
-        box_margin=config.box_margin,
+        **metadata_fields(config),
         heatmap_sigma=float(config.sigma),
         refine=config.refine,
         extra=extra or {},

@@ -10,7 +10,6 @@ F1, mIoU). ``python -m training.evaluate --dataset <segmentation set>`` lands in
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,8 +153,6 @@ def write_pictures(result: PartsScore, path: Path, colors, height: int = 160) ->
 def evaluate(options: EvaluateOptions) -> int:
     """``python -m training.evaluate`` on a segmentation dataset: the per-class table, and
     with ``options.out`` metrics.json (values and confusion matrix) and a picture."""
-    from tqdm import tqdm
-
     from .data import open_parts_dataset
 
     split = options.split or "val"
@@ -169,12 +166,7 @@ def evaluate(options: EvaluateOptions) -> int:
         batch_size=options.batch_size,
         limit=options.limit,
         keep=options.pictures if options.out is not None else 0,
-        progress=lambda it: tqdm(
-            it,
-            total=-(-n // options.batch_size),
-            unit="batch",
-            desc=f"evaluating {options.model.name}",
-        ),
+        progress=options.batch_progress(n),
     )
     title = (
         f"{options.model.name} [{predictor.description}] on {options.dataset}/{split}: "
@@ -183,20 +175,20 @@ def evaluate(options: EvaluateOptions) -> int:
     )
     print(result.table(title))
     if options.out is not None:
-        options.out.mkdir(parents=True, exist_ok=True)
-        report = {
-            "model": str(options.model),
-            "runtime": predictor.description,
-            "dataset": options.dataset,
-            "split": split,
-            "samples": result.samples,
-            "skipped": result.skipped,
-            "values": result.values(),
-            "confusion": result.confusion.tolist(),
-        }
-        (options.out / "metrics.json").write_text(json.dumps(report, indent=2))
+        metrics = options.write_metrics(
+            {
+                "model": str(options.model),
+                "runtime": predictor.description,
+                "dataset": options.dataset,
+                "split": split,
+                "samples": result.samples,
+                "skipped": result.skipped,
+                "values": result.values(),
+                "confusion": result.confusion.tolist(),
+            }
+        )
         picture = write_pictures(
             result, options.out / "predictions.png", predictor.metadata.class_colors
         )
-        print(f"wrote {options.out / 'metrics.json'}" + (f" and {picture}" if picture else ""))
+        print(f"wrote {metrics}" + (f" and {picture}" if picture else ""))
     return 0

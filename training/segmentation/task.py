@@ -17,7 +17,7 @@ from edge.metadata import LandmarkMetadata
 from ..config import ConfigError, TrainConfig
 from ..data.base import RecordLoader
 from ..predictor import KerasPredictor
-from ..task import EvaluateOptions, Task, TaskData
+from ..task import EvaluateOptions, Task, TaskData, metadata_fields, network_options
 from .data import PARTS_DATASETS, MixedPartsDataset, PartsDataset, open_parts_dataset
 
 
@@ -94,37 +94,13 @@ def training_dataset(dataset: PartsDataset, config: TrainConfig, batch_size: int
 
 
 def parts_metadata(config: TrainConfig, labels: str, extra: dict | None = None) -> LandmarkMetadata:
-    h, norm = config.heatmap_size, config.normalisation
-    return LandmarkMetadata.for_parts(
-        labels,
-        input_size=(config.input_size,) * 2,
-        heatmap_size=(h, h),
-        input_mean=tuple(float(v) for v in norm.mean),
-        input_std=tuple(float(v) for v in norm.std),
-        input_color=norm.color,
-        model_name=config.name,
-        weights_format="lce" if config.model.binary else "float",
-        box_margin=config.box_margin,
-        extra=extra or {},
-    )
+    return LandmarkMetadata.for_parts(labels, **metadata_fields(config), extra=extra or {})
 
 
 def build_model(config: TrainConfig, num_classes: int):
     from ..models import build_segmenter
 
-    m = config.model
-    return build_segmenter(
-        num_classes=num_classes,
-        num_stacks=m.num_stacks,
-        depth=m.depth,
-        features=m.features,
-        input_size=config.input_size,
-        block=m.block,
-        binary=m.binary,
-        weight_scale=m.weight_scale,
-        stem_channels=m.stem_channels,
-        stem_block_channels=m.stem_block_channels,
-    )
+    return build_segmenter(num_classes=num_classes, **network_options(config))
 
 
 def validation_score(config: TrainConfig, val_set: PartsDataset, model) -> dict[str, float]:
