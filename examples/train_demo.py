@@ -6,23 +6,33 @@
 The models learn from real footage labelled by teacher models (BlazePose for bodies,
 MediaPipe's face mesh for faces), mixed with procedural figures where the config says so.
 Everything goes through the project's own command-line tools, so this file is also a worked
-example of the whole pipeline:
+example of the whole pipeline. Each task's recipe is one entry of ``TASKS``: its config (and
+earlier stages), its split file, its label runs and its real held-out sets.
 
-0. ``python -m training.label pose|face <media>/... --out data/real_<task>
-   --split configs/splits/real_media.yaml ...``: teacher labels for every clip and photo of
-   the media folder, whole clips held out for validation. The label tool resumes on its own,
-   so a second run only reads back what it wrote (``--skip-label`` skips the step);
-1. ``python -m training.train --config configs/real_<task>.yaml --out <out>/real_<task>``
-   (a 1-stack binary HPM hourglass); pose trains three stages, each starting from the one
-   before (``init_from=``): ``configs/real_pose_96.yaml`` (96 px), ``configs/real_pose.yaml``
-   (128 px) and ``configs/real_pose_arms.yaml`` (raised arms shown more often, blended with
-   stage 2's weights), into ``<out>/<config name>``;
+0. ``python -m training.label pose|face <media>/... --out data/<folder> --split <split file>
+   ...``, once per label run of the task (face: the clips into data/face_v2_clips, the photos
+   into data/face_v2_photos): teacher labels for every clip and photo, whole sources held out
+   (``configs/splits/held_out_sources.yaml``: a reported ``valid`` side, a model-choosing
+   ``select`` side; pose still uses the first models' ``configs/splits/real_media.yaml``).
+   The label tool resumes on its own, so a second run only reads back what it wrote
+   (``--skip-label`` skips the step, after checking that the labels on disk were made with
+   the recipe's settings);
+1. ``python -m training.train --config <config> --out <out>/<config name>``: face
+   ``configs/face_v2.yaml`` (a 1-stack binary HPM hourglass, 128 features); pose trains three
+   stages, each starting from the one before (``init_from=``): ``configs/real_pose_96.yaml``
+   (96 px), ``configs/real_pose.yaml`` (128 px) and ``configs/real_pose_arms.yaml`` (raised
+   arms shown more often, blended with stage 2's weights);
 2. ``python -m converters.convert <run>/model.keras --format lce`` (bitpacked ``LceBconv2d``
    ops, landmark metadata embedded);
 3. ``python -m training.evaluate`` for the Keras model and the .tflite on
-   - the real held-out clips, against the teacher's labels (pose: PCK@0.2 of the torso and
-     PCKh@0.5; faces: NME, AUC@0.08, FR@0.08), with a few side-by-side pictures written
-     under ``<run>/eval_real_tflite/`` (they show the media: never commit them);
+   - each real held-out set, against the teacher's labels (pose: PCK@0.2 of the torso and
+     PCKh@0.5; faces: NME, inner-point NME, AUC@0.08, FR@0.08), with the training set's mean
+     shape in the same crop beside every number (docs/validation.md) and, where the labels
+     have a sources index, per activity group. Face: the ``valid`` side of the clips and of
+     the photos, with ``--crop jitter`` (the crop moved as the device's tracker moves it),
+     never the config's ``val_path`` (the ``select`` side that chose the model). A few
+     side-by-side pictures go under ``<run>/eval_real_<set>_tflite/`` (they show the media:
+     never commit them);
    - the synthetic validation set the earlier, procedural-only demo models were scored on
      (``configs/demo_<task>.yaml``), so old and new numbers compare;
 4. copy the .tflite to ``edge/models/`` and record the numbers in
@@ -49,6 +59,11 @@ if str(REPO) not in sys.path:
 
 from edge.cli import ArgumentParser, HelpFormatter, add_threads_argument, positive_int  # noqa: E402
 
+# Each task's recipe. "labels": the training.label runs, each into its own folder ("out"):
+# sources under --media, then its options past --out and --split. "real": the held-out sets
+# the report scores, each from one label run ("labels"), with training.evaluate's dataset,
+# data, split, protocols (empty: the dataset's own) and crop. "chosen_on": which set chose
+# the model (never one of the "real" sets when the split has a select side).
 TASKS = {
     "pose": {
         "config": "configs/real_pose_arms.yaml",
@@ -57,27 +72,92 @@ TASKS = {
         "stages": ("configs/real_pose_96.yaml", "configs/real_pose.yaml"),
         # The procedural set the earlier demo models were scored on (its validation split).
         "synthetic_config": "configs/demo_pose.yaml",
-        # Scored against the teacher: PCK@0.2 of the torso first (the headline), then PCKh.
-        "protocols": ("pck_torso", "pckh"),
         "teacher": "BlazePose (pose_landmark_full) mapped to MPII-16",
-        # training.label: sources under --media, then its options past --out and --split.
-        "sources": ("pose", "images"),
-        "label_options": ("--every", "2", "--max-per-source", "150"),
+        "split": "configs/splits/real_media.yaml",  # whole clips held out
+        "chosen_on": "the held-out clips it reports (configs/splits/real_media.yaml has no "
+        "select side; the arm-stage candidates were compared on them: "
+        "benchmarks/results/arms.md)",
+        "labels": (
+            {
+                "name": "media",
+                "out": "data/real_pose",
+                "sources": ("pose", "images"),
+                "options": ("--every", "2", "--max-per-source", "150"),
+            },
+        ),
+        "real": (
+            {
+                "name": "held-out clips",
+                "key": "clips",
+                "labels": "media",
+                "dataset": "mpii",
+                "data": "data/real_pose",
+                "split": "val",
+                # PCK@0.2 of the torso first (the headline), then PCKh.
+                "protocols": ("pck_torso", "pckh"),
+                "crop": "exact",
+            },
+        ),
     },
     "face": {
-        "config": "configs/real_face.yaml",
+        "config": "configs/face_v2.yaml",
         "synthetic_config": "configs/demo_face.yaml",
-        "protocols": (),  # the dataset's own: NME, AUC@0.08, FR@0.08
-        "teacher": "MediaPipe face mesh mapped to iBUG-68",
-        "sources": ("face", "images", "pose/webcam_*"),
-        "label_options": ("--every", "2", "--max-per-source", "150", "--box-px", "96"),
+        "teacher": "MediaPipe face mesh mapped to iBUG-68 (labels version 2)",
+        "split": "configs/splits/held_out_sources.yaml",
+        "chosen_on": "the select side of configs/splits/held_out_sources.yaml (3 clips, 5 "
+        "photo sources), against the bundled v1: benchmarks/results/face_v2_candidates.md; "
+        "the valid side reported here chose nothing",
+        "labels": (
+            {
+                "name": "clips",
+                "out": "data/face_v2_clips",
+                "sources": ("face", "pose/webcam_*"),
+                "options": (
+                    *("--every", "1", "--max-per-source", "400"),
+                    *("--box-px", "96", "--labels-version", "2"),
+                ),
+            },
+            {
+                "name": "photos",
+                "out": "data/face_v2_photos",
+                "sources": ("images", "images2/face"),
+                "options": (
+                    *("--every", "2", "--max-per-source", "0"),
+                    *("--box-px", "96", "--labels-version", "2"),
+                ),
+            },
+        ),
+        "real": tuple(
+            {
+                "name": f"face {kind}",
+                "key": kind,
+                "labels": kind,
+                "dataset": "300w",
+                "data": f"data/face_v2_{kind}/valid",
+                "split": "all",
+                "protocols": (),  # the dataset's own: NME (+ inner points), AUC@0.08, FR@0.08
+                "crop": "jitter",  # as benchmarks/held_out.py scores the valid side
+            }
+            for kind in ("clips", "photos")
+        ),
     },
 }
-SPLIT_FILE = "configs/splits/real_media.yaml"  # whole clips held out for validation
 DEFAULT_MEDIA = Path(os.path.normpath(REPO / ".." / "shared" / "media"))
 REPORT = REPO / "benchmarks" / "results" / "demo_models.md"
-PICTURES = 6  # side-by-side pictures of the real held-out set (the .tflite's evaluation)
-LOWER_IS_BETTER = ("nme", "fr@0.08")
+PICTURES = 6  # side-by-side pictures of each real held-out set (the .tflite's evaluation)
+LOWER_IS_BETTER = ("nme", "nme_inner", "fr@0.08")
+# The keys of an evaluation record that are not metrics.
+NOT_METRICS = (
+    "runtime",
+    "headline",
+    "samples",
+    "images",
+    "skipped",
+    "baseline",
+    "clearly_beaten",
+    "groups",
+    "sides",
+)
 
 
 class DemoError(Exception):
@@ -131,22 +211,16 @@ def _config(task: str):
 # --- step 0: teacher labels -------------------------------------------------------------
 
 
-def label_dir(task: str) -> Path:
-    """Where ``training.label`` writes the task's dataset: the folder that holds the
-    config's training and validation paths (data/real_pose; data/real_face for train/ and
-    valid/)."""
-    data = _config(task).dataset
-    paths = [data.path, data.val_path or data.path]
-    if not all(paths):
-        raise DemoError(f"{TASKS[task]['config']}: dataset.path is not set")
-    return Path(os.path.commonpath(paths))
+def label_runs(task: str) -> tuple[dict, ...]:
+    """The task's ``training.label`` runs (each: name, out, sources, options)."""
+    return TASKS[task]["labels"]
 
 
-def label_args(task: str, media: Path, out: Path | None = None) -> list[str]:
-    """``training.label`` arguments that label ``media`` for ``task`` into ``out``."""
-    spec = TASKS[task]
-    out = REPO / (label_dir(task) if out is None else out)
-    sources = [_shown(media / s) for s in spec["sources"]]
+def label_args(task: str, run: dict, media: Path, out: Path | None = None) -> list[str]:
+    """``training.label`` arguments that label ``media`` for label run ``run`` of ``task``
+    into ``out`` (default: the run's own folder)."""
+    out = REPO / (run["out"] if out is None else out)
+    sources = [_shown(media / s) for s in run["sources"]]
     return [
         "training.label",
         task,
@@ -154,15 +228,61 @@ def label_args(task: str, media: Path, out: Path | None = None) -> list[str]:
         "--out",
         _shown(out),
         "--split",
-        SPLIT_FILE,
-        *spec["label_options"],
+        TASKS[task]["split"],
+        *run["options"],
     ]
 
 
-def label_summary(task: str, out: Path | None = None) -> dict | None:
-    """The label tool's ``summary_<task>.json`` (counts, records per split), or None."""
-    path = REPO / (label_dir(task) if out is None else out) / f"summary_{task}.json"
+def label_summary(task: str, run: dict) -> dict | None:
+    """The label tool's ``summary_<task>.json`` of a label run (counts, records per side,
+    settings), or None."""
+    path = REPO / run["out"] / f"summary_{task}.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def recipe_settings(args: list[str]) -> dict:
+    """The settings ``training.label`` stores with every finished source (``parts/``) for
+    these arguments: a rerun resumes the sources labelled with exactly these and labels
+    the others again."""
+    from training.label.cli import build_parser as label_parser
+    from training.label.labellers import LabelOptions
+    from training.label.labelling import LABELS_VERSION, checked
+
+    parsed = label_parser().parse_args(args[1:])  # past "training.label"
+    options = checked(LabelOptions(**{**vars(parsed), "sources": tuple(parsed.sources)}))
+    return options.settings(versioned=options.task in LABELS_VERSION)
+
+
+def labels_mismatch(task: str, run: dict, media: Path | None) -> str | None:
+    """Why the labels in the run's folder are not what the recipe's command makes (other
+    settings, another split file, other sources: a rerun would label them again), or None
+    when rerunning it would only resume. The sources are compared when ``media`` is given."""
+    summary = label_summary(task, run)
+    if summary is None:
+        return f"{run['out']} has no summary_{task}.json"
+    args = label_args(task, run, media or DEFAULT_MEDIA)
+    wanted = recipe_settings(args)
+    if summary.get("settings") != wanted:
+        return (
+            f"{run['out']} was labelled with {summary.get('settings')}, the recipe's are {wanted}"
+        )
+    if summary.get("split_file") != TASKS[task]["split"]:
+        return f"{run['out']} was split by {summary.get('split_file')}, not {TASKS[task]['split']}"
+    if media is None:
+        return None
+    from training.label.sources import expand
+
+    index = REPO / run["out"] / f"sources_{task}.json"
+    if not index.is_file():
+        return f"{run['out']} has no sources_{task}.json"
+    had = {str((REPO / e["path"]).resolve()) for e in json.loads(index.read_text()).values()}
+    now = {str(p.resolve()) for p in expand([str(REPO / s) for s in args[2 : args.index("--out")]])}
+    if had != now:
+        return (
+            f"{run['out']} was labelled from {len(had)} sources, the recipe's command finds "
+            f"{len(now)} ({len(now - had)} new, {len(had - now)} gone)"
+        )
+    return None
 
 
 def find_media(given: Path | None, tasks: list[str], skip_label: bool) -> Path | None:
@@ -175,17 +295,17 @@ def find_media(given: Path | None, tasks: list[str], skip_label: bool) -> Path |
     else:
         media = DEFAULT_MEDIA if DEFAULT_MEDIA.is_dir() else None
     if skip_label or media is None:
-        missing = [str(label_dir(t)) for t in tasks if label_summary(t) is None]
+        missing = [r["out"] for t in tasks for r in label_runs(t) if label_summary(t, r) is None]
         if missing:
             why = "--skip-label was given" if skip_label else f"{_shown(DEFAULT_MEDIA)} is absent"
             raise DemoError(
                 f"no labels in {', '.join(missing)} and {why}: pass --media DIR "
-                "(the folder with pose/, face/ and images/)"
+                "(the folder with pose/, face/, images/ and images2/)"
             )
         if media is None:
             print(
                 f"no media folder ({_shown(DEFAULT_MEDIA)}): using the labels already in "
-                f"{', '.join(str(label_dir(t)) for t in tasks)}",
+                f"{', '.join(r['out'] for t in tasks for r in label_runs(t))}",
                 flush=True,
             )
             return None
@@ -193,32 +313,51 @@ def find_media(given: Path | None, tasks: list[str], skip_label: bool) -> Path |
         return media
     for task in tasks:
         # A missing folder would make the label tool rewrite the dataset without it.
-        for source in TASKS[task]["sources"]:
-            folder = (media / source).parent if "*" in source else media / source
-            if not folder.is_dir():
-                raise DemoError(
-                    f"--media {_shown(media)} has no {folder.name}/ folder (it "
-                    "needs pose/, face/ and images/, see its SOURCES.md)"
-                )
+        for run in label_runs(task):
+            for source in run["sources"]:
+                folder = (media / source).parent if "*" in source else media / source
+                if not folder.is_dir():
+                    raise DemoError(
+                        f"--media {_shown(media)} has no {_shown(folder)}/ folder (it "
+                        "needs pose/, face/, images/ and images2/, see its SOURCES.md)"
+                    )
     return media
 
 
-def label(task: str, media: Path | None, *, run: bool = True) -> dict:
-    """Step 0: label ``media`` (the tool resumes, so this is quick when done before) unless
-    ``run`` is false or there is no media; return the report's label record."""
-    args = label_args(task, media or DEFAULT_MEDIA)
-    if run and media is not None:
-        _step(task, f"labelling {_shown(media)} with the teacher (resumes where it stopped)")
-        _run(args, "labelling")
-    summary = label_summary(task)
-    if summary is None:
-        raise DemoError(f"the label tool wrote no {label_dir(task)}/summary_{task}.json")
-    return {
-        "command": f"python -m {shlex.join(args)}",
-        "records": summary.get("records", {}),
-        "counts": {k: v for k, v in summary.get("counts", {}).items() if k != "sources resumed"},
-        "valid_sources": summary.get("valid_sources", []),
-    }
+def label(task: str, media: Path | None, *, run: bool = True) -> list[dict]:
+    """Step 0: each label run of ``task`` on ``media`` (the tool resumes, so this is quick
+    when done before) unless ``run`` is false or there is no media, in which case the labels
+    on disk must be what the recipe makes; return the report's label records."""
+    records = []
+    for spec in label_runs(task):
+        args = label_args(task, spec, media or DEFAULT_MEDIA)
+        if run and media is not None:
+            _step(task, f"labelling {spec['name']} into {spec['out']} (resumes where it stopped)")
+            _run(args, "labelling")
+        else:
+            why = labels_mismatch(task, spec, media)
+            if why is not None:
+                raise DemoError(
+                    f"{why}: these are not the recipe's labels; make them with "
+                    f"python -m {shlex.join(args)}"
+                )
+        summary = label_summary(task, spec)
+        if summary is None:
+            raise DemoError(f"the label tool wrote no {spec['out']}/summary_{task}.json")
+        counts = summary.get("counts", {})
+        records.append(
+            {
+                "name": spec["name"],
+                "out": spec["out"],
+                "command": f"python -m {shlex.join(args)}",
+                "settings": summary.get("settings"),
+                "records": summary.get("records", {}),
+                "counts": {k: v for k, v in counts.items() if k != "sources resumed"},
+                "valid_sources": summary.get("valid_sources", []),
+                "select_sources": summary.get("select_sources", []),
+            }
+        )
+    return records
 
 
 # --- step 1: training -------------------------------------------------------------------
@@ -369,17 +508,37 @@ def _stage_history(task: str, out: Path) -> list[dict]:
 # --- step 3: evaluation -----------------------------------------------------------------
 
 
-def real_set(task: str) -> dict:
-    """The real held-out set, as the config names it (dataset.name, val_path or path,
-    val_split), and the protocols it is scored with."""
-    data = _config(task).dataset
-    return {
-        "dataset": data.name,
-        "data": data.val_path or data.path,
-        "split": data.val_split,
-        "protocols": list(TASKS[task]["protocols"]),
-        "reference": TASKS[task]["teacher"],
-    }
+def real_sets(task: str) -> list[dict]:
+    """The real held-out sets the report scores (see ``TASKS``), each with its reference.
+
+    A set on the split's ``select`` side (or the config's ``val_path`` when the split has
+    one) is refused: the numbers that chose a model predict nothing (docs/validation.md)."""
+    config = _config(task)
+    sets = []
+    for spec in TASKS[task]["real"]:
+        data = Path(spec["data"])
+        chose = "select" in data.parts or data.stem.endswith("select")
+        if chose or (spec["data"] == config.dataset.val_path and "select" in _split_sides(task)):
+            raise DemoError(
+                f"{task}: the real set {spec['data']} is what chose the model (the split's "
+                "select side or the config's val_path): report the valid side"
+            )
+        sets.append(
+            {
+                **spec,
+                "protocols": list(spec["protocols"]),
+                "reference": TASKS[task]["teacher"],
+            }
+        )
+    return sets
+
+
+def _split_sides(task: str) -> set[str]:
+    """The held-out sides the task's split file has for it (valid, select)."""
+    from training.splits import load_split
+
+    split = load_split(REPO / TASKS[task]["split"])
+    return {side for side in ("valid", "select") if getattr(split, side).get(task)}
 
 
 def synthetic_set(task: str, size: int) -> dict:
@@ -394,6 +553,24 @@ def synthetic_set(task: str, size: int) -> dict:
     }
 
 
+def _relative_paths(text):
+    """``text`` (a string, or a dict of them) with this checkout's absolute paths made
+    relative, so the committed report does not name the machine's folders."""
+    if isinstance(text, dict):
+        return {k: _relative_paths(v) for k, v in text.items()}
+    return text.replace(f"{REPO}{os.sep}", "") if isinstance(text, str) else text
+
+
+def _merged_values(section: dict) -> dict:
+    """A metrics.json section's ``values`` with the further protocols' (``also``) merged in
+    (their ``samples`` agree)."""
+    values = dict(section["values"])
+    for extra in section.get("also", {}).values():
+        for key, value in extra.items():
+            values.setdefault(key, value)
+    return values
+
+
 def evaluate(
     model: Path,
     out: Path,
@@ -403,9 +580,10 @@ def evaluate(
     limit: int | None = None,
     threads: int = 2,
 ) -> dict:
-    """``training.evaluate`` of ``model`` on ``dataset`` (a :func:`real_set` or
+    """``training.evaluate`` of ``model`` on ``dataset`` (a :func:`real_sets` entry or
     :func:`synthetic_set`); returns the runtime, headline and every number, protocols past
-    the first merged in (their ``samples`` agree)."""
+    the first merged in, and beside them the mean shape's in the same crop (``baseline``)
+    and, with a sources index, the sides of the split and the per-group numbers."""
     args = [
         "training.evaluate",
         "--model",
@@ -423,6 +601,8 @@ def evaluate(
     ]
     if dataset.get("data"):
         args += ["--data", dataset["data"]]
+    if dataset.get("crop"):
+        args += ["--crop", dataset["crop"]]
     for key, value in dataset.get("options", {}).items():
         args += ["--option", f"{key}={value}"]
     for protocol in dataset.get("protocols", ()):
@@ -433,16 +613,33 @@ def evaluate(
     metrics.unlink(missing_ok=True)  # never report an earlier run's numbers
     _run(args, f"evaluating {model.name}")
     report = json.loads(metrics.read_text())
-    values = dict(report["values"])
-    for extra in report.get("also", {}).values():
-        for key, value in extra.items():
-            values.setdefault(key, value)
-    return {
+    result = {
         "runtime": report["runtime"],
         "headline": report["headline"],
-        **values,
+        **_merged_values(report),
         "skipped": report.get("skipped", 0),
+        "baseline": _merged_values(report["baseline"]),
+        "clearly_beaten": report["baseline"].get("clearly_beaten"),
+        "baseline_from": _relative_paths(report["baseline"].get("from")),
+        "crop": _relative_paths(report.get("crop", {"mode": "exact"})),
     }
+    if "sides" in report:
+        result["sides"] = report["sides"]
+        result["groups"] = {
+            name: {k: g[k] for k in ("samples", "model", "mean_shape", "clearly_better")}
+            for name, g in report.get("groups", {}).items()
+        }
+    return result
+
+
+def _check_sides(task: str, name: str, result: dict) -> None:
+    """Refuse a real set whose scored samples come from anywhere but the reported side."""
+    other = {side: n for side, n in result.get("sides", {}).items() if side != "valid"}
+    if other:
+        raise DemoError(
+            f"{task}: {name} scored samples of {other} besides the valid side: "
+            "the report scores held-out sources that chose nothing"
+        )
 
 
 def score_models(
@@ -454,24 +651,27 @@ def score_models(
     limit: int | None = None,
     threads: int = 2,
 ) -> dict:
-    """The report's "real" and "synthetic" sections for ``models`` ({"keras": path,
-    "tflite": path}); evaluations go to ``eval_root/eval_<set>_<kind>/``. ``limit`` cuts the
-    real set short (for a quick look; the report's numbers use all of it)."""
-    real = {**real_set(task), "limit": limit}
+    """The report's "real" (a list: one entry per held-out set) and "synthetic" sections for
+    ``models`` ({"keras": path, "tflite": path}); evaluations go to
+    ``eval_root/eval_real_<set>_<kind>/`` and ``eval_root/eval_synthetic_<kind>/``. ``limit``
+    cuts each real set short (for a quick look; the report's numbers use all of it)."""
+    real = [{**spec, "limit": limit} for spec in real_sets(task)]
     synthetic = synthetic_set(task, eval_size)
     for kind, model in models.items():
         pictures = PICTURES if kind == "tflite" else 0
-        _step(task, f"scoring {kind} on the real held-out clips (reference: {real['reference']})")
-        real[kind] = evaluate(
-            model,
-            eval_root / f"eval_real_{kind}",
-            real,
-            pictures=pictures,
-            limit=limit,
-            threads=threads,
-        )
-        if pictures:
-            real["pictures"] = _shown(eval_root / f"eval_real_{kind}")
+        for spec in real:
+            _step(
+                task,
+                f"scoring {kind} on the real {spec['name']} ({spec['crop']} crop; reference: "
+                f"{spec['reference']})",
+            )
+            folder = eval_root / f"eval_real_{spec['key']}_{kind}"
+            spec[kind] = evaluate(
+                model, folder, spec, pictures=pictures, limit=limit, threads=threads
+            )
+            _check_sides(task, spec["name"], spec[kind])
+            if pictures:
+                spec["pictures"] = _shown(folder)
         _step(task, f"scoring {kind} on the synthetic validation split ({eval_size} samples)")
         synthetic[kind] = evaluate(
             model, eval_root / f"eval_synthetic_{kind}", synthetic, threads=threads
@@ -485,7 +685,7 @@ def score_models(
 def make_demo(
     task: str,
     out: Path,
-    labels: dict,
+    labels: list[dict],
     *,
     minutes: float | None,
     eval_size: int,
@@ -493,7 +693,7 @@ def make_demo(
     install: bool,
     limit: int | None = None,
 ) -> dict:
-    """Steps 1-4 for one task; ``limit`` cuts the real held-out set short (a quick check)."""
+    """Steps 1-4 for one task; ``limit`` cuts the real held-out sets short (a quick check)."""
     config = _config(task)
     run_dir = out / config.name
     trained = train(task, out, minutes)
@@ -527,6 +727,8 @@ def make_demo(
         "batch_size": config.batch_size,
         "train_minutes": round(train_seconds / 60, 1),
         "tflite_bytes": tflite.stat().st_size,
+        "split": TASKS[task]["split"],
+        "chosen_on": TASKS[task]["chosen_on"],
         "labels": labels,
         **scores,
         "reused_run": trained["reused"],
@@ -539,28 +741,95 @@ def make_demo(
     return result
 
 
+# --- the report -------------------------------------------------------------------------
+
+
 def _number(value) -> str:
+    if value is None:
+        return "–"
     return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def _better(key: str) -> str:
+    return "lower" if key in LOWER_IS_BETTER else "higher"
 
 
 def _metric_keys(section: dict) -> list[str]:
     tflite = section["tflite"]
     keys = [tflite["headline"]]
-    keys += [
-        k for k in tflite if k not in (*keys, "runtime", "headline", "samples", "images", "skipped")
-    ]
-    return keys
+    return keys + [k for k in tflite if k not in (*keys, *NOT_METRICS) and _is_metric(tflite[k])]
+
+
+def _is_metric(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _samples(result: dict):
+    return result.get("samples", result.get("images"))
+
+
+def _ratio(model, mean, key: str) -> str:
+    """model / mean shape for a normalised error (NME): issue 24's face bar is 0.5."""
+    if not key.startswith("nme") or not mean or model is None:
+        return ""
+    return f"{model / mean:.2f}"
+
+
+def _set_rows(task: str, where: str, section: dict) -> list[str]:
+    rows = []
+    keras, tflite = section.get("keras", {}), section["tflite"]
+    base = tflite.get("baseline", {})
+    for key in _metric_keys(section):
+        rows.append(
+            f"| {task} | {where} | {_samples(tflite)} | {key} ({_better(key)} is better) | "
+            f"{_number(keras.get(key))} | {_number(tflite[key])} | {_number(base.get(key))} | "
+            f"{_ratio(tflite[key], base.get(key), key)} |"
+        )
+    return rows
+
+
+def _group_rows(task: str, section: dict) -> list[str]:
+    """Per activity group: the headline (and a face's inner points), .tflite beside the
+    mean shape, and their ratio for errors."""
+    tflite = section["tflite"]
+    keys = [tflite["headline"], *(["nme_inner"] if "nme_inner" in tflite else [])]
+    rows = []
+    for group, g in sorted(tflite.get("groups", {}).items()):
+        model = " / ".join(_number(g["model"].get(k)) for k in keys)
+        mean = " / ".join(_number(g["mean_shape"].get(k)) for k in keys)
+        ratio = " / ".join(_ratio(g["model"].get(k), g["mean_shape"].get(k), k) for k in keys)
+        rows.append(
+            f"| {task} | {section['name']} | {group} | {g['samples']} | {' / '.join(keys)} | "
+            f"{model} | {mean} | {ratio} |"
+        )
+    return rows
+
+
+def _crop_text(section: dict) -> str:
+    crop = section["tflite"].get("crop") or {"mode": section.get("crop", "exact")}
+    if crop.get("mode") != "jitter":
+        return "exact crop (the labels' box)"
+    if crop.get("measured"):
+        return (
+            f"crop jitter (seed {crop.get('seed')}) measured on {crop.get('pairs')} frame "
+            f"pairs of {crop.get('clips')} clips: centre shift median "
+            f"{100 * crop['shift_median']:.1f} %, p90 {100 * crop['shift_p90']:.1f} % of the box"
+        )
+    return f"crop jitter (seed {crop.get('seed')}) from the fallback constants (no clips)"
 
 
 def write_report(results: dict[str, dict], path: Path) -> None:
     """Merge this run's tasks into ``path`` (.md) and its .json twin, keeping other tasks
-    made the same way (entries of the earlier, synthetic-only layout are dropped)."""
+    made the same way (entries of earlier layouts, without a list of real sets, are
+    dropped)."""
     json_path = path.with_suffix(".json")
     merged = json.loads(json_path.read_text()) if json_path.is_file() else {}
-    for task in [t for t, r in merged.items() if "real" not in r and t not in results]:
+    for task in [t for t, r in merged.items() if not isinstance(r.get("real"), list)]:
+        if task in results:
+            continue
         print(
-            f"note: dropped the earlier {task} entry from {_shown(json_path)}; rerun with "
-            f"--task {task} to score it on real footage",
+            f"note: dropped the earlier {task} entry from {_shown(json_path)} (an older "
+            f"layout); rerun with --task {task} to score it again",
             file=sys.stderr,
         )
         del merged[task]
@@ -573,55 +842,70 @@ def write_report(results: dict[str, dict], path: Path) -> None:
         "Made by `python examples/train_demo.py` (teacher labels -> train -> convert "
         "`--format lce` -> `training.evaluate`). **Real** numbers are against the teacher's "
         "labels (BlazePose for bodies, MediaPipe's face mesh for faces), not human "
-        "annotation, on every labelled frame of whole held-out clips "
-        "(`configs/splits/real_media.yaml`). **Synthetic** is the procedural validation split "
-        "the earlier, drawings-only demo models were scored on.",
+        "annotation, on every labelled frame and photo of whole sources held out from "
+        "training; each task's split file, crop and the set that chose its model are listed "
+        "below. **Mean shape**: the training set's mean shape placed in the same crop, a "
+        "model that learnt nothing but the crop box ([docs/validation.md]"
+        "(../../docs/validation.md); ratio = .tflite / mean shape for NME, issue 24's face "
+        "bar is 0.5; – = not measured when the entry was made). **Synthetic** is the procedural "
+        "validation split the earlier, drawings-only demo models were scored on.",
         "",
-        "| task | set | samples | metric | Keras | .tflite |",
-        "|---|---|---:|---|---:|---:|",
+        "| task | set | samples | metric | Keras | .tflite | mean shape | ratio |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
     ]
     for task in sorted(merged):
         r = merged[task]
-        for name in ("real", "synthetic"):
-            s = r[name]
-            where = (
-                f"real: {len(r['labels'].get('valid_sources', []))} held-out clips"
-                if name == "real"
-                else f"synthetic: {s['dataset']}/{s['split']}"
-            )
-            samples = s["tflite"].get("samples", s["tflite"].get("images"))
-            for key in _metric_keys(s):
-                better = "lower" if key in LOWER_IS_BETTER else "higher"
-                lines.append(
-                    f"| {task} | {where} | {samples} | {key} ({better} is better) | "
-                    f"{_number(s['keras'].get(key))} | {_number(s['tflite'][key])} |"
-                )
+        for section in r["real"]:
+            lines += _set_rows(task, f"real: {section['name']}", section)
+        s = r["synthetic"]
+        lines += _set_rows(task, f"synthetic: {s['dataset']}/{s['split']}", s)
+    groups = [row for t in sorted(merged) for s in merged[t]["real"] for row in _group_rows(t, s)]
+    if groups:
+        lines += [
+            "",
+            "Per activity group (the label tool's `sources_<task>.json`), .tflite:",
+            "",
+            "| task | set | group | samples | metric | .tflite | mean shape | ratio |",
+            "|---|---|---|---:|---|---:|---:|---:|",
+            *groups,
+        ]
     lines.append("")
     for task in sorted(merged):
         r = merged[task]
-        records = r["labels"].get("records", {})
         before = "".join(
             f"after `{st['config']}` (input {st['input_size']}, {st['epochs']} "
             f"epochs x {st['steps_per_epoch']} steps), "
             for st in r.get("stages", [])
         )
+        note = f" ({r['note']})" if r.get("note") else ""
         lines += [
             f"- **{task}**: {r['model']} (`{r['config']}`); {before}{r['epochs']} epochs x "
             f"{r['steps_per_epoch']} steps of {r['batch_size']} ({r['steps']} steps), "
             f"{r['train_minutes']} min of training in all; .tflite {r['tflite_bytes']:,} "
-            f"bytes, run by {r['real']['tflite']['runtime']}.",
-            f"  Labels: {records.get('train')} training / {records.get('valid')} held-out "
-            f"records, teacher {r['real']['reference']}, from `{r['labels']['command']}`.",
+            f"bytes{note}, run by {r['real'][0]['tflite']['runtime']}.",
+            f"  Held out by `{r['split']}`; chosen on {r['chosen_on']}.",
         ]
+        for run in r["labels"]:
+            records = run.get("records", {})
+            sides = ", ".join(
+                f"{records[k]} {k}" for k in ("train", "select", "valid") if k in records
+            )
+            lines.append(
+                f"  Labels ({run['name']}): {sides} records, teacher {r['real'][0]['reference']}, "
+                f"from `{run['command']}`."
+            )
+        for section in r["real"]:
+            lines.append(f"  {section['name']}: `{section['data']}`, {_crop_text(section)}.")
     pictures = [
-        r["real"]["pictures"] for _, r in sorted(merged.items()) if r["real"].get("pictures")
+        s["pictures"] for _, r in sorted(merged.items()) for s in r["real"] if s.get("pictures")
     ]
     if pictures:
         lines += [
             "",
-            "Side-by-side pictures (teacher | model) of held-out frames are written "
-            f"to {', '.join(f'`{p}/`' for p in pictures)} by the run; they show people "
-            "from the media and are not committed.",
+            "Side-by-side pictures (teacher | model) of held-out samples are written "
+            f"to {', '.join(f'`{p}/`' for p in pictures)} by the run (`training.evaluate "
+            "--pictures N --out DIR` writes them to DIR); they show people from the media and "
+            "are not committed.",
         ]
     path.write_text("\n".join(lines) + "\n")
 
@@ -631,7 +915,8 @@ def build_parser() -> ArgumentParser:
         prog="python examples/train_demo.py",
         description="Make the bundled demo models with the project's own pipeline: label the "
         "real media with the teacher models, train, convert to a bitpacked LCE .tflite, score "
-        "Keras and .tflite on the real held-out clips and the synthetic validation set, and "
+        "Keras and .tflite on the real held-out sets (beside the mean shape in the same crop) "
+        "and the synthetic validation set, and "
         "install them in edge/models/ with the report benchmarks/results/demo_models.md.",
         formatter_class=HelpFormatter,
     )
@@ -643,15 +928,16 @@ def build_parser() -> ArgumentParser:
         type=Path,
         default=None,
         metavar="DIR",
-        help="the real media folder (pose/, face/, images/; see its SOURCES.md) "
+        help="the real media folder (pose/, face/, images/, images2/; see its SOURCES.md) "
         f"(default: {_shown(DEFAULT_MEDIA)} when it exists; without it, the labels "
         "already in data/ are used)",
     )
     p.add_argument(
         "--skip-label",
         action="store_true",
-        help="use the labels already in data/real_* instead of running the label "
-        "tool (which resumes, so running it again costs only a read-back)",
+        help="use the labels already in each label run's folder (data/face_v2_clips, ...) "
+        "instead of running the label tool (which resumes, so running it again costs only a "
+        "read-back); they must have been made with the recipe's settings and split file",
     )
     p.add_argument(
         "--out",
@@ -659,7 +945,7 @@ def build_parser() -> ArgumentParser:
         default=Path("runs"),
         metavar="DIR",
         help="folder for the training runs (<out>/<config name>, e.g. "
-        "runs/real_pose), .tflite files and evaluations; a finished run there is "
+        "runs/face_v2), .tflite files and evaluations; a finished run there is "
         "reused, an interrupted one resumed",
     )
     p.add_argument(
@@ -676,7 +962,7 @@ def build_parser() -> ArgumentParser:
         type=positive_int,
         default=500,
         metavar="N",
-        help="synthetic validation samples scored (the real held-out set is always scored whole)",
+        help="synthetic validation samples scored (the real held-out sets are always scored whole)",
     )
     add_threads_argument(
         p, help="interpreter threads for the .tflite evaluations (1 on a busy machine)"
@@ -731,13 +1017,15 @@ def main(argv: list[str] | None = None) -> int:
         write_report(results, args.report)
         print(f"\nwrote {args.report}")
     for task, r in results.items():
-        for name in ("real", "synthetic"):
-            key = r[name]["tflite"]["headline"]
-            print(
-                f"{task} {name}: {key} Keras {_number(r[name]['keras'][key])}, .tflite "
-                f"{_number(r[name]['tflite'][key])}"
-            )
-        print(f"{task}: {r['tflite_bytes'] / 1e6:.3f} MB; pictures in {r['real'].get('pictures')}")
+        for name, section in [*((s["name"], s) for s in r["real"]), ("synthetic", r["synthetic"])]:
+            tflite = section["tflite"]
+            for key in [tflite["headline"], *(["nme_inner"] if "nme_inner" in tflite else [])]:
+                print(
+                    f"{task} {name}: {key} Keras {_number(section['keras'][key])}, .tflite "
+                    f"{_number(tflite[key])}, mean shape {_number(tflite['baseline'].get(key))}"
+                )
+        pictures = ", ".join(s["pictures"] for s in r["real"] if s.get("pictures"))
+        print(f"{task}: {r['tflite_bytes'] / 1e6:.3f} MB; pictures in {pictures}")
     return 0
 
 
