@@ -1,6 +1,7 @@
 """Several people, each tracked: ``edge.live --max-people`` against the teacher, frame by frame.
 
     python -m benchmarks.multi_person [--clips a.mp4,b.avi] [--max-frames N] [--max-people 4]
+        [--mean-shape-data data/pose_v2_clips/annot/train.json]
 
 Runs the bundled pose model through :class:`edge.multipipeline.MultiLandmarkPipeline` exactly
 as ``python -m edge.live --max-people N`` does (the BlazePose person finder, ``--find-every``
@@ -21,7 +22,11 @@ What it reports, per clip and over all:
   several frames); a switch is a teacher person matched to another of our IDs than the last
   time (CLEAR-MOT's IDSW);
 * **PCK@0.2** of the torso (LSP's: right hip to left shoulder), per matched person and frame,
-  over the landmarks the teacher sees, averaged per person;
+  over the landmarks the teacher sees, averaged per person; and beside it, as every landmark
+  score here, a model that learnt nothing: the training set's **mean shape placed in the same
+  crop** (the crop our tracker gave that person in that frame; ``training.validation``'s
+  MeanShape, averaged over ``--mean-shape-data``, as ``training.evaluate`` does), scored on the
+  same people and frames;
 * **frames to acquire** each person who walks in (first seen tall more than 1 s into the
   clip): frames from their first tall frame to our first match; and **time to drop** each
   person who leaves (last seen more than 1 s before the end, after we followed them): seconds
@@ -55,6 +60,9 @@ from edge import cpu_name
 
 MEDIA = REPO.parent / "shared" / "media" / "pose"
 RESULTS = RESULTS_DIR / "multi_person.md"
+# The label tool's MPII JSON of real clips (training side of the source-held-out split): the
+# people whose mean shape is the baseline. MPII-16, as the bundled pose model.
+MEAN_SHAPE_DATA = REPO / "data" / "pose_v2_clips" / "annot" / "train.json"
 CLIPS = (
     "lab_two_people_cam1_pose2sim.mp4",
     "lab_two_people_cam3_pose2sim.mp4",
@@ -79,6 +87,7 @@ class Person:
     points: np.ndarray  # (16, 2) MPII-16
     visible: np.ndarray  # (16,) bool
     id: int = -1  # ours: the track's ID; the teacher's: linked by linking()
+    crop: np.ndarray | None = None  # ours: the crop the model saw, [cx, cy, side, rotation]
 
 
 @dataclass
@@ -91,6 +100,7 @@ class ClipScore:
     predictions: int = 0  # ours, those on short teacher people left out
     switches: int = 0
     pck: dict[int, list[float]] = field(default_factory=dict)  # teacher person -> per frame
+    mean_pck: dict[int, list[float]] = field(default_factory=dict)  # the mean shape's, alike
     acquire: list[int | None] = field(default_factory=list)  # frames; None: never
     drop: list[float] = field(default_factory=list)  # seconds
     our_ms: list[float] = field(default_factory=list)  # CPU ms, frames without the finder
@@ -121,14 +131,47 @@ def teacher_people(teacher, image: np.ndarray) -> list[Person]:
 
 
 def our_people(result) -> list[Person]:
+    from training.scoring import box_row
+
     people = []
     for tracked in result.people:
         points = np.asarray(tracked.points, np.float64)
         ok = (np.asarray(tracked.scores) >= OUR_MIN_SCORE) & np.isfinite(points).all(axis=1)
         box = landmark_box(points, ok)
         if box is not None:
-            people.append(Person(box, points, ok, tracked.id))
+            crop = np.asarray(box_row(tracked.box), np.float64)
+            people.append(Person(box, points, ok, tracked.id, crop))
     return people
+
+
+def load_mean_shape(path: Path):
+    """The mean shape of the people in ``path`` (an MPII JSON the label tool wrote), averaged
+    as ``training.evaluate`` averages its baseline: training.validation's MeanShape over at
+    most BASELINE_LIMIT records evenly spread."""
+    from training.data.base import open_dataset
+    from training.validation import BASELINE_LIMIT, collect_shapes, evenly_spread, mean_shape_of
+
+    people = open_dataset("mpii", str(path), split="train")
+    shapes = collect_shapes(people, evenly_spread(len(people), BASELINE_LIMIT), threads=1)
+    where = path.resolve()
+    return mean_shape_of(
+        shapes, str(where.relative_to(REPO) if where.is_relative_to(REPO) else where)
+    )
+
+
+def pck_per_person(ids: list[int], pred, skeleton) -> dict[int, list[float]]:
+    """PCK@0.2 of the torso of each row of ``pred`` (training.scoring.Predictions), listed
+    by the teacher person ``ids`` gives each row; rows with no torso or no visible point
+    score nothing."""
+    from training.metrics import pck_torso
+
+    out: dict[int, list[float]] = {}
+    for i, person in enumerate(ids):
+        rows = slice(i, i + 1)
+        result = pck_torso(pred.points[rows], pred.gt[rows], pred.visible[rows], skeleton, 0.2)
+        if np.isfinite(result.total):
+            out.setdefault(person, []).append(result.total)
+    return out
 
 
 def link(frames: list[list[Person]], gap: int) -> None:
@@ -149,12 +192,16 @@ def link(frames: list[list[Person]], gap: int) -> None:
             recent[person.id] = (index, person.box)
 
 
-def score_clip(name: str, fps: float, height: int, teacher_frames, our_frames, times) -> ClipScore:
+def score_clip(
+    name: str, fps: float, height: int, teacher_frames, our_frames, times, mean=None
+) -> ClipScore:
+    """The clip's numbers; ``mean``: the MeanShape placed in our crops beside our PCK."""
     from edge.multitrack import match_boxes
     from edge.skeletons import MPII16
-    from training.metrics import pck_torso
+    from training.scoring import Predictions
 
     score = ClipScore(name, len(teacher_frames), fps)
+    matched: list[tuple[Person, Person]] = []  # (teacher, ours) of tall people, every frame
     last_match: dict[int, int] = {}  # teacher person -> our ID it was last matched to
     first_tall: dict[int, int] = {}
     last_seen: dict[int, int] = {}
@@ -182,9 +229,22 @@ def score_clip(name: str, fps: float, height: int, teacher_frames, our_frames, t
             if t.id in last_match and last_match[t.id] != o.id:
                 score.switches += 1
             last_match[t.id] = o.id
-            result = pck_torso(o.points[None], t.points[None], t.visible[None], MPII16, 0.2)
-            if np.isfinite(result.total):
-                score.pck.setdefault(t.id, []).append(result.total)
+            matched.append((t, o))
+    if matched:
+        crops = np.stack([o.crop for _, o in matched])
+        pred = Predictions(
+            points=np.stack([o.points for _, o in matched]),
+            scores=np.ones((len(matched), MPII16.num_landmarks)),
+            gt=np.stack([t.points for t, _ in matched]),
+            visible=np.stack([t.visible for t, _ in matched]),
+            head_size=np.full(len(matched), np.nan),
+            box_size=crops[:, 2],
+            boxes=crops,
+        )
+        ids = [t.id for t, _ in matched]
+        score.pck = pck_per_person(ids, pred, MPII16)
+        if mean is not None:  # the same people and frames, the mean shape in our crop
+            score.mean_pck = pck_per_person(ids, mean.place(pred), MPII16)
     margin, life = round(EDGE_S * fps), round(LIFE_S * fps)
     for person, first in first_tall.items():
         if first > margin and seen_frames[person] >= life:  # walked in
@@ -200,7 +260,7 @@ def score_clip(name: str, fps: float, height: int, teacher_frames, our_frames, t
     return score
 
 
-def run_clip(path: Path, args, model, teacher) -> ClipScore:
+def run_clip(path: Path, args, model, teacher, mean=None) -> ClipScore:
     from edge.multitrack import multi_tracker_for
     from edge.smoothing import OneEuroFilter
     from edge.sources import open_source
@@ -228,7 +288,7 @@ def run_clip(path: Path, args, model, teacher) -> ClipScore:
     finally:
         source.close()
     link(teacher_frames, max(1, round(LINK_GAP_S * fps)))
-    return score_clip(path.name, fps, height, teacher_frames, our_frames, times)
+    return score_clip(path.name, fps, height, teacher_frames, our_frames, times, mean)
 
 
 def _pct(a: float, b: float) -> str:
@@ -240,16 +300,16 @@ def _mean(values) -> str:
     return f"{np.mean(values):.1f}" if values else "-"
 
 
-def _person_pck(score: ClipScore) -> list[float]:
-    return [float(np.mean(v)) for v in score.pck.values()]
+def _person_pck(per_person: dict[int, list[float]]) -> list[float]:
+    return [float(np.mean(v)) for v in per_person.values()]
 
 
 def table(scores: list[ClipScore]) -> list[str]:
     lines = [
         "| clip | frames | teacher people (tall) | recall % | precision % | ID switches / 100 "
-        "frames | PCK@0.2 per person | frames to acquire a walk-in | s to drop a leaver | "
-        "CPU ms / frame (mean) | with the finder |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "frames | PCK@0.2 per person | mean shape in the same crop | frames to acquire a "
+        "walk-in | s to drop a leaver | CPU ms / frame (mean) | with the finder |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in [*scores, _total(scores)]:
         acquire = ", ".join("never" if a is None else str(a) for a in s.acquire) or "-"
@@ -258,7 +318,8 @@ def table(scores: list[ClipScore]) -> list[str]:
         lines.append(
             f"| {bold}{s.name}{bold} | {s.frames} | {s.tall} | {_pct(s.hits, s.tall)} | "
             f"{_pct(s.hits, s.predictions)} | {100 * s.switches / max(s.frames, 1):.2f} | "
-            f"{_mean(_person_pck(s))} | {acquire if s.name != 'all' else _mean(s.acquire)} | "
+            f"{_mean(_person_pck(s.pck))} | {_mean(_person_pck(s.mean_pck))} | "
+            f"{acquire if s.name != 'all' else _mean(s.acquire)} | "
             f"{drop if s.name != 'all' else _mean(s.drop)} | {_mean(s.our_ms)} | "
             f"{_mean(s.finder_ms)} |"
         )
@@ -274,6 +335,8 @@ def _total(scores: list[ClipScore]) -> ClipScore:
         total.switches += s.switches
         for values in s.pck.values():
             total.pck[len(total.pck)] = values
+        for values in s.mean_pck.values():
+            total.mean_pck[len(total.mean_pck)] = values
         total.acquire += s.acquire
         total.drop += s.drop
         total.our_ms += s.our_ms
@@ -281,7 +344,7 @@ def _total(scores: list[ClipScore]) -> ClipScore:
     return total
 
 
-def report(scores: list[ClipScore], args, model) -> str:
+def report(scores: list[ClipScore], args, model, mean=None) -> str:
     never = sum(a is None for s in scores for a in s.acquire)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -305,6 +368,16 @@ def report(scores: list[ClipScore], args, model) -> str:
         "module docstring of benchmarks/multi_person.py.",
         "",
         *table(scores),
+        "",
+        "PCK@0.2 per person: of the torso, over the landmarks the teacher sees, in every frame "
+        "a tall teacher person is matched, averaged per person, then over people. Beside it, "
+        "a model that learnt nothing: the mean shape of "
+        + (
+            f"{mean.samples} people of {mean.source} (MPII-16) placed in the very crop our "
+            "tracker gave that person in that frame, scored on the same people and frames."
+            if mean is not None
+            else "the training set: not computed in this run (no --mean-shape-data)."
+        ),
         "",
         f"Walk-ins never acquired: {never}. CPU ms / frame: our chain's process time per "
         "frame (every followed person's crop, inference, decode, tracking and smoothing; no "
@@ -338,6 +411,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-people", type=int, default=4, help="edge.live --max-people (4)")
     p.add_argument("--find-every", type=int, default=10, help="edge.live --find-every (10)")
     p.add_argument("--drop-after", type=float, default=1.0, help="edge.live --drop-after (1)")
+    p.add_argument(
+        "--mean-shape-data",
+        type=Path,
+        default=MEAN_SHAPE_DATA,
+        metavar="PATH",
+        help="the MPII JSON (training.label pose) whose people's mean shape, placed in our "
+        "crops, stands beside our PCK (default: the training side of the held-out clips, "
+        f"{MEAN_SHAPE_DATA.relative_to(REPO)})",
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="the results file")
     return p
 
@@ -353,21 +435,30 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: clips not found: {', '.join(missing)}", file=sys.stderr)
         return 2
+    if not args.mean_shape_data.is_file():
+        print(
+            f"error: --mean-shape-data {args.mean_shape_data} not found: give an MPII JSON "
+            "written by python -m training.label pose",
+            file=sys.stderr,
+        )
+        return 2
+    mean = load_mean_shape(args.mean_shape_data)
     model = LandmarkModel(BUNDLED["pose"], num_threads=1)
     teacher = BlazePoseTeacher(num_threads=1)
     scores = []
     for clip in clips:
         started = time.perf_counter()
-        scores.append(run_clip(clip, args, model, teacher))
+        scores.append(run_clip(clip, args, model, teacher, mean))
         s = scores[-1]
         print(
             f"{clip.name}: {s.frames} frames, recall {_pct(s.hits, s.tall)} %, precision "
-            f"{_pct(s.hits, s.predictions)} %, {s.switches} ID switches "
+            f"{_pct(s.hits, s.predictions)} %, {s.switches} ID switches, PCK@0.2 per "
+            f"person {_mean(_person_pck(s.pck))} (mean shape {_mean(_person_pck(s.mean_pck))}) "
             f"({time.perf_counter() - started:.0f} s)",
             file=sys.stderr,
             flush=True,
         )
-    text = report(scores, args, model)
+    text = report(scores, args, model, mean)
     args.out.write_text(text)
     print(text)
     return 0

@@ -1,7 +1,10 @@
 """Check that this machine can run the landmark service: ``python -m edge.doctor``.
 
 Run it on the Pi (``/opt/binland/venv/bin/python -m edge.doctor``) after ``edge.deploy``.
-Each check prints one line, and a fix when something is missing::
+It checks the deployed model (or ``--model``) and the finder ``edge.live`` would run with the
+deployed settings (or ``--max-people``, ``--person-finder``, ...): which, its file, that it
+loads, and its time per frame here. Each check prints one line, and a fix when something is
+missing::
 
     ok    os         Debian GNU/Linux 13 (trixie) (/etc/os-release)
     ok    python     3.13.5 on aarch64 (/opt/binland/venv/bin/python)
@@ -33,6 +36,7 @@ from .cli import (
     add_backend_argument,
     add_model_argument,
     add_threads_argument,
+    int_in_range,
     resolve_model,
     run_cli,
 )
@@ -282,18 +286,177 @@ def check_opencv_camera(index: int = 0) -> Check:
     )
 
 
-def model_from_config(config: Path) -> Path | None:
-    """The model that edge.deploy configured the service with, if this machine has one."""
+def service_env(config: Path) -> dict[str, str]:
+    """The settings edge.deploy gave the service (binland.env); {} when there are none here
+    or they cannot be read (root only: it holds the stream's token; the stream check says so)."""
     if not config.is_file():
-        return None
+        return {}
     from .deploy import parse_env_file
 
     try:
-        text = config.read_text()
-    except OSError:  # root only (it holds the stream's token): the stream check says so
-        return None
-    model = parse_env_file(text).get("BINLAND_MODEL")
+        return parse_env_file(config.read_text())
+    except OSError:
+        return {}
+
+
+def model_from_config(config: Path) -> Path | None:
+    """The model that edge.deploy configured the service with, if this machine has one."""
+    model = service_env(config).get("BINLAND_MODEL")
     return Path(model) if model else None
+
+
+@dataclass(frozen=True)
+class FinderSettings:
+    """What decides the finder edge.live runs: its flags of the same names."""
+
+    max_people: int = 1
+    max_faces: int = 1
+    person_finder: str | None = None  # None: "auto"
+    face_detector: str = "haar"
+    source: str = "edge.live's defaults"  # where they came from, for the report
+    problem: str = ""  # a setting edge.live would refuse
+
+
+# binland.env's names for them (edge.deploy.service.multi_settings writes these).
+FINDER_ENV = {
+    "max_people": "BINLAND_MAX_PEOPLE",
+    "max_faces": "BINLAND_MAX_FACES",
+    "person_finder": "BINLAND_PERSON_FINDER",
+    "face_detector": "BINLAND_FACE_DETECTOR",
+}
+
+
+def finder_settings(config: Path | None, **given) -> FinderSettings:
+    """The finder's settings: the ``given`` flags (None: not given), else the deployed
+    service's (``config``, binland.env), else edge.live's defaults."""
+    env = service_env(config) if config is not None else {}
+    values: dict = {}
+    problem = ""
+    for field, key in FINDER_ENV.items():
+        if given.get(field) is not None:
+            values[field] = given[field]
+        elif env.get(key):
+            value = env[key]
+            if field.startswith("max_"):
+                if not (value.isdigit() and int(value) >= 1):
+                    problem = f"{key}={value!r} in {config} is not a count of 1 or more"
+                    continue
+                value = int(value)
+            values[field] = value
+    from_env = any(given.get(f) is None and env.get(k) for f, k in FINDER_ENV.items())
+    source = f"settings from {config}" if from_env else "edge.live's defaults"
+    if any(v is not None for v in given.values()):
+        source = "the flags given" + (f" and {config}" if from_env else "")
+    return FinderSettings(**values, source=source, problem=problem)
+
+
+# What each finder is, for the report.
+FINDER_KINDS = {
+    "binary": "our 1-bit finder",
+    "blazepose": "MediaPipe's person detector",
+    "blazeface": "MediaPipe's BlazeFace",
+    "haar": "OpenCV's Haar cascade",
+}
+
+
+def _time_ms(run: Callable[[], object], frames: int) -> tuple[float, float]:
+    """Median and max milliseconds of ``frames`` calls, after one that warms up."""
+    run()  # first call allocates and warms caches; not counted
+    times = []
+    for _ in range(frames):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), max(times)
+
+
+def _test_frame():
+    import numpy as np
+
+    return np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+
+
+def check_finder(path: Path | None, settings: FinderSettings, *, frames: int) -> Check:
+    """The finder edge.live would run for the model at ``path`` with ``settings``: which one,
+    its file, that it loads, and its time per 640x480 frame here."""
+    from .metadata import read_metadata
+    from .multitrack import multi_tracker_for
+    from .tracking import finder_spec, subject_of, tracker_for
+
+    if path is None:
+        return Check("finder", SKIP, "no model: which finder runs depends on the model's task")
+    try:
+        meta = read_metadata(path)
+    except EdgeError:
+        return Check("finder", SKIP, "the model does not load (see above)")
+    if meta.task == "finder":
+        return Check("finder", SKIP, f"{path.name} is itself a finder: edge.live runs it alone")
+    if settings.problem:
+        return Check(
+            "finder",
+            FAIL,
+            f"{settings.problem}: edge.live would refuse it",
+            "edit it to a whole number (1: one subject), then: sudo systemctl restart binland",
+        )
+    subject = subject_of(meta)
+    count = settings.max_people if subject == "person" else settings.max_faces
+    flag = "--person-finder" if subject == "person" else "--face-detector"
+    spec = finder_spec(
+        meta,
+        several=count > 1,
+        face_detector=settings.face_detector,
+        person_finder=settings.person_finder,
+    )
+    plural = "people" if subject == "person" else "faces"
+    when = (
+        f"finds newcomers among up to {count} {plural}"
+        if count > 1
+        else f"finds the {subject} when the track is lost"
+    )
+    try:
+        if count > 1:
+            finder = multi_tracker_for(
+                meta,
+                count,
+                face_detector=settings.face_detector,
+                person_finder=settings.person_finder,
+            ).finder
+        else:
+            finder = tracker_for(
+                meta, face_detector=settings.face_detector, person_finder=settings.person_finder
+            ).detector
+    except EdgeError as exc:
+        message = str(exc) if spec in str(exc) else f"{flag} {spec}: {exc}"
+        if spec.endswith(".tflite") or Path(spec).is_file():
+            fix = (
+                f"copy the finder again (python -m edge.deploy {flag} PATH installs it), or "
+                f"convert it again (python -m converters.convert); or choose another {flag}"
+            )
+        else:
+            fix = (
+                f"install a finder file with python -m edge.deploy {flag} PATH (our 1-bit "
+                f"finder, or MediaPipe's .tflite), or choose another {flag}"
+            )
+        return Check("finder", FAIL, message.replace("\n", " "), fix)
+    if finder is None:
+        fallback = "the whole frame and the search boxes" if subject == "person" else "the frame"
+        return Check("finder", OK, f"none ({settings.source}): {fallback} when the track is lost")
+    kind = FINDER_KINDS.get(finder.name, finder.name)
+    where = str(finder.path) if finder.path is not None else "bundled with OpenCV"
+    detail = f"{finder.name}, {kind} ({where}), loads; {when} ({settings.source})"
+    model = getattr(finder, "model", None)  # our finder's network: its digest
+    if model is not None and getattr(model, "digest", "") is None:
+        return Check(
+            "finder",
+            WARN,
+            f"{detail}; {finder.path.name} records no digest: a corrupt copy would not be noticed",
+            "convert it again with python -m converters.convert, which records one",
+        )
+    if frames > 0:
+        frame = _test_frame()
+        median, worst = _time_ms(lambda: finder.find(frame), frames)
+        detail += f"; {frames} frames: median {median:.1f} ms, max {worst:.1f} ms"
+    return Check("finder", OK, detail)
 
 
 def check_stream(config: Path) -> Check:
@@ -416,14 +579,20 @@ def check_model(path: Path | None, *, backend: str, num_threads: int, frames: in
             )
         ]
     from .metadata import read_metadata
-    from .model import LandmarkModel
+    from .tasks import open_model
 
     try:
         meta = read_metadata(path)
     except EdgeError as exc:
         return [Check("model", FAIL, str(exc), "convert it with: python -m converters.convert")]
+    if meta.task == "finder":  # our 1-bit finder, given as the model
+        what = f"finder of {', '.join(meta.classes)} ({meta.num_outputs} channels)"
+    elif meta.task == "segmentation":
+        what = f"{meta.skeleton} ({meta.num_outputs} classes)"
+    else:
+        what = f"{meta.skeleton} ({meta.num_landmarks} points)"
     detail = (
-        f"{path.name}: {meta.model_name} {meta.skeleton} ({meta.num_landmarks} points), "
+        f"{path.name}: {meta.model_name} {what}, "
         f"input {meta.input_size[0]}x{meta.input_size[1]}, {meta.weights_format} weights"
     )
     checks = [Check("model", OK, detail)]
@@ -431,29 +600,21 @@ def check_model(path: Path | None, *, backend: str, num_threads: int, frames: in
     if checks[-1].status == FAIL:  # it would not load
         return checks
     try:
-        model = LandmarkModel(path, backend=backend, num_threads=num_threads)
+        model = open_model(path, backend=backend, num_threads=num_threads)
     except EdgeError as exc:
         checks.append(Check("load", FAIL, str(exc), "see the runtime and native checks above"))
         return checks
     checks.append(Check("load", OK, model.backend_description))
     if frames <= 0:
         return checks
-    import numpy as np
-
-    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    model.predict(frame)  # first call allocates and warms caches; not counted
-    times = []
-    for _ in range(frames):
-        start = time.perf_counter()
-        model.predict(frame)
-        times.append((time.perf_counter() - start) * 1000)
-    median = statistics.median(times)
+    frame = _test_frame()
+    median, worst = _time_ms(lambda: model.predict(frame), frames)
     checks.append(
         Check(
             "latency",
             OK,
             f"{frames} frames, {num_threads} threads: median {median:.1f} ms, "
-            f"max {max(times):.1f} ms ({1000 / median:.1f} fps)",
+            f"max {worst:.1f} ms ({1000 / median:.1f} fps)",
         )
     )
     return checks
@@ -468,7 +629,10 @@ def run_checks(
     camera: bool = True,
     config: Path | None = None,
     unit: Path | None = None,
+    finder: FinderSettings | None = None,
 ) -> list[Check]:
+    """Every check; the model's and its finder's (``finder``: the settings that choose it,
+    None: edge.live's defaults) after the machine's."""
     checks: list[Check] = []
     steps: list[Callable[[], Check]] = [
         check_os,
@@ -491,6 +655,10 @@ def run_checks(
             checks.append(Check(name, FAIL, f"check crashed: {exc!r}"))
     if all(c.status != FAIL for c in checks if c.name == "python"):
         checks += check_model(model, backend=backend, num_threads=num_threads, frames=frames)
+        try:
+            checks.append(check_finder(model, finder or FinderSettings(), frames=frames))
+        except Exception as exc:  # a broken check must not hide the others
+            checks.append(Check("finder", FAIL, f"check crashed: {exc!r}"))
     return checks
 
 
@@ -526,7 +694,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--frames",
         type=int,
         default=10,
-        help="frames for the latency check (0 skips it; default 10)",
+        help="frames for the latency checks of the model and its finder (0 skips them; default 10)",
+    )
+    found = p.add_argument_group(
+        "the finder",
+        "edge.live's flags that choose the finder it runs; each not given comes from --config "
+        "(as edge.deploy set it), else edge.live's default",
+    )
+    found.add_argument(
+        "--max-people",
+        type=int_in_range(1, None),
+        default=None,
+        metavar="N",
+        help="people the service follows (above 1: the finder picks up newcomers)",
+    )
+    found.add_argument(
+        "--max-faces",
+        type=int_in_range(1, None),
+        default=None,
+        metavar="N",
+        help="faces the service follows (face models)",
+    )
+    found.add_argument(
+        "--person-finder",
+        default=None,
+        metavar="blazepose|none|auto|PATH",
+        help="pose models' finder (default auto: none for one person, blazepose for more)",
+    )
+    found.add_argument(
+        "--face-detector",
+        default=None,
+        metavar="haar|blazeface|none|PATH",
+        help="face models' finder (default haar)",
     )
     add_threads_argument(p, help="inference threads")
     add_backend_argument(p)
@@ -546,6 +745,13 @@ def _doctor(args: argparse.Namespace) -> int:
     if args.model is not None:
         args.model = resolve_model(args.model)
     model = args.model or model_from_config(args.config)
+    finder = finder_settings(
+        args.config,
+        max_people=args.max_people,
+        max_faces=args.max_faces,
+        person_finder=args.person_finder,
+        face_detector=args.face_detector,
+    )
     checks = run_checks(
         model=model,
         backend=args.backend,
@@ -554,6 +760,7 @@ def _doctor(args: argparse.Namespace) -> int:
         camera=not args.no_camera,
         config=args.config,
         unit=args.unit,
+        finder=finder,
     )
     if args.json:
         print(json.dumps([asdict(c) for c in checks], indent=1))

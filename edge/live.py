@@ -63,7 +63,7 @@ from .pipeline import FrameResult, LandmarkPipeline
 from .smoothing import OneEuroFilter
 from .sources import MAX_FRAME_PIXELS, open_source
 from .timing import RateMeter, StageTimes
-from .tracking import LandmarkTracker, subject_of, tracker_for
+from .tracking import AUTO_FINDER, LandmarkTracker, subject_of, tracker_for
 
 if TYPE_CHECKING:
     from .metadata import LandmarkMetadata
@@ -187,13 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     track.add_argument(
         "--person-finder",
-        default=None,
-        metavar="blazepose|none|PATH",
+        default=AUTO_FINDER,
+        metavar="blazepose|none|auto|PATH",
         help="how pose models find people (edge.finders): blazepose is MediaPipe's person "
         f"detector, pose_detection.tflite, from the teacher cache (${TEACHERS_ENV} or "
         "~/.cache/binland/teachers); PATH: that file elsewhere, or our 1-bit finder (a .tflite "
         "converted from a training.finder run); none: the whole frame and the "
-        "search boxes. Default: none with --max-people 1, blazepose above",
+        "search boxes; auto (the default): none with --max-people 1, blazepose above",
     )
     track.add_argument(
         "--max-people",

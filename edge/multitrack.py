@@ -37,7 +37,7 @@ import numpy as np
 
 from .finders.base import Found
 from .finders.ssd import iou
-from .tracking import LandmarkTracker, subject_of
+from .tracking import LandmarkTracker, finder_spec, subject_of
 from .transform import CropBox
 
 if TYPE_CHECKING:
@@ -377,8 +377,9 @@ def multi_tracker_for(
     drop_after: float = DEFAULT_DROP_AFTER,
 ) -> MultiTracker:
     """The tracker of several subjects a model's task needs, with its finder: faces find
-    with ``face_detector``, people with ``person_finder`` (None: ``"blazepose"``). A
-    segmentation model follows one face: refused in one line, as is a finder of none."""
+    with ``face_detector``, people with ``person_finder`` (None or "auto": ``"blazepose"``;
+    :func:`edge.tracking.finder_spec`). A segmentation model follows one face: refused in
+    one line, as is a finder of none."""
     from .errors import ModelError
     from .finders import create_finder
 
@@ -388,7 +389,7 @@ def multi_tracker_for(
             "landmark models"
         )
     subject = subject_of(meta)
-    spec = face_detector if subject == "face" else (person_finder or "blazepose")
+    spec = finder_spec(meta, several=True, face_detector=face_detector, person_finder=person_finder)
     finder = create_finder(spec, subject=subject, margin=meta.box_margin)
     if finder is None:
         flag = "--face-detector" if subject == "face" else "--person-finder"

@@ -207,6 +207,29 @@ def subject_of(meta: LandmarkMetadata) -> str:
     return "face" if meta.task in FACE_TASKS else "person"
 
 
+# edge.live --person-finder's default: none for one person, MediaPipe's detector for several.
+AUTO_FINDER = "auto"
+
+
+def finder_spec(
+    meta: LandmarkMetadata,
+    *,
+    several: bool = False,
+    face_detector: str = "haar",
+    person_finder: str | None = None,
+) -> str:
+    """The finder (a name of :mod:`edge.finders`, "none" or a .tflite path) that a model of
+    ``meta``'s task runs, following one subject or ``several``: ``face_detector`` for faces
+    and face parts; for people ``person_finder``, where None or "auto" means "none" for one
+    person (the whole frame and the search boxes) and "blazepose" for several. ``edge.live``,
+    ``edge.deploy`` and ``edge.doctor`` all pick it here."""
+    if subject_of(meta) == "face":
+        return face_detector
+    if person_finder in (None, AUTO_FINDER):
+        return "blazepose" if several else "none"
+    return person_finder
+
+
 def tracker_for(
     meta: LandmarkMetadata,
     *,
@@ -219,14 +242,11 @@ def tracker_for(
     """The single-subject tracker a model's task needs: faces (and face parts) fall back to
     ``face_detector`` (a finder name of :mod:`edge.finders`, or a .tflite) when the track is
     lost; bodies to ``person_finder`` when one is named, else to the whole frame and the
-    search boxes probed every ``probe_every`` frames."""
+    search boxes probed every ``probe_every`` frames (:func:`finder_spec`)."""
     from .finders import create_finder
 
-    if subject_of(meta) == "face":
-        detector = create_finder(face_detector, subject="face", margin=meta.box_margin)
-    else:
-        spec = person_finder or "none"
-        detector = create_finder(spec, subject="person", margin=meta.box_margin)
+    spec = finder_spec(meta, face_detector=face_detector, person_finder=person_finder)
+    detector = create_finder(spec, subject=subject_of(meta), margin=meta.box_margin)
     return LandmarkTracker(
         margin=meta.box_margin,
         min_score=min_score,

@@ -16,6 +16,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 POSE_FLOAT = FIXTURES / "pose_float.tflite"  # MPII-16, stock TFLite ops
 POSE_LCE = FIXTURES / "pose_lce.tflite"  # MPII-16, bitpacked LceBconv2d
 FACE_FLOAT = FIXTURES / "face_float.tflite"  # iBUG-68, stock TFLite ops
+# A finder (metadata task "finder", class person; untrained): what --person-finder PATH takes.
+PERSON_FINDER = FIXTURES / "person_finder_float.tflite"
 INPUT, HEATMAP, LANDMARKS = 64, 16, 16
 
 

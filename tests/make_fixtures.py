@@ -12,7 +12,10 @@ landmark metadata a trained model has, and the bitpacked one LCE's custom ops:
 
 * ``pose_float.tflite``: MPII-16, ``--format float`` (stock TFLite ops);
 * ``pose_lce.tflite``: MPII-16, binary convolutions, ``--format lce`` (bitpacked LceBconv2d);
-* ``face_float.tflite``: iBUG-68, ``--format float``.
+* ``face_float.tflite``: iBUG-68, ``--format float``;
+* ``person_finder_float.tflite``: a 1-bit finder's kind of file (metadata task ``finder``, class
+  ``person``, the finder codec at stride 4: 1 + 9 output channels), ``--format float``, its
+  metadata from a sidecar as a ``training.finder`` run writes one.
 
 The same seeds give the same bytes: tests/test_fixtures.py checks that the committed files
 are what this script makes.
@@ -28,23 +31,40 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
-# file name -> (skeleton, converter format)
+# file name -> (skeleton, or "finder:" and the classes it finds; converter format)
 FIXTURES = {
     "pose_float.tflite": ("mpii16", "float"),
     "pose_lce.tflite": ("mpii16", "lce"),
     "face_float.tflite": ("ibug68", "float"),
+    "person_finder_float.tflite": ("finder:person", "float"),
 }
 SEED = 14
 
 
+def finder_metadata(classes: tuple[str, ...], name: str):
+    """A finder's metadata for the tiny network (64 px input, stride 4), as a sidecar holds it."""
+    from edge.finder_codec import FinderCodec
+    from edge.metadata import LandmarkMetadata
+
+    codec = FinderCodec(input_size=64, stride=4, num_classes=len(classes))
+    return LandmarkMetadata.for_finder(
+        classes, codec, input_size=(64, 64), heatmap_size=(16, 16), model_name=name
+    )
+
+
 def build_keras(path: Path, skeleton: str, *, binary: bool, seed: int = SEED) -> None:
-    """The tiny network for ``skeleton``, saved as .keras (imports TensorFlow and larq)."""
+    """The tiny network for ``skeleton`` (or a finder's channels for "finder:CLASSES"), saved
+    as .keras (imports TensorFlow and larq)."""
     import larq as lq
     import numpy as np
     import tensorflow as tf
 
     from edge.skeletons import get_skeleton
 
+    if skeleton.startswith("finder:"):
+        outputs = finder_metadata(tuple(skeleton[7:].split("+")), "").num_outputs
+    else:
+        outputs = get_skeleton(skeleton).num_landmarks
     tf.keras.utils.set_random_seed(seed)
 
     def conv(x, filters):
@@ -67,7 +87,7 @@ def build_keras(path: Path, skeleton: str, *, binary: bool, seed: int = SEED) ->
     x = tf.keras.layers.MaxPool2D()(tf.keras.layers.ReLU()(bn()(x)))  # 16x16
     for _ in range(2):  # residual blocks, binary or float
         x = tf.keras.layers.Add()([x, bn()(conv(bn()(x), 32))])
-    heads = tf.keras.layers.Conv2D(get_skeleton(skeleton).num_landmarks, 1)(x)
+    heads = tf.keras.layers.Conv2D(outputs, 1)(x)
     model = tf.keras.Model(inputs, heads)
     rng = np.random.default_rng(seed)
     for layer in model.layers:
@@ -98,6 +118,12 @@ def make(out: Path) -> list[Path]:
             keras = Path(tmp) / f"{Path(name).stem}.keras"
             build_keras(keras, skeleton, binary=fmt == "lce")
             target = out / name
+            if skeleton.startswith("finder:"):  # the metadata from a sidecar, as training's
+                meta = finder_metadata(tuple(skeleton[7:].split("+")), keras.stem)
+                keras.with_suffix(".landmarks.json").write_text(meta.to_json())
+                what = []
+            else:
+                what = ["--skeleton", skeleton]
             status = convert(
                 [
                     str(keras),
@@ -105,8 +131,7 @@ def make(out: Path) -> list[Path]:
                     str(target),
                     "--format",
                     fmt,
-                    "--skeleton",
-                    skeleton,
+                    *what,
                     "--name",
                     f"fixture-{Path(name).stem}",
                     "--version",

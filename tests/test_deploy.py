@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pi as pi_lane
 import pytest
+from edge_fixtures import PERSON_FINDER
 
 from edge import deploy
 from edge.deploy import (
@@ -338,10 +339,12 @@ def test_settings_step_writes_the_token_root_only_and_keeps_it(tmp_path: Path) -
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
 
 
-def _apply(target, s: ServiceSettings, model: Path, names: tuple[str, ...]) -> list[str]:
+def _apply(
+    target, s: ServiceSettings, model: Path, names: tuple[str, ...], finder: Path | None = None
+) -> list[str]:
     """Plan a deploy and apply the named steps (those that need no downloads or compiler);
     returns the plan's notes."""
-    steps, notes = deploy.plan(target, s, model)
+    steps, notes = deploy.plan(target, s, model, finder=finder)
     for step in steps:
         if step.name in names and not step.done():
             step.apply()
@@ -449,6 +452,113 @@ def test_redeploy_keeps_hand_edits_to_the_settings_file(tmp_path: Path) -> None:
     assert not new_file.exists()
 
 
+def _cli_settings(*argv: str) -> tuple[ServiceSettings, Path | None]:
+    """The service's settings and finder file that ``python -m edge.deploy ARGV`` deploys."""
+    from edge.cli import resolve_model
+    from edge.deploy.command import build_parser, service_settings
+    from edge.metadata import read_metadata
+
+    args = build_parser().parse_args(list(argv))
+    args.model = resolve_model(args.model)
+    return service_settings(args, read_metadata(args.model), args.prefix.rstrip("/"))
+
+
+def _service_args(root: Path):
+    """The deployed unit's command line as systemd runs it, read by edge.live's own parser."""
+    from edge.live import build_parser as live_parser
+
+    unit = (root / "etc/systemd/system/binland.service").read_text()
+    env = parse_env_file((root / "opt/binland/binland.env").read_text())
+    argv = exec_start_argv(unit, env)
+    assert argv[1:3] == ["-m", "edge.live"]
+    return live_parser().parse_args(argv[3:])
+
+
+def test_people_and_finder_flags_reach_the_service_and_the_finder_is_installed(
+    tmp_path: Path, capsys
+) -> None:
+    """Issue 27: edge.deploy takes edge.live's --max-people, --person-finder, --find-every and
+    --drop-after; our 1-bit finder's file goes to PREFIX/models beside the model, in the
+    manifest, and the service's command line names it there."""
+    from edge_fixtures import POSE_FLOAT
+
+    from edge.metadata import read_metadata
+    from edge.multitrack import multi_tracker_for
+
+    root = _tiny_rootfs(tmp_path / "root")
+    flags = ("--max-people", "3", "--person-finder", str(PERSON_FINDER))
+    flags += ("--find-every", "4", "--drop-after", "2.5")
+    argv = ("--model", str(POSE_FLOAT), "--rootfs", str(root), *flags)
+    assert deploy.main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    size = PERSON_FINDER.stat().st_size
+    installed = "/opt/binland/models/person_finder_float.tflite"
+    assert f"would    finder   person_finder_float.tflite ({size} bytes) to {installed}" in out
+    assert not (root / "opt").exists()  # a dry run
+
+    settings, finder = _cli_settings(*argv)
+    assert finder == PERSON_FINDER and settings.finder_path == installed
+    target = RootfsTarget(root)
+    s = dataclasses.replace(settings, token="t" * 24)
+    _apply(target, s, POSE_FLOAT, (*LOCAL_STEPS, "finder"), finder=finder)
+    copied = root / installed.lstrip("/")
+    assert copied.read_bytes() == PERSON_FINDER.read_bytes()
+    assert stat.S_IMODE(copied.stat().st_mode) == 0o644
+    manifest = json.loads((root / "opt/binland/.binland-manifest").read_text())
+    assert installed in manifest["files"]
+    service = _service_args(root)
+    assert (service.max_people, service.person_finder) == (3, installed)
+    assert (service.find_every, service.drop_after, service.max_faces) == (4, 2.5, 1)
+    # The file the service will load is a person finder edge.live takes.
+    tracker = multi_tracker_for(read_metadata(POSE_FLOAT), 3, person_finder=str(copied))
+    assert tracker.finder.path == copied and tracker.finder.name == "binary"
+    steps, _ = deploy.plan(target, s, POSE_FLOAT, finder=finder)  # a second run: nothing to do
+    assert [x.name for x in steps if x.name in (*LOCAL_STEPS, "finder") and not x.done()] == []
+
+    # Back to one person and no finder: the deploy's finder goes, a file of the user's stays.
+    (root / "opt/binland/models/mine.tflite").write_bytes(b"the user's own model")
+    plain, no_finder = _cli_settings("--model", str(POSE_FLOAT), "--rootfs", str(root))
+    assert no_finder is None and plain.person_finder == "auto" and plain.max_people == 1
+    _apply(target, dataclasses.replace(plain, token=s.token), POSE_FLOAT, LOCAL_STEPS)
+    assert sorted(p.name for p in (root / "opt/binland/models").iterdir()) == [
+        "mine.tflite",
+        "pose_float.tflite",
+    ]
+    manifest = json.loads((root / "opt/binland/.binland-manifest").read_text())
+    assert installed not in manifest["files"]
+    service = _service_args(root)
+    assert (service.max_people, service.person_finder) == (1, "auto")
+
+
+def test_face_count_and_detector_reach_the_service() -> None:
+    from edge_fixtures import FACE_FLOAT
+
+    settings, finder = _cli_settings(
+        "--model", str(FACE_FLOAT), "--rootfs", "/", "--max-faces", "2", "--face-detector", "haar"
+    )
+    assert finder is None  # OpenCV's cascade comes with OpenCV: nothing to install
+    env = parse_env_file(render_env(settings))
+    argv = exec_start_argv(render_unit(settings), env)
+    assert argv[argv.index("--max-faces") + 1] == "2"
+    assert argv[argv.index("--face-detector") + 1] == "haar"
+    assert argv[argv.index("--max-people") + 1] == "1"
+
+
+def test_a_kept_settings_file_from_an_older_deploy_still_starts_the_service() -> None:
+    """A hand-edited binland.env is kept as it is (issue 25), so it may lack the settings added
+    since: the unit gives edge.live's defaults for those, and the file's own values win."""
+    from edge.live import build_parser as live_parser
+
+    s = ServiceSettings(model_name="pose.tflite", token="t" * 24)
+    new_keys = ("BINLAND_MAX_PEOPLE", "BINLAND_PERSON_FINDER", "BINLAND_FIND_EVERY")
+    old_env = {k: v for k, v in parse_env_file(render_env(s)).items() if k not in new_keys}
+    argv = exec_start_argv(render_unit(s), old_env)
+    service = live_parser().parse_args(argv[3:])
+    assert (service.max_people, service.person_finder, service.find_every) == (1, "auto", 10)
+    argv = exec_start_argv(render_unit(s), {**old_env, "BINLAND_MAX_PEOPLE": "4"})
+    assert live_parser().parse_args(argv[3:]).max_people == 4
+
+
 def _writable_by_others(root: Path) -> list[str]:
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -546,6 +656,18 @@ def test_exec_start_is_the_command_systemd_runs() -> None:
         "0.3",
         "--keep-mb",
         "1000.0",
+        "--max-people",
+        "1",
+        "--max-faces",
+        "1",
+        "--person-finder",
+        "auto",
+        "--face-detector",
+        "haar",
+        "--find-every",
+        "10",
+        "--drop-after",
+        "1.0",
         "--no-display",
         "--jsonl",
         "/srv/bl/out.jsonl",
@@ -695,6 +817,24 @@ def test_runtime_copy_is_the_edge_package_without_caches() -> None:
         (["--model", "pose", "--rootfs", "/", "--live-arg=/opt/my file.jsonl"], "hold a space"),
         # bounded by the Pi's 4 cores, not this machine's
         (["--model", "pose", "--rootfs", "/", "--threads", "17"], "4 there"),
+        # edge.live's people and finder flags, checked as edge.live checks them
+        (["--model", "pose", "--rootfs", "/", "--max-people", "0"], "at least 1"),
+        (["--model", "pose", "--rootfs", "/", "--find-every", "0"], "at least 1"),
+        (["--model", "pose", "--rootfs", "/", "--drop-after", "nan"], "finite number"),
+        (["--model", "pose", "--rootfs", "/", "--max-faces", "2"], "is for face models"),
+        (["--model", "face", "--rootfs", "/", "--person-finder", "none"], "is for pose models"),
+        (
+            ["--model", "pose", "--rootfs", "/", "--max-people", "2", "--person-finder", "none"],
+            "following several people needs a finder",
+        ),
+        (
+            ["--model", "pose", "--rootfs", "/", "--person-finder", str(REPO / "pyproject.toml")],
+            "not a TFLite flatbuffer",
+        ),
+        (
+            ["--model", "face", "--rootfs", "/", "--face-detector", str(PERSON_FINDER)],
+            "finds person, not a face",
+        ),
     ],
 )
 def test_cli_bad_input_is_one_line_error(args, message, capsys) -> None:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from edge_fixtures import POSE_FLOAT
+from edge_fixtures import PERSON_FINDER, POSE_FLOAT
 
 from edge import doctor
 from edge.deploy import ServiceSettings, render_env
@@ -91,6 +91,84 @@ def test_doctor_fails_a_corrupt_model_with_a_fix(tmp_path, capsys) -> None:
     assert code == 1
     assert checks["model"]["status"] == "FAIL" and "TFL3" in checks["model"]["detail"]
     assert "converters.convert" in checks["model"]["fix"]
+
+
+def _deployed(tmp_path: Path, finder: bytes, **settings) -> Path:
+    """The model and a finder file where edge.deploy puts them under ``tmp_path`` (its
+    --prefix), and the settings file it writes for them; returns that file."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / POSE_FLOAT.name).write_bytes(POSE_FLOAT.read_bytes())
+    (models / PERSON_FINDER.name).write_bytes(finder)
+    deployed = ServiceSettings(
+        model_name=POSE_FLOAT.name,
+        prefix=str(tmp_path),
+        token="a-deployed-token-0123",
+        person_finder=str(models / PERSON_FINDER.name),
+        finder_name=PERSON_FINDER.name,
+        **settings,
+    )
+    config = tmp_path / "binland.env"
+    config.write_text(render_env(deployed))
+    config.chmod(0o600)
+    return config
+
+
+def test_doctor_names_the_deployed_finder_its_file_and_its_time(tmp_path, capsys) -> None:
+    """Issue 27: the finder edge.live runs with the deployed settings: which, its file, that it
+    loads, and its time per frame here."""
+    config = _deployed(tmp_path, PERSON_FINDER.read_bytes(), max_people=3)
+    args = ("--config", str(config), "--frames", "2", "--threads", "1", "--no-camera")
+    code, checks = _checks(capsys, *args)
+    assert code == 0
+    finder = checks["finder"]
+    assert finder["status"] == "ok", finder
+    assert finder["detail"].startswith(
+        f"binary, our 1-bit finder ({tmp_path}/models/{PERSON_FINDER.name}), loads; "
+        f"finds newcomers among up to 3 people (settings from {config}); 2 frames: median "
+    )
+    # The flags override the settings file: one person and no finder.
+    _, checks = _checks(capsys, *args, "--max-people", "1", "--person-finder", "auto")
+    assert checks["finder"]["status"] == "ok"
+    assert checks["finder"]["detail"].startswith("none (the flags given and ")
+
+
+def test_doctor_fails_a_bad_finder_file_in_one_line_with_a_fix(tmp_path, capsys) -> None:
+    damaged = bytearray(PERSON_FINDER.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # one weight changed after conversion
+    config = _deployed(tmp_path, bytes(damaged), max_people=2)
+    args = ("--config", str(config), "--frames", "0", "--no-camera")
+    code, checks = _checks(capsys, *args)
+    assert code == 1
+    finder = checks["finder"]
+    assert finder["status"] == "FAIL" and "\n" not in finder["detail"]
+    assert PERSON_FINDER.name in finder["detail"] and "is corrupt" in finder["detail"]
+    assert "edge.deploy --person-finder PATH" in finder["fix"]
+    assert checks["model"]["status"] == "ok"  # the model itself is fine
+    # Not a model at all; the text output gives the line and its fix.
+    (tmp_path / "models" / PERSON_FINDER.name).write_bytes(b"junk")
+    assert doctor.main(list(args)) == 1
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("FAIL  finder"))
+    assert "TFL3" in line
+    assert out.splitlines()[out.splitlines().index(line) + 1].strip().startswith("fix: ")
+    # A setting edge.live would refuse: several people and no finder.
+    _, checks = _checks(capsys, *args, "--person-finder", "none")
+    assert checks["finder"]["status"] == "FAIL"
+    assert "following several people needs a finder" in checks["finder"]["detail"]
+
+
+def test_doctor_recognises_a_finder_model(capsys) -> None:
+    code, checks = _checks(
+        capsys, "--model", str(PERSON_FINDER), "--frames", "2", "--threads", "1", "--no-camera"
+    )
+    assert code == 0
+    assert checks["model"]["status"] == "ok"
+    assert "finder of person (10 channels), input 64x64" in checks["model"]["detail"]
+    assert checks["load"]["status"] == checks["latency"]["status"] == "ok"
+    assert (
+        checks["finder"]["status"] == "skip" and "is itself a finder" in checks["finder"]["detail"]
+    )
 
 
 def test_doctor_camera_checks_give_a_fix_when_there_is_no_camera(capsys, monkeypatch) -> None:

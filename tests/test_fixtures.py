@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from edge_fixtures import FACE_FLOAT, FIXTURES, POSE_FLOAT, POSE_LCE, REPO
+from edge_fixtures import FACE_FLOAT, FIXTURES, PERSON_FINDER, POSE_FLOAT, POSE_LCE, REPO
 
 from edge.backends import is_bitpacked
 from edge.codec import HeatmapCodec
@@ -31,6 +31,14 @@ def test_fixtures_are_tiny_real_models_with_metadata():
         assert meta.weights_format == ("lce" if bitpacked else "float")
         assert is_bitpacked(path.read_bytes()) == bitpacked
     assert {"LceBconv2d", "LceQuantize"} <= set(custom_op_names(POSE_LCE.read_bytes()))
+    finder = read_metadata(PERSON_FINDER)
+    assert (finder.task, finder.classes, finder.model_name) == (
+        "finder",
+        ("person",),
+        "fixture-person_finder_float",
+    )
+    assert finder.input_size == (64, 64) and finder.heatmap_size == (16, 16)
+    assert finder.num_outputs == 10 and finder.finder_codec().stride == 4
 
 
 def test_runtime_decodes_with_the_recorded_sigma_and_refinement():

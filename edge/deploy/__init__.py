@@ -19,8 +19,12 @@ What ends up on the Pi (all under ``--prefix``, plus the unit file)::
     /opt/binland/venv/.../edge/     this project's runtime package, copied as source (pure
                                     Python + the C sources of the native delegate). Copying
                                     keeps the Pi free of build tools for Python and TF/larq.
-    /opt/binland/models/NAME.tflite the model
-    /opt/binland/binland.env        the service's settings (source, thresholds, outputs) and
+    /opt/binland/models/NAME.tflite the model, and beside it the finder's file when the finder
+                                    runs one (--person-finder / --face-detector: our 1-bit
+                                    finder, or MediaPipe's detector from a path or this
+                                    machine's teacher cache)
+    /opt/binland/binland.env        the service's settings (source, thresholds, outputs, how
+                                    many people or faces and their finder) and
                                     the stream's token, mode 0600 (root only); edit and
                                     `systemctl restart binland` to change them. A later
                                     deploy keeps your edits and writes its new settings to

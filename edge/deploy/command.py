@@ -10,15 +10,20 @@ from ..cli import (
     ArgumentParser,
     add_model_argument,
     add_threads_argument,
+    int_in_range,
     keep_mb_type,
     non_negative_float,
     resolve_model,
     run_cli,
 )
-from ..errors import DeployError
-from ..metadata import read_metadata
+from ..errors import DeployError, EdgeError
+from ..host import TEACHERS_ENV
+from ..metadata import LandmarkMetadata, read_metadata
+from ..multitrack import DEFAULT_DROP_AFTER, DEFAULT_FIND_EVERY, MAX_TRACKS
+from ..tracking import AUTO_FINDER
 from .plan import deploy
 from .service import (
+    DEFAULT_FACE_DETECTOR,
     DEFAULT_KEEP_MB,
     DEFAULT_PREFIX,
     DEFAULT_SERVE,
@@ -96,6 +101,61 @@ def build_parser() -> argparse.ArgumentParser:
         help="edge.live --keep-mb: the recordings under PREFIX/output are kept "
         f"under MB megabytes, the oldest deleted first (default {DEFAULT_KEEP_MB:g})",
     )
+    many = p.add_argument_group(
+        "people and faces (written to PREFIX/binland.env; edge.live's flags of the same names)"
+    )
+    many.add_argument(
+        "--max-people",
+        type=int_in_range(1, MAX_TRACKS),
+        default=1,
+        metavar="N",
+        help=f"pose models: follow up to N people (N up to {MAX_TRACKS}), each with its own ID; "
+        "each costs one inference a frame (default 1)",
+    )
+    many.add_argument(
+        "--max-faces",
+        type=int_in_range(1, MAX_TRACKS),
+        default=1,
+        metavar="N",
+        help=f"face landmark models: follow up to N faces (N up to {MAX_TRACKS}) (default 1)",
+    )
+    many.add_argument(
+        "--person-finder",
+        default=None,
+        metavar="blazepose|none|auto|PATH",
+        help="pose models: how people are found. PATH: a finder .tflite on this machine (our "
+        "1-bit finder, or MediaPipe's pose_detection.tflite), installed beside the model; "
+        "blazepose: MediaPipe's person detector from this machine's teacher cache "
+        f"(${TEACHERS_ENV} or ~/.cache/binland/teachers), installed the same way; none: the "
+        f"whole frame and the search boxes; {AUTO_FINDER} (the default): none with "
+        "--max-people 1, blazepose above. The finder is loaded here first: a file that "
+        "edge.live could not use is refused",
+    )
+    many.add_argument(
+        "--face-detector",
+        default=None,
+        metavar="haar|blazeface|none|PATH",
+        help="face models: how faces are found. haar: OpenCV's cascade (the default); "
+        "blazeface: MediaPipe's short-range BlazeFace from this machine's teacher cache, "
+        "installed beside the model; PATH: a finder .tflite on this machine (our 1-bit face "
+        "finder, or BlazeFace's file), installed beside the model; none: the full frame",
+    )
+    many.add_argument(
+        "--find-every",
+        type=int_in_range(1, None),
+        default=DEFAULT_FIND_EVERY,
+        metavar="K",
+        help="with --max-people or --max-faces above 1: the finder looks for newcomers every K "
+        f"frames (default {DEFAULT_FIND_EVERY})",
+    )
+    many.add_argument(
+        "--drop-after",
+        type=non_negative_float,
+        default=DEFAULT_DROP_AFTER,
+        metavar="SECONDS",
+        help="with --max-people or --max-faces above 1: forget a person lost this long "
+        f"(default {DEFAULT_DROP_AFTER:g})",
+    )
     svc.add_argument(
         "--live-arg",
         action="append",
@@ -157,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _deploy(args: argparse.Namespace) -> None:
     args.model = resolve_model(args.model)
-    read_metadata(args.model)  # refuse a file that edge.live could not use
+    meta = read_metadata(args.model)  # refuse a file that edge.live could not use
     prefix = args.prefix.rstrip("/")
     if not args.prefix.startswith("/") or prefix in ("", "/usr", "/etc", "/opt", "/home"):
         raise DeployError(f"--prefix must be an absolute folder of its own, not {args.prefix!r}")
@@ -172,6 +232,7 @@ def _deploy(args: argparse.Namespace) -> None:
         raise DeployError(f"--serve expects HOST:PORT or PORT, got {args.serve!r}")
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", args.user):
         raise DeployError(f"--user expects a user name, got {args.user!r}")
+    settings, finder = service_settings(args, meta, prefix)
     if args.rootfs:
         target: Target = RootfsTarget(args.rootfs, cross_cc=args.cc)
     else:
@@ -182,6 +243,31 @@ def _deploy(args: argparse.Namespace) -> None:
             ssh_options=args.ssh_option,
             sudo=False if args.no_sudo else None,
         )
+    print(f"{'plan for' if args.dry_run else 'deploying to'} {target.name}:")
+    report = deploy(
+        target,
+        settings,
+        args.model,
+        dry_run=args.dry_run,
+        unit_dir=args.unit_dir.rstrip("/"),
+        renew_token=args.new_token,
+        finder=finder,
+    )
+    total = len(report.changed) + len(report.unchanged)
+    print(f"{'would change' if args.dry_run else 'changed'} {len(report.changed)} of {total} steps")
+    if report.open_url:  # a new token: the only time its URL is shown
+        print(
+            f"open {report.open_url} to watch the stream (shown once; the token is kept "
+            f"in {settings.env_path}, readable by root only)"
+        )
+
+
+def service_settings(
+    args: argparse.Namespace, meta: LandmarkMetadata, prefix: str
+) -> tuple[ServiceSettings, Path | None]:
+    """The service's settings from the command line (``args.model`` resolved, ``meta`` its
+    metadata), and the finder file to install beside the model (None: none)."""
+    finder_fields, finder = finder_settings(args, meta, prefix)
     settings = ServiceSettings(
         model_name=args.model.name,
         prefix=prefix,
@@ -191,26 +277,80 @@ def _deploy(args: argparse.Namespace) -> None:
         min_score=args.min_score,
         lost_below=args.lost_below,
         keep_mb=args.keep_mb,
+        **finder_fields,
         extra_args=_live_args(args.live_arg),
         user=args.user,
         sysusers_dir=args.sysusers_dir.rstrip("/"),
     )
-    print(f"{'plan for' if args.dry_run else 'deploying to'} {target.name}:")
-    report = deploy(
-        target,
-        settings,
-        args.model,
-        dry_run=args.dry_run,
-        unit_dir=args.unit_dir.rstrip("/"),
-        renew_token=args.new_token,
-    )
-    total = len(report.changed) + len(report.unchanged)
-    print(f"{'would change' if args.dry_run else 'changed'} {len(report.changed)} of {total} steps")
-    if report.open_url:  # a new token: the only time its URL is shown
-        print(
-            f"open {report.open_url} to watch the stream (shown once; the token is kept "
-            f"in {settings.env_path}, readable by root only)"
-        )
+    return settings, finder
+
+
+def finder_settings(
+    args: argparse.Namespace, meta: LandmarkMetadata, prefix: str
+) -> tuple[dict, Path | None]:
+    """The service's settings for several subjects and their finder (ServiceSettings fields),
+    and the finder file to install beside the model (None: none).
+
+    The finder is the one ``edge.live`` would run with these flags (edge.tracking.finder_spec),
+    and it is loaded here through the same tracker, so a file, name or count that the service
+    would refuse at every start is refused now, in one line. A finder that runs a file (our
+    1-bit finder, or MediaPipe's detector from a path or this machine's teacher cache) is
+    installed in PREFIX/models and named by its path there."""
+    from ..multitrack import multi_tracker_for
+    from ..tracking import subject_of, tracker_for
+
+    fields = {
+        "max_people": args.max_people,
+        "max_faces": args.max_faces,
+        "person_finder": args.person_finder or AUTO_FINDER,
+        "face_detector": args.face_detector or DEFAULT_FACE_DETECTOR,
+        "find_every": args.find_every,
+        "drop_after": args.drop_after,
+    }
+    # Per subject: its count flag and value, its finder flag and whether it was given.
+    count_flag = {"person": "--max-people", "face": "--max-faces"}
+    count = {"person": args.max_people, "face": args.max_faces}
+    finder_flag = {"person": "--person-finder", "face": "--face-detector"}
+    given = {"person": args.person_finder, "face": args.face_detector}
+    if meta.task == "finder":
+        used = [count_flag[k] for k in count if count[k] != 1]
+        used += [finder_flag[k] for k in given if given[k] is not None]
+        if used:
+            raise DeployError(
+                f"{args.model.name} is a finder (edge.live shows its finds in whole frames): "
+                f"{', '.join(used)} {'is' if len(used) == 1 else 'are'} for landmark models"
+            )
+        return fields, None
+    subject = subject_of(meta)
+    other = "face" if subject == "person" else "person"
+    kind = {"person": "pose", "face": "face"}[other]
+    for flag, used in ((count_flag[other], count[other] != 1), (finder_flag[other], given[other])):
+        if used:  # edge.live ignores (or refuses) it: say so before installing anything
+            raise DeployError(
+                f"{flag} is for {kind} models; this {meta.task} model takes "
+                f"{count_flag[subject]} and {finder_flag[subject]}"
+            )
+    person, face = fields["person_finder"], fields["face_detector"]
+    try:
+        if count[subject] > 1:
+            tracker = multi_tracker_for(
+                meta, count[subject], face_detector=face, person_finder=person
+            )
+            finder = tracker.finder
+        else:
+            finder = tracker_for(meta, face_detector=face, person_finder=person).detector
+    except EdgeError as exc:
+        spec = person if subject == "person" else face
+        if spec in str(exc) or given[subject] is None:
+            raise
+        raise DeployError(f"{finder_flag[subject]} {spec}: {exc}") from None
+    path = getattr(finder, "path", None)
+    if path is None:
+        return fields, None
+    key = "person_finder" if subject == "person" else "face_detector"
+    fields[key] = f"{prefix}/models/{path.name}"
+    fields["finder_name"] = path.name
+    return fields, path
 
 
 def _live_args(values: list[str]) -> tuple[str, ...]:

@@ -202,9 +202,20 @@ class Report:
 
 
 def plan(
-    target: Target, settings: ServiceSettings, model: Path, *, unit_dir: str = DEFAULT_UNIT_DIR
+    target: Target,
+    settings: ServiceSettings,
+    model: Path,
+    *,
+    unit_dir: str = DEFAULT_UNIT_DIR,
+    finder: Path | None = None,
 ) -> tuple[list[Step], list[str]]:
-    """The deploy steps for ``target``, and notes to print after them."""
+    """The deploy steps for ``target``, and notes to print after them. ``finder``: a finder
+    .tflite to install beside the model, as ``settings.finder_name``."""
+    if (finder.name if finder is not None else "") != settings.finder_name:
+        raise DeployError(
+            f"internal error: the finder file {finder} is not settings.finder_name "
+            f"{settings.finder_name!r}"
+        )
     info = target.python_info()
     check_system_numpy(info)
     s = settings
@@ -219,8 +230,15 @@ def plan(
     env_text, unit_text = render_env(s).encode(), render_unit(s).encode()
     sysusers_text = render_sysusers(s).encode()
     model_bytes = model.read_bytes()
+    finder_bytes = finder.read_bytes() if finder is not None else None
     stamps = f"{s.venv}/.binland"
-    needs_native = any(name.startswith("Lce") for name in custom_op_names(model_bytes))
+    # The files that cannot run without the native library: bitpacked (LCE) ones.
+    bitpacked = [
+        path.name
+        for path, data in ((model, model_bytes), (finder, finder_bytes))
+        if path is not None and any(op.startswith("Lce") for op in custom_op_names(data))
+    ]
+    needs_native = bool(bitpacked)
     native_dest = f"{site}/edge/native/{native_library_name(info)}"
     numpy_note = (
         f"numpy {info.system_numpy or '(missing)'} from apt (python3-numpy); none in the venv"
@@ -236,16 +254,25 @@ def plan(
     notes += check_prefix(target, s, manifest)
     adopt_earlier_model(target, s, manifest)
     models_dir = f"{s.prefix}/models"
-    existing = target.read(s.model_path)
-    if existing not in (None, model_bytes) and s.model_path not in manifest.files:
-        raise DeployError(
-            f"{s.model_path} is there already and this deploy did not install "
-            "it: move it away, or rename the model to deploy"
-        )
+    # The files this deploy puts in models/: the model, and the finder when there is one.
+    wanted = {s.model_path: model_bytes}
+    if s.finder_path is not None and finder_bytes is not None:
+        if s.finder_path == s.model_path:
+            raise DeployError(
+                f"the finder {finder} has the model's file name {s.model_name}: rename one"
+            )
+        wanted[s.finder_path] = finder_bytes
+    for path, data in wanted.items():
+        existing = target.read(path)
+        if existing not in (None, data) and path not in manifest.files:
+            raise DeployError(
+                f"{path} is there already and this deploy did not install "
+                "it: move it away, or rename the file to deploy"
+            )
     others = [
         n
         for n in target.listdir(models_dir) or []
-        if f"{models_dir}/{n}" not in manifest.files and n != s.model_name
+        if f"{models_dir}/{n}" not in manifest.files and f"{models_dir}/{n}" not in wanted
     ]
     if others:
         notes.append(
@@ -270,7 +297,7 @@ def plan(
         return [
             f
             for f in sorted(manifest.files)
-            if f.startswith(f"{models_dir}/") and f != s.model_path and target.exists(f)
+            if f.startswith(f"{models_dir}/") and f not in wanted and target.exists(f)
         ]
 
     def install_model() -> None:
@@ -280,6 +307,10 @@ def plan(
             target.remove(old)
             manifest.files.discard(old)
         manifest.save(target)
+
+    def install_finder() -> None:
+        manifest.add(target, s.finder_path)
+        target.write(s.finder_path, finder_bytes, 0o644)
 
     def env_edited(current: bytes | None) -> bool:
         """binland.env holds neither the new settings nor what a deploy last wrote: the
@@ -351,7 +382,9 @@ def plan(
         except EdgeError as exc:
             if needs_native:  # a bitpacked model cannot run without it
                 raise DeployError(
-                    f"{model.name} is bitpacked (LCE) and needs the native library: {exc}"
+                    f"{' and '.join(bitpacked)} {'is' if len(bitpacked) == 1 else 'are'} "
+                    f"bitpacked (LCE) and need{'s' if len(bitpacked) == 1 else ''} the native "
+                    f"library: {exc}"
                 ) from None
             notes.append(f"native library not built ({exc}); float models run without it")
             return
@@ -400,9 +433,18 @@ def plan(
             ),
             install_model,
         ),
-        # Root only: it holds the stream's token.
-        Step("config", config_detail, config_done, write_config),
     ]
+    if s.finder_path is not None and finder_bytes is not None:
+        steps.append(
+            Step(
+                "finder",
+                f"{finder.name} ({len(finder_bytes)} bytes) to {s.finder_path}",
+                lambda: same(s.finder_path, finder_bytes)() and s.finder_path in manifest.files,
+                install_finder,
+            )
+        )
+    # Root only: it holds the stream's token.
+    steps.append(Step("config", config_detail, config_done, write_config))
     if s.creates_user:
         steps.append(
             Step(
@@ -478,8 +520,10 @@ def deploy(
     unit_dir: str = DEFAULT_UNIT_DIR,
     log: Callable[[str], None] = print,
     renew_token: bool = False,
+    finder: Path | None = None,
 ) -> Report:
     """Bring ``target`` to the wanted state; with ``dry_run`` only report what would change.
+    ``finder``: a finder .tflite installed beside the model (``settings.finder_name``).
 
     The stream's token is kept from an earlier deploy unless ``renew_token``; a new one is
     printed once, in the URL to open, when it is written (never on a dry run)."""
@@ -487,7 +531,7 @@ def deploy(
     if not settings.token:
         token, fresh = stream_token(target, settings, renew=renew_token)
         settings = dataclasses.replace(settings, token=token)
-    steps, notes = plan(target, settings, model, unit_dir=unit_dir)
+    steps, notes = plan(target, settings, model, unit_dir=unit_dir, finder=finder)
     report = Report(notes=notes)
     changed_before_enable = False
     for step in steps:

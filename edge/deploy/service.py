@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from ..access import STREAM_USER, TOKEN_ENV
 from ..backends.base import DEFAULT_THREADS
 from ..errors import DeployError
+from ..multitrack import DEFAULT_DROP_AFTER, DEFAULT_FIND_EVERY
+from ..tracking import AUTO_FINDER
 
 SERVICE_NAME = "binland.service"
 DEFAULT_PREFIX = "/opt/binland"
@@ -28,6 +30,7 @@ DEFAULT_KEEP_MB = 1000.0
 DEFAULT_SOURCE = "picamera2"
 DEFAULT_USER = "binland"  # the dedicated system user the deploy creates
 DEFAULT_SYSUSERS_DIR = "/etc/sysusers.d"
+DEFAULT_FACE_DETECTOR = "haar"  # edge.live --face-detector's default
 HIDDEN_HOMES = ("/home", "/root", "/run/user")  # what ProtectHome=yes hides from the service
 # The sandbox every unit gets (edge.doctor checks a deployed unit for each line). It leaves the
 # service what the camera and the stream need, and nothing else: no capabilities, only the
@@ -90,6 +93,16 @@ class ServiceSettings:
     min_score: float = 0.3  # edge.live --min-score
     lost_below: float = 0.3  # edge.live --lost-below
     keep_mb: float = DEFAULT_KEEP_MB  # edge.live --keep-mb: the recordings' disk budget
+    # Several subjects (edge.live --max-people / --max-faces) and how they are found:
+    # --person-finder / --face-detector take a finder's name, none, auto (people only) or the
+    # path on the Pi of a finder .tflite (finder_name: the one this deploy installs in models/).
+    max_people: int = 1
+    max_faces: int = 1
+    person_finder: str = AUTO_FINDER
+    face_detector: str = DEFAULT_FACE_DETECTOR
+    find_every: int = DEFAULT_FIND_EVERY
+    drop_after: float = DEFAULT_DROP_AFTER
+    finder_name: str = ""
     extra_args: tuple[str, ...] = ()  # more `edge.live` flags, e.g. outputs (--jsonl PATH)
     user: str = DEFAULT_USER  # runs as this user, in group video; the default one is created
     token: str = field(default="", repr=False)  # the stream's secret: only in the settings file
@@ -98,6 +111,11 @@ class ServiceSettings:
     @property
     def model_path(self) -> str:
         return f"{self.prefix}/models/{self.model_name}"
+
+    @property
+    def finder_path(self) -> str | None:
+        """Where the finder .tflite this deploy installs goes (None: it installs none)."""
+        return f"{self.prefix}/models/{self.finder_name}" if self.finder_name else None
 
     @property
     def venv(self) -> str:
@@ -136,6 +154,13 @@ def render_env(s: ServiceSettings) -> str:
         "# not used to track). BINLAND_LOST_BELOW: mean score below which the track restarts.\n"
         "# BINLAND_KEEP_MB: recordings in the output folder are kept under this many MB, the\n"
         "# oldest deleted first (edge.live --keep-mb; a restart never overwrites a recording).\n"
+        "# BINLAND_MAX_PEOPLE, BINLAND_MAX_FACES: follow up to this many people (pose models) or\n"
+        "# faces (face models), each with its own ID (edge.live --max-people, --max-faces).\n"
+        "# BINLAND_PERSON_FINDER, BINLAND_FACE_DETECTOR: how people or faces are found: a name\n"
+        "# (blazepose, haar, blazeface), none, auto (people: none for one, blazepose for more),\n"
+        f"# or a finder .tflite the deploy installed in {s.prefix}/models.\n"
+        "# BINLAND_FIND_EVERY: with several, the finder looks for newcomers every this many\n"
+        "# frames. BINLAND_DROP_AFTER: seconds after which a lost person is forgotten.\n"
         "# BINLAND_ARGS: further `python -m edge.live` flags (see its --help), e.g. outputs.\n"
         f"# The service may write only under {s.output_dir}: --jsonl {s.output_dir}/landmarks.jsonl\n"
         f"# or --output {s.output_dir}/out.mp4.\n"
@@ -146,7 +171,8 @@ def render_env(s: ServiceSettings) -> str:
         f"BINLAND_MIN_SCORE={q(repr(s.min_score))}\n"
         f"BINLAND_LOST_BELOW={q(repr(s.lost_below))}\n"
         f"BINLAND_KEEP_MB={q(repr(s.keep_mb))}\n"
-        f"BINLAND_ARGS={q(shlex.join(s.extra_args))}\n"
+        + "".join(f"{key}={q(value)}\n" for key, value in multi_settings(s).items())
+        + f"BINLAND_ARGS={q(shlex.join(s.extra_args))}\n"
         + (
             "# BINLAND_STREAM_TOKEN: the stream's secret (this file is readable by root only).\n"
             "# Open http://PI:PORT/?token=TOKEN, or the page and sign in with user "
@@ -157,6 +183,25 @@ def render_env(s: ServiceSettings) -> str:
             else ""
         )
     )
+
+
+def multi_settings(s: ServiceSettings) -> dict[str, str]:
+    """The settings of several subjects and their finder, as binland.env holds them."""
+    return {
+        "BINLAND_MAX_PEOPLE": str(s.max_people),
+        "BINLAND_MAX_FACES": str(s.max_faces),
+        "BINLAND_PERSON_FINDER": s.person_finder,
+        "BINLAND_FACE_DETECTOR": s.face_detector,
+        "BINLAND_FIND_EVERY": str(s.find_every),
+        "BINLAND_DROP_AFTER": repr(float(s.drop_after)),
+    }
+
+
+# What the unit sets when binland.env does not: a settings file an earlier deploy wrote and the
+# user edited is kept as it is, and may lack the settings added since. systemd lets the file
+# override these (systemd.exec(5), EnvironmentFile=), so the service starts with edge.live's
+# defaults instead of an empty argument.
+UNIT_DEFAULTS = multi_settings(ServiceSettings(model_name="-"))
 
 
 def render_sysusers(s: ServiceSettings) -> str:
@@ -231,7 +276,10 @@ def render_unit(s: ServiceSettings) -> str:
         f"EnvironmentFile={s.env_path}\n"
         "Environment=PYTHONUNBUFFERED=1\n"
         "Environment=PYTHONDONTWRITEBYTECODE=1\n"
-        f"WorkingDirectory={s.prefix}\n"
+        "# edge.live's defaults for settings that a binland.env from an older deploy lacks\n"
+        "# (the file's own values win).\n"
+        + "".join(f"Environment={key}={value}\n" for key, value in UNIT_DEFAULTS.items())
+        + f"WorkingDirectory={s.prefix}\n"
         '# "+": as root, outside the sandbox, before each start: the user (if missing), its\n'
         "# output folder, and the back-off wait.\n"
         f"{make_user}"
@@ -246,7 +294,10 @@ def render_unit(s: ServiceSettings) -> str:
         f"ExecStart={s.venv}/bin/python -m edge.live --model ${{BINLAND_MODEL}} "
         "--source ${BINLAND_SOURCE} --serve ${BINLAND_SERVE} --threads ${BINLAND_THREADS} "
         "--min-score ${BINLAND_MIN_SCORE} --lost-below ${BINLAND_LOST_BELOW} "
-        "--keep-mb ${BINLAND_KEEP_MB} --no-display "
+        "--keep-mb ${BINLAND_KEEP_MB} --max-people ${BINLAND_MAX_PEOPLE} "
+        "--max-faces ${BINLAND_MAX_FACES} --person-finder ${BINLAND_PERSON_FINDER} "
+        "--face-detector ${BINLAND_FACE_DETECTOR} --find-every ${BINLAND_FIND_EVERY} "
+        "--drop-after ${BINLAND_DROP_AFTER} --no-display "
         "$BINLAND_ARGS\n"
         f"ExecStopPost=-+{_sh_command(BACKOFF_RECORD, BACKOFF_STATE)}\n"
         "Restart=always\n"
@@ -278,10 +329,18 @@ def parse_env_file(text: str) -> dict[str, str]:
 
 
 def exec_start_argv(unit_text: str, env: dict[str, str]) -> list[str]:
-    """The argv systemd runs for the unit's ExecStart, given its environment.
+    """The argv systemd runs for the unit's ExecStart, given its environment file's ``env``.
 
-    ``${VAR}`` becomes one word and ``$VAR`` splits on whitespace, as in systemd.exec(5).
+    ``${VAR}`` becomes one word and ``$VAR`` splits on whitespace, as in systemd.exec(5); the
+    unit's own ``Environment=`` lines apply where the file does not set a variable.
     """
+    defaults = {}
+    for line in unit_text.splitlines():
+        if line.startswith("Environment="):
+            for assignment in shlex.split(line[len("Environment=") :]):
+                key, _, value = assignment.partition("=")
+                defaults[key] = value
+    env = {**defaults, **env}
     for line in unit_text.splitlines():
         if line.startswith("ExecStart="):
             words = shlex.split(line[len("ExecStart=") :])

@@ -80,6 +80,9 @@ class Finder(ABC):
 
     name: ClassVar[str]
     subject: ClassVar[str]  # one of SUBJECTS
+    # The .tflite it runs (None: it needs no model file, as OpenCV's bundled cascade):
+    # what edge.deploy copies to the Pi and edge.doctor names.
+    path: Path | None = None
 
     def __init__(self, *, margin: float = 1.25) -> None:
         self.margin = margin

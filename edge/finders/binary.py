@@ -46,6 +46,7 @@ class BinaryFinder(Finder):
         self.model = FinderModel(
             path, backend=backend, num_threads=num_threads, min_score=min_score
         )
+        self.path = self.model.path
         if subject not in self.model.classes:
             raise ModelError(
                 f"{path} finds {', '.join(self.model.classes)}, not a {subject}: give a "

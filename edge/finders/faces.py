@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..transform import CropBox
-from .base import Finder, Found, teacher_file
+from .base import Finder, Found
 from .ssd import SsdModel
 
 
@@ -115,18 +115,18 @@ class BlazeFaceFinder(FaceFinder):
         num_threads: int = 1,
     ) -> None:
         super().__init__(margin=margin)
-        path = teacher_file(
-            path, "face_detection_short_range", "BlazeFace's face detector", "--face-detector"
-        )
-        self._model = SsdModel(
+        self._model = SsdModel.teacher(
             path,
             self.strides,
+            stem="face_detection_short_range",
+            what="BlazeFace's short-range face detector",
+            flag="--face-detector",
             min_score=min_score,
             overlap=overlap,
             backend=backend,
             num_threads=num_threads,
-            what="a short-range BlazeFace model",
         )
+        self.path = self._model.path
 
     def rects(self, image: np.ndarray):
         out = []

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..transform import CropBox
-from .base import Finder, Found, teacher_file
+from .base import Finder, Found
 from .ssd import Detection, SsdModel
 
 # The anchor layers of MediaPipe's pose detector (224x224 input, 2254 anchors).
@@ -75,17 +75,18 @@ class BlazePoseFinder(Finder):
         num_threads: int = 1,
     ) -> None:
         super().__init__(margin=margin)
-        what = "BlazePose's person detector"
-        path = teacher_file(path, "pose_detection", what, "--person-finder")
-        self.detector = SsdModel(
+        self.detector = SsdModel.teacher(
             path,
             POSE_DETECTOR_STRIDES,
+            stem="pose_detection",
+            what="BlazePose's person detector",
+            flag="--person-finder",
             min_score=min_score,
             overlap=overlap,
             backend=backend,
             num_threads=num_threads,
-            what=what,
         )
+        self.path = self.detector.path
 
     def detections(self, image: np.ndarray) -> list[Detection]:
         """The detector's own output (face box, alignment keypoints), best first."""

@@ -61,6 +61,25 @@ class SsdModel:
             raise ModelError(f"{path} is not {what} ({n} anchors); its outputs are {shapes}")
         self.min_score, self.overlap = min_score, overlap
 
+    @classmethod
+    def teacher(
+        cls,
+        path: str | Path | None,
+        strides: tuple[int, ...],
+        *,
+        stem: str,
+        what: str,
+        flag: str,
+        **options,
+    ) -> SsdModel:
+        """The MediaPipe detector at ``path``, or (None) the teacher cache's ``stem``.tflite;
+        ``what`` names it in errors and ``flag`` is the option that gives another file.
+        ``options``: :class:`SsdModel`'s own (``min_score``, ``overlap``, ``backend``,
+        ``num_threads``)."""
+        from .base import teacher_file
+
+        return cls(teacher_file(path, stem, what, flag), strides, what=what, **options)
+
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """Every detection in the frame (letterboxed into the input), best first."""
         h, w = image_bgr.shape[:2]
