@@ -112,6 +112,19 @@ def test_every_person_of_a_group_is_labelled_with_a_box_and_an_upright_crop(labe
     assert summary["records"] == {"train": 1, "select": 3, "valid": 1}
 
 
+def test_one_person_found_in_the_frame_and_its_tiles_is_refined_once():
+    """The labeller refines each distinct detector ROI once (two landmark runs each): the
+    same person found in the whole frame and in two overlapping tiles is one ROI, while two
+    people standing shoulder to shoulder stay two."""
+    from training.label.finder import distinct_rois
+
+    person = CropBox((200.0, 150.0), 120.0, 0.0)
+    same_in_tiles = [CropBox((204.0, 147.0), 116.0, 5.0), CropBox((197.0, 153.0), 126.0, -3.0)]
+    assert distinct_rois([person, *same_in_tiles]) == [person]
+    neighbour = CropBox((200.0 + 0.4 * 120.0, 150.0), 120.0, 0.0)  # body squares IoU 0.43
+    assert distinct_rois([person, neighbour, *same_in_tiles]) == [person, neighbour]
+
+
 def test_a_corrupt_record_is_skipped_and_counted(labelled, tmp_path):
     copy = tmp_path / "set"
     shutil.copytree(labelled, copy)

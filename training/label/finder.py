@@ -18,7 +18,9 @@ teacher finds in it (``detect_all``), in the stored image's pixels:
 The detectors were made for one subject (BlazePose's finds one or two people of a group in a
 whole frame), so they also run on square tiles of the frame. Each detection is refined once
 (landmarks on the detector's ROI, then on the ROI they give) before it is kept, and those
-that end on one subject (boxes overlapping by IoU > 0.5) are merged into the best. A subject whose presence is below ``--min-presence`` goes to the record's
+that end on one subject (boxes overlapping by IoU > 0.5) are merged into the best; a
+detection whose ROI overlaps an earlier one's by IoU > 0.6 (the same person in the frame and
+in a tile) is not refined again. A subject whose presence is below ``--min-presence`` goes to the record's
 ``ignore`` list: the evaluation neither counts a find on it as a false one nor misses it.
 Frames with nobody are kept as well (they teach the finder what is not a person).
 
@@ -51,6 +53,11 @@ from .labellers import Labeller, LabelOptions
 
 # A merged pair: two refined detections whose boxes overlap this much are one subject.
 SAME_SUBJECT_IOU = 0.5
+# Two detector ROIs (of the frame and its overlapping tiles) that overlap this much are one
+# subject seen twice: only the first is refined. Refining costs two landmark runs, and each
+# person is found in 4-6 tiles, so without this a frame took ~10 landmark runs a person.
+# Two people side by side, shoulder to shoulder, have body squares overlapping ~0.4.
+SAME_ROI_IOU = 0.6
 # Mask pixels farther than this share of the landmarks' extent from it belong to someone else.
 MASK_REACH = 0.25
 
@@ -112,6 +119,22 @@ def rect_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def roi_rect(roi: CropBox) -> tuple[float, float, float, float]:
+    """The axis-aligned square (x, y, w, h) of a detector ROI, for comparing ROIs."""
+    half = roi.size / 2.0
+    return (roi.center[0] - half, roi.center[1] - half, roi.size, roi.size)
+
+
+def distinct_rois(rois: list[CropBox]) -> list[CropBox]:
+    """``rois`` in order, each dropped that overlaps an earlier one by IoU above
+    :data:`SAME_ROI_IOU` (one subject found in the frame and in several tiles)."""
+    kept: list[CropBox] = []
+    for roi in rois:
+        if all(rect_iou(roi_rect(roi), roi_rect(k)) <= SAME_ROI_IOU for k in kept):
+            kept.append(roi)
+    return kept
+
+
 def merge_duplicates(objects: list[Found]) -> list[Found]:
     """``objects`` best first, each dropped that overlaps a better one by IoU above
     :data:`SAME_SUBJECT_IOU` (two detector ROIs that refined onto one subject)."""
@@ -164,14 +187,19 @@ class FinderLabeller(Labeller):
         frame pixels with its presence as ``score``; None (counted) when it has no box."""
 
     def subjects(self, frame: np.ndarray, counts: Counter) -> list[Found]:
-        """Every subject the teacher finds in ``frame`` or its tiles, refined."""
-        out = []
+        """Every subject the teacher finds in ``frame`` or its tiles, refined (each distinct
+        detector ROI once: :func:`distinct_rois`; the whole frame's detections first)."""
+        rois = []
         for x0, y0, side in tiles(frame.shape, self.tile_sides):
             for roi in self.teacher.detect_all(frame[y0 : y0 + side, x0 : x0 + side]):
-                moved = CropBox((roi.center[0] + x0, roi.center[1] + y0), roi.size, roi.rotation)
-                found = self.subject(frame, moved, counts)
-                if found is not None:
-                    out.append(found)
+                rois.append(
+                    CropBox((roi.center[0] + x0, roi.center[1] + y0), roi.size, roi.rotation)
+                )
+        out = []
+        for roi in distinct_rois(rois):
+            found = self.subject(frame, roi, counts)
+            if found is not None:
+                out.append(found)
         return out
 
     def label(self, frame, still, name, out, counts) -> list[dict]:
