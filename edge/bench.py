@@ -23,14 +23,23 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from .backends import backend_names
-from .cli import ArgumentParser, add_model_argument, resolve_model, run_cli
+from .cli import (
+    ArgumentParser,
+    add_model_argument,
+    int_in_range,
+    resolve_model,
+    run_cli,
+    thread_count,
+)
 from .errors import BackendError, EdgeError
 from .host import cpu_name
+from .multitrack import MAX_TRACKS
 
 OVERHEAD_TARGET_MS = 3.0
 # A configuration that has not finished in this long is reported as an error row, not waited
@@ -289,14 +298,18 @@ def bench_people(
     return report
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 1,2,4, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"thread counts must be >= 1, got {text!r}")
-    return values
+def _int_list(item: Callable[[str], int]) -> Callable[[str], list[int]]:
+    """An argparse type: comma-separated whole numbers, each checked by ``item`` (its bounds:
+    --threads has every tool's cap, --people edge.live's --max-people range)."""
+
+    def parse(text: str) -> list[int]:
+        values = [item(v.strip()) for v in text.split(",") if v.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected numbers like 1,2,4, got {text!r}")
+        return values
+
+    parse.__name__ = "list"
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -314,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--threads",
-        type=_int_list,
+        type=_int_list(thread_count),
         default=[1, 2, 4],
         metavar="N[,N...]",
         help="interpreter thread counts to time (default: 1,2,4)",
@@ -329,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--people",
-        type=_int_list,
+        type=_int_list(int_in_range(1, MAX_TRACKS)),
         default=list(PEOPLE_COUNTS),
         metavar="N[,N...]",
         help="landmark models: also time edge.live --max-people N (--max-faces N) for each N, "

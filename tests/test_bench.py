@@ -113,3 +113,12 @@ def test_bench_table_and_errors(pose_model, tmp_path):
     ]
     bad = bench("--model", pose_model, "--backends", "cuda")
     assert bad.returncode == 2 and bad.stderr.startswith("error: unknown backend 'cuda'")
+    # Each count of a list has edge.live's bounds (issue 25: --threads 64 ran 64 threads here).
+    for args, message in (
+        (["--threads", "1,100000"], "argument --threads: must be at most"),
+        (["--threads", "0"], "argument --threads: must be at least 1"),
+        (["--people", "1,17"], "argument --people: must be at most 16"),
+    ):
+        bad = bench("--model", pose_model, *args)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+        assert bad.stderr.startswith("error: " + message), bad.stderr

@@ -168,9 +168,10 @@ def test_numeric_types_refuse_nan_infinities_and_out_of_range_values():
         thread_count(str(max_threads() + 1))
 
 
-# The tools with --threads N (edge.bench takes a list of counts and checks its own).
+# The tools with --threads N (edge.bench's N[,N...]: each count has the same cap).
 THREAD_CLIS = [
     "edge.live",
+    "edge.bench",
     "edge.doctor",
     "edge.deploy.command",
     "examples/train_demo.py",

@@ -808,6 +808,10 @@ def test_runtime_copy_is_the_edge_package_without_caches() -> None:
     ("args", "message"),
     [
         (["--model", "missing.tflite", "--rootfs", "/"], "model file not found"),
+        # a path the checks below would read as another folder than the one it names
+        (["--model", "pose", "--rootfs", "/", "--prefix", "/opt/../home/pi"], "a plain path"),
+        (["--model", "pose", "--rootfs", "/", "--prefix", "/opt/."], "a plain path"),
+        (["--model", "pose", "--rootfs", "/", "--prefix", "//home/pi"], "a plain path"),
         (["--model", str(REPO / "pyproject.toml"), "--rootfs", "/"], "not a TFLite flatbuffer"),
         # edge.live would refuse these at every start, in a Restart=always loop: refused here.
         (["--model", "pose", "--rootfs", "/", "--min-score", "nan"], "finite number"),

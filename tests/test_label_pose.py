@@ -220,6 +220,32 @@ def test_label_tool_bad_input(tmp_path):
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--box-margin", "nan", "must be a finite number"),
+        ("--box-margin", "-1.25", "must be above 0"),
+        ("--context", "inf", "must be a finite number"),
+        ("--context", "0.5", "must be at least 1"),
+        ("--min-detection", "nan", "must be a finite number"),
+        ("--min-presence", "1.5", "must be at most 1"),
+        ("--min-visibility", "-0.1", "must be at least 0"),
+        ("--people", "0", "must be at least 1"),
+        ("--max-per-source", "-1", "must be at least 0"),
+        ("--min-landmarks", "-1", "must be at least 0"),
+    ],
+)
+def test_label_tool_numbers_out_of_range_are_one_line(option, value, message, tmp_path):
+    """Issue 25: numeric options refuse NaN, infinities and out-of-range values (they were
+    taken as they came: a NaN --box-margin made NaN crops), before any teacher is loaded."""
+    bad = label("pose", str(tmp_path), "--out", str(tmp_path / "set"), option, value)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.strip().splitlines() == [
+        f"error: argument {option}: {message}, got {value!r}"
+    ], bad.stderr
+    assert not (tmp_path / "set").exists()
+
+
 @needs_messi
 def test_a_resume_file_cut_short_is_labelled_again(teacher, tmp_path):
     """A source's parts file cut short (a full disk, a kill) used to stop every later run."""

@@ -349,3 +349,82 @@ def test_trixie_service_gives_x86_landmarks_on_the_demo_clip(
         in checks["native"]["detail"]
     )
     assert "native LCE delegate" in checks["load"]["detail"]
+
+
+@pytest.mark.slow
+def test_trixie_service_streams_the_demo_clip_to_a_viewer_with_the_token(
+    trixie_deployed: tuple[Path, str],
+) -> None:
+    """Issue 25: the hardened unit still streams. Its own command line (ExecStart with its
+    EnvironmentFile, the stream on the deployed settings' token) under qemu on the demo clip:
+    a viewer without the token is refused, one with it gets whole JPEG frames, and SIGTERM
+    ends the service cleanly (exit 0)."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    import cv2
+
+    from edge.deploy import exec_start_argv, parse_env_file
+
+    root, _ = trixie_deployed
+    pi = dataclasses.replace(pi_lane.session_pi(pi_lane.TRIXIE), root=root)
+    unit = (root / "etc/systemd/system/binland.service").read_text()
+    env = parse_env_file((root / "opt/binland/binland.env").read_text())
+    token = env["BINLAND_STREAM_TOKEN"]
+    with socket.socket() as probe:  # a free port for the stream
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env.update(
+        BINLAND_SOURCE="demo",
+        BINLAND_SERVE=f"127.0.0.1:{port}",
+        BINLAND_ARGS="--loop",
+        PYTHONUNBUFFERED="1",
+    )
+    argv = exec_start_argv(unit, env)
+    assert argv[:3] == ["/opt/binland/venv/bin/python", "-m", "edge.live"]
+    assert token not in " ".join(argv)
+    proc = subprocess.Popen(
+        pi.command(argv[1:], program=pi_lane.guest_path(root, argv[0]), argv0=argv[0]),
+        env=pi.env([], env),
+        cwd=root / "opt/binland",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/stream.mjpg"
+    try:
+        deadline = time.monotonic() + 400  # the emulated start: interpreter, numpy, the model
+        while True:
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the stream never came up"
+            try:
+                urllib.request.urlopen(url, timeout=10)
+            except urllib.error.HTTPError as refused:
+                assert refused.code == 401  # no token: no camera
+                break
+            except OSError:
+                time.sleep(0.5)  # not listening yet
+            else:
+                raise AssertionError("the stream answered a viewer without the token")
+        with urllib.request.urlopen(f"{url}?token={token}", timeout=300) as stream:
+            data = b""
+            while data.count(b"\xff\xd9") < 2:  # two whole JPEG frames
+                chunk = stream.read1(65536)
+                assert chunk, "the stream ended"
+                data += chunk
+        start = data.index(b"\xff\xd8")
+        frame = cv2.imdecode(
+            np.frombuffer(data[start : data.index(b"\xff\xd9", start) + 2], np.uint8),
+            cv2.IMREAD_COLOR,
+        )
+        assert frame is not None and frame.shape == (480, 640, 3)  # the demo clip, annotated
+        proc.terminate()  # systemctl stop
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, output[-3000:]
+    assert "(interrupted)" in output and token not in output

@@ -221,6 +221,8 @@ def _deploy(args: argparse.Namespace) -> None:
     prefix = args.prefix.rstrip("/")
     if not args.prefix.startswith("/") or prefix in ("", "/usr", "/etc", "/opt", "/home"):
         raise DeployError(f"--prefix must be an absolute folder of its own, not {args.prefix!r}")
+    if any(part in ("", ".", "..") for part in prefix.split("/")[1:]):  # /opt/../home/pi, /opt/.
+        raise DeployError(f"--prefix must be a plain path, without '.', '..' or '//': {prefix!r}")
     if any(prefix == home or prefix.startswith(home + "/") for home in HIDDEN_HOMES):
         # The unit's ProtectHome=yes hides these from the service: it could not even start.
         raise DeployError(

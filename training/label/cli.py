@@ -39,7 +39,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.cli import ArgumentParser, add_threads_argument, run_cli
+from edge.cli import (
+    ArgumentParser,
+    add_threads_argument,
+    float_in_range,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_cli,
+    unit_float,
+)
 
 from .labellers import FINDER_TASKS, LabelOptions
 from .labelling import label
@@ -72,40 +81,44 @@ def build_parser() -> ArgumentParser:
         "patterns on a file's stem or <folder>/<stem>; every other source trains. Default: all "
         "train",
     )
-    p.add_argument("--every", type=int, default=2, help="label every N-th video frame")
+    p.add_argument("--every", type=positive_int, default=2, help="label every N-th video frame")
     p.add_argument(
         "--max-per-source",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="keep at most this many frames per video, evenly spread (0: no limit)",
     )
-    p.add_argument("--min-detection", type=float, default=0.5, help="detector score to accept")
+    p.add_argument("--min-detection", type=unit_float, default=0.5, help="detector score to accept")
     p.add_argument(
         "--min-presence",
-        type=float,
+        type=unit_float,
         default=0.8,
         help="teacher presence score below which a detection is dropped",
     )
     p.add_argument(
         "--min-visibility",
-        type=float,
+        type=unit_float,
         default=0.5,
         help="a landmark counts as visible at this teacher confidence",
     )
     p.add_argument(
         "--min-landmarks",
-        type=int,
+        type=non_negative_int,
         default=8,
         help="drop a person with fewer visible landmarks (pose)",
     )
-    p.add_argument("--people", type=int, default=4, help="most people labelled per photo (pose)")
+    p.add_argument(
+        "--people", type=positive_int, default=4, help="most people labelled per photo (pose)"
+    )
     p.add_argument(
         "--box-margin",
-        type=float,
+        type=positive_float,
         default=1.25,
         help="crop box = landmarks' extent x this (the model's box_margin)",
     )
-    p.add_argument("--context", type=float, default=2.0, help="stored crop = box x this")
+    p.add_argument(
+        "--context", type=float_in_range(1.0), default=2.0, help="stored crop = box x this"
+    )
     p.add_argument("--box-px", type=int, default=160, help="landmark box width in stored pixels")
     p.add_argument(
         "--frame-px",
