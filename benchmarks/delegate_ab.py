@@ -9,6 +9,13 @@ time and twin/ours ratio in each state.
 
     python -m benchmarks.delegate_ab current                      # this checkout's sources
     python -m benchmarks.delegate_ab /tmp/old/libbinland_lce-*.so current --seconds 300
+    python -m benchmarks.delegate_ab OLD.so current --simd avx2 --threads 1 --clock cpu
+
+On a machine that other processes keep busy, wall times mostly measure them: `--clock cpu`
+(with `--threads 1`, where the delegate and XNNPACK run on the calling thread) times each run
+by that thread's CPU time instead, which waiting for a core does not inflate. Builds loaded
+later in the process have measured a few % slower than the same build loaded first, so an A/B
+that close is run in both orders.
 
 A build is a library path, or ``current`` (the working tree's sources, built into the user
 cache as ``edge.native.ensure_library`` does). To build another revision:
@@ -70,23 +77,28 @@ def measure(libraries: list[str], models: dict, args) -> list[list[float]]:
     x = np.random.default_rng(0).standard_normal((1, args.size, args.size, 3)).astype(np.float32)
 
     def ready(path: str, delegates: list) -> Interpreter:
-        it = Interpreter(model_path=path, experimental_delegates=delegates, num_threads=2)
+        it = Interpreter(
+            model_path=path, experimental_delegates=delegates, num_threads=args.threads
+        )
         it.allocate_tensors()
         it.set_tensor(it.get_input_details()[0]["index"], x)
         for _ in range(3):
             it.invoke()
         return it
 
-    delegates = [load_delegate(lib) for lib in libraries]
+    options = {"simd": args.simd} if args.simd else {}
+    delegates = [load_delegate(lib, options) for lib in libraries]
     ours = [ready(models["binary"], [d]) for d in delegates]
     twin = ready(models["float"], [])
+
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
 
     def median_ms(it: Interpreter, runs: int) -> float:
         times = []
         for _ in range(runs):
-            start = time.perf_counter()
+            start = clock()
             it.invoke()
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
         return 1e3 * float(np.median(times))
 
     rows = []
@@ -161,12 +173,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--size", type=int, default=256, help="input size of the paper model (default 256)"
     )
+    p.add_argument(
+        "--threads", type=positive(int), default=2, help="interpreter threads (default 2)"
+    )
+    p.add_argument(
+        "--simd",
+        choices=("avx512-vpopcntdq", "avx2", "popcnt", "neon", "portable"),
+        help="force this kernel path in every build (the delegate's simd option)",
+    )
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall (default), or cpu: the calling thread's CPU time, with --threads 1",
+    )
     p.add_argument("--output", type=Path, default=RESULTS, help="markdown file to write")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.clock == "cpu" and args.threads != 1:
+        parser.error("--clock cpu times the calling thread only: use it with --threads 1")
     libraries = [resolve(b) for b in args.builds]
     names = [b if b == "current" else Path(b).name for b in args.builds]
     info = build_models(args.size, 256, 4, rebuild=False)
@@ -175,12 +204,20 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows = measure(libraries, models, args)
     text, _ = table(names, rows, args.slow_factor)
+    flags = f" --threads {args.threads}" if args.threads != 2 else ""
+    flags += f" --simd {args.simd}" if args.simd else ""
+    flags += " --clock cpu" if args.clock == "cpu" else ""
     header = (
-        f"# Delegate builds A/B: paper model {args.size}x{args.size}, ai-edge-litert, 2 threads\n\n"
-        f"`python -m benchmarks.delegate_ab {' '.join(args.builds)} --seconds {args.seconds:g}` "
+        f"# Delegate builds A/B: paper model {args.size}x{args.size}, ai-edge-litert, "
+        f"{args.threads} thread{'s' if args.threads > 1 else ''}"
+        f"{', kernel path ' + args.simd if args.simd else ''}"
+        f"{', thread CPU time' if args.clock == 'cpu' else ''}\n\n"
+        f"`python -m benchmarks.delegate_ab {' '.join(args.builds)} --seconds {args.seconds:g}"
+        f"{flags}` "
         f"at {started} on {cpu_name()}; {len(rows)} rounds of {args.runs} runs per build and 3 "
         f"of the float twin; load average (1 min) {load_before:.1f} at the start, "
-        f"{os.getloadavg()[0]:.1f} at the end (the benchmark's own 2 threads count).\n\n"
+        f"{os.getloadavg()[0]:.1f} at the end (the benchmark's own {args.threads} "
+        f"thread{'s' if args.threads > 1 else ''} count).\n\n"
     )
     print(header + text)
     args.output.parent.mkdir(parents=True, exist_ok=True)

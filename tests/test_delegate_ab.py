@@ -22,6 +22,8 @@ def test_bad_command_lines_are_one_line(tmp_path, capsys):
     assert "no such library" in _fails([str(tmp_path / "missing.so")], capsys)
     assert "must be positive" in _fails(["current", "--seconds", "0"], capsys)
     assert "not a number" in _fails(["current", "--runs", "many"], capsys)
+    assert "--threads 1" in _fails(["current", "--clock", "cpu"], capsys)
+    assert "invalid choice" in _fails(["current", "--simd", "sse9"], capsys)
 
 
 def test_rounds_are_classed_by_the_first_build():

@@ -8,9 +8,10 @@
 
 #include "bconv_core.h"
 
+/* The AVX-512 and AVX2 epilogues: compiled with target attributes, used with their kernels. */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#define EPILOGUE_AVX512 1
+#define EPILOGUE_X86 1
 #endif
 
 /* ------------------------------------------------------- output transform */
@@ -156,7 +157,7 @@ static inline __attribute__((always_inline)) void epilogue_fast(
   }
 }
 
-#ifdef EPILOGUE_AVX512
+#ifdef EPILOGUE_X86
 /* epilogue_fast written out for AVX-512 (the avx512-vpopcntdq kernel path):
  * the quantize's compare goes straight to a bit mask, with no float staging
  * row and no call per pixel. The same IEEE operations in the same order:
@@ -229,7 +230,87 @@ __attribute__((target("avx512f"))) static void epilogue_fast_avx512(
     default: return;
   }
 }
+/* epilogue_fast written out for AVX2 (the avx2 kernel path), 8 channels at a
+ * time: the quantize's compare goes to 8 bits with vmovmskps, 4 vectors make a
+ * word, with no float staging row and no pack call per pixel. The channels
+ * past the last multiple of 8 run as epilogue_fast does. The same IEEE
+ * operations in the same order as epilogue_fast's: cvt, mul, add (no FMA), so
+ * the floats and bits are its own. */
+__attribute__((target("avx2"))) static inline __attribute__((always_inline)) void
+epilogue_fast_avx2_body(const lce_op* op, const int32_t* c, int ldc, int p0, int count,
+                        float* output, const int own, const int quant, const int into,
+                        const int add) {
+  const int out_c = op->out_c;
+  const int words = packed_size(out_c);
+  const int full = out_c / 8 * 8;
+  const int32_t clamp_lo = op->clamp_lo, clamp_hi = op->clamp_hi;
+  const __m256i lo = _mm256_set1_epi32(clamp_lo), hi = _mm256_set1_epi32(clamp_hi);
+  const __m256 zero = _mm256_setzero_ps();
+  const float* m = op->multiplier;
+  const float* b = op->bias;
+  const float* qm = op->then_mul;
+  const float* qa = op->then_add;
+  for (int r = 0; r < count; ++r) {
+    const size_t p = (size_t)(p0 + r);
+    const int32_t* acc = c + (size_t)r * ldc;
+    float* mine = own ? output + p * out_c : NULL;
+    const size_t at = into ? into_row(op, p, add) : 0;
+    float* dst = into ? op->into_data + at : NULL;
+    const float* other = add ? op->into_add + at : NULL;
+    uint32_t* bits = quant ? (uint32_t*)op->then_output + p * words : NULL;
+    uint32_t word = 0;
+    int j = 0;
+    for (; j < full; j += 8) {
+      __m256i x = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i*)(acc + j)), 1);
+      x = _mm256_min_epi32(_mm256_max_epi32(x, lo), hi);
+      const __m256 f = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(x), _mm256_loadu_ps(m + j)),
+                                     _mm256_loadu_ps(b + j));
+      if (own) _mm256_storeu_ps(mine + j, f);
+      if (quant) {
+        const __m256 t =
+            _mm256_add_ps(_mm256_mul_ps(f, _mm256_loadu_ps(qm + j)), _mm256_loadu_ps(qa + j));
+        word |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(t, zero, _CMP_LT_OQ)) << (j & 31);
+        if ((j & 31) == 24) {
+          bits[j >> 5] = word;
+          word = 0;
+        }
+      }
+      if (into) {
+        _mm256_storeu_ps(dst + j, add ? _mm256_add_ps(f, _mm256_loadu_ps(other + j)) : f);
+      }
+    }
+    for (; j < out_c; ++j) {
+      int32_t x = 2 * acc[j];
+      x = x < clamp_lo ? clamp_lo : (x > clamp_hi ? clamp_hi : x);
+      const float v = (float)x * m[j] + b[j];
+      if (own) mine[j] = v;
+      if (quant) word |= (uint32_t)(v * qm[j] + qa[j] < 0.0f) << (j & 31);
+      if (into) dst[j] = add ? v + other[j] : v;
+    }
+    /* The last word, if the channels do not fill it (its high bits stay 0). */
+    if (quant && (out_c & 31)) bits[out_c >> 5] = word;
+  }
+}
+
+__attribute__((target("avx2"))) static void epilogue_fast_avx2(const lce_op* op, const int32_t* c,
+                                                               int ldc, int p0, int count,
+                                                               float* output, int flags) {
+  switch (flags) {
+    case 1: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 1, 0, 0, 0); return;
+    case 3: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 1, 1, 0, 0); return;
+    case 4: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 0, 0, 1, 0); return;
+    case 5: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 1, 0, 1, 0); return;
+    case 6: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 0, 1, 1, 0); return;
+    case 7: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 1, 1, 1, 0); return;
+    case 12: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 0, 0, 1, 1); return;
+    case 13: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 1, 0, 1, 1); return;
+    case 14: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 0, 1, 1, 1); return;
+    case 15: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 1, 1, 1, 1); return;
+    default: return;
+  }
+}
 #endif
+
 
 VECTOR_CLONES static void epilogue_block(const lce_op* op, const int32_t* c, int ldc, int p0,
                                          int count, void* output, int32_t* correction,
@@ -245,9 +326,13 @@ VECTOR_CLONES static void epilogue_block(const lce_op* op, const int32_t* c, int
     float* out = (float*)output;
     /* own + quantize * 2 + into * 4 + add * 8 */
     const int flags = own + (q ? 2 : 0) + (into ? 4 : 0) + (add ? 8 : 0);
-#ifdef EPILOGUE_AVX512
+#ifdef EPILOGUE_X86
     if (op->epilogue_avx512) {
       epilogue_fast_avx512(op, c, ldc, p0, count, out, flags);
+      return;
+    }
+    if (op->epilogue_avx2) {
+      epilogue_fast_avx2(op, c, ldc, p0, count, out, flags);
       return;
     }
 #endif

@@ -125,6 +125,7 @@ typedef struct lce_op_s {
   float* then_mul;
   float* then_add;
   int epilogue_avx512; /* that epilogue in AVX-512 intrinsics (with the avx512 kernel) */
+  int epilogue_avx2;   /* that epilogue in AVX2 intrinsics (with the avx2 kernel) */
 
   /* quantize: fused MUL / ADD by a constant before it (tensor indices, -1 if
    * absent). *_out: that op's float output, stored only when someone outside

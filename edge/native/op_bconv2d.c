@@ -353,8 +353,9 @@ static int bconv_setup(lce_op* op, const TfLiteContext* context, char* err, size
     }
   }
 
-  /* The AVX-512 epilogue goes with the AVX-512 kernel (whose CPU check covers it). */
+  /* The AVX-512 and AVX2 epilogues go with their kernels (whose CPU checks cover them). */
   op->epilogue_avx512 = !strcmp(op->gemm->name, "avx512-vpopcntdq");
+  op->epilogue_avx2 = !strcmp(op->gemm->name, "avx2");
   free(op->then_mul);
   free(op->then_add);
   op->then_mul = op->then_add = NULL;
