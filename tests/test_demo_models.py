@@ -229,6 +229,7 @@ def test_label_commands_resume_the_labels_the_report_used(task, name):
         assert now == had, f"{len(now - had)} new and {len(had - now)} missing sources"
 
 
+@pytest.mark.tensorflow  # training.config and training.evaluate: the train extra
 @pytest.mark.parametrize(("task", "key"), REAL_SETS)
 def test_reported_sets_chose_nothing_and_show_the_mean_shape(task, key):
     """A real set is the split's reported side: never the config's ``val_path`` when the
@@ -298,6 +299,7 @@ def _assert_close(measured: dict, reported: dict, what: str, tolerance=_toleranc
         )
 
 
+@pytest.mark.tensorflow  # training.config and training.evaluate: the train extra
 @pytest.mark.parametrize(("task", "key"), REAL_SETS)
 def test_training_evaluate_reproduces_the_real_held_out_number(task, key, tmp_path):
     """Every reported number of a real held-out set (against the teacher), the mean shape
@@ -337,6 +339,7 @@ def test_training_evaluate_reproduces_the_real_held_out_number(task, key, tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow  # training.config and training.evaluate: the train extra
 @pytest.mark.parametrize(("task", "key"), REAL_SETS)
 def test_real_held_out_number_reproduces_from_the_media(task, key, tmp_path):
     """Labelling a real set's held-out sources of ../shared/media again, with the report's
