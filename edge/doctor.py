@@ -41,6 +41,7 @@ from .cli import (
     run_cli,
 )
 from .errors import EdgeError
+from .multitrack import MAX_TRACKS
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 DEFAULT_CONFIG = "/opt/binland/binland.env"  # written by edge.deploy
@@ -703,14 +704,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     found.add_argument(
         "--max-people",
-        type=int_in_range(1, None),
+        type=int_in_range(1, MAX_TRACKS),
         default=None,
         metavar="N",
         help="people the service follows (above 1: the finder picks up newcomers)",
     )
     found.add_argument(
         "--max-faces",
-        type=int_in_range(1, None),
+        type=int_in_range(1, MAX_TRACKS),
         default=None,
         metavar="N",
         help="faces the service follows (face models)",
