@@ -3,7 +3,8 @@
 Every failure of a CLI, a bad flag included, is one ``error: ...`` line on stderr and exit
 status 2, never a usage dump or a traceback (:func:`run_cli`). ``--model`` takes a path or
 ``pose``/``face`` for the bundled models (:func:`resolve_model`), ``--backend`` offers the
-backend registry's names and ``--threads`` defaults to :data:`DEFAULT_THREADS` everywhere.
+backend registry's names and ``--threads`` defaults to :data:`DEFAULT_THREADS` everywhere;
+edge.live's flags for several people are declared once (:func:`add_several_people_arguments`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -215,3 +216,84 @@ non_negative_float = float_in_range(0.0)
 unit_float = float_in_range(0.0, 1.0)  # scores and fractions
 # edge.live --keep-mb, and edge.deploy's, which the service passes on: at least one megabyte.
 keep_mb_type = float_in_range(1.0)
+
+
+def add_several_people_arguments(
+    parser,
+    *,
+    unset: Collection[str] = (),
+    find_and_drop: bool = True,
+    more_help: Mapping[str, str] | None = None,
+) -> None:
+    """edge.live's flags for several people (issue 27), the same in every tool that takes or
+    passes them on: ``--max-people``, ``--max-faces`` (1 to :data:`edge.multitrack.MAX_TRACKS`),
+    ``--person-finder``, ``--face-detector`` and, with ``find_and_drop``, ``--find-every`` and
+    ``--drop-after``.
+
+    ``unset``: the dests (``"max_people"``, ``"person_finder"``, ...) whose default is None, so
+    that the tool can tell a flag not given (edge.deploy, edge.doctor), rather than edge.live's
+    default, which the help still names. ``more_help``: a tool's own words after a flag's help,
+    by dest."""
+    from .host import TEACHERS_ENV
+    from .multitrack import DEFAULT_DROP_AFTER, DEFAULT_FIND_EVERY, MAX_TRACKS
+    from .tracking import AUTO_FINDER
+
+    cache = f"the teacher cache (${TEACHERS_ENV} or ~/.cache/binland/teachers)"
+    several = "with --max-people or --max-faces above 1"
+    count = dict(type=int_in_range(1, MAX_TRACKS), default=1, metavar="N")
+    flags = {
+        "max_people": dict(
+            count,
+            help=f"pose models: follow up to N people (N up to {MAX_TRACKS}), each with its own "
+            "ID; each costs one inference a frame",
+        ),
+        "max_faces": dict(
+            count,
+            help=f"face landmark models: follow up to N faces (N up to {MAX_TRACKS}), found with "
+            "--face-detector, as --max-people does people",
+        ),
+        "person_finder": dict(
+            default=AUTO_FINDER,
+            metavar="blazepose|none|auto|PATH",
+            help="how pose models find people (edge.finders): blazepose: MediaPipe's person "
+            f"detector, pose_detection.tflite, from {cache}; PATH: that file elsewhere, or our "
+            "1-bit finder (a .tflite converted from a training.finder run); none: the whole "
+            f"frame and the search boxes; {AUTO_FINDER}: none with --max-people 1, blazepose "
+            "above",
+        ),
+        "face_detector": dict(
+            default="haar",
+            metavar="haar|blazeface|none|PATH",
+            help="how face models find faces when not tracking, and newcomers with --max-faces "
+            "above 1 (edge.finders): haar: OpenCV's Haar cascade; blazeface: MediaPipe's "
+            f"short-range BlazeFace from {cache}; PATH: a short-range BlazeFace .tflite "
+            "(face_detection_short_range.tflite) or our 1-bit face finder; none: the full frame",
+        ),
+    }
+    if find_and_drop:
+        flags["find_every"] = dict(
+            type=positive_int,
+            default=DEFAULT_FIND_EVERY,
+            metavar="K",
+            help=f"{several}: run the finder every K frames to pick up newcomers; it also runs "
+            "every frame while a track is lost (to find them again) or nobody is tracked, and "
+            "never while N are tracked",
+        )
+        flags["drop_after"] = dict(
+            type=non_negative_float,
+            default=DEFAULT_DROP_AFTER,
+            metavar="SECONDS",
+            help=f"{several}: forget a person lost for this many seconds; until then the finder "
+            "may pick them up again under the same ID. IDs are never reused",
+        )
+    unknown = (set(unset) | set(more_help or {})) - set(flags)
+    if unknown:
+        raise ValueError(f"not a several-people flag: {', '.join(sorted(unknown))}")
+    for dest, kwargs in flags.items():
+        default = kwargs["default"]
+        # Always said here: an unset flag's default is edge.live's, which argparse cannot show.
+        shown = f"{default:g}" if isinstance(default, float) else default
+        kwargs["help"] += (more_help or {}).get(dest, "") + f" (default: {shown})"
+        if dest in unset:
+            kwargs["default"] = None
+        parser.add_argument("--" + dest.replace("_", "-"), **kwargs)

@@ -35,13 +35,12 @@ from .cli import (
     ArgumentParser,
     add_backend_argument,
     add_model_argument,
+    add_several_people_arguments,
     add_threads_argument,
-    int_in_range,
     resolve_model,
     run_cli,
 )
 from .errors import EdgeError
-from .multitrack import MAX_TRACKS
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 DEFAULT_CONFIG = "/opt/binland/binland.env"  # written by edge.deploy
@@ -702,31 +701,10 @@ def build_parser() -> argparse.ArgumentParser:
         "edge.live's flags that choose the finder it runs; each not given comes from --config "
         "(as edge.deploy set it), else edge.live's default",
     )
-    found.add_argument(
-        "--max-people",
-        type=int_in_range(1, MAX_TRACKS),
-        default=None,
-        metavar="N",
-        help="people the service follows (above 1: the finder picks up newcomers)",
-    )
-    found.add_argument(
-        "--max-faces",
-        type=int_in_range(1, MAX_TRACKS),
-        default=None,
-        metavar="N",
-        help="faces the service follows (face models)",
-    )
-    found.add_argument(
-        "--person-finder",
-        default=None,
-        metavar="blazepose|none|auto|PATH",
-        help="pose models' finder (default auto: none for one person, blazepose for more)",
-    )
-    found.add_argument(
-        "--face-detector",
-        default=None,
-        metavar="haar|blazeface|none|PATH",
-        help="face models' finder (default haar)",
+    add_several_people_arguments(
+        found,
+        unset=("max_people", "max_faces", "person_finder", "face_detector"),
+        find_and_drop=False,  # they do not change which finder runs
     )
     add_threads_argument(p, help="inference threads")
     add_backend_argument(p)

@@ -38,6 +38,7 @@ from .cli import (
     ArgumentParser,
     add_backend_argument,
     add_model_argument,
+    add_several_people_arguments,
     add_threads_argument,
     int_in_range,
     keep_mb_type,
@@ -49,21 +50,14 @@ from .cli import (
     run_cli,
 )
 from .errors import EdgeError, ModelError, OutputError, SourceError
-from .host import TEACHERS_ENV
 from .multipipeline import STAGES as MULTI_STAGES
-from .multitrack import (
-    DEFAULT_DROP_AFTER,
-    DEFAULT_FIND_EVERY,
-    MAX_TRACKS,
-    MultiTracker,
-    multi_tracker_for,
-)
+from .multitrack import MultiTracker, multi_tracker_for
 from .pipeline import STAGES as PIPELINE_STAGES
 from .pipeline import FrameResult, LandmarkPipeline
 from .smoothing import OneEuroFilter
 from .sources import MAX_FRAME_PIXELS, open_source
 from .timing import RateMeter, StageTimes
-from .tracking import AUTO_FINDER, LandmarkTracker, subject_of, tracker_for
+from .tracking import LandmarkTracker, subject_of, tracker_for
 
 if TYPE_CHECKING:
     from .metadata import LandmarkMetadata
@@ -175,61 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="mean landmark score below which the track is lost and the next "
         "frame starts from the full frame (pose) or the face detector (face)",
     )
-    track.add_argument(
-        "--face-detector",
-        default="haar",
-        metavar="haar|blazeface|none|PATH",
-        help="how face models find faces when not tracking, and newcomers with --max-faces "
-        "(edge.finders): OpenCV's Haar cascade, MediaPipe's short-range BlazeFace from the "
-        f"teacher cache (${TEACHERS_ENV} or ~/.cache/binland/teachers), none (use the full "
-        "frame), or the path of a short-range BlazeFace .tflite "
-        "(face_detection_short_range.tflite) or of our 1-bit face finder",
-    )
-    track.add_argument(
-        "--person-finder",
-        default=AUTO_FINDER,
-        metavar="blazepose|none|auto|PATH",
-        help="how pose models find people (edge.finders): blazepose is MediaPipe's person "
-        f"detector, pose_detection.tflite, from the teacher cache (${TEACHERS_ENV} or "
-        "~/.cache/binland/teachers); PATH: that file elsewhere, or our 1-bit finder (a .tflite "
-        "converted from a training.finder run); none: the whole frame and the "
-        "search boxes; auto (the default): none with --max-people 1, blazepose above",
-    )
-    track.add_argument(
-        "--max-people",
-        type=int_in_range(1, MAX_TRACKS),
-        default=1,
-        metavar="N",
-        help=f"pose models: follow up to N people (N up to {MAX_TRACKS}), each with its own ID, "
-        "colour and entry in the JSONL record's 'people' list; each costs one inference a "
-        "frame. 1 follows one person (the whole frame and --probe-every's search boxes when "
-        "lost) with the single-person JSONL record",
-    )
-    track.add_argument(
-        "--max-faces",
-        type=int_in_range(1, MAX_TRACKS),
-        default=1,
-        metavar="N",
-        help=f"face landmark models: follow up to N faces (N up to {MAX_TRACKS}), found with "
-        "--face-detector, as --max-people does people",
-    )
-    track.add_argument(
-        "--find-every",
-        type=int_in_range(1, None),
-        default=DEFAULT_FIND_EVERY,
-        metavar="K",
-        help="with --max-people or --max-faces above 1: run the finder every K frames to pick "
-        "up newcomers; it also runs every frame while a track is lost (to find them again) or "
-        "nobody is tracked, and never while N are tracked",
-    )
-    track.add_argument(
-        "--drop-after",
-        type=non_negative_float,
-        default=DEFAULT_DROP_AFTER,
-        metavar="SECONDS",
-        help="with --max-people or --max-faces above 1: forget a person lost for this many "
-        "seconds; until then the finder may pick them up again under the same ID. IDs are "
-        "never reused",
+    add_several_people_arguments(
+        track,
+        more_help={
+            "max_people": ". Above 1 each also has its own colour and entry in the JSONL "
+            "record's 'people' list; 1 follows one person (the whole frame and --probe-every's "
+            "search boxes when lost) with the single-person JSONL record",
+        },
     )
     track.add_argument(
         "--probe-every",

@@ -9,17 +9,15 @@ from pathlib import Path
 from ..cli import (
     ArgumentParser,
     add_model_argument,
+    add_several_people_arguments,
     add_threads_argument,
-    int_in_range,
     keep_mb_type,
     non_negative_float,
     resolve_model,
     run_cli,
 )
 from ..errors import DeployError, EdgeError
-from ..host import TEACHERS_ENV
 from ..metadata import LandmarkMetadata, read_metadata
-from ..multitrack import DEFAULT_DROP_AFTER, DEFAULT_FIND_EVERY, MAX_TRACKS
 from ..tracking import AUTO_FINDER
 from .plan import deploy
 from .service import (
@@ -102,60 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"under MB megabytes, the oldest deleted first (default {DEFAULT_KEEP_MB:g})",
     )
     many = p.add_argument_group(
-        "people and faces (written to PREFIX/binland.env; edge.live's flags of the same names)"
+        "people and faces (written to PREFIX/binland.env; edge.live's flags of the same names)",
+        "A finder that runs a file (a PATH on this machine, or blazepose's or blazeface's from "
+        "this machine's teacher cache) is loaded here first, refused if edge.live could not use "
+        "it, and installed beside the model.",
     )
-    many.add_argument(
-        "--max-people",
-        type=int_in_range(1, MAX_TRACKS),
-        default=1,
-        metavar="N",
-        help=f"pose models: follow up to N people (N up to {MAX_TRACKS}), each with its own ID; "
-        "each costs one inference a frame (default 1)",
-    )
-    many.add_argument(
-        "--max-faces",
-        type=int_in_range(1, MAX_TRACKS),
-        default=1,
-        metavar="N",
-        help=f"face landmark models: follow up to N faces (N up to {MAX_TRACKS}) (default 1)",
-    )
-    many.add_argument(
-        "--person-finder",
-        default=None,
-        metavar="blazepose|none|auto|PATH",
-        help="pose models: how people are found. PATH: a finder .tflite on this machine (our "
-        "1-bit finder, or MediaPipe's pose_detection.tflite), installed beside the model; "
-        "blazepose: MediaPipe's person detector from this machine's teacher cache "
-        f"(${TEACHERS_ENV} or ~/.cache/binland/teachers), installed the same way; none: the "
-        f"whole frame and the search boxes; {AUTO_FINDER} (the default): none with "
-        "--max-people 1, blazepose above. The finder is loaded here first: a file that "
-        "edge.live could not use is refused",
-    )
-    many.add_argument(
-        "--face-detector",
-        default=None,
-        metavar="haar|blazeface|none|PATH",
-        help="face models: how faces are found. haar: OpenCV's cascade (the default); "
-        "blazeface: MediaPipe's short-range BlazeFace from this machine's teacher cache, "
-        "installed beside the model; PATH: a finder .tflite on this machine (our 1-bit face "
-        "finder, or BlazeFace's file), installed beside the model; none: the full frame",
-    )
-    many.add_argument(
-        "--find-every",
-        type=int_in_range(1, None),
-        default=DEFAULT_FIND_EVERY,
-        metavar="K",
-        help="with --max-people or --max-faces above 1: the finder looks for newcomers every K "
-        f"frames (default {DEFAULT_FIND_EVERY})",
-    )
-    many.add_argument(
-        "--drop-after",
-        type=non_negative_float,
-        default=DEFAULT_DROP_AFTER,
-        metavar="SECONDS",
-        help="with --max-people or --max-faces above 1: forget a person lost this long "
-        f"(default {DEFAULT_DROP_AFTER:g})",
-    )
+    # Finders not given: edge.live's defaults, each checked against the model's task.
+    add_several_people_arguments(many, unset=("person_finder", "face_detector"))
     svc.add_argument(
         "--live-arg",
         action="append",
