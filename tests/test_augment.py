@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -16,10 +18,12 @@ from training.data.augment import (
     BackgroundDraw,
     Normalisation,
     crop_sample,
+    landmark_order,
     make_example,
     place_background,
     sample_params,
 )
+from training.data.teacher_scores import TeacherScoresConfig, score_weights
 
 # Each landmark sits on a blob of its own colour, far enough apart that blobs never touch.
 _RNG = np.random.default_rng(7)
@@ -429,3 +433,115 @@ def test_pipeline_swaps_backgrounds_from_other_records_repeatably():
     # Counted (the parallel map may have run ahead of the two batches taken).
     assert data.swaps_missed.count >= 4
     assert "no person mask" in data.swaps_missed.reasons[0]
+
+
+# ------------------------------------------------------------------ teacher scores (issue 24)
+
+# A teacher score per blob; 1.3 and -0.2 lie outside [0, 1] and are clipped.
+_SCORES = np.linspace(0.35, 1.0, 16)
+_SCORES[[3, 12]] = (1.3, -0.2)
+
+
+def _scored_sample(sample: Sample | None = None) -> Sample:
+    return dataclasses.replace(sample or _blob_sample(), scores=_SCORES)
+
+
+def test_teacher_scores_follow_the_flip_into_the_weights():
+    sample = _scored_sample()
+    np.testing.assert_array_equal(sample.scores[[3, 12]], [1.0, 0.0])  # clipped on reading
+    codec = HeatmapCodec((64, 64), (16, 16), sigma=1.0)
+    params = AugmentParams(scale=1.1, rotation=10.0, flip=True)
+    teacher = TeacherScoresConfig(use="weight", floor=0.2, power=2.0)
+    base = {"codec": codec, "skeleton": MPII16, "normalise": Normalisation(), "params": params}
+    _, heatmaps, weights = make_example(sample, teacher=teacher, **base)
+    _, plain_maps, plain = make_example(sample, **base)
+    perm = MPII16.flip_permutation()
+    assert landmark_order(MPII16, params).tolist() == perm.tolist()
+    # Crop landmark i is the sample's perm[i]: its flag and its score go with it.
+    clipped = np.clip(_SCORES, 0.0, 1.0)
+    expected = sample.visible[perm] * (0.2 + 0.8 * clipped[perm] ** 2)
+    np.testing.assert_allclose(weights, expected, rtol=1e-6)
+    assert plain.tolist() == sample.visible[perm].astype(float).tolist()  # all inside the crop
+    # Right ankle (0) <-> left ankle (5): the flipped crop's 0 weighs the left ankle's score.
+    assert weights[0] == pytest.approx(0.2 + 0.8 * clipped[5] ** 2)
+    assert weights[5] == 0.0  # the hidden right ankle, now the left one: 0 whatever its score
+    assert weights[perm.tolist().index(12)] == pytest.approx(0.2)  # score -0.2 -> 0 -> floor
+    np.testing.assert_array_equal(heatmaps, plain_maps)  # use: weight leaves the targets
+    # use: target scales each visible point's Gaussian by the same weight, loss weight as before.
+    target = TeacherScoresConfig(use="target", floor=0.2, power=2.0)
+    _, soft_maps, soft_weights = make_example(sample, teacher=target, **base)
+    np.testing.assert_array_equal(soft_weights, plain)
+    np.testing.assert_allclose(soft_maps, plain_maps * expected, rtol=1e-6, atol=1e-7)
+    assert score_weights(None, teacher) is None
+
+
+def test_without_teacher_scores_the_targets_are_the_same_arrays_as_before():
+    codec = HeatmapCodec((64, 64), (16, 16), sigma=1.0)
+    params = AugmentParams(scale=0.9, rotation=-15.0, flip=True)
+    base = {"codec": codec, "skeleton": MPII16, "normalise": Normalisation(), "params": params}
+    blob = _blob_sample()  # no scores, as a drawn figure or a human-labelled record
+    # What make_example always made: the codec's targets from the crop's points and flags.
+    crop, _, points, visible = crop_sample(blob, 64, MPII16, params)
+    before_maps, before_weights = codec.encode(points, visible)
+    weight = TeacherScoresConfig(use="weight", floor=0.2, power=2.0)
+    cases = [
+        (_scored_sample(blob), None),  # scores on record, no option
+        (_scored_sample(blob), TeacherScoresConfig()),  # the default: use none
+        (blob, weight),  # option on, a record without scores
+        (blob, TeacherScoresConfig(use="target")),
+    ]
+    for sample, teacher in cases:
+        image, heatmaps, weights = make_example(sample, teacher=teacher, **base)
+        np.testing.assert_array_equal(image, Normalisation()(crop))
+        np.testing.assert_array_equal(heatmaps, before_maps)
+        np.testing.assert_array_equal(weights, before_weights)
+        assert weights.dtype == before_weights.dtype and heatmaps.dtype == before_maps.dtype
+    assert set(before_weights.tolist()) == {0.0, 1.0}  # visible 1, hidden 0
+
+
+class _ScoredFigures(LandmarkDataset):
+    """One blob figure, odd records with teacher scores, even ones without (drawn figures)."""
+
+    skeleton = MPII16
+
+    def __init__(self, figure: Sample) -> None:
+        self.figure = figure
+
+    def __len__(self) -> int:
+        return 4
+
+    def load(self, index: int) -> Sample:
+        scores = _SCORES if index % 2 else None
+        return dataclasses.replace(self.figure, id=f"figure{index}", scores=scores)
+
+
+def test_pipeline_packs_the_teacher_weights_and_counts_records_without_scores():
+    from training.data.pipeline import training_dataset
+
+    def weights(teacher: TeacherScoresConfig | None, data: LandmarkDataset) -> np.ndarray:
+        ds = training_dataset(
+            data,
+            codec=HeatmapCodec((64, 64), (16, 16), sigma=1.0),
+            normalise=Normalisation(),
+            augment=AugmentConfig(enabled=False),  # no flip: crop order is the sample's
+            batch_size=4,
+            num_stacks=1,
+            seed=0,
+            deterministic=True,
+            teacher=teacher,
+        )
+        _, (targets,) = next(iter(ds))
+        return targets.numpy()[:, 0, 0, 16:]  # (4, K): the packed weight channels
+
+    figure = _blob_sample()
+    data = _ScoredFigures(figure)
+    teacher = TeacherScoresConfig(use="weight", floor=0.5, power=1.0)
+    got = weights(teacher, data)
+    off = weights(None, _ScoredFigures(figure))
+    scored = figure.visible * (0.5 + 0.5 * np.clip(_SCORES, 0, 1))
+    plain = figure.visible.astype(np.float32)
+    for row in got:  # each record's weights: scored (odd records) or as before (even ones)
+        assert np.allclose(row, scored, rtol=1e-6) or np.array_equal(row, plain)
+    assert sum(np.array_equal(row, plain) for row in got) == 2
+    assert all(np.array_equal(row, plain) for row in off)
+    assert data.unscored.count >= 2 and "figure" in data.unscored.reasons[0]

@@ -39,6 +39,14 @@ BASE = {"dataset": {"name": "synthetic-pose"}}
         ("augment.background_prob=1.5", "augment.background_prob is a probability"),
         ("augment.background_prob=.nan", "augment.background_prob is a probability"),
         ("augment.background_prob=often", "augment.background_prob must be float"),
+        # the teacher's per-point scores as weights or soft targets (issue 24)
+        ("teacher_scores.use=soft", "teacher_scores.use must be none, weight or target"),
+        ("teacher_scores.use=off", "YAML reads yes/no/on/off as true/false: quote the value"),
+        ("teacher_scores.floor=1.5", "teacher_scores.floor must be between 0 and 1"),
+        ("teacher_scores.floor=.nan", "teacher_scores.floor must be between 0 and 1"),
+        ("teacher_scores.power=0", "teacher_scores.power must be a positive number"),
+        ("teacher_scores.power=.inf", "teacher_scores.power must be a positive number"),
+        ("teacher_scores.weight=1", "unknown config key teacher_scores.'weight'"),
     ],
 )
 def test_bad_values_are_refused_in_one_line(override, message):
@@ -68,6 +76,20 @@ def test_a_landmark_only_key_in_another_task_is_refused_not_ignored(task, overri
     make_config(BASE, [override.replace("loss=bce", "sigma=2.0")])  # landmarks: fine
     with pytest.raises(ConfigError, match=message) as caught:
         make_config(BASE, [f"task={task}", override])
+    assert "\n" not in str(caught.value)
+
+
+def test_teacher_scores_are_off_by_default_and_for_landmark_models_only():
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        assert load_config(path).teacher_scores.use == "none", path.name  # all train as before
+    on = make_config(BASE, ["teacher_scores={use: weight, floor: 0.2, power: 3}"])
+    assert (on.teacher_scores.use, on.teacher_scores.floor, on.teacher_scores.power) == (
+        "weight",
+        0.2,
+        3.0,
+    )
+    with pytest.raises(ConfigError, match="teacher_scores applies to task: landmarks") as caught:
+        make_config(BASE, ["task=segmentation", "teacher_scores.use=target"])
     assert "\n" not in str(caught.value)
 
 

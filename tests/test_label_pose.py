@@ -134,9 +134,12 @@ def test_label_tool_writes_what_our_readers_read(teacher, tmp_path):
         invert_affine(crop_matrix(CropBox(tuple(fb["center"]), fb["size"]), (side, side))), s.points
     )
     np.testing.assert_array_equal(s.visible, conf >= 0.5)
+    # The teacher's per-point scores (3 decimals in the JSON) come back as Sample.scores.
+    np.testing.assert_allclose(s.scores, np.clip(conf, 0.0, 1.0), atol=6e-4)
     assert np.abs(back - expected)[s.visible].max() < 0.05  # pixels (2 decimals in the JSON)
     c = coco.load(0)
     np.testing.assert_allclose(c.points[13], s.points[4], atol=0.02)  # left knee in both
+    assert c.scores.shape == (17,) and c.scores[13] == pytest.approx(s.scores[4], abs=2e-3)
     assert np.all([sample.head_size > 0 for sample in iter_samples(mpii)])
 
     # A second run finds every source done and rewrites the same files.

@@ -471,6 +471,53 @@ def test_coco_and_mpii_read_the_person_masks_beside_their_images(tmp_path):
         assert "undecodable" in ds.bad_masks.reasons[0] and "50x40" in ds.bad_masks.reasons[1]
 
 
+def test_coco_and_mpii_read_the_teacher_scores(tmp_path):
+    """The label tool's per-point ``scores`` become Sample.scores (clipped to [0, 1]); a
+    record without them has None; a malformed list is counted and the record still reads."""
+    images = tmp_path / "images"
+    _image(images / "person.jpg", 100, 80)
+    scores = np.linspace(0.1, 1.0, 17)
+    scores[2], scores[4] = 1.25, -0.5
+    kp = np.zeros((17, 3))
+    kp[:, 0], kp[:, 1], kp[:, 2] = np.arange(17) * 2 + 35, 45, 2
+    malformed = [None, scores[:5].tolist(), ["high"] * 17, [float("nan")] * 17]
+    malformed_mpii = [None, scores[:5].tolist(), ["high"] * 16, [float("nan")] * 16]
+    coco = {
+        "images": [{"id": 1, "file_name": "person.jpg"}],
+        "annotations": [
+            {"id": k + 1, "image_id": 1, "keypoints": kp.reshape(-1).tolist()}
+            | {"bbox": [30.0, 20.0, 30.0, 50.0], "iscrowd": 0, "num_keypoints": 17}
+            | ({} if value is None else {"scores": value})
+            for k, value in enumerate([scores.tolist(), *malformed])
+        ],
+    }
+    coco_file = tmp_path / "person_keypoints_train.json"
+    coco_file.write_text(json.dumps(coco))
+    joints = np.column_stack([np.arange(16) * 2 + 36.0, np.full(16, 46.0)])  # 1-based
+    mpii = [
+        {"image": "person.jpg", "center": [45.0, 45.0], "scale": 0.3, "joints": joints.tolist()}
+        | ({} if value is None else {"scores": value})
+        for value in [scores[:16].tolist(), *malformed_mpii]
+    ]
+    mpii_file = tmp_path / "train.json"
+    mpii_file.write_text(json.dumps(mpii))
+    for ds in (
+        open_dataset("coco", coco_file, images=images),
+        open_dataset("mpii", mpii_file, images=images),
+    ):
+        k = ds.skeleton.num_landmarks
+        samples = list(iter_samples(ds))
+        assert len(samples) == 5 and ds.skipped.count == 0  # every record still trains
+        first = samples[0].scores
+        assert first.dtype == np.float32 and first.shape == (k,)
+        np.testing.assert_allclose(first, np.clip(scores[:k], 0.0, 1.0), rtol=1e-6)
+        assert first[2] == 1.0 and first[4] == 0.0
+        assert all(s.scores is None for s in samples[1:])
+        assert ds.bad_scores.count == 3  # too few, not numbers, not finite
+        assert f"5 scores for {k} points" in ds.bad_scores.reasons[0]
+        assert "not a finite number" in ds.bad_scores.reasons[2]
+
+
 # ------------------------------------------------------- AFLW2000-3D and 300W-LP (3DDFA .mat)
 
 

@@ -3,6 +3,7 @@ damaged records are skipped and counted, and the training pipeline reads it per 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,7 +13,14 @@ import numpy as np
 import pytest
 
 import training  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads
-from training.data import CorruptSample, DatasetError, iter_samples, open_dataset
+from training.data import (
+    CorruptSample,
+    DatasetError,
+    LandmarkDataset,
+    Sample,
+    iter_samples,
+    open_dataset,
+)
 from training.data.tfrecord import INDEX, export, shard_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +54,34 @@ def test_round_trip_is_exact_and_shards_are_even(source, exported):
             b.box.size
         )
         assert a.id == b.id and a.head_size == b.head_size
+
+
+class _Scored(LandmarkDataset):
+    """``source``'s records, the even ones with teacher scores (as the label tool's)."""
+
+    def __init__(self, source: LandmarkDataset) -> None:
+        self.source, self.skeleton = source, source.skeleton
+
+    def __len__(self) -> int:
+        return 4
+
+    def load(self, index: int) -> Sample:
+        s = self.source.load(index)
+        scores = np.linspace(0.0, 1.0, len(s.points)) if index % 2 == 0 else None
+        return dataclasses.replace(s, scores=scores)
+
+
+def test_teacher_scores_survive_the_export(source, tmp_path):
+    scored = _Scored(source)
+    export(scored, tmp_path, shards=1, image_format="png")
+    ds = open_dataset("tfrecord", tmp_path)
+    for i in range(4):
+        a, b = scored.load(i), ds.load(i)
+        if a.scores is None:
+            assert b.scores is None
+        else:
+            np.testing.assert_array_equal(a.scores, b.scores)
+    assert ds.bad_scores.count == 0
 
 
 def test_tensorflows_own_reader_reads_the_same_records(exported):

@@ -304,6 +304,67 @@ def test_released_wiring_trains_with_bce_and_saves_sigmoid_heatmaps(tmp_path):
     assert "bskip_bhead_sigmoid" in model.name
 
 
+def test_a_few_steps_train_with_teacher_scores_as_weights(tmp_path):
+    """teacher_scores on, end to end: teacher-labelled MPII records (the label tool's own
+    writer, scores included) mixed with drawn figures that have none; a few steps train and
+    the run says how many examples had no scores."""
+    import cv2
+    import yaml
+
+    from training.data import open_dataset
+    from training.label import mappings, writers
+
+    figures = open_dataset("synthetic-pose", split="train", size=8, image_size=64, seed=3)
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(8):
+        s = figures.load(i)
+        assert cv2.imwrite(str(images / f"{i}.jpg"), s.image)
+        scores = np.where(s.visible, rng.uniform(0.5, 1.0, 16), rng.uniform(0.0, 0.5, 16))
+        head = mappings.head_box(s.points)
+        records.append(
+            writers.mpii_record(f"{i}.jpg", s.points, s.visible, scores, head, s.box, "fig")
+        )
+    annot = tmp_path / "train.json"
+    annot.write_text(json.dumps(records))
+    config = {
+        "name": "teacher_scores",
+        "dataset": {
+            "name": "mpii",
+            "path": str(annot),
+            "options": {"images": str(images)},
+            "val_limit": 4,
+            "mix": [{"name": "synthetic-pose", "options": {"size": 8, "image_size": 64}}],
+        },
+        "model": {"num_stacks": 1, "depth": 1, "features": 32, "block": "hpm", "binary": True},
+        "input_size": 64,
+        "sigma": 2.0,
+        "batch_size": 4,
+        "epochs": 1,
+        "steps_per_epoch": 3,
+        "optimizer": {"name": "adam", "learning_rate": 1.0e-3},
+        "teacher_scores": {"use": "weight", "floor": 0.2, "power": 2.0},
+    }
+    path = tmp_path / "teacher.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.train", "--config", str(path), "--out", str(run)],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (line,) = _history(run)
+    assert np.isfinite(line["loss"]) and "val_pckh" in line
+    assert "came from records without teacher scores" in proc.stdout  # the drawn figures
+    assert yaml.safe_load((run / "config.yaml").read_text())["teacher_scores"]["use"] == "weight"
+
+
 def test_validation_set_of_another_format_and_unpaired_skeletons_are_checked(tmp_path):
     """300w-lp -> aflw2000-3d needs dataset.val_name; skeletons must agree, and one without
     left/right pairs cannot be trained with mirrored crops."""

@@ -22,6 +22,7 @@ import yaml
 from edge.errors import EdgeError
 
 from .data.augment import AugmentConfig
+from .data.teacher_scores import USES, TeacherScoresConfig
 
 
 class ConfigError(EdgeError):
@@ -151,6 +152,9 @@ class TrainConfig:
     precision: str = "float32"
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # The label tool's per-point teacher scores as loss weights or soft targets (issue 24;
+    # training.data.teacher_scores). use: none (the default) trains as before.
+    teacher_scores: TeacherScoresConfig = field(default_factory=TeacherScoresConfig)
     normalisation: NormalisationConfig = field(default_factory=NormalisationConfig)
     finder: FinderConfig = field(default_factory=FinderConfig)
 
@@ -268,6 +272,24 @@ class TrainConfig:
             )
 
         self._check_augment()
+        self._check_teacher_scores()
+
+    def _check_teacher_scores(self) -> None:
+        t = self.teacher_scores
+        _check(
+            t.use in USES,
+            f"teacher_scores.use must be none, weight or target, got {t.use!r}",
+        )
+        _check(
+            math.isfinite(t.floor) and 0 <= t.floor <= 1,
+            f"teacher_scores.floor must be between 0 and 1, got {t.floor}",
+        )
+        _check(_positive(t.power), f"teacher_scores.power must be a positive number, got {t.power}")
+        _check(
+            not t.on or self.task == "landmarks",
+            f"teacher_scores applies to task: landmarks (heatmap targets); task: {self.task} "
+            "does not read it: drop it",
+        )
 
     def _check_landmark_only(self) -> None:
         """Keys only the landmark heatmap codec reads: another task would train as if they
@@ -428,6 +450,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return value
     if hint in (str, dict, list) and isinstance(value, hint):
         return value
+    if hint is str and isinstance(value, bool):
+        raise ConfigError(
+            f"config key {where} must be str, got {value!r} (YAML reads yes/no/on/off as "
+            "true/false: quote the value)"
+        )
     if hint is tuple and isinstance(value, (list, tuple)):
         return tuple(value)
     raise ConfigError(

@@ -424,6 +424,15 @@ def _finish(run: _Training, history: list[dict]) -> dict:
             f"background record); first: {missed.reasons[0]}",
             flush=True,
         )
+    unscored = data.train.unscored if config.teacher_scores.on else None
+    if unscored is not None and unscored.count:
+        # Drawn figures and human-labelled sets have no teacher scores: their visible points
+        # weighed 1, as without teacher_scores.
+        print(
+            f"{unscored.count} training example(s) came from records without teacher scores "
+            f"(their visible points weighed 1); first: {unscored.reasons[0]}",
+            flush=True,
+        )
     final_model = run.snapshot()  # on every worker: a collective step
     averaged = []
     if config.average_last > 1:

@@ -40,6 +40,7 @@ from edge.skeletons import Skeleton
 from edge.transform import CropBox, apply_affine, normalise_input, warp_crop
 
 from .base import Sample
+from .teacher_scores import TeacherScoresConfig, apply_scores
 
 
 @dataclass
@@ -191,6 +192,15 @@ def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     return a[:2]
 
 
+def landmark_order(skeleton: Skeleton, params: AugmentParams) -> np.ndarray:
+    """(K,) int: the crop's landmark ``i`` is the sample's landmark ``order[i]`` (the flip's
+    relabelling, see :func:`crop_sample`; else the identity). Every per-point array of a
+    sample (points, visibility, teacher scores) follows it."""
+    if params.flip:
+        return np.asarray(skeleton.flip_permutation())
+    return np.arange(skeleton.num_landmarks)
+
+
 def crop_sample(
     sample: Sample,
     input_size: int,
@@ -216,7 +226,7 @@ def crop_sample(
         person = None if person is None else person[:, ::-1]
         mirror = flip_matrix(input_size)
         matrix = compose(mirror, matrix)
-        perm = skeleton.flip_permutation()
+        perm = landmark_order(skeleton, params)
         points = apply_affine(mirror, points)[perm]
         visible = visible[perm]
     if person is not None:
@@ -337,11 +347,17 @@ def make_example(
     normalise: Normalisation,
     params: AugmentParams = AugmentParams(),  # noqa: B008
     background: np.ndarray | None = None,
+    teacher: TeacherScoresConfig | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Model input (S, S, 3) float32, target heatmaps (h, w, K) and landmark weights (K,);
-    ``background``: see :func:`crop_sample`."""
+    ``background``: see :func:`crop_sample`. ``teacher``: what the sample's teacher scores
+    (``Sample.scores``, put in the crop's landmark order) do to the heatmaps or the weights
+    (:func:`training.data.teacher_scores.apply_scores`); None or ``use: none``: nothing."""
     crop, _, points, visible = crop_sample(
         sample, codec.input_size[0], skeleton, params, background
     )
     heatmaps, weights = codec.encode(points, visible)
+    if teacher is not None and teacher.on and sample.scores is not None:
+        scores = sample.scores[landmark_order(skeleton, params)]
+        heatmaps, weights = apply_scores(heatmaps, weights, scores, teacher)
     return normalise(crop), heatmaps, weights

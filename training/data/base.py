@@ -62,6 +62,10 @@ class Sample:
     # label tool's teacher mask); None where the dataset has none. Augmentation replaces the
     # background (below 0.5) and keeps the rest.
     mask: np.ndarray | None = None
+    # (K,) float32 in [0, 1]: the teacher's score of each point (training.label's ``scores``),
+    # clipped to [0, 1]; None where the record has none. Training ignores them unless the
+    # config's ``teacher_scores`` says otherwise (training.data.teacher_scores).
+    scores: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.points = np.asarray(self.points, dtype=np.float32).reshape(-1, 2)
@@ -74,6 +78,13 @@ class Sample:
                 raise ValueError(
                     f"{len(self.points)} points but {len(self.occluded)} occlusion flags"
                 )
+        if self.scores is not None:
+            scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+            if len(scores) != len(self.points) or not np.isfinite(scores).all():
+                raise ValueError(
+                    f"{len(self.points)} points need as many finite scores, got {len(scores)}"
+                )
+            self.scores = np.clip(scores, 0.0, 1.0)
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
             raise ValueError(
                 f"image must be HxWx3 uint8, got {self.image.shape} {self.image.dtype}"
@@ -136,6 +147,18 @@ class RecordDataset(abc.ABC):
         """Records whose stored person mask is unreadable or of another size than the
         image: they are read without one (no background swap)."""
         return self._counter("_bad_masks", "ignoring the person mask of record")
+
+    @property
+    def bad_scores(self) -> SkipCounter:
+        """Records whose teacher scores are not one finite number per point: they are read
+        without them (their visible points weigh 1 whatever ``teacher_scores`` says)."""
+        return self._counter("_bad_scores", "ignoring the teacher scores of record")
+
+    @property
+    def unscored(self) -> SkipCounter:
+        """Examples made with ``teacher_scores`` on from records without scores (drawn
+        figures, a set labelled by people): their visible points weighed 1."""
+        return self._counter("_unscored", "no teacher scores in record")
 
     @property
     def swaps_missed(self) -> SkipCounter:
@@ -311,6 +334,26 @@ def read_mask(
         bad.record(index, f"{path} is {got}, not the image's {shape[1]}x{shape[0]}")
         return None
     return mask.astype(np.float32) / 255.0
+
+
+def read_scores(value: object, k: int, bad: SkipCounter, index: int) -> np.ndarray | None:
+    """A record's ``scores`` entry (the label tool's teacher score per point) as (k,) float32
+    clipped to [0, 1], or None: when the record has none, and when it is not ``k`` finite
+    numbers (counted in ``bad``): the record still trains, with its visible points at 1."""
+    if value is None:
+        return None
+    try:
+        scores = np.asarray(value, np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        bad.record(index, f"scores {exc!r}")
+        return None
+    if len(scores) != k:
+        bad.record(index, f"{len(scores)} scores for {k} points")
+        return None
+    if not np.isfinite(scores).all():
+        bad.record(index, "a score that is not a finite number")
+        return None
+    return np.clip(scores, 0.0, 1.0).astype(np.float32)
 
 
 def find_annotation(

@@ -18,6 +18,10 @@ pixel-centre convention is ``(x + w/2 - 0.5, y + h/2 - 0.5)``.
 ``val``). ``images=`` overrides the image folder; by default it is ``<root>/<split>2017``
 (for a JSON path: the ``<name>`` of ``person_keypoints_<name>.json`` beside ``annotations/``).
 
+Teacher scores: an annotation's ``scores`` list (K numbers, the label tool's teacher score
+per keypoint) becomes ``Sample.scores``, clipped to [0, 1]; a malformed one is left out and
+counted in ``dataset.bad_scores`` (see :mod:`training.data.teacher_scores`).
+
 Person masks: an image with a ``<stem>.mask.png`` beside it (the label tool writes one per
 stored crop) gives its sample that mask (:func:`training.data.base.read_mask`); COCO's own
 images have none.
@@ -41,6 +45,7 @@ from .base import (
     find_annotation,
     read_image,
     read_mask,
+    read_scores,
 )
 
 
@@ -121,4 +126,7 @@ class COCODataset(LandmarkDataset):
         # "#<record index>", as every reader that can hold one image twice: evaluation finds a
         # prediction's record again by it (COCO's own annotation id is not a record index).
         ident = f"{file_name}#{index}"
-        return Sample(image, kp[:, :2].astype(np.float32), visible, box, id=ident, mask=mask)
+        scores = read_scores(ann.get("scores"), k, self.bad_scores, index)
+        return Sample(
+            image, kp[:, :2].astype(np.float32), visible, box, id=ident, mask=mask, scores=scores
+        )

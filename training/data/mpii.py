@@ -25,6 +25,10 @@ the record has one, else from the ``headboxes_src`` array of HRNet's ``gt_valid.
 ``joints_vis`` becomes ``visible``; joints with non-positive coordinates (MPII's marker for
 "not annotated") are also marked invisible.
 
+A record's ``scores`` (the label tool's teacher score per joint) becomes ``Sample.scores``,
+clipped to [0, 1]; a malformed list is left out and counted in ``dataset.bad_scores`` (see
+:mod:`training.data.teacher_scores`).
+
 ``path`` is the JSON file, or the MPII root with ``annot/{train,valid,trainval,test}.json``
 (``split`` = train, val/valid, trainval, test). Images are looked up in ``images=``, by
 default ``<root>/images``. An image with a ``<stem>.mask.png`` beside it (the label tool's
@@ -49,6 +53,7 @@ from .base import (
     find_annotation,
     read_image,
     read_mask,
+    read_scores,
 )
 
 SPLIT_FILES = {
@@ -160,6 +165,15 @@ class MPIIDataset(LandmarkDataset):
         name, points, visible, box, head_size = self._parse(index)
         image = read_image(self.images / name)
         mask = read_mask(self.images / name, image.shape[:2], self.bad_masks, index)
+        k = self.skeleton.num_landmarks
+        scores = read_scores(self.records[index].get("scores"), k, self.bad_scores, index)
         return Sample(
-            image, points, visible, box, head_size=head_size, id=f"{name}#{index}", mask=mask
+            image,
+            points,
+            visible,
+            box,
+            head_size=head_size,
+            id=f"{name}#{index}",
+            mask=mask,
+            scores=scores,
         )

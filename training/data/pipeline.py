@@ -22,6 +22,7 @@ from edge.codec import HeatmapCodec
 from ..losses import pack_targets
 from .augment import AugmentConfig, AugmentParams, Normalisation, make_example, sample_params
 from .base import CorruptSample, DatasetError, LandmarkDataset, RecordLoader, Sample
+from .teacher_scores import TeacherScoresConfig
 
 
 class _Loader(RecordLoader):
@@ -34,6 +35,7 @@ class _Loader(RecordLoader):
         normalise: Normalisation,
         augment: AugmentConfig,
         seed: int,
+        teacher: TeacherScoresConfig | None = None,
     ) -> None:
         k = dataset.skeleton.num_landmarks
         s, (hw, hh) = codec.input_size[0], codec.heatmap_size
@@ -42,9 +44,12 @@ class _Loader(RecordLoader):
         self.codec = codec
         self.normalise = normalise
         self.augment = augment
+        self.teacher = teacher
 
     def make(self, sample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         params = sample_params(rng, self.augment)
+        if self.teacher is not None and self.teacher.on and sample.scores is None:
+            self.dataset.unscored.record(sample.id, "its visible points weigh 1")
         image, heatmaps, weights = make_example(
             sample,
             codec=self.codec,
@@ -52,6 +57,7 @@ class _Loader(RecordLoader):
             normalise=self.normalise,
             params=params,
             background=self.background(sample, params),
+            teacher=self.teacher,
         )
         return image, pack_targets(heatmaps, weights)
 
@@ -84,8 +90,13 @@ def training_dataset(
     workers: int | None = None,
     deterministic: bool = False,
     shard: tuple[int, int] = (0, 1),
+    teacher: TeacherScoresConfig | None = None,
 ) -> tf.data.Dataset:
     """An endless, shuffled stream of ``(images, (targets,) * num_stacks)`` batches.
+
+    ``teacher``: what the records' teacher scores do to the targets (the config's
+    ``teacher_scores``, :mod:`training.data.teacher_scores`); None: nothing. Examples made
+    from records without scores while it is on are counted in ``dataset.unscored``.
 
     ``batch_size`` is the batch this pipeline hands out: the global batch when a strategy
     splits it across local replicas, or one replica's share when each input pipeline feeds
@@ -103,7 +114,7 @@ def training_dataset(
     """
     count = shard[1]
     ds = record_batches(
-        _Loader(dataset, codec, normalise, augment, seed),
+        _Loader(dataset, codec, normalise, augment, seed, teacher),
         tf.float32,
         seed=seed,
         batch_size=batch_size,

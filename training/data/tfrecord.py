@@ -11,8 +11,9 @@ Layout: ``DIR/records-00000-of-00016.tfrecord`` ... and ``DIR/index.json`` (skel
 record counts, source, skipped records). Each record is a ``tf.train.Example`` with
 ``image`` (the image, JPEG- or PNG-encoded), ``image_crc32`` (zlib CRC-32 of those bytes),
 ``points`` (K x 2 float, image pixels), ``visible`` (K int), ``box`` (centre x, centre y, side,
-rotation), ``head_size`` (float, -1 when the dataset has none), ``id``, and ``yaw`` and
-``occluded`` where the dataset has them (empty lists otherwise). Record ``i`` goes to shard
+rotation), ``head_size`` (float, -1 when the dataset has none), ``id``, and ``yaw``,
+``occluded`` and ``scores`` (the teacher's per-point scores) where the dataset has them
+(empty lists otherwise; files written before ``scores`` existed read as without them). Record ``i`` goes to shard
 ``i % shards``, so every shard is an even sample of the set.
 
 The reader is an ordinary :class:`~training.data.base.LandmarkDataset`: it indexes where
@@ -42,7 +43,14 @@ from edge.cli import ArgumentParser, positive_int, run_cli
 from edge.skeletons import get_skeleton
 from edge.transform import CropBox
 
-from .base import CorruptSample, DatasetError, LandmarkDataset, Sample, open_dataset
+from .base import (
+    CorruptSample,
+    DatasetError,
+    LandmarkDataset,
+    Sample,
+    open_dataset,
+    read_scores,
+)
 
 INDEX = "index.json"
 FORMAT = 1
@@ -80,6 +88,7 @@ def _example(sample: Sample, encoded: bytes):
     yaw, occluded = getattr(sample, "yaw", None), getattr(sample, "occluded", None)
     features["yaw"] = floats([] if yaw is None else [yaw])
     features["occluded"] = ints([] if occluded is None else occluded.astype(np.int64))
+    features["scores"] = floats([] if sample.scores is None else sample.scores)
     return tf.train.Example(features=tf.train.Features(feature=features))
 
 
@@ -222,6 +231,7 @@ class TFRecordDataset(LandmarkDataset):
                 extra["yaw"] = float(feature["yaw"].float_list.value[0])
             if feature["occluded"].int64_list.value:
                 extra["occluded"] = np.asarray(feature["occluded"].int64_list.value, bool)
+            scores = list(feature["scores"].float_list.value) or None
         except Exception as exc:  # protobuf's DecodeError, a missing feature, wrong lengths
             raise CorruptSample(f"record {index}: not a landmark Example ({exc})") from None
         if zlib.crc32(encoded) != crc:
@@ -241,6 +251,7 @@ class TFRecordDataset(LandmarkDataset):
             CropBox((cx, cy), side, rotation),
             head_size=None if head < 0 else float(head),
             id=name,
+            scores=read_scores(scores, len(points), self.bad_scores, index),
             **extra,
         )
 

@@ -125,6 +125,7 @@ def input_pipeline(
         workers=config.workers,
         deterministic=config.deterministic,
         shard=shard,
+        teacher=config.teacher_scores,
     )
 
 
