@@ -2,10 +2,13 @@
 
     python -m benchmarks.multi_person [--clips a.mp4,b.avi] [--max-frames N] [--max-people 4]
         [--mean-shape-data data/pose_v2_clips/annot/train.json]
+        [--person-finder blazepose|auto|PATH]
 
 Runs the bundled pose model through :class:`edge.multipipeline.MultiLandmarkPipeline` exactly
-as ``python -m edge.live --max-people N`` does (the BlazePose person finder, ``--find-every``
-10, ``--drop-after`` 1 s, One Euro smoothing) over clips with several people in
+as ``python -m edge.live --max-people N --person-finder F`` does (``--find-every`` 10,
+``--drop-after`` 1 s, One Euro smoothing; the finder F: BlazePose's person detector unless
+``--person-finder`` names another, e.g. our 1-bit finder's .tflite, through the same
+:func:`edge.multitrack.multi_tracker_for`) over clips with several people in
 ``../shared/media/pose`` (read in place, never copied), and scores it against the teacher's
 people in every frame: ``training.label``'s BlazePose (``detect_all``: every person its
 detector finds, then the 33 landmarks of each, mapped to MPII-16; people whose landmark model
@@ -38,9 +41,11 @@ What it reports, per clip and over all:
   do not inflate as they do wall-clock time), in frames where the finder ran and in the
   others, on the CPU named.
 
-With the interim finder these are the numbers *before the 1-bit finder* (issue 27 part 1).
-The finder is the teacher's own person detector here, so the detection numbers say how well
-our landmarks and tracking follow the people that detector finds, not how good a finder is.
+With the interim finder (the default, ``--person-finder blazepose``) these are the numbers
+*before the 1-bit finder* (issue 27 part 1), in benchmarks/results/multi_person.md. That finder
+is the teacher's own person detector, so the detection numbers say how well our landmarks and
+tracking follow the people that detector finds, not how good a finder is. With another finder
+the report says which, and goes to ``multi_person_<finder>.md`` unless ``--out`` says where.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ import numpy as np
 
 from benchmarks import REPO, RESULTS_DIR
 from edge import cpu_name
+from edge.cli import ArgumentParser, run_cli
+from edge.errors import EdgeError
 
 MEDIA = REPO.parent / "shared" / "media" / "pose"
 RESULTS = RESULTS_DIR / "multi_person.md"
@@ -79,6 +86,11 @@ LINK_IOU, LINK_GAP_S = 0.3, 1.0  # the teacher's detector misses people for seve
 EDGE_S = 1.0  # walk-ins appear, leavers go, this long after the start or before the end
 LIFE_S = 1.0  # a walk-in or leaver is seen (tall) at least this long: not a detector's blip
 OUR_MIN_SCORE, TEACHER_MIN_VISIBILITY = 0.3, 0.5
+INTERIM_FINDER = "blazepose"  # edge.finders' name of the finder before the 1-bit one
+
+
+class BenchError(EdgeError):
+    """A clip, the mean shape's data or the finder cannot be used."""
 
 
 @dataclass(eq=False)
@@ -266,7 +278,11 @@ def run_clip(path: Path, args, model, teacher, mean=None) -> ClipScore:
     from edge.sources import open_source
 
     tracker = multi_tracker_for(
-        model.metadata, args.max_people, find_every=args.find_every, drop_after=args.drop_after
+        model.metadata,
+        args.max_people,
+        person_finder=args.person_finder,
+        find_every=args.find_every,
+        drop_after=args.drop_after,
     )
     pipeline = model.video_pipeline(tracker, smoother=OneEuroFilter(min_score=OUR_MIN_SCORE))
     source = open_source(str(path))
@@ -344,29 +360,113 @@ def _total(scores: list[ClipScore]) -> ClipScore:
     return total
 
 
-def report(scores: list[ClipScore], args, model, mean=None) -> str:
-    never = sum(a is None for s in scores for a in s.acquire)
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
-        "# Several people, each tracked: before the 1-bit finder",
+def finder_of(meta, args):
+    """The person finder ``--person-finder`` gives edge.live --max-people (built by the
+    pipeline's own :func:`edge.multitrack.multi_tracker_for`, so a bad value is the one-line
+    error edge.live gives)."""
+    from edge.multitrack import multi_tracker_for
+
+    return multi_tracker_for(meta, args.max_people, person_finder=args.person_finder).finder
+
+
+def is_interim(finder) -> bool:
+    """Whether ``finder`` is the interim finder, BlazePose's person detector from the
+    teacher cache (the default, whose report is the committed "before" table)."""
+    from edge.finders import BlazePoseFinder
+    from edge.host import teacher_dir
+
+    return isinstance(finder, BlazePoseFinder) and finder.path == teacher_dir() / (
+        "pose_detection.tflite"
+    )
+
+
+def describe_finder(finder) -> str:
+    """What the report calls the finder that ran."""
+    from edge.finders import BinaryFinder, BlazePoseFinder
+
+    if isinstance(finder, BinaryFinder):
+        return f"our 1-bit person finder `{_shown(finder.path)}`"
+    if isinstance(finder, BlazePoseFinder):
+        return f"MediaPipe BlazePose's person detector from `{_shown(finder.path)}`"
+    return f"{type(finder).__name__} (`edge.finders` {finder.name})"
+
+
+def _shown(path) -> str:
+    where = Path(path).resolve()
+    return str(where.relative_to(REPO)) if where.is_relative_to(REPO) else str(path)
+
+
+def default_out(finder, spec: str) -> Path:
+    """The interim finder's report is multi_person.md; another finder's is named after it."""
+    if is_interim(finder):
+        return RESULTS
+    if finder.path is None:
+        name = spec
+    else:  # runs/person_finder/model.tflite: person_finder
+        path = Path(spec)
+        name = path.parent.name if path.stem == "model" and path.parent.name else path.stem
+    return RESULTS_DIR / f"multi_person_{name}.md"
+
+
+def _finder_lines(args, model, finder) -> list[str]:
+    """The report's title and the paragraphs that depend on the finder that ran."""
+    live = (
+        f"`python -m edge.live --max-people {args.max_people} --find-every {args.find_every} "
+        f"--drop-after {args.drop_after:g}"
+    )
+    if is_interim(finder):
+        return [
+            "# Several people, each tracked: before the 1-bit finder",
+            "",
+            *_header(model),
+            f"Ours: the bundled `edge/models/pose.tflite` as {live}` "
+            "runs it, with the **interim finder: MediaPipe BlazePose's person detector** "
+            "(`--person-finder blazepose`). The 1-bit finder (issue 27 part 1) replaces it; "
+            "these are the numbers to beat.",
+            "",
+            "Against: the teacher in every frame, `training.label`'s BlazePose (`detect_all`: "
+            "every person the same person detector finds, then BlazePose's own landmarks, "
+            "mapped to MPII-16). Because our finder is the teacher's detector, recall and "
+            "precision say how well our landmarks and tracking follow the people that detector "
+            "finds; a person it misses in a frame is missing from both sides. How the numbers "
+            "are made: the module docstring of benchmarks/multi_person.py.",
+            "",
+        ]
+    what = describe_finder(finder)
+    return [
+        f"# Several people, each tracked: with {what.replace('`', '')}",
         "",
+        *_header(model),
+        f"Ours: the bundled `edge/models/pose.tflite` as {live} --person-finder "
+        f"{args.person_finder}` runs it, with the finder: **{what}**. Beside the numbers "
+        "before it, with the interim finder (MediaPipe BlazePose's person detector, "
+        "benchmarks/results/multi_person.md).",
+        "",
+        "Against: the teacher in every frame, `training.label`'s BlazePose (`detect_all`: "
+        "every person MediaPipe's person detector finds, then BlazePose's own landmarks, "
+        "mapped to MPII-16). Our finder is not the teacher's detector here: a person the "
+        "teacher's detector misses in a frame is missing from the teacher's side only, so "
+        "following them counts against our precision. How the numbers are made: the module "
+        "docstring of benchmarks/multi_person.py.",
+        "",
+    ]
+
+
+def _header(model) -> list[str]:
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return [
         f"`python -m benchmarks.multi_person` ({now}) on **{cpu_name()}** "
         f"({platform.machine()}), Python {platform.python_version()}, "
         f"{model.backend_description}, {model.num_threads} thread.",
         "",
-        f"Ours: the bundled `edge/models/pose.tflite` as `python -m edge.live --max-people "
-        f"{args.max_people} --find-every {args.find_every} --drop-after {args.drop_after:g}` "
-        "runs it, with the **interim finder: MediaPipe BlazePose's person detector** "
-        "(`--person-finder blazepose`). The 1-bit finder (issue 27 part 1) replaces it; "
-        "these are the numbers to beat.",
-        "",
-        "Against: the teacher in every frame, `training.label`'s BlazePose (`detect_all`: "
-        "every person the same person detector finds, then BlazePose's own landmarks, mapped "
-        "to MPII-16). Because our finder is the teacher's detector, recall and precision say "
-        "how well our landmarks and tracking follow the people that detector finds; a person "
-        "it misses in a frame is missing from both sides. How the numbers are made: the "
-        "module docstring of benchmarks/multi_person.py.",
-        "",
+    ]
+
+
+def report(scores: list[ClipScore], args, model, mean=None, finder=None) -> str:
+    never = sum(a is None for s in scores for a in s.acquire)
+    finder = finder if finder is not None else finder_of(model.metadata, args)
+    lines = [
+        *_finder_lines(args, model, finder),
         *table(scores),
         "",
         "PCK@0.2 per person: of the torso, over the landmarks the teacher sees, in every frame "
@@ -384,22 +484,33 @@ def report(scores: list[ClipScore], args, model, mean=None) -> str:
         "drawing), in frames where the finder did not run and, last column, where it did; "
         "the machine was shared with a training job (2 cores).",
         "",
-        "What limits these numbers with the interim finder: BlazePose's person detector was "
-        "made for one person, and often finds one of two people standing close together; it "
-        "assumes a whole body, so on people cut off at the waist (close to the camera) its "
-        "crops are several times too large, match no track by IoU and start new ones (ID "
-        "switches); and our box is our landmarks' box, so a person we follow with imprecise "
-        "landmarks counts as missed (and as a false find) at IoU 0.5.",
-        "",
     ]
+    if is_interim(finder):
+        lines += [
+            "What limits these numbers with the interim finder: BlazePose's person detector "
+            "was made for one person, and often finds one of two people standing close "
+            "together; it assumes a whole body, so on people cut off at the waist (close to the "
+            "camera) its crops are several times too large, match no track by IoU and start new "
+            "ones (ID switches); and our box is our landmarks' box, so a person we follow with "
+            "imprecise landmarks counts as missed (and as a false find) at IoU 0.5.",
+            "",
+        ]
+    else:
+        lines += [
+            "Our box is our landmarks' box, so a person we follow with imprecise landmarks "
+            "counts as missed (and as a false find) at IoU 0.5, whatever the finder.",
+            "",
+        ]
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m benchmarks.multi_person",
         description="edge.live --max-people against the BlazePose teacher on clips with "
-        "several people; writes benchmarks/results/multi_person.md.",
+        "several people; writes benchmarks/results/multi_person.md (with the interim finder, "
+        "BlazePose's person detector) or multi_person_FINDER.md (with another, e.g. the 1-bit "
+        "finder: --person-finder PATH.tflite).",
     )
     p.add_argument(
         "--clips",
@@ -408,9 +519,18 @@ def build_parser() -> argparse.ArgumentParser:
         "the module)",
     )
     p.add_argument("--max-frames", type=int, default=None, help="at most N frames per clip")
-    p.add_argument("--max-people", type=int, default=4, help="edge.live --max-people (4)")
-    p.add_argument("--find-every", type=int, default=10, help="edge.live --find-every (10)")
-    p.add_argument("--drop-after", type=float, default=1.0, help="edge.live --drop-after (1)")
+    p.add_argument("--max-people", type=int, default=4, help="edge.live --max-people")
+    p.add_argument("--find-every", type=int, default=10, help="edge.live --find-every")
+    p.add_argument("--drop-after", type=float, default=1.0, help="edge.live --drop-after")
+    p.add_argument(
+        "--person-finder",
+        default=INTERIM_FINDER,
+        metavar="blazepose|auto|PATH",
+        help="edge.live --person-finder, the finder that picks up people: blazepose "
+        "(MediaPipe's person detector from the teacher cache, the interim finder), auto (the "
+        "same with several people), or a .tflite: our 1-bit finder, or BlazePose's detector "
+        "elsewhere (none is refused, as edge.live refuses it with --max-people above 1)",
+    )
     p.add_argument(
         "--mean-shape-data",
         type=Path,
@@ -420,30 +540,37 @@ def build_parser() -> argparse.ArgumentParser:
         "crops, stands beside our PCK (default: the training side of the held-out clips, "
         f"{MEAN_SHAPE_DATA.relative_to(REPO)})",
     )
-    p.add_argument("--out", type=Path, default=RESULTS, help="the results file")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the results file (default: benchmarks/results/multi_person.md with the interim "
+        "finder, else multi_person_NAME.md, NAME the finder's file name or name)",
+    )
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(args: argparse.Namespace) -> int:
     from edge.cli import BUNDLED
+    from edge.metadata import read_metadata
     from edge.model import LandmarkModel
     from training.label.pose import BlazePoseTeacher
 
-    args = build_parser().parse_args(argv)
+    # A bad --person-finder stops here, before any work (and any runtime's start-up lines).
+    finder = finder_of(read_metadata(BUNDLED["pose"]), args)
     clips = [MEDIA / name.strip() for name in args.clips.split(",") if name.strip()]
     missing = [str(c) for c in clips if not c.is_file()]
     if missing:
-        print(f"error: clips not found: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        raise BenchError(f"clips not found: {', '.join(missing)}")
     if not args.mean_shape_data.is_file():
-        print(
-            f"error: --mean-shape-data {args.mean_shape_data} not found: give an MPII JSON "
-            "written by python -m training.label pose",
-            file=sys.stderr,
+        raise BenchError(
+            f"--mean-shape-data {args.mean_shape_data} not found: give an MPII JSON "
+            "written by python -m training.label pose"
         )
-        return 2
-    mean = load_mean_shape(args.mean_shape_data)
     model = LandmarkModel(BUNDLED["pose"], num_threads=1)
+    out = args.out or default_out(finder, args.person_finder)
+    print(f"person finder: {describe_finder(finder)}", file=sys.stderr)
+    mean = load_mean_shape(args.mean_shape_data)
     teacher = BlazePoseTeacher(num_threads=1)
     scores = []
     for clip in clips:
@@ -458,10 +585,15 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-    text = report(scores, args, model, mean)
-    args.out.write_text(text)
+    text = report(scores, args, model, mean, finder)
+    out.write_text(text)
     print(text)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: run(args), errors=(OSError,))
 
 
 if __name__ == "__main__":

@@ -213,3 +213,56 @@ def test_one_person_can_fall_back_to_the_person_finder():
     assert tracker.box_for(image) == finder(image)
     assert tracker.probe_for(image) is None  # the finder replaces the search boxes
     assert tracker_for(meta).box_for(image) in search_boxes(1080, 1920)  # the default
+
+
+# ------------------------------- benchmarks.multi_person --person-finder (needs training.*)
+
+
+def multi_person_benchmark(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.multi_person", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.tensorflow
+def test_the_benchmark_refuses_a_bad_person_finder_in_one_line(tmp_path):
+    out = tmp_path / "report.md"
+    for finder, words in (
+        (tmp_path / "missing.tflite", "missing.tflite"),
+        ("none", "following several people needs a finder"),
+        ("blazeface", "blazeface finds faces, not people"),
+    ):
+        done = multi_person_benchmark("--person-finder", finder, "--out", out)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+        assert words in done.stderr
+    assert not out.exists()
+
+
+@pytest.mark.tensorflow
+@needs_media(TWO_PEOPLE)
+def test_the_benchmark_runs_the_person_finder_it_is_given(tmp_path):
+    teacher("pose_detection")  # the teacher's side of the score
+    from benchmarks.multi_person import MEAN_SHAPE_DATA
+
+    if not MEAN_SHAPE_DATA.is_file():
+        pytest.skip(f"no {MEAN_SHAPE_DATA} (python -m training.label pose writes it)")
+    finder = "tests/fixtures/person_finder_float.tflite"  # task finder, untrained
+    out = tmp_path / "report.md"
+    done = multi_person_benchmark(
+        "--person-finder", finder, "--clips", TWO_PEOPLE.name, "--max-frames", 2, "--out", out
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"person finder: our 1-bit person finder `{finder}`" in done.stderr
+    text = out.read_text()
+    assert (
+        text.splitlines()[0]
+        == f"# Several people, each tracked: with our 1-bit person finder {finder}"
+    )
+    assert f"--person-finder {finder}` runs it" in text
+    assert "interim finder: MediaPipe" not in text and "before the 1-bit finder" not in text
+    assert f"| {TWO_PEOPLE.name} | 2 |" in text

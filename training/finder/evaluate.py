@@ -1,8 +1,12 @@
-"""Scoring a finder (Keras or .tflite) against the teacher's labels: recall and precision.
+"""Scoring a finder against the teacher's labels: recall and precision.
 
-Each frame goes through the device's own steps: letterboxed (:func:`edge.finder_codec.
-letterbox`), normalised (:func:`edge.transform.normalise_input`), run, and decoded by the
-model's :class:`~edge.finder_codec.FinderCodec` back to frame pixels. Then, per class, the
+A finder network (Keras or .tflite, :func:`score_dataset`) sees each frame as the device
+does: letterboxed (:func:`edge.finder_codec.letterbox`), normalised
+(:func:`edge.transform.normalise_input`), run, and decoded by the model's
+:class:`~edge.finder_codec.FinderCodec` back to frame pixels. Any :class:`edge.finders.Finder`
+(OpenCV's Haar cascade, MediaPipe's detectors, the 1-bit finder as ``edge.live`` runs it) is
+scored the same way by :func:`score_finder`: both hand their finds to one loop,
+:func:`score_finds`, and one matching, :func:`match_frame`. Then, per class, the
 finds are matched to the labels best find first, each to the unmatched label it overlaps most
 at IoU >= ``iou`` (0.5):
 
@@ -22,13 +26,14 @@ them. ``python -m training.evaluate --dataset finder`` lands in :func:`evaluate`
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from edge.errors import ModelError
 from edge.finder_codec import FinderCodec, Found, letterbox, letterbox_input
+from edge.finders import PLURALS, Finder
 from edge.transform import normalise_input
 
 from ..data.base import CorruptSample
@@ -63,6 +68,29 @@ class FrameMatch:
     def labels(self) -> int:
         return self.matched + self.missed
 
+    def add(self, other: FrameMatch) -> None:
+        self.matched += other.matched
+        self.missed += other.missed
+        self.false += other.false
+        self.ignored += other.ignored
+        self.pairs += other.pairs
+
+
+# What a find and a label are matched on: their rectangles (``rect``, the subject's extent),
+# or their landmark crops (``crop``: the upright square of ``box``, whose rotation is left out;
+# the labels' crops are upright).
+MATCH_ON = ("rect", "crop")
+
+
+def corners(o: Found, on: str = "rect") -> np.ndarray:
+    """(x0, y0, x1, y1) of ``o``'s rectangle or of its landmark crop (see :data:`MATCH_ON`)."""
+    if on == "rect":
+        return o.corners
+    if on == "crop":
+        (cx, cy), half = o.box.center, o.box.size / 2.0
+        return np.array([cx - half, cy - half, cx + half, cy + half], np.float64)
+    raise ValueError(f"match on one of {MATCH_ON}, got {on!r}")
+
 
 def match_frame(
     found: list[Found],
@@ -72,8 +100,12 @@ def match_frame(
     *,
     min_height: float = 1.0 / 6.0,
     iou: float = 0.5,
+    on: str = "rect",
 ) -> FrameMatch:
-    """Match one frame's finds to its labels (see the module docstring)."""
+    """Match one frame's finds to its labels (see the module docstring); ``on``: what is
+    overlapped, the rectangles or the landmark crops (:data:`MATCH_ON`). Who counts (a label's
+    height) and which finds are too small to be wrong (a find's) are the rectangles' either
+    way."""
     bar = min_height * frame_height
     counted = [o for o in labels if o.rect[3] >= bar]
     ignored = list(ignore) + [o for o in labels if o.rect[3] < bar]
@@ -82,7 +114,7 @@ def match_frame(
     for f in sorted(found, key=lambda f: -f.score):
         same = [i for i, o in enumerate(counted) if o.class_id == f.class_id and i not in taken]
         if same:
-            overlaps = box_iou(f.corners, np.stack([counted[i].corners for i in same]))[0]
+            overlaps = box_iou(corners(f, on), np.stack([corners(counted[i], on) for i in same]))[0]
             best = int(np.argmax(overlaps))
             if overlaps[best] >= iou:
                 taken.add(same[best])
@@ -90,7 +122,10 @@ def match_frame(
                 result.pairs.append((f, counted[same[best]]))
                 continue
         others = [o for o in ignored if o.class_id == f.class_id]
-        if others and box_iou(f.corners, np.stack([o.corners for o in others])).max() >= iou:
+        if (
+            others
+            and box_iou(corners(f, on), np.stack([corners(o, on) for o in others])).max() >= iou
+        ):
             result.ignored += 1
         elif f.rect[3] < bar:
             result.ignored += 1
@@ -121,7 +156,8 @@ def crop_errors(pairs: list[tuple[Found, Found]]) -> dict[str, float]:
 @dataclass
 class FinderScore:
     """Totals over a set: recall, precision and the crop errors, overall and on the frames
-    with several counted subjects."""
+    with several counted subjects. ``by_crop``: the same frames' finds matched on the landmark
+    crops instead (:func:`score_finds` with ``by_crop``), else None."""
 
     frames: int = 0
     skipped: int = 0
@@ -129,16 +165,27 @@ class FinderScore:
     crowded: FrameMatch = field(default_factory=FrameMatch)
     crowded_frames: int = 0
     kept: list = field(default_factory=list)  # (sample, finds) for pictures
+    by_crop: FinderScore | None = None
 
     def add(self, match: FrameMatch) -> None:
         self.frames += 1
-        for total in (self.all, self.crowded) if match.labels >= 2 else (self.all,):
-            total.matched += match.matched
-            total.missed += match.missed
-            total.false += match.false
-            total.ignored += match.ignored
-            total.pairs += match.pairs
-        self.crowded_frames += match.labels >= 2
+        self.all.add(match)
+        if match.labels >= 2:
+            self.crowded.add(match)
+            self.crowded_frames += 1
+
+    def merge(self, other: FinderScore) -> None:
+        """Add ``other``'s totals (another set's) to these."""
+        self.frames += other.frames
+        self.skipped += other.skipped
+        self.all.add(other.all)
+        self.crowded.add(other.crowded)
+        self.crowded_frames += other.crowded_frames
+        self.kept += other.kept
+        if other.by_crop is not None:
+            if self.by_crop is None:
+                self.by_crop = FinderScore()
+            self.by_crop.merge(other.by_crop)
 
     @staticmethod
     def _rates(m: FrameMatch) -> dict[str, float]:
@@ -195,61 +242,120 @@ def check_finder(metadata, where: str, classes: tuple[str, ...]) -> None:
         )
 
 
+# A finder of a batch of frames: the frames (BGR) in, each frame's finds out (best first, frame
+# pixels, class ids in the dataset's class order).
+FindBatch = Callable[[list[np.ndarray]], list[list[Found]]]
+
+
+def network_finds(predictor: Predictor, codec: FinderCodec | None = None) -> FindBatch:
+    """A finder network as a :data:`FindBatch`: each frame letterboxed, the batch normalised
+    and run at once, each output decoded by ``codec`` (default: the metadata's)."""
+    meta = predictor.metadata
+    codec = codec or meta.finder_codec()
+
+    def find(images: list[np.ndarray]) -> list[list[Found]]:
+        crops = [letterbox_input(image, codec.input_size)[0] for image in images]
+        x = normalise_input(np.stack(crops), meta.input_color, meta.input_mean, meta.input_std)
+        outputs = predictor.heatmaps(x)
+        return [
+            codec.decode(out, letterbox(image.shape))
+            for image, out in zip(images, outputs, strict=True)
+        ]
+
+    return find
+
+
+def finder_finds(finder: Finder, classes: tuple[str, ...]) -> FindBatch:
+    """Any :class:`edge.finders.Finder` (Haar, MediaPipe's detectors, the 1-bit finder as
+    ``edge.live`` runs it) as a :data:`FindBatch` for a dataset of ``classes``: one frame at
+    a time, its finds given the class id of the finder's subject."""
+    if finder.subject not in classes:
+        raise ModelError(
+            f"{finder!r} finds {PLURALS[finder.subject]}; the dataset's labels are "
+            f"{', '.join(classes)}"
+        )
+    class_id = classes.index(finder.subject)
+    return lambda images: [
+        [replace(f, class_id=class_id) for f in finder.find(image)] for image in images
+    ]
+
+
+def score_finds(
+    find: FindBatch,
+    dataset: FinderDataset,
+    *,
+    min_height: float = 1.0 / 6.0,
+    iou: float = 0.5,
+    batch_size: int = 16,
+    limit: int | None = None,
+    indices: Sequence[int] | None = None,
+    keep: int = 0,
+    progress: Callable | None = None,
+    by_crop: bool = False,
+) -> FinderScore:
+    """Recall and precision of ``find`` over ``dataset`` (see the module docstring): the
+    records ``indices`` (default: the first ``limit``, else all), ``batch_size`` frames a
+    call. Corrupt records are skipped and counted; ``keep`` frames, spread over them, are
+    kept for pictures. ``progress`` wraps the iterable of batches (a progress bar).
+    ``by_crop``: the same finds also matched on the landmark crops, in ``result.by_crop``."""
+    if indices is None:
+        indices = range(len(dataset) if limit is None else min(limit, len(dataset)))
+    indices = list(indices)
+    n = len(indices)
+    keep_at = set(np.linspace(0, n - 1, keep).round().astype(int).tolist()) if keep and n else set()
+    result = FinderScore(by_crop=FinderScore() if by_crop else None)
+    batches = range(0, n, batch_size)
+    for start in progress(batches) if progress else batches:
+        items: list[tuple[int, FinderSample]] = []
+        for k in range(start, min(start + batch_size, n)):
+            try:
+                items.append((k, dataset.load(indices[k])))
+            except CorruptSample as exc:
+                dataset.skipped.record(indices[k], str(exc))
+                result.skipped += 1
+        if not items:
+            continue
+        finds = find([sample.image for _, sample in items])
+        for (k, sample), found in zip(items, finds, strict=True):
+            for total, on in ((result, "rect"), (result.by_crop, "crop")):
+                if total is not None:
+                    total.add(
+                        match_frame(
+                            found,
+                            sample.objects,
+                            sample.ignore,
+                            sample.image.shape[0],
+                            min_height=min_height,
+                            iou=iou,
+                            on=on,
+                        )
+                    )
+            if k in keep_at:
+                result.kept.append((sample, found))
+    return result
+
+
 def score_dataset(
     predictor: Predictor,
     dataset: FinderDataset,
     *,
     codec: FinderCodec | None = None,
-    min_height: float = 1.0 / 6.0,
-    iou: float = 0.5,
-    batch_size: int = 16,
-    limit: int | None = None,
-    keep: int = 0,
-    progress: Callable | None = None,
+    **options,
 ) -> FinderScore:
-    """Recall and precision of ``predictor`` (a finder) over ``dataset`` (see the module
-    docstring); ``codec``: the decoding (default: the model's metadata's). Corrupt records are
-    skipped and counted; ``keep`` frames, spread over the set, are kept for pictures."""
-    meta = predictor.metadata
-    check_finder(meta, "the model", dataset.classes)
-    codec = codec or meta.finder_codec()
-    size = codec.input_size
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    keep_at = set(np.linspace(0, n - 1, keep).round().astype(int).tolist()) if keep and n else set()
-    result = FinderScore()
-    batches = range(0, n, batch_size)
-    for start in progress(batches) if progress else batches:
-        items: list[tuple[int, FinderSample]] = []
-        crops = []
-        for i in range(start, min(start + batch_size, n)):
-            try:
-                sample = dataset.load(i)
-            except CorruptSample as exc:
-                dataset.skipped.record(i, str(exc))
-                continue
-            crop, _ = letterbox_input(sample.image, size)
-            items.append((i, sample))
-            crops.append(crop)
-        if not crops:
-            continue
-        x = normalise_input(np.stack(crops), meta.input_color, meta.input_mean, meta.input_std)
-        outputs = predictor.heatmaps(x)
-        for (i, sample), out in zip(items, outputs, strict=True):
-            found = codec.decode(out, letterbox(sample.image.shape))
-            result.add(
-                match_frame(
-                    found,
-                    sample.objects,
-                    sample.ignore,
-                    sample.image.shape[0],
-                    min_height=min_height,
-                    iou=iou,
-                )
-            )
-            if i in keep_at:
-                result.kept.append((sample, found))
-    result.skipped = dataset.skipped.count
-    return result
+    """Recall and precision of ``predictor`` (a finder network, Keras or .tflite) over
+    ``dataset`` (:func:`score_finds`, whose ``options`` it takes); ``codec``: the decoding
+    (default: the model's metadata's)."""
+    check_finder(predictor.metadata, "the model", dataset.classes)
+    return score_finds(network_finds(predictor, codec), dataset, **options)
+
+
+def score_finder(finder: Finder, dataset: FinderDataset, **options) -> FinderScore:
+    """Recall and precision of any :class:`edge.finders.Finder` over ``dataset``, frame by
+    frame (:func:`score_finds`, whose ``options`` it takes; ``batch_size`` 1 unless given):
+    a finder that is no network (OpenCV's Haar cascade) or one run as ``edge.live`` runs it
+    is scored exactly as a network is."""
+    options.setdefault("batch_size", 1)
+    return score_finds(finder_finds(finder, dataset.classes), dataset, **options)
 
 
 def write_pictures(result: FinderScore, path, height: int = 200):
