@@ -106,7 +106,7 @@ static inline void bconv_epilogue(const lce_op* op, const int32_t* acc_row, int 
 
 /* Where pixel p's slice starts in the concat this op writes into (and in the ADD operand):
  * the concat's rows are strided slices of a big tensor, so the rows PREFETCH_PIXELS ahead
- * are fetched now. Shared by both float epilogues. */
+ * are fetched now. */
 static inline __attribute__((always_inline)) size_t into_row(const lce_op* op, size_t p,
                                                              const int add) {
   const size_t cat_c = (size_t)op->into->channels;
@@ -117,6 +117,30 @@ static inline __attribute__((always_inline)) size_t into_row(const lce_op* op, s
     if (add) __builtin_prefetch(op->into_add + ahead + j, 0);
   }
   return at;
+}
+
+/* Where the fast float epilogues write pixel p, NULL where its flag is 0: its own output
+ * row (own), its slice of the concat (into) and the ADD operand's (add), and the absorbed
+ * quantize's bit-packed row (quant). out_c and words (packed_size(out_c)) are the caller's,
+ * hoisted out of its row loop. Shared by the three of them, called once per row; the flags
+ * are constants there, so the NULLs fold away. */
+typedef struct {
+  float* mine;
+  float* dst;
+  const float* other;
+  uint32_t* bits;
+} epilogue_row;
+
+static inline __attribute__((always_inline)) epilogue_row row_targets(
+    const lce_op* op, float* output, size_t p, int out_c, int words, const int own,
+    const int quant, const int into, const int add) {
+  epilogue_row row;
+  row.mine = own ? output + p * out_c : NULL;
+  const size_t at = into ? into_row(op, p, add) : 0;
+  row.dst = into ? op->into_data + at : NULL;
+  row.other = add ? op->into_add + at : NULL;
+  row.bits = quant ? (uint32_t*)op->then_output + p * words : NULL;
+  return row;
 }
 
 /* The common epilogue in one pass over each pixel's channels: float output of
@@ -139,19 +163,18 @@ static inline __attribute__((always_inline)) void epilogue_fast(
   for (int r = 0; r < count; ++r) {
     const size_t p = (size_t)(p0 + r);
     const int32_t* restrict acc = c + (size_t)r * ldc;
-    float* restrict mine = own ? output + p * out_c : NULL;
-    const size_t at = into ? into_row(op, p, add) : 0;
-    float* restrict dst = into ? op->into_data + at : NULL;
-    const float* restrict other = add ? op->into_add + at : NULL;
+    /* quant 0: the bits are packed from yq after the loop, their row found there (kept
+     * live across the loop, it made GCC 12 spill on aarch64). */
+    const epilogue_row row = row_targets(op, output, p, out_c, words, own, 0, into, add);
     /* The outputs never overlap the inputs or each other. */
 #pragma GCC ivdep
     for (int j = 0; j < out_c; ++j) {
       int32_t x = 2 * acc[j];
       x = x < lo ? lo : (x > hi ? hi : x);
       const float v = (float)x * m[j] + b[j];
-      if (own) mine[j] = v;
+      if (own) row.mine[j] = v;
       if (quant) yq[j] = v * qm[j] + qa[j];
-      if (into) dst[j] = add ? v + other[j] : v;
+      if (into) row.dst[j] = add ? v + row.other[j] : v;
     }
     if (quant) op->gemm->pack_row(yq, out_c, (uint32_t*)op->then_output + p * words);
   }
@@ -177,13 +200,9 @@ epilogue_fast_avx512_body(const lce_op* op, const int32_t* c, int ldc, int p0, i
   const float* qm = op->then_mul;
   const float* qa = op->then_add;
   for (int r = 0; r < count; ++r) {
-    const size_t p = (size_t)(p0 + r);
     const int32_t* acc = c + (size_t)r * ldc;
-    float* mine = own ? output + p * out_c : NULL;
-    const size_t at = into ? into_row(op, p, add) : 0;
-    float* dst = into ? op->into_data + at : NULL;
-    const float* other = add ? op->into_add + at : NULL;
-    uint32_t* bits = quant ? (uint32_t*)op->then_output + p * words : NULL;
+    const epilogue_row row =
+        row_targets(op, output, (size_t)(p0 + r), out_c, words, own, quant, into, add);
     uint32_t word = 0;
     for (int v = 0; v < vecs; ++v) {
       const int j = 16 * v;
@@ -193,22 +212,22 @@ epilogue_fast_avx512_body(const lce_op* op, const int32_t* c, int ldc, int p0, i
       const __m512 f = _mm512_add_ps(
           _mm512_mul_ps(_mm512_cvtepi32_ps(x), _mm512_maskz_loadu_ps(k, m + j)),
           _mm512_maskz_loadu_ps(k, b + j));
-      if (own) _mm512_mask_storeu_ps(mine + j, k, f);
+      if (own) _mm512_mask_storeu_ps(row.mine + j, k, f);
       if (quant) {
         const __m512 t = _mm512_add_ps(_mm512_mul_ps(f, _mm512_maskz_loadu_ps(k, qm + j)),
                                        _mm512_maskz_loadu_ps(k, qa + j));
         const uint32_t lt = _mm512_mask_cmp_ps_mask(k, t, zero, _CMP_LT_OQ);
         if (v & 1) {
-          bits[v >> 1] = word | (lt << 16);
+          row.bits[v >> 1] = word | (lt << 16);
         } else if (v == vecs - 1) {
-          bits[v >> 1] = lt;
+          row.bits[v >> 1] = lt;
         } else {
           word = lt;
         }
       }
       if (into) {
-        _mm512_mask_storeu_ps(dst + j, k,
-                              add ? _mm512_add_ps(f, _mm512_maskz_loadu_ps(k, other + j)) : f);
+        _mm512_mask_storeu_ps(row.dst + j, k,
+                              add ? _mm512_add_ps(f, _mm512_maskz_loadu_ps(k, row.other + j)) : f);
       }
     }
   }
@@ -251,13 +270,9 @@ epilogue_fast_avx2_body(const lce_op* op, const int32_t* c, int ldc, int p0, int
   const float* qm = op->then_mul;
   const float* qa = op->then_add;
   for (int r = 0; r < count; ++r) {
-    const size_t p = (size_t)(p0 + r);
     const int32_t* acc = c + (size_t)r * ldc;
-    float* mine = own ? output + p * out_c : NULL;
-    const size_t at = into ? into_row(op, p, add) : 0;
-    float* dst = into ? op->into_data + at : NULL;
-    const float* other = add ? op->into_add + at : NULL;
-    uint32_t* bits = quant ? (uint32_t*)op->then_output + p * words : NULL;
+    const epilogue_row row =
+        row_targets(op, output, (size_t)(p0 + r), out_c, words, own, quant, into, add);
     uint32_t word = 0;
     int j = 0;
     for (; j < full; j += 8) {
@@ -265,30 +280,30 @@ epilogue_fast_avx2_body(const lce_op* op, const int32_t* c, int ldc, int p0, int
       x = _mm256_min_epi32(_mm256_max_epi32(x, lo), hi);
       const __m256 f = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(x), _mm256_loadu_ps(m + j)),
                                      _mm256_loadu_ps(b + j));
-      if (own) _mm256_storeu_ps(mine + j, f);
+      if (own) _mm256_storeu_ps(row.mine + j, f);
       if (quant) {
         const __m256 t =
             _mm256_add_ps(_mm256_mul_ps(f, _mm256_loadu_ps(qm + j)), _mm256_loadu_ps(qa + j));
         word |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(t, zero, _CMP_LT_OQ)) << (j & 31);
         if ((j & 31) == 24) {
-          bits[j >> 5] = word;
+          row.bits[j >> 5] = word;
           word = 0;
         }
       }
       if (into) {
-        _mm256_storeu_ps(dst + j, add ? _mm256_add_ps(f, _mm256_loadu_ps(other + j)) : f);
+        _mm256_storeu_ps(row.dst + j, add ? _mm256_add_ps(f, _mm256_loadu_ps(row.other + j)) : f);
       }
     }
     for (; j < out_c; ++j) {
       int32_t x = 2 * acc[j];
       x = x < clamp_lo ? clamp_lo : (x > clamp_hi ? clamp_hi : x);
       const float v = (float)x * m[j] + b[j];
-      if (own) mine[j] = v;
+      if (own) row.mine[j] = v;
       if (quant) word |= (uint32_t)(v * qm[j] + qa[j] < 0.0f) << (j & 31);
-      if (into) dst[j] = add ? v + other[j] : v;
+      if (into) row.dst[j] = add ? v + row.other[j] : v;
     }
     /* The last word, if the channels do not fill it (its high bits stay 0). */
-    if (quant && (out_c & 31)) bits[out_c >> 5] = word;
+    if (quant && (out_c & 31)) row.bits[out_c >> 5] = word;
   }
 }
 

@@ -16,9 +16,10 @@
 /* The loops around the GEMM (im2col, output transform, pooling, unpacking)
  * are plain C that GCC vectorizes well; on x86 compile them for AVX-512 and
  * AVX2 too and pick at load time. Results are identical on every clone: no
- * FMA contraction (-ffp-contract=off), same IEEE operations. The one
- * exception, the float epilogue with the avx512-vpopcntdq kernel, is written
- * with intrinsics (epilogue_fast_avx512), with those same operations.
+ * FMA contraction (-ffp-contract=off), same IEEE operations. The two
+ * exceptions, the float epilogues with the avx512-vpopcntdq and the avx2
+ * kernels, are written with intrinsics (epilogue_fast_avx512,
+ * epilogue_fast_avx2), with those same operations.
  * Such functions stay static, each in the file of its callers: GCC 12 exports the
  * resolver of an extern one from the library, whatever its visibility. */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__ELF__)
