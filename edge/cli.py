@@ -259,7 +259,8 @@ def add_several_people_arguments(
             f"detector, pose_detection.tflite, from {cache}; PATH: that file elsewhere, or our "
             "1-bit finder (a .tflite converted from a training.finder run); none: the whole "
             f"frame and the search boxes; {AUTO_FINDER}: none with --max-people 1, blazepose "
-            "above",
+            "above (our bundled 1-bit finder, edge/models/person_finder.tflite, where "
+            "blazepose's file is not in the teacher cache)",
         ),
         "face_detector": dict(
             default="haar",

@@ -494,6 +494,16 @@ def _open_pipeline(
         f"input {meta.input_size[0]}x{meta.input_size[1]}) on "
         f"{model.backend_description}, {model.num_threads} threads"
     )
+    if isinstance(tracker, MultiTracker):
+        # Which finder "auto" picked (edge.tracking.finder_spec) is worth a line: it decides
+        # how fast newcomers are found.
+        finder = tracker.finder
+        where = getattr(finder, "path", None)
+        say(
+            f"finder: {getattr(finder, 'name', type(finder).__name__)}"
+            + (f" ({Path(where).name})" if where else "")
+            + f", following up to {tracker.max_tracks}"
+        )
     smoother = None
     if not args.no_smoothing:
         smoother = OneEuroFilter(

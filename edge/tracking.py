@@ -12,6 +12,7 @@ models, a face finder for face models (faces are small in the frame; see
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -209,6 +210,10 @@ def subject_of(meta: LandmarkMetadata) -> str:
 
 # edge.live --person-finder's default: none for one person, MediaPipe's detector for several.
 AUTO_FINDER = "auto"
+# The bundled 1-bit person finder (issue 27; configs/person_finder.yaml). "auto" runs it for
+# several people where MediaPipe's detector is not in the teacher cache: a device with only
+# the runtime has no mediapipe wheel to take it from, and needs no download this way.
+BUNDLED_PERSON_FINDER = Path(__file__).resolve().parent / "models" / "person_finder.tflite"
 
 
 def finder_spec(
@@ -221,13 +226,21 @@ def finder_spec(
     """The finder (a name of :mod:`edge.finders`, "none" or a .tflite path) that a model of
     ``meta``'s task runs, following one subject or ``several``: ``face_detector`` for faces
     and face parts; for people ``person_finder``, where None or "auto" means "none" for one
-    person (the whole frame and the search boxes) and "blazepose" for several. ``edge.live``,
-    ``edge.deploy`` and ``edge.doctor`` all pick it here."""
+    person (the whole frame and the search boxes) and, for several, "blazepose" when its
+    file is in the teacher cache (:func:`edge.host.teacher_dir`), else the bundled 1-bit
+    finder (:data:`BUNDLED_PERSON_FINDER`) when it is installed. ``edge.live``, ``edge.deploy``
+    and ``edge.doctor`` all pick it here."""
     if subject_of(meta) == "face":
         return face_detector
-    if person_finder in (None, AUTO_FINDER):
-        return "blazepose" if several else "none"
-    return person_finder
+    if person_finder not in (None, AUTO_FINDER):
+        return person_finder
+    if not several:
+        return "none"
+    from .host import teacher_dir
+
+    if (teacher_dir() / "pose_detection.tflite").is_file() or not BUNDLED_PERSON_FINDER.is_file():
+        return "blazepose"  # (missing, it says where to get it)
+    return str(BUNDLED_PERSON_FINDER)
 
 
 def tracker_for(

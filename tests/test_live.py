@@ -35,8 +35,8 @@ def face_model(tmp_path_factory) -> Path:
     return tiny_landmark_tflite(tmp_path_factory.getbasetemp() / "models", "ibug68")
 
 
-def live(*args, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def live(*args, extra_env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(extra_env or {})}
     env.pop("DISPLAY", None)
     return subprocess.run(
         [sys.executable, "-m", "edge.live", *map(str, args)],
@@ -721,3 +721,24 @@ def test_oversized_images_frames_and_models_are_refused(tmp_path):
         "--model", fine, "--source", "demo", "--no-display", "--max-frames", "1", "--threads", "1"
     )
     assert proc.returncode == 0 and "input 128x128" in proc.stderr, proc.stderr
+
+
+@needs_samples
+def test_several_people_are_found_by_the_bundled_finder_without_the_teacher_cache(tmp_path):
+    """On a device without MediaPipe's files, --max-people 4 runs our 1-bit person finder
+    (edge/models/person_finder.tflite), says so, and follows more than one pedestrian of
+    OpenCV's vtest.avi with their own IDs."""
+    log = tmp_path / "people.jsonl"
+    env_teachers = tmp_path / "no-teachers"
+    env_teachers.mkdir()
+    proc = live(
+        *("--source", VTEST, "--no-display", "--max-people", "4", "--max-frames", "60"),
+        *("--jsonl", log),
+        extra_env={"BINLAND_TEACHERS": str(env_teachers)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "finder: binary (person_finder.tflite), following up to 4" in proc.stderr
+    records = read_jsonl(log)
+    assert len(records) == 60
+    ids = [{p["id"] for p in r["people"]} for r in records]
+    assert max(len(i) for i in ids) >= 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -26,6 +28,8 @@ from edge.tracking import (
     search_boxes,
 )
 from edge.transform import CropBox
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_crop_from_confident_landmarks_only():
@@ -225,3 +229,24 @@ def test_search_boxes_and_probing():
     # A winning probe replaces the track without the shrink check (it was not the track).
     tracker.update(body * 0.2, np.ones(3), from_probe=True)
     assert tracker.tracking
+
+
+def test_auto_follows_several_people_with_the_bundled_finder_without_the_teacher_cache(
+    tmp_path, monkeypatch
+):
+    """--person-finder auto: nothing for one person; for several, MediaPipe's detector where
+    the teacher cache has it, else the bundled 1-bit finder (a device with only the runtime)."""
+    from edge.metadata import read_metadata
+    from edge.tracking import BUNDLED_PERSON_FINDER, finder_spec
+
+    pose = read_metadata(REPO / "edge" / "models" / "pose.tflite")
+    assert read_metadata(BUNDLED_PERSON_FINDER).task == "finder"
+    monkeypatch.setenv("BINLAND_TEACHERS", str(tmp_path))  # an empty teacher cache
+    assert finder_spec(pose) == "none"
+    assert finder_spec(pose, several=True) == str(BUNDLED_PERSON_FINDER)
+    assert finder_spec(pose, several=True, person_finder="blazepose") == "blazepose"
+    (tmp_path / "pose_detection.tflite").write_bytes(b"")  # the cache has the detector
+    assert finder_spec(pose, several=True) == "blazepose"
+    assert finder_spec(pose, several=True, person_finder=str(BUNDLED_PERSON_FINDER)) == str(
+        BUNDLED_PERSON_FINDER
+    )
