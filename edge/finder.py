@@ -42,7 +42,8 @@ class FinderModel(Network):
     """A finder converted by ``python -m converters.convert``: :meth:`find` returns every
     object in a frame, best first.
 
-    ``min_score`` and ``top_k`` override the decoding defaults the metadata records.
+    ``min_score``, ``top_k`` and ``nms_iou`` (1: keep overlapping finds) override the
+    decoding defaults the metadata records.
     ``backend``, ``num_threads`` and backend options are :class:`~edge.network.Network`'s.
     """
 
@@ -56,15 +57,18 @@ class FinderModel(Network):
         num_threads: int = DEFAULT_THREADS,
         min_score: float | None = None,
         top_k: int | None = None,
+        nms_iou: float | None = None,
         **backend_options,
     ) -> None:
         super().__init__(path, backend=backend, num_threads=num_threads, **backend_options)
         self.codec: FinderCodec = self.metadata.finder_codec()
         self.min_score = self.codec.min_score if min_score is None else float(min_score)
         self.top_k = self.codec.top_k if top_k is None else int(top_k)
-        if not 0.0 <= self.min_score <= 1.0 or self.top_k < 1:
+        self.nms_iou = self.codec.nms_iou if nms_iou is None else float(nms_iou)
+        if not 0.0 <= self.min_score <= 1.0 or self.top_k < 1 or not 0.0 < self.nms_iou <= 1.0:
             raise ModelError(
-                f"min_score must be in [0, 1] and top_k >= 1, got {min_score}, {top_k}"
+                f"min_score must be in [0, 1], top_k >= 1 and nms_iou in (0, 1], got "
+                f"{min_score}, {top_k}, {nms_iou}"
             )
 
     def _check_task(self) -> None:
@@ -90,7 +94,9 @@ class FinderModel(Network):
         frame_box = letterbox(image.shape)
         crop, _ = letterbox_input(image, self.codec.input_size, frame_box)
         output = self.predict_heatmaps(crop[None])[0]
-        return self.codec.decode(output, frame_box, min_score=self.min_score, top_k=self.top_k)
+        return self.codec.decode(
+            output, frame_box, min_score=self.min_score, top_k=self.top_k, nms_iou=self.nms_iou
+        )
 
     def predict(self, image_bgr: np.ndarray, box: CropBox | None = None) -> list[Found]:
         """:meth:`find` (a finder always looks at the whole frame: ``box`` must be None)."""

@@ -102,6 +102,7 @@ class LandmarkMetadata:
             min_sigma=float(f["min_sigma"]),
             min_score=float(f["min_score"]),
             top_k=int(f["top_k"]),
+            **({"nms_iou": float(f["nms_iou"])} if "nms_iou" in f else {}),
         )
 
     def codec(self, refine: str | None = None):

@@ -90,6 +90,32 @@ def test_a_plateau_neighbour_is_suppressed_by_the_3x3_maximum():
     assert len(codec.decode(out)) == 1
 
 
+def test_two_peaks_on_one_body_give_one_find_but_neighbours_stay_apart():
+    """Non-maximum suppression: a second peak whose box overlaps a better one of its class
+    by more than nms_iou (0.6) is one body's second centre; people side by side, and a
+    find of another class, are kept."""
+    codec = FinderCodec(input_size=64, stride=4, num_classes=2)
+    assert codec.nms_iou == pytest.approx(0.6)
+
+    def two_peaks(side: float, second_class: int = 0) -> np.ndarray:
+        out = np.zeros((16, 16, codec.channels), np.float32)
+        out[..., :2] = -10.0
+        out[..., 4:6] = np.log(side / 4)  # square boxes of `side` input pixels
+        out[..., 10] = 1.0  # cos: no rotation
+        out[6, 6, 0] = 3.0
+        out[6, 8, second_class] = 2.0  # two cells (8 px) to the right: both 3x3 maxima
+        return out
+
+    # 24 px boxes 8 px apart: IoU 16 x 24 / (2 x 576 - 384) = 0.5: two people side by side.
+    assert len(codec.decode(two_peaks(24.0))) == 2
+    # 48 px boxes 8 px apart: IoU 40 x 48 / (2 x 2304 - 1920) = 0.71: one body, the best kept.
+    found = codec.decode(two_peaks(48.0))
+    assert len(found) == 1 and found[0].score == pytest.approx(1 / (1 + np.exp(-3.0)))
+    assert found[0].rect[0] == pytest.approx((6 + 0.5) * 4 - 0.5 - 24)
+    assert len(codec.decode(two_peaks(48.0), nms_iou=1.0)) == 2  # suppression off
+    assert sorted(f.class_id for f in codec.decode(two_peaks(48.0, second_class=1))) == [0, 1]
+
+
 def test_objects_outside_the_input_or_degenerate_are_not_encoded():
     codec = FinderCodec(input_size=64, stride=4)
     crop = CropBox((10.0, 10.0), 20.0)
@@ -163,6 +189,9 @@ def test_bad_shapes_and_settings_are_refused():
         FinderCodec(input_size=62, stride=4)
     with pytest.raises(ValueError):
         FinderCodec(num_classes=0)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="nms_iou must be in"):
+            FinderCodec(nms_iou=bad)
 
 
 def finder_metadata(**finder):

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from edge.errors import EdgeError
+from edge.finder_codec import NMS_IOU
 
 from .data.augment import AugmentConfig
 from .data.teacher_scores import USES, TeacherScoresConfig
@@ -86,6 +87,8 @@ class FinderConfig:
     regression_weight: float = 1.0  # L1 of the box and crop regressions against the focal loss
     min_score: float = 0.3  # decoding: a find needs this score (recorded in the metadata)
     top_k: int = 20  # decoding: at most this many finds per frame
+    # decoding: a find overlapping a better one by more than this IoU is dropped (1: off)
+    nms_iou: float = NMS_IOU
     # Evaluation: only subjects at least this tall (a share of the frame's height) count; a
     # find that matches a smaller one, or is smaller itself and matches nothing, is ignored.
     min_height: float = 1.0 / 6.0
@@ -325,6 +328,10 @@ class TrainConfig:
                 f"finder.{key} must be between 0 and 1, got {value}",
             )
         _check(f.top_k >= 1, f"finder.top_k must be at least 1, got {f.top_k}")
+        _check(
+            math.isfinite(f.nms_iou) and 0 < f.nms_iou <= 1,
+            f"finder.nms_iou must be in (0, 1] (1: no suppression), got {f.nms_iou}",
+        )
 
     def _check_augment(self) -> None:
         """Values the random draws would turn into NaN pixels or a failure mid-run."""

@@ -38,6 +38,7 @@ def finder_codec(config: TrainConfig, num_classes: int) -> FinderCodec:
         min_sigma=f.min_sigma,
         min_score=f.min_score,
         top_k=f.top_k,
+        nms_iou=f.nms_iou,
     )
 
 
