@@ -49,14 +49,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .finders.base import Found
+from .finders.ssd import iou
 from .transform import CropBox, crop_matrix, full_frame_box, invert_affine
 
-# Regression channels after the C heatmaps, in order (the metadata records them too).
 # Decoding's non-maximum suppression default (FinderCodec.nms_iou). Chosen on the select side
 # of the person finder's labels (121 frames; the bundled finder, min_score 0.3): IoU 1 (off)
 # recall 68.7 / precision 70.5, 0.6 68.7 / 79.1, 0.5 68.2 / 80.8, 0.4 68.2 / 81.8: the most
 # precision at no cost in recall.
 NMS_IOU = 0.6
+# Regression channels after the C heatmaps, in order (the metadata records them too).
 REGRESSIONS = (
     "offset_x",
     "offset_y",
@@ -125,23 +126,12 @@ def transform_object(obj: Found, matrix: np.ndarray) -> Found:
 def _suppress(corners: np.ndarray, class_ids: np.ndarray, max_iou: float) -> np.ndarray:
     """Indices of the boxes (n, 4) x0, y0, x1, y1, best first, that overlap no earlier
     kept box of their class by more than ``max_iou`` (greedy non-maximum suppression)."""
-    kept: list[int] = []
     if max_iou >= 1.0:
         return np.arange(len(corners))
-    area = np.maximum(corners[:, 2] - corners[:, 0], 0) * np.maximum(
-        corners[:, 3] - corners[:, 1], 0
-    )
+    kept: list[int] = []
     for i in range(len(corners)):
-        for m in kept:
-            if class_ids[m] != class_ids[i]:
-                continue
-            w = min(corners[i, 2], corners[m, 2]) - max(corners[i, 0], corners[m, 0])
-            h = min(corners[i, 3], corners[m, 3]) - max(corners[i, 1], corners[m, 1])
-            inter = max(w, 0.0) * max(h, 0.0)
-            union = area[i] + area[m] - inter
-            if union > 0 and inter / union > max_iou:
-                break
-        else:
+        same = [m for m in kept if class_ids[m] == class_ids[i]]
+        if not same or iou(corners[i], corners[same]).max() <= max_iou:
             kept.append(i)
     return np.asarray(kept, dtype=np.int64)
 
