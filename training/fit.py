@@ -405,33 +405,33 @@ def _callbacks(run: _Training) -> list:
     return callbacks
 
 
+def _say_count(counter, sentence: str) -> None:
+    """One line for a training set's counter of records it could not use as asked (corrupt,
+    no mask, no scores), if it counted any: ``sentence`` with ``{n}`` the count, then the
+    first reason."""
+    if counter.count:
+        print(f"{sentence.format(n=counter.count)}; first: {counter.reasons[0]}", flush=True)
+
+
 def _finish(run: _Training, history: list[dict]) -> dict:
     """The saved weights (averaged or blended on request), the model with its sidecar and
     the summary; another worker only reports its weights' digest."""
     task, config, data, folder = run.task, run.config, run.data, run.folder
-    if data.train.skipped.count:
-        print(
-            f"skipped {data.train.skipped.count} corrupt training record(s); first: "
-            f"{data.train.skipped.reasons[0]}",
-            flush=True,
-        )
-    missed = data.train.swaps_missed if config.augment.background_prob else None
-    if missed is not None and missed.count:
+    _say_count(data.train.skipped, "skipped {n} corrupt training record(s)")
+    if config.augment.background_prob:
         # Records without a person mask (drawn figures, a set labelled without masks) keep
         # their background: the swaps they drew did not happen.
-        print(
-            f"{missed.count} background swap(s) were not made (no person mask, or a corrupt "
-            f"background record); first: {missed.reasons[0]}",
-            flush=True,
+        _say_count(
+            data.train.swaps_missed,
+            "{n} background swap(s) were not made (no person mask, or a corrupt background record)",
         )
-    unscored = data.train.unscored if config.teacher_scores.on else None
-    if unscored is not None and unscored.count:
+    if config.teacher_scores.on:
         # Drawn figures and human-labelled sets have no teacher scores: their visible points
         # weighed 1, as without teacher_scores.
-        print(
-            f"{unscored.count} training example(s) came from records without teacher scores "
-            f"(their visible points weighed 1); first: {unscored.reasons[0]}",
-            flush=True,
+        _say_count(
+            data.train.unscored,
+            "{n} training example(s) came from records without teacher scores (their visible "
+            "points weighed 1)",
         )
     final_model = run.snapshot()  # on every worker: a collective step
     averaged = []
