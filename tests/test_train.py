@@ -51,6 +51,13 @@ def _train_cmd(out: Path, *extra: str) -> list[str]:
     ]
 
 
+def _run(command: list[str], timeout: int) -> subprocess.CompletedProcess:
+    """``command`` from the repository's root with the tests' environment, output captured."""
+    return subprocess.run(
+        command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+
+
 def _history(run: Path) -> list[dict]:
     return [json.loads(t) for t in (run / "history.jsonl").read_text().splitlines() if t]
 
@@ -89,12 +96,8 @@ def test_cli_errors_are_one_line(tmp_path):
         (["--out", str(tmp_path / "nothing"), "--resume"], "nothing to resume"),
     ]
     for argv, needle in cases:
-        proc = subprocess.run(
+        proc = _run(
             [sys.executable, "-m", "training.train", *argv],
-            cwd=ROOT,
-            env=_env(),
-            capture_output=True,
-            text=True,
             timeout=120,
         )
         assert proc.returncode == 2, proc.stderr
@@ -126,12 +129,8 @@ def test_resume_after_kill_continues_from_the_saved_epoch(tmp_path):
     assert 1 <= saved < epochs, "the run finished before it could be killed"
     assert not (run / "model.keras").exists()
 
-    resumed = subprocess.run(
+    resumed = _run(
         [sys.executable, "-m", "training.train", "--out", str(run), "--resume", "--verbose", "2"],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -148,7 +147,7 @@ def test_resume_after_kill_continues_from_the_saved_epoch(tmp_path):
     assert (run / "model.keras").is_file() and (run / "model.landmarks.json").is_file()
 
     # Resuming with a different network is refused in one line, and the run's config survives.
-    wrong = subprocess.run(
+    wrong = _run(
         [
             sys.executable,
             "-m",
@@ -159,10 +158,6 @@ def test_resume_after_kill_continues_from_the_saved_epoch(tmp_path):
             "epochs=5",
             "model.features=64",
         ],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert wrong.returncode == 2
@@ -181,12 +176,8 @@ def test_mirrored_strategy_runs_one_step_on_two_replicas(tmp_path):
         "sys.exit(main(sys.argv[1:]))\n"
     )
     argv = _train_cmd(run, "epochs=1", "steps_per_epoch=1", "--strategy", "mirrored")[3:]
-    proc = subprocess.run(
+    proc = _run(
         [sys.executable, "-c", script, *argv],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -276,7 +267,7 @@ def _uniform_guess_pckh(val_size: int, image_size: int) -> float:
 def test_released_wiring_trains_with_bce_and_saves_sigmoid_heatmaps(tmp_path):
     """The released model's wiring end to end: binary skips and head, Sigmoid + BCE."""
     run = tmp_path / "released"
-    proc = subprocess.run(
+    proc = _run(
         _train_cmd(
             run,
             "epochs=1",
@@ -286,10 +277,6 @@ def test_released_wiring_trains_with_bce_and_saves_sigmoid_heatmaps(tmp_path):
             "model.heatmap_activation=sigmoid",
             "loss=bce",
         ),
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -350,12 +337,8 @@ def test_a_few_steps_train_with_teacher_scores_as_weights(tmp_path):
     path = tmp_path / "teacher.yaml"
     path.write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
-    proc = subprocess.run(
+    proc = _run(
         [sys.executable, "-m", "training.train", "--config", str(path), "--out", str(run)],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -460,12 +443,8 @@ def test_saved_model_averages_the_last_checkpoints(tmp_path):
     from training.landmarks.task import build_model
 
     run = tmp_path / "averaged"
-    proc = subprocess.run(
+    proc = _run(
         _train_cmd(run, "epochs=3", "steps_per_epoch=3", "average_last=3"),
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -498,16 +477,12 @@ def test_blend_start_saves_a_soup_of_the_fine_tune_and_its_start(tmp_path):
     from training.landmarks.task import build_model
 
     start, run = tmp_path / "start", tmp_path / "blended"
-    proc = subprocess.run(
+    proc = _run(
         _train_cmd(start, "epochs=1", "steps_per_epoch=2"),
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    proc = subprocess.run(
+    proc = _run(
         _train_cmd(
             run,
             "epochs=2",
@@ -516,10 +491,6 @@ def test_blend_start_saves_a_soup_of_the_fine_tune_and_its_start(tmp_path):
             f"init_from={start / 'model.keras'}",
             "blend_start=0.25",
         ),
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
