@@ -497,13 +497,9 @@ def _open_pipeline(
     if isinstance(tracker, MultiTracker):
         # Which finder "auto" picked (edge.tracking.finder_spec) is worth a line: it decides
         # how fast newcomers are found.
-        finder = tracker.finder
-        where = getattr(finder, "path", None)
-        say(
-            f"finder: {getattr(finder, 'name', type(finder).__name__)}"
-            + (f" ({Path(where).name})" if where else "")
-            + f", following up to {tracker.max_tracks}"
-        )
+        finder = tracker.finder  # an edge.finders.Finder: multi_tracker_for made it
+        where = f" ({finder.path.name})" if finder.path is not None else ""
+        say(f"finder: {finder.name}{where}, following up to {tracker.max_tracks}")
     smoother = None
     if not args.no_smoothing:
         smoother = OneEuroFilter(
