@@ -48,8 +48,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .boxes import iou
 from .finders.base import Found
-from .finders.ssd import iou
 from .transform import CropBox, crop_matrix, full_frame_box, invert_affine
 
 # Decoding's non-maximum suppression default (FinderCodec.nms_iou). Chosen on the select side

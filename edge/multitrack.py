@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from .boxes import iou, iou_matrix
 from .finders.base import Found
-from .finders.ssd import iou
 from .tracking import LandmarkTracker, finder_spec, subject_of
 from .transform import CropBox
 
@@ -74,14 +74,6 @@ def landmark_rect(
         return None
     q = p[ok]
     return np.concatenate([q.min(axis=0), q.max(axis=0)])
-
-
-def iou_matrix(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
-    """(len(a), len(b)) IoU of every pair of (x0, y0, x1, y1) rectangles."""
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    stacked = np.stack([np.asarray(r, np.float64) for r in b])
-    return np.stack([iou(np.asarray(r, np.float64), stacked) for r in a])
 
 
 def match_boxes(
@@ -145,7 +137,7 @@ def same_subject(
         for i in range(j):
             if i in merged or rects[i] is None:
                 continue
-            overlap = float(iou(rects[i], rects[j][None])[0])
+            overlap = float(iou(rects[i], rects[j])[0])
             if (
                 overlap > min_iou
                 or landmark_agreement(landmarks[i], landmarks[j], min_score=min_score)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..boxes import iou
 from ..errors import ModelError
 from ..transform import CropBox, full_frame_box, normalise_input, warp_crop
 
@@ -177,17 +178,3 @@ def letterbox_to_image(points01: np.ndarray, box: CropBox) -> np.ndarray:
     y0 = box.center[1] - box.size / 2.0
     p = np.asarray(points01, np.float64)
     return np.stack([x0 + p[..., 0] * box.size, y0 + p[..., 1] * box.size], axis=-1)
-
-
-def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Intersection over union of one box (x0, y0, x1, y1) with each of ``boxes`` (N, 4)."""
-    box = np.asarray(box, np.float64)
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    lo = np.maximum(box[:2], boxes[:, :2])
-    hi = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.clip(hi - lo, 0, None).prod(axis=1)
-
-    def area(b: np.ndarray) -> np.ndarray:
-        return np.clip(b[..., 2] - b[..., 0], 0, None) * np.clip(b[..., 3] - b[..., 1], 0, None)
-
-    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-12)

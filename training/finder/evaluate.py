@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from edge.boxes import iou_matrix
 from edge.errors import ModelError
 from edge.finder_codec import FinderCodec, Found, letterbox, letterbox_input
 from edge.finders import PLURALS, Finder
@@ -40,18 +41,6 @@ from ..data.base import CorruptSample
 from ..predictor import Predictor, load_predictor
 from ..task import EvaluateOptions
 from .data import FinderDataset, FinderSample
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of boxes ``a`` (N, 4) with ``b`` (M, 4), corners (x0, y0, x1, y1): (N, M)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(hi - lo, 0, None).prod(axis=-1)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=-1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
 @dataclass
@@ -114,7 +103,9 @@ def match_frame(
     for f in sorted(found, key=lambda f: -f.score):
         same = [i for i, o in enumerate(counted) if o.class_id == f.class_id and i not in taken]
         if same:
-            overlaps = box_iou(corners(f, on), np.stack([corners(counted[i], on) for i in same]))[0]
+            overlaps = iou_matrix(
+                corners(f, on), np.stack([corners(counted[i], on) for i in same])
+            )[0]
             best = int(np.argmax(overlaps))
             if overlaps[best] >= iou:
                 taken.add(same[best])
@@ -124,7 +115,7 @@ def match_frame(
         others = [o for o in ignored if o.class_id == f.class_id]
         if (
             others
-            and box_iou(corners(f, on), np.stack([corners(o, on) for o in others])).max() >= iou
+            and iou_matrix(corners(f, on), np.stack([corners(o, on) for o in others])).max() >= iou
         ):
             result.ignored += 1
         elif f.rect[3] < bar:

@@ -58,8 +58,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.boxes import iou
 from edge.finders.faces import BlazeFaceFinder
-from edge.finders.ssd import SsdModel, iou
+from edge.finders.ssd import SsdModel
 from edge.transform import CropBox, apply_affine, crop_matrix, invert_affine, normalise_input
 
 from .teacher_models import load_interpreter, teacher_model

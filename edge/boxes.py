@@ -1,0 +1,31 @@
+"""Axis-aligned boxes as corners (x0, y0, x1, y1): their overlap.
+
+One place for intersection over union, which the finders' suppression, the multi-person
+tracker's matching and the finder benchmarks all share. It imports nothing from ``edge`` so
+that any module may use it without an import circle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def iou_matrix(
+    a: Sequence[np.ndarray] | np.ndarray, b: Sequence[np.ndarray] | np.ndarray
+) -> np.ndarray:
+    """IoU of every box in ``a`` (N, 4) with every box in ``b`` (M, 4): an (N, M) array."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(hi - lo, 0, None).prod(axis=-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one box (4,) with each of ``boxes`` (N, 4): an (N,) array."""
+    return iou_matrix(box, boxes)[0]
