@@ -388,6 +388,21 @@ def test_keras_and_tflite_score_the_same_on_the_held_out_side(trained, labelled,
     for key in ("recall", "precision", "labels", "matched", "false"):
         assert scores[".keras"][key] == pytest.approx(scores[".tflite"][key], nan_ok=True)
     assert scores[".keras"]["labels"] >= 3
+    # people count from a sixth of the frame's height (faces from a tenth: see below)
+    assert json.loads((tmp_path / "tflite" / "metrics.json").read_text())["min_height"] == (
+        pytest.approx(1 / 6)
+    )
+
+
+def test_the_height_bar_follows_what_the_labels_are_of():
+    from training.config import evaluation_min_height, load_config
+
+    assert evaluation_min_height(["person"]) == pytest.approx(1 / 6)
+    assert evaluation_min_height(["face"]) == pytest.approx(0.1)
+    # the shipped recipes monitor their training with the same bars
+    for kind in ("person", "face"):
+        config = load_config(REPO / "configs" / f"{kind}_finder.yaml").finder
+        assert config.min_height == pytest.approx(evaluation_min_height([kind]), abs=1e-6)
 
 
 def test_a_finder_config_with_a_bad_value_is_one_line():
