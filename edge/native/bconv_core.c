@@ -119,6 +119,22 @@ static inline __attribute__((always_inline)) size_t into_row(const lce_op* op, s
   return at;
 }
 
+/* The fast epilogues' ten flag combinations (own + quantize * 2 + into * 4 + add * 8; add
+ * only with into, and at least one output), each a case calling CALL(own, quant, into, add)
+ * with constants, so that every combination compiles to its own loop. One list for the
+ * portable, AVX2 and AVX-512 dispatchers. */
+#define EPILOGUE_FLAG_CASES(CALL)   \
+  case 1: CALL(1, 0, 0, 0); return;  \
+  case 3: CALL(1, 1, 0, 0); return;  \
+  case 4: CALL(0, 0, 1, 0); return;  \
+  case 5: CALL(1, 0, 1, 0); return;  \
+  case 6: CALL(0, 1, 1, 0); return;  \
+  case 7: CALL(1, 1, 1, 0); return;  \
+  case 12: CALL(0, 0, 1, 1); return; \
+  case 13: CALL(1, 0, 1, 1); return; \
+  case 14: CALL(0, 1, 1, 1); return; \
+  case 15: CALL(1, 1, 1, 1); return;
+
 /* Where the fast float epilogues write pixel p, NULL where its flag is 0: its own output
  * row (own), its slice of the concat (into) and the ADD operand's (add), and the absorbed
  * quantize's bit-packed row (quant). out_c and words (packed_size(out_c)) are the caller's,
@@ -236,16 +252,10 @@ epilogue_fast_avx512_body(const lce_op* op, const int32_t* c, int ldc, int p0, i
 __attribute__((target("avx512f"))) static void epilogue_fast_avx512(
     const lce_op* op, const int32_t* c, int ldc, int p0, int count, float* output, int flags) {
   switch (flags) {
-    case 1: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 1, 0, 0, 0); return;
-    case 3: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 1, 1, 0, 0); return;
-    case 4: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 0, 0, 1, 0); return;
-    case 5: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 1, 0, 1, 0); return;
-    case 6: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 0, 1, 1, 0); return;
-    case 7: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 1, 1, 1, 0); return;
-    case 12: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 0, 0, 1, 1); return;
-    case 13: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 1, 0, 1, 1); return;
-    case 14: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 0, 1, 1, 1); return;
-    case 15: epilogue_fast_avx512_body(op, c, ldc, p0, count, output, 1, 1, 1, 1); return;
+#define CALL(own, quant, into, add) \
+  epilogue_fast_avx512_body(op, c, ldc, p0, count, output, own, quant, into, add)
+    EPILOGUE_FLAG_CASES(CALL)
+#undef CALL
     default: return;
   }
 }
@@ -311,16 +321,10 @@ __attribute__((target("avx2"))) static void epilogue_fast_avx2(const lce_op* op,
                                                                int ldc, int p0, int count,
                                                                float* output, int flags) {
   switch (flags) {
-    case 1: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 1, 0, 0, 0); return;
-    case 3: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 1, 1, 0, 0); return;
-    case 4: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 0, 0, 1, 0); return;
-    case 5: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 1, 0, 1, 0); return;
-    case 6: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 0, 1, 1, 0); return;
-    case 7: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 1, 1, 1, 0); return;
-    case 12: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 0, 0, 1, 1); return;
-    case 13: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 1, 0, 1, 1); return;
-    case 14: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 0, 1, 1, 1); return;
-    case 15: epilogue_fast_avx2_body(op, c, ldc, p0, count, output, 1, 1, 1, 1); return;
+#define CALL(own, quant, into, add) \
+  epilogue_fast_avx2_body(op, c, ldc, p0, count, output, own, quant, into, add)
+    EPILOGUE_FLAG_CASES(CALL)
+#undef CALL
     default: return;
   }
 }
@@ -352,16 +356,10 @@ VECTOR_CLONES static void epilogue_block(const lce_op* op, const int32_t* c, int
     }
 #endif
     switch (flags) {
-      case 1: epilogue_fast(op, c, ldc, p0, count, out, yq, 1, 0, 0, 0); return;
-      case 3: epilogue_fast(op, c, ldc, p0, count, out, yq, 1, 1, 0, 0); return;
-      case 4: epilogue_fast(op, c, ldc, p0, count, out, yq, 0, 0, 1, 0); return;
-      case 5: epilogue_fast(op, c, ldc, p0, count, out, yq, 1, 0, 1, 0); return;
-      case 6: epilogue_fast(op, c, ldc, p0, count, out, yq, 0, 1, 1, 0); return;
-      case 7: epilogue_fast(op, c, ldc, p0, count, out, yq, 1, 1, 1, 0); return;
-      case 12: epilogue_fast(op, c, ldc, p0, count, out, yq, 0, 0, 1, 1); return;
-      case 13: epilogue_fast(op, c, ldc, p0, count, out, yq, 1, 0, 1, 1); return;
-      case 14: epilogue_fast(op, c, ldc, p0, count, out, yq, 0, 1, 1, 1); return;
-      case 15: epilogue_fast(op, c, ldc, p0, count, out, yq, 1, 1, 1, 1); return;
+#define CALL(own, quant, into, add) \
+  epilogue_fast(op, c, ldc, p0, count, out, yq, own, quant, into, add)
+      EPILOGUE_FLAG_CASES(CALL)
+#undef CALL
       default: break; /* no output at all: cannot happen */
     }
   }
