@@ -90,10 +90,20 @@ class FinderModel(Network):
     def find(self, image_bgr: np.ndarray) -> list[Found]:
         """Every object in ``image_bgr`` (H, W, 3 BGR; greyscale and BGRA are converted),
         best first, in image pixels."""
+        crop, frame_box = self.letterboxed(image_bgr)
+        return self.decode(self.predict_heatmaps(crop[None])[0], frame_box)
+
+    def letterboxed(self, image_bgr: np.ndarray) -> tuple[np.ndarray, CropBox]:
+        """The network's input (S, S, 3: the whole frame letterboxed) and the frame's box,
+        which :meth:`decode` maps the finds back through."""
         image = as_bgr(image_bgr)
         frame_box = letterbox(image.shape)
         crop, _ = letterbox_input(image, self.codec.input_size, frame_box)
-        output = self.predict_heatmaps(crop[None])[0]
+        return crop, frame_box
+
+    def decode(self, output: np.ndarray, frame_box: CropBox) -> list[Found]:
+        """The finds in one network output (its grid, without the batch axis), with this
+        model's ``min_score``, ``top_k`` and ``nms_iou``, in frame pixels, best first."""
         return self.codec.decode(
             output, frame_box, min_score=self.min_score, top_k=self.top_k, nms_iou=self.nms_iou
         )
@@ -160,16 +170,13 @@ class FinderPipeline:
     ) -> FinderResult:
         frame, timings, stage = start_frame(frame, times)
         model = self.model
+        # FinderModel.find's steps, each timed (and the inference swappable: self.infer)
         with stage("crop"):
-            image = as_bgr(frame.image)
-            frame_box = letterbox(image.shape)
-            crop, _ = letterbox_input(image, model.codec.input_size, frame_box)
+            crop, frame_box = model.letterboxed(frame.image)
         with stage("inference"):
             output = self.infer(crop[None])[0]
         with stage("decode"):
-            found = model.codec.decode(
-                output, frame_box, min_score=model.min_score, top_k=model.top_k
-            )
+            found = model.decode(output, frame_box)
         return FinderResult(frame, found, timings)
 
     def annotate(

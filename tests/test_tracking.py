@@ -250,3 +250,21 @@ def test_auto_follows_several_people_with_the_bundled_finder_without_the_teacher
     assert finder_spec(pose, several=True, person_finder=str(BUNDLED_PERSON_FINDER)) == str(
         BUNDLED_PERSON_FINDER
     )
+
+
+@needs_messi
+def test_edge_live_decodes_a_finder_as_find_does_with_its_overrides():
+    """FinderModel's min_score / top_k / nms_iou hold for edge.live's per-frame pipeline too
+    (it once decoded with the metadata's nms_iou whatever the model was given)."""
+    from edge.finder import FinderModel
+    from edge.tracking import BUNDLED_PERSON_FINDER
+
+    image = cv2.imread(str(MESSI))
+    counts = []
+    for nms_iou in (0.3, 1.0):  # strong suppression (the metadata says 0.6), then none
+        finder = FinderModel(BUNDLED_PERSON_FINDER, num_threads=1, min_score=0.1, nms_iou=nms_iou)
+        found = finder.find(image)
+        piped = finder.video_pipeline(None).process(image).found
+        assert [f.corners.tolist() for f in piped] == [f.corners.tolist() for f in found]
+        counts.append(len(found))
+    assert counts[1] > counts[0]  # overlapping finds kept: the override reached the decoder
