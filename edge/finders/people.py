@@ -15,13 +15,11 @@ sits 0.05 of it above the mid-hip.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from ..transform import CropBox
-from .base import Finder, Found
-from .ssd import Detection, SsdModel
+from .base import Found
+from .ssd import Detection, SsdFinder
 
 # The anchor layers of MediaPipe's pose detector (224x224 input, 2254 anchors).
 POSE_DETECTOR_STRIDES = (8, 16, 32, 32, 32)
@@ -56,41 +54,19 @@ def body_rect(detection: Detection) -> tuple[float, float, float, float]:
     return (float(cx - side / 2), float(cy - side / 2), side, side)
 
 
-class BlazePoseFinder(Finder):
+class BlazePoseFinder(SsdFinder):
     """People through MediaPipe's BlazePose person detector, run by an :mod:`edge.backends`
     backend (3 MB, float). ``path`` None: ``pose_detection.tflite`` is looked up in the
-    teacher cache (:func:`edge.host.teacher_dir`)."""
+    teacher cache (:func:`edge.host.teacher_dir`); loading, options and :meth:`detections`
+    (the detector's own output: face box, alignment keypoints) are
+    :class:`~edge.finders.ssd.SsdFinder`'s."""
 
     name = "blazepose"
     subject = "person"
-
-    def __init__(
-        self,
-        path: str | Path | None = None,
-        *,
-        margin: float = 1.25,
-        min_score: float = 0.5,
-        overlap: float = 0.3,
-        backend: str = "tflite",
-        num_threads: int = 1,
-    ) -> None:
-        super().__init__(margin=margin)
-        self.detector = SsdModel.teacher(
-            path,
-            POSE_DETECTOR_STRIDES,
-            stem="pose_detection",
-            what="BlazePose's person detector",
-            flag="--person-finder",
-            min_score=min_score,
-            overlap=overlap,
-            backend=backend,
-            num_threads=num_threads,
-        )
-        self.path = self.detector.path
-
-    def detections(self, image: np.ndarray) -> list[Detection]:
-        """The detector's own output (face box, alignment keypoints), best first."""
-        return self.detector.detect(image)
+    strides = POSE_DETECTOR_STRIDES
+    teacher_stem = "pose_detection"
+    detector_name = "BlazePose's person detector"
+    path_flag = "--person-finder"
 
     def find(self, image: np.ndarray) -> list[Found]:
         found = []

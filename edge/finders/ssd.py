@@ -5,19 +5,22 @@
 MediaPipe's ``SsdAnchorsCalculator`` with fixed anchor sizes (:func:`ssd_anchors`) and
 ``TensorsToDetectionsCalculator`` with weighted non-maximum suppression (:func:`decode_ssd`),
 as the published graph files configure them. The device's finders and ``training.label``'s
-teachers both run their detectors through this one copy.
+teachers both run their detectors through this one copy; :class:`SsdFinder` is what the
+device's MediaPipe finders (BlazeFace, BlazePose's person detector) share.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from ..boxes import iou
 from ..errors import ModelError
 from ..transform import CropBox, full_frame_box, normalise_input, warp_crop
+from .base import Finder, teacher_file
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,8 +80,6 @@ class SsdModel:
         ``what`` names it in errors and ``flag`` is the option that gives another file.
         ``options``: :class:`SsdModel`'s own (``min_score``, ``overlap``, ``backend``,
         ``num_threads``)."""
-        from .base import teacher_file
-
         return cls(teacher_file(path, stem, what, flag), strides, what=what, **options)
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
@@ -100,6 +101,49 @@ class SsdModel:
             )
             for score, box, kps in found
         ]
+
+
+class SsdFinder(Finder):
+    """A finder that runs one MediaPipe SSD detector (:class:`SsdModel`) on the whole frame.
+
+    BlazeFace and BlazePose's person detector load alike (``path``, or None: the teacher
+    cache's file, :func:`~edge.finders.base.teacher_file`) and take the same options, so
+    they are set up here once; a subclass names its detector (the class attributes below)
+    and turns :meth:`detections` into finds.
+    """
+
+    strides: ClassVar[tuple[int, ...]]  # the detector's anchor layers (see SsdModel)
+    teacher_stem: ClassVar[str]  # its file in the teacher cache: TEACHER_STEM.tflite
+    detector_name: ClassVar[str]  # what error messages call it
+    path_flag: ClassVar[str]  # the command-line option that gives another file
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        margin: float = 1.25,
+        min_score: float = 0.5,
+        overlap: float = 0.3,
+        backend: str = "tflite",
+        num_threads: int = 1,
+    ) -> None:
+        super().__init__(margin=margin)
+        self.detector = SsdModel.teacher(
+            path,
+            self.strides,
+            stem=self.teacher_stem,
+            what=self.detector_name,
+            flag=self.path_flag,
+            min_score=min_score,
+            overlap=overlap,
+            backend=backend,
+            num_threads=num_threads,
+        )
+        self.path = self.detector.path
+
+    def detections(self, image: np.ndarray) -> list[Detection]:
+        """The detector's own output (box, keypoints) in image pixels, best first."""
+        return self.detector.detect(image)
 
 
 def ssd_anchors(input_size: int, strides: tuple[int, ...]) -> np.ndarray:
