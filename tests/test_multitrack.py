@@ -275,3 +275,33 @@ def test_a_turned_crop_is_matched_by_its_bounding_rectangle():
     half = 50 * np.sqrt(2)  # half the diagonal of a 100-pixel square
     np.testing.assert_allclose(corners, [100 - half, 100 - half, 100 + half, 100 + half])
     np.testing.assert_allclose(box_corners(CropBox((100, 100), 100)), [50, 50, 150, 150])
+
+
+@pytest.mark.parametrize(
+    ("find_size", "score", "restarts"),
+    [
+        (200.0, 0.35, True),  # 1.6x the track's crop, landmarks unsure: it had shrunk
+        (200.0, 0.9, False),  # landmarks confident: the track is right, the find is loose
+        (140.0, 0.35, False),  # about the track's own size: nothing to regrow
+    ],
+)
+def test_a_track_shrunk_onto_part_of_a_person_regrows_from_a_bigger_find(
+    find_size, score, restarts
+):
+    """Someone entering from the frame's edge is found while half in view; the track's next
+    crop frames that half, and the model then fits the whole body into it, so the crop never
+    grows back. A matching find that frames them whole, while the track is unsure of its
+    landmarks, restarts the track (same ID); a confident track keeps its own crop."""
+    part = Person(320, 240, height=100)  # what the track's landmarks cover
+    tracker, _ = new_tracker([part], regrow=1.2, regrow_below=0.4)
+    tracker.acquire([part.found()], 0.0)
+    (track,) = tracker.tracks
+    assert tracker.update(track, part.landmarks(), np.full(K, score), 0.0)  # followed on
+    small = track.box.size
+    assert small == pytest.approx(125.0)  # the landmarks' height x the margin
+    # the whole person, overlapping the track's crop enough to match it (IoU >= 0.3)
+    whole = Found(0.8, (280.0, 170.0, 80.0, 160.0), CropBox((320.0, 250.0), find_size))
+    assert tracker.acquire([whole], 1 / FPS) == []  # no new track either way
+    assert [t.id for t in tracker.tracks] == [track.id]
+    assert track.box.size == pytest.approx(find_size if restarts else small)
+    assert track.fresh is restarts  # a restarted track's smoothing starts again
