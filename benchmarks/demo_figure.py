@@ -1,0 +1,112 @@
+"""A pose model on the drawn demo clip (what the README's first command shows): how often each
+joint lands within a tenth of the figure's height, and how often the tracker follows it.
+
+    python -m benchmarks.demo_figure runs/pose_v3_128/model.tflite
+    python -m benchmarks.demo_figure edge/models/pose.tflite --threads 2
+
+The clip (``edge.sources.demo``) is a drawn figure walking across the frame with one arm
+waving overhead; its joints are known exactly (:func:`edge.sources.demo.demo_joints`, MPII-16
+order). The model runs as ``edge.live`` runs it: the tracker that crops each frame from the
+last landmarks (probing every 4th frame while lost) and the One-Euro smoother; the raw
+landmarks are scored. The first 10 frames (acquisition) are not counted. Reported: PCK over
+the model's own joints where it is MPII-16 (the bundled model's test bar: 0.9), and over the
+12 limb joints MPII-16 and COCO-17 share for any pose model, so COCO-17 candidates compare.
+
+It is a fixed drawing, not a held-out set: a sanity check that a candidate still follows the
+figure a newcomer sees first, never a measure of accuracy on people.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.cli import ArgumentParser, add_threads_argument, run_cli
+from edge.errors import ModelError
+from edge.skeletons import COCO17, MPII16
+
+# The 12 limb joints both skeletons have (shoulders to ankles): COCO-17 and MPII-16 compare on these.
+LIMBS = tuple(name for name in COCO17.landmarks if name in MPII16.landmarks)
+WARM_UP = 10  # frames of acquisition, not counted
+TOLERANCE = 0.1  # of the figure's height (0.8 of the frame's)
+
+
+@dataclass
+class DemoScore:
+    skeleton: str
+    frames: int  # frames scored
+    limbs: float  # share of the 12 limb joints within the tolerance
+    all_joints: float | None  # the same over all 16 joints (MPII-16 models only)
+    tracked: float  # share of all frames the tracker followed the figure
+    per_joint: dict[str, float]  # each limb joint's share
+
+
+def score(model_path: str | Path, *, threads: int = 1, size: tuple[int, int] = (640, 480)):
+    """The model at ``model_path`` on the whole demo clip, as ``edge.live`` runs it."""
+    from edge.model import LandmarkModel
+    from edge.pipeline import LandmarkPipeline
+    from edge.smoothing import OneEuroFilter
+    from edge.sources.demo import DemoSource, demo_joints
+    from edge.timing import StageTimes
+    from edge.tracking import LandmarkTracker
+
+    model = LandmarkModel(Path(model_path), num_threads=threads)
+    meta = model.metadata
+    if meta.skeleton not in ("mpii16", "coco17"):
+        raise ModelError(f"{model_path} is a {meta.skeleton} model, not a body pose model")
+    skeleton = COCO17 if meta.skeleton == "coco17" else MPII16
+    ours = [skeleton.landmarks.index(n) for n in LIMBS]
+    truth_of = [MPII16.landmarks.index(n) for n in LIMBS]
+    tracker = LandmarkTracker(margin=meta.box_margin, probe_every=4)  # edge.live's default
+    pipeline = LandmarkPipeline(model, tracker=tracker, smoother=OneEuroFilter(min_score=0.3))
+    times = StageTimes()
+    height = 0.8 * size[1]
+    limb_hits, all_hits, tracked = [], [], []
+    for frame in DemoSource(size=size):
+        result = pipeline.process(frame, times)
+        truth = demo_joints(frame.index, size)
+        tracked.append(result.tracking)
+        limb_error = np.linalg.norm(result.raw_points[ours] - truth[truth_of], axis=1)
+        limb_hits.append(limb_error < TOLERANCE * height)
+        if skeleton is MPII16:
+            all_hits.append(np.linalg.norm(result.raw_points - truth, axis=1) < TOLERANCE * height)
+    limbs = np.array(limb_hits[WARM_UP:])
+    return DemoScore(
+        skeleton=meta.skeleton,
+        frames=len(limbs),
+        limbs=float(limbs.mean()),
+        all_joints=float(np.mean(all_hits[WARM_UP:])) if all_hits else None,
+        tracked=float(np.mean(tracked)),
+        per_joint={n: float(v) for n, v in zip(LIMBS, limbs.mean(axis=0), strict=True)},
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="python -m benchmarks.demo_figure", description=__doc__)
+    p.add_argument("model", nargs="+", help="pose .tflite files (MPII-16 or COCO-17)")
+    add_threads_argument(p, default=1)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    scores = [(path, score(path, threads=args.threads)) for path in args.model]
+    print("| model | skeleton | frames | limbs PCK@0.1 height | all joints | tracked |")
+    print("|---|---|---:|---:|---:|---:|")
+    for path, s in scores:
+        every = "-" if s.all_joints is None else f"{s.all_joints:.3f}"
+        print(f"| {path} | {s.skeleton} | {s.frames} | {s.limbs:.3f} | {every} | {s.tracked:.3f} |")
+        weakest = sorted(s.per_joint.items(), key=lambda kv: kv[1])[:3]
+        print(f"|  weakest: {', '.join(f'{n} {v:.2f}' for n, v in weakest)} | | | | | |")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_cli(lambda: run(args), errors=(OSError,))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
