@@ -6,7 +6,9 @@ fresh process that loaded the model and ran it. Each configuration runs in its o
 process, so memory numbers don't leak from one into the next. Then the per-frame work
 around inference at 640x480 (crop, decode, tracking, smoothing, drawing), which should
 stay well under the inference time (target: under 3 ms). Then, for landmark models, the cost
-of following 1, 2 and 4 people (``--people``), with real inference, and the finder's own.
+of following 1, 2 and 4 people (``--people``, ``--people-threads``), with real inference, and
+the own time of the finder ``edge.live`` would run with the same ``--person-finder`` /
+``--face-detector`` (:func:`edge.tracking.finder_spec`).
 
 ``--profile`` instead shows where the time of a bitpacked (LCE) model goes, per node and per
 op type, in one stock runtime with the native delegate (see ``edge.native.profile``): the
@@ -32,6 +34,8 @@ from .backends import backend_names
 from .cli import (
     ArgumentParser,
     add_model_argument,
+    add_several_people_arguments,
+    add_threads_argument,
     int_in_range,
     resolve_model,
     run_cli,
@@ -292,6 +296,7 @@ def bench_people(
             cpu_ms.append((time.process_time() - c0) * 1e3)
         report["finder"] = {
             "name": finder.name,
+            "path": None if finder.path is None else str(finder.path),
             "p50_ms": float(np.percentile(ms, 50)),
             "cpu_p50_ms": float(np.percentile(cpu_ms, 50)),
         }
@@ -346,8 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(PEOPLE_COUNTS),
         metavar="N[,N...]",
         help="landmark models: also time edge.live --max-people N (--max-faces N) for each N, "
-        "with real inference per person (1 thread, the first backend), and the finder "
-        "that picks people up (blazepose for pose models, haar for faces) on its own",
+        "with real inference per person (the first backend, --people-threads), and the "
+        "finder that picks people up (the one edge.live would run: --person-finder, "
+        "--face-detector) on its own",
     )
     p.add_argument(
         "--people-frames",
@@ -355,6 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=50,
         help="frames per --people count; 0 skips the people benchmark",
     )
+    add_threads_argument(
+        p,
+        flag="--people-threads",
+        default=2,
+        help="interpreter threads of the model and the finder in the --people benchmark "
+        "(default: 2, a Pi's share of its 4 cores beside the camera and the stream)",
+    )
+    add_several_people_arguments(p, counts=False, find_and_drop=False)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     prof = p.add_argument_group(
         "per-op profile (bitpacked models)",
@@ -427,27 +441,40 @@ def run(args: argparse.Namespace) -> dict:
         model = open_model(path, backend=backends[0], num_threads=1)
         report["overhead"] = bench_overhead(model, frames=args.overhead_frames)
     if args.people_frames and args.people and meta.task != "segmentation":
-        model = open_model(path, backend=backends[0], num_threads=1)
-        finder, failed = _default_finder(meta)
+        model = open_model(path, backend=backends[0], num_threads=args.people_threads)
+        finder, failed = _default_finder(
+            meta,
+            person_finder=args.person_finder,
+            face_detector=args.face_detector,
+            threads=args.people_threads,
+        )
         report["people"] = bench_people(
             model, counts=tuple(args.people), frames=args.people_frames, finder=finder
         )
+        report["people"]["threads"] = args.people_threads
         if failed is not None:
             report["people"]["finder"] = failed
     return report
 
 
-def _default_finder(meta) -> tuple[object | None, dict | None]:
-    """The finder edge.live uses for several subjects of this model's task, or why not."""
+def _default_finder(
+    meta, *, person_finder: str, face_detector: str, threads: int
+) -> tuple[object | None, dict | None]:
+    """The finder edge.live runs for several subjects of this model's task with these flags
+    (:func:`edge.tracking.finder_spec`), or why there is none."""
     from .finders import create_finder
-    from .tracking import subject_of
+    from .tracking import finder_spec, subject_of
 
     subject = subject_of(meta)
-    name = "haar" if subject == "face" else "blazepose"
+    spec = finder_spec(meta, several=True, person_finder=person_finder, face_detector=face_detector)
+    options = {} if spec == "haar" else {"num_threads": threads}  # Haar has no threads
     try:
-        return create_finder(name, subject=subject, margin=meta.box_margin), None
+        finder = create_finder(spec, subject=subject, margin=meta.box_margin, **options)
     except EdgeError as exc:
-        return None, {"name": name, "error": str(exc)}
+        return None, {"name": spec, "error": str(exc)}
+    if finder is None:
+        return None, {"name": spec, "error": "none: no finder runs"}
+    return finder, None
 
 
 def run_profile(args: argparse.Namespace) -> dict:
@@ -510,7 +537,8 @@ def format_table(report: dict) -> str:
 def _people_table(people: dict) -> list[str]:
     w, h = people["size"]
     lines = [
-        f"several people (edge.live --max-people N) at {w}x{h}, 1 thread, real inference:",
+        f"several people (edge.live --max-people N) at {w}x{h}, {people['threads']} "
+        f"thread{'s' if people['threads'] > 1 else ''}, real inference:",
         f"{'people':>6} {'tracked':>8} {'p50 ms':>8} {'inference':>10} {'around':>8} {'FPS':>7}"
         f" {'CPU p50 ms':>11}",
     ]
@@ -524,8 +552,9 @@ def _people_table(people: dict) -> list[str]:
     if finder is not None and "error" in finder:
         lines.append(f"finder {finder['name']}: unavailable: {finder['error']}")
     elif finder is not None:
+        where = f" ({finder['path']})" if finder["path"] else ""
         lines.append(
-            f"finder {finder['name']}: p50 {finder['p50_ms']:.2f} ms a run (CPU "
+            f"finder {finder['name']}{where}: p50 {finder['p50_ms']:.2f} ms a run (CPU "
             f"{finder['cpu_p50_ms']:.2f} ms) at {w}x{h}, every --find-every frames while fewer "
             "than N are followed, and while one is lost"
         )

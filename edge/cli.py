@@ -115,14 +115,19 @@ def add_backend_argument(parser, *, flag: str = "--backend"):
 
 
 def add_threads_argument(
-    parser, *, default: int = DEFAULT_THREADS, cpus: int | None = None, **kwargs
+    parser,
+    *,
+    default: int = DEFAULT_THREADS,
+    cpus: int | None = None,
+    flag: str = "--threads",
+    **kwargs,
 ) -> argparse.Action:
-    """``--threads N``, from 1 to :func:`max_threads`, the same default in every tool. ``cpus``:
-    the CPUs of the machine the threads will run on, when that is another one (edge.deploy's
-    target); None: this machine."""
+    """``--threads N`` (or another ``flag`` with the same rule), from 1 to :func:`max_threads`,
+    the same default in every tool. ``cpus``: the CPUs of the machine the threads will run on,
+    when that is another one (edge.deploy's target); None: this machine."""
     kwargs.setdefault("help", "interpreter threads")
     return parser.add_argument(
-        "--threads",
+        flag,
         type=thread_count if cpus is None else threads_for(cpus),
         default=default,
         metavar="N",
@@ -222,13 +227,14 @@ def add_several_people_arguments(
     parser,
     *,
     unset: Collection[str] = (),
+    counts: bool = True,
     find_and_drop: bool = True,
     more_help: Mapping[str, str] | None = None,
 ) -> None:
     """edge.live's flags for several people (issue 27), the same in every tool that takes or
-    passes them on: ``--max-people``, ``--max-faces`` (1 to :data:`edge.multitrack.MAX_TRACKS`),
-    ``--person-finder``, ``--face-detector`` and, with ``find_and_drop``, ``--find-every`` and
-    ``--drop-after``.
+    passes them on: with ``counts``, ``--max-people`` and ``--max-faces`` (1 to
+    :data:`edge.multitrack.MAX_TRACKS`); ``--person-finder`` and ``--face-detector``; with
+    ``find_and_drop``, ``--find-every`` and ``--drop-after``.
 
     ``unset``: the dests (``"max_people"``, ``"person_finder"``, ...) whose default is None, so
     that the tool can tell a flag not given (edge.deploy, edge.doctor), rather than edge.live's
@@ -241,7 +247,7 @@ def add_several_people_arguments(
     cache = f"the teacher cache (${TEACHERS_ENV} or ~/.cache/binland/teachers)"
     several = "with --max-people or --max-faces above 1"
     count = dict(type=int_in_range(1, MAX_TRACKS), default=1, metavar="N")
-    flags = {
+    flags: dict[str, dict] = {
         "max_people": dict(
             count,
             help=f"pose models: follow up to N people (N up to {MAX_TRACKS}), each with its own "
@@ -271,6 +277,8 @@ def add_several_people_arguments(
             "(face_detection_short_range.tflite) or our 1-bit face finder; none: the full frame",
         ),
     }
+    if not counts:
+        del flags["max_people"], flags["max_faces"]
     if find_and_drop:
         flags["find_every"] = dict(
             type=positive_int,
