@@ -37,6 +37,10 @@ What it reports, per clip and over all:
   forgotten after --drop-after). Only people the teacher sees tall in at least 1 s of frames
   count: its detector's one- and two-frame blips as people enter are no one to acquire. A
   person it misses for over a second counts as leaving and walking in again;
+* **seconds on background**: per ID of ours, the longest run of frames it was listed while
+  its box overlapped no teacher person (tall or not) by an IoU of 0.1; per clip the longest,
+  and how many IDs went over 1 s (a track lingering on background, or following someone the
+  teacher's detector missed: the teacher's side is not checked by hand);
 * CPU milliseconds per frame of our chain (process time, which other programs on the machine
   do not inflate as they do wall-clock time), in frames where the finder ran and in the
   others, on the CPU named.
@@ -86,6 +90,9 @@ LINK_IOU, LINK_GAP_S = 0.3, 1.0  # the teacher's detector misses people for seve
 EDGE_S = 1.0  # walk-ins appear, leavers go, this long after the start or before the end
 LIFE_S = 1.0  # a walk-in or leaver is seen (tall) at least this long: not a detector's blip
 OUR_MIN_SCORE, TEACHER_MIN_VISIBILITY = 0.3, 0.5
+# One of ours whose box overlaps no teacher person (tall or not) by this much is on background
+# (or on someone the teacher's detector missed in that frame).
+BACKGROUND_IOU = 0.1
 INTERIM_FINDER = "blazepose"  # edge.finders' name of the finder before the 1-bit one
 
 
@@ -115,6 +122,8 @@ class ClipScore:
     mean_pck: dict[int, list[float]] = field(default_factory=dict)  # the mean shape's, alike
     acquire: list[int | None] = field(default_factory=list)  # frames; None: never
     drop: list[float] = field(default_factory=list)  # seconds
+    # per ID of ours: the longest it was listed on background, seconds (background_runs)
+    background: list[float] = field(default_factory=list)
     our_ms: list[float] = field(default_factory=list)  # CPU ms, frames without the finder
     finder_ms: list[float] = field(default_factory=list)  # CPU ms, frames where it ran
 
@@ -204,6 +213,27 @@ def link(frames: list[list[Person]], gap: int) -> None:
             recent[person.id] = (index, person.box)
 
 
+def background_runs(teacher_frames, our_frames) -> dict[int, int]:
+    """Per ID of ours, the longest run of consecutive frames in which it was listed while its
+    box overlapped no teacher person by BACKGROUND_IOU: a track lingering on background (or on
+    someone the teacher missed). A frame it is not listed in ends the run."""
+    from edge.boxes import iou_matrix
+
+    longest: dict[int, int] = {}
+    run: dict[int, int] = {}
+    for truth, ours in zip(teacher_frames, our_frames, strict=True):
+        overlap = iou_matrix([p.box for p in ours], [t.box for t in truth])
+        listed = set()
+        for i, p in enumerate(ours):
+            listed.add(p.id)
+            alone = not truth or float(overlap[i].max()) < BACKGROUND_IOU
+            run[p.id] = run.get(p.id, 0) + 1 if alone else 0
+            longest[p.id] = max(longest.get(p.id, 0), run[p.id])
+        for gone in set(run) - listed:
+            run[gone] = 0
+    return longest
+
+
 def score_clip(
     name: str, fps: float, height: int, teacher_frames, our_frames, times, mean=None
 ) -> ClipScore:
@@ -267,6 +297,7 @@ def score_clip(
         if stayed and last < len(teacher_frames) - 1 - margin:  # left
             ghost = listed.get(last_match[person], last) - last
             score.drop.append(max(ghost, 0) / fps)
+    score.background = [n / fps for n in background_runs(teacher_frames, our_frames).values()]
     score.our_ms = [t["cpu_ms"] for t in times if not t["found"]]
     score.finder_ms = [t["cpu_ms"] for t in times if t["found"]]
     return score
@@ -316,6 +347,12 @@ def _mean(values) -> str:
     return f"{np.mean(values):.1f}" if values else "-"
 
 
+def _background(seconds: list[float]) -> str:
+    if not seconds:
+        return "-"
+    return f"{max(seconds):.1f} ({sum(v > LIFE_S for v in seconds)})"
+
+
 def _person_pck(per_person: dict[int, list[float]]) -> list[float]:
     return [float(np.mean(v)) for v in per_person.values()]
 
@@ -324,8 +361,9 @@ def table(scores: list[ClipScore]) -> list[str]:
     lines = [
         "| clip | frames | teacher people (tall) | recall % | precision % | ID switches / 100 "
         "frames | PCK@0.2 per person | mean shape in the same crop | frames to acquire a "
-        "walk-in | s to drop a leaver | CPU ms / frame (mean) | with the finder |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "walk-in | s to drop a leaver | s on background (longest; IDs over 1 s) | "
+        "CPU ms / frame (mean) | with the finder |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in [*scores, _total(scores)]:
         acquire = ", ".join("never" if a is None else str(a) for a in s.acquire) or "-"
@@ -336,8 +374,8 @@ def table(scores: list[ClipScore]) -> list[str]:
             f"{_pct(s.hits, s.predictions)} | {100 * s.switches / max(s.frames, 1):.2f} | "
             f"{_mean(_person_pck(s.pck))} | {_mean(_person_pck(s.mean_pck))} | "
             f"{acquire if s.name != 'all' else _mean(s.acquire)} | "
-            f"{drop if s.name != 'all' else _mean(s.drop)} | {_mean(s.our_ms)} | "
-            f"{_mean(s.finder_ms)} |"
+            f"{drop if s.name != 'all' else _mean(s.drop)} | {_background(s.background)} | "
+            f"{_mean(s.our_ms)} | {_mean(s.finder_ms)} |"
         )
     return lines
 
@@ -355,6 +393,7 @@ def _total(scores: list[ClipScore]) -> ClipScore:
             total.mean_pck[len(total.mean_pck)] = values
         total.acquire += s.acquire
         total.drop += s.drop
+        total.background += s.background
         total.our_ms += s.our_ms
         total.finder_ms += s.finder_ms
     return total

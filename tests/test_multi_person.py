@@ -266,3 +266,27 @@ def test_the_benchmark_runs_the_person_finder_it_is_given(tmp_path):
     assert f"--person-finder {finder}` runs it" in text
     assert "interim finder: MediaPipe" not in text and "before the 1-bit finder" not in text
     assert f"| {TWO_PEOPLE.name} | 2 |" in text
+
+
+def test_a_track_left_on_background_is_measured_in_frames():
+    """benchmarks.multi_person's "on background": the longest run of frames one of our IDs is
+    listed overlapping no teacher person; a frame it is not listed in ends the run."""
+    from benchmarks.multi_person import Person, background_runs
+
+    def person(x0: float, pid: int) -> Person:
+        return Person(np.array([x0, 0.0, x0 + 100, 200]), np.zeros((16, 2)), np.ones(16, bool), pid)
+
+    someone = person(0, 0)  # the teacher's person, standing still
+    on_them, on_wall = person(10, 1), person(400, 2)
+    teacher_frames = [[someone]] * 6
+    our_frames = [
+        [on_them, on_wall],
+        [on_them, on_wall],
+        [on_them, on_wall],
+        [on_them],  # ID 2 not listed: its run ends
+        [on_them, on_wall],
+        [on_them],
+    ]
+    assert background_runs(teacher_frames, our_frames) == {1: 0, 2: 3}
+    # with nobody on the teacher's side, every listed frame is on background
+    assert background_runs([[]] * 2, [[on_them]] * 2) == {1: 2}
