@@ -66,8 +66,9 @@ import numpy as np
 
 from benchmarks import REPO, RESULTS_DIR
 from edge import cpu_name
-from edge.cli import ArgumentParser, run_cli
+from edge.cli import ArgumentParser, int_in_range, non_negative_float, positive_int, run_cli
 from edge.errors import EdgeError
+from edge.multitrack import DEFAULT_DROP_AFTER, DEFAULT_FIND_EVERY, MAX_TRACKS
 
 MEDIA = REPO.parent / "shared" / "media" / "pose"
 RESULTS = RESULTS_DIR / "multi_person.md"
@@ -557,10 +558,25 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated clip names in {MEDIA} (default: the {len(CLIPS)} listed in "
         "the module)",
     )
-    p.add_argument("--max-frames", type=int, default=None, help="at most N frames per clip")
-    p.add_argument("--max-people", type=int, default=4, help="edge.live --max-people")
-    p.add_argument("--find-every", type=int, default=10, help="edge.live --find-every")
-    p.add_argument("--drop-after", type=float, default=1.0, help="edge.live --drop-after")
+    # edge.live's bounds on each (edge.cli's types), with this benchmark's defaults
+    p.add_argument(
+        "--max-frames", type=positive_int, default=None, help="at most N frames per clip"
+    )
+    p.add_argument(
+        "--max-people",
+        type=int_in_range(1, MAX_TRACKS),
+        default=4,
+        help="edge.live --max-people (it follows 1 by default; several people here)",
+    )
+    p.add_argument(
+        "--find-every", type=positive_int, default=DEFAULT_FIND_EVERY, help="edge.live --find-every"
+    )
+    p.add_argument(
+        "--drop-after",
+        type=non_negative_float,
+        default=DEFAULT_DROP_AFTER,
+        help="edge.live --drop-after",
+    )
     p.add_argument(
         "--person-finder",
         default=INTERIM_FINDER,

@@ -240,6 +240,18 @@ def test_the_benchmark_refuses_a_bad_person_finder_in_one_line(tmp_path):
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
         assert words in done.stderr
+    # edge.live's bounds on its several-people flags hold here too
+    for flag, value, words in (
+        ("--max-people", "0", "must be at least 1"),
+        ("--max-people", "17", "must be at most 16"),
+        ("--find-every", "0", "must be"),
+        ("--drop-after", "-1", "must be"),
+        ("--max-frames", "0", "must be"),
+    ):
+        done = multi_person_benchmark(flag, value, "--out", out)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+        assert words in done.stderr, done.stderr
     assert not out.exists()
 
 
