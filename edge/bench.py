@@ -365,8 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         flag="--people-threads",
         default=2,
-        help="interpreter threads of the model and the finder in the --people benchmark "
-        "(default: 2, a Pi's share of its 4 cores beside the camera and the stream)",
+        help="interpreter threads of the model in the --people benchmark (default: 2, a "
+        "Pi's share of its 4 cores beside the camera and the stream); the finder runs with "
+        "the threads edge.live gives it",
     )
     add_several_people_arguments(p, counts=False, find_and_drop=False)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -444,9 +445,9 @@ def run(args: argparse.Namespace) -> dict:
         model = open_model(path, backend=backends[0], num_threads=args.people_threads)
         finder, failed = _default_finder(
             meta,
+            people=max(args.people),
             person_finder=args.person_finder,
             face_detector=args.face_detector,
-            threads=args.people_threads,
         )
         report["people"] = bench_people(
             model, counts=tuple(args.people), frames=args.people_frames, finder=finder
@@ -458,23 +459,22 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _default_finder(
-    meta, *, person_finder: str, face_detector: str, threads: int
+    meta, *, people: int, person_finder: str, face_detector: str
 ) -> tuple[object | None, dict | None]:
-    """The finder edge.live runs for several subjects of this model's task with these flags
-    (:func:`edge.tracking.finder_spec`), or why there is none."""
-    from .finders import create_finder
-    from .tracking import finder_spec, subject_of
+    """The finder edge.live runs with these flags when it follows ``people`` subjects of this
+    model's task, built as edge.live and edge.doctor build it
+    (:func:`edge.multitrack.multi_tracker_for`), or why there is none."""
+    from .multitrack import multi_tracker_for
+    from .tracking import subject_of
 
-    subject = subject_of(meta)
-    spec = finder_spec(meta, several=True, person_finder=person_finder, face_detector=face_detector)
-    options = {} if spec == "haar" else {"num_threads": threads}  # Haar has no threads
     try:
-        finder = create_finder(spec, subject=subject, margin=meta.box_margin, **options)
+        tracker = multi_tracker_for(
+            meta, people, person_finder=person_finder, face_detector=face_detector
+        )
     except EdgeError as exc:
-        return None, {"name": spec, "error": str(exc)}
-    if finder is None:
-        return None, {"name": spec, "error": "none: no finder runs"}
-    return finder, None
+        name = face_detector if subject_of(meta) == "face" else person_finder
+        return None, {"name": name, "error": str(exc)}
+    return tracker.finder, None
 
 
 def run_profile(args: argparse.Namespace) -> dict:
