@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.held_out import LIMBS  # the 12 limb joints COCO-17 and MPII-16 share
 from edge.cli import ArgumentParser, add_threads_argument, run_cli
 from edge.errors import ModelError
 from edge.skeletons import COCO17, MPII16
 
-# The 12 limb joints both skeletons have (shoulders to ankles): COCO-17 and MPII-16 compare on these.
-LIMBS = tuple(name for name in COCO17.landmarks if name in MPII16.landmarks)
 WARM_UP = 10  # frames of acquisition, not counted
 TOLERANCE = 0.1  # of the figure's height (0.8 of the frame's)
 

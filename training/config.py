@@ -103,7 +103,7 @@ class FinderConfig:
     nms_iou: float = NMS_IOU
     # Evaluation: only subjects at least this tall (a share of the frame's height) count; a
     # find that matches a smaller one, or is smaller itself and matches nothing, is ignored.
-    min_height: float = 1.0 / 6.0  # configs/face_finder.yaml: 0.1 (MIN_HEIGHT)
+    min_height: float = MIN_HEIGHT["person"]  # configs/face_finder.yaml: MIN_HEIGHT["face"]
     iou: float = 0.5  # a find matches a label at this IoU
 
 

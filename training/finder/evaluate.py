@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from edge.boxes import iou_matrix
+from edge.boxes import iou as box_iou
 from edge.errors import ModelError
 from edge.finder_codec import FinderCodec, Found, letterbox, letterbox_input
 from edge.finders import PLURALS, Finder
@@ -103,9 +103,7 @@ def match_frame(
     for f in sorted(found, key=lambda f: -f.score):
         same = [i for i, o in enumerate(counted) if o.class_id == f.class_id and i not in taken]
         if same:
-            overlaps = iou_matrix(
-                corners(f, on), np.stack([corners(counted[i], on) for i in same])
-            )[0]
+            overlaps = box_iou(corners(f, on), np.stack([corners(counted[i], on) for i in same]))
             best = int(np.argmax(overlaps))
             if overlaps[best] >= iou:
                 taken.add(same[best])
@@ -115,7 +113,7 @@ def match_frame(
         others = [o for o in ignored if o.class_id == f.class_id]
         if (
             others
-            and iou_matrix(corners(f, on), np.stack([corners(o, on) for o in others])).max() >= iou
+            and box_iou(corners(f, on), np.stack([corners(o, on) for o in others])).max() >= iou
         ):
             result.ignored += 1
         elif f.rect[3] < bar:
