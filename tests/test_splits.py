@@ -73,6 +73,31 @@ def test_unused_patterns_are_the_ones_no_source_matches(split):
     assert not load_split(None).held_out(given[0], "pose")
 
 
+def test_a_finder_holds_out_its_landmark_tasks_sources_and_its_own(tmp_path):
+    path = tmp_path / "split.yaml"
+    face_line = "  face: [talking_woman_lp_d3]\n"
+    path.write_text(SPLIT.replace(face_line, face_line + "  person-finder: [lab_two_people_*]\n"))
+    split = load_split(path)
+    two_people = "/m/pose/lab_two_people_cam1.mp4"
+    # The pose task's lists hold for its finder, sides and groups alike ...
+    assert split.side("images2/body/codebasics_messi.jpg", "person-finder") == "valid"
+    assert split.side("images2/body/azuresamples_man.jpg", "person-finder") == "select"
+    assert split.group("clips/squats_gym.mp4", "person-finder") == "squats"
+    # ... and the finder's own list holds out what the pose model still trains on.
+    assert split.side(two_people, "person-finder") == "valid"
+    assert split.side(two_people, "pose") == "train"
+    assert split.side(two_people, "face-finder") == "train"  # the face finder's parent is face
+    assert "lab_two_people_*" in split.unused([], "person-finder")
+    assert "lab_two_people_*" not in split.unused([], "pose")
+
+
+def test_the_committed_split_holds_the_multi_person_benchmark_clips_out_of_the_finder():
+    from benchmarks.multi_person import CLIPS
+
+    split = load_split(ROOT / "configs" / "splits" / "held_out_sources.yaml")
+    assert [c for c in CLIPS if split.side(f"pose/{c}", "person-finder") == "train"] == []
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -11,6 +11,11 @@ A split file (``configs/splits/*.yaml``) names sources by pattern, per task::
         yoga: ["yogak_*", "yogalp_*"]
         lifting: [dumbbell_*]
 
+A task may also list sources of its own on top of the task it is built from
+(:data:`BUILT_FROM`): the person finder keeps the pose task's held-out sources out, and its
+``person-finder`` lists hold out the several-people clips its own benchmark scores on, which
+the pose model may still train on.
+
 A pattern is an ``fnmatch`` pattern matched against a source's file stem
 (``codebasics_messi_kick``) and against ``<folder>/<stem>`` (``deepface_serengil/img1``), so
 a whole repository's folder of photos, a clip family or a photo tag is held out by one line.
@@ -36,6 +41,18 @@ from pathlib import Path
 from edge.errors import EdgeError
 
 UNGROUPED = "other"
+# The task whose held-out sources (and groups) a task inherits: face parts are cut from the
+# face clips, and each finder is distilled from its landmark task's footage. A task's own
+# lists add to its parent's; its own groups, if any, replace them.
+BUILT_FROM = {"faceparts": "face", "person-finder": "pose", "face-finder": "face"}
+
+
+def _lineage(task: str) -> list[str]:
+    """``task`` and the tasks it is built from, nearest first."""
+    tasks = [task]
+    while tasks[-1] in BUILT_FROM:
+        tasks.append(BUILT_FROM[tasks[-1]])
+    return tasks
 
 
 def source_names(path: Path | str) -> tuple[str, str]:
@@ -58,27 +75,34 @@ class SourceSplit:
     groups: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     path: str | None = None
 
+    def patterns(self, side: str, task: str) -> list[str]:
+        """The ``valid`` or ``select`` patterns of ``task`` and of the tasks it is built from."""
+        lists = self.valid if side == "valid" else self.select
+        return [p for t in _lineage(task) for p in lists.get(t, [])]
+
     def held_out(self, source: Path | str, task: str) -> bool:
         """Reported validation (``valid``); see :meth:`side` for all three."""
-        return _matches(source, self.valid.get(task, []))
+        return _matches(source, self.patterns("valid", task))
 
     def side(self, source: Path | str, task: str) -> str:
         """``"valid"`` (reported), ``"select"`` (for choosing models) or ``"train"``; a
         source that matches both held-out lists is reported (``valid`` wins)."""
         if self.held_out(source, task):
             return "valid"
-        return "select" if _matches(source, self.select.get(task, [])) else "train"
+        return "select" if _matches(source, self.patterns("select", task)) else "train"
 
     def group(self, source: Path | str, task: str) -> str:
-        """The first group whose patterns match ``source``, else ``"other"``."""
-        for name, patterns in self.groups.get(task, {}).items():
+        """The first group whose patterns match ``source``, else ``"other"`` (the groups of
+        the nearest task in ``task``'s lineage that has any)."""
+        tables = [self.groups[t] for t in _lineage(task) if t in self.groups]
+        for name, patterns in (tables[0] if tables else {}).items():
             if _matches(source, patterns):
                 return name
         return UNGROUPED
 
     def unused(self, sources: list[Path], task: str) -> list[str]:
         """Held-out patterns that match none of ``sources`` (a typo, or media not given)."""
-        patterns = [*self.valid.get(task, []), *self.select.get(task, [])]
+        patterns = [*self.patterns("valid", task), *self.patterns("select", task)]
         return [p for p in patterns if not any(_matches(s, [p]) for s in sources)]
 
 

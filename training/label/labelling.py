@@ -44,9 +44,6 @@ LABELLERS: dict[str, type[Labeller]] = {
     "person-finder": PersonFinderLabeller,
     "face-finder": FaceFinderLabeller,
 }
-# Which task's held-out sources (--split) a labelling task keeps out: face parts come from
-# the face clips, and each finder from its landmark task's footage.
-SPLIT_TASK = {"faceparts": "face", "person-finder": "pose", "face-finder": "face"}
 # Tasks whose stored files carry their side of the split in their path (<side>/<key>/...).
 SIDE_FOLDERS = ("face", "faceparts", *FINDER_TASKS)
 
@@ -93,7 +90,6 @@ def label(options: LabelOptions) -> int:
     from tqdm import tqdm
 
     options = checked(options)
-    split_task = SPLIT_TASK.get(options.task, options.task)
     source_split = load_split(options.split)
     missing: list[str] = []
     paths = expand(list(options.sources), missing)
@@ -108,14 +104,14 @@ def label(options: LabelOptions) -> int:
     totals = _Totals(len(missing))
     bar = tqdm(paths, unit="source", file=sys.stderr)
     for path in bar:
-        split = source_split.side(path, split_task)
+        split = source_split.side(path, options.task)
         if split != "train":
             (totals.used_valid if split == "valid" else totals.used_select).add(path.stem)
         key = source_key(path)
         totals.source_index[key] = {
             "path": str(path),
             "split": split,
-            "group": source_split.group(path, split_task),
+            "group": source_split.group(path, options.task),
         }
         part_file = options.out / "parts" / options.task / f"{key}.json"
         done = _finished(part_file, settings, split)
@@ -137,7 +133,7 @@ def label(options: LabelOptions) -> int:
             },
         )
         totals.add(split, records, counts)
-    _finish(labeller, options, settings, totals, paths, source_split, split_task)
+    _finish(labeller, options, settings, totals, paths, source_split)
     return 0
 
 
@@ -204,7 +200,6 @@ def _finish(
     totals: _Totals,
     paths: list[Path],
     source_split,
-    split_task: str,
 ) -> None:
     """The index files, the summary and sources files, and the counts on stdout."""
     out, task, per_split = options.out, options.task, totals.per_split
@@ -221,7 +216,7 @@ def _finish(
     }
     writers.write_json(out / f"summary_{task}.json", summary)
     writers.write_json(out / f"sources_{task}.json", totals.source_index)
-    unused = source_split.unused(paths, split_task)
+    unused = source_split.unused(paths, task)
     if not any(per_split.values()):
         raise EdgeError(
             f"nothing was labelled in {len(paths)} source(s); see {out}/summary_{task}.json"
