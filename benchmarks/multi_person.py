@@ -125,6 +125,10 @@ class ClipScore:
     drop: list[float] = field(default_factory=list)  # seconds
     # per ID of ours: the longest it was listed on background, seconds (background_runs)
     background: list[float] = field(default_factory=list)
+    # Why a tall teacher person was missed, or one of ours was a false find (miss_causes):
+    # one of ours was on them (IoU >= BACKGROUND_IOU, under MATCH_IOU: the boxes disagree)
+    missed_followed: int = 0
+    false_on_person: int = 0  # a false find of ours overlapping a teacher person likewise
     our_ms: list[float] = field(default_factory=list)  # CPU ms, frames without the finder
     finder_ms: list[float] = field(default_factory=list)  # CPU ms, frames where it ran
 
@@ -235,6 +239,32 @@ def background_runs(teacher_frames, our_frames) -> dict[int, int]:
     return longest
 
 
+def miss_causes(
+    truth: list[Person], ours: list[Person], pairs, tall: list[Person]
+) -> tuple[int, int]:
+    """Of the tall teacher people no one of ours matched at MATCH_IOU, how many one of ours
+    still overlapped by BACKGROUND_IOU (followed, but the two landmark boxes disagree); and of
+    our unmatched people not on a short teacher person, how many overlapped a teacher person
+    likewise (a false find on a person, not on background). The rest of the misses had none of
+    ours near them; the rest of the false finds were on no one the teacher lists."""
+    from edge.boxes import iou_matrix
+
+    overlap = iou_matrix([t.box for t in truth], [o.box for o in ours])
+    matched_truth = {ti for ti, _ in pairs}
+    matched_ours = {oi for _, oi in pairs}
+    followed = sum(
+        1
+        for ti, t in enumerate(truth)
+        if t in tall and ti not in matched_truth and ours and overlap[ti].max() >= BACKGROUND_IOU
+    )
+    on_person = sum(
+        1
+        for oi in range(len(ours))
+        if oi not in matched_ours and truth and overlap[:, oi].max() >= BACKGROUND_IOU
+    )
+    return followed, on_person
+
+
 def score_clip(
     name: str, fps: float, height: int, teacher_frames, our_frames, times, mean=None
 ) -> ClipScore:
@@ -263,6 +293,9 @@ def score_clip(
         on_short = {oi for ti, oi in pairs if truth[ti] not in tall}
         score.tall += len(tall)
         score.predictions += len(ours) - len(on_short)
+        followed, on_person = miss_causes(truth, ours, pairs, tall)
+        score.missed_followed += followed
+        score.false_on_person += on_person
         for ti, oi in pairs:
             t, o = truth[ti], ours[oi]
             if t not in tall:
@@ -388,6 +421,8 @@ def _total(scores: list[ClipScore]) -> ClipScore:
         total.hits += s.hits
         total.predictions += s.predictions
         total.switches += s.switches
+        total.missed_followed += s.missed_followed
+        total.false_on_person += s.false_on_person
         for values in s.pck.values():
             total.pck[len(total.pck)] = values
         for values in s.mean_pck.values():
@@ -541,7 +576,30 @@ def report(scores: list[ClipScore], args, model, mean=None, finder=None) -> str:
             "counts as missed (and as a false find) at IoU 0.5, whatever the finder.",
             "",
         ]
-    return "\n".join(lines)
+    return "\n".join([*lines, *causes_table(scores)])
+
+
+def causes_table(scores: list[ClipScore]) -> list[str]:
+    """Misses and false finds split by whether one of ours / a teacher person was there."""
+    lines = [
+        f"**Why a miss, why a false find** (per clip; `miss_causes`): of the tall teacher people "
+        f"missed at IoU {MATCH_IOU}, the share that one of ours still overlapped by IoU "
+        f"{BACKGROUND_IOU} (followed, but our landmarks' box and the teacher's disagree); of our "
+        "false finds, the share that overlapped a teacher person likewise (the rest were on no "
+        "one the teacher lists: background, or a person its detector missed).",
+        "",
+        "| clip | missed | of them followed, boxes disagree % | false finds | of them on a "
+        "teacher person % |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for s in [*scores, _total(scores)]:
+        missed, false = s.tall - s.hits, s.predictions - s.hits
+        bold = "**" if s.name == "all" else ""
+        lines.append(
+            f"| {bold}{s.name}{bold} | {missed} | {_pct(s.missed_followed, missed)} | {false} | "
+            f"{_pct(s.false_on_person, false)} |"
+        )
+    return [*lines, ""]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -302,3 +302,26 @@ def test_a_track_left_on_background_is_measured_in_frames():
     assert background_runs(teacher_frames, our_frames) == {1: 0, 2: 3}
     # with nobody on the teacher's side, every listed frame is on background
     assert background_runs([[]] * 2, [[on_them]] * 2) == {1: 2}
+
+
+def test_misses_and_false_finds_are_split_by_what_was_there():
+    """benchmarks.multi_person's causes: a missed teacher person with one of ours on them at
+    an IoU under the match's is "followed, boxes disagree"; one with nothing near is not; a
+    false find overlapping a teacher person is "on a person", one on the wall is not."""
+    from benchmarks.multi_person import MATCH_IOU, Person, miss_causes
+    from edge.multitrack import match_boxes
+
+    def person(x0: float, width: float = 100) -> Person:
+        return Person(np.array([x0, 0.0, x0 + width, 200]), np.zeros((16, 2)), np.ones(16, bool))
+
+    matched, loose, alone = person(0), person(300), person(600)
+    truth = [matched, loose, alone]
+    # ours: one on `matched`, one a third as wide inside `loose` (IoU 1/3), one on the wall
+    ours = [person(5), person(300, 33), person(1000)]
+    pairs = match_boxes([t.box for t in truth], [o.box for o in ours], MATCH_IOU)
+    assert pairs == [(0, 0)]
+    assert miss_causes(truth, ours, pairs, tall=truth) == (1, 1)
+    # a short teacher person is nobody to miss
+    assert miss_causes(truth, ours, pairs, tall=[matched, alone]) == (0, 1)
+    assert miss_causes([], ours, [], tall=[]) == (0, 0)
+    assert miss_causes(truth, [], [], tall=truth) == (0, 0)
