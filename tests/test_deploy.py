@@ -1223,6 +1223,7 @@ def lce_model() -> Path:
 
 @pytest.mark.pi
 @pytest.mark.slow
+@pytest.mark.tensorflow  # its model is built by converters.convert
 def test_deployed_service_on_emulated_pi_gives_x86_landmarks(lce_model, rootfs, tmp_path) -> None:
     """The whole chain: a bitpacked model, the aarch64 venv, tflite-runtime and native library."""
     from edge import native

@@ -93,6 +93,7 @@ def float_model() -> Path:
     return pi_lane.tiny_model("float")
 
 
+@pytest.mark.tensorflow  # its model is built by converters.convert
 def test_float_model_heatmaps_equal_x86(pi: pi_lane.Pi, float_model: Path, tmp_path: Path) -> None:
     x86, arm, info = run_both(pi, float_model, sample_crops(), tmp_path)
     assert "tflite_runtime 2.14.0" in info["backend"]
@@ -107,6 +108,7 @@ def lce_model() -> Path:
     return pi_lane.tiny_model("lce")
 
 
+@pytest.mark.tensorflow  # its model is built by converters.convert
 def test_bitpacked_model_runs_in_aarch64_tflite_runtime_with_the_native_delegate(
     pi: pi_lane.Pi, lce_model: Path, tmp_path: Path
 ) -> None:
