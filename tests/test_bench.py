@@ -88,22 +88,16 @@ def test_bench_json_reports_every_backend_and_thread_count(pose_model):
 
 
 def test_bench_table_and_errors(pose_model, tmp_path):
-    proc = bench(
-        "--model",
-        pose_model,
-        "--backends",
-        "tflite",
-        "--threads",
-        "1",
-        "--frames",
-        "5",
-        "--overhead-frames",
-        "0",
-        "--people",
-        "1",
-        "--people-frames",
-        "5",
-    )
+    def short_run(frames: int, people_frames: int, *extra) -> subprocess.CompletedProcess:
+        """edge.bench on one backend and thread, no overhead run, one person."""
+        return bench(
+            *("--model", pose_model, "--backends", "tflite", "--threads", "1"),
+            *("--frames", frames, "--overhead-frames", "0"),
+            *("--people", "1", "--people-frames", people_frames),
+            *extra,
+        )
+
+    proc = short_run(5, 5)
     assert proc.returncode == 0, proc.stderr
     assert "p50 ms" in proc.stdout and "tflite" in proc.stdout
     assert "per-frame work" not in proc.stdout
@@ -111,25 +105,10 @@ def test_bench_table_and_errors(pose_model, tmp_path):
     assert "2 threads" in proc.stdout
     assert "finder blazepose (" in proc.stdout or "finder binary (" in proc.stdout
     # Our bundled 1-bit finder, named: it is what the people benchmark times.
-    ours = bench(
-        "--model",
-        pose_model,
-        "--backends",
-        "tflite",
-        "--threads",
-        "1",
-        "--frames",
-        "3",
-        "--overhead-frames",
-        "0",
-        "--people",
-        "1",
-        "--people-frames",
-        "4",
-        "--people-threads",
-        "1",
-        "--person-finder",
-        str(REPO / "edge/models/person_finder.tflite"),
+    ours = short_run(
+        3,
+        4,
+        *("--people-threads", "1", "--person-finder", REPO / "edge/models/person_finder.tflite"),
     )
     assert ours.returncode == 0, ours.stderr
     assert "1 thread, real inference" in ours.stdout
