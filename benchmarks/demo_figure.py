@@ -43,14 +43,22 @@ class DemoScore:
     per_joint: dict[str, float]  # each limb joint's share
 
 
-def score(model_path: str | Path, *, threads: int = 1, size: tuple[int, int] = (640, 480)):
-    """The model at ``model_path`` on the whole demo clip, as ``edge.live`` runs it."""
+def score(
+    model_path: str | Path,
+    *,
+    threads: int = 1,
+    size: tuple[int, int] = (640, 480),
+    tracking: dict | None = None,
+):
+    """The model at ``model_path`` on the whole demo clip, as ``edge.live`` runs it: its
+    tracker (:func:`edge.tracking.tracker_for`, with ``tracking``'s options over its
+    defaults) and smoothing."""
     from edge.model import LandmarkModel
     from edge.pipeline import LandmarkPipeline
     from edge.smoothing import OneEuroFilter
     from edge.sources.demo import DemoSource, demo_joints
     from edge.timing import StageTimes
-    from edge.tracking import LandmarkTracker
+    from edge.tracking import tracker_for
 
     model = LandmarkModel(Path(model_path), num_threads=threads)
     meta = model.metadata
@@ -59,7 +67,7 @@ def score(model_path: str | Path, *, threads: int = 1, size: tuple[int, int] = (
     skeleton = COCO17 if meta.skeleton == "coco17" else MPII16
     ours = [skeleton.landmarks.index(n) for n in LIMBS]
     truth_of = [MPII16.landmarks.index(n) for n in LIMBS]
-    tracker = LandmarkTracker(margin=meta.box_margin, probe_every=4)  # edge.live's default
+    tracker = tracker_for(meta, **(tracking or {}))  # edge.live's
     pipeline = LandmarkPipeline(model, tracker=tracker, smoother=OneEuroFilter(min_score=0.3))
     times = StageTimes()
     height = 0.8 * size[1]

@@ -242,7 +242,7 @@ def add_several_people_arguments(
     by dest."""
     from .host import TEACHERS_ENV
     from .multitrack import DEFAULT_DROP_AFTER, DEFAULT_FIND_EVERY, MAX_TRACKS
-    from .tracking import AUTO_FINDER
+    from .tracking import AUTO_FINDER, DEFAULT_FACE_DETECTOR
 
     cache = f"the teacher cache (${TEACHERS_ENV} or ~/.cache/binland/teachers)"
     several = "with --max-people or --max-faces above 1"
@@ -264,17 +264,18 @@ def add_several_people_arguments(
             help="how pose models find people (edge.finders): blazepose: MediaPipe's person "
             f"detector, pose_detection.tflite, from {cache}; PATH: that file elsewhere, or our "
             "1-bit finder (a .tflite converted from a training.finder run); none: the whole "
-            f"frame and the search boxes; {AUTO_FINDER}: none with --max-people 1, blazepose "
-            "above (our bundled 1-bit finder, edge/models/person_finder.tflite, where "
-            "blazepose's file is not in the teacher cache)",
+            f"frame and the search boxes; {AUTO_FINDER}: our bundled 1-bit finder "
+            "(edge/models/person_finder.tflite) with --max-people 1, blazepose above (the "
+            "bundled finder where blazepose's file is not in the teacher cache)",
         ),
         "face_detector": dict(
-            default="haar",
+            default=DEFAULT_FACE_DETECTOR,
             metavar="haar|blazeface|none|PATH",
             help="how face models find faces when not tracking, and newcomers with --max-faces "
             "above 1 (edge.finders): haar: OpenCV's Haar cascade; blazeface: MediaPipe's "
             f"short-range BlazeFace from {cache}; PATH: a short-range BlazeFace .tflite "
-            "(face_detection_short_range.tflite) or our 1-bit face finder; none: the full frame",
+            "(face_detection_short_range.tflite) or our 1-bit face finder "
+            "(edge/models/face_finder.tflite); none: the full frame",
         ),
     }
     if not counts:

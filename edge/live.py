@@ -57,7 +57,7 @@ from .pipeline import FrameResult, LandmarkPipeline
 from .smoothing import OneEuroFilter
 from .sources import MAX_FRAME_PIXELS, open_source
 from .timing import RateMeter, StageTimes
-from .tracking import LandmarkTracker, subject_of, tracker_for
+from .tracking import CROP_MIN_SCORE, LandmarkTracker, subject_of, tracker_for
 
 if TYPE_CHECKING:
     from .metadata import LandmarkMetadata
@@ -159,8 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-score",
         type=non_negative_float,
         default=0.3,
-        help="landmarks scoring below this are not trusted: not drawn filled, "
-        "not used for the next crop, held by the smoother",
+        help="landmarks scoring below this are not trusted: not drawn filled, held by the smoother",
+    )
+    track.add_argument(
+        "--crop-min-score",
+        type=non_negative_float,
+        default=CROP_MIN_SCORE,
+        help="landmarks scoring at least this place the next frame's crop (and, with "
+        "several people, each track's box); lower keeps the whole body in the crop when "
+        "some landmarks are unsure",
     )
     track.add_argument(
         "--lost-below",
@@ -318,9 +325,8 @@ def _summary(frames: int, wall: float, times: StageTimes, stopped: str) -> str:
     return "\n".join(lines)
 
 
-def _tracker(args: argparse.Namespace, meta: LandmarkMetadata) -> LandmarkTracker | MultiTracker:
-    """One subject's tracker, or with --max-people / --max-faces above 1 the tracker of
-    several with its finder; a count flag for the other kind of model is refused."""
+def _check_counts(args: argparse.Namespace, meta: LandmarkMetadata) -> int:
+    """How many subjects to follow; a count flag for the other kind of model is refused."""
     counts = {"person": args.max_people, "face": args.max_faces}
     flags = {"person": "--max-people", "face": "--max-faces"}
     subject = subject_of(meta)
@@ -330,13 +336,19 @@ def _tracker(args: argparse.Namespace, meta: LandmarkMetadata) -> LandmarkTracke
         raise EdgeError(
             f"{flags[other]} is for {kind} models; this {meta.task} model takes {flags[subject]}"
         )
-    count = counts[subject]
+    return counts[subject]
+
+
+def _tracker(args: argparse.Namespace, meta: LandmarkMetadata) -> LandmarkTracker | MultiTracker:
+    """One subject's tracker, or with --max-people / --max-faces above 1 the tracker of
+    several, each with its finder (loaded here: the runtime may log to stderr)."""
+    count = _check_counts(args, meta)
     if count == 1:
         return tracker_for(
             meta,
             face_detector=args.face_detector,
             person_finder=args.person_finder,
-            min_score=args.min_score,
+            min_score=args.crop_min_score,
             lost_below=args.lost_below,
             probe_every=args.probe_every,
         )
@@ -345,7 +357,7 @@ def _tracker(args: argparse.Namespace, meta: LandmarkMetadata) -> LandmarkTracke
         count,
         face_detector=args.face_detector,
         person_finder=args.person_finder,
-        min_score=args.min_score,
+        min_score=args.crop_min_score,
         lost_below=args.lost_below,
         find_every=args.find_every,
         drop_after=args.drop_after,
@@ -578,7 +590,7 @@ def run(args: argparse.Namespace) -> int:
     model_path = resolve_model(args.model)
     meta = read_metadata(model_path)  # a bad file fails here, before anything is opened
     _check_model_input(meta, model_path)
-    tracker = _tracker(args, meta)
+    _check_counts(args, meta)
     say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     outputs = Outputs()
     progress = _Progress()
@@ -590,7 +602,7 @@ def run(args: argparse.Namespace) -> int:
         # alone; the runtime may log to stderr while it builds the interpreter.
         source = outputs.add(open_source(args.source, size=args.size, loop=args.loop))
         said = _open_outputs(args, meta, source.fps or 30.0, say, outputs)
-        pipeline = _open_pipeline(args, model_path, tracker, say)
+        pipeline = _open_pipeline(args, model_path, _tracker(args, meta), say)
         for line in [f"source: {source.name}", *said]:
             say(line)
         if not args.no_display and display_available():

@@ -41,7 +41,7 @@ import numpy as np
 
 from .boxes import iou, iou_matrix
 from .finders.base import Found
-from .tracking import LandmarkTracker, finder_spec, subject_of
+from .tracking import CROP_MIN_SCORE, LandmarkTracker, finder_spec, subject_of
 from .transform import CropBox
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ class MultiTracker:
         *,
         max_tracks: int | None,
         margin: float,
-        min_score: float = 0.3,
+        min_score: float = CROP_MIN_SCORE,
         lost_below: float = 0.3,
         max_shrink: float = 0.5,
         find_every: int = DEFAULT_FIND_EVERY,
@@ -385,17 +385,16 @@ def multi_tracker_for(
     meta: LandmarkMetadata,
     max_tracks: int,
     *,
-    face_detector: str = "haar",
+    face_detector: str | None = None,
     person_finder: str | None = None,
-    min_score: float = 0.3,
+    min_score: float = CROP_MIN_SCORE,
     lost_below: float = 0.3,
     find_every: int = DEFAULT_FIND_EVERY,
     drop_after: float = DEFAULT_DROP_AFTER,
 ) -> MultiTracker:
     """The tracker of several subjects a model's task needs, with its finder: faces find
-    with ``face_detector``, people with ``person_finder`` (None or "auto": ``"blazepose"``,
-    or the bundled 1-bit finder where the teacher cache lacks it;
-    :func:`edge.tracking.finder_spec`). A segmentation model follows one face: refused in
+    with ``face_detector`` (None: Haar's cascade), people with ``person_finder`` (None or "auto": ``"blazepose"``, or the
+    bundled 1-bit finder where the teacher cache lacks it; :func:`edge.tracking.finder_spec`). A segmentation model follows one face: refused in
     one line, as is a finder of none."""
     from .errors import ModelError
     from .finders import create_finder

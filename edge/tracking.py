@@ -24,13 +24,20 @@ if TYPE_CHECKING:
 
 Detector = Callable[[np.ndarray], "CropBox | None"]
 
+# Landmarks scoring at least this place the next crop (edge.live --crop-min-score). Our scores
+# are heatmap peaks, and the limbs' run low even when they are right: at 0.3 the crop was
+# placed from the head and shoulders alone and shrank onto them. Chosen on the pose task's
+# `select` clips (benchmarks/results/tracked_choice_pose.md): 0.1 followed the person in 73 % of the
+# frames against 38 % at 0.3; faces were the same at both.
+CROP_MIN_SCORE = 0.1
+
 
 def crop_from_landmarks(
     points: np.ndarray,
     scores: np.ndarray,
     *,
     margin: float,
-    min_score: float = 0.3,
+    min_score: float = CROP_MIN_SCORE,
     min_points: int = 3,
 ) -> CropBox | None:
     """Square box around the landmarks scoring at least ``min_score``, enlarged by ``margin``.
@@ -75,7 +82,7 @@ def next_crop(
     scores: np.ndarray,
     *,
     margin: float,
-    min_score: float = 0.3,
+    min_score: float = CROP_MIN_SCORE,
     lost_below: float = 0.3,
     frame_size: tuple[int, int] | None = None,
 ) -> CropBox | None:
@@ -115,7 +122,7 @@ class LandmarkTracker:
         self,
         *,
         margin: float,
-        min_score: float = 0.3,
+        min_score: float = CROP_MIN_SCORE,
         lost_below: float = 0.3,
         detector: Detector | None = None,
         max_shrink: float = 0.5,
@@ -208,34 +215,45 @@ def subject_of(meta: LandmarkMetadata) -> str:
     return "face" if meta.task in FACE_TASKS else "person"
 
 
-# edge.live --person-finder's default: none for one person, MediaPipe's detector for several.
+# edge.live --person-finder's default (finder_spec says what it picks).
 AUTO_FINDER = "auto"
-# The bundled 1-bit person finder (issue 27; configs/person_finder.yaml). "auto" runs it for
-# several people where MediaPipe's detector is not in the teacher cache: a device with only
-# the runtime has no mediapipe wheel to take it from, and needs no download this way.
+# The bundled 1-bit person finder (issue 27; configs/person_finder.yaml). "auto" runs it to
+# find one person again when the track is lost, and for several people where MediaPipe's
+# detector is not in the teacher cache: a device with only the runtime has no mediapipe wheel
+# to take it from, and needs no download this way.
 BUNDLED_PERSON_FINDER = Path(__file__).resolve().parent / "models" / "person_finder.tflite"
+# The bundled 1-bit face finder (configs/face_finder.yaml): named with --face-detector. Not
+# the default: on the face task's `select` clips it found lost faces again better than Haar
+# (followed in 98 % of the frames against 78 %), but it places its crop off a face as small
+# as messi5.jpg's (43 px of 548), which Haar's cascade finds (tracked_choice_face.md).
+BUNDLED_FACE_FINDER = Path(__file__).resolve().parent / "models" / "face_finder.tflite"
+# edge.live --face-detector's default.
+DEFAULT_FACE_DETECTOR = "haar"
 
 
 def finder_spec(
     meta: LandmarkMetadata,
     *,
     several: bool = False,
-    face_detector: str = "haar",
+    face_detector: str | None = None,
     person_finder: str | None = None,
 ) -> str:
     """The finder (a name of :mod:`edge.finders`, "none" or a .tflite path) that a model of
     ``meta``'s task runs, following one subject or ``several``: ``face_detector`` for faces
-    and face parts; for people ``person_finder``, where None or "auto" means "none" for one
-    person (the whole frame and the search boxes) and, for several, "blazepose" when its
-    file is in the teacher cache (:func:`edge.host.teacher_dir`), else the bundled 1-bit
-    finder (:data:`BUNDLED_PERSON_FINDER`) when it is installed. ``edge.live``, ``edge.deploy``
-    and ``edge.doctor`` all pick it here."""
+    and face parts (None: :data:`DEFAULT_FACE_DETECTOR`); ``person_finder`` for people, where
+    None or "auto" means the bundled 1-bit finder (:data:`BUNDLED_PERSON_FINDER`) where it is
+    installed, else "none" for one person (the whole frame and the search boxes); except for
+    several people, where it means "blazepose" when its file is in the teacher cache
+    (:func:`edge.host.teacher_dir`). Chosen on the pose task's `select` clips
+    (benchmarks/results/tracked_choice_pose.md): a lost person found again by our finder was
+    followed in 84 % of the frames against 73 % with the search boxes. ``edge.live``,
+    ``edge.deploy`` and ``edge.doctor`` all pick it here."""
     if subject_of(meta) == "face":
-        return face_detector
+        return face_detector or DEFAULT_FACE_DETECTOR
     if person_finder not in (None, AUTO_FINDER):
         return person_finder
     if not several:
-        return "none"
+        return str(BUNDLED_PERSON_FINDER) if BUNDLED_PERSON_FINDER.is_file() else "none"
     from .host import teacher_dir
 
     if (teacher_dir() / "pose_detection.tflite").is_file() or not BUNDLED_PERSON_FINDER.is_file():
@@ -246,16 +264,17 @@ def finder_spec(
 def tracker_for(
     meta: LandmarkMetadata,
     *,
-    face_detector: str = "haar",
+    face_detector: str | None = None,
     person_finder: str | None = None,
-    min_score: float = 0.3,
+    min_score: float = CROP_MIN_SCORE,
     lost_below: float = 0.3,
     probe_every: int = 4,
 ) -> LandmarkTracker:
-    """The single-subject tracker a model's task needs: faces (and face parts) fall back to
-    ``face_detector`` (a finder name of :mod:`edge.finders`, or a .tflite) when the track is
-    lost; bodies to ``person_finder`` when one is named, else to the whole frame and the
-    search boxes probed every ``probe_every`` frames (:func:`finder_spec`)."""
+    """The single-subject tracker a model's task needs: when the track is lost, faces (and
+    face parts) fall back to ``face_detector`` and bodies to ``person_finder`` (a finder name
+    of :mod:`edge.finders`, a .tflite, or None / "auto": :func:`finder_spec`); a body with no
+    finder ("none") to the whole frame and the search boxes probed every ``probe_every``
+    frames."""
     from .finders import create_finder
 
     spec = finder_spec(meta, face_detector=face_detector, person_finder=person_finder)

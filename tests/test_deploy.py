@@ -1204,6 +1204,8 @@ def run_x86(model: Path, video: Path, out: Path, frames: int, *, threads: int) -
         "0.3",
         "--lost-below",
         "0.3",
+        "--person-finder",
+        "none",
         "--no-display",
         "--jsonl",
         str(out),
@@ -1229,7 +1231,8 @@ def test_deployed_service_on_emulated_pi_gives_x86_landmarks(lce_model, rootfs, 
     from edge import native
 
     # One thread: emulation runs all guest threads on this machine's few cores.
-    _deploy_rootfs(lce_model, rootfs, "--threads", "1")
+    # No finder: the test clip is a blob, nobody a person finder would find.
+    _deploy_rootfs(lce_model, rootfs, "--threads", "1", "--person-finder", "none")
     site = rootfs / "opt/binland/venv/lib/python3.11/site-packages"
     assert (site / "edge/native/_lce_delegate.cpython-311-aarch64-linux-gnu.so").is_file()
     video = pi_lane.write_test_video(tmp_path / "clip.avi", frames=3)

@@ -127,9 +127,17 @@ def test_doctor_names_the_deployed_finder_its_file_and_its_time(tmp_path, capsys
         f"binary, our 1-bit finder ({tmp_path}/models/{PERSON_FINDER.name}), loads; "
         f"finds newcomers among up to 3 people (settings from {config}); 2 frames: median "
     )
-    # The flags override the settings file: one person and no finder.
+    # The flags override the settings file: one person, found again by the bundled finder
+    # ("auto"), or by nothing.
+    from edge.tracking import BUNDLED_PERSON_FINDER
+
     _, checks = _checks(capsys, *args, "--max-people", "1", "--person-finder", "auto")
     assert checks["finder"]["status"] == "ok"
+    assert checks["finder"]["detail"].startswith(
+        f"binary, our 1-bit finder ({BUNDLED_PERSON_FINDER}), loads; "
+        "finds the person when the track is lost (the flags given and "
+    )
+    _, checks = _checks(capsys, *args, "--max-people", "1", "--person-finder", "none")
     assert checks["finder"]["detail"].startswith("none (the flags given and ")
 
 

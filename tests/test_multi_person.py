@@ -203,7 +203,7 @@ def test_several_faces_refused_for_a_segmentation_model():
 def test_one_person_can_fall_back_to_the_person_finder():
     from edge.finders import create_finder
     from edge.metadata import read_metadata
-    from edge.tracking import search_boxes, tracker_for
+    from edge.tracking import BUNDLED_PERSON_FINDER, search_boxes, tracker_for
 
     teacher("pose_detection")
     meta = read_metadata(BUNDLED["pose"])
@@ -212,7 +212,11 @@ def test_one_person_can_fall_back_to_the_person_finder():
     tracker = tracker_for(meta, person_finder="blazepose")  # --max-people 1 --person-finder
     assert tracker.box_for(image) == finder(image)
     assert tracker.probe_for(image) is None  # the finder replaces the search boxes
-    assert tracker_for(meta).box_for(image) in search_boxes(1080, 1920)  # the default
+    # The default ("auto"): our bundled 1-bit finder; "none": the search boxes.
+    default = tracker_for(meta)
+    assert default.detector.path == BUNDLED_PERSON_FINDER
+    assert default.box_for(image) == default.detector(image)
+    assert tracker_for(meta, person_finder="none").box_for(image) in search_boxes(1080, 1920)
 
 
 # ------------------------------- benchmarks.multi_person --person-finder (needs training.*)

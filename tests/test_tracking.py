@@ -38,7 +38,21 @@ def test_crop_from_confident_landmarks_only():
     box = crop_from_landmarks(points, scores, margin=1.25, min_score=0.3)
     assert box.center == pytest.approx((150.0, 200.0))
     assert box.size == pytest.approx(200 * 1.25)  # the taller side, enlarged
-    assert crop_from_landmarks(points, np.array([0.9, 0.1, 0.1, 0.1]), margin=1.25) is None
+    assert crop_from_landmarks(points, np.array([0.9, 0.05, 0.05, 0.05]), margin=1.25) is None
+
+
+def test_the_default_crop_keeps_the_unsure_limbs_of_a_body():
+    """Heatmap peaks of right limbs often score 0.1-0.3: the default crop (edge.live
+    --crop-min-score 0.1) still frames them, where a cut of 0.3 framed the head and shoulders
+    alone and the track shrank onto them (benchmarks/results/tracked_choice_pose.md)."""
+    head_and_shoulders = np.array([[100, 100], [80, 140], [120, 140]], float)
+    feet = np.array([[90, 400], [110, 400]], float)
+    points = np.concatenate([head_and_shoulders, feet])
+    scores = np.array([0.9, 0.8, 0.8, 0.15, 0.2])
+    whole = crop_from_landmarks(points, scores, margin=1.25)
+    assert whole.center[1] == pytest.approx(250.0) and whole.size == pytest.approx(300 * 1.25)
+    upper = crop_from_landmarks(points, scores, margin=1.25, min_score=0.3)
+    assert upper.size == pytest.approx(40 * 1.25)
 
 
 def test_lost_when_mean_confidence_drops():
@@ -231,18 +245,27 @@ def test_search_boxes_and_probing():
     assert tracker.tracking
 
 
-def test_auto_follows_several_people_with_the_bundled_finder_without_the_teacher_cache(
+def test_auto_finds_with_the_bundled_finders_and_several_people_with_the_teachers_detector(
     tmp_path, monkeypatch
 ):
-    """--person-finder auto: nothing for one person; for several, MediaPipe's detector where
-    the teacher cache has it, else the bundled 1-bit finder (a device with only the runtime)."""
+    """--person-finder auto: our bundled 1-bit finder finds one lost person again; for several
+    people, MediaPipe's detector where the teacher cache has it, else the bundled finder (a
+    device with only the runtime). A name given is used as it is; faces are found with Haar's
+    cascade unless --face-detector names another (our face finder among them)."""
     from edge.metadata import read_metadata
-    from edge.tracking import BUNDLED_PERSON_FINDER, finder_spec
+    from edge.tracking import BUNDLED_FACE_FINDER, BUNDLED_PERSON_FINDER, finder_spec
 
     pose = read_metadata(REPO / "edge" / "models" / "pose.tflite")
+    face = read_metadata(REPO / "edge" / "models" / "face.tflite")
     assert read_metadata(BUNDLED_PERSON_FINDER).task == "finder"
+    assert read_metadata(BUNDLED_FACE_FINDER).task == "finder"
     monkeypatch.setenv("BINLAND_TEACHERS", str(tmp_path))  # an empty teacher cache
-    assert finder_spec(pose) == "none"
+    assert (
+        finder_spec(pose) == finder_spec(pose, person_finder="auto") == str(BUNDLED_PERSON_FINDER)
+    )
+    assert finder_spec(pose, person_finder="none") == "none"
+    assert finder_spec(face) == finder_spec(face, several=True) == "haar"
+    assert finder_spec(face, face_detector=str(BUNDLED_FACE_FINDER)) == str(BUNDLED_FACE_FINDER)
     assert finder_spec(pose, several=True) == str(BUNDLED_PERSON_FINDER)
     assert finder_spec(pose, several=True, person_finder="blazepose") == "blazepose"
     (tmp_path / "pose_detection.tflite").write_bytes(b"")  # the cache has the detector

@@ -18,7 +18,7 @@ from ..cli import (
 )
 from ..errors import DeployError, EdgeError
 from ..metadata import LandmarkMetadata, read_metadata
-from ..tracking import AUTO_FINDER
+from ..tracking import AUTO_FINDER, BUNDLED_PERSON_FINDER
 from .plan import deploy
 from .service import (
     DEFAULT_FACE_DETECTOR,
@@ -33,6 +33,9 @@ from .service import (
     ServiceSettings,
 )
 from .targets import RootfsTarget, SshTarget, Target
+
+# The finder "auto" picks from edge/models/: a deployed package has its own copy.
+BUNDLED_FINDERS = (BUNDLED_PERSON_FINDER.resolve(),)
 
 PI_CPUS = 4  # a Raspberry Pi 4 or 5
 
@@ -248,7 +251,8 @@ def finder_settings(
     and it is loaded here through the same tracker, so a file, name or count that the service
     would refuse at every start is refused now, in one line. A finder that runs a file (our
     1-bit finder, or MediaPipe's detector from a path or this machine's teacher cache) is
-    installed in PREFIX/models and named by its path there."""
+    installed in PREFIX/models and named by its path there, unless "auto" picked the bundled
+    1-bit person finder, which the deployed package carries itself."""
     from ..multitrack import multi_tracker_for
     from ..tracking import subject_of, tracker_for
 
@@ -300,6 +304,8 @@ def finder_settings(
     path = getattr(finder, "path", None)
     if path is None:
         return fields, None
+    if given[subject] is None and Path(path).resolve() in BUNDLED_FINDERS:
+        return fields, None  # "auto" finds the same file in the deployed package's models
     key = "person_finder" if subject == "person" else "face_detector"
     fields[key] = f"{prefix}/models/{path.name}"
     fields["finder_name"] = path.name
