@@ -579,6 +579,8 @@ def random_case(rng: random.Random, bases: dict[str, tuple[schema.ModelT, Target
         "mutations": mutations,
         "options": options,
         "num_threads": rng.choice((1, 2, 2, 3)),
+        # the garbage collector's order, now and then: the delegate finalized first
+        "delegate_first": bool(rng.random() < 0.25),
     }
 
 
@@ -587,7 +589,8 @@ def random_case(rng: random.Random, bases: dict[str, tuple[schema.ModelT, Target
 
 def worker(runtime: str, library: str) -> int:
     """Runs the cases named on stdin (one JSON line each: model path, delegate options,
-    threads) and answers one JSON line each: ok, or error with the runtime's message."""
+    threads, and whether the delegate is finalized before the interpreter) and answers one
+    JSON line each: ok, or error with the runtime's message."""
     import ctypes
 
     if runtime == "tflite_runtime":
@@ -636,6 +639,12 @@ def worker(runtime: str, library: str) -> int:
         except (ValueError, RuntimeError) as exc:  # a clean refusal
             reply = {"status": "error", "message": " ".join(str(exc).split())[:400]}
         finally:
+            if request.get("delegate_first") and delegate is not None:
+                # Python's garbage collector finalizes the objects of a reference cycle in
+                # any order: the runtime's Delegate may go before the Interpreter that frees
+                # the nodes it ran (a use-after-free in edge/native until the state was
+                # reference-counted).
+                delegate.__del__()
             interpreter = delegate = None
             gc.collect()
         print(json.dumps(reply), flush=True)
@@ -781,7 +790,10 @@ def dump_case(case: dict) -> str:
 
 
 def case_id(case: dict) -> str:
-    text = json.dumps({k: case[k] for k in ("base", "mutations", "options")}, sort_keys=True)
+    keys = ("base", "mutations", "options") + (
+        ("delegate_first",) if case.get("delegate_first") else ()
+    )
+    text = json.dumps({k: case[k] for k in keys}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -829,6 +841,7 @@ def run_cases(
                     "model": str(model),
                     "options": case.get("options", {}),
                     "num_threads": case.get("num_threads", 2),
+                    "delegate_first": case.get("delegate_first", False),
                 }
                 result = w.run(request, timeout)
                 out.append((case, runtime, result))
@@ -923,6 +936,7 @@ def cmd_fuzz(args) -> int:
                     "model": str(model),
                     "options": case["options"],
                     "num_threads": case["num_threads"],
+                    "delegate_first": case.get("delegate_first", False),
                 }
                 result = w.run(request, args.case_timeout)
                 if _failure(result):

@@ -152,23 +152,39 @@ EXPORT TfLiteDelegate* tflite_plugin_create_delegate(char** options_keys, char**
     return NULL;
   }
   pthread_mutex_init(&state->lock, NULL);
+  atomic_init(&state->refs, 1); /* the delegate's own */
+  state->delegate = delegate;
   delegate->data_ = state;
   delegate->Prepare = delegate_prepare;
   delegate->flags = kTfLiteDelegateFlagsAllowDynamicTensors;
   return delegate;
 }
 
+void delegate_state_retain(delegate_state* state) {
+  atomic_fetch_add_explicit(&state->refs, 1, memory_order_relaxed);
+}
+
+void delegate_state_release(delegate_state* state) {
+  if (atomic_fetch_sub_explicit(&state->refs, 1, memory_order_acq_rel) != 1) return;
+  profile_print_kinds(state);
+  pool_destroy(state->pool);
+  pthread_mutex_destroy(&state->lock);
+  free(state->parts);
+  free(state->delegate);
+  free(state);
+}
+
+/* The runtime's Python wrapper calls this when its Delegate object is finalized, which may be
+ * before the interpreter that uses it is (see delegate_state.refs): the partitions it made
+ * keep the state (and this struct) alive until the interpreter frees them. */
 EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate* delegate) {
   if (!delegate) return;
   delegate_state* state = delegate->data_;
   if (state) {
-    profile_print_kinds(state);
-    pool_destroy(state->pool);
-    pthread_mutex_destroy(&state->lock);
-    free(state->parts);
-    free(state);
+    delegate_state_release(state);
+  } else {
+    free(delegate);
   }
-  free(delegate);
 }
 
 /* For `edge.doctor` and the tests, through ctypes. */

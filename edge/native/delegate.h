@@ -17,6 +17,7 @@
 #define BINLAND_DELEGATE_H_
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -28,6 +29,12 @@
 struct partition;
 
 typedef struct {
+  /* Owners: the delegate, and each partition (kernel) made from it. Python's garbage
+   * collector may destroy the delegate before the interpreter whose nodes it runs (in a
+   * reference cycle the two finalizers run in any order), and the interpreter then frees
+   * those nodes, which lock this state: so it lives until its last owner lets go. */
+  atomic_int refs;
+  TfLiteDelegate* delegate; /* freed with the state, for the same reason */
   pthread_mutex_t lock; /* one invoke at a time per delegate: the pool is shared */
   thread_pool* pool;
   int num_threads_option; /* 0: follow the interpreter's num_threads */
@@ -48,6 +55,10 @@ typedef struct {
   double last_exit, tail_seconds;
   long runs;
 } delegate_state;
+
+void delegate_state_retain(delegate_state* state);
+/* Drops one owner; the last frees the state, its pool and the TfLiteDelegate. */
+void delegate_state_release(delegate_state* state);
 
 typedef struct {
   int tensor;

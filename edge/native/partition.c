@@ -17,6 +17,7 @@ static void* kernel_init(TfLiteContext* context, const char* buffer, size_t leng
   partition* part = calloc(1, sizeof(partition));
   if (!part) return NULL;
   part->state = (delegate_state*)params->delegate->data_;
+  delegate_state_retain(part->state); /* released by kernel_free */
   const int n = params->nodes_to_replace->size;
   part->seq = -1;
   part->ops = calloc((size_t)(n > 0 ? n : 1), sizeof(lce_op));
@@ -113,7 +114,9 @@ static void kernel_free(TfLiteContext* context, void* buffer) {
   free(part->ops);
   free(part->owned);
   free(part->nodes);
+  delegate_state* state = part->state;
   free(part);
+  delegate_state_release(state);
 }
 
 /* The partition's own memory with `threads` threads: what its ops allocate for themselves,
