@@ -333,10 +333,17 @@ def report(args, model_path: Path, runs: list[tuple[str, list[ClipScore]]], mean
         f"# One {args.task} subject tracked as edge.live tracks it: {side}",
         "",
         f"`python -m benchmarks.tracked --task {args.task} --side {args.side} --model "
-        f"{_shown(model_path)} --every {args.every} {variants}`",
+        f"{_shown(model_path)} --every {args.every} "
+        + (f"--clips {args.clips} " if args.clips else "")
+        + f"{variants}`",
         "",
-        f"Clips: every clip of configs/splits/held_out_sources.yaml's {args.side} side for "
-        f"{args.task} in ../shared/media (read in place), run whole through edge.live's own "
+        (
+            f"Clips: the {len(runs[0][1])} named by --clips, "
+            if args.clips
+            else "Clips: every clip of configs/splits/held_out_sources.yaml's "
+            f"{args.side} side for {args.task}, "
+        )
+        + "in ../shared/media (read in place), run whole through edge.live's own "
         f"chain with the flags of each row; frames 0, {args.every}, {2 * args.every}, ... "
         "scored against the teacher run on them. Mean shape: the training side's, "
         f"{_shown(args.mean_data)}, placed in our crop of the frame. {cpu_name()}; "
