@@ -43,7 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import REPO, RESULTS_DIR, uptime
+from benchmarks.multi_person import landmark_box
 from edge import cpu_name
+from edge.boxes import iou
 from edge.cli import ArgumentParser, positive_int, run_cli
 from edge.errors import EdgeError
 
@@ -88,20 +90,6 @@ def clips_of(task: str, side: str) -> list[Path]:
         }
     )
     return [p for p in found if split.side(p, task) == side]
-
-
-def landmark_box(points: np.ndarray, ok: np.ndarray) -> np.ndarray | None:
-    if ok.sum() < 3:
-        return None
-    p = points[ok]
-    return np.concatenate([p.min(axis=0), p.max(axis=0)])
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    lo, hi = np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])
-    inter = float(np.prod(np.clip(hi - lo, 0, None)))
-    union = float(np.prod(a[2:] - a[:2]) + np.prod(b[2:] - b[:2])) - inter
-    return inter / union if union > 0 else 0.0
 
 
 class PoseTeacher:
@@ -205,7 +193,7 @@ def run_clip(path: Path, model_path: Path, live_args: list[str], teacher, every:
                 score.covered += 1
             ok = (np.asarray(result.scores) >= BOX_MIN_SCORE) & np.isfinite(points).all(axis=1)
             ours, theirs = landmark_box(points, ok), landmark_box(gt, visible)
-            if ours is not None and theirs is not None and box_iou(ours, theirs) >= MATCH_IOU:
+            if ours is not None and theirs is not None and iou(ours, theirs[None])[0] >= MATCH_IOU:
                 score.followed += 1
     finally:
         source.close()
