@@ -143,12 +143,10 @@ def live_chain(model_path: Path, live_args: list[str]):
     """The model and its per-frame chain, built by edge.live's own parser and functions from
     its flags (so its defaults are edge.live's)."""
     from edge import live
-
-    args = live.build_parser().parse_args(["--model", str(model_path), *live_args])
     from edge.metadata import read_metadata
 
-    tracker = live._tracker(args, read_metadata(model_path))
-    return live._open_pipeline(args, model_path, tracker, lambda *_: None)
+    args = live.build_parser().parse_args(["--model", str(model_path), *live_args])
+    return live.pipeline_from_args(args, model_path, read_metadata(model_path))
 
 
 def run_clip(path: Path, model_path: Path, live_args: list[str], teacher, every: int, limit):

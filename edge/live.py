@@ -493,6 +493,15 @@ def _open_outputs(
     return said
 
 
+def pipeline_from_args(
+    args: argparse.Namespace, model_path: Path, meta: LandmarkMetadata, say=lambda *_: None
+):
+    """The per-frame chain edge.live runs for its parsed flags ``args``: the tracker (with
+    its finder) and the model's pipeline, built here and nowhere else (benchmarks.tracked
+    runs clips through it). The finder and the model load now; the runtime may log."""
+    return _open_pipeline(args, model_path, _tracker(args, meta), say)
+
+
 def _open_pipeline(
     args: argparse.Namespace, model_path: Path, tracker: LandmarkTracker | MultiTracker, say
 ):
@@ -602,7 +611,7 @@ def run(args: argparse.Namespace) -> int:
         # alone; the runtime may log to stderr while it builds the interpreter.
         source = outputs.add(open_source(args.source, size=args.size, loop=args.loop))
         said = _open_outputs(args, meta, source.fps or 30.0, say, outputs)
-        pipeline = _open_pipeline(args, model_path, _tracker(args, meta), say)
+        pipeline = pipeline_from_args(args, model_path, meta, say)
         for line in [f"source: {source.name}", *said]:
             say(line)
         if not args.no_display and display_available():
