@@ -18,10 +18,9 @@ from ..cli import (
 )
 from ..errors import DeployError, EdgeError
 from ..metadata import LandmarkMetadata, read_metadata
-from ..tracking import AUTO_FINDER, BUNDLED_PERSON_FINDER
+from ..tracking import AUTO_FINDER, BUNDLED_PERSON_FINDER, DEFAULT_FACE_DETECTOR
 from .plan import deploy
 from .service import (
-    DEFAULT_FACE_DETECTOR,
     DEFAULT_KEEP_MB,
     DEFAULT_PREFIX,
     DEFAULT_SERVE,
@@ -33,9 +32,6 @@ from .service import (
     ServiceSettings,
 )
 from .targets import RootfsTarget, SshTarget, Target
-
-# The finder "auto" picks from edge/models/: a deployed package has its own copy.
-BUNDLED_FINDERS = (BUNDLED_PERSON_FINDER.resolve(),)
 
 PI_CPUS = 4  # a Raspberry Pi 4 or 5
 
@@ -304,7 +300,7 @@ def finder_settings(
     path = getattr(finder, "path", None)
     if path is None:
         return fields, None
-    if given[subject] is None and Path(path).resolve() in BUNDLED_FINDERS:
+    if given[subject] is None and Path(path).resolve() == BUNDLED_PERSON_FINDER:
         return fields, None  # "auto" finds the same file in the deployed package's models
     key = "person_finder" if subject == "person" else "face_detector"
     fields[key] = f"{prefix}/models/{path.name}"

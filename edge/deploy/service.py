@@ -19,7 +19,7 @@ from ..access import STREAM_USER, TOKEN_ENV
 from ..backends.base import DEFAULT_THREADS
 from ..errors import DeployError
 from ..multitrack import DEFAULT_DROP_AFTER, DEFAULT_FIND_EVERY
-from ..tracking import AUTO_FINDER
+from ..tracking import AUTO_FINDER, DEFAULT_FACE_DETECTOR
 
 SERVICE_NAME = "binland.service"
 DEFAULT_PREFIX = "/opt/binland"
@@ -30,7 +30,6 @@ DEFAULT_KEEP_MB = 1000.0
 DEFAULT_SOURCE = "picamera2"
 DEFAULT_USER = "binland"  # the dedicated system user the deploy creates
 DEFAULT_SYSUSERS_DIR = "/etc/sysusers.d"
-DEFAULT_FACE_DETECTOR = "haar"  # edge.live --face-detector's default
 HIDDEN_HOMES = ("/home", "/root", "/run/user")  # what ProtectHome=yes hides from the service
 # The sandbox every unit gets (edge.doctor checks a deployed unit for each line). It leaves the
 # service what the camera and the stream need, and nothing else: no capabilities, only the
