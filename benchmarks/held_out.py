@@ -111,7 +111,8 @@ def evaluate(model: Path, spec: dict, work: Path, threads: int) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
-def _limbs(per_joint: dict) -> float:
+def limbs_mean(per_joint: dict) -> float:
+    """The mean PCK of the 12 limb joints MPII-16 and COCO-17 share (those in ``per_joint``)."""
     values = [per_joint[name] for name in LIMBS if name in per_joint]
     return sum(values) / len(values) if values else float("nan")
 
@@ -121,7 +122,7 @@ def pose_rows(name: str, m: dict) -> list[str]:
     model_all, base_all = m["values"]["pck@0.2"], base["values"]["pck@0.2"]
     rows = [
         f"| {name} | {m['values']['samples']} | **{model_all:.1f}** | {base_all:.1f} | "
-        f"{_limbs(m['per_joint']):.1f} | {_limbs(base['per_joint']):.1f} |"
+        f"{limbs_mean(m['per_joint']):.1f} | {limbs_mean(base['per_joint']):.1f} |"
     ]
     for group, g in sorted(m.get("groups", {}).items()):
         rows.append(

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import REPO, RESULTS_DIR, uptime
+from benchmarks.held_out import limbs_mean
 from benchmarks.multi_person import landmark_box
 from edge import cpu_name
 from edge.boxes import iou
@@ -77,11 +78,9 @@ class ClipScore:
     seconds: float = 0.0
 
 
-def clips_of(task: str, side: str) -> list[Path]:
-    from training.splits import load_split
-
-    split = load_split(SPLIT)
-    found = sorted(
+def task_clips(task: str) -> list[Path]:
+    """Every clip of the task's media, sorted."""
+    return sorted(
         {
             path
             for pattern in TASK_MEDIA[task]
@@ -89,17 +88,28 @@ def clips_of(task: str, side: str) -> list[Path]:
             if path.suffix.lower() in VIDEO_SUFFIXES
         }
     )
-    return [p for p in found if split.side(p, task) == side]
+
+
+def clips_of(task: str, side: str) -> list[Path]:
+    from training.splits import load_split
+
+    split = load_split(SPLIT)
+    return [p for p in task_clips(task) if split.side(p, task) == side]
 
 
 class PoseTeacher:
-    """BlazePose's biggest person in a frame, in the model's skeleton."""
+    """BlazePose's biggest person in a frame, in the model's skeleton; each frame alone."""
+
+    tracks = False  # run on the scored frames only
 
     def __init__(self, skeleton: str) -> None:
         from training.label.pose import BlazePoseTeacher
 
         self.teacher = BlazePoseTeacher(num_threads=1)
         self.skeleton = skeleton
+
+    def reset(self) -> None:
+        pass  # nothing is kept between frames
 
     def __call__(self, image: np.ndarray):
         from training.label import mappings
@@ -120,6 +130,8 @@ class PoseTeacher:
 
 class FaceTeacher:
     """The face mesh's face (tracked across frames, as the label tool runs it), iBUG-68."""
+
+    tracks = True  # run on every frame: its track needs them all
 
     def __init__(self) -> None:
         from training.label.face import FaceMeshTeacher
@@ -151,10 +163,10 @@ def live_chain(model_path: Path, live_args: list[str]):
 
 def run_clip(path: Path, model_path: Path, live_args: list[str], teacher, every: int, limit):
     from edge.sources import open_source
+    from training.scoring import box_row
 
     pipeline = live_chain(model_path, live_args)
-    if hasattr(teacher, "reset"):
-        teacher.reset()
+    teacher.reset()
     score = ClipScore(path.name)
     started = time.perf_counter()
     source = open_source(str(path))
@@ -164,14 +176,10 @@ def run_clip(path: Path, model_path: Path, live_args: list[str], teacher, every:
             if frame is None:
                 break
             result = pipeline.process(frame)
-            index = score.frames
+            scored = score.frames % every == 0
             score.frames += 1
-            truth = teacher(frame.image) if isinstance(teacher, FaceTeacher) else None
-            if index % every:
-                continue
-            if truth is None and not isinstance(teacher, FaceTeacher):
-                truth = teacher(frame.image)
-            if truth is None:
+            truth = teacher(frame.image) if scored or teacher.tracks else None
+            if not scored or truth is None:
                 continue
             gt, visible = truth
             score.scored += 1
@@ -184,8 +192,6 @@ def run_clip(path: Path, model_path: Path, live_args: list[str], teacher, every:
                 continue
             points = np.asarray(result.points, np.float64)
             score.points.append(points)
-            from training.scoring import box_row
-
             score.crops.append(np.asarray(box_row(result.box), np.float64))
             if np.isfinite(points).all(axis=1).sum() >= 3:
                 score.covered += 1
@@ -232,12 +238,11 @@ def place_mean(mean, pred):
 
 
 def pose_limbs(pred, skeleton) -> float:
-    from benchmarks.held_out import LIMBS
     from training.scoring import score
 
     per_joint = score(pred, "pck_torso", skeleton).per_joint
-    # a joint the teacher never saw in these frames has no PCK: left out, as in held_out
-    return float(np.nanmean([per_joint[name] for name in LIMBS]))
+    # a joint the teacher never saw in these frames has no PCK (NaN): left out
+    return limbs_mean({name: v for name, v in per_joint.items() if not np.isnan(v)})
 
 
 def face_nme(pred, skeleton) -> tuple[float, float]:
@@ -408,8 +413,9 @@ def run(args: argparse.Namespace) -> int:
     skeleton = get_skeleton(meta.skeleton)
     if args.clips:
         clips = []
+        found = task_clips(args.task)
         for name in args.clips.split(","):
-            hits = [p for pat in TASK_MEDIA[args.task] for p in MEDIA.glob(pat) if p.name == name]
+            hits = [p for p in found if p.name == name]
             if not hits:
                 raise BenchError(f"clip {name} not found under {MEDIA}")
             clips.append(hits[0])
@@ -422,8 +428,8 @@ def run(args: argparse.Namespace) -> int:
     runs = []
     for flags in args.variant or [""]:
         scores = []
+        live_args = shlex.split(flags)
         for clip in clips:
-            live_args = shlex.split(flags)
             s = run_clip(clip, Path(model_path), live_args, teacher, args.every, args.max_frames)
             scores.append(s)
             cells = " | ".join(_cells(args.task, [s], mean, skeleton))
