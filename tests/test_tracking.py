@@ -245,7 +245,7 @@ def test_search_boxes_and_probing():
     assert tracker.tracking
 
 
-def test_auto_finds_with_the_bundled_finders_and_several_people_with_the_teachers_detector(
+def test_auto_finds_one_person_with_the_bundled_finder_and_several_with_the_teachers_detector(
     tmp_path, monkeypatch
 ):
     """--person-finder auto: our bundled 1-bit finder finds one lost person again; for several
