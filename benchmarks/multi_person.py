@@ -5,7 +5,7 @@
         [--person-finder blazepose|auto|PATH]
 
 Runs the bundled pose model through :class:`edge.multipipeline.MultiLandmarkPipeline` exactly
-as ``python -m edge.live --max-people N --person-finder F`` does (``--find-every`` 10,
+as ``python -m edge.live --max-people N --person-finder F`` does (``--find-every`` 3,
 ``--drop-after`` 1 s, One Euro smoothing; the finder F: BlazePose's person detector unless
 ``--person-finder`` names another, e.g. our 1-bit finder's .tflite, through the same
 :func:`edge.multitrack.multi_tracker_for`) over clips with several people in

@@ -554,7 +554,7 @@ def test_a_kept_settings_file_from_an_older_deploy_still_starts_the_service() ->
     old_env = {k: v for k, v in parse_env_file(render_env(s)).items() if k not in new_keys}
     argv = exec_start_argv(render_unit(s), old_env)
     service = live_parser().parse_args(argv[3:])
-    assert (service.max_people, service.person_finder, service.find_every) == (1, "auto", 10)
+    assert (service.max_people, service.person_finder, service.find_every) == (1, "auto", 3)
     argv = exec_start_argv(render_unit(s), {**old_env, "BINLAND_MAX_PEOPLE": "4"})
     assert live_parser().parse_args(argv[3:]).max_people == 4
 
