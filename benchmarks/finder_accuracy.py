@@ -155,8 +155,11 @@ def rows_for(args, kind: str, classes: tuple[str, ...], margin: float) -> list[d
                 margin=margin,
                 num_threads=args.threads,
                 backend=args.backend,
+                tile_below=args.tile_below,
             )
             runtime = finder.model.backend_description
+            if finder.model.tile_below is not None:
+                runtime += f"; tiles when no find scores {finder.model.tile_below}"
             score = lambda dataset, f=finder, **o: score_finder(f, dataset, **o)  # noqa: E731
         else:
             predictor = load_predictor(path, backend=args.backend, num_threads=args.threads)
@@ -403,6 +406,12 @@ def _row(row: dict, score) -> dict:
     }
 
 
+def _tile_below(text: str) -> float | str | None:
+    if text in ("auto", "never"):
+        return None if text == "never" else text
+    return float_in_range(0.0, 1.0)(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="python -m benchmarks.finder_accuracy",
@@ -456,6 +465,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="at most N frames per set, evenly spread (a quick look; the table says so)",
+    )
+    p.add_argument(
+        "--tile-below",
+        type=_tile_below,
+        default="auto",
+        metavar="S|never|auto",
+        help="our .tflite finder looks again in tiles when no find of the whole frame scores "
+        "S (edge.finder.FinderModel's tile_below); never; auto: as edge.live runs it "
+        "(edge.finders.binary.TILE_BELOW, default)",
     )
     p.add_argument("--no-haar", action="store_true", help="faces: leave out the Haar row")
     add_backend_argument(p)

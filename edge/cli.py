@@ -270,12 +270,13 @@ def add_several_people_arguments(
         ),
         "face_detector": dict(
             default=DEFAULT_FACE_DETECTOR,
-            metavar="haar|blazeface|none|PATH",
+            metavar="haar|blazeface|none|auto|PATH",
             help="how face models find faces when not tracking, and newcomers with --max-faces "
             "above 1 (edge.finders): haar: OpenCV's Haar cascade; blazeface: MediaPipe's "
             f"short-range BlazeFace from {cache}; PATH: a short-range BlazeFace .tflite "
-            "(face_detection_short_range.tflite) or our 1-bit face finder "
-            "(edge/models/face_finder.tflite); none: the full frame",
+            "(face_detection_short_range.tflite) or our 1-bit face finder; none: the full "
+            f"frame; {AUTO_FINDER}: our bundled 1-bit face finder "
+            "(edge/models/face_finder.tflite), haar where it is not installed",
         ),
     }
     if not counts:

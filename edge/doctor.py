@@ -312,7 +312,7 @@ class FinderSettings:
     max_people: int = 1
     max_faces: int = 1
     person_finder: str | None = None  # None: "auto"
-    face_detector: str = "haar"  # edge.tracking.DEFAULT_FACE_DETECTOR (imported late: numpy)
+    face_detector: str = "auto"  # edge.tracking.DEFAULT_FACE_DETECTOR (imported late: numpy)
     source: str = "edge.live's defaults"  # where they came from, for the report
     problem: str = ""  # a setting edge.live would refuse
 

@@ -23,7 +23,14 @@ import numpy as np
 
 from .backends.base import DEFAULT_THREADS
 from .errors import ModelError
-from .finder_codec import FinderCodec, Found, letterbox, letterbox_input
+from .finder_codec import (
+    FinderCodec,
+    Found,
+    letterbox,
+    letterbox_input,
+    merge_finds,
+    tile_boxes,
+)
 from .network import Network, as_bgr
 from .pipeline import start_frame
 from .sources import Frame
@@ -43,7 +50,10 @@ class FinderModel(Network):
     object in a frame, best first.
 
     ``min_score``, ``top_k`` and ``nms_iou`` (1: keep overlapping finds) override the
-    decoding defaults the metadata records.
+    decoding defaults the metadata records. ``tile_below``: when no find of the whole frame
+    scores this much, :meth:`find` looks again in overlapping tiles (:func:`tile_boxes`, each
+    half the frame's long side: a subject shows at twice the size), for subjects too small for
+    the whole-frame look, at up to 6 more runs of the network in a 4:3 frame; None: never.
     ``backend``, ``num_threads`` and backend options are :class:`~edge.network.Network`'s.
     """
 
@@ -58,6 +68,7 @@ class FinderModel(Network):
         min_score: float | None = None,
         top_k: int | None = None,
         nms_iou: float | None = None,
+        tile_below: float | None = None,
         **backend_options,
     ) -> None:
         super().__init__(path, backend=backend, num_threads=num_threads, **backend_options)
@@ -70,6 +81,9 @@ class FinderModel(Network):
                 f"min_score must be in [0, 1], top_k >= 1 and nms_iou in (0, 1], got "
                 f"{min_score}, {top_k}, {nms_iou}"
             )
+        if tile_below is not None and not 0.0 <= tile_below <= 1.0:
+            raise ModelError(f"tile_below must be in [0, 1], got {tile_below}")
+        self.tile_below = tile_below
 
     def _check_task(self) -> None:
         if self.metadata.task != "finder":
@@ -89,9 +103,30 @@ class FinderModel(Network):
 
     def find(self, image_bgr: np.ndarray) -> list[Found]:
         """Every object in ``image_bgr`` (H, W, 3 BGR; greyscale and BGRA are converted),
-        best first, in image pixels."""
-        crop, frame_box = self.letterboxed(image_bgr)
-        return self.decode(self.predict_heatmaps(crop[None])[0], frame_box)
+        best first, in image pixels (and in tiles too, see ``tile_below``)."""
+        image = as_bgr(image_bgr)
+        crop, frame_box = self.letterboxed(image)
+        found = self.decode(self.predict_heatmaps(crop[None])[0], frame_box)
+        if self.tile_below is None or (found and found[0].score >= self.tile_below):
+            return found
+        # A tile's finds count only as sure as the whole frame's look failed to be: the tiles
+        # show small things large, background included, and their weak finds were mostly
+        # false (the face finder's select side: precision 85 -> 63 % keeping them all).
+        tiled = [f for f in self.find_in_tiles(image) if f.score >= self.tile_below]
+        return merge_finds(found + tiled, self.nms_iou)
+
+    def find_in_tiles(self, image_bgr: np.ndarray) -> list[Found]:
+        """The finds of one look in each of :func:`tile_boxes`'s tiles, in image pixels, best
+        first; a find a tile cuts (its rectangle reaching a tile edge inside the frame) is
+        left to the tile that holds it whole."""
+        image = as_bgr(image_bgr)
+        height, width = image.shape[:2]
+        found: list[Found] = []
+        for box in tile_boxes(width, height):
+            crop, _ = letterbox_input(image, self.codec.input_size, box)
+            finds = self.decode(self.predict_heatmaps(crop[None])[0], box)
+            found += [f for f in finds if _whole_in_tile(f, box, width, height)]
+        return merge_finds(found, self.nms_iou)
 
     def letterboxed(self, image_bgr: np.ndarray) -> tuple[np.ndarray, CropBox]:
         """The network's input (S, S, 3: the whole frame letterboxed) and the frame's box,
@@ -136,6 +171,20 @@ class FinderModel(Network):
             f"FinderModel({self.path.name!r}, {'+'.join(meta.classes)}, input "
             f"{meta.input_size}, {meta.weights_format}, backend={self.backend_description})"
         )
+
+
+def _whole_in_tile(found: Found, tile: CropBox, width: int, height: int) -> bool:
+    """Whether ``found``'s rectangle stays off every edge of ``tile`` that lies inside the
+    frame (by 1 % of the tile): a subject the tile cuts gets a rectangle of its visible part."""
+    half, pad = tile.size / 2.0, 0.01 * tile.size
+    x0, y0, x1, y1 = found.corners
+    cx, cy = tile.center
+    return (
+        (cx - half <= 0 or x0 >= cx - half + pad)
+        and (cx + half >= width or x1 <= cx + half - pad)
+        and (cy - half <= 0 or y0 >= cy - half + pad)
+        and (cy + half >= height or y1 <= cy + half - pad)
+    )
 
 
 @dataclass

@@ -193,6 +193,44 @@ def letterbox_input(
     return crop, full[:2]
 
 
+# A second look in tiles (FinderModel's ``tile_below``): squares of this share of the frame's
+# long side, so a subject shows at twice the size it has in the whole-frame look.
+TILE_FRACTION = 0.5
+
+
+def tile_boxes(width: int, height: int, fraction: float = TILE_FRACTION) -> list[CropBox]:
+    """Upright squares of side ``fraction`` x the frame's long side that cover a ``width`` x
+    ``height`` frame, neighbours overlapping by at least half a side (a subject up to half a
+    tile across lies whole in one of them), row by row. A side the square spans gets one
+    tile, centred (the rest is the letterbox's padding)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    side = fraction * max(width, height)
+
+    def centres(extent: int) -> np.ndarray:
+        if extent <= side:
+            return np.array([extent / 2.0])
+        n = int(math.ceil((extent - side) / (side / 2.0))) + 1
+        return np.linspace(side / 2.0, extent - side / 2.0, n)
+
+    return [
+        CropBox((float(x), float(y)), float(side), 0.0)
+        for y in centres(height)
+        for x in centres(width)
+    ]
+
+
+def merge_finds(finds: Sequence[Found], nms_iou: float) -> list[Found]:
+    """Finds from several looks at one frame (in frame pixels), best first, a find dropped
+    when its rectangle overlaps a better one of its class by more than ``nms_iou``."""
+    ordered = sorted(finds, key=lambda f: -f.score)
+    if not ordered:
+        return []
+    corners = np.array([f.corners for f in ordered], np.float64)
+    keep = _suppress(corners, np.array([f.class_id for f in ordered]), nms_iou)
+    return [ordered[i] for i in keep]
+
+
 def _max3x3(x: np.ndarray) -> np.ndarray:
     """The maximum over each cell's 3x3 neighbourhood of (H, W, C) maps (edges padded with
     -inf, so a border cell compares with its neighbours inside the map only)."""

@@ -398,7 +398,8 @@ def multi_tracker_for(
     drop_after: float = DEFAULT_DROP_AFTER,
 ) -> MultiTracker:
     """The tracker of several subjects a model's task needs, with its finder: faces find
-    with ``face_detector`` (None: Haar's cascade), people with ``person_finder`` (None or
+    with ``face_detector`` (None or "auto": the bundled 1-bit face finder, Haar's cascade
+    where it is not installed), people with ``person_finder`` (None or
     "auto": ``"blazepose"``, or the bundled 1-bit finder where the teacher cache lacks it;
     :func:`edge.tracking.finder_spec`). A segmentation model follows one face: refused in
     one line, as is a finder of none."""

@@ -222,13 +222,15 @@ AUTO_FINDER = "auto"
 # detector is not in the teacher cache: a device with only the runtime has no mediapipe wheel
 # to take it from, and needs no download this way.
 BUNDLED_PERSON_FINDER = Path(__file__).resolve().parent / "models" / "person_finder.tflite"
-# The bundled 1-bit face finder (configs/face_finder.yaml): named with --face-detector. Not
-# the default: on the face task's `select` clips it found lost faces again better than Haar
-# (followed in 98 % of the frames against 78 %), but it places its crop off a face as small
-# as messi5.jpg's (43 px of 548), which Haar's cascade finds (tracked_choice_face.md).
+# The bundled 1-bit face finder (configs/face_finder.yaml), --face-detector auto's choice
+# where it is installed (else Haar's cascade). Chosen on the face task's `select` clips
+# (benchmarks/results/tracked_choice_face.md): it found lost faces again better than Haar
+# (followed in 98 % of the frames against 78 %). It looks again in tiles when its whole-frame
+# look finds nothing sure (edge.finders.binary.TILE_BELOW), which puts its crop on a face as
+# small as messi5.jpg's (43 px of 548), found by Haar's cascade, missed by the whole-frame look.
 BUNDLED_FACE_FINDER = Path(__file__).resolve().parent / "models" / "face_finder.tflite"
-# edge.live --face-detector's default.
-DEFAULT_FACE_DETECTOR = "haar"
+# edge.live --face-detector's default (finder_spec says what it picks).
+DEFAULT_FACE_DETECTOR = AUTO_FINDER
 
 
 def finder_spec(
@@ -240,7 +242,8 @@ def finder_spec(
 ) -> str:
     """The finder (a name of :mod:`edge.finders`, "none" or a .tflite path) that a model of
     ``meta``'s task runs, following one subject or ``several``: ``face_detector`` for faces
-    and face parts (None: :data:`DEFAULT_FACE_DETECTOR`); ``person_finder`` for people, where
+    and face parts, where None or "auto" means the bundled 1-bit face finder
+    (:data:`BUNDLED_FACE_FINDER`) where it is installed, else "haar"; ``person_finder`` for people, where
     None or "auto" means the bundled 1-bit finder (:data:`BUNDLED_PERSON_FINDER`) where it is
     installed, else "none" for one person (the whole frame and the search boxes); except for
     several people, where it means "blazepose" when its file is in the teacher cache
@@ -249,7 +252,9 @@ def finder_spec(
     followed in 84 % of the frames against 73 % with the search boxes. ``edge.live``,
     ``edge.deploy`` and ``edge.doctor`` all pick it here."""
     if subject_of(meta) == "face":
-        return face_detector or DEFAULT_FACE_DETECTOR
+        if face_detector not in (None, AUTO_FINDER):
+            return face_detector
+        return str(BUNDLED_FACE_FINDER) if BUNDLED_FACE_FINDER.is_file() else "haar"
     if person_finder not in (None, AUTO_FINDER):
         return person_finder
     if not several:

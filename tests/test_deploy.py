@@ -542,6 +542,9 @@ def test_face_count_and_detector_reach_the_service() -> None:
     assert argv[argv.index("--max-faces") + 1] == "2"
     assert argv[argv.index("--face-detector") + 1] == "haar"
     assert argv[argv.index("--max-people") + 1] == "1"
+    # The default, auto: the bundled face finder, which the deployed package carries itself.
+    settings, finder = _cli_settings("--model", str(FACE_FLOAT), "--rootfs", "/")
+    assert finder is None and settings.face_detector == "auto"
 
 
 def test_a_kept_settings_file_from_an_older_deploy_still_starts_the_service() -> None:
@@ -663,9 +666,9 @@ def test_exec_start_is_the_command_systemd_runs() -> None:
         "--person-finder",
         "auto",
         "--face-detector",
-        "haar",
+        "auto",
         "--find-every",
-        "10",
+        "3",
         "--drop-after",
         "1.0",
         "--no-display",

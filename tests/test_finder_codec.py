@@ -12,6 +12,8 @@ from edge.finder_codec import (
     FinderCodec,
     Found,
     letterbox,
+    merge_finds,
+    tile_boxes,
     transform_object,
 )
 from edge.transform import CropBox, apply_affine, crop_matrix, invert_affine
@@ -276,3 +278,42 @@ def test_letterbox_input_puts_a_frame_pixel_where_its_matrix_says(shape):
     # The letterbox's own affine says the same: what decode maps finds back through.
     expected = crop_matrix(letterbox(frame.shape), (160, 160))
     np.testing.assert_allclose(apply_affine(matrix, spot), apply_affine(expected, spot), atol=0.05)
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (342, 548), (1920, 1080), (100, 100)])
+def test_tiles_cover_the_frame_and_hold_every_small_subject_whole(shape):
+    """The finder's second look: squares of half the long side over the whole frame, so that
+    any subject up to half a tile across lies whole inside one of them."""
+    height, width = shape
+    tiles = tile_boxes(width, height)
+    side = max(width, height) / 2
+    assert all(t.size == side and t.rotation == 0.0 for t in tiles)
+    if shape == (480, 640):
+        assert sorted({t.center for t in tiles}) == sorted(
+            (x, y) for x in (160.0, 320.0, 480.0) for y in (160.0, 320.0)
+        )
+    rng = np.random.default_rng(0)
+    for _ in range(500):  # subjects of up to half a tile, anywhere in the frame
+        w, h = rng.uniform(1, side / 2, 2)
+        x0, y0 = rng.uniform(0, width - min(w, width)), rng.uniform(0, height - min(h, height))
+        x1, y1 = min(x0 + w, width), min(y0 + h, height)
+        assert any(
+            t.center[0] - side / 2 <= x0
+            and x1 <= t.center[0] + side / 2
+            and t.center[1] - side / 2 <= y0
+            and y1 <= t.center[1] + side / 2
+            for t in tiles
+        ), (x0, y0, x1, y1)
+    with pytest.raises(ValueError, match="fraction"):
+        tile_boxes(width, height, 0.0)
+
+
+def test_finds_of_several_looks_merge_best_first_one_per_subject():
+    box = CropBox((0.0, 0.0), 1.0, 0.0)
+    whole = Found(0.5, (200.0, 130.0, 30.0, 34.0), box)  # the whole frame's look, weaker
+    tiled = Found(0.8, (204.0, 128.0, 30.0, 34.0), box)  # the same face in a tile
+    other = Found(0.4, (50.0, 110.0, 120.0, 130.0), box)
+    face_class = Found(0.9, (204.0, 128.0, 30.0, 34.0), box, class_id=1)  # another class
+    merged = merge_finds([whole, other, tiled, face_class], nms_iou=0.6)
+    assert merged == [face_class, tiled, other]
+    assert merge_finds([], nms_iou=0.6) == []

@@ -10,9 +10,11 @@ import pytest
 from opencv_samples import MESSI, needs_messi
 from peer_models import blazeface_model
 
+from edge.boxes import iou
 from edge.errors import ModelError
 from edge.finders import (
     FINDERS,
+    BinaryFinder,
     BlazeFaceFinder,
     Finder,
     HaarFinder,
@@ -181,6 +183,25 @@ def test_haar_detector_finds_the_face_in_a_real_photo():
     assert detector(np.full((240, 320, 3), 128, np.uint8)) is None
 
 
+@needs_messi
+def test_the_face_finder_finds_a_small_face_in_its_second_look_in_tiles():
+    """Messi's face in messi5.jpg is 43 px of 548: the bundled face finder's look at the whole
+    frame puts its best find off it; its default (auto) looks again in tiles and finds it,
+    where Haar's cascade does."""
+    from edge.finders.binary import TILE_BELOW
+    from edge.tracking import BUNDLED_FACE_FINDER, BUNDLED_PERSON_FINDER
+
+    image = cv2.imread(str(MESSI))
+    face = HaarFinder().find(image)[0].corners
+    whole = BinaryFinder(BUNDLED_FACE_FINDER, subject="face", tile_below=None).find(image)
+    tiled = BinaryFinder(BUNDLED_FACE_FINDER, subject="face").find(image)
+    assert whole and iou(face, whole[0].corners).item() < 0.1
+    assert iou(face, tiled[0].corners).item() > 0.5 and tiled[0].score >= TILE_BELOW["face"]
+    # People are not looked for in tiles (not measured): the person finder keeps one look.
+    person = BinaryFinder(BUNDLED_PERSON_FINDER, subject="person")
+    assert person.model.tile_below is None
+
+
 def test_blazeface_anchor_layout():
     anchors = ssd_anchors(128, BlazeFaceFinder.strides)
     assert anchors.shape == (896, 2)
@@ -245,13 +266,13 @@ def test_search_boxes_and_probing():
     assert tracker.tracking
 
 
-def test_auto_finds_one_person_with_the_bundled_finder_and_several_with_the_teachers_detector(
+def test_auto_finds_one_person_and_faces_with_the_bundled_finders_several_people_with_blazepose(
     tmp_path, monkeypatch
 ):
     """--person-finder auto: our bundled 1-bit finder finds one lost person again; for several
     people, MediaPipe's detector where the teacher cache has it, else the bundled finder (a
-    device with only the runtime). A name given is used as it is; faces are found with Haar's
-    cascade unless --face-detector names another (our face finder among them)."""
+    device with only the runtime). A name given is used as it is; faces are found with our
+    bundled 1-bit face finder unless --face-detector names another (Haar's cascade among them)."""
     from edge.metadata import read_metadata
     from edge.tracking import BUNDLED_FACE_FINDER, BUNDLED_PERSON_FINDER, finder_spec
 
@@ -264,8 +285,9 @@ def test_auto_finds_one_person_with_the_bundled_finder_and_several_with_the_teac
         finder_spec(pose) == finder_spec(pose, person_finder="auto") == str(BUNDLED_PERSON_FINDER)
     )
     assert finder_spec(pose, person_finder="none") == "none"
-    assert finder_spec(face) == finder_spec(face, several=True) == "haar"
-    assert finder_spec(face, face_detector=str(BUNDLED_FACE_FINDER)) == str(BUNDLED_FACE_FINDER)
+    assert finder_spec(face) == finder_spec(face, several=True) == str(BUNDLED_FACE_FINDER)
+    assert finder_spec(face, face_detector="auto") == str(BUNDLED_FACE_FINDER)
+    assert finder_spec(face, face_detector="haar") == "haar"
     assert finder_spec(pose, several=True) == str(BUNDLED_PERSON_FINDER)
     assert finder_spec(pose, several=True, person_finder="blazepose") == "blazepose"
     (tmp_path / "pose_detection.tflite").write_bytes(b"")  # the cache has the detector

@@ -18,7 +18,12 @@ from ..cli import (
 )
 from ..errors import DeployError, EdgeError
 from ..metadata import LandmarkMetadata, read_metadata
-from ..tracking import AUTO_FINDER, BUNDLED_PERSON_FINDER, DEFAULT_FACE_DETECTOR
+from ..tracking import (
+    AUTO_FINDER,
+    BUNDLED_FACE_FINDER,
+    BUNDLED_PERSON_FINDER,
+    DEFAULT_FACE_DETECTOR,
+)
 from .plan import deploy
 from .service import (
     DEFAULT_KEEP_MB,
@@ -34,6 +39,8 @@ from .service import (
 from .targets import RootfsTarget, SshTarget, Target
 
 PI_CPUS = 4  # a Raspberry Pi 4 or 5
+# What "auto" picks that the deployed package carries in its own models folder.
+BUNDLED_FINDERS = (BUNDLED_PERSON_FINDER, BUNDLED_FACE_FINDER)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,8 +254,8 @@ def finder_settings(
     and it is loaded here through the same tracker, so a file, name or count that the service
     would refuse at every start is refused now, in one line. A finder that runs a file (our
     1-bit finder, or MediaPipe's detector from a path or this machine's teacher cache) is
-    installed in PREFIX/models and named by its path there, unless "auto" picked the bundled
-    1-bit person finder, which the deployed package carries itself."""
+    installed in PREFIX/models and named by its path there, unless "auto" picked a bundled
+    1-bit finder, which the deployed package carries itself."""
     from ..multitrack import multi_tracker_for
     from ..tracking import subject_of, tracker_for
 
@@ -300,7 +307,7 @@ def finder_settings(
     path = getattr(finder, "path", None)
     if path is None:
         return fields, None
-    if given[subject] is None and Path(path).resolve() == BUNDLED_PERSON_FINDER:
+    if given[subject] is None and Path(path).resolve() in BUNDLED_FINDERS:
         return fields, None  # "auto" finds the same file in the deployed package's models
     key = "person_finder" if subject == "person" else "face_detector"
     fields[key] = f"{prefix}/models/{path.name}"
