@@ -111,7 +111,7 @@ class FinderModel(Network):
             return found
         # A tile's finds count only as sure as the whole frame's look failed to be: the tiles
         # show small things large, background included, and their weak finds were mostly
-        # false (the face finder's select side: precision 85 -> 63 % keeping them all).
+        # false (the face finder's select side: precision 85 -> 71 % keeping them all).
         tiled = [f for f in self.find_in_tiles(image) if f.score >= self.tile_below]
         return merge_finds(found + tiled, self.nms_iou)
 

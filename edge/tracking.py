@@ -243,14 +243,15 @@ def finder_spec(
     """The finder (a name of :mod:`edge.finders`, "none" or a .tflite path) that a model of
     ``meta``'s task runs, following one subject or ``several``: ``face_detector`` for faces
     and face parts, where None or "auto" means the bundled 1-bit face finder
-    (:data:`BUNDLED_FACE_FINDER`) where it is installed, else "haar"; ``person_finder`` for people, where
-    None or "auto" means the bundled 1-bit finder (:data:`BUNDLED_PERSON_FINDER`) where it is
-    installed, else "none" for one person (the whole frame and the search boxes); except for
-    several people, where it means "blazepose" when its file is in the teacher cache
-    (:func:`edge.host.teacher_dir`). Chosen on the pose task's `select` clips
-    (benchmarks/results/tracked_choice_pose.md): a lost person found again by our finder was
-    followed in 84 % of the frames against 73 % with the search boxes. ``edge.live``,
-    ``edge.deploy`` and ``edge.doctor`` all pick it here."""
+    (:data:`BUNDLED_FACE_FINDER`) where it is installed, else "haar"; ``person_finder`` for
+    people, where None or "auto" means the bundled 1-bit finder
+    (:data:`BUNDLED_PERSON_FINDER`) where it is installed, else "none" for one person (the
+    whole frame and the search boxes); except for several people, where it means
+    "blazepose" when its file is in the teacher cache (:func:`edge.host.teacher_dir`).
+    Chosen on each task's `select` clips (benchmarks/results/tracked_choice_pose.md and
+    tracked_choice_face.md): a lost person found again by our finder was followed in 84 % of
+    the frames against 73 % with the search boxes, a lost face in 98 % against Haar's 78 %.
+    ``edge.live``, ``edge.deploy`` and ``edge.doctor`` all pick it here."""
     if subject_of(meta) == "face":
         if face_detector not in (None, AUTO_FINDER):
             return face_detector
