@@ -197,7 +197,7 @@ def test_the_face_finder_finds_a_small_face_in_its_second_look_in_tiles():
     tiled = BinaryFinder(BUNDLED_FACE_FINDER, subject="face").find(image)
     assert whole and iou(face, whole[0].corners).item() < 0.1
     assert iou(face, tiled[0].corners).item() > 0.5 and tiled[0].score >= TILE_BELOW["face"]
-    # People are not looked for in tiles (not measured): the person finder keeps one look.
+    # People are not looked for in tiles (it cost precision on their select side).
     person = BinaryFinder(BUNDLED_PERSON_FINDER, subject="person")
     assert person.model.tile_below is None
 
