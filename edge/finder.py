@@ -105,27 +105,29 @@ class FinderModel(Network):
         """Every object in ``image_bgr`` (H, W, 3 BGR; greyscale and BGRA are converted),
         best first, in image pixels (and in tiles too, see ``tile_below``)."""
         image = as_bgr(image_bgr)
-        crop, frame_box = self.letterboxed(image)
-        found = self.decode(self.predict_heatmaps(crop[None])[0], frame_box)
+        found = self._look(image, letterbox(image.shape))
         if self.tile_below is None or (found and found[0].score >= self.tile_below):
             return found
         # A tile's finds count only as sure as the whole frame's look failed to be: the tiles
         # show small things large, background included, and their weak finds were mostly
         # false (the face finder's select side: precision 85 -> 71 % keeping them all).
-        tiled = [f for f in self.find_in_tiles(image) if f.score >= self.tile_below]
+        tiled = [f for f in self._tile_finds(image) if f.score >= self.tile_below]
         return merge_finds(found + tiled, self.nms_iou)
 
-    def find_in_tiles(self, image_bgr: np.ndarray) -> list[Found]:
-        """The finds of one look in each of :func:`tile_boxes`'s tiles, in image pixels, best
-        first; a find a tile cuts (its rectangle reaching a tile edge inside the frame) is
-        left to the tile that holds it whole."""
-        image = as_bgr(image_bgr)
+    def _look(self, image: np.ndarray, box: CropBox) -> list[Found]:
+        """The finds of one run of the network on the square ``box`` of ``image`` (BGR), in
+        image pixels, best first."""
+        crop, _ = letterbox_input(image, self.codec.input_size, box)
+        return self.decode(self.predict_heatmaps(crop[None])[0], box)
+
+    def _tile_finds(self, image: np.ndarray) -> list[Found]:
+        """The finds of one look in each of :func:`tile_boxes`'s tiles of ``image`` (BGR), in
+        image pixels, best first; a find a tile cuts (its rectangle reaching a tile edge
+        inside the frame) is left to the tile that holds it whole."""
         height, width = image.shape[:2]
         found: list[Found] = []
         for box in tile_boxes(width, height):
-            crop, _ = letterbox_input(image, self.codec.input_size, box)
-            finds = self.decode(self.predict_heatmaps(crop[None])[0], box)
-            found += [f for f in finds if _whole_in_tile(f, box, width, height)]
+            found += [f for f in self._look(image, box) if _whole_in_tile(f, box, width, height)]
         return merge_finds(found, self.nms_iou)
 
     def letterboxed(self, image_bgr: np.ndarray) -> tuple[np.ndarray, CropBox]:
