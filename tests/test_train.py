@@ -513,3 +513,52 @@ def test_blend_start_saves_a_soup_of_the_fine_tune_and_its_start(tmp_path):
         make_config({"blend_start": 0.5})
     with pytest.raises(ConfigError, match="blend_start must be"):
         make_config({"blend_start": 1.0, "init_from": "x.keras"})
+
+
+def test_init_from_another_skeleton_starts_the_shared_landmarks_learned(tmp_path):
+    """A COCO-17 run with init_from an MPII-16 model: the heatmap head's channels of the 12
+    limb joints both skeletons name come from the MPII-16 model, the 5 face points start
+    fresh, and every other layer is copied whole (issue 24: the bundled model's COCO-17 head
+    continues an MPII-16 model)."""
+    from edge.skeletons import get_skeleton
+    from training.artifacts import load_keras_model
+    from training.fit import init_weights
+    from training.landmarks.task import build_model
+
+    start, run = tmp_path / "mpii16", tmp_path / "coco17"
+    proc = _run(_train_cmd(start, "epochs=1", "steps_per_epoch=2"), timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = _run(
+        _train_cmd(
+            run,
+            "epochs=1",
+            "steps_per_epoch=1",
+            "dataset.options.skeleton=coco17",
+            f"init_from={start / 'model.keras'}",
+        ),
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "stack0_heatmaps: 12 of 17 channels copied by name" in proc.stdout
+    assert "fresh: nose, left_eye, right_eye, left_ear, right_ear" in proc.stdout
+    meta = json.loads((run / "model.landmarks.json").read_text())
+    assert meta["skeleton"] == "coco17"
+
+    mpii, coco = get_skeleton("mpii16").landmarks, get_skeleton("coco17").landmarks
+    source = load_keras_model(start / "model.keras")
+    model = build_model(load_config(run / "config.yaml"), len(coco))
+    fresh_head = [w.copy() for w in model.get_layer("stack0_heatmaps").get_weights()]
+    copied = init_weights(model, str(start / "model.keras"), tuple(coco))
+    assert copied == sum(1 for layer in model.layers if layer.weights)
+    kernel, bias = model.get_layer("stack0_heatmaps").get_weights()
+    their_kernel, their_bias = source.get_layer("stack0_heatmaps").get_weights()
+    for i, name in enumerate(coco):
+        if name in mpii:
+            np.testing.assert_array_equal(kernel[..., i], their_kernel[..., mpii.index(name)])
+            assert bias[i] == their_bias[mpii.index(name)]
+        else:  # no MPII-16 counterpart: the fresh weights, untouched
+            np.testing.assert_array_equal(kernel[..., i], fresh_head[0][..., i])
+    np.testing.assert_array_equal(
+        model.get_layer("stem_conv").get_weights()[0],
+        source.get_layer("stem_conv").get_weights()[0],
+    )

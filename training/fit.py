@@ -77,10 +77,21 @@ def weights_digest(weights: list) -> str:
     return h.hexdigest()
 
 
-def init_weights(model, path: str) -> int:
+def init_weights(model, path: str, output_names: tuple[str, ...] = ()) -> int:
     """Copy weights from a saved model into ``model`` where layer names and shapes agree;
-    returns how many layers were copied (a real-valued twin starting its binary student)."""
+    returns how many layers were copied (a real-valued twin starting its binary student).
+
+    With ``output_names`` (``model``'s head channels by name, e.g. COCO-17's landmarks) and a
+    saved model whose sidecar names its own (e.g. MPII-16's), a head layer whose shapes differ
+    only in the output channels is copied channel by channel for the names both have (the 12
+    limb joints of those two skeletons); its other channels keep their fresh weights. So a
+    trained model of one skeleton starts a model of another with its shared points already
+    learned."""
+    from .artifacts import load_sidecar
+
     source = {layer.name: layer for layer in load_keras_model(path).layers}
+    source_meta, _ = load_sidecar(path)
+    source_names = tuple(source_meta.landmarks) if source_meta is not None else ()
     copied = 0
     for layer in model.layers:
         other = source.get(layer.name)
@@ -90,12 +101,53 @@ def init_weights(model, path: str) -> int:
         if [w.shape for w in theirs] == [tuple(w.shape) for w in layer.weights]:
             layer.set_weights(theirs)
             copied += 1
+        elif output_names and source_names:
+            shared = _copy_head_by_name(layer, theirs, output_names, source_names)
+            if shared:
+                copied += 1
+                fresh = [n for n in output_names if n not in source_names]
+                print(
+                    f"{layer.name}: {len(shared)} of {len(output_names)} channels copied by "
+                    f"name from {path}" + (f"; fresh: {', '.join(fresh)}" if fresh else ""),
+                    flush=True,
+                )
     if copied == 0:
         raise ConfigError(f"init_from {path}: no layer of that model fits this one")
     return copied
 
 
-def start_weights(config: TrainConfig, model, checkpoint, ckpt_dir: Path, *, resume: bool) -> int:
+def _copy_head_by_name(
+    layer, theirs: list, names: tuple[str, ...], their_names: tuple[str, ...]
+) -> list[str]:
+    """Copy a head layer's channels from ``theirs`` (the other model's weights of that layer)
+    for the names both heads have; returns those names ([] and nothing copied when the layer
+    is not such a head: every weight's last axis must be the channels, all else equal)."""
+    mine = layer.get_weights()
+    fits = len(mine) == len(theirs) and all(
+        m.shape[:-1] == t.shape[:-1]
+        and m.shape[-1] == len(names)
+        and t.shape[-1] == len(their_names)
+        for m, t in zip(mine, theirs, strict=True)
+    )
+    if not fits:
+        return []
+    shared = [n for n in names if n in their_names]
+    for m, t in zip(mine, theirs, strict=True):
+        for name in shared:
+            m[..., names.index(name)] = t[..., their_names.index(name)]
+    layer.set_weights(mine)
+    return shared
+
+
+def start_weights(
+    config: TrainConfig,
+    model,
+    checkpoint,
+    ckpt_dir: Path,
+    *,
+    resume: bool,
+    output_names: tuple[str, ...] = (),
+) -> int:
     """Where a run's weights start; returns the epoch training continues from.
 
     A new run starts from ``config.init_from`` when set (epoch 0); ``resume`` restores the
@@ -105,7 +157,7 @@ def start_weights(config: TrainConfig, model, checkpoint, ckpt_dir: Path, *, res
 
     if not resume:
         if config.init_from:
-            n = init_weights(model, config.init_from)
+            n = init_weights(model, config.init_from, output_names)
             print(f"initialised {n} layers from {config.init_from}", flush=True)
         return 0
     latest = tf.train.latest_checkpoint(str(ckpt_dir))
@@ -283,7 +335,12 @@ def _build(run: _Training, tf) -> None:
         )
         # The chief's checkpoints, which every worker resumes from.
         run.initial_epoch = start_weights(
-            config, run.model, checkpoint, run.folder.checkpoints, resume=run.options.resume
+            config,
+            run.model,
+            checkpoint,
+            run.folder.checkpoints,
+            resume=run.options.resume,
+            output_names=run.data.output_names,
         )
 
 

@@ -40,6 +40,10 @@ class TaskData:
     val: Any
     outputs: int  # channels of the network's head: landmarks, or classes
     label: str = ""  # what the run trains, for its first line, e.g. "segmentation, 11 classes"
+    # The head's channels by name (a landmark model's landmarks), where they have names:
+    # ``init_from`` a model of another skeleton copies the head's channels for the names both
+    # have (training.fit.init_weights).
+    output_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,9 @@ class LandmarksTask(Task):
                 f"{skeleton.name} has no left/right pairs, so a mirrored crop would "
                 "mislabel its points: set augment.flip_prob: 0"
             )
-        return TaskData(train_set, val_set, skeleton.num_landmarks)
+        return TaskData(
+            train_set, val_set, skeleton.num_landmarks, output_names=tuple(skeleton.landmarks)
+        )
 
     def build_model(self, config: TrainConfig, outputs: int):
         return build_model(config, outputs)
