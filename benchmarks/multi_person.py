@@ -1,17 +1,18 @@
 """Several people, each tracked: ``edge.live --max-people`` against the teacher, frame by frame.
 
     python -m benchmarks.multi_person [--clips a.mp4,b.avi] [--max-frames N] [--max-people 4]
-        [--mean-shape-data data/pose_v2_clips/annot/train.json]
+        [--model edge/models/pose.tflite] [--mean-shape-data PATH]
         [--person-finder blazepose|auto|PATH]
 
-Runs the bundled pose model through :class:`edge.multipipeline.MultiLandmarkPipeline` exactly
+Runs the bundled pose model (or ``--model``) through :class:`edge.multipipeline.MultiLandmarkPipeline` exactly
 as ``python -m edge.live --max-people N --person-finder F`` does (``--find-every`` 3,
 ``--drop-after`` 1 s, One Euro smoothing; the finder F: BlazePose's person detector unless
 ``--person-finder`` names another, e.g. our 1-bit finder's .tflite, through the same
 :func:`edge.multitrack.multi_tracker_for`) over clips with several people in
 ``../shared/media/pose`` (read in place, never copied), and scores it against the teacher's
 people in every frame: ``training.label``'s BlazePose (``detect_all``: every person its
-detector finds, then the 33 landmarks of each, mapped to MPII-16; people whose landmark model
+detector finds, then the 33 landmarks of each, mapped to the model's skeleton, MPII-16 or
+COCO-17; people whose landmark model
 is unsure, presence < 0.5, are left out). Writes benchmarks/results/multi_person.md.
 
 What it reports, per clip and over all:
@@ -84,9 +85,11 @@ from edge.multitrack import DEFAULT_DROP_AFTER, DEFAULT_FIND_EVERY, MAX_TRACKS
 
 MEDIA = REPO.parent / "shared" / "media" / "pose"
 RESULTS = RESULTS_DIR / "multi_person.md"
-# The label tool's MPII JSON of real clips (training side of the source-held-out split): the
-# people whose mean shape is the baseline. MPII-16, as the bundled pose model.
+# The label tool's labels of real clips (training side of the source-held-out split): the
+# people whose mean shape is the baseline, in the model's skeleton, as benchmarks.tracked reads
+# them (this MPII-16 file, or person_keypoints_train.json in annotations/ beside it for COCO-17).
 MEAN_SHAPE_DATA = REPO / "data" / "pose_v2_clips" / "annot" / "train.json"
+SKELETON_NAMES = {"mpii16": "MPII-16", "coco17": "COCO-17"}
 CLIPS = (
     "lab_two_people_cam1_pose2sim.mp4",
     "lab_two_people_cam3_pose2sim.mp4",
@@ -118,8 +121,8 @@ class BenchError(EdgeError):
 @dataclass(eq=False)
 class Person:
     box: np.ndarray  # (x0, y0, x1, y1) of the confident landmarks
-    points: np.ndarray  # (16, 2) MPII-16
-    visible: np.ndarray  # (16,) bool
+    points: np.ndarray  # (K, 2) in the model's skeleton (MPII-16 or COCO-17)
+    visible: np.ndarray  # (K,) bool
     id: int = -1  # ours: the track's ID; the teacher's: linked by linking()
     crop: np.ndarray | None = None  # ours: the crop the model saw, [cx, cy, side, rotation]
 
@@ -154,7 +157,8 @@ def landmark_box(points: np.ndarray, ok: np.ndarray) -> np.ndarray | None:
     return np.concatenate([p.min(axis=0), p.max(axis=0)])
 
 
-def teacher_people(teacher, image: np.ndarray) -> list[Person]:
+def teacher_people(teacher, image: np.ndarray, skeleton: str) -> list[Person]:
+    """Every person the teacher finds in ``image``, in ``skeleton`` (the model's)."""
     from training.label import mappings
 
     people = []
@@ -162,7 +166,7 @@ def teacher_people(teacher, image: np.ndarray) -> list[Person]:
         result = teacher.landmarks(image, roi)
         if result.presence < 0.5:
             continue
-        points, confidence = mappings.to_mpii16(result.points, result.visibility)
+        points, confidence = mappings.to_skeleton(skeleton, result.points, result.visibility)
         visible = confidence >= TEACHER_MIN_VISIBILITY
         box = landmark_box(points, visible)
         if box is not None:
@@ -184,14 +188,24 @@ def our_people(result, min_score: float = BOX_MIN_SCORE) -> list[Person]:
     return people
 
 
-def load_mean_shape(path: Path):
-    """The mean shape of the people in ``path`` (an MPII JSON the label tool wrote), averaged
-    as ``training.evaluate`` averages its baseline: training.validation's MeanShape over at
-    most BASELINE_LIMIT records evenly spread."""
+def load_mean_shape(skeleton: str, path: Path | None = None):
+    """The mean shape of the training side's people in ``skeleton``, averaged as
+    ``training.evaluate`` averages its baseline (benchmarks.tracked.load_mean); ``path`` (an
+    MPII JSON, or a COCO JSON with the label tool's ``images/`` beside its folder) instead of
+    the default labels."""
+    if path is None:
+        from benchmarks import tracked  # (it imports this module)
+
+        return tracked.load_mean("pose", skeleton)[0]
     from training.data.base import open_dataset
     from training.validation import BASELINE_LIMIT, collect_shapes, evenly_spread, mean_shape_of
 
-    people = open_dataset("mpii", str(path), split="train")
+    if skeleton == "coco17":
+        people = open_dataset(
+            "coco", str(path), split="train", images=str(path.parent.parent / "images")
+        )
+    else:
+        people = open_dataset("mpii", str(path), split="train")
     shapes = collect_shapes(people, evenly_spread(len(people), BASELINE_LIMIT), threads=1)
     where = path.resolve()
     return mean_shape_of(
@@ -280,12 +294,22 @@ def miss_causes(
 
 
 def score_clip(
-    name: str, fps: float, height: int, teacher_frames, our_frames, times, mean=None
+    name: str,
+    fps: float,
+    height: int,
+    teacher_frames,
+    our_frames,
+    times,
+    mean=None,
+    skeleton: str = "mpii16",
 ) -> ClipScore:
-    """The clip's numbers; ``mean``: the MeanShape placed in our crops beside our PCK."""
+    """The clip's numbers; ``mean``: the MeanShape placed in our crops beside our PCK;
+    ``skeleton``: the model's (and so the teacher's people's)."""
     from edge.multitrack import match_boxes
-    from edge.skeletons import MPII16
+    from edge.skeletons import get_skeleton
     from training.scoring import Predictions
+
+    landmarks = get_skeleton(skeleton)
 
     score = ClipScore(name, len(teacher_frames), fps)
     matched: list[tuple[Person, Person]] = []  # (teacher, ours) of tall people, every frame
@@ -324,7 +348,7 @@ def score_clip(
         crops = np.stack([o.crop for _, o in matched])
         pred = Predictions(
             points=np.stack([o.points for _, o in matched]),
-            scores=np.ones((len(matched), MPII16.num_landmarks)),
+            scores=np.ones((len(matched), landmarks.num_landmarks)),
             gt=np.stack([t.points for t, _ in matched]),
             visible=np.stack([t.visible for t, _ in matched]),
             head_size=np.full(len(matched), np.nan),
@@ -332,9 +356,9 @@ def score_clip(
             boxes=crops,
         )
         ids = [t.id for t, _ in matched]
-        score.pck = pck_per_person(ids, pred, MPII16)
+        score.pck = pck_per_person(ids, pred, landmarks)
         if mean is not None:  # the same people and frames, the mean shape in our crop
-            score.mean_pck = pck_per_person(ids, mean.place(pred), MPII16)
+            score.mean_pck = pck_per_person(ids, mean.place(pred), landmarks)
     margin, life = round(EDGE_S * fps), round(LIFE_S * fps)
     for person, first in first_tall.items():
         if first > margin and seen_frames[person] >= life:  # walked in
@@ -378,12 +402,14 @@ def run_clip(path: Path, args, model, teacher, mean=None) -> ClipScore:
             cpu_ms = (time.process_time() - started) * 1e3
             times.append({"cpu_ms": cpu_ms, "found": result.found is not None})
             our_frames.append(our_people(result, args.box_min_score))
-            teacher_frames.append(teacher_people(teacher, frame.image))
+            teacher_frames.append(teacher_people(teacher, frame.image, model.metadata.skeleton))
         fps = source.fps or 30.0
     finally:
         source.close()
     link(teacher_frames, max(1, round(LINK_GAP_S * fps)))
-    return score_clip(path.name, fps, height, teacher_frames, our_frames, times, mean)
+    return score_clip(
+        path.name, fps, height, teacher_frames, our_frames, times, mean, model.metadata.skeleton
+    )
 
 
 def _pct(a: float, b: float) -> str:
@@ -508,14 +534,14 @@ def _finder_lines(args, model, finder) -> list[str]:
             "# Several people, each tracked: before the 1-bit finder",
             "",
             *_header(model),
-            f"Ours: the bundled `edge/models/pose.tflite` as {live}` "
+            f"Ours: {_model_name(args)} as {live}` "
             "runs it, with the **interim finder: MediaPipe BlazePose's person detector** "
             "(`--person-finder blazepose`). The 1-bit finder (issue 27 part 1) replaces it; "
             "these are the numbers to beat.",
             "",
             "Against: the teacher in every frame, `training.label`'s BlazePose (`detect_all`: "
             "every person the same person detector finds, then BlazePose's own landmarks, "
-            "mapped to MPII-16). Because our finder is the teacher's detector, recall and "
+            f"mapped to {_skeleton_name(model)}). Because our finder is the teacher's detector, recall and "
             "precision say how well our landmarks and tracking follow the people that detector "
             "finds; a person it misses in a frame is missing from both sides. How the numbers "
             "are made: the module docstring of benchmarks/multi_person.py.",
@@ -526,19 +552,32 @@ def _finder_lines(args, model, finder) -> list[str]:
         f"# Several people, each tracked: with {what.replace('`', '')}",
         "",
         *_header(model),
-        f"Ours: the bundled `edge/models/pose.tflite` as {live} --person-finder "
+        f"Ours: {_model_name(args)} as {live} --person-finder "
         f"{args.person_finder}` runs it, with the finder: **{what}**. Beside the numbers "
         "before it, with the interim finder (MediaPipe BlazePose's person detector, "
         "benchmarks/results/multi_person.md).",
         "",
         "Against: the teacher in every frame, `training.label`'s BlazePose (`detect_all`: "
         "every person MediaPipe's person detector finds, then BlazePose's own landmarks, "
-        "mapped to MPII-16). Our finder is not the teacher's detector here: a person the "
+        f"mapped to {_skeleton_name(model)}). Our finder is not the teacher's detector here: a person the "
         "teacher's detector misses in a frame is missing from the teacher's side only, so "
         "following them counts against our precision. How the numbers are made: the module "
         "docstring of benchmarks/multi_person.py.",
         "",
     ]
+
+
+def _model_name(args) -> str:
+    """How the report names the model: the bundled one, or the --model file."""
+    from edge.cli import BUNDLED
+
+    shown = _shown(args.model)
+    bundled = Path(args.model).resolve() == Path(BUNDLED["pose"]).resolve()
+    return f"the bundled `{shown}`" if bundled else f"`{shown}`"
+
+
+def _skeleton_name(model) -> str:
+    return SKELETON_NAMES.get(model.metadata.skeleton, model.metadata.skeleton)
 
 
 def _header(model) -> list[str]:
@@ -562,7 +601,7 @@ def report(scores: list[ClipScore], args, model, mean=None, finder=None) -> str:
         "a tall teacher person is matched, averaged per person, then over people. Beside it, "
         "a model that learnt nothing: the mean shape of "
         + (
-            f"{mean.samples} people of {mean.source} (MPII-16) placed in the very crop our "
+            f"{mean.samples} people of {mean.source} ({_skeleton_name(model)}) placed in the very crop our "
             "tracker gave that person in that frame, scored on the same people and frames."
             if mean is not None
             else "the training set: not computed in this run (no --mean-shape-data)."
@@ -673,13 +712,23 @@ def build_parser() -> argparse.ArgumentParser:
         "select clips, benchmarks/results/multi_person_box_cut.md)",
     )
     p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the pose model to follow people with, MPII-16 or COCO-17 (default: the bundled "
+        "edge/models/pose.tflite); the teacher's people are mapped to its skeleton",
+    )
+    p.add_argument(
         "--mean-shape-data",
         type=Path,
-        default=MEAN_SHAPE_DATA,
+        default=None,
         metavar="PATH",
-        help="the MPII JSON (training.label pose) whose people's mean shape, placed in our "
-        "crops, stands beside our PCK (default: the training side of the held-out clips, "
-        f"{MEAN_SHAPE_DATA.relative_to(REPO)})",
+        help="the labels (training.label pose) whose people's mean shape, placed in our "
+        "crops, stands beside our PCK: an MPII JSON for an MPII-16 model, a COCO JSON for a "
+        "COCO-17 one (default: the training side of the held-out clips, "
+        f"{MEAN_SHAPE_DATA.relative_to(REPO)} or annotations/person_keypoints_train.json "
+        "beside it)",
     )
     p.add_argument(
         "--out",
@@ -692,26 +741,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from benchmarks import tracked
     from edge.cli import BUNDLED
     from edge.metadata import read_metadata
     from edge.model import LandmarkModel
     from training.label.pose import BlazePoseTeacher
 
-    # A bad --person-finder stops here, before any work (and any runtime's start-up lines).
-    finder = finder_of(read_metadata(BUNDLED["pose"]), args)
+    # A bad --model or --person-finder stops here, before any work (and any runtime's
+    # start-up lines).
+    args.model = args.model or Path(BUNDLED["pose"])
+    meta = read_metadata(args.model)
+    if meta.task != "pose" or meta.skeleton not in SKELETON_NAMES:
+        raise BenchError(
+            f"--model {args.model} is a {meta.task} model ({meta.skeleton}): this benchmark "
+            f"follows people with an {' or '.join(SKELETON_NAMES.values())} pose model"
+        )
+    finder = finder_of(meta, args)
     clips = [MEDIA / name.strip() for name in args.clips.split(",") if name.strip()]
     missing = [str(c) for c in clips if not c.is_file()]
     if missing:
         raise BenchError(f"clips not found: {', '.join(missing)}")
-    if not args.mean_shape_data.is_file():
+    mean_data = args.mean_shape_data or tracked.mean_data("pose", meta.skeleton)[1]
+    if not mean_data.is_file():
+        kind = "a COCO JSON" if meta.skeleton == "coco17" else "an MPII JSON"
         raise BenchError(
-            f"--mean-shape-data {args.mean_shape_data} not found: give an MPII JSON "
-            "written by python -m training.label pose"
+            f"--mean-shape-data {mean_data} not found: give {kind} written by python -m "
+            "training.label pose"
         )
-    model = LandmarkModel(BUNDLED["pose"], num_threads=1)
+    model = LandmarkModel(args.model, num_threads=1)
     out = args.out or default_out(finder, args.person_finder)
     print(f"person finder: {describe_finder(finder)}", file=sys.stderr)
-    mean = load_mean_shape(args.mean_shape_data)
+    mean = load_mean_shape(meta.skeleton, args.mean_shape_data)
     teacher = BlazePoseTeacher(num_threads=1)
     scores = []
     for clip in clips:

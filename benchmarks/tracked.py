@@ -119,8 +119,9 @@ class PoseTeacher:
             result = self.teacher.landmarks(image, roi)
             if result.presence < 0.5:
                 continue
-            to = mappings.to_coco17 if self.skeleton == "coco17" else mappings.to_mpii16
-            points, confidence = to(result.points, result.visibility)
+            points, confidence = mappings.to_skeleton(
+                self.skeleton, result.points, result.visibility
+            )
             visible = confidence >= TEACHER_MIN_VISIBILITY
             box = landmark_box(points, visible)
             if box is not None and box[3] - box[1] > best_height:

@@ -318,14 +318,17 @@ def test_bundled_pose_model_follows_the_demo_figure():
     from benchmarks.demo_figure import score
 
     demo = score(REPO / "edge/models/pose.tflite", threads=1)  # as edge.live runs it
-    assert demo.skeleton == "mpii16"
-    print(f"demo clip: PCK@0.1 height {demo.all_joints:.2f}, tracked {demo.tracked:.2f}")
+    assert demo.skeleton in ("mpii16", "coco17")
+    # Every joint the drawing has: all 16 of MPII-16; COCO-17's 12 limb joints (the figure
+    # has no face to put its nose, eyes and ears on).
+    joints = demo.all_joints if demo.skeleton == "mpii16" else demo.limbs
+    print(f"demo clip: PCK@0.1 height {joints:.2f}, tracked {demo.tracked:.2f}")
     # The issue's target. Measured with the bundled model (three stages on real footage plus
     # drawn figures, the last showing raised arms more often): 0.901, tracked in every frame,
     # the same in ai-edge-litert, tflite-runtime and LCE's interpreter. The drawings-only model
     # scored 0.76, the 96 px first stage 0.83, the 128 px second stage 0.89 (it put the waving
     # wrist on the elbow; benchmarks/results/arms.md).
-    assert demo.all_joints >= 0.9
+    assert joints >= 0.9
     assert demo.tracked > 0.9
 
 

@@ -22,6 +22,7 @@ import pytest
 from edge.cli import BUNDLED
 from edge.draw import track_colour
 from edge.host import teacher_dir
+from edge.metadata import read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 MEDIA = REPO.parent / "shared" / "media"
@@ -115,8 +116,8 @@ def test_live_follows_two_people_each_with_an_id(tmp_path):
         assert ids == sorted(set(ids))  # by ID, never one ID twice
         for person in record["people"]:
             assert set(person) == {"id", "box", "score", "tracking", "landmarks"}
-            assert len(person["landmarks"]) == 16
-            assert person["landmarks"][0]["name"] == "right_ankle"
+            names = [p["name"] for p in person["landmarks"]]
+            assert tuple(names) == read_metadata(BUNDLED["pose"]).landmarks
     # Each ID stays on its person, on their side of the frame.
     sides = {}
     for record in two:
@@ -241,6 +242,15 @@ def test_the_benchmark_refuses_a_bad_person_finder_in_one_line(tmp_path):
         ("blazeface", "blazeface finds faces, not people"),
     ):
         done = multi_person_benchmark("--person-finder", finder, "--out", out)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+        assert words in done.stderr
+    # a model that follows no people, or none at all
+    for model, words in (
+        (BUNDLED["face"], "is a face model (ibug68)"),
+        (tmp_path / "missing.tflite", "missing.tflite"),
+    ):
+        done = multi_person_benchmark("--model", model, "--out", out)
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
         assert words in done.stderr

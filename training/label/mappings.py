@@ -83,6 +83,20 @@ def to_mpii16(points: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, n
     return out_p, out_c
 
 
+# BlazePose's 33 points to each skeleton a pose model may output, by the skeleton's name: what
+# scores a model against the teacher follows the model's own skeleton.
+TO_SKELETON = {"coco17": to_coco17, "mpii16": to_mpii16}
+
+
+def to_skeleton(
+    name: str, points: np.ndarray, confidence: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """BlazePose's points and confidences in the skeleton ``name`` (``coco17`` or ``mpii16``)."""
+    if name not in TO_SKELETON:
+        raise ValueError(f"BlazePose maps to {' and '.join(TO_SKELETON)}, not {name}")
+    return TO_SKELETON[name](points, confidence)
+
+
 def head_box(mpii_points: np.ndarray) -> np.ndarray:
     """MPII-style head box [x1, y1, x2, y2]: a square on the upper-neck-to-head-top segment,
     as long as it (PCKh's head size is then 0.6 x its diagonal)."""
