@@ -219,6 +219,20 @@ finite_float = float_in_range()
 positive_float = float_in_range(0.0, low_open=True)
 non_negative_float = float_in_range(0.0)
 unit_float = float_in_range(0.0, 1.0)  # scores and fractions
+
+
+def score_or_auto(text: str) -> float | str:
+    """An argparse type for edge.live --lost-below (and edge.deploy's): ``auto`` (the cut the
+    model records, :func:`edge.tracking.lost_below_of`) or a score of at least 0."""
+    if text == "auto":
+        return text
+    try:
+        return non_negative_float(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (or auto: the model's own cut)") from None
+
+
+score_or_auto.__name__ = "score"
 # edge.live --keep-mb, and edge.deploy's, which the service passes on: at least one megabyte.
 keep_mb_type = float_in_range(1.0)
 

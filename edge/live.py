@@ -48,6 +48,7 @@ from .cli import (
     positive_int,
     resolve_model,
     run_cli,
+    score_or_auto,
 )
 from .errors import EdgeError, ModelError, OutputError, SourceError
 from .multipipeline import STAGES as MULTI_STAGES
@@ -57,7 +58,13 @@ from .pipeline import FrameResult, LandmarkPipeline
 from .smoothing import OneEuroFilter
 from .sources import MAX_FRAME_PIXELS, open_source
 from .timing import RateMeter, StageTimes
-from .tracking import CROP_MIN_SCORE, LandmarkTracker, subject_of, tracker_for
+from .tracking import (
+    CROP_MIN_SCORE,
+    DEFAULT_LOST_BELOW,
+    LandmarkTracker,
+    subject_of,
+    tracker_for,
+)
 
 if TYPE_CHECKING:
     from .metadata import LandmarkMetadata
@@ -171,10 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     track.add_argument(
         "--lost-below",
-        type=non_negative_float,
-        default=0.3,
-        help="mean landmark score below which the track is lost and the next "
-        "frame starts from the full frame (pose) or the face detector (face)",
+        type=score_or_auto,
+        default="auto",
+        metavar="auto|S",
+        help="mean landmark score below which the track is lost and the next frame starts "
+        "from the person finder or the full frame (pose) or the face detector (face); auto: "
+        "the cut the model records (training.evaluate --calibrate-tracking measures it), "
+        f"else {DEFAULT_LOST_BELOW:g}",
     )
     add_several_people_arguments(
         track,

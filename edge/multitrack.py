@@ -41,7 +41,14 @@ import numpy as np
 
 from .boxes import iou, iou_matrix
 from .finders.base import Found
-from .tracking import CROP_MIN_SCORE, LandmarkTracker, finder_spec, subject_of
+from .tracking import (
+    CROP_MIN_SCORE,
+    DEFAULT_LOST_BELOW,
+    LandmarkTracker,
+    finder_spec,
+    lost_below_of,
+    subject_of,
+)
 from .transform import CropBox
 
 if TYPE_CHECKING:
@@ -198,7 +205,7 @@ class MultiTracker:
         max_tracks: int | None,
         margin: float,
         min_score: float = CROP_MIN_SCORE,
-        lost_below: float = 0.3,
+        lost_below: float = DEFAULT_LOST_BELOW,
         max_shrink: float = 0.5,
         find_every: int = DEFAULT_FIND_EVERY,
         drop_after: float = DEFAULT_DROP_AFTER,
@@ -393,7 +400,7 @@ def multi_tracker_for(
     face_detector: str | None = None,
     person_finder: str | None = None,
     min_score: float = CROP_MIN_SCORE,
-    lost_below: float = 0.3,
+    lost_below: float | str | None = None,
     find_every: int = DEFAULT_FIND_EVERY,
     drop_after: float = DEFAULT_DROP_AFTER,
 ) -> MultiTracker:
@@ -402,7 +409,8 @@ def multi_tracker_for(
     where it is not installed), people with ``person_finder`` (None or
     "auto": ``"blazepose"``, or the bundled 1-bit finder where the teacher cache lacks it;
     :func:`edge.tracking.finder_spec`). A segmentation model follows one face: refused in
-    one line, as is a finder of none."""
+    one line, as is a finder of none. ``lost_below``: :func:`edge.tracking.lost_below_of`
+    (None or "auto": the model's own cut)."""
     from .errors import ModelError
     from .finders import create_finder
 
@@ -423,7 +431,7 @@ def multi_tracker_for(
         max_tracks=max_tracks,
         margin=meta.box_margin,
         min_score=min_score,
-        lost_below=lost_below,
+        lost_below=lost_below_of(meta, lost_below),
         find_every=find_every,
         drop_after=drop_after,
     )

@@ -30,6 +30,25 @@ Detector = Callable[[np.ndarray], "CropBox | None"]
 # `select` clips (benchmarks/results/tracked_choice_pose.md): 0.1 followed the person in 73 % of the
 # frames against 38 % at 0.3; faces were the same at both.
 CROP_MIN_SCORE = 0.1
+# The mean landmark score under which a track is lost, where the model records no cut of its
+# own (edge.live --lost-below auto). Set for the first bundled pose model's scores: about the
+# 5th percentile of its mean score on people in the tracker's crops (0.31 on the pose task's
+# select side), which is how training.evaluate --calibrate-tracking measures a model's own.
+DEFAULT_LOST_BELOW = 0.3
+# What --calibrate-tracking records: this percentile of the mean landmark score on people.
+LOST_CUT_PERCENTILE = 5.0
+
+
+def lost_below_of(meta: LandmarkMetadata, given: float | str | None = None) -> float:
+    """The mean landmark score under which a track of this model is lost: ``given`` when it
+    is a number; else (None or "auto") the cut the model records, its metadata's
+    ``extra["tracking"]["lost_below"]`` (written by ``training.evaluate
+    --calibrate-tracking``), else :data:`DEFAULT_LOST_BELOW`. A model's scores are its own
+    (a wider skeleton, another training set, move them), so one cut does not fit every model."""
+    if given is not None and given != "auto":
+        return float(given)
+    recorded = (meta.extra or {}).get("tracking", {}).get("lost_below")
+    return DEFAULT_LOST_BELOW if recorded is None else float(recorded)
 
 
 def crop_from_landmarks(
@@ -83,7 +102,7 @@ def next_crop(
     *,
     margin: float,
     min_score: float = CROP_MIN_SCORE,
-    lost_below: float = 0.3,
+    lost_below: float = DEFAULT_LOST_BELOW,
     frame_size: tuple[int, int] | None = None,
 ) -> CropBox | None:
     """The crop to use on the next frame, or None when the track is lost.
@@ -123,7 +142,7 @@ class LandmarkTracker:
         *,
         margin: float,
         min_score: float = CROP_MIN_SCORE,
-        lost_below: float = 0.3,
+        lost_below: float = DEFAULT_LOST_BELOW,
         detector: Detector | None = None,
         max_shrink: float = 0.5,
         probe_every: int = 0,
@@ -273,14 +292,14 @@ def tracker_for(
     face_detector: str | None = None,
     person_finder: str | None = None,
     min_score: float = CROP_MIN_SCORE,
-    lost_below: float = 0.3,
+    lost_below: float | str | None = None,
     probe_every: int = 4,
 ) -> LandmarkTracker:
     """The single-subject tracker a model's task needs: when the track is lost, faces (and
     face parts) fall back to ``face_detector`` and bodies to ``person_finder`` (a finder name
     of :mod:`edge.finders`, a .tflite, or None / "auto": :func:`finder_spec`); a body with no
     finder ("none") to the whole frame and the search boxes probed every ``probe_every``
-    frames."""
+    frames. ``lost_below``: :func:`lost_below_of` (None or "auto": the model's own cut)."""
     from .finders import create_finder
 
     spec = finder_spec(meta, face_detector=face_detector, person_finder=person_finder)
@@ -288,7 +307,7 @@ def tracker_for(
     return LandmarkTracker(
         margin=meta.box_margin,
         min_score=min_score,
-        lost_below=lost_below,
+        lost_below=lost_below_of(meta, lost_below),
         detector=detector,
         probe_every=probe_every,
     )

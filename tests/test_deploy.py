@@ -656,7 +656,7 @@ def test_exec_start_is_the_command_systemd_runs() -> None:
         "--min-score",
         "0.3",
         "--lost-below",
-        "0.3",
+        "auto",  # the model's own cut, else 0.3 (edge.tracking.lost_below_of)
         "--keep-mb",
         "1000.0",
         "--max-people",

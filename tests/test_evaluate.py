@@ -297,3 +297,52 @@ def test_evaluate_cli_scores_aflw2000_3d_by_box_and_yaw(tmp_path):
     assert [values[f"images_yaw_{b}"] for b in ("0-30", "30-60", "60-90")] == [2, 1, 1]
     bins = [values[f"nme_yaw_{b}"] for b in ("0-30", "30-60", "60-90")]
     assert values["nme_balanced"] == pytest.approx(np.mean(bins))
+
+
+def test_calibrate_tracking_records_the_models_lost_cut_and_edge_live_takes_it(tmp_path):
+    """training.evaluate --calibrate-tracking records the 5th percentile of the model's mean
+    landmark score on the scored crops in the .tflite; edge.live --lost-below auto (its
+    default) loses the track by that cut, and a number given on the command line wins."""
+    import shutil
+
+    from edge_fixtures import POSE_FLOAT
+
+    from edge.metadata import read_metadata, verify_digest
+    from training.lost_cut import record_lost_cut
+
+    model = tmp_path / "pose.tflite"
+    shutil.copy(POSE_FLOAT, model)
+    out = tmp_path / "eval"
+    proc = _cli(
+        "training.evaluate",
+        *("--model", str(model), "--dataset", "synthetic-pose", "--split", "val"),
+        *("--option", "size=24", "--out", str(out), "--pictures", "0"),
+        "--calibrate-tracking",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    measured = json.loads((out / "metrics.json").read_text())["tracking"]
+    recorded = read_metadata(model).extra["tracking"]
+    assert recorded == measured and measured["samples"] == 24 and measured["percentile"] == 5
+    assert f"recorded the lost cut {measured['lost_below']:.3f} in {model}" in proc.stdout
+    assert verify_digest(model) is not None  # the rewritten model still checks out
+    size = model.stat().st_size
+    record_lost_cut(model, measured)  # recording again replaces the old record's payload
+    assert model.stat().st_size - size < 64  # (only the emptied buffers' slots remain)
+
+    def tracking(*flags: str) -> list[bool]:
+        log = tmp_path / f"live{len(list(tmp_path.glob('live*.jsonl')))}.jsonl"  # a new file
+        done = _cli(
+            "edge.live",
+            *("--model", str(model), "--source", "demo", "--max-frames", "4"),
+            *("--no-display", "--quiet", "--person-finder", "none", "--jsonl", str(log)),
+            *flags,
+        )
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line)["tracking"] for line in log.read_text().splitlines()]
+
+    record_lost_cut(model, {**measured, "lost_below": 1e9})  # nothing scores that high
+    lost = tracking()
+    assert lost and not any(lost)
+    record_lost_cut(model, {**measured, "lost_below": -1e9})  # everything does
+    assert tracking() == [True] * len(lost)
+    assert tracking("--lost-below", "1e6") == lost  # the command line wins

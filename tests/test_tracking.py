@@ -313,3 +313,26 @@ def test_edge_live_decodes_a_finder_as_find_does_with_its_overrides():
         assert [f.corners.tolist() for f in piped] == [f.corners.tolist() for f in found]
         counts.append(len(found))
     assert counts[1] > counts[0]  # overlapping finds kept: the override reached the decoder
+
+
+def test_the_lost_cut_is_the_models_own_unless_given():
+    """edge.live --lost-below auto: the cut a model records (training.evaluate
+    --calibrate-tracking), else 0.3; a number given wins; the tracker built for the model
+    loses its track by that cut."""
+    from dataclasses import replace
+
+    from edge.metadata import LandmarkMetadata
+    from edge.tracking import DEFAULT_LOST_BELOW, lost_below_of, tracker_for
+
+    plain = LandmarkMetadata.for_skeleton("mpii16", input_size=(64, 64), heatmap_size=(16, 16))
+    calibrated = replace(plain, extra={"tracking": {"lost_below": 0.21, "percentile": 5.0}})
+    assert DEFAULT_LOST_BELOW == 0.3
+    assert lost_below_of(plain) == lost_below_of(plain, "auto") == 0.3
+    assert lost_below_of(calibrated) == lost_below_of(calibrated, "auto") == 0.21
+    assert lost_below_of(calibrated, 0.5) == 0.5
+    tracker = tracker_for(calibrated, person_finder="none")
+    assert tracker.lost_below == 0.21
+    points = np.stack([np.linspace(10, 50, 16), np.linspace(5, 60, 16)], axis=1)
+    tracker.box_for(np.zeros((64, 64, 3), np.uint8))
+    assert tracker.update(points, np.full(16, 0.25))  # above its own cut, under 0.3
+    assert not tracker.update(points, np.full(16, 0.2))

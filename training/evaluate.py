@@ -155,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
         "per-source tables and for telling clips from photos (default: the one "
         "beside the data, if any)",
     )
+    p.add_argument(
+        "--calibrate-tracking",
+        action="store_true",
+        help="record the tracker's lost cut measured here (the 5th percentile of the mean "
+        "landmark score on these crops; printed in any case) in the model: a .tflite's "
+        "metadata, or a .keras model's sidecar, which the converter embeds; edge.live "
+        "--lost-below auto then uses it. Measure on the side that chooses models (select) "
+        "with --crop jitter",
+    )
     return p
 
 
@@ -200,6 +209,7 @@ def options_from_args(args: argparse.Namespace) -> EvaluateOptions:
         crop=args.crop,
         jitter_seed=args.jitter_seed,
         sources=args.sources,
+        calibrate_tracking=args.calibrate_tracking,
     )
 
 

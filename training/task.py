@@ -73,6 +73,8 @@ class EvaluateOptions:
     crop: str = "exact"  # or "jitter"
     jitter_seed: int = 0
     sources: Path | None = None
+    # Record the tracker's lost cut measured here in the model (training.lost_cut).
+    calibrate_tracking: bool = False
 
     def batch_progress(self, samples: int) -> Callable[[Iterable], Iterable]:
         """A progress bar over the batches that score ``samples`` samples, named after the

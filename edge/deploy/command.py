@@ -15,6 +15,7 @@ from ..cli import (
     non_negative_float,
     resolve_model,
     run_cli,
+    score_or_auto,
 )
 from ..errors import DeployError, EdgeError
 from ..metadata import LandmarkMetadata, read_metadata
@@ -93,9 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     svc.add_argument(
         "--lost-below",
-        type=non_negative_float,
-        default=0.3,
-        help="edge.live --lost-below: mean score that restarts tracking (default 0.3)",
+        type=score_or_auto,
+        default="auto",
+        metavar="auto|S",
+        help="edge.live --lost-below: mean score that restarts tracking (default auto: the "
+        "cut the model records, else 0.3)",
     )
     svc.add_argument(
         "--keep-mb",

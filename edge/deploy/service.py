@@ -90,7 +90,7 @@ class ServiceSettings:
     serve: str = DEFAULT_SERVE
     threads: int = DEFAULT_THREADS  # the same default as every CLI (edge.cli)
     min_score: float = 0.3  # edge.live --min-score
-    lost_below: float = 0.3  # edge.live --lost-below
+    lost_below: float | str = "auto"  # edge.live --lost-below: auto, the model's own cut
     keep_mb: float = DEFAULT_KEEP_MB  # edge.live --keep-mb: the recordings' disk budget
     # Several subjects (edge.live --max-people / --max-faces) and how they are found:
     # --person-finder / --face-detector take a finder's name, none, auto (people only) or the
@@ -151,7 +151,8 @@ def render_env(s: ServiceSettings) -> str:
         "# BINLAND_SOURCE: picamera2, a camera index (0), a video file or an image folder.\n"
         "# BINLAND_MIN_SCORE: landmarks below this score are not trusted (not drawn filled,\n"
         "# held by the smoother; edge.live --crop-min-score, in BINLAND_ARGS, is the cut for\n"
-        "# the next crop). BINLAND_LOST_BELOW: mean score below which the track restarts.\n"
+        "# the next crop). BINLAND_LOST_BELOW: mean score below which the track restarts\n"
+        "# (auto: the cut the model records, else 0.3).\n"
         "# BINLAND_KEEP_MB: recordings in the output folder are kept under this many MB, the\n"
         "# oldest deleted first (edge.live --keep-mb; a restart never overwrites a recording).\n"
         "# BINLAND_MAX_PEOPLE, BINLAND_MAX_FACES: follow up to this many people (pose models) or\n"
@@ -170,7 +171,7 @@ def render_env(s: ServiceSettings) -> str:
         f"BINLAND_SERVE={q(s.serve)}\n"
         f"BINLAND_THREADS={q(str(s.threads))}\n"
         f"BINLAND_MIN_SCORE={q(repr(s.min_score))}\n"
-        f"BINLAND_LOST_BELOW={q(repr(s.lost_below))}\n"
+        f"BINLAND_LOST_BELOW={q(str(s.lost_below))}\n"
         f"BINLAND_KEEP_MB={q(repr(s.keep_mb))}\n"
         + "".join(f"{key}={q(value)}\n" for key, value in multi_settings(s).items())
         + f"BINLAND_ARGS={q(shlex.join(s.extra_args))}\n"

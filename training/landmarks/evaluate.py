@@ -36,6 +36,7 @@ from edge.transform import apply_affine, invert_affine
 from ..crop_jitter import CropJitter, crop_jitter
 from ..data.augment import Normalisation, crop_sample
 from ..data.base import DatasetError, LandmarkDataset, iter_samples, open_dataset
+from ..lost_cut import describe_lost_cut, measure_lost_cut, record_lost_cut
 from ..predictor import Predictor, load_predictor
 from ..scoring import PROTOCOLS, Predictions, Score, box_row, score
 from ..segmentation.data import PARTS_DATASETS
@@ -334,6 +335,9 @@ def evaluate(options: EvaluateOptions) -> int:
         report.print_breakdown(index)
     if options.out is not None:
         report.write(dataset)
+    if options.calibrate_tracking:
+        written = record_lost_cut(options.model, report.tracking)
+        print(f"recorded the lost cut {report.tracking['lost_below']:.3f} in {written}")
     return 0
 
 
@@ -359,6 +363,14 @@ class _Report:
             score(self.placed, protocol, self.skeleton) for protocol in self.protocols
         ]
         self.sources: dict = {}  # the per-group and per-source tables, when there is an index
+        # The tracker's lost cut these crops give (training.lost_cut), and where it was measured.
+        self.tracking = {
+            **measure_lost_cut(preds.scores),
+            "crop": options.crop,
+            "dataset": options.dataset,
+            "data": str(options.data),
+            "split": split,
+        }
 
     def print_scores(self) -> None:
         o, preds = self.options, self.preds
@@ -381,6 +393,7 @@ class _Report:
                 )
             )
             print(verdict_line(result, base))
+        print(describe_lost_cut(self.tracking))
 
     def print_breakdown(self, index) -> None:
         groups, sources = breakdown(
@@ -426,6 +439,7 @@ class _Report:
                 "clearly_beaten": clearly_better(result, base),
             },
             **self.sources,
+            "tracking": self.tracking,
         }
         metrics = o.write_metrics(report)
         plot_curve(result, o.out / "curve.png", label=o.model.name)
