@@ -22,6 +22,17 @@ import numpy as np
 REFINEMENTS = ("quarter", "dark", "none")
 
 
+def mirror_average(
+    heatmaps: np.ndarray, mirrored: np.ndarray, permutation: np.ndarray
+) -> np.ndarray:
+    """The flip test: ``heatmaps`` (N, h, w, K) of crops averaged with ``mirrored``, those
+    of the same crops mirrored left to right, mirrored back and their left/right channels
+    swapped (``permutation``: :meth:`edge.skeletons.Skeleton.flip_permutation`). With cell
+    ``j`` centred on crop x ``(j + 0.5) * stride - 0.5``, mirroring the heatmap array
+    (``j -> w - 1 - j``) is exactly the crop's mirror (``x -> S - 1 - x``)."""
+    return 0.5 * (heatmaps + mirrored[:, :, ::-1, :][..., permutation])
+
+
 def crop_to_heatmap(points: np.ndarray, stride: float) -> np.ndarray:
     return (np.asarray(points, dtype=np.float64) + 0.5) / stride - 0.5
 

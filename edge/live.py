@@ -161,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = p.add_argument_group("inference")
     add_backend_argument(run)
     add_threads_argument(run)
+    run.add_argument(
+        "--flip-test",
+        action="store_true",
+        help="landmark models: also run each crop mirrored and average the two (two "
+        "inferences a crop, for a few points of accuracy: docs/measured.md); the skeleton "
+        "needs left/right pairs",
+    )
     track = p.add_argument_group("tracking and smoothing")
     track.add_argument(
         "--min-score",
@@ -374,6 +381,20 @@ def _tracker(args: argparse.Namespace, meta: LandmarkMetadata) -> LandmarkTracke
     )
 
 
+def _check_flip(args: argparse.Namespace, meta: LandmarkMetadata, path: Path) -> None:
+    """--flip-test runs landmark models only, whose skeleton has left/right pairs."""
+    from .model import LandmarkModel
+    from .skeletons import get_skeleton
+    from .tasks import model_class
+
+    if not args.flip_test:
+        return
+    if model_class(meta.task) is not LandmarkModel:
+        raise EdgeError(f"--flip-test is for landmark models; {path.name} is a {meta.task} model")
+    if not get_skeleton(meta.skeleton).flip_pairs:
+        raise EdgeError(f"--flip-test needs left/right landmark pairs; {meta.skeleton} has none")
+
+
 def _check_model_input(meta, path: Path) -> None:
     w, h = meta.input_size
     if max(w, h) > MAX_INPUT_SIDE:
@@ -518,7 +539,8 @@ def _open_pipeline(
     """The model (its task's class) and its per-frame chain for a video."""
     from .tasks import open_model
 
-    model = open_model(model_path, backend=args.backend, num_threads=args.threads)
+    options = {"flip_test": True} if args.flip_test else {}  # (landmark models: _check_flip)
+    model = open_model(model_path, backend=args.backend, num_threads=args.threads, **options)
     meta = model.metadata
     say(
         f"model: {model_path.name} ({meta.skeleton}, {model.output_description}, "
@@ -610,6 +632,7 @@ def run(args: argparse.Namespace) -> int:
     meta = read_metadata(model_path)  # a bad file fails here, before anything is opened
     _check_model_input(meta, model_path)
     _check_counts(args, meta)
+    _check_flip(args, meta, model_path)
     say = (lambda *_: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     outputs = Outputs()
     progress = _Progress()

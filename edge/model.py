@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, overload
 import numpy as np
 
 from .backends.base import DEFAULT_THREADS
-from .codec import HeatmapCodec
+from .codec import HeatmapCodec, mirror_average
 from .errors import ModelError
 from .network import Network, as_bgr
+from .skeletons import get_skeleton
 from .transform import CropBox
 
 if TYPE_CHECKING:
@@ -54,6 +55,9 @@ class LandmarkModel(Network):
     ``backend`` is ``"auto"``, ``"lce"`` or ``"tflite"`` (see :mod:`edge.backends`);
     ``backend_options`` go to the backend (e.g. ``runtime="ai_edge_litert"`` for tflite).
     ``refine`` overrides the sub-cell refinement recorded in the metadata (edge.codec).
+    ``flip_test``: each crop is also run mirrored and the two heatmaps averaged
+    (:func:`edge.codec.mirror_average`): two inferences a crop, for a few points of accuracy
+    (docs/measured.md); the skeleton needs left/right pairs.
     Loading, the checks and the network call are :class:`edge.network.Network`'s.
     """
 
@@ -64,10 +68,19 @@ class LandmarkModel(Network):
         backend: str = "auto",
         num_threads: int = DEFAULT_THREADS,
         refine: str | None = None,
+        flip_test: bool = False,
         **backend_options,
     ) -> None:
         super().__init__(path, backend=backend, num_threads=num_threads, **backend_options)
         self.codec: HeatmapCodec = self.metadata.codec(refine)
+        self.flip_test = flip_test
+        skeleton = get_skeleton(self.metadata.skeleton)
+        if flip_test and not skeleton.flip_pairs:
+            raise ModelError(
+                f"{self.path}: the flip test needs left/right landmark pairs, and "
+                f"{skeleton.name} has none"
+            )
+        self._flip = skeleton.flip_permutation()
         self._finders: dict[str, Finder] = {}  # predict's finders by name, loaded once
 
     def _check_task(self) -> None:
@@ -84,6 +97,17 @@ class LandmarkModel(Network):
             )
 
     output_kind = "landmarks"
+
+    def predict_heatmaps(self, crop_batch: np.ndarray) -> np.ndarray:
+        """The heatmaps (N, h, w, K) of BGR crops (N, H, W, 3); with ``flip_test`` the mean of
+        the crops' and their mirrors' (mirrored back, left and right swapped)."""
+        heatmaps = super().predict_heatmaps(crop_batch)
+        if not self.flip_test:
+            return heatmaps
+        mirrored = super().predict_heatmaps(
+            np.ascontiguousarray(np.asarray(crop_batch)[:, :, ::-1])
+        )
+        return mirror_average(heatmaps, mirrored, self._flip)
 
     @property
     def output_channels(self) -> int:

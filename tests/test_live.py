@@ -229,6 +229,12 @@ def test_clean_exits_with_one_line_messages(pose_model, tmp_path):
     finally:
         holder.close()
     _one_line_error(live("--model", pose_model, "--frobnicate"), "unrecognized arguments")
+    # The flip test mirrors landmarks, not a face-part model's class maps: refused before
+    # anything loads.
+    _one_line_error(
+        live("--model", REPO / "edge/models/faceparts.tflite", "--source", "demo", "--flip-test"),
+        "--flip-test is for landmark models; faceparts.tflite is a segmentation model",
+    )
 
 
 def test_default_model_is_the_bundled_pose_model(tmp_path):

@@ -131,3 +131,37 @@ def test_a_better_probe_replaces_the_track(model):
     second = pipeline.process(Frame(image, 0.1, 1))  # tracked, plus a probe that wins
     assert first.tracking and second.tracking
     assert second.scores.mean() == pytest.approx(good.max(), rel=1e-3)
+
+
+def test_the_flip_test_predicts_a_mirrored_crop_as_the_mirror_of_the_crop():
+    """LandmarkModel(flip_test=True) averages each crop's heatmaps with its mirror's (mirrored
+    back, left and right swapped): so its heatmaps of a mirrored crop are exactly the mirror
+    of the crop's, left and right swapped, which a plain 1-bit network's are not; and the
+    landmarks predict() finds with it differ from the plain model's. The bundled model
+    (bitpacked, through the delegate) on the demo figure."""
+    import cv2
+
+    from edge.cli import BUNDLED
+    from edge.skeletons import get_skeleton
+    from edge.transform import crop_matrix
+
+    source = DemoSource()
+    for _ in range(40):  # the figure mid-walk, one arm raised
+        image = source.read().image
+    box = CropBox((300.0, 250.0), 420.0)
+    plain = LandmarkModel(BUNDLED["pose"], num_threads=1)
+    flipped = LandmarkModel(BUNDLED["pose"], num_threads=1, flip_test=True)
+    size = plain.metadata.input_size
+    crop = cv2.warpAffine(image, crop_matrix(box, size), size)[None]
+    mirror = np.ascontiguousarray(crop[:, :, ::-1])
+    perm = get_skeleton(plain.metadata.skeleton).flip_permutation()
+
+    def asymmetry(model: LandmarkModel) -> float:
+        a, b = model.predict_heatmaps(crop), model.predict_heatmaps(mirror)
+        return float(np.abs(b[:, :, ::-1, :][..., perm] - a).max())
+
+    assert asymmetry(flipped) < 1e-6
+    assert asymmetry(plain) > 0.05
+    with_flip, without = flipped.predict(image, box), plain.predict(image, box)
+    assert np.all(np.isfinite(with_flip.points)) and len(with_flip.points) == len(perm)
+    assert np.abs(with_flip.points - without.points).max() > 0.5

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.codec import HeatmapCodec
+from edge.codec import HeatmapCodec, mirror_average
 from edge.errors import ModelError
 from edge.metadata import LandmarkMetadata
 from edge.skeletons import Skeleton, get_skeleton
@@ -143,9 +143,7 @@ def predict_dataset(
         heatmaps = predictor.heatmaps(batch)
         if flip_test:
             mirrored = predictor.heatmaps(np.ascontiguousarray(batch[:, :, ::-1]))
-            # Heatmap cell j is centred on crop x = (j + 0.5) * stride - 0.5, so mirroring
-            # the heatmap array (j -> w-1-j) is exactly the crop mirror (x -> S-1-x).
-            heatmaps = 0.5 * (heatmaps + mirrored[:, :, ::-1, :][..., perm])
+            heatmaps = mirror_average(heatmaps, mirrored, perm)
         crop_points, scores = codec.decode(heatmaps)
         for s, box, inv, p, sc in zip(
             samples, crop_boxes, inverses, crop_points, scores, strict=True
