@@ -590,7 +590,13 @@ def check_model(path: Path | None, *, backend: str, num_threads: int, frames: in
     elif meta.task == "segmentation":
         what = f"{meta.skeleton} ({meta.num_outputs} classes)"
     else:
-        what = f"{meta.skeleton} ({meta.num_landmarks} points)"
+        from .tracking import lost_below_of
+
+        recorded = "tracking" in meta.extra
+        what = (
+            f"{meta.skeleton} ({meta.num_landmarks} points), lost below a mean score of "
+            f"{lost_below_of(meta):.2f} ({'its own cut' if recorded else 'the default cut'})"
+        )
     detail = (
         f"{path.name}: {meta.model_name} {what}, "
         f"input {meta.input_size[0]}x{meta.input_size[1]}, {meta.weights_format} weights"
