@@ -44,7 +44,8 @@ def test_doctor_reports_python_runtime_model_and_latency(float_model: Path, caps
     assert (
         checks["model"]["status"] == "ok"
         and "mpii16 (16 points), lost below a mean score of 0.30 (the default cut), "
-        "input 64x64, float" in checks["model"]["detail"]
+        "input 64x64, float"
+        in checks["model"]["detail"]
     )
     assert checks["load"]["status"] == "ok"
     latency = checks["latency"]
