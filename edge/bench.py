@@ -158,13 +158,14 @@ def bench_overhead(model, *, frames: int = 200, size: tuple[int, int] = (640, 48
     from .smoothing import OneEuroFilter
     from .sources.demo import DemoSource
     from .timing import StageTimes
-    from .tracking import LandmarkTracker
+    from .tracking import LandmarkTracker, lost_below_of
 
     meta = model.metadata
     source = DemoSource(size=size, loop=True)
     # edge.live's chain for the model's task: a segmentation chain has nothing to smooth.
     pipeline = model.video_pipeline(
-        LandmarkTracker(margin=meta.box_margin), smoother=OneEuroFilter()
+        LandmarkTracker(margin=meta.box_margin, lost_below=lost_below_of(meta)),
+        smoother=OneEuroFilter(),
     )
     stages = ("crop", "decode", "tracking", "smoothing", "drawing")
     if not getattr(pipeline, "smoother", None):
@@ -251,12 +252,18 @@ def bench_people(
     from .smoothing import OneEuroFilter
     from .sources import Frame
     from .timing import StageTimes
+    from .tracking import lost_below_of
 
     meta = model.metadata
     rows = []
     warmup = 5
     for count in counts:
-        tracker = MultiTracker(_TileFinder(count), max_tracks=count, margin=meta.box_margin)
+        tracker = MultiTracker(
+            _TileFinder(count),
+            max_tracks=count,
+            margin=meta.box_margin,
+            lost_below=lost_below_of(meta),
+        )
         pipeline = model.video_pipeline(tracker, smoother=OneEuroFilter())
         times, followed, cpu = StageTimes(), [], []
         for i in range(frames + warmup):

@@ -590,12 +590,12 @@ def check_model(path: Path | None, *, backend: str, num_threads: int, frames: in
     elif meta.task == "segmentation":
         what = f"{meta.skeleton} ({meta.num_outputs} classes)"
     else:
-        from .tracking import lost_below_of
+        from .tracking import lost_below_of, recorded_lost_below
 
-        recorded = "tracking" in meta.extra
+        own = recorded_lost_below(meta) is not None
         what = (
             f"{meta.skeleton} ({meta.num_landmarks} points), lost below a mean score of "
-            f"{lost_below_of(meta):.2f} ({'its own cut' if recorded else 'the default cut'})"
+            f"{lost_below_of(meta):.2f} ({'its own cut' if own else 'the default cut'})"
         )
     detail = (
         f"{path.name}: {meta.model_name} {what}, "

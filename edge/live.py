@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--flip-test",
         action="store_true",
         help="landmark models: also run each crop mirrored and average the two (two "
-        "inferences a crop, for a few points of accuracy: docs/measured.md); the skeleton "
+        "inferences a crop, for a point or so of accuracy: docs/measured.md); the skeleton "
         "needs left/right pairs",
     )
     track = p.add_argument_group("tracking and smoothing")
@@ -384,14 +384,13 @@ def _tracker(args: argparse.Namespace, meta: LandmarkMetadata) -> LandmarkTracke
 def _check_flip(args: argparse.Namespace, meta: LandmarkMetadata, path: Path) -> None:
     """--flip-test runs landmark models only, whose skeleton has left/right pairs."""
     from .model import LandmarkModel
-    from .skeletons import get_skeleton
     from .tasks import model_class
 
     if not args.flip_test:
         return
     if model_class(meta.task) is not LandmarkModel:
         raise EdgeError(f"--flip-test is for landmark models; {path.name} is a {meta.task} model")
-    if not get_skeleton(meta.skeleton).flip_pairs:
+    if not meta.flip_pairs:
         raise EdgeError(f"--flip-test needs left/right landmark pairs; {meta.skeleton} has none")
 
 

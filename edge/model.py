@@ -18,7 +18,6 @@ from .backends.base import DEFAULT_THREADS
 from .codec import HeatmapCodec, mirror_average
 from .errors import ModelError
 from .network import Network, as_bgr
-from .skeletons import get_skeleton
 from .transform import CropBox
 
 if TYPE_CHECKING:
@@ -56,7 +55,7 @@ class LandmarkModel(Network):
     ``backend_options`` go to the backend (e.g. ``runtime="ai_edge_litert"`` for tflite).
     ``refine`` overrides the sub-cell refinement recorded in the metadata (edge.codec).
     ``flip_test``: each crop is also run mirrored and the two heatmaps averaged
-    (:func:`edge.codec.mirror_average`): two inferences a crop, for a few points of accuracy
+    (:func:`edge.codec.mirror_average`): two inferences a crop, for a point or so of accuracy
     (docs/measured.md); the skeleton needs left/right pairs.
     Loading, the checks and the network call are :class:`edge.network.Network`'s.
     """
@@ -74,13 +73,15 @@ class LandmarkModel(Network):
         super().__init__(path, backend=backend, num_threads=num_threads, **backend_options)
         self.codec: HeatmapCodec = self.metadata.codec(refine)
         self.flip_test = flip_test
-        skeleton = get_skeleton(self.metadata.skeleton)
-        if flip_test and not skeleton.flip_pairs:
+        # The mirror's channel order, from the model's own left/right pairs (its metadata).
+        self._flip = np.arange(self.metadata.num_landmarks)
+        for a, b in self.metadata.flip_pairs:
+            self._flip[a], self._flip[b] = b, a
+        if flip_test and not self.metadata.flip_pairs:
             raise ModelError(
                 f"{self.path}: the flip test needs left/right landmark pairs, and "
-                f"{skeleton.name} has none"
+                f"{self.metadata.skeleton} has none"
             )
-        self._flip = skeleton.flip_permutation()
         self._finders: dict[str, Finder] = {}  # predict's finders by name, loaded once
 
     def _check_task(self) -> None:
@@ -187,9 +188,13 @@ class LandmarkModel(Network):
             raise ValueError("predict takes a box or a finder, not both")
         from .multipipeline import MultiLandmarkPipeline
         from .multitrack import MultiTracker
+        from .tracking import lost_below_of
 
         tracker = MultiTracker(
-            self._finder(finder), max_tracks=max_people, margin=self.metadata.box_margin
+            self._finder(finder),
+            max_tracks=max_people,
+            margin=self.metadata.box_margin,
+            lost_below=lost_below_of(self.metadata),
         )
         stills = MultiLandmarkPipeline(self, tracker)
         people = stills.process(as_bgr(image_bgr), continuous=False).people

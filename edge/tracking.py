@@ -31,9 +31,9 @@ Detector = Callable[[np.ndarray], "CropBox | None"]
 # frames against 38 % at 0.3; faces were the same at both.
 CROP_MIN_SCORE = 0.1
 # The mean landmark score under which a track is lost, where the model records no cut of its
-# own (edge.live --lost-below auto). Set for the first bundled pose model's scores: about the
-# 5th percentile of its mean score on people in the tracker's crops (0.31 on the pose task's
-# select side), which is how training.evaluate --calibrate-tracking measures a model's own.
+# own (edge.live --lost-below auto). Set for the first bundled pose model's scores: the 5th
+# percentile of its mean score on people in the tracker's crops is 0.301 on the pose task's
+# select clips, which is how training.evaluate --calibrate-tracking measures a model's own.
 DEFAULT_LOST_BELOW = 0.3
 # What --calibrate-tracking records: this percentile of the mean landmark score on people.
 LOST_CUT_PERCENTILE = 5.0
@@ -47,8 +47,15 @@ def lost_below_of(meta: LandmarkMetadata, given: float | str | None = None) -> f
     (a wider skeleton, another training set, move them), so one cut does not fit every model."""
     if given is not None and given != "auto":
         return float(given)
+    recorded = recorded_lost_below(meta)
+    return DEFAULT_LOST_BELOW if recorded is None else recorded
+
+
+def recorded_lost_below(meta: LandmarkMetadata) -> float | None:
+    """The lost cut the model records (its metadata's ``extra["tracking"]["lost_below"]``),
+    or None."""
     recorded = (meta.extra or {}).get("tracking", {}).get("lost_below")
-    return DEFAULT_LOST_BELOW if recorded is None else float(recorded)
+    return None if recorded is None else float(recorded)
 
 
 def crop_from_landmarks(

@@ -317,7 +317,7 @@ def test_calibrate_tracking_records_the_models_lost_cut_and_edge_live_takes_it(t
         "training.evaluate",
         *("--model", str(model), "--dataset", "synthetic-pose", "--split", "val"),
         *("--option", "size=24", "--out", str(out), "--pictures", "0"),
-        "--calibrate-tracking",
+        *("--crop", "jitter", "--calibrate-tracking"),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     measured = json.loads((out / "metrics.json").read_text())["tracking"]
@@ -328,6 +328,19 @@ def test_calibrate_tracking_records_the_models_lost_cut_and_edge_live_takes_it(t
     size = model.stat().st_size
     record_lost_cut(model, measured)  # recording again replaces the old record's payload
     assert model.stat().st_size - size < 64  # (only the emptied buffers' slots remain)
+
+    # Refused before any scoring: crops that are not the tracker's, or flip-test scores.
+    for flags, words in (
+        ((), "add --crop jitter"),
+        (("--crop", "jitter", "--flip-test"), "drop --flip-test"),
+    ):
+        done = _cli(
+            "training.evaluate",
+            *("--model", str(model), "--dataset", "synthetic-pose", "--split", "val"),
+            *("--option", "size=4", "--calibrate-tracking", *flags),
+        )
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert words in done.stderr
 
     def tracking(*flags: str) -> list[bool]:
         log = tmp_path / f"live{len(list(tmp_path.glob('live*.jsonl')))}.jsonl"  # a new file

@@ -8,7 +8,7 @@ here as the :data:`edge.tracking.LOST_CUT_PERCENTILE`-th percentile of the model
 landmark score on labelled people, in the crops the evaluation made (``training.evaluate
 --crop jitter``: as the tracker moves them): the track of a person is lost in that share of
 such crops. That percentile is how the first bundled pose model's cut (0.3) compares with
-its scores (0.31 on the pose task's select side). ``training.evaluate --calibrate-tracking``
+its scores (0.301 on the pose task's select clips). ``training.evaluate --calibrate-tracking``
 records it in the model, where ``edge.live --lost-below auto`` reads it
 (:func:`edge.tracking.lost_below_of`). Measure it on the side that chooses models
 (``select``), never on the one that reports them.
@@ -17,6 +17,7 @@ records it in the model, where ``edge.live --lost-below auto`` reads it
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -54,6 +55,28 @@ def describe_lost_cut(tracking: dict) -> str:
     )
 
 
+def check_calibration(model: Path, *, crop: str, flip_test: bool) -> None:
+    """Refuse, before any scoring, what ``--calibrate-tracking`` cannot record: a model that is
+    neither a .tflite nor a .keras with its sidecar, crops that are not the tracker's
+    (``--crop jitter``), or flip-test scores (edge.live runs without it by default)."""
+    model = Path(model)
+    if crop != "jitter":
+        raise ModelError("--calibrate-tracking measures the tracker's crops: add --crop jitter")
+    if flip_test:
+        raise ModelError(
+            "--calibrate-tracking records the cut for the plain model, which edge.live runs by "
+            "default: drop --flip-test"
+        )
+    if model.suffix == ".tflite":
+        return
+    if model.suffix not in KERAS_SUFFIXES:
+        raise ModelError(
+            f"--calibrate-tracking records the cut in a .tflite or .keras model, not {model}"
+        )
+    if load_sidecar(model)[0] is None:
+        raise ModelError(f"{model} has no landmark sidecar to record the lost cut in")
+
+
 def record_lost_cut(model: Path, tracking: dict) -> Path:
     """Record ``tracking`` (:func:`measure_lost_cut`'s, with where it was measured) as the
     model's ``extra["tracking"]``: inside a .tflite (its metadata and digest rewritten), or
@@ -64,13 +87,13 @@ def record_lost_cut(model: Path, tracking: dict) -> Path:
 
         data = model.read_bytes()
         meta = read_metadata(data)
-        model.write_bytes(write_landmark_metadata(data, _with_tracking(meta, tracking)))
+        _replace(model, write_landmark_metadata(data, _with_tracking(meta, tracking)))
         return model
     if model.suffix in KERAS_SUFFIXES:
         meta, path = load_sidecar(model)
         if meta is None or path is None:
             raise ModelError(f"{model} has no landmark sidecar to record the lost cut in")
-        path.write_text(_with_tracking(meta, tracking).to_json())
+        _replace(path, _with_tracking(meta, tracking).to_json().encode("utf-8"))
         return path
     raise ModelError(
         f"--calibrate-tracking records the cut in a .tflite or .keras model, not {model}"
@@ -84,3 +107,11 @@ def _with_tracking(meta: LandmarkMetadata, tracking: dict) -> LandmarkMetadata:
     return replace(
         meta, extra={**meta.extra, "tracking": json.loads(json.dumps(tracking, default=str))}
     )
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write ``data`` over ``path`` whole or not at all (an interrupted write leaves the old
+    model, never half of one)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)

@@ -24,6 +24,7 @@ from ..tracking import (
     BUNDLED_FACE_FINDER,
     BUNDLED_PERSON_FINDER,
     DEFAULT_FACE_DETECTOR,
+    DEFAULT_LOST_BELOW,
 )
 from .plan import deploy
 from .service import (
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         metavar="auto|S",
         help="edge.live --lost-below: mean score that restarts tracking (default auto: the "
-        "cut the model records, else 0.3)",
+        f"cut the model records, else {DEFAULT_LOST_BELOW:g})",
     )
     svc.add_argument(
         "--keep-mb",

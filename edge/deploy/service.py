@@ -19,7 +19,7 @@ from ..access import STREAM_USER, TOKEN_ENV
 from ..backends.base import DEFAULT_THREADS
 from ..errors import DeployError
 from ..multitrack import DEFAULT_DROP_AFTER, DEFAULT_FIND_EVERY
-from ..tracking import AUTO_FINDER, DEFAULT_FACE_DETECTOR
+from ..tracking import AUTO_FINDER, DEFAULT_FACE_DETECTOR, DEFAULT_LOST_BELOW
 
 SERVICE_NAME = "binland.service"
 DEFAULT_PREFIX = "/opt/binland"
@@ -152,7 +152,7 @@ def render_env(s: ServiceSettings) -> str:
         "# BINLAND_MIN_SCORE: landmarks below this score are not trusted (not drawn filled,\n"
         "# held by the smoother; edge.live --crop-min-score, in BINLAND_ARGS, is the cut for\n"
         "# the next crop). BINLAND_LOST_BELOW: mean score below which the track restarts\n"
-        "# (auto: the cut the model records, else 0.3).\n"
+        f"# (auto: the cut the model records, else {DEFAULT_LOST_BELOW:g}).\n"
         "# BINLAND_KEEP_MB: recordings in the output folder are kept under this many MB, the\n"
         "# oldest deleted first (edge.live --keep-mb; a restart never overwrites a recording).\n"
         "# BINLAND_MAX_PEOPLE, BINLAND_MAX_FACES: follow up to this many people (pose models) or\n"

@@ -36,7 +36,7 @@ from edge.transform import apply_affine, invert_affine
 from ..crop_jitter import CropJitter, crop_jitter
 from ..data.augment import Normalisation, crop_sample
 from ..data.base import DatasetError, LandmarkDataset, iter_samples, open_dataset
-from ..lost_cut import describe_lost_cut, measure_lost_cut, record_lost_cut
+from ..lost_cut import check_calibration, describe_lost_cut, measure_lost_cut, record_lost_cut
 from ..predictor import Predictor, load_predictor
 from ..scoring import PROTOCOLS, Predictions, Score, box_row, score
 from ..segmentation.data import PARTS_DATASETS
@@ -266,6 +266,8 @@ def check(options: EvaluateOptions) -> None:
     if options.out is not None and options.out.exists() and not options.out.is_dir():
         # Found now, not after the whole set has been scored.
         raise DatasetError(f"--out {options.out} is a file, not a folder")
+    if options.calibrate_tracking:
+        check_calibration(options.model, crop=options.crop, flip_test=options.flip_test)
 
 
 def mean_shape_for(options: EvaluateOptions, split: str, threads: int = 4) -> MeanShape | None:
@@ -365,6 +367,7 @@ class _Report:
         self.tracking = {
             **measure_lost_cut(preds.scores),
             "crop": options.crop,
+            "flip_test": options.flip_test,
             "dataset": options.dataset,
             "data": str(options.data),
             "split": split,
