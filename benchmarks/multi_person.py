@@ -190,27 +190,11 @@ def our_people(result, min_score: float = BOX_MIN_SCORE) -> list[Person]:
 
 def load_mean_shape(skeleton: str, path: Path | None = None):
     """The mean shape of the training side's people in ``skeleton``, averaged as
-    ``training.evaluate`` averages its baseline (benchmarks.tracked.load_mean); ``path`` (an
-    MPII JSON, or a COCO JSON with the label tool's ``images/`` beside its folder) instead of
-    the default labels."""
-    if path is None:
-        from benchmarks import tracked  # (it imports this module)
+    ``training.evaluate`` averages its baseline (benchmarks.tracked.load_mean, which reads
+    ``path`` instead of the default labels when given)."""
+    from benchmarks import tracked  # (it imports this module)
 
-        return tracked.load_mean("pose", skeleton)[0]
-    from training.data.base import open_dataset
-    from training.validation import BASELINE_LIMIT, collect_shapes, evenly_spread, mean_shape_of
-
-    if skeleton == "coco17":
-        people = open_dataset(
-            "coco", str(path), split="train", images=str(path.parent.parent / "images")
-        )
-    else:
-        people = open_dataset("mpii", str(path), split="train")
-    shapes = collect_shapes(people, evenly_spread(len(people), BASELINE_LIMIT), threads=1)
-    where = path.resolve()
-    return mean_shape_of(
-        shapes, str(where.relative_to(REPO) if where.is_relative_to(REPO) else where)
-    )
+    return tracked.load_mean("pose", skeleton, path)[0]
 
 
 def pck_per_person(ids: list[int], pred, skeleton) -> dict[int, list[float]]:
@@ -761,7 +745,7 @@ def run(args: argparse.Namespace) -> int:
     missing = [str(c) for c in clips if not c.is_file()]
     if missing:
         raise BenchError(f"clips not found: {', '.join(missing)}")
-    mean_data = args.mean_shape_data or tracked.mean_data("pose", meta.skeleton)[1]
+    mean_data = tracked.mean_data("pose", meta.skeleton, args.mean_shape_data)[1]
     if not mean_data.is_file():
         kind = "a COCO JSON" if meta.skeleton == "coco17" else "an MPII JSON"
         raise BenchError(

@@ -253,23 +253,25 @@ def face_nme(pred, skeleton) -> tuple[float, float]:
     return values["nme"], values.get("nme_inner", float("nan"))
 
 
-def mean_data(task: str, skeleton: str) -> tuple[str, Path, dict]:
+def mean_data(task: str, skeleton: str, path: Path | None = None) -> tuple[str, Path, dict]:
     """The dataset reader, path and options of the training side the mean shape comes from
-    (benchmarks.held_out reads the same labels the same way)."""
+    (benchmarks.held_out reads the same labels the same way); ``path``: another of the label
+    tool's files in the model's skeleton (an MPII JSON, or a COCO JSON in ``annotations/``
+    with the crops in ``images/`` beside that folder)."""
     root = CLIP_LABELS[task]
     if task == "face":
-        return "300w", root / "train", {"split": "all"}
+        return "300w", path or root / "train", {"split": "all"}
     if skeleton == "coco17":
-        path = root / "annotations" / "person_keypoints_train.json"
-        return "coco", path, {"split": "train", "images": str(root / "images")}
-    return "mpii", root / "annot" / "train.json", {"split": "train"}
+        path = path or root / "annotations" / "person_keypoints_train.json"
+        return "coco", path, {"split": "train", "images": str(path.parent.parent / "images")}
+    return "mpii", path or root / "annot" / "train.json", {"split": "train"}
 
 
-def load_mean(task: str, skeleton: str):
+def load_mean(task: str, skeleton: str, path: Path | None = None):
     from training.data.base import open_dataset
     from training.validation import BASELINE_LIMIT, collect_shapes, evenly_spread, mean_shape_of
 
-    kind, path, options = mean_data(task, skeleton)
+    kind, path, options = mean_data(task, skeleton, path)
     if not path.exists():
         raise BenchError(
             f"{path} not found: the mean shape needs the teacher's labels (python -m training.label)"
