@@ -184,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
         "some landmarks are unsure",
     )
     track.add_argument(
+        "--reacquire",
+        choices=("near", "best"),
+        default="near",
+        help="one subject, when the track is lost: start again from the find overlapping the "
+        "last crop most (near: the subject rarely jumps across the frame), else the finder's "
+        "best; or always the finder's best (best)",
+    )
+    track.add_argument(
         "--lost-below",
         type=score_or_auto,
         default="auto",
@@ -368,6 +376,7 @@ def _tracker(args: argparse.Namespace, meta: LandmarkMetadata) -> LandmarkTracke
             min_score=args.crop_min_score,
             lost_below=args.lost_below,
             probe_every=args.probe_every,
+            reacquire=args.reacquire,
         )
     return multi_tracker_for(
         meta,

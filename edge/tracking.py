@@ -153,9 +153,15 @@ class LandmarkTracker:
         detector: Detector | None = None,
         max_shrink: float = 0.5,
         probe_every: int = 0,
+        reacquire: str = "near",
     ) -> None:
         self.margin = margin
         self.max_shrink = max_shrink
+        # When the track is lost, which of the finder's finds starts it again: "near", the
+        # one overlapping the last followed crop most (the subject rarely jumps across the
+        # frame in a frame), else the best; "best": the finder's best.
+        self.reacquire = reacquire
+        self._last: CropBox | None = None
         # Every probe_every frames, one of search_boxes() is tried next to the tracked box
         # (round robin); the caller keeps whichever scores higher. 0 turns probing off.
         self.probe_every = probe_every
@@ -182,6 +188,7 @@ class LandmarkTracker:
 
     def reset(self) -> None:
         self._box = None
+        self._last = None
 
     def probe_for(self, image: np.ndarray) -> CropBox | None:
         """A search box to try in this frame as well (only while tracking without a detector),
@@ -202,12 +209,26 @@ class LandmarkTracker:
         if self._box is not None:
             return self._box
         if self.detector is not None:
-            return self.detector(image)
+            return self._found(image)
         if self.probe_every:  # searching anyway: cycle through the search boxes while lost
             boxes = search_boxes(w, h)
             self._probes += 1
             return boxes[self._probes % len(boxes)]
         return full_frame_box(w, h)
+
+    def _found(self, image: np.ndarray) -> CropBox | None:
+        """The finder's crop to start again from (see ``reacquire``)."""
+        find = getattr(self.detector, "find", None)
+        if self.reacquire != "near" or self._last is None or find is None:
+            return self.detector(image)
+        finds = find(image)
+        if not finds:
+            return None
+        from .boxes import iou_matrix
+
+        overlaps = iou_matrix([_corners(self._last)], [_corners(f.box) for f in finds])[0]
+        best = int(np.argmax(overlaps))
+        return finds[best].box if overlaps[best] >= 0.1 else finds[0].box
 
     def update(self, points: np.ndarray, scores: np.ndarray, *, from_probe: bool = False) -> bool:
         """Take this frame's landmarks; returns whether the next frame is tracked from them.
@@ -229,7 +250,17 @@ class LandmarkTracker:
         if box is not None and previous is not None and box.size < self.max_shrink * previous.size:
             box = None
         self._box = box
+        if box is not None:
+            self._last = box
         return box is not None
+
+
+def _corners(box: CropBox) -> np.ndarray:
+    """(x0, y0, x1, y1) of a crop box (its rotation ignored: an overlap test)."""
+    half = box.size / 2.0
+    return np.array(
+        [box.center[0] - half, box.center[1] - half, box.center[0] + half, box.center[1] + half]
+    )
 
 
 # Tasks whose subject is a face: when the track is lost, a face finder finds it again.
@@ -301,6 +332,7 @@ def tracker_for(
     min_score: float = CROP_MIN_SCORE,
     lost_below: float | str | None = None,
     probe_every: int = 4,
+    reacquire: str = "near",
 ) -> LandmarkTracker:
     """The single-subject tracker a model's task needs: when the track is lost, faces (and
     face parts) fall back to ``face_detector`` and bodies to ``person_finder`` (a finder name
@@ -317,4 +349,5 @@ def tracker_for(
         lost_below=lost_below_of(meta, lost_below),
         detector=detector,
         probe_every=probe_every,
+        reacquire=reacquire,
     )

@@ -336,3 +336,32 @@ def test_the_lost_cut_is_the_models_own_unless_given():
     tracker.box_for(np.zeros((64, 64, 3), np.uint8))
     assert tracker.update(points, np.full(16, 0.25))  # above its own cut, under 0.3
     assert not tracker.update(points, np.full(16, 0.2))
+
+
+def test_a_lost_track_starts_again_on_the_find_nearest_where_it_was():
+    """One subject lost for a frame: the finder's best find is someone at the back of the
+    room, a weaker one is where the subject was. --reacquire near (the default) takes that
+    one; best takes the finder's best; with nothing near, or nothing followed yet, the best."""
+    from edge.finders.base import Finder, Found
+    from edge.tracking import LandmarkTracker
+
+    class Room(Finder):
+        """Two people: the one at the back found surer than the one in front."""
+
+        def find(self, image: np.ndarray) -> list[Found]:
+            back = Found(0.9, (40, 40, 40, 120), CropBox((60, 100), 150))
+            front = Found(0.5, (300, 200, 80, 240), CropBox((340, 320), 300))
+            return [back, front]
+
+    frame = np.zeros((480, 640, 3), np.uint8)
+    subject = np.stack([np.linspace(310, 370, 16), np.linspace(210, 430, 16)], axis=1)
+    for mode, expected in (("near", (340, 320)), ("best", (60, 100))):
+        tracker = LandmarkTracker(margin=1.25, detector=Room(margin=1.25), reacquire=mode)
+        assert tracker.box_for(frame).center == (60, 100)  # nothing followed yet: the best
+        tracker.start(CropBox((340, 320), 300))
+        tracker.box_for(frame)
+        assert tracker.update(subject, np.full(16, 0.9))  # followed
+        assert not tracker.update(subject, np.full(16, 0.05))  # lost
+        assert tracker.box_for(frame).center == expected, mode
+    tracker.reset()  # another clip: nothing to be near
+    assert tracker.box_for(frame).center == (60, 100)
