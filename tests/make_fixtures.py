@@ -17,8 +17,9 @@ landmark metadata a trained model has, and the bitpacked one LCE's custom ops:
   ``person``, the finder codec at stride 4: 1 + 9 output channels), ``--format float``, its
   metadata from a sidecar as a ``training.finder`` run writes one.
 
-The same seeds give the same bytes: tests/test_fixtures.py checks that the committed files
-are what this script makes.
+The same seeds give the same network: tests/test_fixtures.py checks that the committed files
+are what this script makes, to the bit but for the last bits of the float constants the
+converter folds (they depend on the host's CPU).
 """
 
 from __future__ import annotations
