@@ -12,6 +12,15 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def box_corners(box) -> np.ndarray:
+    """(x0, y0, x1, y1) of the axis-aligned rectangle around a (possibly turned) crop box
+    (an :class:`edge.transform.CropBox`: its centre, side and rotation in degrees)."""
+    a = np.deg2rad(box.rotation)
+    half = box.size / 2.0 * (abs(np.cos(a)) + abs(np.sin(a)))
+    cx, cy = box.center
+    return np.array([cx - half, cy - half, cx + half, cy + half], np.float64)
+
+
 def iou_matrix(
     a: Sequence[np.ndarray] | np.ndarray, b: Sequence[np.ndarray] | np.ndarray
 ) -> np.ndarray:

@@ -18,6 +18,7 @@ from .backends.base import DEFAULT_THREADS
 from .codec import HeatmapCodec, mirror_average
 from .errors import ModelError
 from .network import Network, as_bgr
+from .skeletons import flip_permutation
 from .transform import CropBox
 
 if TYPE_CHECKING:
@@ -74,9 +75,7 @@ class LandmarkModel(Network):
         self.codec: HeatmapCodec = self.metadata.codec(refine)
         self.flip_test = flip_test
         # The mirror's channel order, from the model's own left/right pairs (its metadata).
-        self._flip = np.arange(self.metadata.num_landmarks)
-        for a, b in self.metadata.flip_pairs:
-            self._flip[a], self._flip[b] = b, a
+        self._flip = flip_permutation(self.metadata.num_landmarks, self.metadata.flip_pairs)
         if flip_test and not self.metadata.flip_pairs:
             raise ModelError(
                 f"{self.path}: the flip test needs left/right landmark pairs, and "

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from .boxes import iou, iou_matrix
+from .boxes import box_corners, iou, iou_matrix
 from .finders.base import Found
 from .tracking import (
     CROP_MIN_SCORE,
@@ -69,14 +69,6 @@ class FindsSubjects(Protocol):
     """What the tracker needs of a finder (an :class:`edge.finders.base.Finder`)."""
 
     def find(self, image: np.ndarray) -> list[Found]: ...
-
-
-def box_corners(box: CropBox) -> np.ndarray:
-    """(x0, y0, x1, y1) of the axis-aligned rectangle around a (possibly turned) crop box."""
-    a = np.deg2rad(box.rotation)
-    half = box.size / 2.0 * (abs(np.cos(a)) + abs(np.sin(a)))
-    cx, cy = box.center
-    return np.array([cx - half, cy - half, cx + half, cy + half], np.float64)
 
 
 def landmark_rect(

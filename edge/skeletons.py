@@ -30,10 +30,16 @@ class Skeleton:
 
     def flip_permutation(self) -> np.ndarray:
         """Index array p such that flipped[i] = original[p[i]] after a horizontal mirror."""
-        perm = np.arange(self.num_landmarks)
-        for a, b in self.flip_pairs:
-            perm[a], perm[b] = b, a
-        return perm
+        return flip_permutation(self.num_landmarks, self.flip_pairs)
+
+
+def flip_permutation(count: int, flip_pairs) -> np.ndarray:
+    """Index array p of ``count`` landmarks such that flipped[i] = original[p[i]] after a
+    horizontal mirror: each left/right pair of ``flip_pairs`` swapped."""
+    perm = np.arange(count)
+    for a, b in flip_pairs:
+        perm[a], perm[b] = b, a
+    return perm
 
 
 def _chain(indices: range | list[int], closed: bool = False) -> list[tuple[int, int]]:

@@ -224,9 +224,9 @@ class LandmarkTracker:
         finds = find(image)
         if not finds:
             return None
-        from .boxes import iou_matrix
+        from .boxes import box_corners, iou_matrix
 
-        overlaps = iou_matrix([_corners(self._last)], [_corners(f.box) for f in finds])[0]
+        overlaps = iou_matrix([box_corners(self._last)], [box_corners(f.box) for f in finds])[0]
         best = int(np.argmax(overlaps))
         return finds[best].box if overlaps[best] >= 0.1 else finds[0].box
 
@@ -253,14 +253,6 @@ class LandmarkTracker:
         if box is not None:
             self._last = box
         return box is not None
-
-
-def _corners(box: CropBox) -> np.ndarray:
-    """(x0, y0, x1, y1) of a crop box (its rotation ignored: an overlap test)."""
-    half = box.size / 2.0
-    return np.array(
-        [box.center[0] - half, box.center[1] - half, box.center[0] + half, box.center[1] + half]
-    )
 
 
 # Tasks whose subject is a face: when the track is lost, a face finder finds it again.
