@@ -234,6 +234,20 @@ def _ratio(name: str, slow: dict, fast: dict) -> str:
     )
 
 
+def force_simd_path(simd: str | None, library: str) -> str:
+    """The delegate's kernel path for this run: ``simd`` forced (for this process and the
+    child processes that time the models: their delegates read ``BINLAND_SIMD``), or the
+    fastest this CPU runs when None. Raises ValueError for a path this CPU cannot run."""
+    import edge.native as native
+
+    if simd is not None:
+        available = native.simd_paths_available(library)
+        if simd not in available:
+            raise ValueError(f"--simd {simd}: this CPU runs {', '.join(available)}")
+        os.environ["BINLAND_SIMD"] = simd
+    return simd or native.simd_path(library)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.kernels",
@@ -279,16 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     import edge.native as native
 
     library = str(native.ensure_library())
-    available = native.simd_paths_available(library)
-    if args.simd is not None:
-        if args.simd not in available:
-            print(
-                f"error: --simd {args.simd}: this CPU runs {', '.join(available)}", file=sys.stderr
-            )
-            return 2
-        # The children's delegates read it (BINLAND_SIMD), and the limit below is this path's.
-        os.environ["BINLAND_SIMD"] = args.simd
-    simd = args.simd or native.simd_path(library)
+    try:
+        simd = force_simd_path(args.simd, library)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     info = build_models(args.size, args.features, args.depth, args.rebuild)
     configs = [
         ("ai-edge-litert + binland delegate", "ai_edge_litert", info["binary"], library),

@@ -430,12 +430,18 @@ def recommend(rows: list[dict], reference: dict) -> tuple[dict | None, str]:
 
 def render(result: dict) -> str:
     rows, ref = result["rows"], result["reference"]
+    forced = (
+        ", forced with --simd: the float ops, ours and BlazePose's, keep XNNPACK's code for this "
+        "CPU"
+        if result.get("simd_forced")
+        else ""
+    )
     lines = [
         "# Binary pose model family vs BlazePose full",
         "",
         f"CPU: {result['cpu']}, {result['cores']} cores; {result['threads']} threads for every "
         f"model, runtime `{result['runtime']}` (ours: + binland native delegate, kernel path "
-        f"`{result['simd']}`; BlazePose: the runtime's XNNPACK); {result['rounds']} "
+        f"`{result['simd']}`{forced}; BlazePose: the runtime's XNNPACK); {result['rounds']} "
         f"interleaved rounds of {result['runs']} timed runs after {result['warmup']} warm-up "
         "per model, one process each (the timer of benchmarks.kernels), pooled.",
         "",
@@ -549,6 +555,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rounds", type=positive_int, default=2, help="interleaved rounds over all rows, pooled"
     )
+    p.add_argument(
+        "--simd",
+        default=None,
+        metavar="PATH",
+        help="force this kernel path of our delegate (avx512-vpopcntdq, avx2, popcnt, portable; "
+        "default: the fastest this CPU runs), e.g. the AVX2 path on an AVX-512 host; BlazePose "
+        "and our float ops keep the runtime's own XNNPACK code; the report names the path",
+    )
     p.add_argument("--rebuild", action="store_true", help="rebuild and reconvert cached models")
     p.add_argument("--reevaluate", action="store_true", help="rescore cached accuracies")
     p.add_argument(
@@ -617,6 +631,14 @@ def run(args: argparse.Namespace) -> int:
     if not reference_path.is_file():
         raise FamilyError(f"BlazePose model not found: {reference_path}")
 
+    import edge.native as native
+
+    library = str(native.ensure_library())
+    try:
+        simd = kernels.force_simd_path(args.simd, library)
+    except ValueError as exc:
+        raise FamilyError(str(exc)) from None
+
     infos = build_all(sweep, trained, args.rebuild)
     for t in trained:
         _check_trained(t, infos[t.name])
@@ -624,9 +646,6 @@ def run(args: argparse.Namespace) -> int:
     for t in tqdm(trained, desc="scoring trained models (nice 19)", unit="model"):
         accuracy[t.name] = evaluate(t, args.data, args.threads, args.reevaluate)
 
-    import edge.native as native
-
-    library = str(native.ensure_library())
     rows = []
     for a in sweep:
         info = infos[a.key]
@@ -703,7 +722,8 @@ def run(args: argparse.Namespace) -> int:
         "cores": os.cpu_count(),
         "threads": args.threads,
         "runtime": args.runtime,
-        "simd": native.simd_path(library),
+        "simd": simd,
+        "simd_forced": args.simd is not None,
         "rounds": args.rounds,
         "runs": args.runs,
         "warmup": args.warmup,

@@ -46,6 +46,18 @@ def test_bad_rows_are_one_line(rows, why, capsys):
     assert err.startswith("error: --rows:") and why in err and "\n" not in err, err
 
 
+def test_a_kernel_path_this_cpu_cannot_run_is_one_line(tmp_path, capsys):
+    # Checked before any model is built or scored; the message lists the paths this CPU has.
+    (tmp_path / "labels.json").write_text("{}")
+    reference = tmp_path / "blazepose.tflite"
+    reference.write_bytes(b"not read before the path is checked")
+    argv = ["--rows", "128x96x3x1", "--data", str(tmp_path), "--reference", str(reference)]
+    assert pose_family.main([*argv, "--simd", "sse9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert "--simd sse9" in err and "this CPU runs" in err and "portable" in err
+
+
 def _row(name: str, ms: float, mb: float, pck: float | None) -> dict:
     accuracy = None if pck is None else {"pck@0.2": pck, "pckh@0.5": pck - 5}
     return {

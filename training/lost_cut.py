@@ -17,7 +17,6 @@ records it in the model, where ``edge.live --lost-below auto`` reads it
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from edge.metadata import LandmarkMetadata, read_metadata
 from edge.tracking import DEFAULT_LOST_BELOW, LOST_CUT_PERCENTILE
 
 from .artifacts import KERAS_SUFFIXES, load_sidecar
+from .files import write_whole
 
 
 def measure_lost_cut(scores: np.ndarray, percentile: float = LOST_CUT_PERCENTILE) -> dict:
@@ -87,13 +87,13 @@ def record_lost_cut(model: Path, tracking: dict) -> Path:
 
         data = model.read_bytes()
         meta = read_metadata(data)
-        _replace(model, write_landmark_metadata(data, _with_tracking(meta, tracking)))
+        write_whole(model, write_landmark_metadata(data, _with_tracking(meta, tracking)))
         return model
     if model.suffix in KERAS_SUFFIXES:
         meta, path = load_sidecar(model)
         if meta is None or path is None:
             raise ModelError(f"{model} has no landmark sidecar to record the lost cut in")
-        _replace(path, _with_tracking(meta, tracking).to_json().encode("utf-8"))
+        write_whole(path, _with_tracking(meta, tracking).to_json().encode("utf-8"))
         return path
     raise ModelError(
         f"--calibrate-tracking records the cut in a .tflite or .keras model, not {model}"
@@ -107,11 +107,3 @@ def _with_tracking(meta: LandmarkMetadata, tracking: dict) -> LandmarkMetadata:
     return replace(
         meta, extra={**meta.extra, "tracking": json.loads(json.dumps(tracking, default=str))}
     )
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Write ``data`` over ``path`` whole or not at all (an interrupted write leaves the old
-    model, never half of one)."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)

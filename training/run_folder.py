@@ -16,10 +16,10 @@ earlier runs rely on: change them only with a reader for the old ones.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from .config import ConfigError, TrainConfig, dump_config
+from .files import write_whole
 
 
 class RunFolder:
@@ -78,9 +78,7 @@ class RunFolder:
             "steps_per_epoch": steps_per_epoch,
             "replicas": tf.distribute.get_strategy().num_replicas_in_sync,
         }
-        tmp = self.state.with_name("state.json.tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.state)  # atomic: a kill never leaves half a file
+        write_whole(self.state, json.dumps(state))  # a kill never leaves half a file
 
     def write_summary(self, summary: dict) -> None:
         self.summary.write_text(json.dumps(summary, indent=2, default=float))

@@ -33,6 +33,7 @@ import numpy as np
 from edge.skeletons import IBUG68
 from edge.transform import box_from_points
 
+from ..files import write_whole
 from .base import CorruptSample, DatasetError, LandmarkDataset, Sample, read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".JPG", ".JPEG", ".PNG")
@@ -93,10 +94,7 @@ def write_pts(path: str | Path, points: np.ndarray, one_based: bool = True) -> N
     lines = ["version: 1", f"n_points: {len(p)}", "{"]
     lines += [f"{x:.6f} {y:.6f}" for x, y in p]
     lines.append("}")
-    path = Path(path)
-    part = path.with_name(path.name + ".part")
-    part.write_text("\n".join(lines) + "\n")
-    part.replace(path)
+    write_whole(path, "\n".join(lines) + "\n")
 
 
 def find_image(pts_path: Path) -> Path | None:

@@ -21,13 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.transform import CropBox
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    part.write_text(text, encoding="utf-8")
-    part.replace(path)
+from training.files import write_whole
 
 
 def mpii_record(
@@ -90,4 +84,4 @@ def coco_document(people: Iterable[dict]) -> dict:
 
 
 def write_json(path: Path, data: object) -> None:
-    atomic_write_text(path, json.dumps(data, separators=(",", ":")))
+    write_whole(path, json.dumps(data, separators=(",", ":")))

@@ -194,22 +194,19 @@ def write_label_map(
     labels: PartLabels = FACE_PARTS,
 ) -> None:
     """Store one record in the ``label-map`` layout (JPEG image, PNG class ids)."""
-    from training.label.writers import atomic_write_text
+    from training.files import write_whole
 
     if not (root / "classes.txt").is_file():
-        atomic_write_text(root / "classes.txt", "\n".join(labels.classes) + "\n")
+        write_whole(root / "classes.txt", "\n".join(labels.classes) + "\n")
     for folder, suffix, data, params in (
         ("images", ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92]),
         ("labels", ".png", mask, []),
     ):
         target = root / split / folder / f"{name}{suffix}"
-        target.parent.mkdir(parents=True, exist_ok=True)
         ok, encoded = cv2.imencode(suffix, data, params)
         if not ok:
             raise OSError(f"cannot encode {target}")
-        part = target.with_name(target.name + ".part")
-        part.write_bytes(encoded.tobytes())
-        part.replace(target)
+        write_whole(target, encoded.tobytes())
 
 
 class SyntheticFacePartsDataset(PartsDataset):
