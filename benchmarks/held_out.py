@@ -45,7 +45,7 @@ _SIDE_WORDS = {
 }
 
 
-def _sets(pose_skeleton: str, side: str = "valid") -> list[dict]:
+def held_out_sets(pose_skeleton: str, side: str = "valid") -> list[dict]:
     """The four held-out sets of one side (valid: reported; select: chooses), read in the
     format of the model that scores them."""
     sets = []
@@ -154,7 +154,7 @@ def _model(spec: str) -> Path:
     return Path(spec) if Path(spec).exists() else resolve_model(spec)
 
 
-def _skeleton(model: Path) -> str:
+def model_skeleton(model: Path) -> str:
     """The pose model's landmark set: from a .tflite's metadata, or a .keras model's sidecar."""
     if model.suffix == ".tflite":
         return read_metadata(model.read_bytes()).skeleton
@@ -215,8 +215,8 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         raise EdgeError(f"--tasks {args.tasks}: give pose, face or both")
     pose = _model(args.pose) if "pose" in tasks else None
     face = _model(args.face) if "face" in tasks else None
-    skeleton = _skeleton(pose) if pose is not None else "coco17"
-    chosen = [s for s in _sets(skeleton, args.side) if s["task"] in tasks]
+    skeleton = model_skeleton(pose) if pose is not None else "coco17"
+    chosen = [s for s in held_out_sets(skeleton, args.side) if s["task"] in tasks]
     missing = [str(s["root"]) for s in chosen if not s["root"].is_dir()]
     if missing:
         raise EdgeError(
