@@ -3,8 +3,9 @@
 # QEMU's user-mode x86-64 emulator with a Haswell CPU model (AVX2, FMA, POPCNT; no AVX-512), so
 # CPUID says "no AVX-512" to numpy's dispatch, TensorFlow's oneDNN, TFLite's XNNPACK, OpenCV
 # and our delegate alike. That is what .ci/avx2_emulated.sh cannot do with switches (XNNPACK
-# and OpenCV have none). Slow (roughly 5-10x native), so not a CI lane: run it before a change
-# to tolerances, kernels or fixtures lands.
+# and OpenCV have none). Slow (5-10x native on the kernel and training tests, far more on tests
+# that draw frames in numpy/OpenCV), so not a CI lane: run it before a change to tolerances,
+# kernels or fixtures lands.
 #
 #   .ci/avx2_qemu.sh [PYTEST ARGS...]     # default: the files whose numbers depend on the CPU
 #   PY=/path/to/venv/bin/python .ci/avx2_qemu.sh tests/test_distributed.py
