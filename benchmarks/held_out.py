@@ -52,21 +52,19 @@ def held_out_sets(pose_skeleton: str, side: str = "valid") -> list[dict]:
     for kind in ("clips", "photos"):
         root = REPO / "data" / f"pose_v2_{kind}"
         if pose_skeleton == "coco17":
-            spec = [
-                "--dataset",
-                "coco",
-                "--data",
-                str(root / "annotations" / f"person_keypoints_{side}.json"),
-                "--option",
-                f"images={root / 'images'}",
-            ]
+            labels = root / "annotations" / f"person_keypoints_{side}.json"
+            spec = ["--dataset", "coco", "--data", str(labels)]
+            spec += ["--option", f"images={root / 'images'}"]
         else:
-            spec = ["--dataset", "mpii", "--data", str(root / "annot" / f"{side}.json")]
+            labels = root / "annot" / f"{side}.json"
+            spec = ["--dataset", "mpii", "--data", str(labels)]
         sets.append(
             {
                 "task": "pose",
                 "name": f"pose {kind}",
+                "kind": kind,
                 "root": root,
+                "labels": labels,  # the file it reads
                 "args": spec,
                 "protocols": ["pck_torso"],
             }

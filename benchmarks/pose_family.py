@@ -317,11 +317,11 @@ def evaluate(trained: Trained, side: str, threads: int, reevaluate: bool) -> dic
     """
     skeleton = held_out.model_skeleton(trained.model)
     sets = [spec for spec in held_out.held_out_sets(skeleton, side) if spec["task"] == "pose"]
-    labels = [Path(spec["args"][spec["args"].index("--data") + 1]) for spec in sets]
-    stamp = hashlib.sha256(b"".join(p.read_bytes() for p in labels)).hexdigest()[:8]
+    stamp = hashlib.sha256(b"".join(spec["labels"].read_bytes() for spec in sets)).hexdigest()[:8]
     work = CACHE / "eval" / f"{_sha(trained.model)}-{side}-{stamp}"
     accuracy = {"side": side, "skeleton": skeleton}
-    for spec, kind in zip(sets, ("clips", "photos"), strict=True):
+    for spec in sets:
+        kind = spec["kind"]
         metrics = work / spec["name"].replace(" ", "_") / "metrics.json"
         if reevaluate or not metrics.is_file():
             held_out.evaluate(trained.model, spec, work, threads)
@@ -637,10 +637,9 @@ def run(args: argparse.Namespace) -> int:
 
     for t in trained:
         for spec in held_out.held_out_sets(held_out.model_skeleton(t.model), args.side):
-            data = Path(spec["args"][spec["args"].index("--data") + 1])
-            if spec["task"] == "pose" and not data.is_file():
+            if spec["task"] == "pose" and not spec["labels"].is_file():
                 raise FamilyError(
-                    f"no labels at {_shown(data)} to score {t.name} (python -m training.label "
+                    f"no labels at {_shown(spec['labels'])} to score {t.name} (python -m training.label "
                     "pose, as configs/pose_v5_96.yaml says)"
                 )
     if args.reference is None:

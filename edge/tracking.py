@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .boxes import box_corners, iou_matrix
 from .transform import CropBox, box_from_points, full_frame_box
 
 if TYPE_CHECKING:
@@ -30,6 +31,9 @@ Detector = Callable[[np.ndarray], "CropBox | None"]
 # `select` clips (benchmarks/results/tracked_choice_pose.md): 0.1 followed the person in 73 % of the
 # frames against 38 % at 0.3; faces were the same at both.
 CROP_MIN_SCORE = 0.1
+# --reacquire near: a find overlapping the last followed crop by less than this (IoU) is not
+# "near" it, and the finder's best find starts the track again instead.
+REACQUIRE_MIN_IOU = 0.1
 # The mean landmark score under which a track is lost, where the model records no cut of its
 # own (edge.live --lost-below auto). Set for the first bundled pose model's scores: the 5th
 # percentile of its mean score on people in the tracker's crops is 0.301 on the pose task's
@@ -224,11 +228,9 @@ class LandmarkTracker:
         finds = find(image)
         if not finds:
             return None
-        from .boxes import box_corners, iou_matrix
-
         overlaps = iou_matrix([box_corners(self._last)], [box_corners(f.box) for f in finds])[0]
         best = int(np.argmax(overlaps))
-        return finds[best].box if overlaps[best] >= 0.1 else finds[0].box
+        return finds[best].box if overlaps[best] >= REACQUIRE_MIN_IOU else finds[0].box
 
     def update(self, points: np.ndarray, scores: np.ndarray, *, from_probe: bool = False) -> bool:
         """Take this frame's landmarks; returns whether the next frame is tracked from them.
