@@ -81,7 +81,7 @@ class RunFolder:
         write_whole(self.state, json.dumps(state))  # a kill never leaves half a file
 
     def write_summary(self, summary: dict) -> None:
-        self.summary.write_text(json.dumps(summary, indent=2, default=float))
+        write_whole(self.summary, json.dumps(summary, indent=2, default=float))
 
     def drop_empty_backup(self) -> None:
         """Keras removes its backup when fit finishes; the empty folder goes too."""

@@ -7,6 +7,11 @@ it faces the camera, which is what tells its left from its right), clothes with 
 and limb thickness. It stands on a cluttered background with distractor limbs and,
 sometimes, a second figure, and may be partly covered by occluders or cut by the frame.
 
+``style="plain"`` draws the same figures the way the demo clip (``edge.sources.demo``) and
+simple illustrations draw people: one figure in flat colours (a skin tone, a plain top and
+trousers) before a plain wall and floor, no clutter, no occluders. The cluttered drawings
+never show that; without them, every model put a drawn figure's raised wrist on its elbow.
+
 Visibility follows the MPII reading of "usable ground truth": a joint is marked invisible
 when an occluder covers it or it falls outside the image (``label_occluded=True`` keeps
 covered joints visible, so a model is trained to place them too).
@@ -229,24 +234,30 @@ def draw_figure(
         cv2.ellipse(labels, c, axes, angle, 0, 360, HAIR, -1)
 
 
-def _materials(rng: np.random.Generator, h: int, w: int) -> dict[int, np.ndarray | tuple]:
+def _materials(
+    rng: np.random.Generator, h: int, w: int, flat: bool = False
+) -> dict[int, np.ndarray | tuple]:
     skin = render.jitter(rng, SKIN_TONES[rng.integers(len(SKIN_TONES))], 12)
     hair = render.jitter(rng, (20, 30, 45), 25) if rng.random() < 0.8 else render.colour(rng)
+    top, bottom = render.colour(rng), render.colour(rng)
     return {
         SKIN: skin,
-        TOP: render.texture(rng, h, w, render.colour(rng)),
-        BOTTOM: render.texture(rng, h, w, render.colour(rng)),
+        TOP: top if flat else render.texture(rng, h, w, top),
+        BOTTOM: bottom if flat else render.texture(rng, h, w, bottom),
         SHOES: render.colour(rng, 0, 120),
         HAIR: hair,
         FEATURE: (30, 30, 40),
     }
 
 
-def paint_figure(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray) -> None:
-    """Fill ``image`` where ``labels`` is set, with per-material colours or textures."""
+def paint_figure(
+    rng: np.random.Generator, image: np.ndarray, labels: np.ndarray, flat: bool = False
+) -> None:
+    """Fill ``image`` where ``labels`` is set, with per-material colours or textures (only
+    colours where ``flat``)."""
     h, w = labels.shape
     present = set(np.flatnonzero(np.bincount(labels.ravel(), minlength=256)).tolist())
-    for label, fill in _materials(rng, h, w).items():
+    for label, fill in _materials(rng, h, w, flat).items():
         for shade, factor in ((0, 1.0), (SHADED, 0.72)):
             if label + shade not in present:
                 continue
@@ -274,6 +285,39 @@ def place(
     center = (lo + hi) / 2
     offset = rng.uniform(-spread, spread, 2) * size + (size - 1) / 2
     return (joints - center) * scale + offset, scale
+
+
+STYLES = ("cluttered", "plain")
+
+
+def plain_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A flat wall with a soft vertical gradient over a floor of another colour."""
+    wall = np.array(render.colour(rng, 60, 230), np.float32)
+    ramp = np.linspace(rng.uniform(0.75, 1.0), 1.0, size, dtype=np.float32)[:, None, None]
+    img = np.empty((size, size, 3), np.float32)
+    img[:] = wall * ramp
+    floor = int(size * rng.uniform(0.75, 1.0))
+    img[floor:] = render.colour(rng, 40, 200)
+    return img.astype(np.uint8)
+
+
+def render_plain(
+    rng: np.random.Generator, image_size: int = 256
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One figure in flat colours before a plain wall and floor: image, joints, visibility."""
+    s = image_size
+    img = plain_background(rng, s)
+    fig = sample_figure(rng)
+    joints, scale = place(rng, fig.joints, s, (0.5, 1.05), 0.12)
+    labels = np.zeros((s, s), np.uint8)
+    draw_figure(rng, labels, fig, joints, scale)
+    paint_figure(rng, img, labels, flat=True)
+    visible = render.points_inside(joints, s, s)
+    # Only the mildest camera: a soft edge and a little noise, as the demo clip has.
+    img = cv2.GaussianBlur(img, (3, 3), rng.uniform(0.3, 0.9))
+    noise = rng.standard_normal((s, s, 1), dtype=np.float32) * rng.uniform(0, 4)
+    img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    return img, joints.astype(np.float32), visible
 
 
 def render_sample(
@@ -323,16 +367,30 @@ class SyntheticPoseDataset(SyntheticDataset):
     stream = 0
     skeleton = MPII16
 
-    def __init__(self, path: str | None = None, *, skeleton: str = "mpii16", **options) -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        *,
+        skeleton: str = "mpii16",
+        style: str = "cluttered",
+        **options,
+    ) -> None:
         super().__init__(path, **options)
         if skeleton not in ("mpii16", "coco17"):
             raise DatasetError(f"{self.name}: skeleton must be mpii16 or coco17, got {skeleton!r}")
+        if style not in STYLES:
+            raise DatasetError(
+                f"{self.name}: style must be one of {', '.join(STYLES)}, got {style!r}"
+            )
+        self.style = style
         # COCO-17: the figure's 12 limb joints; its face points (nose, eyes, ears) are not
         # drawn, so they stay unlabelled and carry no weight. It lets the drawn figures join a
         # COCO-17 training mix (the demo clip is drawn).
         self.skeleton = COCO17 if skeleton == "coco17" else MPII16
 
     def render(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.style == "plain":
+            return render_plain(rng, self.image_size)
         return render_sample(rng, self.image_size, self.label_occluded)
 
     def head_size(self, points: np.ndarray) -> float:
