@@ -764,3 +764,32 @@ def test_the_demo_figure_benchmark_refuses_a_face_model_in_one_line():
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "not a body pose model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_demo_figure_picture_shows_the_figure_and_rings_the_missed_joints(tmp_path):
+    """--picture: four squares around the drawn figure, the model's landmarks on them and a
+    white ring, at the tolerance, around each limb joint it missed (the bundled model misses
+    the waving wrist in every frame)."""
+    from benchmarks.demo_figure import PICTURE_FRAMES, PICTURE_SIZE
+
+    picture = tmp_path / "demo.png"
+    bundled = str(REPO / "edge/models/pose.tflite")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.demo_figure", bundled, "--picture", str(picture)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    image = cv2.imread(str(picture))
+    assert image.shape == (PICTURE_SIZE, PICTURE_FRAMES * (PICTURE_SIZE + 4) - 4, 3)
+    white = image.min(axis=2) > 240  # the rings: the drawing and the wall are never white
+    assert all(white[:, i * (PICTURE_SIZE + 4) :][:, :PICTURE_SIZE].any() for i in range(4))
+    twice = [sys.executable, "-m", "benchmarks.demo_figure", bundled, bundled, "--picture"]
+    proc = subprocess.run(
+        [*twice, str(picture)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "error: --picture draws one model: give one .tflite"
+    )
