@@ -17,6 +17,9 @@ faces: NME (outer eye corners) on all 68 points and on the inner 51.
 
 Writes a markdown table (default ``benchmarks/results/held_out.md``) and keeps each
 evaluation's metrics.json and pictures under ``--work`` (they show the media: never commit).
+``--plot FILE.png`` draws the same numbers, set by set and activity group by group, each
+model's bar beside its mean shape's and the issue's bar as a line (no media in it: it can be
+committed).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from benchmarks import REPO, RESULTS_DIR, child_env, module_command
 from edge.cli import ArgumentParser, add_threads_argument, resolve_model, run_cli
@@ -199,6 +204,14 @@ def build_parser() -> ArgumentParser:
         help=f"markdown file to write (default: {RESULTS.relative_to(REPO)}, or "
         f"{SELECT_RESULTS.relative_to(REPO)} with --side select)",
     )
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        metavar="FILE.png",
+        help="also draw the table: each set's and group's score beside the mean shape's, "
+        "issue 24's bar as a line",
+    )
     return p
 
 
@@ -248,7 +261,102 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text("\n".join(lines) + "\n")
     print(f"wrote {output}")
+    if args.plot is not None:
+        plot_results(results, args.plot, f"{label}, {args.side} side")
+        print(f"wrote {args.plot}")
     return 0
+
+
+def plot_bars(results: dict) -> list[dict]:
+    """One bar pair per set and activity group of ``results`` (set name -> metrics.json):
+    ``{"task", "name", "samples", "model", "mean_shape", "bar"}``: pose as PCK@0.2 (higher is
+    better; the bar is issue 24's, overall or per group), faces as NME % (lower is better; the
+    bar is half the mean face's NME in the same crops)."""
+    bars = []
+    for name, m in results.items():
+        task = "pose" if name.startswith("pose") else "face"
+        key = "pck@0.2" if task == "pose" else "nme"
+        base = m["baseline"]["values"][key]
+        samples = m["values"]["samples" if task == "pose" else "images"]
+        whole = POSE_BAR if task == "pose" else FACE_RATIO_BAR * base
+        bars.append(
+            dict(
+                task=task,
+                name=name,
+                samples=samples,
+                model=m["values"][key],
+                mean_shape=base,
+                bar=whole,
+            )
+        )
+        for group, g in sorted(m.get("groups", {}).items()):
+            gb = g["mean_shape"][key]
+            bar = POSE_GROUP_BAR if task == "pose" else FACE_RATIO_BAR * gb
+            bars.append(
+                dict(
+                    task=task,
+                    name=f"- {group}",
+                    samples=g["samples"],
+                    model=g["model"][key],
+                    mean_shape=gb,
+                    bar=bar,
+                )
+            )
+    return bars
+
+
+def plot_results(results: dict, path: Path, title: str) -> Path:
+    """Horizontal bars (:func:`plot_bars`), a panel per task, saved to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = plot_bars(results)
+    tasks = [t for t in ("pose", "face") if any(b["task"] == t for b in bars)]
+    if not tasks:
+        raise EdgeError("nothing to plot: no pose or face set was scored")
+    heights = [sum(b["task"] == t for b in bars) for t in tasks]
+    fig, axes = plt.subplots(
+        len(tasks),
+        1,
+        figsize=(8, 1.2 + 0.32 * sum(heights)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
+    for ax, task in zip(axes[:, 0], tasks, strict=True):
+        rows = [b for b in bars if b["task"] == task][::-1]  # first set on top
+        y = np.arange(len(rows))
+        ax.barh(y + 0.2, [b["model"] for b in rows], 0.4, label="model", color="#2a7fbf")
+        ax.barh(
+            y - 0.2,
+            [b["mean_shape"] for b in rows],
+            0.4,
+            label="mean shape, same crop",
+            color="#bbbbbb",
+        )
+        for i, b in enumerate(rows):
+            ax.plot(
+                [b["bar"]] * 2,
+                [i - 0.45, i + 0.45],
+                color="#d62728",
+                lw=1.5,
+                label="issue 24's bar" if i == 0 else None,
+            )
+        ax.set_yticks(y, [f"{b['name']} ({b['samples']})" for b in rows], fontsize=8)
+        if task == "pose":
+            ax.set_xlabel("PCK@0.2 of the torso, % (higher is better)")
+            ax.set_xlim(0, 100)
+        else:
+            ax.set_xlabel("NME, % of the outer-eye-corner distance (lower is better)")
+        ax.grid(axis="x", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0, 0].set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def pose_section(name: str, skeleton: str, results: dict) -> list[str]:
