@@ -9,8 +9,9 @@ sometimes, a second figure, and may be partly covered by occluders or cut by the
 
 ``style="plain"`` draws the same figures the way the demo clip (``edge.sources.demo``) and
 simple illustrations draw people: one figure in flat colours (a skin tone, a plain top and
-trousers) before a plain wall and floor, no clutter, no occluders. The cluttered drawings
-never show that; without them, every model put a drawn figure's raised wrist on its elbow.
+trousers) before a plain wall and floor, no clutter, no occluders: a kind of drawing the
+cluttered ones never show (added for the demo figure's raised wrist, which every model put on
+its elbow; it did not fix that: benchmarks/results/pose_v2_candidates.md, v7 and v8).
 
 Visibility follows the MPII reading of "usable ground truth": a joint is marked invisible
 when an occluder covers it or it falls outside the image (``label_occluded=True`` keeps
@@ -239,11 +240,16 @@ def _materials(
 ) -> dict[int, np.ndarray | tuple]:
     skin = render.jitter(rng, SKIN_TONES[rng.integers(len(SKIN_TONES))], 12)
     hair = render.jitter(rng, (20, 30, 45), 25) if rng.random() < 0.8 else render.colour(rng)
-    top, bottom = render.colour(rng), render.colour(rng)
+    # In this order, so the cluttered drawings of a seed stay what they always were.
+    if flat:
+        top, bottom = render.colour(rng), render.colour(rng)
+    else:
+        top = render.texture(rng, h, w, render.colour(rng))
+        bottom = render.texture(rng, h, w, render.colour(rng))
     return {
         SKIN: skin,
-        TOP: top if flat else render.texture(rng, h, w, top),
-        BOTTOM: bottom if flat else render.texture(rng, h, w, bottom),
+        TOP: top,
+        BOTTOM: bottom,
         SHOES: render.colour(rng, 0, 120),
         HAIR: hair,
         FEATURE: (30, 30, 40),
