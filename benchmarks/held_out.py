@@ -350,7 +350,7 @@ def plot_results(results: dict, path: Path, title: str) -> Path:
         else:
             ax.set_xlabel("NME, % of the outer-eye-corner distance (lower is better)")
         ax.grid(axis="x", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     axes[0, 0].set_title(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
