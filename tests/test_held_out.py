@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -43,6 +45,7 @@ def _metrics(key: str, model: float, mean_shape: float, groups: dict) -> dict:
     }
 
 
+@pytest.mark.tensorflow  # matplotlib comes with the train extra
 def test_the_plot_puts_each_score_beside_its_mean_shape_and_the_issues_bar(tmp_path):
     import cv2
 
