@@ -38,6 +38,27 @@ cat >"$shim/sitecustomize.py" <<EOF
 import sys
 
 sys.executable = "$shim/python"
+
+# The tests' deadlines on child processes (subprocess.run(timeout=...), Popen.wait, communicate)
+# were set for native speed; emulated, a CLI run over a video takes 100x longer. Stretch each by
+# BINLAND_TEST_SLOWDOWN, so a test fails here for what it checks, not for the emulator's pace.
+# (subprocess.run waits through communicate; communicate's last wait is stretched twice, which
+# only loosens a deadline that has already passed its first check.)
+import os
+import subprocess
+
+_SLOWDOWN = float(os.environ.get("BINLAND_TEST_SLOWDOWN", "1"))
+
+
+def _stretched(wait):
+    def with_deadline(*args, timeout=None, **kwargs):
+        return wait(*args, timeout=None if timeout is None else timeout * _SLOWDOWN, **kwargs)
+
+    return with_deadline
+
+
+subprocess.Popen.wait = _stretched(subprocess.Popen.wait)
+subprocess.Popen.communicate = _stretched(subprocess.Popen.communicate)
 EOF
 export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
 "$shim/python" - <<'EOF'
@@ -54,7 +75,8 @@ if [[ $# -eq 0 ]]; then
     tests/test_delegate_ab.py tests/test_backends.py tests/test_demo_models.py \
     tests/test_convert.py tests/test_models.py
 fi
-# Tests that wait on a child process with their own deadline stretch it by this much.
+# Deadlines on child processes stretch by this much (the sitecustomize above), and so do the
+# tests' own (test_distributed's).
 export BINLAND_TEST_SLOWDOWN=${BINLAND_TEST_SLOWDOWN:-10}
 # pyproject's per-test limits are for native speed; emulated, the slowest tests take several times them.
 exec "$shim/python" -m pytest -q -rs -p no:cacheprovider -o timeout=5400 -o faulthandler_timeout=5400 "$@"
