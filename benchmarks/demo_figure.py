@@ -38,6 +38,7 @@ WARM_UP = 10  # frames of acquisition, not counted
 TOLERANCE = 0.1  # of the figure's height (0.8 of the frame's)
 PICTURE_FRAMES = 4  # frames in --picture's strip
 PICTURE_SIZE = 360  # pixels, each frame's square around the figure
+PICTURE_GAP = 4  # pixels of grey line between two squares
 
 
 @dataclass
@@ -120,7 +121,7 @@ def score(
 
 def picture_strip(frames: list[np.ndarray]) -> np.ndarray:
     """The frames side by side, a grey line between them."""
-    line = np.full((frames[0].shape[0], 4, 3), 64, np.uint8)
+    line = np.full((frames[0].shape[0], PICTURE_GAP, 3), 64, np.uint8)
     parts = [part for frame in frames for part in (frame, line)][:-1]
     return np.hstack(parts)
 

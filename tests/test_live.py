@@ -770,7 +770,7 @@ def test_the_demo_figure_picture_shows_the_figure_and_rings_the_missed_joints(tm
     """--picture: four squares around the drawn figure, the model's landmarks on them and a
     white ring, at the tolerance, around each limb joint it missed (the bundled model misses
     the waving wrist in every frame)."""
-    from benchmarks.demo_figure import PICTURE_FRAMES, PICTURE_SIZE
+    from benchmarks.demo_figure import PICTURE_FRAMES, PICTURE_GAP, PICTURE_SIZE
 
     picture = tmp_path / "demo.png"
     bundled = str(REPO / "edge/models/pose.tflite")
@@ -783,9 +783,10 @@ def test_the_demo_figure_picture_shows_the_figure_and_rings_the_missed_joints(tm
     )
     assert proc.returncode == 0, proc.stderr
     image = cv2.imread(str(picture))
-    assert image.shape == (PICTURE_SIZE, PICTURE_FRAMES * (PICTURE_SIZE + 4) - 4, 3)
+    step = PICTURE_SIZE + PICTURE_GAP
+    assert image.shape == (PICTURE_SIZE, PICTURE_FRAMES * step - PICTURE_GAP, 3)
     white = image.min(axis=2) > 240  # the rings: the drawing and the wall are never white
-    assert all(white[:, i * (PICTURE_SIZE + 4) :][:, :PICTURE_SIZE].any() for i in range(4))
+    assert all(white[:, i * step :][:, :PICTURE_SIZE].any() for i in range(PICTURE_FRAMES))
     twice = [sys.executable, "-m", "benchmarks.demo_figure", bundled, bundled, "--picture"]
     proc = subprocess.run(
         [*twice, str(picture)], cwd=REPO, capture_output=True, text=True, timeout=120

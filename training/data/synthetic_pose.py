@@ -296,6 +296,18 @@ def place(
 STYLES = ("cluttered", "plain")
 
 
+def draw_subject(
+    rng: np.random.Generator, image: np.ndarray, labels: np.ndarray, flat: bool = False
+) -> tuple[np.ndarray, float]:
+    """Draw the sample's figure into ``image`` (``labels``: an empty label map of its size):
+    placed so its 1.25x box is half to all of the image. Its joints and scale."""
+    fig = sample_figure(rng)
+    joints, scale = place(rng, fig.joints, image.shape[0], (0.5, 1.05), 0.12)
+    draw_figure(rng, labels, fig, joints, scale)
+    paint_figure(rng, image, labels, flat)
+    return joints, scale
+
+
 def plain_background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A flat wall with a soft vertical gradient over a floor of another colour."""
     wall = np.array(render.colour(rng, 60, 230), np.float32)
@@ -313,11 +325,7 @@ def render_plain(
     """One figure in flat colours before a plain wall and floor: image, joints, visibility."""
     s = image_size
     img = plain_background(rng, s)
-    fig = sample_figure(rng)
-    joints, scale = place(rng, fig.joints, s, (0.5, 1.05), 0.12)
-    labels = np.zeros((s, s), np.uint8)
-    draw_figure(rng, labels, fig, joints, scale)
-    paint_figure(rng, img, labels, flat=True)
+    joints, _ = draw_subject(rng, img, np.zeros((s, s), np.uint8), flat=True)
     visible = render.points_inside(joints, s, s)
     # Only the mildest camera: a soft edge and a little noise, as the demo clip has.
     img = cv2.GaussianBlur(img, (3, 3), rng.uniform(0.3, 0.9))
@@ -348,11 +356,8 @@ def render_sample(
     if labels.any():
         paint_figure(rng, img, labels)
 
-    fig = sample_figure(rng)
-    joints, scale = place(rng, fig.joints, s, (0.5, 1.05), 0.12)
     labels[:] = 0
-    draw_figure(rng, labels, fig, joints, scale)
-    paint_figure(rng, img, labels)
+    joints, scale = draw_subject(rng, img, labels)
 
     visible = render.occlude(
         rng, img, joints, chance=0.45, size=scale * 0.18, label_occluded=label_occluded
