@@ -274,7 +274,8 @@ def plot_bars(results: dict) -> list[dict]:
     bar is half the mean face's NME in the same crops)."""
     bars = []
     for name, m in results.items():
-        task = "pose" if name.startswith("pose") else "face"
+        # The task is what the set was scored with: PCK for bodies, NME for faces.
+        task = "pose" if "pck@0.2" in m["values"] else "face"
         key = "pck@0.2" if task == "pose" else "nme"
         base = m["baseline"]["values"][key]
         samples = m["values"]["samples" if task == "pose" else "images"]
