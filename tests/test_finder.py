@@ -20,7 +20,7 @@ from edge.finder_codec import FinderCodec, Found, transform_object
 from edge.transform import CropBox
 from training.data.augment import AugmentParams
 from training.data.base import CorruptSample, iter_samples
-from training.finder.data import FinderDataset, FinderSample, finder_crop
+from training.finder.data import FinderDataset, FinderSample, finder_crop, mosaic_crop
 from training.finder.evaluate import match_frame
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,6 +198,81 @@ def test_a_box_mostly_outside_the_input_is_dropped_and_one_cut_short_is_clipped(
     assert len(objects) == 1
     x0, y0, x1, y1 = objects[0].corners
     assert x0 >= -0.5 and y0 >= -0.5 and x1 <= 159.5 and y1 <= 159.5
+
+
+def test_a_mosaic_puts_each_frame_and_its_people_in_their_own_quarter():
+    # Four frames: the drawn one as it is, zoomed in, mirrored and zoomed out.
+    sample = _drawn_sample()
+    draws = [
+        AugmentParams(),
+        AugmentParams(scale=0.5, shift=(-0.25, 0.0)),  # the right person cut off
+        AugmentParams(flip=True),
+        AugmentParams(scale=1.4),
+    ]
+    image, objects = mosaic_crop([sample] * 4, 160, draws)
+    assert image.shape == (160, 160, 3)
+    quarters = [(0, 0), (0, 80), (80, 0), (80, 80)]  # (top, left), left to right, top to bottom
+    expected = 0
+    for (top, left), draw in zip(quarters, draws, strict=True):
+        tile, found = finder_crop(sample, 80, draw)
+        # Each quarter is that frame cut alone at half the side ...
+        assert np.array_equal(image[top : top + 80, left : left + 80], tile)
+        # ... and its people are the ones found there, moved by the quarter's corner.
+        mine = [o for o in objects if left - 0.5 <= o.corners[0] and o.corners[2] <= left + 79.5]
+        mine = [o for o in mine if top - 0.5 <= o.corners[1] and o.corners[3] <= top + 79.5]
+        assert len(mine) == len(found)
+        for o, f in zip(
+            sorted(mine, key=lambda o: o.corners[0]),
+            sorted(found, key=lambda f: f.corners[0]),
+            strict=True,
+        ):
+            assert np.allclose(o.corners, np.add(f.corners, (left, top, left, top)))
+            assert np.allclose(o.box.center, np.add(f.box.center, (left, top)))
+            assert o.box.size == pytest.approx(f.box.size)
+            assert o.box.rotation == pytest.approx(f.box.rotation)
+        expected += len(found)
+    assert len(objects) == expected == 7  # two per quarter, one cut off by the zoom
+    # Every white pixel is inside some box: nobody spills into a neighbour's quarter.
+    white = image[..., 0] > 127
+    covered = np.zeros_like(white)
+    for o in objects:
+        x0, y0, x1, y1 = o.corners
+        covered[max(int(y0) - 1, 0) : int(y1) + 2, max(int(x0) - 1, 0) : int(x1) + 2] = True
+    assert white.any() and not (white & ~covered).any()
+
+
+def test_training_examples_with_mosaic_prob_one_are_mosaics_of_the_labelled_frames(labelled):
+    """finder.mosaic_prob: 1 in the real training loader: every example shows four labelled
+    frames at once (the training side here is one photo of four men, so one frame alone
+    holds at most four people), with a centre peak for the people of each quarter."""
+    from training.config import load_config
+    from training.finder.task import _Loader, finder_codec, open_sets
+
+    config = load_config(
+        REPO / "configs" / "person_finder.yaml",
+        [f"dataset.path={labelled}", "finder.mosaic_prob=1"],  # 160 px input, 40 x 40 cells
+    )
+    train, _ = open_sets(config)
+    most = max(len(r["objects"]) for r in records(labelled, "train"))
+    assert most == 4
+    loader = _Loader(train, config)
+    half = finder_codec(config, 1).grid // 2
+    people = []
+    for counter in range(4):
+        image, target, ok = loader(np.int64(0), np.int64(counter))
+        assert ok and image.shape == (160, 160, 3)
+        peaks = np.argwhere(target[:, :, 0] > 0.999)  # one cell per person's centre
+        assert len({(int(y) // half, int(x) // half) for y, x in peaks}) >= 2
+        people.append(len(peaks))
+    assert max(people) > most, people
+
+
+def test_a_mosaic_needs_four_frames_and_an_even_input():
+    sample = _drawn_sample()
+    with pytest.raises(ValueError, match="4 samples"):
+        mosaic_crop([sample] * 3, 160, [AugmentParams()] * 3)
+    with pytest.raises(ValueError, match="even input"):
+        mosaic_crop([sample] * 4, 161, [AugmentParams()] * 4)
 
 
 def test_matching_counts_small_and_ignored_people_neither_way():
@@ -412,6 +487,8 @@ def test_a_finder_config_with_a_bad_value_is_one_line():
         load_config(REPO / "configs" / "person_finder.yaml", ["finder.min_score=2"])
     with pytest.raises(ConfigError, match="finder.classes"):
         load_config(REPO / "configs" / "face_finder.yaml", ["finder.classes=[]"])
+    with pytest.raises(ConfigError, match="finder.mosaic_prob"):
+        load_config(REPO / "configs" / "person_finder.yaml", ["finder.mosaic_prob=1.5"])
 
 
 def test_transform_object_is_what_the_reader_and_codec_share():

@@ -105,6 +105,10 @@ class FinderConfig:
     # find that matches a smaller one, or is smaller itself and matches nothing, is ignored.
     min_height: float = MIN_HEIGHT["person"]  # configs/face_finder.yaml: MIN_HEIGHT["face"]
     iou: float = 0.5  # a find matches a label at this IoU
+    # Training: the share of examples made as a 2x2 mosaic of four frames, each letterboxed
+    # into a quarter of the input (training.finder.data.mosaic_crop). Most labelled frames
+    # hold one person; a mosaic shows four frames' people at once, at half the scale.
+    mosaic_prob: float = 0.0
 
 
 @dataclass
@@ -333,7 +337,7 @@ class TrainConfig:
         )
         for key in ("sigma_scale", "min_sigma", "regression_weight"):
             _check(_positive(getattr(f, key)), f"finder.{key} must be a positive number")
-        for key in ("min_score", "min_height", "iou"):
+        for key in ("min_score", "min_height", "iou", "mosaic_prob"):
             value = getattr(f, key)
             _check(
                 math.isfinite(value) and 0 <= value <= 1,

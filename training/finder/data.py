@@ -14,6 +14,8 @@ whose image is missing or broken, or whose objects do not parse, raises
 colour, low light, blur, occluder, noise, JPEG), the objects mapped by the same affine
 (:func:`edge.finder_codec.transform_object`: a flip mirrors the crop's rotation too), their
 boxes clipped to the input, and the target made by :meth:`edge.finder_codec.FinderCodec.encode`.
+With ``finder.mosaic_prob`` an example is instead a 2x2 mosaic (:func:`mosaic_crop`): four
+frames, each cut as above into a quarter of the input, their objects moved into its quarter.
 """
 
 from __future__ import annotations
@@ -144,6 +146,32 @@ def finder_crop(
     objects = [transform_object(o, matrix) for o in sample.objects]
     objects = [c for c in (clip_to_input(o, input_size) for o in objects) if c is not None]
     return photometric(crop, params), objects
+
+
+MOSAIC_TILES = 4  # a 2 x 2 mosaic
+
+
+def mosaic_crop(
+    samples: list[FinderSample], input_size: int, params: list[AugmentParams]
+) -> tuple[np.ndarray, list[Found]]:
+    """A 2x2 mosaic (uint8 BGR, ``input_size`` square) of :data:`MOSAIC_TILES` frames and the
+    objects in its pixels: sample ``k`` is cut by :func:`finder_crop` with ``params[k]`` into a
+    tile half the input's side, placed left to right, top to bottom; its objects are clipped to
+    the tile (so nobody spills into a neighbour's quarter) and shifted with it."""
+    if len(samples) != MOSAIC_TILES or len(params) != MOSAIC_TILES:
+        raise ValueError(f"a mosaic needs {MOSAIC_TILES} samples and draws")
+    if input_size % 2:
+        raise ValueError(f"a mosaic needs an even input size, got {input_size}")
+    half = input_size // 2
+    canvas = np.empty((input_size, input_size, 3), np.uint8)
+    objects: list[Found] = []
+    for k, (sample, draw) in enumerate(zip(samples, params, strict=True)):
+        tile, found = finder_crop(sample, half, draw)
+        top, left = (k // 2) * half, (k % 2) * half
+        canvas[top : top + half, left : left + half] = tile
+        shift = np.array([[1.0, 0.0, left], [0.0, 1.0, top]])
+        objects += [transform_object(o, shift) for o in found]
+    return canvas, objects
 
 
 def make_finder_example(

@@ -102,8 +102,18 @@ class _Loader(RecordLoader):
 
     def make(self, sample, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         from ..data.augment import sample_params
-        from .data import make_finder_example
+        from ..data.base import iter_samples
+        from .data import MOSAIC_TILES, make_finder_example, mosaic_crop
 
+        if rng.random() < self.config.finder.mosaic_prob:
+            # Three more frames drawn at random (a corrupt one is skipped and counted, and
+            # the frames read stand in for it), each with its own augmentation draw.
+            others = rng.integers(0, len(self.dataset), MOSAIC_TILES - 1)
+            samples = [sample, *iter_samples(self.dataset, others)]
+            samples += [samples[i % len(samples)] for i in range(MOSAIC_TILES - len(samples))]
+            draws = [sample_params(rng, self.config.augment) for _ in samples]
+            crop, objects = mosaic_crop(samples, self.codec.input_size, draws)
+            return self.normalise(crop), self.codec.encode(objects)
         return make_finder_example(
             sample,
             codec=self.codec,
