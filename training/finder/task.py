@@ -105,7 +105,9 @@ class _Loader(RecordLoader):
         from ..data.base import iter_samples
         from .data import MOSAIC_TILES, make_finder_example, mosaic_crop
 
-        if rng.random() < self.config.finder.mosaic_prob:
+        mosaic = self.config.finder.mosaic_prob
+        # No draw without mosaics, so a recipe without them augments exactly as before.
+        if mosaic > 0 and rng.random() < mosaic:
             # Three more frames drawn at random (a corrupt one is skipped and counted, and
             # the frames read stand in for it), each with its own augmentation draw.
             others = rng.integers(0, len(self.dataset), MOSAIC_TILES - 1)
