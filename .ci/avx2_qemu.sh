@@ -27,6 +27,7 @@ fi
 # Haswell without the features TCG does not emulate (so QEMU prints no warning on stderr,
 # which tests that read a CLI's error line would see).
 cpu="Haswell,-rtm,-hle,-invpcid,-pcid,-x2apic,-tsc-deadline"
+venv_prefix=$("$py" -c 'import sys; print(sys.prefix)')
 shim=$(mktemp -d)
 trap 'rm -rf "$shim"' EXIT
 cat >"$shim/python" <<EOF
@@ -35,16 +36,21 @@ exec "$qemu" -cpu "$cpu" "$py" "\$@"
 EOF
 chmod +x "$shim/python"
 cat >"$shim/sitecustomize.py" <<EOF
+import os
 import sys
 
-sys.executable = "$shim/python"
+# Only the emulated interpreter hands its children the emulator. Another Python that a test
+# starts by its own path (test_edge_only's edge-only venv, its pip) inherits PYTHONPATH and
+# so this file, but runs natively: pointing its sys.executable here would make its pip build
+# with this venv's Python. Those few tests run on the host's CPU, not the emulated one.
+if os.path.realpath(sys.prefix) == os.path.realpath("$venv_prefix"):
+    sys.executable = "$shim/python"
 
 # The tests' deadlines on child processes (subprocess.run(timeout=...), Popen.wait, communicate)
 # were set for native speed; emulated, a CLI run over a video takes 100x longer. Stretch each by
 # BINLAND_TEST_SLOWDOWN, so a test fails here for what it checks, not for the emulator's pace.
 # (subprocess.run waits through communicate; communicate's last wait is stretched twice, which
 # only loosens a deadline that has already passed its first check.)
-import os
 import subprocess
 
 _SLOWDOWN = float(os.environ.get("BINLAND_TEST_SLOWDOWN", "1"))
