@@ -294,6 +294,40 @@ def test_the_benchmark_runs_the_person_finder_it_is_given(tmp_path):
     assert f"| {TWO_PEOPLE.name} | 2 |" in text
 
 
+FOUR_MEN = MEDIA / "images2" / "body" / "azuresamples_four_men_standing_bw.jpg"
+
+
+@pytest.mark.tensorflow
+@needs_media(FOUR_MEN)
+def test_the_tiled_teacher_finds_the_group_its_detector_misses_in_the_whole_frame():
+    """--teacher tiles searches as the finders' labels were made: in a photo of four men
+    standing side by side BlazePose's detector finds one in the whole frame; the tiles find
+    all four, each once (the finder label test's count of the same photo)."""
+    teacher("pose_detection"), teacher("pose_landmark_full")
+    from benchmarks.multi_person import teacher_people
+    from edge.boxes import iou_matrix
+    from training.label.finder import SAME_SUBJECT_IOU
+    from training.label.pose import BlazePoseTeacher
+
+    image = cv2.imread(str(FOUR_MEN))
+    pose_teacher = BlazePoseTeacher(num_threads=1)
+    whole = teacher_people(pose_teacher, image, "coco17")
+    tiled = teacher_people(pose_teacher, image, "coco17", tiled=True)
+    assert len(whole) < 4 and len(tiled) == 4
+    overlap = iou_matrix([p.box for p in tiled], [p.box for p in tiled])
+    assert (overlap[~np.eye(4, dtype=bool)] <= SAME_SUBJECT_IOU).all()
+    # Standing people side by side (a box is the landmarks the teacher sees: one man's legs
+    # are not among them, so his is the upper body).
+    for p in tiled:
+        x0, y0, x1, y1 = p.box
+        assert y1 - y0 > 1.5 * (x1 - x0) and y1 - y0 > image.shape[0] / 3
+        assert p.visible.sum() >= 10
+    lefts = sorted(p.box[0] for p in tiled)
+    assert all(b - a > 0.1 * image.shape[1] for a, b in zip(lefts, lefts[1:], strict=False))
+    # Everyone the whole-frame search finds is among them.
+    assert all(iou_matrix([w.box], [t.box for t in tiled]).max() > 0.5 for w in whole)
+
+
 def test_a_track_left_on_background_is_measured_in_frames():
     """benchmarks.multi_person's "on background": the longest run of frames one of our IDs is
     listed overlapping no teacher person; a frame it is not listed in ends the run."""

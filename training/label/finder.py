@@ -160,6 +160,17 @@ def tiles(shape: tuple[int, ...], sides: tuple[float, ...]) -> list[tuple[int, i
     return out
 
 
+def tiled_rois(teacher, frame: np.ndarray, sides: tuple[float, ...]) -> list[CropBox]:
+    """The distinct ROIs (:func:`distinct_rois`) ``teacher``'s detector (``detect_all``) finds
+    in ``frame`` and in its :func:`tiles` of ``sides``, in frame pixels, the whole frame's
+    first: a detector made for one subject finds one or two of a group in the whole frame."""
+    rois = []
+    for x0, y0, side in tiles(frame.shape, sides):
+        for roi in teacher.detect_all(frame[y0 : y0 + side, x0 : x0 + side]):
+            rois.append(CropBox((roi.center[0] + x0, roi.center[1] + y0), roi.size, roi.rotation))
+    return distinct_rois(rois)
+
+
 def _starts(length: int, side: int) -> list[int]:
     if length <= side:
         return [0]
@@ -188,15 +199,9 @@ class FinderLabeller(Labeller):
 
     def subjects(self, frame: np.ndarray, counts: Counter) -> list[Found]:
         """Every subject the teacher finds in ``frame`` or its tiles, refined (each distinct
-        detector ROI once: :func:`distinct_rois`; the whole frame's detections first)."""
-        rois = []
-        for x0, y0, side in tiles(frame.shape, self.tile_sides):
-            for roi in self.teacher.detect_all(frame[y0 : y0 + side, x0 : x0 + side]):
-                rois.append(
-                    CropBox((roi.center[0] + x0, roi.center[1] + y0), roi.size, roi.rotation)
-                )
+        detector ROI once: :func:`tiled_rois`)."""
         out = []
-        for roi in distinct_rois(rois):
+        for roi in tiled_rois(self.teacher, frame, self.tile_sides):
             found = self.subject(frame, roi, counts)
             if found is not None:
                 out.append(found)
