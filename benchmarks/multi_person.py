@@ -169,9 +169,12 @@ def teacher_people(teacher, image: np.ndarray, skeleton: str, tiled: bool = Fals
     from training.label import mappings
     from training.label.finder import SAME_SUBJECT_IOU, FinderLabeller, tiled_rois
 
-    rois = tiled_rois(teacher, image, FinderLabeller.tile_sides) if tiled else None
+    if tiled:
+        rois = tiled_rois(teacher, image, FinderLabeller.tile_sides)
+    else:
+        rois = teacher.detect_all(image)
     found = []
-    for roi in teacher.detect_all(image) if rois is None else rois:
+    for roi in rois:
         result = teacher.landmarks(image, roi)
         if tiled:
             result = teacher.landmarks(image, teacher.next_roi(result))
