@@ -175,9 +175,7 @@ def teacher_people(teacher, image: np.ndarray, skeleton: str, tiled: bool = Fals
         rois = teacher.detect_all(image)
     found = []
     for roi in rois:
-        result = teacher.landmarks(image, roi)
-        if tiled:
-            result = teacher.landmarks(image, teacher.next_roi(result))
+        result = teacher.refined(image, roi) if tiled else teacher.landmarks(image, roi)
         if result.presence < 0.5:
             continue
         points, confidence = mappings.to_skeleton(skeleton, result.points, result.visibility)

@@ -266,8 +266,7 @@ class PersonFinderLabeller(FinderLabeller):
         )
 
     def subject(self, frame: np.ndarray, roi: CropBox, counts: Counter) -> Found | None:
-        first = self.teacher.landmarks(frame, roi)
-        r = self.teacher.landmarks(frame, self.teacher.next_roi(first))
+        r = self.teacher.refined(frame, roi)
         visible = r.visibility >= self.options.min_visibility
         rect = person_rect(r.points, visible, frame.shape, r.mask, r.roi)
         mpii, mpii_scores = mappings.to_mpii16(r.points, r.visibility)
@@ -297,8 +296,7 @@ class FaceFinderLabeller(FinderLabeller):
         )
 
     def subject(self, frame: np.ndarray, roi: CropBox, counts: Counter) -> Found | None:
-        first = self.teacher.landmarks(frame, roi)
-        r = self.teacher.landmarks(frame, self.teacher.next_roi(first))
+        r = self.teacher.refined(frame, roi)
         from .face import to_ibug68
 
         rect = face_rect(r.points, frame.shape)

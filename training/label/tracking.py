@@ -47,6 +47,12 @@ class TrackingTeacher(abc.ABC, Generic[Result]):
     def next_roi(self, result: Result) -> CropBox:
         """The ROI to track the subject with in the next frame."""
 
+    def refined(self, image_bgr: np.ndarray, roi: CropBox) -> Result:
+        """The landmarks from a detector's ``roi``, then once more from the ROI those landmarks
+        give (:meth:`next_roi`), in the same image: a detector's box is rougher than the
+        landmark model's own."""
+        return self.landmarks(image_bgr, self.next_roi(self.landmarks(image_bgr, roi)))
+
     def process(self, image_bgr: np.ndarray) -> Result | None:
         """Landmarks of one subject: tracked from the last frame, else freshly detected."""
         for attempt in ("track", "detect"):
