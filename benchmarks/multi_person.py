@@ -167,7 +167,7 @@ def teacher_people(teacher, image: np.ndarray, skeleton: str, tiled: bool = Fals
     whole frame, two finds of one person merged), which finds people the detector misses in
     the whole frame (a group's back row, someone small beside someone near)."""
     from training.label import mappings
-    from training.label.finder import SAME_SUBJECT_IOU, FinderLabeller, tiled_rois
+    from training.label.finder import SAME_SUBJECT_IOU, FinderLabeller, distinct, tiled_rois
 
     if tiled:
         rois = tiled_rois(teacher, image, FinderLabeller.tile_sides)
@@ -185,13 +185,10 @@ def teacher_people(teacher, image: np.ndarray, skeleton: str, tiled: bool = Fals
             found.append((result.presence, Person(box, points, visible)))
     if not tiled:
         return [person for _, person in found]
-    from edge.boxes import iou_matrix
-
-    kept: list[Person] = []
-    for _, person in sorted(found, key=lambda f: -f[0]):
-        if not kept or iou_matrix([person.box], [k.box for k in kept]).max() <= SAME_SUBJECT_IOU:
-            kept.append(person)
-    return kept
+    # Two ROIs refined onto one person: the more present kept, as the label tool merges them.
+    best_first = [person for _, person in sorted(found, key=lambda f: -f[0])]
+    rects = [(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in (p.box for p in best_first)]
+    return [best_first[i] for i in distinct(rects, SAME_SUBJECT_IOU)]
 
 
 def our_people(result, min_score: float = BOX_MIN_SCORE) -> list[Person]:

@@ -125,24 +125,27 @@ def roi_rect(roi: CropBox) -> tuple[float, float, float, float]:
     return (roi.center[0] - half, roi.center[1] - half, roi.size, roi.size)
 
 
+def distinct(rects: list[tuple[float, ...]], max_iou: float) -> list[int]:
+    """Indices of ``rects`` (x, y, w, h) in order, each left out that overlaps an earlier kept
+    one by IoU above ``max_iou`` (greedy: the earlier, the more trusted)."""
+    kept: list[int] = []
+    for i, rect in enumerate(rects):
+        if all(rect_iou(rect, rects[k]) <= max_iou for k in kept):
+            kept.append(i)
+    return kept
+
+
 def distinct_rois(rois: list[CropBox]) -> list[CropBox]:
     """``rois`` in order, each dropped that overlaps an earlier one by IoU above
     :data:`SAME_ROI_IOU` (one subject found in the frame and in several tiles)."""
-    kept: list[CropBox] = []
-    for roi in rois:
-        if all(rect_iou(roi_rect(roi), roi_rect(k)) <= SAME_ROI_IOU for k in kept):
-            kept.append(roi)
-    return kept
+    return [rois[i] for i in distinct([roi_rect(r) for r in rois], SAME_ROI_IOU)]
 
 
 def merge_duplicates(objects: list[Found]) -> list[Found]:
     """``objects`` best first, each dropped that overlaps a better one by IoU above
     :data:`SAME_SUBJECT_IOU` (two detector ROIs that refined onto one subject)."""
-    kept: list[Found] = []
-    for o in sorted(objects, key=lambda o: -o.score):
-        if all(rect_iou(o.rect, k.rect) <= SAME_SUBJECT_IOU for k in kept):
-            kept.append(o)
-    return kept
+    best_first = sorted(objects, key=lambda o: -o.score)
+    return [best_first[i] for i in distinct([o.rect for o in best_first], SAME_SUBJECT_IOU)]
 
 
 def tiles(shape: tuple[int, ...], sides: tuple[float, ...]) -> list[tuple[int, int, int]]:
