@@ -27,7 +27,12 @@ What it reports, per clip and over all:
   measured, on the pose task's ``select`` clips (single people, none of this benchmark's):
   ``--clips <those> --box-min-score T`` for T from 0.1 to 0.4 gave recall / precision 81 / 52
   at 0.1 and 58 / 37 at 0.3 (benchmarks/results/multi_person_box_cut.md), hence the default
-  0.1. A prediction on a shorter teacher person is
+  0.1. The positions are this frame's: edge.live's smoothing holds a landmark scoring under
+  its cut (0.3) where it last saw it with confidence, and a held position in the box drags it
+  behind a moving person (a wrist held for 20 frames at the x where it was), so those
+  landmarks enter the box where they were decoded in this frame (:func:`box_points`; on the
+  select clips recall / precision 83.0 / 58.5 against 82.3 / 58.0 with the held ones,
+  multi_person_box_cut.md). A prediction on a shorter teacher person is
   neither right nor wrong (ignored);
 * **ID switches per 100 frames**: the teacher has no IDs, so its people are linked from frame
   to frame by box IoU (>= 0.3, across gaps of up to 1 s: its detector misses people for
@@ -191,14 +196,23 @@ def teacher_people(teacher, image: np.ndarray, skeleton: str, tiled: bool = Fals
     return [best_first[i] for i in distinct(rects, SAME_SUBJECT_IOU)]
 
 
+def box_points(tracked) -> np.ndarray:
+    """(K, 2) where a tracked person's landmarks are in this frame: the smoothed position
+    of each landmark the smoother updated (score >= SMOOTH_MIN_SCORE), the decoded one of each
+    it held at an older position (see the module docstring)."""
+    updated = np.asarray(tracked.scores) >= SMOOTH_MIN_SCORE
+    return np.where(updated[:, None], tracked.points, tracked.raw_points).astype(np.float64)
+
+
 def our_people(result, min_score: float = BOX_MIN_SCORE) -> list[Person]:
     from training.scoring import box_row
 
     people = []
     for tracked in result.people:
         points = np.asarray(tracked.points, np.float64)
-        ok = (np.asarray(tracked.scores) >= min_score) & np.isfinite(points).all(axis=1)
-        box = landmark_box(points, ok)
+        here = box_points(tracked)
+        ok = (np.asarray(tracked.scores) >= min_score) & np.isfinite(here).all(axis=1)
+        box = landmark_box(here, ok)
         if box is not None:
             crop = np.asarray(box_row(tracked.box), np.float64)
             people.append(Person(box, points, ok, tracked.id, crop))
@@ -654,7 +668,8 @@ def report(scores: list[ClipScore], args, model, mean=None, finder=None) -> str:
         ]
     lines += [
         f"Our box: the landmarks scoring {args.box_min_score:g} or more (`--box-min-score`; "
-        "the teacher's: visibility 0.5 or more).",
+        "the teacher's: visibility 0.5 or more), where they are in this frame (those the "
+        f"smoothing holds, scoring under {SMOOTH_MIN_SCORE:g}, where they were decoded).",
         "",
     ]
     return "\n".join([*lines, *causes_table(scores)])

@@ -373,3 +373,26 @@ def test_misses_and_false_finds_are_split_by_what_was_there():
     assert miss_causes(truth, ours, pairs, tall=[matched, alone]) == (0, 1)
     assert miss_causes([], ours, [], tall=[]) == (0, 0)
     assert miss_causes(truth, [], [], tall=truth) == (0, 0)
+
+
+def test_our_box_is_where_the_landmarks_are_in_this_frame():
+    """benchmarks.multi_person boxes a person by this frame's landmark positions: a landmark
+    the smoother holds at an old position (scoring under its cut) enters the box where it was
+    decoded, not where it was held; one scoring under the box cut stays out."""
+    from benchmarks.multi_person import BOX_MIN_SCORE, SMOOTH_MIN_SCORE, our_people
+    from edge.multipipeline import MultiFrameResult, TrackedLandmarks
+    from edge.sources import Frame
+    from edge.transform import CropBox
+
+    raw = np.array([[100.0, 100.0], [200.0, 300.0], [150.0, 200.0], [900.0, 900.0]])
+    shown = raw.copy()
+    shown[0] = [102.0, 101.0]  # smoothed
+    shown[2] = [600.0, 200.0]  # held where it was seen with confidence, frames ago
+    shown[3] = [150.0, 250.0]  # held; it scores under the box cut anyway
+    scores = np.array([0.9, 0.8, (BOX_MIN_SCORE + SMOOTH_MIN_SCORE) / 2, BOX_MIN_SCORE / 2])
+    person = TrackedLandmarks(1, CropBox((150.0, 200.0), 300.0), shown, raw, scores, tracking=True)
+    frame = Frame(np.zeros((1000, 1000, 3), np.uint8), timestamp=0.0, index=0)
+    (ours,) = our_people(MultiFrameResult(frame, [person], None))
+    np.testing.assert_allclose(ours.box, [102.0, 101.0, 200.0, 300.0])
+    assert ours.visible.tolist() == [True, True, True, False]
+    np.testing.assert_array_equal(ours.points, shown)  # the PCK is scored on what is shown
