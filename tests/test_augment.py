@@ -16,6 +16,7 @@ from training.data.augment import (
     AugmentConfig,
     AugmentParams,
     BackgroundDraw,
+    NeighbourDraw,
     Normalisation,
     crop_sample,
     landmark_order,
@@ -433,6 +434,125 @@ def test_pipeline_swaps_backgrounds_from_other_records_repeatably():
     # Counted (the parallel map may have run ahead of the two batches taken).
     assert data.swaps_missed.count >= 4
     assert "no person mask" in data.swaps_missed.reasons[0]
+
+
+# ----------------------------------------------------------------- neighbours (issue 24)
+
+
+def _neighbour_sample() -> Sample:
+    """Another person: a flat bright disk on black, its mask the disk, its box a third of the
+    blob sample's (so, cut at its own box, it fills the crop as the blob person does)."""
+    image = np.zeros((200, 200, 3), np.uint8)
+    yy, xx = np.mgrid[0:200, 0:200]
+    disk = np.hypot(xx - 100.0, yy - 100.0) <= 40
+    image[disk] = (250, 30, 200)
+    return Sample(
+        image,
+        np.full((16, 2), 100.0),
+        np.ones(16, bool),
+        CropBox((100.0, 100.0), 280.0 / 3),
+        id="neighbour",
+        mask=disk.astype(np.float32),
+    )
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_neighbour_stands_beside_the_person_behind_them_or_in_front(flip):
+    from edge.transform import warp_crop
+
+    sample, other = _masked_blob_sample(), _neighbour_sample()
+    behind = NeighbourDraw(record=0.5, dx=0.45, dy=0.0, scale=1.0, flip=False, front=False)
+    params = AugmentParams(scale=1.2, flip=flip, neighbour=behind)
+    plain, m0, p0, v0 = crop_sample(sample, 96, MPII16, dataclasses.replace(params, neighbour=None))
+    pasted, m1, p1, v1 = crop_sample(sample, 96, MPII16, params, neighbour=other)
+    # Geometry and labels are the person's, whoever stands beside them.
+    np.testing.assert_array_equal(m0, m1)
+    np.testing.assert_array_equal(p0, p1)
+    np.testing.assert_array_equal(v0, v1)
+    person = warp_crop(sample.mask, params.crop_box(sample.box), (96, 96))[0]
+    person = person[:, ::-1] if flip else person
+    inside = person >= 0.5
+    np.testing.assert_array_equal(pasted[inside], plain[inside])  # behind: the person untouched
+    # The neighbour's colour shows where they stand: right of the centre (dx > 0), or left of
+    # it when the crop is mirrored, at the blob person's zoom (their disk, 80 pixels across
+    # in a box of 280 / 3, is 80 / (1.2 x 280 / 3) x 96 = 69 crop pixels tall).
+    magenta = (np.abs(pasted.astype(int) - (250, 30, 200)).max(axis=-1) <= 2) & ~inside
+    assert magenta.sum() > 300
+    assert not (np.abs(plain.astype(int) - (250, 30, 200)).max(axis=-1) <= 2).any()
+    cols = np.flatnonzero(magenta.any(axis=0))
+    assert (cols.max() < 48) if flip else (cols.min() > 48)
+    assert 60 <= magenta.any(axis=1).sum() <= 72
+    # In front, the neighbour covers the part of the person under them.
+    front = dataclasses.replace(params, neighbour=dataclasses.replace(behind, dx=0.25, front=True))
+    over, *_ = crop_sample(sample, 96, MPII16, front, neighbour=other)
+    covered = inside & (np.abs(over.astype(int) - (250, 30, 200)).max(axis=-1) <= 2)
+    assert covered.sum() > 100
+
+
+def test_no_neighbour_without_both_masks():
+    sample, other = _masked_blob_sample(), _neighbour_sample()
+    params = AugmentParams(neighbour=NeighbourDraw(0.5, 0.3, 0.0, 1.0, False, False))
+    plain = crop_sample(sample, 64, MPII16, AugmentParams())[0]
+    unmasked = dataclasses.replace(other, mask=None)
+    np.testing.assert_array_equal(
+        crop_sample(sample, 64, MPII16, params, neighbour=unmasked)[0], plain
+    )
+    alone = _blob_sample()  # the person has no mask: nothing to keep them in front
+    np.testing.assert_array_equal(
+        crop_sample(alone, 64, MPII16, params, neighbour=other)[0],
+        crop_sample(alone, 64, MPII16, AugmentParams())[0],
+    )
+    assert not np.array_equal(crop_sample(sample, 64, MPII16, params, neighbour=other)[0], plain)
+
+
+def test_neighbour_draws_are_off_by_default_and_leave_the_other_draws_alone():
+    config = dict(blur_prob=0.3, shift_sigma=0.05, background_prob=0.4)
+    rng = np.random.default_rng(5)
+    assert all(sample_params(rng, AugmentConfig(**config)).neighbour is None for _ in range(200))
+    # Drawn last: every other draw of a recipe is what it was without neighbours.
+    for seed in range(20):
+        old = sample_params(np.random.default_rng(seed), AugmentConfig(**config))
+        new = sample_params(
+            np.random.default_rng(seed), AugmentConfig(**config, neighbour_prob=0.5)
+        )
+        assert new == AugmentParams(**{**old.__dict__, "neighbour": new.neighbour})
+    made = [sample_params(rng, AugmentConfig(neighbour_prob=0.3)).neighbour for _ in range(3000)]
+    made = [d for d in made if d is not None]
+    assert abs(len(made) / 3000 - 0.3) < 0.03
+    dx = np.array([d.dx for d in made])
+    assert np.abs(dx).min() >= 0.2 and np.abs(dx).max() <= 0.55 and 0.4 < (dx > 0).mean() < 0.6
+    assert 0.2 < np.mean([d.front for d in made]) < 0.3
+    scale = np.array([d.scale for d in made])
+    assert scale.min() >= 0.8 and scale.max() <= 1.25
+
+
+def test_pipeline_pastes_neighbours_from_other_records_and_counts_the_missed():
+    from training.data.pipeline import training_dataset
+
+    def first_batches(prob: float, data: LandmarkDataset) -> np.ndarray:
+        ds = training_dataset(
+            data,
+            codec=HeatmapCodec((64, 64), (16, 16), sigma=1.0),
+            normalise=Normalisation(),
+            augment=AugmentConfig(neighbour_prob=prob, neighbour_front_prob=0.0),
+            batch_size=6,
+            num_stacks=1,
+            seed=3,
+            deterministic=True,
+        )
+        return np.concatenate([images.numpy() for images, _ in ds.take(2)])
+
+    figure = _masked_blob_sample()
+    data = _MaskedFigures(figure)
+    once = first_batches(1.0, data)
+    np.testing.assert_array_equal(once, first_batches(1.0, _MaskedFigures(figure)))  # seeded
+    alone = first_batches(0.0, _MaskedFigures(figure))
+    changed = np.abs(once - alone).reshape(12, -1).max(axis=1) > 0.1
+    # Every third record has no mask, so a third of the people, and a third of the neighbours
+    # drawn, cannot be pasted; the rest can.
+    assert 3 <= changed.sum() <= 10
+    assert data.neighbours_missed.count >= 2
+    assert "no person mask" in data.neighbours_missed.reasons[0]
 
 
 # ------------------------------------------------------------------ teacher scores (issue 24)

@@ -39,6 +39,8 @@ BASE = {"dataset": {"name": "synthetic-pose"}}
         ("augment.background_prob=1.5", "augment.background_prob is a probability"),
         ("augment.background_prob=.nan", "augment.background_prob is a probability"),
         ("augment.background_prob=often", "augment.background_prob must be float"),
+        ("augment.neighbour_prob=2", "augment.neighbour_prob is a probability"),
+        ("augment.neighbour_front_prob=-0.1", "augment.neighbour_front_prob is a probability"),
         # the teacher's per-point scores as weights or soft targets (issue 24)
         ("teacher_scores.use=soft", "teacher_scores.use must be none, weight or target"),
         ("teacher_scores.use=off", "YAML reads yes/no/on/off as true/false: quote the value"),
@@ -61,6 +63,10 @@ def test_background_swaps_are_for_landmark_models_only():
     with pytest.raises(ConfigError, match="background_prob applies to task: landmarks") as caught:
         make_config(BASE, ["task=segmentation", "augment.background_prob=0.5"])
     assert "\n" not in str(caught.value)
+    # Nor would they know a person pasted beside the one they are about.
+    make_config(BASE, ["augment.neighbour_prob=0.3"])
+    with pytest.raises(ConfigError, match="neighbour_prob applies to task: landmarks"):
+        make_config(BASE, ["task=finder", "augment.neighbour_prob=0.3"])
 
 
 @pytest.mark.parametrize(

@@ -362,6 +362,8 @@ class TrainConfig:
             "jpeg_prob",
             "dark_prob",
             "background_prob",
+            "neighbour_prob",
+            "neighbour_front_prob",
         ):
             value = getattr(a, key)
             _check(
@@ -409,6 +411,11 @@ class TrainConfig:
             not a.background_prob or self.task == "landmarks",
             "augment.background_prob applies to task: landmarks (their crops keep the person's "
             "mask; the other tasks' targets would not follow the swap)",
+        )
+        _check(
+            not a.neighbour_prob or self.task == "landmarks",
+            "augment.neighbour_prob applies to task: landmarks (their crops keep the person's "
+            "mask; the other tasks' targets would not know the pasted person)",
         )
 
     @property

@@ -482,6 +482,11 @@ def _finish(run: _Training, history: list[dict]) -> dict:
             data.train.swaps_missed,
             "{n} background swap(s) were not made (no person mask, or a corrupt background record)",
         )
+    if config.augment.neighbour_prob:
+        _say_count(
+            data.train.neighbours_missed,
+            "{n} neighbour(s) were not pasted (a record without a person mask, or a corrupt one)",
+        )
     if config.teacher_scores.on:
         # Drawn figures and human-labelled sets have no teacher scores: their visible points
         # weighed 1, as without teacher_scores.

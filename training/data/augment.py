@@ -23,6 +23,12 @@ on, and drawn only then, so an older config draws exactly what it always did):
   they were; the seam is feathered, and the camera draws above come after it, so neither a
   hard edge nor a change of noise marks where the person ends. The pipeline loads the
   background record (:mod:`training.data.pipeline`); records without a mask keep theirs.
+* a neighbour: another record's person (cut out by its mask) pasted beside the one the crop is
+  about, behind them or now and then in front (:func:`paste_neighbour`), its own labels
+  ignored. In group photos the crop around one person holds the next one's arm, shoulder or
+  whole body, and a student that saw nearly only people alone puts the limbs on whoever is
+  nearer (the pose select photos of groups, pose_v2_candidates.md). The crop is still about
+  the person it is centred on, at their scale, so the targets do not change.
 
 Geometry goes through :mod:`edge.transform` (the crop) and :mod:`edge.codec` (the targets),
 the same two functions the evaluation and the device use, so a training target and a
@@ -37,7 +43,7 @@ import numpy as np
 
 from edge.codec import HeatmapCodec
 from edge.skeletons import Skeleton
-from edge.transform import CropBox, apply_affine, normalise_input, warp_crop
+from edge.transform import CropBox, apply_affine, crop_matrix, normalise_input, warp_crop
 
 from .base import Sample
 from .teacher_scores import TeacherScoresConfig, apply_scores
@@ -71,6 +77,9 @@ class AugmentConfig:
     dark_min: float = 0.25
     # Another record's image behind the person (where its mask is below 0.5); landmarks only.
     background_prob: float = 0.0
+    # Another record's person pasted beside the person (both need masks); landmarks only.
+    neighbour_prob: float = 0.0
+    neighbour_front_prob: float = 0.25  # of the pastes, this share in front of the person
 
 
 # The seam of a background swap is blurred by a Gaussian of this sigma, as a fraction of the
@@ -80,6 +89,25 @@ BACKGROUND_FEATHER = 0.01
 # The background is a square window of the other record's image, its side this fraction of
 # the image's shorter side (U[min, 1]): from its whole context to a close-up of part of it.
 BACKGROUND_WINDOW_MIN = 0.4
+
+
+# A neighbour's centre lies this far to one side of the crop's centre, as a fraction of the
+# crop side (U[min, max], left or right): from shoulder to shoulder to a step apart.
+NEIGHBOUR_OFFSET = (0.2, 0.55)
+NEIGHBOUR_RISE_SIGMA = 0.05  # ... and N(0, sigma) up or down (people stand at other depths)
+NEIGHBOUR_SCALE = (0.8, 1.25)  # their size against the person's (nearer or farther)
+
+
+@dataclass(frozen=True)
+class NeighbourDraw:
+    """Which record's person is pasted beside the person, where and how."""
+
+    record: float  # U[0, 1): the record at this fraction of the dataset's records
+    dx: float  # their centre's offset, a fraction of the crop side (signed: left or right)
+    dy: float  # ... and downwards
+    scale: float  # their size against the person's
+    flip: bool  # mirrored
+    front: bool  # pasted in front of the person (else behind)
 
 
 @dataclass(frozen=True)
@@ -109,6 +137,7 @@ class AugmentParams:
     jpeg_quality: int = 0  # re-encode the crop at this JPEG quality; 0: none
     dark: tuple[float, float] = (1.0, 1.0)  # (brightness factor, gamma); (1, 1): none
     background: BackgroundDraw | None = None  # a background swap; None: none
+    neighbour: NeighbourDraw | None = None  # another person pasted beside; None: none
 
     def crop_box(self, box: CropBox) -> CropBox:
         """``box`` moved, scaled and rotated by this draw: the crop the model is shown."""
@@ -166,6 +195,19 @@ def sample_params(rng: np.random.Generator, config: AugmentConfig) -> AugmentPar
             float(y),
             bool(rng.random() < 0.5),
         )
+    neighbour = None
+    if config.neighbour_prob > 0 and rng.random() < config.neighbour_prob:
+        record, offset, side, scale_u, flip_u, front_u = rng.uniform(0.0, 1.0, 6)
+        lo, hi = NEIGHBOUR_OFFSET
+        dx = (lo + offset * (hi - lo)) * (1.0 if side < 0.5 else -1.0)
+        neighbour = NeighbourDraw(
+            float(record),
+            float(dx),
+            float(rng.normal(0.0, NEIGHBOUR_RISE_SIGMA)),
+            float(NEIGHBOUR_SCALE[0] + scale_u * (NEIGHBOUR_SCALE[1] - NEIGHBOUR_SCALE[0])),
+            bool(flip_u < 0.5),
+            bool(front_u < config.neighbour_front_prob),
+        )
     return AugmentParams(
         scale,
         rotation,
@@ -178,6 +220,7 @@ def sample_params(rng: np.random.Generator, config: AugmentConfig) -> AugmentPar
         jpeg_quality,
         dark,
         background,
+        neighbour,
     )
 
 
@@ -207,6 +250,7 @@ def crop_sample(
     skeleton: Skeleton,
     params: AugmentParams = AugmentParams(),  # noqa: B008 - frozen, so a shared default is safe
     background: np.ndarray | None = None,
+    neighbour: Sample | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Crop (uint8 BGR), image->crop matrix, crop points (K, 2) and visibility after ``params``.
 
@@ -214,13 +258,24 @@ def crop_sample(
     sits where its right arm was, so point ``i`` takes the mirrored point of ``perm[i]``.
     ``background`` (a BGR image, e.g. another record's) replaces the crop's background when
     ``params.background`` is drawn and the sample has a person mask; else it is not used.
+    ``neighbour`` (another record) is pasted beside the person when ``params.neighbour`` is
+    drawn and both have a person mask (:func:`neighbour_crop`, :func:`paste_neighbour`);
+    else it is not used. Neither changes the geometry or the labels.
     """
+    size = (input_size, input_size)
     box = params.crop_box(sample.box)
-    crop, matrix = warp_crop(sample.image, box, (input_size, input_size))
+    crop, matrix = warp_crop(sample.image, box, size)
     points = apply_affine(matrix, sample.points)
     visible = sample.visible.copy()
     swap = params.background is not None and background is not None and sample.mask is not None
-    person = warp_crop(sample.mask, box, (input_size, input_size))[0] if swap else None
+    paste = (
+        params.neighbour is not None
+        and neighbour is not None
+        and neighbour.mask is not None
+        and sample.mask is not None
+    )
+    person = warp_crop(sample.mask, box, size)[0] if swap or paste else None
+    other = neighbour_crop(neighbour, params, input_size) if paste else None
     if params.flip:
         crop = np.ascontiguousarray(crop[:, ::-1])
         person = None if person is None else person[:, ::-1]
@@ -229,11 +284,70 @@ def crop_sample(
         perm = landmark_order(skeleton, params)
         points = apply_affine(mirror, points)[perm]
         visible = visible[perm]
-    if person is not None:
-        # Before the camera draws, which then cover the seam as they cover the whole crop.
+    # Before the camera draws, which then cover the seams as they cover the whole crop.
+    if swap:
         crop = swap_background(crop, person, background, params.background)
+    if other is not None:
+        if params.flip:
+            other = tuple(np.ascontiguousarray(a[:, ::-1]) for a in other)
+        crop = paste_neighbour(crop, person, *other, front=params.neighbour.front)
     crop = photometric(crop, params)
     return crop, matrix, points.astype(np.float32), visible
+
+
+def neighbour_crop(
+    neighbour: Sample, params: AugmentParams, input_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The neighbour as ``params.neighbour`` places them in the (unmirrored) crop: their
+    image and person mask (``input_size`` square), their box cut at the person's zoom and
+    rotation, times the draw's size, mirrored on its flip, and moved by its offset."""
+    import cv2
+
+    draw = params.neighbour
+    nbox = neighbour.box
+    zoomed = CropBox(
+        nbox.center, nbox.size * params.scale / draw.scale, nbox.rotation + params.rotation
+    )
+    matrix = crop_matrix(zoomed, (input_size, input_size))
+    if draw.flip:
+        matrix = compose(flip_matrix(input_size), matrix)
+    # The offset, in crop pixels, after the cut: the same whatever the box's rotation.
+    matrix = compose(
+        np.array([[1.0, 0.0, draw.dx * input_size], [0.0, 1.0, draw.dy * input_size]]), matrix
+    )
+    size = (input_size, input_size)
+    image = cv2.warpAffine(neighbour.image, matrix, size, flags=cv2.INTER_LINEAR)
+    mask = cv2.warpAffine(neighbour.mask, matrix, size, flags=cv2.INTER_LINEAR)
+    return image, mask
+
+
+def _feathered(mask: np.ndarray) -> np.ndarray:
+    """(H, W, 1) float32 in [0, 1]: 1 where ``mask`` is 0.5 or more, fading to 0 outside it
+    over a few pixels (:data:`BACKGROUND_FEATHER`), so no hard cut-out outline shows."""
+    import cv2
+
+    inside = (mask >= 0.5).astype(np.float32)
+    # Blurring the binary mask puts its edge at 0.5; doubled, the fade lies outside the mask.
+    fade = cv2.GaussianBlur(inside, (0, 0), max(BACKGROUND_FEATHER * mask.shape[0], 0.3))
+    return np.maximum(inside, np.clip(2.0 * fade, 0.0, 1.0))[..., None]
+
+
+def paste_neighbour(
+    crop: np.ndarray,
+    person: np.ndarray,
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    front: bool,
+) -> np.ndarray:
+    """``crop`` with the neighbour's ``image`` where their ``mask`` is 0.5 or more (feathered
+    outside it): behind the person (``person``, the crop's mask: where it is 0.5 or more the
+    crop keeps its pixels exactly), or in ``front`` of them."""
+    alpha = _feathered(mask)
+    if not front:
+        alpha = alpha * (1.0 - (person >= 0.5).astype(np.float32)[..., None])
+    mixed = alpha * image.astype(np.float32) + (1.0 - alpha) * crop.astype(np.float32)
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
 
 def swap_background(
@@ -242,14 +356,8 @@ def swap_background(
     """``crop`` with ``image`` (placed by ``draw``) where ``person`` (the crop's mask, 0 to 1)
     is below 0.5. Pixels at 0.5 or more keep their value exactly; outside them the new
     background fades in over a few pixels (:data:`BACKGROUND_FEATHER`)."""
-    import cv2
-
-    size = crop.shape[0]
-    behind = place_background(image, draw, size)
-    inside = (person >= 0.5).astype(np.float32)
-    # Blurring the binary mask puts its edge at 0.5; doubled, the fade lies outside the person.
-    fade = cv2.GaussianBlur(inside, (0, 0), max(BACKGROUND_FEATHER * size, 0.3))
-    keep = np.maximum(inside, np.clip(2.0 * fade, 0.0, 1.0))[..., None]
+    behind = place_background(image, draw, crop.shape[0])
+    keep = _feathered(person)
     mixed = keep * crop.astype(np.float32) + (1.0 - keep) * behind.astype(np.float32)
     return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
 
@@ -348,13 +456,14 @@ def make_example(
     params: AugmentParams = AugmentParams(),  # noqa: B008
     background: np.ndarray | None = None,
     teacher: TeacherScoresConfig | None = None,
+    neighbour: Sample | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Model input (S, S, 3) float32, target heatmaps (h, w, K) and landmark weights (K,);
-    ``background``: see :func:`crop_sample`. ``teacher``: what the sample's teacher scores
+    ``background`` and ``neighbour``: see :func:`crop_sample`. ``teacher``: what the sample's teacher scores
     (``Sample.scores``, put in the crop's landmark order) do to the heatmaps or the weights
     (:func:`training.data.teacher_scores.apply_scores`); None or ``use: none``: nothing."""
     crop, _, points, visible = crop_sample(
-        sample, codec.input_size[0], skeleton, params, background
+        sample, codec.input_size[0], skeleton, params, background, neighbour
     )
     heatmaps, weights = codec.encode(points, visible)
     if teacher is not None and teacher.on and sample.scores is not None:

@@ -166,6 +166,13 @@ class RecordDataset(abc.ABC):
         the record drawn for the background is corrupt. Such a crop keeps its background."""
         return self._counter("_swaps_missed", "no background swap for record")
 
+    @property
+    def neighbours_missed(self) -> SkipCounter:
+        """Neighbours drawn that could not be pasted: the record or the one drawn to stand
+        beside it has no person mask, or the latter is corrupt. Such a crop shows no one
+        pasted."""
+        return self._counter("_neighbours_missed", "no neighbour pasted for record")
+
     def _counter(self, key: str, action: str) -> SkipCounter:
         # Created on first use so subclasses need not call a base __init__.
         counter = self.__dict__.get(key)

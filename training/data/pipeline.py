@@ -9,7 +9,10 @@ A background swap (``augment.background_prob``) loads a second record, the one t
 picked, for its image: a record of the same training set (mix included), so the backgrounds
 are the footage's own rooms, streets and fields, other people in them included. A swap that
 cannot be made (no person mask, a corrupt background record) is counted in
-``dataset.swaps_missed`` and the crop keeps its own background.
+``dataset.swaps_missed`` and the crop keeps its own background. A neighbour
+(``augment.neighbour_prob``) is another record of the same set, loaded likewise for its image,
+its person mask and its box; one that cannot be pasted (either record without a mask, a
+corrupt record) is counted in ``dataset.neighbours_missed``.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ class _Loader(RecordLoader):
             params=params,
             background=self.background(sample, params),
             teacher=self.teacher,
+            neighbour=self.neighbour(sample, params),
         )
         return image, pack_targets(heatmaps, weights)
 
@@ -76,6 +80,27 @@ class _Loader(RecordLoader):
         except CorruptSample as exc:
             self.dataset.swaps_missed.record(sample.id, f"background record {index}: {exc}")
             return None
+
+    def neighbour(self, sample: Sample, params: AugmentParams) -> Sample | None:
+        """The record ``params`` drew to stand beside ``sample``'s person, or None: none
+        drawn, or one that cannot be pasted (counted in ``dataset.neighbours_missed``)."""
+        if params.neighbour is None:
+            return None
+        missed = self.dataset.neighbours_missed
+        if sample.mask is None:  # checked first: a record without a mask costs no second read
+            missed.record(sample.id, "it has no person mask")
+            return None
+        n = len(self.dataset)
+        index = min(int(params.neighbour.record * n), n - 1)
+        try:
+            other = self.dataset.load(index)
+        except CorruptSample as exc:
+            missed.record(sample.id, f"neighbour record {index}: {exc}")
+            return None
+        if other.mask is None:
+            missed.record(sample.id, f"neighbour record {index} has no person mask")
+            return None
+        return other
 
 
 def training_dataset(
