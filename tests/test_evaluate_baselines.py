@@ -508,6 +508,14 @@ def test_new_options_fail_in_one_line(tmp_path):
     (tmp_path / "broken.json").write_text("[1, 2")
     proc = _cli(*base, "--sources", str(tmp_path / "broken.json"))
     assert proc.returncode == 2 and "cannot read the sources index" in proc.stderr
+    # A training split none of whose images can be read: the mean shape cannot be made, and
+    # the line says why (the first record's reason), not only that they are all corrupt.
+    records = json.loads((tmp_path / "annot" / "valid.json").read_text())
+    write_json(tmp_path / "annot" / "train.json", [{**r, "image": "gone.jpg"} for r in records])
+    proc = _cli(*base)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "for the mean shape is corrupt (first: " in last, last
+    assert "gone.jpg" in last and "--baseline-split own" in last
     help_text = _cli("training.evaluate", "--help").stdout
     for option in ("--baseline-split", "--baseline-limit", "--crop", "--jitter-seed", "--sources"):
         assert option in help_text

@@ -424,6 +424,27 @@ def test_coco_keypoints_json(tmp_path):
     assert len(list(iter_samples(ds))) == 1 and ds.skipped.count == 3
 
 
+def test_coco_finds_the_label_tools_images_folder_by_itself(tmp_path):
+    # python -m training.label pose writes annotations/person_keypoints_<split>.json and one
+    # images/ folder for every split, not COCO's <split>2017/.
+    _image(tmp_path / "images" / "clip-1" / "000000_0.jpg", 100, 80)
+    kp = np.zeros((17, 3))
+    kp[:, 0], kp[:, 1], kp[:, 2] = np.arange(17) * 3 + 20, 40, 2
+    data = {
+        "images": [{"id": 1, "file_name": "clip-1/000000_0.jpg"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "keypoints": kp.reshape(-1).tolist(), "bbox": [10, 20, 60, 40]}
+        ],
+    }
+    (tmp_path / "annotations").mkdir()
+    labels = tmp_path / "annotations" / "person_keypoints_select.json"
+    labels.write_text(json.dumps(data))
+    assert open_dataset("coco", labels).load(0).image.shape == (80, 100, 3)
+    # COCO's own layout still wins where it exists.
+    _image(tmp_path / "select" / "clip-1" / "000000_0.jpg", 50, 40)
+    assert open_dataset("coco", labels).load(0).image.shape == (40, 50, 3)
+
+
 def test_coco_and_mpii_read_the_person_masks_beside_their_images(tmp_path):
     """The label tool's <stem>.mask.png gives a sample its person mask; no file, no mask; an
     unusable one (undecodable, another size) is counted and the record still reads."""

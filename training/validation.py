@@ -62,6 +62,7 @@ class Shapes:
     boxes: np.ndarray  # (N, 4) the sample's box [cx, cy, side, rotation]
     widths: np.ndarray  # (N,) image width in pixels
     skipped: int = 0
+    first_error: str = ""  # why the first corrupt record was skipped
 
 
 def evenly_spread(n: int, limit: int | None) -> list[int]:
@@ -77,13 +78,14 @@ def collect_shapes(dataset: LandmarkDataset, indices: Sequence[int], threads: in
     records are counted in ``skipped``, not in ``dataset.skipped`` (the scoring pass counts
     those)."""
     ids, points, visible, boxes, widths = [], [], [], [], []
-    skipped = 0
+    skipped, first_error = 0, ""
     indices = list(indices)
     for start in range(0, len(indices), 64):  # a few images in memory at a time
         chunk = indices[start : start + 64]
         for item in load_samples(dataset, chunk, threads):
             if isinstance(item, str):
                 skipped += 1
+                first_error = first_error or item
                 continue
             ids.append(item.id)
             points.append(item.points)
@@ -98,6 +100,7 @@ def collect_shapes(dataset: LandmarkDataset, indices: Sequence[int], threads: in
         np.asarray(boxes, np.float64).reshape(-1, 4),
         np.asarray(widths, np.float64),
         skipped,
+        first_error,
     )
 
 

@@ -16,7 +16,9 @@ pixel-centre convention is ``(x + w/2 - 0.5, y + h/2 - 0.5)``.
 ``path`` is the annotation JSON or the COCO root holding
 ``annotations/person_keypoints_{split}2017.json`` and ``{split}2017/`` (split ``train`` or
 ``val``). ``images=`` overrides the image folder; by default it is ``<root>/<split>2017``
-(for a JSON path: the ``<name>`` of ``person_keypoints_<name>.json`` beside ``annotations/``).
+(for a JSON path: the ``<name>`` of ``person_keypoints_<name>.json`` beside ``annotations/``),
+or, where that folder does not exist, ``images/`` beside ``annotations/``: the label tool's
+layout (``python -m training.label pose`` writes every split's crops there).
 
 Teacher scores: an annotation's ``scores`` list (K numbers, the label tool's teacher score
 per keypoint) becomes ``Sample.scores``, clipped to [0, 1]; a malformed one is left out and
@@ -85,6 +87,8 @@ class COCODataset(LandmarkDataset):
             )
             stem = annotation.stem.removeprefix("person_keypoints_")
             images = root / stem
+            if not images.is_dir() and (root / "images").is_dir():
+                images = root / "images"  # the label tool's layout
         self.images = Path(images)
         self.files = files
         self.annotation = annotation

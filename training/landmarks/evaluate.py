@@ -282,8 +282,8 @@ def mean_shape_for(options: EvaluateOptions, split: str, threads: int = 4) -> Me
     shapes = collect_shapes(train, evenly_spread(len(train), limit), threads)
     if not shapes.ids:
         raise DatasetError(
-            f"every sample read from {where} for the mean shape is corrupt; "
-            "use --baseline-split own"
+            f"every sample read from {where} for the mean shape is corrupt (first: "
+            f"{shapes.first_error}); use --baseline-split own"
         )
     if len(shapes.ids) < len(train):
         where += f", {len(shapes.ids)} of {len(train)} samples evenly spread"
