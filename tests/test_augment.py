@@ -294,22 +294,29 @@ def _stripes(seed: int = 0) -> np.ndarray:
     return (((xx + yy) // 9 % 2)[..., None] * tint).astype(np.uint8)
 
 
+def _assert_same_geometry_and_labels(a: list, b: list) -> None:
+    """Two crop_sample results (less the crop: matrix, points, visibility) are the same."""
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def _mask_in_crop(sample: Sample, params: AugmentParams, size: int) -> np.ndarray:
+    """The sample's person mask cut as ``params`` cuts the crop, mirrored with it."""
+    from edge.transform import warp_crop
+
+    person = warp_crop(sample.mask, params.crop_box(sample.box), (size, size))[0]
+    return person[:, ::-1] if params.flip else person
+
+
 @pytest.mark.parametrize("flip", [False, True])
 def test_background_swap_keeps_the_person_and_replaces_the_rest(flip):
     sample = _masked_blob_sample()
     draw = BackgroundDraw(record=0.3, window=0.7, x=0.2, y=0.9, flip=True)
     params = AugmentParams(scale=1.1, rotation=15.0, flip=flip, background=draw)
-    plain, m0, p0, v0 = crop_sample(sample, 96, MPII16, params)
-    swapped, m1, p1, v1 = crop_sample(sample, 96, MPII16, params, _stripes())
-    # Geometry and labels are the draw's, whatever is behind the person.
-    np.testing.assert_array_equal(m0, m1)
-    np.testing.assert_array_equal(p0, p1)
-    np.testing.assert_array_equal(v0, v1)
-    # The mask in crop pixels: the disk around the sample's centre, mirrored with the crop.
-    from edge.transform import warp_crop
-
-    person = warp_crop(sample.mask, params.crop_box(sample.box), (96, 96))[0]
-    person = person[:, ::-1] if flip else person
+    plain, *before = crop_sample(sample, 96, MPII16, params)
+    swapped, *after = crop_sample(sample, 96, MPII16, params, _stripes())
+    _assert_same_geometry_and_labels(before, after)  # whatever is behind the person
+    person = _mask_in_crop(sample, params, 96)
     inside = person >= 0.5
     assert 0.2 < inside.mean() < 0.8
     np.testing.assert_array_equal(swapped[inside], plain[inside])  # the person, untouched
@@ -356,17 +363,22 @@ def test_no_swap_without_a_mask_or_a_background():
     )
 
 
-def test_background_draws_are_off_by_default_and_leave_the_other_draws_alone():
-    config = dict(blur_prob=0.3, noise_prob=0.2, dark_prob=0.2, shift_sigma=0.05)
+def _assert_off_by_default_and_drawn_last(option: str, field: str, config: dict) -> None:
+    """``field`` of the draw is never drawn while ``option`` is 0, and turning ``option`` on
+    leaves every other draw of a recipe (``config``) exactly as it was: it is drawn last."""
     rng = np.random.default_rng(4)
-    assert all(sample_params(rng, AugmentConfig(**config)).background is None for _ in range(200))
-    # Drawn last: every other draw of a recipe is what it was without swaps.
+    off = (sample_params(rng, AugmentConfig(**config)) for _ in range(200))
+    assert all(getattr(draw, field) is None for draw in off)
     for seed in range(20):
         old = sample_params(np.random.default_rng(seed), AugmentConfig(**config))
-        new = sample_params(
-            np.random.default_rng(seed), AugmentConfig(**config, background_prob=0.5)
-        )
-        assert new == AugmentParams(**{**old.__dict__, "background": new.background})
+        new = sample_params(np.random.default_rng(seed), AugmentConfig(**config, **{option: 0.5}))
+        assert new == AugmentParams(**{**old.__dict__, field: getattr(new, field)})
+
+
+def test_background_draws_are_off_by_default_and_leave_the_other_draws_alone():
+    config = dict(blur_prob=0.3, noise_prob=0.2, dark_prob=0.2, shift_sigma=0.05)
+    _assert_off_by_default_and_drawn_last("background_prob", "background", config)
+    rng = np.random.default_rng(4)
     draws = [sample_params(rng, AugmentConfig(background_prob=0.4)).background for _ in range(3000)]
     made = [d for d in draws if d is not None]
     assert abs(len(made) / len(draws) - 0.4) < 0.03
@@ -408,21 +420,26 @@ def _big_stripes(seed: int) -> np.ndarray:
     return (((xx * (seed + 1) + yy) // 7 % 2)[..., None] * tint).astype(np.uint8)
 
 
-def test_pipeline_swaps_backgrounds_from_other_records_repeatably():
+def _first_batches(augment: AugmentConfig, data: LandmarkDataset, seed: int) -> np.ndarray:
+    """The real tf.data pipeline's first two batches of 6 input crops (64x64) of ``data``."""
     from training.data.pipeline import training_dataset
 
+    ds = training_dataset(
+        data,
+        codec=HeatmapCodec((64, 64), (16, 16), sigma=1.0),
+        normalise=Normalisation(),
+        augment=augment,
+        batch_size=6,
+        num_stacks=1,
+        seed=seed,
+        deterministic=True,
+    )
+    return np.concatenate([images.numpy() for images, _ in ds.take(2)])
+
+
+def test_pipeline_swaps_backgrounds_from_other_records_repeatably():
     def first_batches(prob: float, data: LandmarkDataset) -> np.ndarray:
-        ds = training_dataset(
-            data,
-            codec=HeatmapCodec((64, 64), (16, 16), sigma=1.0),
-            normalise=Normalisation(),
-            augment=AugmentConfig(background_prob=prob),
-            batch_size=6,
-            num_stacks=1,
-            seed=2,
-            deterministic=True,
-        )
-        return np.concatenate([images.numpy() for images, _ in ds.take(2)])
+        return _first_batches(AugmentConfig(background_prob=prob), data, seed=2)
 
     figure = _masked_blob_sample()
     data = _MaskedFigures(figure)
@@ -458,20 +475,13 @@ def _neighbour_sample() -> Sample:
 
 @pytest.mark.parametrize("flip", [False, True])
 def test_a_neighbour_stands_beside_the_person_behind_them_or_in_front(flip):
-    from edge.transform import warp_crop
-
     sample, other = _masked_blob_sample(), _neighbour_sample()
     behind = NeighbourDraw(record=0.5, dx=0.45, dy=0.0, scale=1.0, flip=False, front=False)
     params = AugmentParams(scale=1.2, flip=flip, neighbour=behind)
-    plain, m0, p0, v0 = crop_sample(sample, 96, MPII16, dataclasses.replace(params, neighbour=None))
-    pasted, m1, p1, v1 = crop_sample(sample, 96, MPII16, params, neighbour=other)
-    # Geometry and labels are the person's, whoever stands beside them.
-    np.testing.assert_array_equal(m0, m1)
-    np.testing.assert_array_equal(p0, p1)
-    np.testing.assert_array_equal(v0, v1)
-    person = warp_crop(sample.mask, params.crop_box(sample.box), (96, 96))[0]
-    person = person[:, ::-1] if flip else person
-    inside = person >= 0.5
+    plain, *before = crop_sample(sample, 96, MPII16, dataclasses.replace(params, neighbour=None))
+    pasted, *after = crop_sample(sample, 96, MPII16, params, neighbour=other)
+    _assert_same_geometry_and_labels(before, after)  # whoever stands beside the person
+    inside = _mask_in_crop(sample, params, 96) >= 0.5
     np.testing.assert_array_equal(pasted[inside], plain[inside])  # behind: the person untouched
     # The neighbour's colour shows where they stand: right of the centre (dx > 0), or left of
     # it when the crop is mirrored, at the blob person's zoom (their disk, 80 pixels across
@@ -507,15 +517,8 @@ def test_no_neighbour_without_both_masks():
 
 def test_neighbour_draws_are_off_by_default_and_leave_the_other_draws_alone():
     config = dict(blur_prob=0.3, shift_sigma=0.05, background_prob=0.4)
+    _assert_off_by_default_and_drawn_last("neighbour_prob", "neighbour", config)
     rng = np.random.default_rng(5)
-    assert all(sample_params(rng, AugmentConfig(**config)).neighbour is None for _ in range(200))
-    # Drawn last: every other draw of a recipe is what it was without neighbours.
-    for seed in range(20):
-        old = sample_params(np.random.default_rng(seed), AugmentConfig(**config))
-        new = sample_params(
-            np.random.default_rng(seed), AugmentConfig(**config, neighbour_prob=0.5)
-        )
-        assert new == AugmentParams(**{**old.__dict__, "neighbour": new.neighbour})
     made = [sample_params(rng, AugmentConfig(neighbour_prob=0.3)).neighbour for _ in range(3000)]
     made = [d for d in made if d is not None]
     assert abs(len(made) / 3000 - 0.3) < 0.03
@@ -527,20 +530,9 @@ def test_neighbour_draws_are_off_by_default_and_leave_the_other_draws_alone():
 
 
 def test_pipeline_pastes_neighbours_from_other_records_and_counts_the_missed():
-    from training.data.pipeline import training_dataset
-
     def first_batches(prob: float, data: LandmarkDataset) -> np.ndarray:
-        ds = training_dataset(
-            data,
-            codec=HeatmapCodec((64, 64), (16, 16), sigma=1.0),
-            normalise=Normalisation(),
-            augment=AugmentConfig(neighbour_prob=prob, neighbour_front_prob=0.0),
-            batch_size=6,
-            num_stacks=1,
-            seed=3,
-            deterministic=True,
-        )
-        return np.concatenate([images.numpy() for images, _ in ds.take(2)])
+        augment = AugmentConfig(neighbour_prob=prob, neighbour_front_prob=0.0)
+        return _first_batches(augment, data, seed=3)
 
     figure = _masked_blob_sample()
     data = _MaskedFigures(figure)
