@@ -84,5 +84,11 @@ fi
 # Deadlines on child processes stretch by this much (the sitecustomize above), and so do the
 # tests' own (test_distributed's).
 export BINLAND_TEST_SLOWDOWN=${BINLAND_TEST_SLOWDOWN:-10}
-# pyproject's per-test limits are for native speed; emulated, the slowest tests take several times them.
-exec "$shim/python" -m pytest -q -rs -p no:cacheprovider -o timeout=5400 -o faulthandler_timeout=5400 "$@"
+# pyproject's per-test limits (pytest-timeout's timeout, faulthandler_timeout) are for native
+# speed; emulated they stretch by the same factor as the child deadlines, so a test that trains
+# a tiny model in a subprocess is not cut off while it waits for the emulator.
+ini() { sed -n "s/^$1 = \([0-9.]*\).*/\1/p" pyproject.toml | head -1; }
+limit=$(awk -v a="$(ini timeout)" -v f="$BINLAND_TEST_SLOWDOWN" 'BEGIN { printf "%d", a * f }')
+dump=$(awk -v a="$(ini faulthandler_timeout)" -v f="$BINLAND_TEST_SLOWDOWN" 'BEGIN { printf "%d", a * f }')
+echo "per-test limit ${limit} s, stacks dumped after ${dump} s (pyproject's x ${BINLAND_TEST_SLOWDOWN})"
+exec "$shim/python" -m pytest -q -rs -p no:cacheprovider -o timeout="$limit" -o faulthandler_timeout="$dump" "$@"
