@@ -24,7 +24,14 @@ from edge.codec import HeatmapCodec
 
 from ..losses import pack_targets
 from .augment import AugmentConfig, AugmentParams, Normalisation, make_example, sample_params
-from .base import CorruptSample, DatasetError, LandmarkDataset, RecordLoader, Sample
+from .base import (
+    CorruptSample,
+    DatasetError,
+    LandmarkDataset,
+    RecordLoader,
+    Sample,
+    SkipCounter,
+)
 from .teacher_scores import TeacherScoresConfig
 
 
@@ -70,16 +77,9 @@ class _Loader(RecordLoader):
         none drawn, or one that cannot be made (counted in ``dataset.swaps_missed``)."""
         if params.background is None:
             return None
-        if sample.mask is None:  # checked first: a record without a mask costs no second read
-            self.dataset.swaps_missed.record(sample.id, "it has no person mask")
-            return None
-        n = len(self.dataset)
-        index = min(int(params.background.record * n), n - 1)
-        try:
-            return self.dataset.load(index).image
-        except CorruptSample as exc:
-            self.dataset.swaps_missed.record(sample.id, f"background record {index}: {exc}")
-            return None
+        missed = self.dataset.swaps_missed
+        drawn = self._drawn(sample, params.background.record, "background", missed)
+        return None if drawn is None else drawn[1].image
 
     def neighbour(self, sample: Sample, params: AugmentParams) -> Sample | None:
         """The record ``params`` drew to stand beside ``sample``'s person, or None: none
@@ -87,20 +87,31 @@ class _Loader(RecordLoader):
         if params.neighbour is None:
             return None
         missed = self.dataset.neighbours_missed
-        if sample.mask is None:  # checked first: a record without a mask costs no second read
-            missed.record(sample.id, "it has no person mask")
+        drawn = self._drawn(sample, params.neighbour.record, "neighbour", missed)
+        if drawn is None:
             return None
-        n = len(self.dataset)
-        index = min(int(params.neighbour.record * n), n - 1)
-        try:
-            other = self.dataset.load(index)
-        except CorruptSample as exc:
-            missed.record(sample.id, f"neighbour record {index}: {exc}")
-            return None
+        index, other = drawn
         if other.mask is None:
             missed.record(sample.id, f"neighbour record {index} has no person mask")
             return None
         return other
+
+    def _drawn(
+        self, sample: Sample, fraction: float, what: str, missed: SkipCounter
+    ) -> tuple[int, Sample] | None:
+        """The record at ``fraction`` of the dataset (its index, and it), which a draw for
+        ``sample`` picked as its ``what``; None, counted in ``missed``, when ``sample`` has no
+        person mask to cut along or the record is corrupt."""
+        if sample.mask is None:  # checked first: a record without a mask costs no second read
+            missed.record(sample.id, "it has no person mask")
+            return None
+        n = len(self.dataset)
+        index = min(int(fraction * n), n - 1)
+        try:
+            return index, self.dataset.load(index)
+        except CorruptSample as exc:
+            missed.record(sample.id, f"{what} record {index}: {exc}")
+            return None
 
 
 def training_dataset(
