@@ -528,6 +528,19 @@ def test_neighbour_draws_are_off_by_default_and_leave_the_other_draws_alone():
     scale = np.array([d.scale for d in made])
     assert scale.min() >= 0.8 and scale.max() <= 1.25
 
+    # A wider size range (people at the back) moves the sizes alone: the same uniform draw,
+    # so every other field, and every later draw, stays what it was.
+    rng = np.random.default_rng(5)
+    wide = AugmentConfig(neighbour_prob=0.3, neighbour_scale_min=0.4)
+    smaller = [sample_params(rng, wide).neighbour for _ in range(3000)]
+    smaller = [d for d in smaller if d is not None]
+    assert [dataclasses.replace(d, scale=0.0) for d in smaller] == [
+        dataclasses.replace(d, scale=0.0) for d in made
+    ]
+    wide_scale = np.array([d.scale for d in smaller])
+    np.testing.assert_allclose(wide_scale, 0.4 + (scale - 0.8) / 0.45 * 0.85, rtol=1e-9)
+    assert wide_scale.min() < 0.45 and (wide_scale < 0.8).mean() > 0.4
+
 
 def test_pipeline_pastes_neighbours_from_other_records_and_counts_the_missed():
     def first_batches(prob: float, data: LandmarkDataset) -> np.ndarray:

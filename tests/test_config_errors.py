@@ -41,6 +41,8 @@ BASE = {"dataset": {"name": "synthetic-pose"}}
         ("augment.background_prob=often", "augment.background_prob must be float"),
         ("augment.neighbour_prob=2", "augment.neighbour_prob is a probability"),
         ("augment.neighbour_front_prob=-0.1", "augment.neighbour_front_prob is a probability"),
+        ("augment.neighbour_scale_min=0", "augment.neighbour_scale_min must be above 0"),
+        ("augment.neighbour_scale_min=2", "at most neighbour_scale_max, got 2.0 and 1.25"),
         # the teacher's per-point scores as weights or soft targets (issue 24)
         ("teacher_scores.use=soft", "teacher_scores.use must be none, weight or target"),
         ("teacher_scores.use=off", "YAML reads yes/no/on/off as true/false: quote the value"),

@@ -391,6 +391,11 @@ class TrainConfig:
             f"scale_max, got {a.scale_min} and {a.scale_max}",
         )
         _check(
+            0 < a.neighbour_scale_min <= a.neighbour_scale_max,
+            "augment.neighbour_scale_min must be above 0 and at most neighbour_scale_max, "
+            f"got {a.neighbour_scale_min} and {a.neighbour_scale_max}",
+        )
+        _check(
             0 <= a.colour_min <= a.colour_max,
             "augment.colour_min must be 0 or more and at "
             f"most colour_max, got {a.colour_min} and {a.colour_max}",

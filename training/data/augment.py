@@ -80,6 +80,10 @@ class AugmentConfig:
     # Another record's person pasted beside the person (both need masks); landmarks only.
     neighbour_prob: float = 0.0
     neighbour_front_prob: float = 0.25  # of the pastes, this share in front of the person
+    # Their size against the person's, U[min, max]: under 0.8 they stand well behind (people
+    # at the back of a group, whom a student should not take for the person in front).
+    neighbour_scale_min: float = 0.8
+    neighbour_scale_max: float = 1.25
 
 
 # The seam of a background swap is blurred by a Gaussian of this sigma, as a fraction of the
@@ -95,7 +99,6 @@ BACKGROUND_WINDOW_MIN = 0.4
 # crop side (U[min, max], left or right): from shoulder to shoulder to a step apart.
 NEIGHBOUR_OFFSET = (0.2, 0.55)
 NEIGHBOUR_RISE_SIGMA = 0.05  # ... and N(0, sigma) up or down (people stand at other depths)
-NEIGHBOUR_SCALE = (0.8, 1.25)  # their size against the person's (nearer or farther)
 
 
 @dataclass(frozen=True)
@@ -200,11 +203,12 @@ def sample_params(rng: np.random.Generator, config: AugmentConfig) -> AugmentPar
         record, offset, side, scale_u, flip_u, front_u = rng.uniform(0.0, 1.0, 6)
         lo, hi = NEIGHBOUR_OFFSET
         dx = (lo + offset * (hi - lo)) * (1.0 if side < 0.5 else -1.0)
+        lo_s, hi_s = config.neighbour_scale_min, config.neighbour_scale_max
         neighbour = NeighbourDraw(
             float(record),
             float(dx),
             float(rng.normal(0.0, NEIGHBOUR_RISE_SIGMA)),
-            float(NEIGHBOUR_SCALE[0] + scale_u * (NEIGHBOUR_SCALE[1] - NEIGHBOUR_SCALE[0])),
+            float(lo_s + scale_u * (hi_s - lo_s)),
             bool(flip_u < 0.5),
             bool(front_u < config.neighbour_front_prob),
         )
