@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.boxes import iou_matrix
 from edge.errors import EdgeError
 from edge.finder_codec import Found, transform_object
 from edge.transform import (
@@ -109,16 +110,6 @@ def face_rect(points: np.ndarray, shape: tuple[int, ...]) -> tuple[float, ...] |
     return clip_rect(p.min(axis=0) - 0.5, p.max(axis=0) + 0.5, shape)
 
 
-def rect_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
-
-
 def roi_rect(roi: CropBox) -> tuple[float, float, float, float]:
     """The axis-aligned square (x, y, w, h) of a detector ROI, for comparing ROIs."""
     half = roi.size / 2.0
@@ -128,9 +119,12 @@ def roi_rect(roi: CropBox) -> tuple[float, float, float, float]:
 def distinct(rects: list[tuple[float, ...]], max_iou: float) -> list[int]:
     """Indices of ``rects`` (x, y, w, h) in order, each left out that overlaps an earlier kept
     one by IoU above ``max_iou`` (greedy: the earlier, the more trusted)."""
+    xywh = np.asarray(rects, np.float64).reshape(-1, 4)
+    corners = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    overlap = iou_matrix(corners, corners)
     kept: list[int] = []
-    for i, rect in enumerate(rects):
-        if all(rect_iou(rect, rects[k]) <= max_iou for k in kept):
+    for i in range(len(xywh)):
+        if all(overlap[i, k] <= max_iou for k in kept):
             kept.append(i)
     return kept
 
