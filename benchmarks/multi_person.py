@@ -80,6 +80,7 @@ import numpy as np
 
 from benchmarks import REPO, RESULTS_DIR
 from edge import cpu_name
+from edge.boxes import iou_matrix, suppress
 from edge.cli import (
     ArgumentParser,
     int_in_range,
@@ -172,7 +173,7 @@ def teacher_people(teacher, image: np.ndarray, skeleton: str, tiled: bool = Fals
     whole frame, two finds of one person merged), which finds people the detector misses in
     the whole frame (a group's back row, someone small beside someone near)."""
     from training.label import mappings
-    from training.label.finder import SAME_SUBJECT_IOU, FinderLabeller, distinct, tiled_rois
+    from training.label.finder import SAME_SUBJECT_IOU, FinderLabeller, tiled_rois
 
     if tiled:
         rois = tiled_rois(teacher, image, FinderLabeller.tile_sides)
@@ -192,8 +193,8 @@ def teacher_people(teacher, image: np.ndarray, skeleton: str, tiled: bool = Fals
         return [person for _, person in found]
     # Two ROIs refined onto one person: the more present kept, as the label tool merges them.
     best_first = [person for _, person in sorted(found, key=lambda f: -f[0])]
-    rects = [(x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in (p.box for p in best_first)]
-    return [best_first[i] for i in distinct(rects, SAME_SUBJECT_IOU)]
+    keep = suppress(np.array([p.box for p in best_first], np.float64), SAME_SUBJECT_IOU)
+    return [best_first[i] for i in keep]
 
 
 def box_points(tracked) -> np.ndarray:
@@ -265,8 +266,6 @@ def background_runs(teacher_frames, our_frames) -> dict[int, int]:
     """Per ID of ours, the longest run of consecutive frames in which it was listed while its
     box overlapped no teacher person by BACKGROUND_IOU: a track lingering on background (or on
     someone the teacher missed). A frame it is not listed in ends the run."""
-    from edge.boxes import iou_matrix
-
     longest: dict[int, int] = {}
     run: dict[int, int] = {}
     for truth, ours in zip(teacher_frames, our_frames, strict=True):
@@ -290,8 +289,6 @@ def miss_causes(
     our unmatched people not on a short teacher person, how many overlapped a teacher person
     likewise (a false find on a person, not on background). The rest of the misses had none of
     ours near them; the rest of the false finds were on no one the teacher lists."""
-    from edge.boxes import iou_matrix
-
     overlap = iou_matrix([t.box for t in truth], [o.box for o in ours])
     matched_truth = {ti for ti, _ in pairs}
     matched_ours = {oi for _, oi in pairs}

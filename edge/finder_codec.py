@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .boxes import iou
+from .boxes import suppress
 from .finders.base import Found
 from .transform import CropBox, crop_matrix, full_frame_box, invert_affine
 
@@ -121,19 +121,6 @@ def transform_object(obj: Found, matrix: np.ndarray) -> Found:
         matrix, obj.corners, obj.box.center, [obj.box.size], [obj.box.rotation]
     )
     return _objects([obj.score], corners, centres, sizes, rotations, [obj.class_id])[0]
-
-
-def _suppress(corners: np.ndarray, class_ids: np.ndarray, max_iou: float) -> np.ndarray:
-    """Indices of the boxes (n, 4) x0, y0, x1, y1, best first, that overlap no earlier
-    kept box of their class by more than ``max_iou`` (greedy non-maximum suppression)."""
-    if max_iou >= 1.0:
-        return np.arange(len(corners))
-    kept: list[int] = []
-    for i in range(len(corners)):
-        same = [m for m in kept if class_ids[m] == class_ids[i]]
-        if not same or iou(corners[i], corners[same]).max() <= max_iou:
-            kept.append(i)
-    return np.asarray(kept, dtype=np.int64)
 
 
 def _objects(scores, corners, centres, sizes, rotations, class_ids) -> list[Found]:
@@ -227,7 +214,7 @@ def merge_finds(finds: Sequence[Found], nms_iou: float) -> list[Found]:
     if not ordered:
         return []
     corners = np.array([f.corners for f in ordered], np.float64)
-    keep = _suppress(corners, np.array([f.class_id for f in ordered]), nms_iou)
+    keep = suppress(corners, nms_iou, np.array([f.class_id for f in ordered]))
     return [ordered[i] for i in keep]
 
 
@@ -398,7 +385,7 @@ class FinderCodec:
         crop_centre = centre + r[:, 4:6] * scale[:, None]
         crop_size = scale * np.exp(np.clip(r[:, 6], -10.0, 10.0))
         rotation = np.degrees(np.arctan2(r[:, 7], r[:, 8]))
-        keep = _suppress(corners, k[j], nms_iou)  # in input pixels: the letterbox keeps IoU
+        keep = suppress(corners, nms_iou, k[j])  # in input pixels: the letterbox keeps IoU
         scores, corners, crop_centre, crop_size, rotation = (
             a[keep] for a in (scores[j], corners, crop_centre, crop_size, rotation)
         )

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from edge.boxes import iou as box_iou
+from edge.boxes import square_corners
 from edge.errors import ModelError
 from edge.finder_codec import FinderCodec, Found, letterbox, letterbox_input
 from edge.finders import PLURALS, Finder
@@ -76,8 +77,7 @@ def corners(o: Found, on: str = "rect") -> np.ndarray:
     if on == "rect":
         return o.corners
     if on == "crop":
-        (cx, cy), half = o.box.center, o.box.size / 2.0
-        return np.array([cx - half, cy - half, cx + half, cy + half], np.float64)
+        return square_corners(o.box)
     raise ValueError(f"match on one of {MATCH_ON}, got {on!r}")
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.boxes import iou_matrix
+from edge.boxes import square_corners, suppress
 from edge.errors import EdgeError
 from edge.finder_codec import Found, transform_object
 from edge.transform import (
@@ -110,36 +110,17 @@ def face_rect(points: np.ndarray, shape: tuple[int, ...]) -> tuple[float, ...] |
     return clip_rect(p.min(axis=0) - 0.5, p.max(axis=0) + 0.5, shape)
 
 
-def roi_rect(roi: CropBox) -> tuple[float, float, float, float]:
-    """The axis-aligned square (x, y, w, h) of a detector ROI, for comparing ROIs."""
-    half = roi.size / 2.0
-    return (roi.center[0] - half, roi.center[1] - half, roi.size, roi.size)
-
-
-def distinct(rects: list[tuple[float, ...]], max_iou: float) -> list[int]:
-    """Indices of ``rects`` (x, y, w, h) in order, each left out that overlaps an earlier kept
-    one by IoU above ``max_iou`` (greedy: the earlier, the more trusted)."""
-    xywh = np.asarray(rects, np.float64).reshape(-1, 4)
-    corners = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-    overlap = iou_matrix(corners, corners)
-    kept: list[int] = []
-    for i in range(len(xywh)):
-        if all(overlap[i, k] <= max_iou for k in kept):
-            kept.append(i)
-    return kept
-
-
 def distinct_rois(rois: list[CropBox]) -> list[CropBox]:
     """``rois`` in order, each dropped that overlaps an earlier one by IoU above
     :data:`SAME_ROI_IOU` (one subject found in the frame and in several tiles)."""
-    return [rois[i] for i in distinct([roi_rect(r) for r in rois], SAME_ROI_IOU)]
+    return [rois[i] for i in suppress([square_corners(r) for r in rois], SAME_ROI_IOU)]
 
 
 def merge_duplicates(objects: list[Found]) -> list[Found]:
     """``objects`` best first, each dropped that overlaps a better one by IoU above
     :data:`SAME_SUBJECT_IOU` (two detector ROIs that refined onto one subject)."""
     best_first = sorted(objects, key=lambda o: -o.score)
-    return [best_first[i] for i in distinct([o.rect for o in best_first], SAME_SUBJECT_IOU)]
+    return [best_first[i] for i in suppress([o.corners for o in best_first], SAME_SUBJECT_IOU)]
 
 
 def tiles(shape: tuple[int, ...], sides: tuple[float, ...]) -> list[tuple[int, int, int]]:
