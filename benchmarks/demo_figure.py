@@ -93,11 +93,18 @@ def score(
         result = pipeline.process(frame, times)
         truth = demo_joints(frame.index, size)
         tracked.append(result.tracking)
-        limb_error = np.linalg.norm(result.raw_points[ours] - truth[truth_of], axis=1)
-        limb_hits.append(limb_error < TOLERANCE * height)
+        found = result.raw_points is not None
+        if found:
+            limb_error = np.linalg.norm(result.raw_points[ours] - truth[truth_of], axis=1)
+            limb_hits.append(limb_error < TOLERANCE * height)
+        else:
+            # No landmarks this frame (the tracker lost the figure and its finder found no
+            # one): every joint is a miss, as a user sees no skeleton.
+            limb_hits.append(np.zeros(len(LIMBS), dtype=bool))
         if pictures and frame.index in shown:
             image = frame.image.copy()
-            draw_landmarks(image, result.raw_points, result.scores, skeleton.edges, radius=5)
+            if found:
+                draw_landmarks(image, result.raw_points, result.scores, skeleton.edges, radius=5)
             for t, hit in zip(truth[truth_of], limb_hits[-1], strict=True):
                 if not hit:
                     centre = (int(round(t[0])), int(round(t[1])))
@@ -105,8 +112,10 @@ def score(
             # The figure, not the empty wall: a square around its drawn joints.
             around = box_from_points(truth, margin=1.3)
             drawn.append(warp_crop(image, around, (PICTURE_SIZE, PICTURE_SIZE), (128,) * 3)[0])
-        if skeleton is MPII16:
+        if skeleton is MPII16 and found:
             all_hits.append(np.linalg.norm(result.raw_points - truth, axis=1) < TOLERANCE * height)
+        elif skeleton is MPII16:
+            all_hits.append(np.zeros(len(truth), dtype=bool))
     limbs = np.array(limb_hits[WARM_UP:])
     return DemoScore(
         skeleton=meta.skeleton,

@@ -794,3 +794,20 @@ def test_the_demo_figure_picture_shows_the_figure_and_rings_the_missed_joints(tm
     assert proc.returncode == 2 and proc.stderr.strip() == (
         "error: --picture draws one model: give one .tflite"
     )
+
+
+def test_the_demo_figure_score_counts_frames_without_landmarks_as_misses():
+    """A model the tracker never keeps (a weak candidate, or here the bundled model with a
+    lost cut no score reaches) leaves frames where the finder found no one: they are scored
+    as frames with every joint missed, not a crash, and still drawn in the picture strip."""
+    from benchmarks.demo_figure import PICTURE_FRAMES, score
+
+    bundled = REPO / "edge/models/pose.tflite"
+    tracked = score(bundled)
+    never_kept = score(bundled, tracking={"lost_below": 2.0}, pictures=True)
+    assert never_kept.frames == tracked.frames  # the same frames scored
+    assert never_kept.tracked == 0.0
+    # Frames with no landmarks count as misses, so it scores below the tracked run, but the
+    # frames where the finder found the figure still count as hits.
+    assert 0.0 < never_kept.limbs < tracked.limbs
+    assert len(never_kept.pictures) == PICTURE_FRAMES
