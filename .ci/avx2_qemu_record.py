@@ -16,13 +16,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script from .ci/
+
+from edge.host import cpu_name  # noqa: E402
 
 
 def totals(xml_path: Path) -> dict | None:
@@ -46,16 +48,6 @@ def totals(xml_path: Path) -> dict | None:
 
 def passed(counts: dict | None) -> bool:
     return counts is not None and counts["passed"] > 0 and not counts["failed"] + counts["errors"]
-
-
-def host_cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def commit() -> str:
@@ -98,17 +90,18 @@ def render(rows: dict[str, dict], unrecorded: list[str]) -> str:
 def record(out: Path, mark: str, results: Path) -> int:
     json_path = results / "avx2_qemu_suite.json"
     rows: dict[str, dict] = json.loads(json_path.read_text()) if json_path.exists() else {}
-    stamp = {
-        "selection": mark,
-        "commit": commit(),
-        "host": host_cpu(),
-        "date": datetime.date.today().isoformat(),
-    }
+    stamp = {"selection": mark, "host": cpu_name(), "date": datetime.date.today().isoformat()}
     for xml_path in sorted(out.glob("*.xml")):
         counts = totals(xml_path)
         if counts is None or counts["tests"] == 0:
             continue
-        rows[f"{xml_path.stem} [{mark}]"] = counts | stamp | {"file": xml_path.stem}
+        # The commit the file ran at, which the suite script notes beside its XML: --record-only
+        # may fold the files from another checkout than the one that ran them.
+        ran_at = xml_path.with_suffix(".commit")
+        tested = ran_at.read_text().strip() if ran_at.is_file() else commit()
+        rows[f"{xml_path.stem} [{mark}]"] = (
+            counts | stamp | {"commit": tested, "file": xml_path.stem}
+        )
     results.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     every = sorted(p.stem for p in (REPO / "tests").glob("test_*.py"))

@@ -32,6 +32,7 @@ if [[ "${1:-}" != "--record-only" ]]; then
       continue
     fi
     echo "$name: running under QEMU ($(date -u +%H:%M:%S) UTC)"
+    git rev-parse --short HEAD >"$out/$name.commit"  # the record names what ran
     PY="$py" .ci/avx2_qemu.sh "$file" ${MARK:+-m "$MARK"} --junitxml="$out/$name.xml.part" \
       >"$out/$name.log" 2>&1
     echo "$name: pytest exit $? ($(tail -1 "$out/$name.log"))"
