@@ -93,18 +93,18 @@ def score(
         result = pipeline.process(frame, times)
         truth = demo_joints(frame.index, size)
         tracked.append(result.tracking)
-        found = result.raw_points is not None
-        if found:
-            limb_error = np.linalg.norm(result.raw_points[ours] - truth[truth_of], axis=1)
-            limb_hits.append(limb_error < TOLERANCE * height)
-        else:
+        points, scores = result.raw_points, result.scores
+        if points is None:
             # No landmarks this frame (the tracker lost the figure and its finder found no
-            # one): every joint is a miss, as a user sees no skeleton.
-            limb_hits.append(np.zeros(len(LIMBS), dtype=bool))
+            # one): NaN points, so every joint is a miss and none is drawn, as a user sees
+            # no skeleton.
+            points = np.full((len(skeleton.landmarks), 2), np.nan)
+            scores = np.zeros(len(skeleton.landmarks))
+        limb_error = np.linalg.norm(points[ours] - truth[truth_of], axis=1)
+        limb_hits.append(limb_error < TOLERANCE * height)
         if pictures and frame.index in shown:
             image = frame.image.copy()
-            if found:
-                draw_landmarks(image, result.raw_points, result.scores, skeleton.edges, radius=5)
+            draw_landmarks(image, points, scores, skeleton.edges, radius=5)
             for t, hit in zip(truth[truth_of], limb_hits[-1], strict=True):
                 if not hit:
                     centre = (int(round(t[0])), int(round(t[1])))
@@ -112,10 +112,8 @@ def score(
             # The figure, not the empty wall: a square around its drawn joints.
             around = box_from_points(truth, margin=1.3)
             drawn.append(warp_crop(image, around, (PICTURE_SIZE, PICTURE_SIZE), (128,) * 3)[0])
-        if skeleton is MPII16 and found:
-            all_hits.append(np.linalg.norm(result.raw_points - truth, axis=1) < TOLERANCE * height)
-        elif skeleton is MPII16:
-            all_hits.append(np.zeros(len(truth), dtype=bool))
+        if skeleton is MPII16:
+            all_hits.append(np.linalg.norm(points - truth, axis=1) < TOLERANCE * height)
     limbs = np.array(limb_hits[WARM_UP:])
     return DemoScore(
         skeleton=meta.skeleton,
