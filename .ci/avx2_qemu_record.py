@@ -68,6 +68,9 @@ def collected_counts() -> dict[str, int]:
         text=True,
         cwd=REPO,
     )
+    if run.returncode != 0:  # counts from a failed collection would call every file covered
+        last = (run.stdout.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"error: pytest --collect-only failed ({last})")
     counts: dict[str, int] = {}
     for line in run.stdout.splitlines():
         if line.startswith("tests/test_") and "::" in line:
