@@ -7,10 +7,10 @@
 file and marker selection: tests, passed, failed, errors, skipped, seconds, the commit and
 host it ran on, the date), a new row replacing the old one of the same file and selection,
 and writes the same rows as ``avx2_qemu_suite.md`` with, under the table, which test files
-passed emulated in full: a file counts as covered when its rows' selections together hold as
+passed emulated in full: a file counts as covered when its rows' selections together pass as
 many tests as the file collects now (natively, at the checkout that folds the record), so a
 file run with the edge lane's selection and again with its complement is covered, and one that
-gained tests since its row is not.
+gained tests since its row, or skipped one, is not.
 The record lives in the repository because the XML files do not outlive a session.
 """
 
