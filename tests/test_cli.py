@@ -89,7 +89,7 @@ def test_run_cli_turns_failures_into_one_line_and_a_status(capsys):
 
 def test_model_names_and_paths_resolve(tmp_path):
     assert resolve_model(str(POSE_FLOAT)) == POSE_FLOAT
-    for name in ("pose", "face"):
+    for name in ("pose", "pose-coco17", "face"):
         if BUNDLED[name].is_file():
             assert resolve_model(name) == BUNDLED[name]
         else:
