@@ -100,7 +100,8 @@ def add_model_argument(
     what: str = "a .tflite from `python -m converters.convert`",
     default_help: str | None = None,
 ):
-    """``--model PATH|pose|pose-coco17|face``; the value stays a string: :func:`resolve_model` finds it."""
+    """``--model PATH|pose|pose-coco17|face``; the value stays a string:
+    :func:`resolve_model` finds it."""
     help_text = (
         f"{what}, or 'pose'/'face' for the bundled demo models ('pose-coco17': the more "
         "accurate COCO-17 pose model)"
