@@ -1,7 +1,9 @@
-"""Label, train, convert, score and bundle the demo models (edge/models/pose.tflite, face.tflite).
+"""Label, train, convert, score and bundle the demo models (edge/models/pose.tflite, face.tflite)
+and the opt-in COCO-17 pose model (edge/models/pose_coco17.tflite).
 
     python examples/train_demo.py                     # both; labels ../shared/media first
     python examples/train_demo.py --task face --media /data/media --out runs/try --no-install
+    python examples/train_demo.py --task pose-coco17  # about 4.3 hours of training on 2 cores
 
 The models learn from real footage labelled by teacher models (BlazePose for bodies,
 MediaPipe's face mesh for faces), mixed with procedural figures where the config says so.
@@ -23,7 +25,9 @@ earlier stages), its split file, its label runs and its real held-out sets.
    (96 px), ``configs/real_pose.yaml`` (128 px) and ``configs/real_pose_arms.yaml`` (raised
    arms shown more often, blended with stage 2's weights);
 2. ``python -m converters.convert <run>/model.keras --format lce`` (bitpacked ``LceBconv2d``
-   ops, landmark metadata embedded);
+   ops, landmark metadata embedded); pose-coco17 first measures the tracker's lost cut on
+   its config's ``val_path``, the select clips (``training.evaluate --calibrate-tracking``),
+   which the conversion embeds;
 3. ``python -m training.evaluate`` for the Keras model and the .tflite on
    - each real held-out set, against the teacher's labels (pose: PCK@0.2 of the torso and
      PCKh@0.5; faces: NME, inner-point NME, AUC@0.08, FR@0.08), with the training set's mean
@@ -57,7 +61,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run as a plain script from anywhere
 
-from edge.cli import ArgumentParser, HelpFormatter, add_threads_argument, positive_int  # noqa: E402
+from edge.cli import (  # noqa: E402
+    BUNDLED,
+    ArgumentParser,
+    HelpFormatter,
+    add_threads_argument,
+    positive_int,
+)
 
 # Each task's recipe. "labels": the training.label runs, each into its own folder ("out"):
 # sources under --media, then its options past --out and --split. "real": the held-out sets
@@ -97,6 +107,50 @@ TASKS = {
                 "protocols": ("pck_torso", "pckh"),
                 "crop": "exact",
             },
+        ),
+    },
+    # The opt-in COCO-17 pose model (--model pose-coco17): the same label tool task as
+    # "pose" on the source-held-out split; two stages, the wider network's probe and its long
+    # run; its lost cut measured on the select clips before conversion.
+    "pose-coco17": {
+        "label_task": "pose",
+        "config": "configs/pose_v11_128f_d4.yaml",
+        "stages": ("configs/pose_probe_128f_d4.yaml",),
+        "synthetic_config": "configs/demo_pose.yaml",
+        "synthetic_options": {"skeleton": "coco17"},  # its 12 limb joints, drawn
+        "teacher": "BlazePose (pose_landmark_full) mapped to COCO-17",
+        "split": "configs/splits/held_out_sources.yaml",
+        "calibrate_tracking": True,
+        "chosen_on": "the select side of configs/splits/held_out_sources.yaml (3 clips, 7 "
+        "photo sources), against v10 and v12: benchmarks/results/pose_v2_candidates.md; the "
+        "valid side reported here chose nothing",
+        "labels": (
+            {
+                "name": "clips",
+                "out": "data/pose_v2_clips",
+                "sources": ("pose",),
+                "options": ("--every", "1", "--max-per-source", "400"),
+            },
+            {
+                "name": "photos",
+                "out": "data/pose_v2_photos",
+                "sources": ("images", "images2/body"),
+                "options": (),
+            },
+        ),
+        "real": tuple(
+            {
+                "name": f"pose {kind}",
+                "key": kind,
+                "labels": kind,
+                "dataset": "coco",
+                # The reader finds images/ beside annotations/ (the label tool's layout).
+                "data": f"data/pose_v2_{kind}/annotations/person_keypoints_valid.json",
+                "split": "all",
+                "protocols": ("pck_torso",),
+                "crop": "jitter",  # as benchmarks/held_out.py scores the valid side
+            }
+            for kind in ("clips", "photos")
         ),
     },
     "face": {
@@ -208,6 +262,11 @@ def _config(task: str):
     return _load_config(TASKS[task]["config"])
 
 
+def label_task(task: str) -> str:
+    """The ``training.label`` task (and its files' suffix) of a recipe: pose-coco17 -> pose."""
+    return TASKS[task].get("label_task", task)
+
+
 # --- step 0: teacher labels -------------------------------------------------------------
 
 
@@ -223,7 +282,7 @@ def label_args(task: str, run: dict, media: Path, out: Path | None = None) -> li
     sources = [_shown(media / s) for s in run["sources"]]
     return [
         "training.label",
-        task,
+        label_task(task),
         *sources,
         "--out",
         _shown(out),
@@ -236,7 +295,7 @@ def label_args(task: str, run: dict, media: Path, out: Path | None = None) -> li
 def label_summary(task: str, run: dict) -> dict | None:
     """The label tool's ``summary_<task>.json`` of a label run (counts, records per side,
     settings), or None."""
-    path = REPO / run["out"] / f"summary_{task}.json"
+    path = REPO / run["out"] / f"summary_{label_task(task)}.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -259,7 +318,7 @@ def labels_mismatch(task: str, run: dict, media: Path | None) -> str | None:
     when rerunning it would only resume. The sources are compared when ``media`` is given."""
     summary = label_summary(task, run)
     if summary is None:
-        return f"{run['out']} has no summary_{task}.json"
+        return f"{run['out']} has no summary_{label_task(task)}.json"
     args = label_args(task, run, media or DEFAULT_MEDIA)
     wanted = recipe_settings(args)
     if summary.get("settings") != wanted:
@@ -272,9 +331,9 @@ def labels_mismatch(task: str, run: dict, media: Path | None) -> str | None:
         return None
     from training.label.sources import expand
 
-    index = REPO / run["out"] / f"sources_{task}.json"
+    index = REPO / run["out"] / f"sources_{label_task(task)}.json"
     if not index.is_file():
-        return f"{run['out']} has no sources_{task}.json"
+        return f"{run['out']} has no sources_{label_task(task)}.json"
     had = {str((REPO / e["path"]).resolve()) for e in json.loads(index.read_text()).values()}
     now = {str(p.resolve()) for p in expand([str(REPO / s) for s in args[2 : args.index("--out")]])}
     if had != now:
@@ -343,7 +402,9 @@ def label(task: str, media: Path | None, *, run: bool = True) -> list[dict]:
                 )
         summary = label_summary(task, spec)
         if summary is None:
-            raise DemoError(f"the label tool wrote no {spec['out']}/summary_{task}.json")
+            raise DemoError(
+                f"the label tool wrote no {spec['out']}/summary_{label_task(task)}.json"
+            )
         counts = summary.get("counts", {})
         records.append(
             {
@@ -538,7 +599,7 @@ def _split_sides(task: str) -> set[str]:
     from training.splits import load_split
 
     split = load_split(REPO / TASKS[task]["split"])
-    return {side for side in ("valid", "select") if getattr(split, side).get(task)}
+    return {side for side in ("valid", "select") if getattr(split, side).get(label_task(task))}
 
 
 def synthetic_set(task: str, size: int) -> dict:
@@ -549,7 +610,12 @@ def synthetic_set(task: str, size: int) -> dict:
         "dataset": data.name,
         "split": data.val_split,
         "config": relative,
-        "options": {**data.options, **data.val_options, "size": size},
+        "options": {
+            **data.options,
+            **data.val_options,
+            **TASKS[task].get("synthetic_options", {}),
+            "size": size,
+        },
     }
 
 
@@ -679,6 +745,33 @@ def score_models(
     return {"real": real, "synthetic": synthetic}
 
 
+def calibrate_tracking(task: str, run_dir: Path) -> None:
+    """Record the tracker's lost cut in the Keras model's sidecar (the converter embeds it),
+    measured as ``training.evaluate --calibrate-tracking`` does: crop jitter on the config's
+    ``val_path``, the select side that chose the model (never a reported set)."""
+    data = _config(task).dataset
+    _step(task, f"measuring the tracker's lost cut on {data.val_path}")
+    args = [
+        "training.evaluate",
+        "--model",
+        _shown(run_dir / "model.keras"),
+        "--dataset",
+        data.val_name or data.name,
+        "--data",
+        data.val_path,
+        "--crop",
+        "jitter",
+        "--calibrate-tracking",
+        "--pictures",
+        "0",
+        "--out",
+        _shown(run_dir / "eval_calibrate_tracking"),
+    ]
+    for key, value in {**data.options, **data.val_options}.items():
+        args += ["--option", f"{key}={value}"]
+    _run(args, "calibrating the lost cut")
+
+
 # --- the whole pipeline -----------------------------------------------------------------
 
 
@@ -697,7 +790,9 @@ def make_demo(
     config = _config(task)
     run_dir = out / config.name
     trained = train(task, out, minutes)
-    tflite = run_dir / f"{task}.tflite"
+    tflite = run_dir / BUNDLED[task].name
+    if TASKS[task].get("calibrate_tracking"):
+        calibrate_tracking(task, run_dir)
     _step(task, "converting to a bitpacked .tflite")
     _run(
         ["converters.convert", str(run_dir / "model.keras"), "-o", str(tflite), "--format", "lce"],
@@ -734,7 +829,7 @@ def make_demo(
         "reused_run": trained["reused"],
     }
     if install:
-        target = REPO / "edge" / "models" / f"{task}.tflite"
+        target = BUNDLED[task]
         shutil.copyfile(tflite, target)
         result["installed"] = str(target.relative_to(REPO))
         print(f"installed {target}", flush=True)
@@ -921,7 +1016,11 @@ def build_parser() -> ArgumentParser:
         formatter_class=HelpFormatter,
     )
     p.add_argument(
-        "--task", choices=("pose", "face", "both"), default="both", help="which demo model to make"
+        "--task",
+        choices=("pose", "face", "both", "pose-coco17"),
+        default="both",
+        help="which demo model to make (both: pose and face; pose-coco17: the opt-in COCO-17 "
+        "pose model)",
     )
     p.add_argument(
         "--media",

@@ -21,17 +21,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edge.cli import BUNDLED
 from edge.metadata import custom_op_names, read_metadata
 from edge.model import LandmarkModel
 from edge.skeletons import get_skeleton
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = REPO / "edge" / "models"
 REPORT = REPO / "benchmarks" / "results" / "demo_models.json"
 MEDIA = REPO.parent / "shared" / "media"  # examples/train_demo.py's default --media
 EXPECTED = {
-    # task: (skeleton, landmarks)
+    # recipe (examples/train_demo.py's TASKS, edge.cli.BUNDLED's name): (skeleton, landmarks)
     "pose": ("mpii16", 16),
+    "pose-coco17": ("coco17", 17),  # opt-in: --model pose-coco17
     "face": ("ibug68", 68),
 }
 
@@ -93,7 +94,7 @@ def _reproduce(task: str, section: dict, dataset) -> None:
     from training.predictor import load_predictor
     from training.scoring import PROTOCOLS, score
 
-    predictor = load_predictor(MODELS / f"{task}.tflite", num_threads=1)
+    predictor = load_predictor(BUNDLED[task], num_threads=1)
     preds = predict_dataset(predictor, dataset, limit=section.get("limit"), threads=1)
     reported = section["tflite"]
     assert len(preds.points) == reported.get("samples", reported.get("images"))
@@ -114,13 +115,13 @@ def _reproduce(task: str, section: dict, dataset) -> None:
 
 @pytest.mark.parametrize("task", sorted(EXPECTED))
 def test_bundled_model_is_small_bitpacked_and_labelled(task):
-    path = MODELS / f"{task}.tflite"
+    path = BUNDLED[task]
     assert path.is_file(), f"{path} is missing: run python examples/train_demo.py"
     data = path.read_bytes()
     assert len(data) <= 1_500_000
     meta = read_metadata(data)
     skeleton, k = EXPECTED[task]
-    assert meta.task == task
+    assert meta.task == get_skeleton(skeleton).task
     assert meta.skeleton == skeleton
     assert meta.num_landmarks == k
     assert meta.weights_format == "lce"
@@ -138,7 +139,7 @@ def test_landmark_model_finds_the_landmarks_of_validation_samples(task):
     agree. (The face model, trained on real faces only, is weak on drawn faces: NME ~21.)"""
     skeleton, k = EXPECTED[task]
     synthetic = _report(task)["synthetic"]
-    model = LandmarkModel(MODELS / f"{task}.tflite", num_threads=1)
+    model = LandmarkModel(BUNDLED[task], num_threads=1)
     dataset = _open(synthetic)
     errors = []
     for i in range(len(dataset)):
@@ -149,14 +150,14 @@ def test_landmark_model_finds_the_landmarks_of_validation_samples(task):
         err = np.linalg.norm(result.points - sample.points, axis=1)
         norm = (
             sample.head_size
-            if task == "pose"
+            if task.startswith("pose")
             else np.linalg.norm(sample.points[36] - sample.points[45])
         )
         scored = sample.visible.copy()
         scored[list(get_skeleton(skeleton).excluded_from_mean)] = False  # pelvis, thorax
         errors.append(err[scored] / norm)
     errors = np.concatenate(errors)
-    if task == "pose":
+    if task.startswith("pose"):
         pckh = 100 * np.mean(errors <= 0.5)
         assert abs(pckh - synthetic["tflite"]["pckh@0.5"]) < 1.0
     else:
@@ -183,6 +184,12 @@ def _label_command(run: dict) -> tuple[list[str], list[str], str | None]:
         out = options[at + 1]
         del options[at : at + 2]
     return sources, options, out
+
+
+def _label_task(run: dict) -> str:
+    """The ``training.label`` task of a label run's command (pose-coco17's labels are pose's)."""
+    args = shlex.split(run["command"])
+    return args[args.index("training.label") + 1]
 
 
 def _label_settings(task: str, options: list[str]) -> dict:
@@ -212,17 +219,18 @@ def test_label_commands_resume_the_labels_the_report_used(task, name):
     run = _label_run(report, name)
     sources, options, out = _label_command(run)
     assert out == run["out"] and _option(options, "--split") == report["split"]
-    settings = _label_settings(task, options)
+    labelled = _label_task(run)
+    settings = _label_settings(labelled, options)
     if run.get("settings") is not None:  # recorded since the entries with several label runs
         assert settings == run["settings"]
-    summary_path = REPO / out / f"summary_{task}.json"
+    summary_path = REPO / out / f"summary_{labelled}.json"
     if not summary_path.is_file():
         pytest.skip(f"{out} is not here (teacher labels of the media, never committed)")
     summary = json.loads(summary_path.read_text())
     assert summary["settings"] == settings, f"{out} was labelled otherwise: {summary['settings']}"
     assert summary["split_file"] == report["split"]
     assert summary["records"] == run["records"], f"{out} changed since the report was made"
-    index = REPO / out / f"sources_{task}.json"
+    index = REPO / out / f"sources_{labelled}.json"
     if MEDIA.is_dir() and index.is_file():
         had = {(REPO / e["path"]).resolve() for e in json.loads(index.read_text()).values()}
         now = {p.resolve() for p in expand([str(REPO / s) for s in sources])}
@@ -264,7 +272,7 @@ def _evaluate(task: str, section: dict, data: Path, out: Path) -> dict:
 
     evaluate(
         EvaluateOptions(
-            model=MODELS / f"{task}.tflite",
+            model=BUNDLED[task],
             dataset=section["dataset"],
             data=str(data),
             split=section["split"],
@@ -306,7 +314,7 @@ def test_training_evaluate_reproduces_the_real_held_out_number(task, key, tmp_pa
     beside it and its per-group rows, from the labels in the run's folder in data/."""
     _, section, run = _real(task, key)
     data = REPO / section["data"]
-    summary = REPO / run["out"] / f"summary_{task}.json"
+    summary = REPO / run["out"] / f"summary_{_label_task(run)}.json"
     if not data.exists() or not summary.is_file():
         pytest.skip(
             f"{section['data']} is not here (teacher labels of the media, never committed): "
@@ -371,7 +379,7 @@ def test_real_held_out_number_reproduces_from_the_media(task, key, tmp_path):
             sys.executable,
             "-m",
             "training.label",
-            task,
+            _label_task(run),
             *map(str, held_out),
             *options,
             "--out",
@@ -385,7 +393,7 @@ def test_real_held_out_number_reproduces_from_the_media(task, key, tmp_path):
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    summary = json.loads((labelled / f"summary_{task}.json").read_text())
+    summary = json.loads((labelled / f"summary_{_label_task(run)}.json").read_text())
     assert summary["records"]["valid"] == run["records"]["valid"]
     data = labelled / os.path.relpath(section["data"], out)
     # Without the training side here the mean shape is the set's own: only the model's numbers.
