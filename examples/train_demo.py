@@ -637,6 +637,35 @@ def _merged_values(section: dict) -> dict:
     return values
 
 
+def _evaluate_args(
+    model: Path,
+    out: Path,
+    dataset: dict,
+    *,
+    pictures: int = 0,
+    limit: int | None = None,
+    threads: int = 2,
+) -> list[str]:
+    """The ``training.evaluate`` command line that scores ``model`` on ``dataset`` (a
+    :func:`real_sets` entry or :func:`synthetic_set`; without a ``split`` key, the
+    command's default split) into ``out``."""
+    args = ["training.evaluate", "--model", _shown(model), "--dataset", dataset["dataset"]]
+    if dataset.get("split"):
+        args += ["--split", dataset["split"]]
+    args += ["--out", _shown(out), "--pictures", str(pictures), "--threads", str(threads)]
+    if dataset.get("data"):
+        args += ["--data", dataset["data"]]
+    if dataset.get("crop"):
+        args += ["--crop", dataset["crop"]]
+    for key, value in dataset.get("options", {}).items():
+        args += ["--option", f"{key}={value}"]
+    for protocol in dataset.get("protocols", ()):
+        args += ["--protocol", protocol]
+    if limit is not None:
+        args += ["--limit", str(limit)]
+    return args
+
+
 def evaluate(
     model: Path,
     out: Path,
@@ -650,31 +679,7 @@ def evaluate(
     :func:`synthetic_set`); returns the runtime, headline and every number, protocols past
     the first merged in, and beside them the mean shape's in the same crop (``baseline``)
     and, with a sources index, the sides of the split and the per-group numbers."""
-    args = [
-        "training.evaluate",
-        "--model",
-        _shown(model),
-        "--dataset",
-        dataset["dataset"],
-        "--split",
-        dataset["split"],
-        "--out",
-        _shown(out),
-        "--pictures",
-        str(pictures),
-        "--threads",
-        str(threads),
-    ]
-    if dataset.get("data"):
-        args += ["--data", dataset["data"]]
-    if dataset.get("crop"):
-        args += ["--crop", dataset["crop"]]
-    for key, value in dataset.get("options", {}).items():
-        args += ["--option", f"{key}={value}"]
-    for protocol in dataset.get("protocols", ()):
-        args += ["--protocol", protocol]
-    if limit is not None:
-        args += ["--limit", str(limit)]
+    args = _evaluate_args(model, out, dataset, pictures=pictures, limit=limit, threads=threads)
     metrics = out / "metrics.json"
     metrics.unlink(missing_ok=True)  # never report an earlier run's numbers
     _run(args, f"evaluating {model.name}")
@@ -751,24 +756,14 @@ def calibrate_tracking(task: str, run_dir: Path) -> None:
     ``val_path``, the select side that chose the model (never a reported set)."""
     data = _config(task).dataset
     _step(task, f"measuring the tracker's lost cut on {data.val_path}")
-    args = [
-        "training.evaluate",
-        "--model",
-        _shown(run_dir / "model.keras"),
-        "--dataset",
-        data.val_name or data.name,
-        "--data",
-        data.val_path,
-        "--crop",
-        "jitter",
-        "--calibrate-tracking",
-        "--pictures",
-        "0",
-        "--out",
-        _shown(run_dir / "eval_calibrate_tracking"),
-    ]
-    for key, value in {**data.options, **data.val_options}.items():
-        args += ["--option", f"{key}={value}"]
+    select = {
+        "dataset": data.val_name or data.name,
+        "data": data.val_path,
+        "crop": "jitter",
+        "options": {**data.options, **data.val_options},
+    }
+    args = _evaluate_args(run_dir / "model.keras", run_dir / "eval_calibrate_tracking", select)
+    args.append("--calibrate-tracking")
     _run(args, "calibrating the lost cut")
 
 

@@ -31,14 +31,18 @@ def test_inputs(n: int = 8, seed: int = 1) -> np.ndarray:
 test_inputs.__test__ = False  # not a pytest test
 
 
-def run_python(code: str, *, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run Python code in a fresh interpreter (for runtimes that must not share a process)."""
+def _run_python(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        [sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_python(code: str, *, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run Python code in a fresh interpreter (for runtimes that must not share a process)."""
+    return _run_python(["-c", code], timeout)
+
+
+def run_python_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m MODULE ARGS`` in a fresh interpreter, from the repository root."""
+    return _run_python(["-m", module, *args], timeout)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -25,9 +23,9 @@ import converters  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import larq as lq
 import numpy as np
 import tensorflow as tf
+from edge_fixtures import INPUT, run_python_module
 
 REPO = Path(__file__).resolve().parents[1]
-INPUT = 64
 LANDMARKS = 16
 _WORK = Path(tempfile.mkdtemp(prefix="binland-models-"))
 
@@ -148,37 +146,6 @@ def keras_final(path: Path, x: np.ndarray) -> np.ndarray:
     return np.asarray(out[-1] if isinstance(out, (list, tuple)) else out)
 
 
-def test_inputs(n: int = 8, seed: int = 1) -> np.ndarray:
-    """Normalised inputs like the runtime feeds: synthetic RGB images scaled to [0, 1]."""
-    from converters.fidelity import sample_images
-
-    x = sample_images((INPUT, INPUT), n, seed).astype(np.float32) / 255.0
-    return x
-
-
-test_inputs.__test__ = False  # not a pytest test
-
-
-def run_python(code: str, *, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run Python code in a fresh interpreter (for runtimes that must not share a process)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "converters.convert", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """``python -m converters.convert ARGS`` in a fresh interpreter."""
+    return run_python_module("converters.convert", *args, timeout=timeout)

@@ -6,7 +6,8 @@ import larq_models as lm
 import numpy as np
 import pytest
 import tensorflow as tf
-from larq_models import converted, keras_final, run_cli, saved_model, test_inputs
+from edge_fixtures import test_inputs  # the models here take the fixtures' inputs
+from larq_models import converted, keras_final, run_cli, saved_model
 
 from converters.convert import main
 from converters.fidelity import compare

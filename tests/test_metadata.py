@@ -9,7 +9,8 @@ import larq_models as lm
 import numpy as np
 import pytest
 import tensorflow as tf
-from larq_models import converted, run_python, saved_model, test_inputs
+from edge_fixtures import run_python, test_inputs  # the models here take the fixtures' inputs
+from larq_models import converted, saved_model
 from tensorflow.lite.python import schema_py_generated as schema
 
 from converters.lce import binary_conv_layers

@@ -1,6 +1,6 @@
 """The opt-in COCO-17 pose model (edge/models/pose_coco17.tflite, ``--model pose-coco17``).
 
-What a user relies on: the file is small, bitpacked and labelled COCO-17 with the tracker's
+What a user relies on: the name resolves, the file is within the pose size bar with the tracker's
 lost cut it was calibrated with; ``edge.live --model pose-coco17`` writes COCO-17 names; the
 drawn demo figure scores what edge/models/README.md says (below the default model's bar:
 why it is opt-in). Its held-out numbers (benchmarks/results/demo_models.md, made by
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from edge.cli import BUNDLED, resolve_model
-from edge.metadata import custom_op_names, read_metadata
+from edge.metadata import read_metadata
 from edge.skeletons import COCO17
 from edge.tracking import recorded_lost_below
 
@@ -26,17 +26,16 @@ MODEL = BUNDLED["pose-coco17"]
 MODELS_README = REPO / "edge" / "models" / "README.md"
 
 
-def test_the_model_is_small_bitpacked_coco17_and_calibrated():
+def test_the_name_resolves_and_the_model_is_within_the_pose_bar_and_calibrated():
+    """File, metadata and bitpacked ops are checked with every bundled model in
+    tests/test_demo_models.py; here what only this one has: issue 24's 1.3 MB bar for a
+    bundled pose model, and the tracker's lost cut it was calibrated with."""
     assert resolve_model("pose-coco17") == MODEL
     data = MODEL.read_bytes()
-    assert len(data) <= 1_300_000  # issue 24's size bar for a bundled pose model
-    meta = read_metadata(data)
-    assert meta.task == "pose" and meta.skeleton == "coco17"
-    assert meta.landmarks == COCO17.landmarks and meta.weights_format == "lce"
-    assert {"LceBconv2d", "LceQuantize"} <= set(custom_op_names(data))
+    assert len(data) <= 1_300_000
     # Calibrated on the select clips (training.evaluate --calibrate-tracking): edge.live's
     # --lost-below auto uses it.
-    lost_below = recorded_lost_below(meta)
+    lost_below = recorded_lost_below(read_metadata(data))
     assert lost_below is not None and 0.1 < lost_below < 0.5
 
 
