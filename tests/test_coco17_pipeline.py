@@ -6,14 +6,14 @@ so the test checks the plumbing and the names, not accuracy."""
 
 from __future__ import annotations
 
+import functools
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from edge_fixtures import run_python_module
 from opencv_samples import MESSI, SAMPLES, needs_messi
 
 from edge.skeletons import COCO17
@@ -23,15 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 BASKETBALL = SAMPLES / "basketball1.png"
 
 
-def _run(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+# Each CLI in a fresh interpreter from the repository root; labelling runs the teacher.
+_run = functools.partial(run_python_module, timeout=900)
 
 
 @pytest.fixture(scope="module")

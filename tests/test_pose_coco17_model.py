@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from edge_fixtures import run_python_module
 
 from edge.cli import BUNDLED, resolve_model
 from edge.metadata import read_metadata
@@ -41,27 +41,11 @@ def test_the_name_resolves_and_the_model_is_within_the_pose_bar_and_calibrated()
 
 def test_edge_live_writes_coco17_names(tmp_path):
     jsonl = tmp_path / "out.jsonl"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "edge.live",
-            "--model",
-            "pose-coco17",
-            "--source",
-            "demo",
-            "--max-frames",
-            "12",
-            "--jsonl",
-            str(jsonl),
-            "--threads",
-            "1",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    done = run_python_module(
+        "edge.live",
+        *("--model", "pose-coco17", "--source", "demo", "--max-frames", "12"),
+        *("--jsonl", str(jsonl), "--threads", "1"),
         timeout=600,
-        check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]

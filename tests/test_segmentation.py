@@ -1,14 +1,13 @@
 """Part segmentation with the hourglass: head wiring, readers, metrics, conversion, runtime."""
 
+import functools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from edge_fixtures import run_python_module
 
 from edge.parts import FACE_PARTS
 from training.data.augment import AugmentParams
@@ -163,16 +162,8 @@ def test_metrics_against_hand_computed_values():
     assert np.isnan(class_f1(confusion_matrix([0], [0], 2))[1])
 
 
-def _run(module: str, *args: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+# Each CLI in a fresh interpreter from the repository root; a tiny training run takes minutes.
+_run = functools.partial(run_python_module, timeout=400)
 
 
 @pytest.fixture(scope="module")
