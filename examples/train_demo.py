@@ -110,20 +110,21 @@ TASKS = {
         ),
     },
     # The opt-in COCO-17 pose model (--model pose-coco17): the same label tool task as
-    # "pose" on the source-held-out split; two stages, the wider network's probe and its long
-    # run; its lost cut measured on the select clips before conversion.
+    # "pose" on the source-held-out split; three stages, the wider network's probe, its long
+    # run (v11) and 20 more epochs of it (v13); its lost cut measured on the select clips
+    # before conversion.
     "pose-coco17": {
         "label_task": "pose",
-        "config": "configs/pose_v11_128f_d4.yaml",
-        "stages": ("configs/pose_probe_128f_d4.yaml",),
+        "config": "configs/pose_v13_128f_d4_more.yaml",
+        "stages": ("configs/pose_probe_128f_d4.yaml", "configs/pose_v11_128f_d4.yaml"),
         "synthetic_config": "configs/demo_pose.yaml",
         "synthetic_options": {"skeleton": "coco17"},  # its 12 limb joints, drawn
         "teacher": "BlazePose (pose_landmark_full) mapped to COCO-17",
         "split": "configs/splits/held_out_sources.yaml",
         "calibrate_tracking": True,
         "chosen_on": "the select side of configs/splits/held_out_sources.yaml (3 clips, 7 "
-        "photo sources), against v10 and v12: benchmarks/results/pose_v2_candidates.md; the "
-        "valid side reported here chose nothing",
+        "photo sources), against v10, v11 and v12: benchmarks/results/pose_v2_candidates.md; "
+        "the valid side reported here chose nothing",
         "labels": (
             {
                 "name": "clips",
