@@ -638,7 +638,7 @@ def _merged_values(section: dict) -> dict:
     return values
 
 
-def _evaluate_args(
+def evaluate(
     model: Path,
     out: Path,
     dataset: dict,
@@ -646,10 +646,14 @@ def _evaluate_args(
     pictures: int = 0,
     limit: int | None = None,
     threads: int = 2,
-) -> list[str]:
-    """The ``training.evaluate`` command line that scores ``model`` on ``dataset`` (a
-    :func:`real_sets` entry or :func:`synthetic_set`; without a ``split`` key, the
-    command's default split) into ``out``."""
+    extra: tuple[str, ...] = (),
+) -> dict:
+    """``training.evaluate`` of ``model`` on ``dataset`` (a :func:`real_sets` entry or
+    :func:`synthetic_set`; without a ``split`` key, the command's default split), with
+    ``extra`` arguments after the rest; returns the runtime, headline and every number,
+    protocols past the first merged in, and beside them the mean shape's in the same crop
+    (``baseline``) and, with a sources index, the sides of the split and the per-group
+    numbers."""
     args = ["training.evaluate", "--model", _shown(model), "--dataset", dataset["dataset"]]
     if dataset.get("split"):
         args += ["--split", dataset["split"]]
@@ -664,23 +668,7 @@ def _evaluate_args(
         args += ["--protocol", protocol]
     if limit is not None:
         args += ["--limit", str(limit)]
-    return args
-
-
-def evaluate(
-    model: Path,
-    out: Path,
-    dataset: dict,
-    *,
-    pictures: int = 0,
-    limit: int | None = None,
-    threads: int = 2,
-) -> dict:
-    """``training.evaluate`` of ``model`` on ``dataset`` (a :func:`real_sets` entry or
-    :func:`synthetic_set`); returns the runtime, headline and every number, protocols past
-    the first merged in, and beside them the mean shape's in the same crop (``baseline``)
-    and, with a sources index, the sides of the split and the per-group numbers."""
-    args = _evaluate_args(model, out, dataset, pictures=pictures, limit=limit, threads=threads)
+    args += extra
     metrics = out / "metrics.json"
     metrics.unlink(missing_ok=True)  # never report an earlier run's numbers
     _run(args, f"evaluating {model.name}")
@@ -763,9 +751,12 @@ def calibrate_tracking(task: str, run_dir: Path) -> None:
         "crop": "jitter",
         "options": {**data.options, **data.val_options},
     }
-    args = _evaluate_args(run_dir / "model.keras", run_dir / "eval_calibrate_tracking", select)
-    args.append("--calibrate-tracking")
-    _run(args, "calibrating the lost cut")
+    evaluate(
+        run_dir / "model.keras",
+        run_dir / "eval_calibrate_tracking",
+        select,
+        extra=("--calibrate-tracking",),
+    )
 
 
 # --- the whole pipeline -----------------------------------------------------------------
