@@ -23,6 +23,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -537,6 +538,9 @@ def parse_host_port(spec: str, default_host: str = "127.0.0.1") -> tuple[str, in
 # --- the MJPEG server ----------------------------------------------------------------------------
 
 DEFAULT_MAX_CLIENTS = 4
+# How long close() waits for the requests it ended: a JPEG being encoded finishes well within
+# it, even on an emulated Pi.
+CLOSE_WAIT_SECONDS = 5.0
 
 
 _PAGE = """<!doctype html>
@@ -628,6 +632,10 @@ class MjpegServer:
         self._jpeg_serial = -1
         self._stopping = False
         self._clients = 0
+        # Every request being answered: its thread and socket, so close() can end them. A
+        # daemon thread still in OpenCV when Python exits aborts the process ("terminate
+        # called without an active exception": the JPEG encoder's frame cannot be unwound).
+        self._requests: dict[threading.Thread, socket.socket] = {}
         self.allowed_hosts = tuple(allowed_hosts)
         shown = f"[{host}]" if ":" in host else host
         try:
@@ -686,7 +694,7 @@ class MjpegServer:
         """Block until a frame newer than serial ``after`` exists; (serial, jpeg)."""
         with self._cond:
             self._cond.wait_for(lambda: self._serial > after or self._stopping, timeout)
-            if self._serial <= after or self._image is None:
+            if self._stopping or self._serial <= after or self._image is None:
                 return after, None
             serial, image = self._serial, self._image
             if self._jpeg_serial == serial:
@@ -720,6 +728,18 @@ class MjpegServer:
             timeout = server.send_timeout
             server_version = "binland"
             sys_version = ""
+
+            def setup(self) -> None:
+                super().setup()
+                with server._cond:
+                    server._requests[threading.current_thread()] = self.connection
+
+            def finish(self) -> None:
+                try:
+                    super().finish()
+                finally:
+                    with server._cond:
+                        server._requests.pop(threading.current_thread(), None)
 
             def log_message(self, format, *args):  # noqa: A002 - keep the console for results
                 pass  # and never log a request line: it may hold the token
@@ -841,3 +861,16 @@ class MjpegServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=2.0)
+        # End the requests still being answered and wait for their threads (a viewer blocked
+        # on a write or a request line wakes with an error), so none is inside OpenCV when
+        # the process exits.
+        with self._cond:
+            requests = list(self._requests.items())
+        for _, connection in requests:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its viewer
+        deadline = time.monotonic() + CLOSE_WAIT_SECONDS
+        for thread, _ in requests:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))

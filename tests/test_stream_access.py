@@ -618,3 +618,27 @@ def test_token_checks(tmp_path, monkeypatch) -> None:
     assert read_token() == TOKEN
     with pytest.raises(EdgeError, match="needs a token"):
         MjpegServer("0.0.0.0", 0)  # never open on a non-loopback address
+
+
+def test_closing_ends_every_viewer_even_one_that_stopped_reading() -> None:
+    # A viewer's thread still inside OpenCV's JPEG encoder when Python exits aborts the process
+    # ("terminate called without an active exception", exit -6): it happened to an emulated
+    # Pi's service on systemctl stop. close() ends and joins them all.
+    server = MjpegServer("127.0.0.1", 0, send_timeout=60.0)
+    before = set(threading.enumerate())
+    server.publish(np.random.default_rng(0).integers(0, 255, (480, 640, 3), np.uint8))
+    status, reading, _ = request(server.port, "/stream.mjpg")
+    assert status == 200 and read_part(reading).startswith(JPEG_START)
+    stalled = socket.create_connection(("127.0.0.1", server.port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    for _ in range(20):  # keep publishing until the stalled viewer's writes block
+        server.publish(np.random.default_rng(1).integers(0, 255, (480, 640, 3), np.uint8))
+        time.sleep(0.02)
+    try:
+        server.close()
+        left = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
+        assert left == [], f"request threads still running after close(): {left}"
+    finally:
+        reading.close()
+        stalled.close()
