@@ -18,7 +18,10 @@ Per frame, :class:`edge.multipipeline.MultiLandmarkPipeline` calls:
    the whole body into the small crop, and the crop never grows back). A find that matched
    no track starts a new one (a new ID) unless its crop overlaps a followed track's by more
    than ``duplicate_iou`` (that subject has a track) or ``max_tracks`` are followed already;
-   a newcomer takes the place of the longest-lost track when every place is taken;
+   a newcomer takes the place of the longest-lost track when every place is taken. A
+   followed track that no finder run has found for ``drop_after`` seconds is lost unless
+   its landmarks' mean score is at least ``sure_above`` (background the finder took for a
+   person once is not followed on for ever);
 3. the model runs on every followed track's crop (:meth:`~MultiTracker.crops`), and
    :meth:`~MultiTracker.update` takes each track's landmarks;
 4. :meth:`~MultiTracker.end_frame`: two followed tracks are one subject when their confident
@@ -63,6 +66,9 @@ MAX_TRACKS = 16
 # (docs/measured.md), and it runs only while fewer than max_tracks are followed.
 DEFAULT_FIND_EVERY = 3
 DEFAULT_DROP_AFTER = 1.0
+# A track the finder has missed for drop_after seconds stays only when its landmarks' mean
+# score is at least this (MultiTracker.sure_above).
+DEFAULT_SURE_ABOVE = 0.5
 
 
 class FindsSubjects(Protocol):
@@ -171,6 +177,7 @@ class Track:
     scores: np.ndarray | None = None  # (K,) their scores
     fresh: bool = True  # born or picked up again since its last landmarks: smoothing restarts
     frames: int = 0  # frames it has been followed
+    confirmed: float | None = None  # when a finder last found it (None: only at its birth)
 
     @property
     def tracking(self) -> bool:
@@ -206,6 +213,7 @@ class MultiTracker:
         same_iou: float = 0.5,
         regrow: float = 1.2,
         regrow_below: float = 0.4,
+        sure_above: float = DEFAULT_SURE_ABOVE,
     ) -> None:
         if max_tracks is not None and max_tracks < 1:
             raise ValueError(f"max_tracks must be at least 1, got {max_tracks}")
@@ -232,6 +240,12 @@ class MultiTracker:
         # condition confident tracks restarted too, and recall fell on two other clips.
         self.regrow = regrow
         self.regrow_below = regrow_below
+        # A followed track that no finder run has found for `drop_after` seconds is let
+        # go unless its landmarks' mean score is at least `sure_above`: background the finder
+        # once took for a person (a tripod, a coat on a desk) gets scores over the lost cut
+        # (0.3-0.5), a person in view far more often (0.6-0.8), and a real person the finder
+        # misses that long while the model is unsure of them is better found again.
+        self.sure_above = sure_above
         self.tracks: list[Track] = []
         self._next_id = 1
         self._since_find: int | None = None  # frames since the finder last ran; None: never
@@ -281,12 +295,18 @@ class MultiTracker:
         refs = [box_corners(t.box if t.tracking else t.last_box) for t in self.tracks]
         find_boxes = [box_corners(f.box) for f in finds]
         matched = set()
+        found_tracks = set()
         for ti, fi in match_boxes(refs, find_boxes, self.match_iou):
             matched.add(fi)
+            found_tracks.add(ti)
             track = self.tracks[ti]
+            track.confirmed = timestamp
             if not track.tracking or self._shrunk(track, finds[fi].box):
                 track.follower.start(finds[fi].box)  # picked up (again), under its own ID
                 track.fresh = True
+        for ti, track in enumerate(self.tracks):
+            if ti not in found_tracks and track.tracking:
+                self._unconfirmed(track, timestamp)
         born = []
         for fi, found in enumerate(finds):
             if fi in matched:
@@ -303,6 +323,17 @@ class MultiTracker:
                 self.tracks.remove(min(lost, key=lambda t: t.last_seen))
             born.append(self._start(found.box, timestamp))
         return born
+
+    def _unconfirmed(self, track: Track, timestamp: float) -> None:
+        """A followed ``track`` this finder run missed: lost when no run has found it for
+        ``drop_after`` seconds and its landmarks are not sure (``sure_above``)."""
+        confirmed = track.born if track.confirmed is None else track.confirmed
+        if track.scores is None or timestamp - confirmed < self.drop_after:
+            return
+        if float(np.mean(track.scores)) < self.sure_above:
+            track.follower.reset()  # lost: dropped after drop_after more, unless found again
+            track.rect = None
+            self._lost_one = True
 
     def _shrunk(self, track: Track, found: CropBox) -> bool:
         """Whether a followed ``track`` has shrunk onto part of the subject that ``found`` (a

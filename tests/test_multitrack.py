@@ -35,6 +35,7 @@ class Person:
     x: float
     y: float
     height: float = 200.0
+    sure: float = 0.9  # the model's landmark scores on them (background a finder took: lower)
 
     def landmarks(self) -> np.ndarray:
         """K points down a person-shaped strip: head at the top, feet at the bottom."""
@@ -67,7 +68,7 @@ def look(box: CropBox, scene: list[Person]) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((K, 2)), np.full(K, 0.05)
     near = min(scene, key=lambda p: np.hypot(p.x - box.center[0], p.y - box.center[1]))
     inside = max(abs(near.x - box.center[0]), abs(near.y - box.center[1])) < box.size / 2
-    return near.landmarks(), np.full(K, 0.9 if inside else 0.05)
+    return near.landmarks(), np.full(K, near.sure if inside else 0.05)
 
 
 def step(tracker: MultiTracker, scene: list[Person], t: float) -> dict[int, np.ndarray]:
@@ -305,3 +306,42 @@ def test_a_track_shrunk_onto_part_of_a_person_regrows_from_a_bigger_find(
     assert [t.id for t in tracker.tracks] == [track.id]
     assert track.box.size == pytest.approx(find_size if restarts else small)
     assert track.fresh is restarts  # a restarted track's smoothing starts again
+
+
+class FoundOnce(SceneFinder):
+    """Finds ``once`` (background, or a person the finder then misses) only in its first run;
+    the rest of the scene in every run."""
+
+    def __init__(self, scene: list[Person], once: Person) -> None:
+        super().__init__(scene)
+        self.once = once
+
+    def find(self, image: np.ndarray) -> list[Found]:
+        return super().find(image) + ([self.once.found(0.35)] if self.calls == 1 else [])
+
+
+@pytest.mark.parametrize("sure", [0.42, 0.8])
+def test_a_track_the_finder_never_finds_again_is_kept_only_when_the_model_is_sure(sure):
+    person = Person(150, 240)
+    other = Person(480, 240, sure=sure)  # 0.42: a tripod's scores; 0.8: a person's
+    scene = [person, other]  # the model sees both; the finder finds `other` once
+    tracker = MultiTracker(
+        FoundOnce([person], other),
+        max_tracks=4,
+        margin=1.25,
+        find_every=3,
+        drop_after=1.0,
+        lost_below=0.3,
+    )
+    followed_until = {}
+    for i in range(120):
+        for track_id in step(tracker, scene, i / FPS):
+            followed_until[track_id] = i
+    assert followed_until[1] == 119  # the person the finder keeps finding stays
+    if sure < tracker.sure_above:
+        # Found in frame 0 only (the finder runs every 3rd frame): let go by the run 1 s
+        # later, frame 30, so last followed in frame 29; never picked up again.
+        assert followed_until[2] == 29
+        assert {t.id for t in tracker.tracks} == {1}
+    else:
+        assert followed_until[2] == 119  # sure of them: kept, though the finder misses them
