@@ -35,17 +35,34 @@ def face_model(tmp_path_factory) -> Path:
     return tiny_landmark_tflite(tmp_path_factory.getbasetemp() / "models", "ibug68")
 
 
-def live(*args, extra_env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+def _live_env(extra_env: dict | None = None) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), **(extra_env or {})}
-    env.pop("DISPLAY", None)
+    env.pop("DISPLAY", None)  # no window, whatever the machine running the tests has
+    return env
+
+
+def live(*args, extra_env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m edge.live ARGS`` to the end; its output captured."""
     return subprocess.run(
         [sys.executable, "-m", "edge.live", *map(str, args)],
-        env=env,
+        env=_live_env(extra_env),
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
         **kwargs,
+    )
+
+
+def start_live(*args, stdout=subprocess.PIPE) -> subprocess.Popen:
+    """``python -m edge.live ARGS`` started, for a test to signal or kill mid-run."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge.live", *map(str, args)],
+        env=_live_env(),
+        cwd=REPO,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -105,32 +122,10 @@ def test_every_frame_of_vtest_is_processed(pose_model, tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_outputs_complete_after_a_signal(pose_model, tmp_path, sig):
     video, log = tmp_path / "out.mp4", tmp_path / "out.jsonl"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("DISPLAY", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge.live",
-            "--model",
-            str(pose_model),
-            "--source",
-            "demo",
-            "--loop",
-            "--no-display",
-            "--output",
-            str(video),
-            "--jsonl",
-            str(log),
-            "--threads",
-            "1",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_live(
+        "--model", pose_model, "--source", "demo", "--loop", "--no-display",
+        "--output", video, "--jsonl", log, "--threads", 1,
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -420,34 +415,11 @@ def test_a_kill_leaves_every_video_segment_but_the_last(pose_model, tmp_path):
     """kill -9 (or a power cut) mid-recording: every finished segment plays, with all its
     frames, and every JSONL line is a whole record."""
     video, log = tmp_path / "rec.mp4", tmp_path / "rec.jsonl"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("DISPLAY", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "edge.live",
-            "--model",
-            str(pose_model),
-            "--source",
-            "demo",
-            "--loop",
-            "--no-display",
-            "--threads",
-            "1",
-            "--output",
-            str(video),
-            "--jsonl",
-            str(log),
-            "--segment",
-            "0.5",
-        ],
-        cwd=REPO,
-        env=env,
+    proc = start_live(
+        "--model", pose_model, "--source", "demo", "--loop", "--no-display", "--threads", 1,
+        "--output", video, "--jsonl", log, "--segment", 0.5,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while len(series(video)) < 4:  # three segments finished, the fourth being written
